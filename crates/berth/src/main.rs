@@ -1,0 +1,2 @@
+//! The `berth` binary (to be written).
+fn main() {}

@@ -1,0 +1,128 @@
+//! Content-addressed blob bytes, and the upload sessions that produce them.
+//!
+//! The registry above decides *whether* a blob may be read or written; this crate only stores bytes.
+//! It knows nothing of HTTP, repositories or SQL. Every backend implements [`BlobStore`] and passes the
+//! shared suite in [`testsuite`].
+//!
+//! Hashing is not done here: the registry hashes the stream as it flows into [`BlobStore::upload_write`]
+//! and verifies the digest before it calls [`BlobStore::upload_commit`].
+
+use std::io;
+use std::ops::Range;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use oci::Digest;
+
+pub mod fs;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
+
+/// A stream of bytes, in or out. Chunks are bounded by the producer's buffer size: nothing here ever
+/// collects a whole blob.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// Identifies an upload session. Chosen by the registry (a UUID); a backend may use it as a path component,
+/// so it is restricted to `[a-zA-Z0-9-]`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UploadId(String);
+
+impl UploadId {
+    /// A fresh random id.
+    pub fn random() -> UploadId {
+        UploadId(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// Accepts an id from the outside world, or `None` if it cannot be one of ours.
+    pub fn parse(s: &str) -> Option<UploadId> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        ok.then(|| UploadId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UploadId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A committed blob being read.
+pub struct BlobReader {
+    /// Size of the whole blob (not of the range being read).
+    pub size: u64,
+    /// The requested bytes: the whole blob, or exactly the requested range.
+    pub body: ByteStream,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The upload session has no stored bytes (never written, committed or deleted).
+    #[error("upload {0} not found")]
+    UploadNotFound(UploadId),
+    /// `upload_write` was asked to continue at an offset past the bytes the upload holds.
+    #[error("upload {id} holds {have} bytes, cannot write at offset {offset}")]
+    UploadOffset {
+        id: UploadId,
+        have: u64,
+        offset: u64,
+    },
+    /// The range asked of `read` does not lie within the blob.
+    #[error("range {range:?} is outside a blob of {size} bytes")]
+    RangeNotSatisfiable { range: Range<u64>, size: u64 },
+    /// Reading the request body failed (the client went away or sent garbage): not the storage's fault.
+    #[error("reading the incoming data failed: {0}")]
+    Source(io::Error),
+    /// The storage itself failed.
+    #[error("storage: {0}")]
+    Io(#[from] io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Storage for immutable, content-addressed blobs and for the bytes of uploads in progress.
+///
+/// Contract shared by all backends (checked by [`testsuite`]):
+/// - A blob becomes visible to `stat`/`read` only through `upload_commit`, all at once and durably:
+///   a crash at any moment leaves it either absent or whole.
+/// - Committing a digest that already exists is harmless (content addressing makes the bytes identical).
+/// - Upload bytes are only ever appended at the offset the caller recorded; anything beyond it (left by
+///   a write that failed or crashed before the caller recorded it) is discarded by the next write.
+/// - Every method is safe to call concurrently, from several processes sharing the storage.
+#[async_trait::async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Size of the committed blob `digest`, or `None` if there is none.
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>>;
+
+    /// Streams the committed blob `digest`, or the byte range `range` of it (end exclusive, non-empty,
+    /// within the blob, else `RangeNotSatisfiable`). `None` if there is no such blob.
+    async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<Option<BlobReader>>;
+
+    /// Removes the committed blob `digest`. Returns whether it existed.
+    async fn delete(&self, digest: &Digest) -> Result<bool>;
+
+    /// Appends `data` to upload `id` starting at `offset`, creating the upload if `offset` is 0.
+    /// Bytes the upload holds past `offset` are discarded first. Returns the new length once the bytes are
+    /// durable. Fails with `UploadOffset` if the upload holds fewer than `offset` bytes, `UploadNotFound`
+    /// if `offset > 0` and it holds nothing, `Source` if `data` fails (the upload is then left at some
+    /// length >= `offset` that the caller must not record).
+    async fn upload_write(&self, id: &UploadId, offset: u64, data: ByteStream) -> Result<u64>;
+
+    /// Streams the first `len` bytes of upload `id` (used to hash with an algorithm that was not computed
+    /// while the bytes streamed in).
+    async fn upload_read(&self, id: &UploadId, len: u64) -> Result<ByteStream>;
+
+    /// Makes the first `len` bytes of upload `id` the committed blob `digest`, durably, and removes the
+    /// upload. The caller has verified the digest. `UploadNotFound` if the upload holds fewer than `len` bytes
+    /// (with `len == 0` an upload that holds nothing commits the empty blob).
+    async fn upload_commit(&self, id: &UploadId, len: u64, digest: &Digest) -> Result<()>;
+
+    /// Removes whatever upload `id` holds. Deleting an unknown upload is not an error.
+    async fn upload_delete(&self, id: &UploadId) -> Result<()>;
+}

@@ -1,0 +1,1 @@
+//! Shared backend test suite (to be written).

@@ -1,0 +1,1 @@
+//! Manifest and index parsing and validation (to be written).

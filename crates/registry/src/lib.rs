@@ -1,0 +1,68 @@
+//! The registry: every operation of the OCI Distribution Spec, written once over a [`BlobStore`] and a
+//! [`MetadataStore`], knowing nothing of HTTP or of which backend holds the bytes.
+//!
+//! The HTTP layer parses requests into `oci` types and calls one method here per endpoint; every outcome
+//! is a value or an [`Error`] variant that names the spec's error code.
+
+use std::sync::Arc;
+
+use blobs::BlobStore;
+use metadata::MetadataStore;
+
+mod blob;
+mod discovery;
+mod error;
+mod manifest;
+mod upload;
+
+pub use blob::{BlobContent, BlobInfo, ByteRange};
+pub use blobs::{ByteStream, UploadId};
+pub use discovery::{Page, Referrers};
+pub use error::{BoxError, Error, Result};
+pub use manifest::{ManifestContent, PutManifestOutcome};
+pub use metadata::Referrer;
+pub use upload::{Chunk, MountOutcome, UploadStatus};
+
+/// Settings that change what the registry allows.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Whether manifests, tags and blobs may be deleted (registry:2's `storage.delete.enabled`).
+    pub delete_enabled: bool,
+    /// Largest manifest accepted, in bytes (4 MiB as the spec suggests).
+    pub max_manifest_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            delete_enabled: false,
+            max_manifest_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// The registry. Cheap to clone; holds no global state beyond its two stores.
+#[derive(Clone)]
+pub struct Registry {
+    blobs: Arc<dyn BlobStore>,
+    meta: Arc<dyn MetadataStore>,
+    config: Config,
+}
+
+impl Registry {
+    pub fn new(
+        blobs: Arc<dyn BlobStore>,
+        meta: Arc<dyn MetadataStore>,
+        config: Config,
+    ) -> Registry {
+        Registry {
+            blobs,
+            meta,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
