@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use oci::{Digest, RepoName, Tag};
 
+pub mod schema;
 pub mod sqlite;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;

@@ -1,0 +1,254 @@
+//! The SQLite backend: the shared suite over a temporary file, plus what only a file-backed store has
+//! (reopening, migrations, several connections or processes on one file, surviving an abrupt exit).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use berth_metadata as metadata;
+use bytes::Bytes;
+use metadata::sqlite::SqliteStore;
+use metadata::{Error, MetadataStore, NewManifest, UploadSession};
+use oci::{Digest, RepoName, Tag};
+
+metadata::metadata_store_tests!(async {
+    SqliteStore::open_temporary().expect("temporary sqlite store")
+});
+
+fn repo(s: &str) -> RepoName {
+    s.parse().unwrap()
+}
+
+fn tag(s: &str) -> Tag {
+    s.parse().unwrap()
+}
+
+fn manifest(label: &str, blobs: &[Digest]) -> NewManifest {
+    let payload = Bytes::from(format!("{{\"label\":{label:?}}}"));
+    NewManifest {
+        digest: Digest::sha256_of(&payload),
+        media_type: oci::media_type::OCI_MANIFEST.to_string(),
+        payload,
+        artifact_type: Some("application/vnd.example".to_string()),
+        subject: None,
+        annotations: None,
+        blobs: blobs.to_vec(),
+        children: Vec::new(),
+    }
+}
+
+/// `(version, applied_at)` rows of the migrations table, read with a connection of our own.
+fn applied_migrations(path: &Path) -> Vec<(i64, i64)> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT version, applied_at FROM schema_migrations ORDER BY version")
+        .unwrap();
+    stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Writes one of everything, so a reopened store can be checked for all of it.
+async fn write_everything(store: &SqliteStore) -> (NewManifest, NewManifest, UploadSession) {
+    let r = repo("lib/app");
+    let layer = Digest::sha256_of(b"layer");
+    store.link_blob(&r, &layer, 1234).await.unwrap();
+    let image = manifest("image", &[layer]);
+    store
+        .put_manifest(&r, &image, Some(&tag("v1")))
+        .await
+        .unwrap();
+    let mut sig = manifest("sig", &[]);
+    sig.subject = Some(image.digest.clone());
+    store.put_manifest(&r, &sig, None).await.unwrap();
+    let upload = UploadSession {
+        id: "upload-1".to_string(),
+        repo: r,
+        offset: 77,
+        hash_state: vec![1, 2, 3],
+        started_at: 10,
+        updated_at: 20,
+    };
+    assert!(store.save_upload(&upload, None).await.unwrap());
+    (image, sig, upload)
+}
+
+async fn check_everything(
+    store: &SqliteStore,
+    image: &NewManifest,
+    sig: &NewManifest,
+    upload: &UploadSession,
+) {
+    let r = repo("lib/app");
+    let layer = Digest::sha256_of(b"layer");
+    assert_eq!(store.linked_blob(&r, &layer).await.unwrap(), Some(1234));
+    let tagged = store
+        .tagged_manifest(&r, &tag("v1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tagged.digest, image.digest);
+    assert_eq!(tagged.payload, image.payload);
+    let referrers = store.referrers(&r, &image.digest).await.unwrap();
+    assert_eq!(referrers.len(), 1);
+    assert_eq!(referrers[0].digest, sig.digest);
+    assert_eq!(store.list_repos(None, 10).await.unwrap(), vec!["lib/app"]);
+    assert_eq!(
+        store.upload(&upload.id).await.unwrap().as_ref(),
+        Some(upload)
+    );
+}
+
+#[tokio::test]
+async fn reopening_keeps_everything_and_migrations_run_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let (image, sig, upload) = write_everything(&store).await;
+    drop(store);
+    let first = applied_migrations(&path);
+    assert_eq!(
+        first.iter().map(|m| m.0).collect::<Vec<_>>(),
+        metadata::schema::migrations(metadata::schema::Dialect::Sqlite)
+            .iter()
+            .map(|m| m.version)
+            .collect::<Vec<_>>()
+    );
+
+    // Twice, so a second run of the migrations over an up-to-date file is covered too.
+    for _ in 0..2 {
+        let store = SqliteStore::open(&path).unwrap();
+        check_everything(&store, &image, &sig, &upload).await;
+        drop(store);
+        assert_eq!(
+            applied_migrations(&path),
+            first,
+            "reopening re-ran a migration"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_berth_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO schema_migrations (version, applied_at) VALUES (9999, 0)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    match SqliteStore::open(&path) {
+        Err(Error::Backend(e)) => assert!(e.to_string().contains("9999"), "{e}"),
+        Err(other) => panic!("want a backend error, got {other:?}"),
+        Ok(_) => panic!("opened a database with an unknown schema version"),
+    }
+}
+
+#[tokio::test]
+async fn tampered_rows_are_reported_as_corrupt() {
+    let store = SqliteStore::open_temporary().unwrap();
+    let r = repo("app");
+    let m = manifest("m", &[]);
+    store.put_manifest(&r, &m, Some(&tag("t"))).await.unwrap();
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    conn.execute("UPDATE manifests SET subject = 'sha256:not-hex'", [])
+        .unwrap();
+    let got = store.tagged_manifest(&r, &tag("t")).await;
+    assert!(matches!(got, Err(Error::Corrupt(_))), "{got:?}");
+}
+
+/// Two stores on one file are two sets of connections competing for SQLite's lock, as a server and a
+/// `berth gc` would: every write must still succeed (BEGIN IMMEDIATE plus the busy timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_file_both_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let stores = [
+        Arc::new(SqliteStore::open(&path).unwrap()),
+        Arc::new(SqliteStore::open(&path).unwrap()),
+    ];
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = Arc::clone(&stores[t % 2]);
+        tasks.push(tokio::spawn(async move {
+            let r = repo("shared");
+            for i in 0..10 {
+                let layer = Digest::sha256_of(format!("layer-{t}-{i}").as_bytes());
+                store.link_blob(&r, &layer, 1).await?;
+                let m = manifest(&format!("m-{t}-{i}"), &[layer]);
+                store.put_manifest(&r, &m, Some(&tag("latest"))).await?;
+                store
+                    .put_manifest(&r, &m, Some(&tag(&format!("t{t}-{i}"))))
+                    .await?;
+            }
+            Ok::<_, Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    for store in &stores {
+        // Each sees the other's writes: 80 own tags plus "latest".
+        assert_eq!(
+            store
+                .list_tags(&repo("shared"), None, 1000)
+                .await
+                .unwrap()
+                .len(),
+            81
+        );
+    }
+}
+
+/// Set by `acknowledged_writes_survive_an_abrupt_exit` for the child process it starts.
+const CHILD_DB_ENV: &str = "BERTH_METADATA_ABORT_CHILD_DB";
+
+/// The child half of `acknowledged_writes_survive_an_abrupt_exit`: writes, then dies without running
+/// any destructor (no connection close, no WAL checkpoint), as kill -9 would leave it.
+#[tokio::test]
+#[ignore = "helper run in a child process by acknowledged_writes_survive_an_abrupt_exit"]
+async fn child_writes_then_aborts() {
+    let Some(path) = std::env::var_os(CHILD_DB_ENV) else {
+        panic!("{CHILD_DB_ENV} not set: this runs only as a child of another test");
+    };
+    let store = SqliteStore::open(Path::new(&path)).unwrap();
+    write_everything(&store).await;
+    std::process::abort();
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_an_abrupt_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_writes_then_aborts",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DB_ENV, &path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child was meant to abort");
+
+    let store = SqliteStore::open(&path).unwrap();
+    let r = repo("lib/app");
+    let image = manifest("image", &[Digest::sha256_of(b"layer")]);
+    let mut sig = manifest("sig", &[]);
+    sig.subject = Some(image.digest.clone());
+    let upload = UploadSession {
+        id: "upload-1".to_string(),
+        repo: r,
+        offset: 77,
+        hash_state: vec![1, 2, 3],
+        started_at: 10,
+        updated_at: 20,
+    };
+    check_everything(&store, &image, &sig, &upload).await;
+}
