@@ -1,10 +1,15 @@
 //! Reading and deleting blobs through a repository.
+//!
+//! A blob is readable only through a repository it is linked to (pushed or mounted there): that is what
+//! makes per-repository authorization mean anything, since digests of public layers are well known.
 
 use std::ops::Range;
 
+use bytes::Bytes;
+use futures_util::stream;
 use oci::{Digest, RepoName};
 
-use crate::{ByteStream, Registry, Result};
+use crate::{ByteStream, Error, Registry, Result};
 
 /// A blob as a repository sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,8 +42,17 @@ pub struct BlobContent {
 impl Registry {
     /// HEAD of a blob: BLOB_UNKNOWN unless it is linked to `repo`.
     pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobInfo> {
-        let _ = (repo, digest);
-        todo!()
+        let size = match self.meta.linked_blob(repo, digest).await? {
+            Some(size) => size,
+            None => match self.meta.manifest(repo, digest).await? {
+                Some(m) => m.payload.len() as u64,
+                None => return Err(Error::BlobUnknown(digest.clone())),
+            },
+        };
+        Ok(BlobInfo {
+            digest: digest.clone(),
+            size,
+        })
     }
 
     /// GET of a blob, whole or a range of it (RangeNotSatisfiable when the range misses the blob).
@@ -48,13 +62,110 @@ impl Registry {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<BlobContent> {
-        let _ = (repo, digest, range);
-        todo!()
+        let Some(size) = self.meta.linked_blob(repo, digest).await? else {
+            // As registry:2, a manifest of the repository is readable through the blob endpoints too.
+            return match self.meta.manifest(repo, digest).await? {
+                Some(m) => manifest_as_blob(digest, m.payload, range),
+                None => Err(Error::BlobUnknown(digest.clone())),
+            };
+        };
+        let range = range.map(|r| r.resolve(size)).transpose()?;
+        match self.blobs.read(digest, range.clone()).await? {
+            Some(reader) => Ok(BlobContent {
+                digest: digest.clone(),
+                size: reader.size,
+                range,
+                body: reader.body,
+            }),
+            None => {
+                // Linked but absent: the links promise bytes that GC should never have removed.
+                tracing::error!(%repo, %digest, "blob linked to the repository is missing from storage");
+                Err(Error::BlobUnknown(digest.clone()))
+            }
+        }
     }
 
     /// DELETE of a blob: unlinks it from `repo` (bytes are swept later by GC). Unsupported when deletes are off.
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        let _ = (repo, digest);
-        todo!()
+        if !self.config.delete_enabled {
+            return Err(Error::Unsupported("deletes are disabled".into()));
+        }
+        if self.meta.unlink_blob(repo, digest).await? {
+            Ok(())
+        } else {
+            Err(Error::BlobUnknown(digest.clone()))
+        }
+    }
+}
+
+impl ByteRange {
+    /// The bytes this range names in a blob of `size` bytes, end exclusive, clipped to the blob as
+    /// RFC 9110 says; `RangeNotSatisfiable` when it names none of them.
+    pub fn resolve(self, size: u64) -> Result<Range<u64>> {
+        match self {
+            ByteRange::FromTo(first, last) if first <= last && first < size => {
+                Ok(first..last.saturating_add(1).min(size))
+            }
+            ByteRange::From(first) if first < size => Ok(first..size),
+            ByteRange::Last(n) if n > 0 && size > 0 => Ok(size - n.min(size)..size),
+            _ => Err(Error::RangeNotSatisfiable { size }),
+        }
+    }
+}
+
+/// A manifest's payload served as a blob. Manifests are small and already in memory, so one chunk.
+fn manifest_as_blob(
+    digest: &Digest,
+    payload: Bytes,
+    range: Option<ByteRange>,
+) -> Result<BlobContent> {
+    let size = payload.len() as u64;
+    let range = range.map(|r| r.resolve(size)).transpose()?;
+    let bytes = match &range {
+        // The range lies within the payload, whose length came from a usize.
+        Some(r) => payload.slice(r.start as usize..r.end as usize),
+        None => payload,
+    };
+    Ok(BlobContent {
+        digest: digest.clone(),
+        size,
+        range,
+        body: Box::pin(stream::once(async move { Ok(bytes) })),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_resolve_against_the_size() {
+        use ByteRange::*;
+        let unsat = None;
+        let cases: &[(ByteRange, u64, Option<Range<u64>>)] = &[
+            (FromTo(0, 0), 10, Some(0..1)),
+            (FromTo(2, 5), 10, Some(2..6)),
+            (FromTo(2, 100), 10, Some(2..10)),
+            (FromTo(9, 9), 10, Some(9..10)),
+            (FromTo(10, 12), 10, unsat.clone()),
+            (FromTo(5, 2), 10, unsat.clone()),
+            (FromTo(0, u64::MAX), 10, Some(0..10)),
+            (From(0), 10, Some(0..10)),
+            (From(9), 10, Some(9..10)),
+            (From(10), 10, unsat.clone()),
+            (Last(3), 10, Some(7..10)),
+            (Last(30), 10, Some(0..10)),
+            (Last(0), 10, unsat.clone()),
+            (From(0), 0, unsat.clone()),
+            (Last(5), 0, unsat.clone()),
+            (FromTo(0, 0), 0, unsat),
+        ];
+        for (range, size, want) in cases {
+            match (range.resolve(*size), want) {
+                (Ok(got), Some(want)) => assert_eq!(&got, want, "{range:?} of {size}"),
+                (Err(Error::RangeNotSatisfiable { size: s }), None) => assert_eq!(s, *size),
+                (got, _) => panic!("{range:?} of {size}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 }

@@ -1,8 +1,11 @@
 //! Content discovery: tags, catalog, referrers.
+//!
+//! Listings are paged with the spec's `n` and `last`. Each page is fetched with one entry more than asked,
+//! which tells whether another page follows without a second query.
 
 use oci::{Digest, RepoName};
 
-use crate::{Referrer, Registry, Result};
+use crate::{Error, Referrer, Registry, Result};
 
 /// Pagination as the spec's `n` and `last` query parameters give it.
 #[derive(Clone, Debug, Default)]
@@ -21,27 +24,73 @@ pub struct Referrers {
     pub filtered: bool,
 }
 
+/// Most entries one page holds, whatever `n` asks for: bounds the memory and time of one request.
+pub const MAX_PAGE: usize = 1000;
+/// Catalog page size when `n` is absent: registry:2's default.
+pub const DEFAULT_CATALOG_PAGE: usize = 100;
+/// Tags page size when `n` is absent. registry:2 returns every tag; berth returns up to [`MAX_PAGE`] and
+/// says that more follow (a `Link` header), so one request stays bounded however many tags there are.
+pub const DEFAULT_TAGS_PAGE: usize = MAX_PAGE;
+
 impl Registry {
     /// Tags of `repo`; NAME_UNKNOWN if it does not exist. Returns the page and whether more follow.
     pub async fn list_tags(&self, repo: &RepoName, page: &Page) -> Result<(Vec<String>, bool)> {
-        let _ = (repo, page);
-        todo!()
+        if !self.meta.repo_exists(repo).await? {
+            return Err(Error::NameUnknown(repo.clone()));
+        }
+        let limit = page.limit(DEFAULT_TAGS_PAGE);
+        if limit == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let items = self
+            .meta
+            .list_tags(repo, page.last.as_deref(), limit + 1)
+            .await?;
+        Ok(split_page(items, limit))
     }
 
     /// Repositories. Returns the page and whether more follow.
     pub async fn catalog(&self, page: &Page) -> Result<(Vec<String>, bool)> {
-        let _ = page;
-        todo!()
+        let limit = page.limit(DEFAULT_CATALOG_PAGE);
+        if limit == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let items = self
+            .meta
+            .list_repos(page.last.as_deref(), limit + 1)
+            .await?;
+        Ok(split_page(items, limit))
     }
 
     /// Manifests in `repo` whose subject is `subject`, optionally only those of `artifact_type`.
+    /// A subject nobody refers to (or that does not exist) has no referrers: an empty list, not an error.
     pub async fn referrers(
         &self,
         repo: &RepoName,
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Referrers> {
-        let _ = (repo, subject, artifact_type);
-        todo!()
+        let mut manifests = self.meta.referrers(repo, subject).await?;
+        if let Some(wanted) = artifact_type {
+            manifests.retain(|r| r.artifact_type.as_deref() == Some(wanted));
+        }
+        Ok(Referrers {
+            manifests,
+            filtered: artifact_type.is_some(),
+        })
     }
+}
+
+impl Page {
+    /// How many entries to return: `n` capped at [`MAX_PAGE`], or `default` when `n` is absent.
+    pub fn limit(&self, default: usize) -> usize {
+        self.n.unwrap_or(default).min(MAX_PAGE)
+    }
+}
+
+/// Cuts a listing fetched with one entry more than `limit` into the page and whether more follow.
+fn split_page(mut items: Vec<String>, limit: usize) -> (Vec<String>, bool) {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    (items, more)
 }

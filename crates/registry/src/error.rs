@@ -82,3 +82,14 @@ impl From<metadata::Error> for Error {
         }
     }
 }
+
+/// The blob store's failures as the domain sees them. Only a range outside the blob is the client's doing;
+/// the upload paths handle `Source` and `UploadNotFound` themselves, before this applies.
+impl From<blobs::Error> for Error {
+    fn from(e: blobs::Error) -> Self {
+        match e {
+            blobs::Error::RangeNotSatisfiable { size, .. } => Error::RangeNotSatisfiable { size },
+            other => Error::Internal(other.into()),
+        }
+    }
+}

@@ -13,11 +13,13 @@ mod blob;
 mod discovery;
 mod error;
 mod manifest;
+mod meter;
 mod upload;
+mod upload_lock;
 
 pub use blob::{BlobContent, BlobInfo, ByteRange};
 pub use blobs::{ByteStream, UploadId};
-pub use discovery::{Page, Referrers};
+pub use discovery::{DEFAULT_CATALOG_PAGE, DEFAULT_TAGS_PAGE, MAX_PAGE, Page, Referrers};
 pub use error::{BoxError, Error, Result};
 pub use manifest::{ManifestContent, PutManifestOutcome};
 pub use metadata::Referrer;
@@ -41,12 +43,15 @@ impl Default for Config {
     }
 }
 
-/// The registry. Cheap to clone; holds no global state beyond its two stores.
+/// The registry. Cheap to clone (clones share everything); holds no global state: its two stores and the
+/// locks of uploads in progress live here.
 #[derive(Clone)]
 pub struct Registry {
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetadataStore>,
     config: Config,
+    /// Serialises the requests working on one upload (see [`upload_lock`] for why).
+    upload_locks: upload_lock::UploadLocks,
 }
 
 impl Registry {
@@ -59,6 +64,7 @@ impl Registry {
             blobs,
             meta,
             config,
+            upload_locks: Default::default(),
         }
     }
 

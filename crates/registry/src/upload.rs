@@ -1,8 +1,17 @@
 //! Blob uploads: start, chunk, status, finish, cancel, mount.
+//!
+//! The metadata's `UploadSession` is the source of truth for an upload: how many bytes it holds and the
+//! hash state over them. A chunk is hashed as it streams into the blob store, and the session moves
+//! forward (compare-and-swap on the offset) only once the bytes are durable and match what the client
+//! declared. So an upload survives restarts and can move between replicas, and a failed or concurrent
+//! write never leaves a recorded state that disagrees with the bytes.
 
-use oci::{Digest, RepoName};
+use futures_util::StreamExt;
+use metadata::UploadSession;
+use oci::{Digest, DigestAlgorithm, RepoName, ResumableHasher};
 
-use crate::{BlobInfo, ByteStream, Registry, Result, UploadId};
+use crate::meter::Meter;
+use crate::{BlobInfo, ByteStream, Error, Registry, Result, UploadId};
 
 /// Where an upload stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,8 +42,22 @@ pub enum MountOutcome {
 impl Registry {
     /// POST: starts an upload.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadStatus> {
-        let _ = repo;
-        todo!()
+        let id = UploadId::random();
+        let now = unix_now();
+        let session = UploadSession {
+            id: id.as_str().to_string(),
+            repo: repo.clone(),
+            offset: 0,
+            hash_state: ResumableHasher::new(DigestAlgorithm::Sha256).to_bytes(),
+            started_at: now,
+            updated_at: now,
+        };
+        // The blob store creates the upload's bytes on the first write; until then the session alone
+        // stands for an empty upload.
+        if !self.meta.save_upload(&session, None).await? {
+            return Err(Error::internal(format!("upload id {id} already in use")));
+        }
+        Ok(UploadStatus { id, offset: 0 })
     }
 
     /// POST `?digest=` with a body: the whole blob in one request.
@@ -44,8 +67,15 @@ impl Registry {
         digest: &Digest,
         chunk: Chunk,
     ) -> Result<BlobInfo> {
-        let _ = (repo, digest, chunk);
-        todo!()
+        let status = self.start_upload(repo).await?;
+        let result = self
+            .finish_upload(repo, &status.id, digest, Some(chunk))
+            .await;
+        if result.is_err() {
+            // The client never saw this upload's id, so nobody could resume it: drop it now.
+            self.discard_upload(&status.id).await;
+        }
+        result
     }
 
     /// POST `?mount=digest[&from=repo]`: links an existing blob, from `from` or (without it) from anywhere
@@ -56,14 +86,30 @@ impl Registry {
         digest: &Digest,
         from: Option<&RepoName>,
     ) -> Result<MountOutcome> {
-        let _ = (repo, digest, from);
-        todo!()
+        let size = match from {
+            Some(from) => self.meta.linked_blob(from, digest).await?,
+            None => self.meta.known_blob(digest).await?,
+        };
+        // The metadata says the blob exists; the bytes must too, or the mount would link a hole.
+        if let Some(size) = size
+            && self.blobs.stat(digest).await?.is_some()
+        {
+            self.meta.link_blob(repo, digest, size).await?;
+            return Ok(MountOutcome::Mounted(BlobInfo {
+                digest: digest.clone(),
+                size,
+            }));
+        }
+        Ok(MountOutcome::Started(self.start_upload(repo).await?))
     }
 
     /// GET of the upload URL.
     pub async fn upload_status(&self, repo: &RepoName, id: &UploadId) -> Result<UploadStatus> {
-        let _ = (repo, id);
-        todo!()
+        let session = self.session(repo, id).await?;
+        Ok(UploadStatus {
+            id: id.clone(),
+            offset: session.offset,
+        })
     }
 
     /// PATCH: appends a chunk (UploadOutOfOrder when its range does not start at the offset).
@@ -73,8 +119,13 @@ impl Registry {
         id: &UploadId,
         chunk: Chunk,
     ) -> Result<UploadStatus> {
-        let _ = (repo, id, chunk);
-        todo!()
+        let _guard = self.upload_locks.lock(id.as_str()).await;
+        let session = self.session(repo, id).await?;
+        let session = self.append(id, session, chunk).await?;
+        Ok(UploadStatus {
+            id: id.clone(),
+            offset: session.offset,
+        })
     }
 
     /// PUT `?digest=`: appends the optional last chunk, verifies the digest, commits and links the blob.
@@ -85,13 +136,206 @@ impl Registry {
         digest: &Digest,
         chunk: Option<Chunk>,
     ) -> Result<BlobInfo> {
-        let _ = (repo, id, digest, chunk);
-        todo!()
+        // Held through the commit, so no write of this process is in flight while the bytes become a blob.
+        let _guard = self.upload_locks.lock(id.as_str()).await;
+        let mut session = self.session(repo, id).await?;
+        if let Some(chunk) = chunk {
+            session = self.append(id, session, chunk).await?;
+        }
+        let actual = self.upload_digest(id, &session, digest.algorithm()).await?;
+        if actual != *digest {
+            self.discard_upload(id).await;
+            return Err(Error::DigestInvalid(format!(
+                "the upload's content is {actual}, not {digest}"
+            )));
+        }
+        let size = session.offset;
+        // Bytes first, durable, then the link: a crash in between leaves an unlinked blob for GC to
+        // sweep, never a link to bytes that are not there.
+        match self.blobs.stat(digest).await? {
+            Some(_) => self.blobs.upload_delete(id).await?,
+            None => match self.blobs.upload_commit(id, size, digest).await {
+                Ok(()) => {}
+                Err(blobs::Error::UploadNotFound(_)) => return Err(Error::BlobUploadUnknown),
+                Err(e) => return Err(e.into()),
+            },
+        }
+        self.meta.link_blob(repo, digest, size).await?;
+        self.meta.delete_upload(&session.id).await?;
+        Ok(BlobInfo {
+            digest: digest.clone(),
+            size,
+        })
     }
 
     /// DELETE of the upload URL.
     pub async fn cancel_upload(&self, repo: &RepoName, id: &UploadId) -> Result<()> {
-        let _ = (repo, id);
-        todo!()
+        let _guard = self.upload_locks.lock(id.as_str()).await;
+        self.session(repo, id).await?;
+        // Bytes before the session: if the second step fails, the session is left pointing at nothing and
+        // its next write fails cleanly, rather than orphaned bytes nobody knows about.
+        self.blobs.upload_delete(id).await?;
+        self.meta.delete_upload(id.as_str()).await?;
+        Ok(())
     }
+
+    /// The session of upload `id`, if it belongs to `repo`. Another repository naming the id learns
+    /// nothing: the answer is the same as for an id that does not exist.
+    async fn session(&self, repo: &RepoName, id: &UploadId) -> Result<UploadSession> {
+        match self.meta.upload(id.as_str()).await? {
+            Some(s) if &s.repo == repo => Ok(s),
+            _ => Err(Error::BlobUploadUnknown),
+        }
+    }
+
+    /// Streams `chunk` into the upload at the session's offset, then records the new offset and hash state
+    /// if the bytes arrived as declared. Returns the session as recorded. The caller holds the upload's
+    /// lock and read `session` under it.
+    async fn append(
+        &self,
+        id: &UploadId,
+        session: UploadSession,
+        chunk: Chunk,
+    ) -> Result<UploadSession> {
+        let limit = declared_length(session.offset, &chunk)?;
+        let hasher = ResumableHasher::from_bytes(&session.hash_state).map_err(Error::internal)?;
+        let meter = Meter::new(hasher);
+        let written = self
+            .blobs
+            .upload_write(id, session.offset, meter.wrap(chunk.body, limit))
+            .await;
+        let tally = meter
+            .tally()
+            .ok_or_else(|| Error::internal("upload tally lost"))?;
+        let mismatch = |what: String| match chunk.length {
+            Some(_) => Error::SizeInvalid(what),
+            None => Error::BlobUploadInvalid(what),
+        };
+        let new_len = match written {
+            Ok(n) => n,
+            Err(blobs::Error::Source(_)) if tally.overflowed => {
+                return Err(mismatch(format!(
+                    "the body is longer than the declared {} bytes",
+                    limit.unwrap_or_default()
+                )));
+            }
+            Err(blobs::Error::Source(e)) => {
+                return Err(Error::BlobUploadInvalid(format!(
+                    "reading the body failed: {e}"
+                )));
+            }
+            Err(blobs::Error::UploadNotFound(_)) => {
+                tracing::warn!(upload = %id, "upload session has no bytes in the blob store");
+                return Err(Error::BlobUploadUnknown);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(declared) = limit
+            && tally.received != declared
+        {
+            return Err(mismatch(format!(
+                "{} bytes received, {declared} declared",
+                tally.received
+            )));
+        }
+        if new_len != session.offset + tally.received {
+            return Err(Error::internal(format!(
+                "blob store holds {new_len} bytes for upload {id}, expected {}",
+                session.offset + tally.received
+            )));
+        }
+        let old_offset = session.offset;
+        let next = UploadSession {
+            offset: new_len,
+            hash_state: tally.hasher.to_bytes(),
+            updated_at: unix_now(),
+            ..session
+        };
+        if self.meta.save_upload(&next, Some(old_offset)).await? {
+            return Ok(next);
+        }
+        // Another request moved the upload while this one wrote: this chunk lost the race.
+        match self.meta.upload(id.as_str()).await? {
+            Some(current) => Err(Error::UploadOutOfOrder {
+                offset: current.offset,
+            }),
+            None => Err(Error::BlobUploadUnknown),
+        }
+    }
+
+    /// The digest of the upload's bytes with `algorithm`: from the recorded hash state when it is that
+    /// algorithm's, else by reading the bytes back (sha512 uploads, which are rare).
+    async fn upload_digest(
+        &self,
+        id: &UploadId,
+        session: &UploadSession,
+        algorithm: DigestAlgorithm,
+    ) -> Result<Digest> {
+        let recorded = ResumableHasher::from_bytes(&session.hash_state).map_err(Error::internal)?;
+        if recorded.algorithm() == algorithm {
+            return Ok(recorded.finish());
+        }
+        let mut hasher = ResumableHasher::new(algorithm);
+        if session.offset > 0 {
+            let mut bytes = match self.blobs.upload_read(id, session.offset).await {
+                Ok(s) => s,
+                Err(blobs::Error::UploadNotFound(_)) => return Err(Error::BlobUploadUnknown),
+                Err(e) => return Err(e.into()),
+            };
+            while let Some(chunk) = bytes.next().await {
+                hasher.update(&chunk.map_err(Error::internal)?);
+            }
+        }
+        if hasher.len() != session.offset {
+            return Err(Error::internal(format!(
+                "upload {id} read back {} bytes, expected {}",
+                hasher.len(),
+                session.offset
+            )));
+        }
+        Ok(hasher.finish())
+    }
+
+    /// Drops an upload's bytes and session after a failure the client cannot recover from. Best effort:
+    /// the caller is already answering with the failure that matters, so a cleanup error is only logged
+    /// (stale uploads are purged later anyway).
+    async fn discard_upload(&self, id: &UploadId) {
+        if let Err(e) = self.blobs.upload_delete(id).await {
+            tracing::warn!(upload = %id, error = %e, "could not delete upload bytes");
+        }
+        if let Err(e) = self.meta.delete_upload(id.as_str()).await {
+            tracing::warn!(upload = %id, error = %e, "could not delete upload session");
+        }
+    }
+}
+
+/// How many bytes the chunk says it carries, after checking that what it says is consistent and starts
+/// where the upload ends.
+fn declared_length(offset: u64, chunk: &Chunk) -> Result<Option<u64>> {
+    let from_range = match chunk.range {
+        None => None,
+        Some((start, _)) if start != offset => return Err(Error::UploadOutOfOrder { offset }),
+        Some((start, end)) => match end.checked_sub(start).and_then(|n| n.checked_add(1)) {
+            Some(n) => Some(n),
+            None => {
+                return Err(Error::BlobUploadInvalid(format!(
+                    "Content-Range {start}-{end} is not a range"
+                )));
+            }
+        },
+    };
+    match (chunk.length, from_range) {
+        (Some(len), Some(range)) if len != range => Err(Error::BlobUploadInvalid(format!(
+            "Content-Length {len} disagrees with a Content-Range of {range} bytes"
+        ))),
+        (len, range) => Ok(len.or(range)),
+    }
+}
+
+/// Seconds since the Unix epoch, for session bookkeeping (a clock before 1970 counts as 0).
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
