@@ -1,1 +1,69 @@
-//! The HTTP face of berth (to be written).
+//! The HTTP face of berth: the OCI Distribution API over the [`Registry`].
+//!
+//! One wildcard route takes every `/v2/...` request; [`Endpoint::parse`] turns its method, path and query
+//! into a typed endpoint (repository names contain slashes, so the path is read from the right), and a
+//! handler per resource group calls one registry operation and writes the spec's headers. Failures become
+//! the spec's error body in [`error`], through one exhaustive table. No business rule lives here: what is
+//! allowed and what exists is the registry's decision.
+//!
+//! Request bodies stream into the registry as [`registry::ByteStream`] (see [`body`]); response bodies stream
+//! out of it. Only manifests are read whole, up to the registry's size limit.
+
+use std::future::Future;
+use std::io;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::Response;
+use axum::routing::any;
+use axum::serve::ListenerExt;
+use registry::Registry;
+use tokio::net::TcpListener;
+
+pub mod body;
+pub mod endpoint;
+pub mod error;
+mod handlers;
+pub mod headers;
+pub mod middleware;
+
+pub use endpoint::Endpoint;
+pub use error::ApiError;
+
+/// The application: the `/v2/` API over `registry`, with request ids, logging and the version header on
+/// every response.
+pub fn router(registry: Registry) -> Router {
+    // `/v2/{*rest}` does not match an empty rest, so the base URL is spelled out; all three reach the
+    // same dispatcher, which reads the raw path itself.
+    Router::new()
+        .route("/v2", any(handlers::dispatch))
+        .route("/v2/", any(handlers::dispatch))
+        .route("/v2/{*rest}", any(handlers::dispatch))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(middleware::request_context))
+        .with_state(registry)
+}
+
+/// Serves `router` on an already-bound `listener` until `shutdown` completes, then stops accepting and
+/// waits for the requests in flight. Taking the listener (rather than an address) lets callers bind
+/// port 0 and learn the real port before serving.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    // Registry traffic is request/response with small heads: Nagle's delay only adds latency.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Anything outside `/v2/`: a 404 in the spec's error format, like an unknown path inside it.
+async fn not_found(req: Request) -> Response {
+    ApiError::no_such_endpoint().into_response(&middleware::RequestId::of(&req))
+}

@@ -1,0 +1,92 @@
+//! Blob reads and deletes: `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`.
+//!
+//! A GET streams the blob from the store to the client; a `Range` header asks for part of it. Only a
+//! single range is served: a multi-range or malformed header is answered 416 (after checking the blob
+//! exists, so that an unknown blob is still a 404 and the 416 can carry the blob's size).
+
+use axum::body::Body;
+use axum::http::header::{
+    ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderName, HeaderValue,
+};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use oci::{Digest, RepoName};
+use registry::{Error, Registry};
+
+use super::{Result, empty};
+use crate::headers::{CONTENT_DIGEST, RANGE_NAME, parse_blob_range, value};
+
+pub async fn get(
+    registry: &Registry,
+    name: &RepoName,
+    digest: &Digest,
+    request: &HeaderMap,
+) -> Result {
+    let range = match request.get(RANGE_NAME) {
+        None => None,
+        // A header that is not visible ASCII is as malformed as one that does not parse.
+        Some(raw) => match raw.to_str().ok().and_then(parse_blob_range) {
+            Some(range) => Some(range),
+            None => {
+                let info = registry.stat_blob(name, digest).await?;
+                return Err(Error::RangeNotSatisfiable { size: info.size }.into());
+            }
+        },
+    };
+
+    let content = registry.get_blob(name, digest, range).await?;
+    let mut headers = blob_headers(&content.digest);
+    let status = match &content.range {
+        Some(r) => {
+            headers.push((
+                CONTENT_LENGTH,
+                value(r.end.saturating_sub(r.start).to_string()),
+            ));
+            headers.push((
+                CONTENT_RANGE,
+                value(format!(
+                    "bytes {}-{}/{}",
+                    r.start,
+                    r.end.saturating_sub(1),
+                    content.size
+                )),
+            ));
+            StatusCode::PARTIAL_CONTENT
+        }
+        None => {
+            headers.push((CONTENT_LENGTH, value(content.size.to_string())));
+            StatusCode::OK
+        }
+    };
+    let headers: HeaderMap = headers.into_iter().collect();
+    Ok((status, headers, Body::from_stream(content.body)).into_response())
+}
+
+/// HEAD: the GET's headers from a stat, without opening the blob.
+pub async fn head(registry: &Registry, name: &RepoName, digest: &Digest) -> Result {
+    let info = registry.stat_blob(name, digest).await?;
+    let mut headers = blob_headers(&info.digest);
+    headers.push((CONTENT_LENGTH, value(info.size.to_string())));
+    let headers: HeaderMap = headers.into_iter().collect();
+    Ok((StatusCode::OK, headers, Body::empty()).into_response())
+}
+
+pub async fn delete(registry: &Registry, name: &RepoName, digest: &Digest) -> Result {
+    registry.delete_blob(name, digest).await?;
+    Ok(empty(
+        StatusCode::ACCEPTED,
+        [(CONTENT_DIGEST, value(digest.to_string()))],
+    ))
+}
+
+fn blob_headers(digest: &Digest) -> Vec<(HeaderName, HeaderValue)> {
+    vec![
+        (CONTENT_DIGEST, value(digest.to_string())),
+        (
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        ),
+        (ETAG, value(format!("\"{digest}\""))),
+        (ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+    ]
+}

@@ -1,0 +1,89 @@
+//! One handler file per resource group; this module parses the endpoint and hands the request to it.
+//!
+//! Handlers return `Result<Response, ApiError>`; the error becomes a response here, where the request id
+//! is known, so that an internal error is logged and answered with the same id.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use registry::Registry;
+
+use crate::endpoint::{BlobOp, Endpoint, ManifestOp, UploadOp, UploadStartKind};
+use crate::error::ApiError;
+use crate::middleware::RequestId;
+
+mod base;
+mod blobs;
+mod discovery;
+mod manifests;
+mod referrers;
+mod uploads;
+
+type Result<T = Response, E = ApiError> = std::result::Result<T, E>;
+
+pub async fn dispatch(State(registry): State<Registry>, req: Request) -> Response {
+    let request_id = RequestId::of(&req);
+    let outcome = match Endpoint::parse(req.method(), req.uri().path(), req.uri().query()) {
+        Ok(endpoint) => route(&registry, endpoint, req).await,
+        Err(e) => Err(e),
+    };
+    outcome.unwrap_or_else(|e| e.into_response(&request_id))
+}
+
+async fn route(registry: &Registry, endpoint: Endpoint, req: Request) -> Result {
+    match endpoint {
+        Endpoint::Base => Ok(base::get()),
+        Endpoint::Catalog { n, last } => discovery::catalog(registry, n, last).await,
+        Endpoint::Tags { name, n, last } => discovery::tags(registry, &name, n, last).await,
+        Endpoint::Manifest {
+            name,
+            reference,
+            op,
+        } => match op {
+            ManifestOp::Get => manifests::get(registry, &name, &reference, false).await,
+            ManifestOp::Head => manifests::get(registry, &name, &reference, true).await,
+            ManifestOp::Put => manifests::put(registry, &name, &reference, req).await,
+            ManifestOp::Delete => manifests::delete(registry, &name, &reference).await,
+        },
+        Endpoint::Blob { name, digest, op } => match op {
+            BlobOp::Get => blobs::get(registry, &name, &digest, req.headers()).await,
+            BlobOp::Head => blobs::head(registry, &name, &digest).await,
+            BlobOp::Delete => blobs::delete(registry, &name, &digest).await,
+        },
+        Endpoint::UploadStart { name, kind } => match kind {
+            UploadStartKind::Session => uploads::start(registry, &name).await,
+            UploadStartKind::Monolithic(digest) => {
+                uploads::monolithic(registry, &name, &digest, req).await
+            }
+            UploadStartKind::Mount { digest, from } => {
+                uploads::mount(registry, &name, &digest, from.as_ref()).await
+            }
+        },
+        Endpoint::Upload { name, id, op } => match op {
+            UploadOp::Status => uploads::status(registry, &name, &id).await,
+            UploadOp::Chunk => uploads::chunk_patch(registry, &name, &id, req).await,
+            UploadOp::Finish(digest) => uploads::finish(registry, &name, &id, &digest, req).await,
+            UploadOp::Cancel => uploads::cancel(registry, &name, &id).await,
+        },
+        Endpoint::Referrers {
+            name,
+            digest,
+            artifact_type,
+        } => referrers::list(registry, &name, &digest, artifact_type.as_deref()).await,
+    }
+}
+
+/// A response with no body: its `Content-Length: 0` is explicit, as registry:2 sends it and some
+/// clients expect it on 201/202/204.
+fn empty(
+    status: StatusCode,
+    headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
+) -> Response {
+    let mut map: HeaderMap = headers.into_iter().collect();
+    if status != StatusCode::NO_CONTENT {
+        map.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
+    (status, map, Body::empty()).into_response()
+}

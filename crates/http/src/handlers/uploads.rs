@@ -1,0 +1,177 @@
+//! Blob uploads: `POST .../blobs/uploads/` (a session, a monolithic push or a mount) and the session URL
+//! `.../blobs/uploads/<id>` (GET status, PATCH a chunk, PUT to finish, DELETE to cancel).
+//!
+//! Bodies stream into the registry chunk by chunk; see [`crate::body`] for how a body that does not match
+//! its Content-Length is caught and blamed on the client.
+
+use axum::body::HttpBody as _;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::http::header::{CONTENT_RANGE, LOCATION};
+use axum::response::Response;
+use oci::{Digest, RepoName};
+use registry::{BlobInfo, Chunk, Error, MountOutcome, Registry, UploadId, UploadStatus};
+
+use super::{Result, empty};
+use crate::body;
+use crate::error::ApiError;
+use crate::headers::{
+    CONTENT_DIGEST, RANGE_NAME, UPLOAD_UUID, content_length, parse_content_range, text,
+    upload_range, value,
+};
+
+/// POST without parameters: a new session.
+pub async fn start(registry: &Registry, name: &RepoName) -> Result {
+    let status = registry.start_upload(name).await?;
+    Ok(session(name, &status, StatusCode::ACCEPTED))
+}
+
+/// POST `?digest=`: the whole blob in this request's body.
+pub async fn monolithic(
+    registry: &Registry,
+    name: &RepoName,
+    digest: &Digest,
+    req: Request,
+) -> Result {
+    let (chunk, fault) = chunk(req)?;
+    let info = fault.overrule(registry.push_blob(name, digest, chunk).await)?;
+    Ok(created(name, &info))
+}
+
+/// POST `?mount=`: link a blob the registry already has, or fall back to a session.
+pub async fn mount(
+    registry: &Registry,
+    name: &RepoName,
+    digest: &Digest,
+    from: Option<&RepoName>,
+) -> Result {
+    match registry.mount_blob(name, digest, from).await? {
+        MountOutcome::Mounted(info) => Ok(created(name, &info)),
+        MountOutcome::Started(status) => Ok(session(name, &status, StatusCode::ACCEPTED)),
+    }
+}
+
+/// GET of the session URL: 204 with where the upload stands.
+pub async fn status(registry: &Registry, name: &RepoName, id: &UploadId) -> Result {
+    let status = registry.upload_status(name, id).await?;
+    Ok(session(name, &status, StatusCode::NO_CONTENT))
+}
+
+/// PATCH: append the body. An out-of-order chunk is a 416 telling the client where the upload is.
+pub async fn chunk_patch(
+    registry: &Registry,
+    name: &RepoName,
+    id: &UploadId,
+    req: Request,
+) -> Result {
+    let (chunk, fault) = chunk(req)?;
+    let status = fault
+        .overrule(registry.upload_chunk(name, id, chunk).await)
+        .map_err(|e| locate(e, name, id))?;
+    Ok(session(name, &status, StatusCode::ACCEPTED))
+}
+
+/// PUT `?digest=`: the optional last chunk, then commit.
+pub async fn finish(
+    registry: &Registry,
+    name: &RepoName,
+    id: &UploadId,
+    digest: &Digest,
+    req: Request,
+) -> Result {
+    // A body known to be empty is no chunk at all (the usual closing PUT after PATCHes).
+    let empty_body = req.body().is_end_stream() || content_length(req.headers())? == Some(0);
+    let (info, fault) = if empty_body {
+        (registry.finish_upload(name, id, digest, None).await, None)
+    } else {
+        let (chunk, fault) = chunk(req)?;
+        (
+            registry.finish_upload(name, id, digest, Some(chunk)).await,
+            Some(fault),
+        )
+    };
+    let info = match fault {
+        Some(fault) => fault.overrule(info),
+        None => info,
+    }
+    .map_err(|e| locate(e, name, id))?;
+    Ok(created(name, &info))
+}
+
+/// DELETE of the session URL.
+pub async fn cancel(registry: &Registry, name: &RepoName, id: &UploadId) -> Result {
+    registry.cancel_upload(name, id).await?;
+    Ok(empty(StatusCode::NO_CONTENT, []))
+}
+
+/// The request as a [`Chunk`]: its body streamed, with the Content-Range and Content-Length it declared.
+fn chunk(req: Request) -> Result<(Chunk, body::BodyFault), ApiError> {
+    let headers = req.headers();
+    let length = content_length(headers)?;
+    let range = match headers.get(CONTENT_RANGE) {
+        None => None,
+        Some(_) => {
+            let raw = text(headers, &CONTENT_RANGE).ok_or_else(|| {
+                Error::BlobUploadInvalid("Content-Range is not visible ASCII".to_string())
+            })?;
+            Some(parse_content_range(raw)?)
+        }
+    };
+    // The parser guarantees end >= start; the saturating add only guards `0-18446744073709551615`.
+    if let (Some((start, end)), Some(length)) = (range, length)
+        && (end - start).saturating_add(1) != length
+    {
+        return Err(Error::SizeInvalid(format!(
+            "Content-Range {start}-{end} does not span the Content-Length of {length} bytes"
+        ))
+        .into());
+    }
+    let (stream, fault) = body::stream(req.into_body(), length);
+    Ok((
+        Chunk {
+            range,
+            length,
+            body: stream,
+        },
+        fault,
+    ))
+}
+
+/// The headers of a live session: where it is and how much it holds.
+fn session(name: &RepoName, status: &UploadStatus, code: StatusCode) -> Response {
+    empty(
+        code,
+        [
+            (LOCATION, value(upload_location(name, &status.id))),
+            (RANGE_NAME, upload_range(status.offset)),
+            (UPLOAD_UUID, value(status.id.to_string())),
+        ],
+    )
+}
+
+/// 201 for a blob now readable in `name`.
+fn created(name: &RepoName, info: &BlobInfo) -> Response {
+    empty(
+        StatusCode::CREATED,
+        [
+            (LOCATION, value(format!("/v2/{name}/blobs/{}", info.digest))),
+            (CONTENT_DIGEST, value(info.digest.to_string())),
+        ],
+    )
+}
+
+fn upload_location(name: &RepoName, id: &UploadId) -> String {
+    format!("/v2/{name}/blobs/uploads/{id}")
+}
+
+/// An out-of-order chunk's 416 carries the session's URL, so the client can ask where to resume.
+fn locate(e: Error, name: &RepoName, id: &UploadId) -> ApiError {
+    let out_of_order = matches!(e, Error::UploadOutOfOrder { .. });
+    let err = ApiError::from(e);
+    if out_of_order {
+        err.with_header(LOCATION, value(upload_location(name, id)))
+            .with_header(UPLOAD_UUID, value(id.to_string()))
+    } else {
+        err
+    }
+}
