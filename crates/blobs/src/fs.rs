@@ -1,1 +1,0 @@
-//! Filesystem backend (to be written).

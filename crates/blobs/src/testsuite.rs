@@ -1,1 +1,0 @@
-//! Shared backend test suite (to be written).
