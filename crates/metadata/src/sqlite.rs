@@ -149,8 +149,7 @@ impl SqliteStore {
             let pooled = lock(&inner.readers).pop();
             let conn = match pooled {
                 Some(conn) => conn,
-                // Cannot happen while permits and connections are paired, but a fresh connection is a
-                // better answer than a panic if it ever does.
+                // Only if a panicking reader lost its connection: replace it rather than fail.
                 None => open_reader(&inner.path)?,
             };
             let out = f(&conn);

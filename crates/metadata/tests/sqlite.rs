@@ -183,6 +183,10 @@ async fn two_stores_on_one_file_both_write() {
                 store
                     .put_manifest(&r, &m, Some(&tag(&format!("t{t}-{i}"))))
                     .await?;
+                // delete_manifest reads before it writes, the case that needs BEGIN IMMEDIATE.
+                let scratch = manifest(&format!("scratch-{t}-{i}"), &[]);
+                store.put_manifest(&r, &scratch, None).await?;
+                assert!(store.delete_manifest(&r, &scratch.digest).await?);
             }
             Ok::<_, Error>(())
         }));
@@ -251,4 +255,30 @@ async fn acknowledged_writes_survive_an_abrupt_exit() {
         updated_at: 20,
     };
     check_everything(&store, &image, &sig, &upload).await;
+}
+
+/// Another process holds the write lock and commits while our delete waits. A deferred transaction
+/// would read first, find its snapshot stale once the lock frees, and fail with "database is locked";
+/// `BEGIN IMMEDIATE` waits for the lock before reading and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waits_out_another_process_holding_the_lock() {
+    let store = SqliteStore::open_temporary().unwrap();
+    let r = repo("app");
+    let m = manifest("m", &[]);
+    store.put_manifest(&r, &m, Some(&tag("t"))).await.unwrap();
+
+    let other = rusqlite::Connection::open(store.path()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    other
+        .execute("INSERT INTO repositories (name) VALUES ('elsewhere')", [])
+        .unwrap();
+    let delete = {
+        let (store, r, d) = (store.clone(), r.clone(), m.digest.clone());
+        tokio::spawn(async move { store.delete_manifest(&r, &d).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    other.execute_batch("COMMIT").unwrap();
+
+    assert!(delete.await.unwrap().unwrap());
+    assert_eq!(store.manifest(&r, &m.digest).await.unwrap(), None);
 }
