@@ -6,6 +6,7 @@ use oci::Digest;
 use super::data::{assert_same, chunked, failing, pattern, read_all, read_upload};
 use crate::{BlobStore, Error, UploadId};
 
+#[track_caller]
 fn expect_len(got: crate::Result<u64>, want: u64, what: &str) {
     match got {
         Ok(len) => assert_eq!(len, want, "{what}: new length"),
@@ -42,7 +43,7 @@ pub async fn write_then_continue(store: &dyn BlobStore) {
 /// on an existing upload starts it over.
 pub async fn write_below_length_discards_tail(store: &dyn BlobStore) {
     let a = pattern(202, 0..100);
-    let b = pattern(203, 0..50);
+    let b = pattern(203, 0..20);
     let id = UploadId::random();
     expect_len(
         store.upload_write(&id, 0, chunked(&a, 30)).await,
@@ -50,22 +51,22 @@ pub async fn write_below_length_discards_tail(store: &dyn BlobStore) {
         "first",
     );
     expect_len(
-        store.upload_write(&id, 60, chunked(&b, 30)).await,
-        110,
+        store.upload_write(&id, 60, chunked(&b, 7)).await,
+        80,
         "rewrite at 60",
     );
     let want = [&a[..60], &b[..]].concat();
     assert_same(
-        &read_upload(store, &id, 110).await,
+        &read_upload(store, &id, 80).await,
         &want,
         "upload after rewrite",
     );
-    assert!(
-        matches!(
-            store.upload_read(&id, 111).await,
-            Err(Error::UploadNotFound(_))
-        ),
-        "no bytes survive past the new length"
+    // Bytes 80..100 of the first write are gone, not merely hidden.
+    expect_offset_error(
+        store.upload_write(&id, 90, chunked(b"x", 1)).await,
+        &id,
+        80,
+        90,
     );
 
     let c = pattern(204, 0..10);
@@ -79,11 +80,24 @@ pub async fn write_below_length_discards_tail(store: &dyn BlobStore) {
         &c,
         "upload after restart",
     );
-    expect_len(
-        store.upload_write(&id, 10, chunked(b"", 1)).await,
+    expect_offset_error(
+        store.upload_write(&id, 11, chunked(b"x", 1)).await,
+        &id,
         10,
-        "nothing left past 10",
+        11,
     );
+}
+
+#[track_caller]
+fn expect_offset_error(got: crate::Result<u64>, id: &UploadId, have: u64, offset: u64) {
+    match got {
+        Err(Error::UploadOffset {
+            id: got_id,
+            have: got_have,
+            offset: got_offset,
+        }) => assert_eq!((&got_id, got_have, got_offset), (id, have, offset)),
+        other => panic!("want UploadOffset (have {have}, offset {offset}), got {other:?}"),
+    }
 }
 
 /// Asking to write past the bytes an upload holds is `UploadOffset`, and changes nothing.
@@ -95,14 +109,8 @@ pub async fn write_past_end_is_upload_offset(store: &dyn BlobStore) {
         100,
         "first",
     );
-    match store.upload_write(&id, 101, chunked(b"xyz", 3)).await {
-        Err(Error::UploadOffset {
-            id: got,
-            have,
-            offset,
-        }) => assert_eq!((got, have, offset), (id.clone(), 100, 101)),
-        other => panic!("want UploadOffset, got {other:?}"),
-    }
+    let past = store.upload_write(&id, 101, chunked(b"xyz", 3)).await;
+    expect_offset_error(past, &id, 100, 101);
     assert_same(&read_upload(store, &id, 100).await, &a, "upload unchanged");
     expect_len(
         store.upload_write(&id, 100, chunked(b"", 1)).await,
@@ -151,6 +159,9 @@ pub async fn failing_source_then_resume(store: &dyn BlobStore) {
     );
     let resumed = store.upload_write(&id, 300_000, chunked(&c, 100_000)).await;
     expect_len(resumed, 700_000, "resume");
+    // Whatever junk reached storage past 300_000 was discarded, not just overwritten.
+    let past = store.upload_write(&id, 700_001, chunked(b"x", 1)).await;
+    expect_offset_error(past, &id, 700_000, 700_001);
 
     let want = [&a[..], &c[..]].concat();
     let digest = Digest::sha256_of(&want);
