@@ -1,0 +1,367 @@
+//! The server under test: the real `berth` binary, started on `127.0.0.1:0` over a temporary data directory,
+//! stopped (gracefully or with SIGKILL) and started again over the same directory.
+//!
+//! Why a process and not the router in-process: these tests check what a user of the binary sees (the
+//! address line, the environment variables, durability across a crash), which only the binary can show.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::http::Api;
+
+/// How long the binary may take to print its address line: generous, since CI may be building other crates.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a SIGTERM may take before the harness falls back to SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The binary to run: `berth` as cargo built it for this test. `BERTH_E2E_BIN` may name another executable
+/// that honours the same interface (the address line and the `REGISTRY_*` variables), for example to compare
+/// with a reference registry behind a wrapper script.
+fn binary() -> PathBuf {
+    match std::env::var_os("BERTH_E2E_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_berth")),
+    }
+}
+
+/// Settings of one server; the data directory is kept across restarts.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub delete_enabled: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            delete_enabled: true,
+        }
+    }
+}
+
+/// A running `berth serve`, killed when dropped.
+pub struct Server {
+    /// Owns the temporary directory that holds `data/` and `server.log`.
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    log: PathBuf,
+    options: Options,
+    running: Option<Running>,
+    /// Every line the binary printed on stdout, over all its runs.
+    stdout: Arc<Mutex<Vec<String>>>,
+}
+
+/// One run of the process.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    line: String,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts berth with delete enabled over a fresh data directory.
+    pub fn start() -> Server {
+        Server::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+        let root = dir.path().join("data");
+        std::fs::create_dir(&root)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", root.display()));
+        // Canonical, so that it compares equal to what the binary prints whatever symlinks lead to /tmp.
+        let root = std::fs::canonicalize(&root)
+            .unwrap_or_else(|e| panic!("cannot resolve {}: {e}", root.display()));
+        let log = dir.path().join("server.log");
+        let mut server = Server {
+            _dir: dir,
+            root,
+            log,
+            options,
+            running: None,
+            stdout: Arc::new(Mutex::new(Vec::new())),
+        };
+        server.spawn();
+        server
+    }
+
+    /// The data directory (absolute), the same across restarts.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `127.0.0.1:port`, as image references want it.
+    pub fn host(&self) -> String {
+        self.running().addr.to_string()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.running().addr
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.running().addr)
+    }
+
+    /// The line the current run printed at start.
+    pub fn address_line(&self) -> &str {
+        &self.running().line
+    }
+
+    /// A fresh HTTP client for the current run.
+    pub fn api(&self) -> Api {
+        Api::new(&self.base_url())
+    }
+
+    /// Every stdout line of every run so far (complete only once the process has exited).
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Graceful stop (SIGTERM, then SIGKILL after a timeout); returns how the process ended.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut run = self.running.take().expect("server is not running");
+        signal(&run.child, libc::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let status = loop {
+            match run.child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = run.child.kill();
+                    let status = run.child.wait();
+                    panic!(
+                        "berth did not stop within {STOP_TIMEOUT:?} of SIGTERM ({status:?})\n{}",
+                        self.log_tail()
+                    );
+                }
+            }
+        };
+        join_reader(&mut run);
+        self.note(&format!("stopped with SIGTERM: {status}"));
+        status
+    }
+
+    /// SIGKILL: the process gets no chance to flush or clean anything, as in a crash.
+    pub fn kill9(&mut self) {
+        let mut run = self.running.take().expect("server is not running");
+        let _ = run.child.kill();
+        let _ = run.child.wait();
+        join_reader(&mut run);
+        self.note("killed with SIGKILL");
+    }
+
+    /// Starts the binary again over the same data directory (on a new port).
+    pub fn start_again(&mut self) {
+        assert!(self.running.is_none(), "server is still running");
+        self.spawn();
+    }
+
+    /// Graceful stop, then start over the same data directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// The last lines the server logged (stderr), for failure messages.
+    pub fn log_tail(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = File::open(&self.log) {
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let _ = f.seek(SeekFrom::Start(len.saturating_sub(8 * 1024)));
+            let _ = f.read_to_string(&mut text);
+        }
+        format!(
+            "--- last lines of the server log ({}) ---\n{text}",
+            self.log.display()
+        )
+    }
+
+    fn running(&self) -> &Running {
+        self.running.as_ref().expect("server is not running")
+    }
+
+    /// Writes a marker into the server log, so a log that spans several runs reads in order.
+    fn note(&self, what: &str) {
+        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(&self.log) {
+            let _ = writeln!(f, "=== harness: {what} ===");
+        }
+    }
+
+    fn spawn(&mut self) {
+        self.note("starting berth");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.log.display()));
+        let mut cmd = Command::new(binary());
+        // Nothing from the caller's environment may configure the server under test.
+        for (key, _) in std::env::vars_os() {
+            if let Some(k) = key.to_str()
+                && (k.starts_with("REGISTRY_") || k.starts_with("BERTH_"))
+            {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.arg("serve")
+            .env("REGISTRY_HTTP_ADDR", "127.0.0.1:0")
+            .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &self.root)
+            .env(
+                "REGISTRY_STORAGE_DELETE_ENABLED",
+                if self.options.delete_enabled {
+                    "true"
+                } else {
+                    "false"
+                },
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary().display()));
+        let Some(stdout) = child.stdout.take() else {
+            panic!("no stdout pipe")
+        };
+        let (first_tx, first_rx) = mpsc::channel();
+        let lines = Arc::clone(&self.stdout);
+        // The reader keeps draining stdout after the first line so the child can never block on a full pipe.
+        let reader = std::thread::spawn(move || {
+            let mut first = Some(first_tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(mut l) = lines.lock() {
+                    l.push(line.clone());
+                }
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let line = match first_rx.recv_timeout(START_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!(
+                    "berth printed no address line within {START_TIMEOUT:?} (exit: {status:?})\n{}",
+                    self.log_tail()
+                );
+            }
+        };
+        let (addr, data) = parse_address_line(&line).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!(
+                "unexpected first line on stdout: {line:?}\n{}",
+                self.log_tail()
+            )
+        });
+        assert!(
+            addr.ip().is_loopback(),
+            "berth listens on {addr}, asked for 127.0.0.1:0"
+        );
+        assert_eq!(
+            std::fs::canonicalize(&data).unwrap_or(data),
+            self.root,
+            "the address line names another data directory than REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"
+        );
+        self.running = Some(Running {
+            child,
+            addr,
+            line,
+            reader: Some(reader),
+        });
+        self.wait_ready();
+    }
+
+    /// The line is printed once the socket is bound; this also waits for `/v2/` to answer, bounded.
+    fn wait_ready(&self) {
+        let api = self.api();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match api.get("/v2/", &[]) {
+                Ok(r) if r.status == 200 => return,
+                other if Instant::now() >= deadline => panic!(
+                    "GET /v2/ did not answer 200 within {START_TIMEOUT:?}: {other:?}\n{}",
+                    self.log_tail()
+                ),
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // A failing test shows what the server logged, whatever assertion failed.
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail());
+        }
+        if let Some(mut run) = self.running.take() {
+            let _ = run.child.kill();
+            let _ = run.child.wait();
+            join_reader(&mut run);
+        }
+    }
+}
+
+/// Parses `berth listening on http://<ip:port> (data: <absolute root>)`.
+pub fn parse_address_line(line: &str) -> Option<(SocketAddr, PathBuf)> {
+    let rest = line.strip_prefix("berth listening on http://")?;
+    let (addr, rest) = rest.split_once(" (data: ")?;
+    let data = rest.strip_suffix(')')?;
+    let data = PathBuf::from(data);
+    if !data.is_absolute() {
+        return None;
+    }
+    Some((addr.parse().ok()?, data))
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+        return;
+    };
+    // SAFETY: kill(2) has no memory effects; the pid is our own child, not yet reaped (so not reused).
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// The stdout reader ends when the process's stdout closes, which follows its exit.
+fn join_reader(run: &mut Running) {
+    if let Some(h) = run.reader.take() {
+        let _ = h.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_line_parses() {
+        let (addr, data) =
+            parse_address_line("berth listening on http://127.0.0.1:5000 (data: /var/lib/berth)")
+                .unwrap();
+        assert_eq!(addr.port(), 5000);
+        assert_eq!(data, PathBuf::from("/var/lib/berth"));
+        assert!(
+            parse_address_line("berth listening on http://127.0.0.1:5000 (data: rel)").is_none()
+        );
+        assert!(parse_address_line("listening on 127.0.0.1:5000").is_none());
+    }
+}

@@ -1,0 +1,15 @@
+//! End-to-end tests of the `berth` binary: the real server on `127.0.0.1:0` over a temporary directory,
+//! driven by real clients (skopeo, podman, buildah) and by raw HTTP, with images the tests build themselves.
+//! Nothing here reaches the network beyond the loopback interface.
+//!
+//! One test binary (rather than one per file) so cargo links it once; nextest still runs each test in its
+//! own process, and `.config/nextest.toml` keeps the heavy ones from running all at once.
+
+mod harness;
+
+mod api;
+mod buildah;
+mod crash;
+mod podman;
+mod skopeo;
+mod startup;
