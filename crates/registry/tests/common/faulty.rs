@@ -1,0 +1,204 @@
+//! Stores that fail on demand, wrapped around the real ones: to check that backend failures become
+//! `Error::Internal` and that a lost compare-and-swap on an upload is reported, not ignored.
+
+use std::io;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use blobs::{BlobReader, BlobStore, ByteStream, UploadId};
+use metadata::{MetadataStore, NewManifest, Referrer, StoredManifest, UploadSession};
+use oci::{Digest, RepoName, Tag};
+
+/// A metadata store that fails every call while `fail` is set, and while `race` is set lets "another
+/// replica" advance an upload by one byte just before each compare-and-swap.
+pub struct FaultyMeta {
+    pub inner: Arc<dyn MetadataStore>,
+    pub fail: AtomicBool,
+    pub race: AtomicBool,
+}
+
+impl FaultyMeta {
+    pub fn new(inner: Arc<dyn MetadataStore>) -> Arc<FaultyMeta> {
+        Arc::new(FaultyMeta {
+            inner,
+            fail: AtomicBool::new(false),
+            race: AtomicBool::new(false),
+        })
+    }
+
+    fn check(&self) -> metadata::Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            Err(metadata::Error::Backend("database is on fire".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl MetadataStore for FaultyMeta {
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> metadata::Result<()> {
+        self.check()?;
+        self.inner.link_blob(repo, digest, size).await
+    }
+    async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<Option<u64>> {
+        self.check()?;
+        self.inner.linked_blob(repo, digest).await
+    }
+    async fn known_blob(&self, digest: &Digest) -> metadata::Result<Option<u64>> {
+        self.check()?;
+        self.inner.known_blob(digest).await
+    }
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
+        self.check()?;
+        self.inner.unlink_blob(repo, digest).await
+    }
+    async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        manifest: &NewManifest,
+        tag: Option<&Tag>,
+    ) -> metadata::Result<()> {
+        self.check()?;
+        self.inner.put_manifest(repo, manifest, tag).await
+    }
+    async fn manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> metadata::Result<Option<StoredManifest>> {
+        self.check()?;
+        self.inner.manifest(repo, digest).await
+    }
+    async fn tagged_manifest(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> metadata::Result<Option<StoredManifest>> {
+        self.check()?;
+        self.inner.tagged_manifest(repo, tag).await
+    }
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
+        self.check()?;
+        self.inner.delete_manifest(repo, digest).await
+    }
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> metadata::Result<bool> {
+        self.check()?;
+        self.inner.delete_tag(repo, tag).await
+    }
+    async fn repo_exists(&self, repo: &RepoName) -> metadata::Result<bool> {
+        self.check()?;
+        self.inner.repo_exists(repo).await
+    }
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> metadata::Result<Vec<String>> {
+        self.check()?;
+        self.inner.list_tags(repo, after, limit).await
+    }
+    async fn list_repos(&self, after: Option<&str>, limit: usize) -> metadata::Result<Vec<String>> {
+        self.check()?;
+        self.inner.list_repos(after, limit).await
+    }
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+    ) -> metadata::Result<Vec<Referrer>> {
+        self.check()?;
+        self.inner.referrers(repo, subject).await
+    }
+    async fn save_upload(
+        &self,
+        session: &UploadSession,
+        expected_offset: Option<u64>,
+    ) -> metadata::Result<bool> {
+        self.check()?;
+        if let Some(expected) = expected_offset
+            && self.race.load(Ordering::SeqCst)
+        {
+            let rival = UploadSession {
+                offset: expected + 1,
+                ..session.clone()
+            };
+            assert!(self.inner.save_upload(&rival, Some(expected)).await?);
+        }
+        self.inner.save_upload(session, expected_offset).await
+    }
+    async fn upload(&self, id: &str) -> metadata::Result<Option<UploadSession>> {
+        self.check()?;
+        self.inner.upload(id).await
+    }
+    async fn delete_upload(&self, id: &str) -> metadata::Result<bool> {
+        self.check()?;
+        self.inner.delete_upload(id).await
+    }
+}
+
+/// A blob store that fails every call while `fail` is set.
+pub struct FaultyBlobs {
+    pub inner: Arc<dyn BlobStore>,
+    pub fail: AtomicBool,
+}
+
+impl FaultyBlobs {
+    pub fn new(inner: Arc<dyn BlobStore>) -> Arc<FaultyBlobs> {
+        Arc::new(FaultyBlobs {
+            inner,
+            fail: AtomicBool::new(false),
+        })
+    }
+
+    fn check(&self) -> blobs::Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            Err(blobs::Error::Io(io::Error::other("disk is on fire")))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for FaultyBlobs {
+    async fn stat(&self, digest: &Digest) -> blobs::Result<Option<u64>> {
+        self.check()?;
+        self.inner.stat(digest).await
+    }
+    async fn read(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> blobs::Result<Option<BlobReader>> {
+        self.check()?;
+        self.inner.read(digest, range).await
+    }
+    async fn delete(&self, digest: &Digest) -> blobs::Result<bool> {
+        self.check()?;
+        self.inner.delete(digest).await
+    }
+    async fn upload_write(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        data: ByteStream,
+    ) -> blobs::Result<u64> {
+        self.check()?;
+        self.inner.upload_write(id, offset, data).await
+    }
+    async fn upload_read(&self, id: &UploadId, len: u64) -> blobs::Result<ByteStream> {
+        self.check()?;
+        self.inner.upload_read(id, len).await
+    }
+    async fn upload_commit(&self, id: &UploadId, len: u64, digest: &Digest) -> blobs::Result<()> {
+        self.check()?;
+        self.inner.upload_commit(id, len, digest).await
+    }
+    async fn upload_delete(&self, id: &UploadId) -> blobs::Result<()> {
+        self.check()?;
+        self.inner.upload_delete(id).await
+    }
+}
