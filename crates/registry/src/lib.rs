@@ -72,3 +72,35 @@ impl Registry {
         &self.config
     }
 }
+
+/// Compile-time check: the HTTP layer runs these futures on a multi-threaded runtime (axum requires
+/// `Send` handlers), so a non-`Send` value held across an `.await` must fail the build here, not there.
+#[cfg(test)]
+#[allow(dead_code)]
+fn operations_are_send(reg: &Registry, repo: &oci::RepoName, d: &oci::Digest, r: &oci::Reference) {
+    fn send<T: Send>(_: T) {}
+    fn shared<T: Send + Sync>(_: &T) {}
+    shared(reg);
+    let id = UploadId::random();
+    let chunk = || Chunk {
+        range: None,
+        length: None,
+        body: Box::pin(futures_util::stream::empty()),
+    };
+    send(reg.start_upload(repo));
+    send(reg.push_blob(repo, d, chunk()));
+    send(reg.mount_blob(repo, d, None));
+    send(reg.upload_status(repo, &id));
+    send(reg.upload_chunk(repo, &id, chunk()));
+    send(reg.finish_upload(repo, &id, d, Some(chunk())));
+    send(reg.cancel_upload(repo, &id));
+    send(reg.stat_blob(repo, d));
+    send(reg.get_blob(repo, d, None));
+    send(reg.delete_blob(repo, d));
+    send(reg.get_manifest(repo, r));
+    send(reg.put_manifest(repo, r, None, bytes::Bytes::new()));
+    send(reg.delete_manifest(repo, r));
+    send(reg.list_tags(repo, &Page::default()));
+    send(reg.catalog(&Page::default()));
+    send(reg.referrers(repo, d, None));
+}
