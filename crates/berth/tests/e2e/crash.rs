@@ -17,6 +17,8 @@ const PUSHERS: usize = 8;
 const ROUNDS: usize = 4;
 /// No new round starts after this; the whole test stays well under a minute on two cores.
 const BUDGET: Duration = Duration::from_secs(40);
+/// When to kill, in milliseconds after the pushers start, one window per round.
+const KILL_WINDOWS: [(u64, u64); 4] = [(100, 500), (500, 1000), (1000, 1600), (1600, 2400)];
 const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 
 type Bytes = Arc<Vec<u8>>;
@@ -62,6 +64,8 @@ struct Ledger {
     interrupted: Vec<Interrupted>,
     /// Answers other than success while the server was alive: always a bug.
     refused: Vec<String>,
+    /// Manifest PUTs acknowledged before a kill (not counting the re-pushes after restarts).
+    acked_live: usize,
 }
 
 type Shared = Arc<Mutex<Ledger>>;
@@ -97,7 +101,9 @@ fn kill9_during_concurrent_pushes_loses_nothing_acknowledged() {
                 std::thread::spawn(move || pusher(&api, &ledger, &stop, rounds, p, seed))
             })
             .collect();
-        let moment = Duration::from_millis(rng.range(150, 1500));
+        // Each round kills in a later window: early (first blobs in flight) to late (many images done).
+        let (lo, hi) = KILL_WINDOWS[rounds % KILL_WINDOWS.len()];
+        let moment = Duration::from_millis(rng.range(lo, hi));
         std::thread::sleep(moment);
         server.kill9();
         stop.store(true, Ordering::SeqCst);
@@ -119,9 +125,9 @@ fn kill9_during_concurrent_pushes_loses_nothing_acknowledged() {
         verified_from = end;
         let (resumed, restarted) = verify_interrupted(&api, &ledger, seed);
         let repushed = push_unfinished(&api, &ledger, seed);
-        let acked = with(&ledger, |l| l.acked.len());
+        let (acked, live) = with(&ledger, |l| (l.acked.len(), l.acked_live));
         eprintln!(
-            "round {rounds}: killed after {moment:?}; {acked} images acknowledged so far; \
+            "round {rounds}: killed after {moment:?}; {acked} images acknowledged so far ({live} before a kill); \
              {resumed} uploads resumed, {restarted} restarted; {repushed} unfinished images pushed again"
         );
         rounds += 1;
@@ -129,7 +135,7 @@ fn kill9_during_concurrent_pushes_loses_nothing_acknowledged() {
 
     // Everything acknowledged over all rounds, one last time after the last crash and the re-pushes.
     verify_acked(&server.api(), &ledger, seed);
-    let acked = with(&ledger, |l| l.acked.len());
+    let acked = with(&ledger, |l| l.acked_live);
     assert!(
         acked > 0,
         "no push was ever acknowledged: the test proved nothing (seed {seed})"
@@ -166,9 +172,12 @@ fn pusher(api: &Api, ledger: &Shared, stop: &AtomicBool, round: usize, p: usize,
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let layers: Vec<Bytes> = (0..2)
-            .map(|_| {
-                let len = rng.range(256 * 1024, 3 * 1024 * 1024) as usize;
+        // A small layer and a multi-MiB one: images complete often enough to be acknowledged before the
+        // kill, and big blobs are in flight when it comes.
+        let layers: Vec<Bytes> = [(16 * 1024, 512 * 1024), (1024 * 1024, 3 * 1024 * 1024)]
+            .iter()
+            .map(|&(lo, hi)| {
+                let len = rng.range(lo, hi) as usize;
                 Arc::new(rng.bytes(len))
             })
             .collect();
@@ -245,6 +254,7 @@ fn pusher(api: &Api, ledger: &Shared, stop: &AtomicBool, round: usize, p: usize,
                     });
                 }
                 with(ledger, |l| {
+                    l.acked_live += 1;
                     l.acked.push(Acked {
                         repo: repo.clone(),
                         tag: tag.clone(),
