@@ -1,0 +1,16 @@
+//! In-process tests of the router: every endpoint, header and error path, driven with
+//! `tower::ServiceExt::oneshot` over real temporary storage (the fs blob store and SQLite metadata).
+//! `server` also runs the real server on 127.0.0.1:0, for what only hyper does (HEAD framing, a body cut
+//! off on the wire, graceful shutdown).
+//!
+//! The harness fails any test that sees a 500 or a response without the API version header or a request
+//! id: those hold for every response, so every request checks them.
+
+mod harness;
+
+mod blobs;
+mod discovery;
+mod manifests;
+mod routing;
+mod server;
+mod uploads;
