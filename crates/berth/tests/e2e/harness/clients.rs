@@ -258,6 +258,41 @@ impl Tools {
     }
 }
 
+impl Drop for Tools {
+    /// Rootless podman and buildah store files owned by subordinate ids, which the test's own user cannot
+    /// delete: remove the store from inside podman's user namespace first (best effort, bounded).
+    fn drop(&mut self) {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            return;
+        }
+        let storage = self.path("storage");
+        let Ok(mut child) = Command::new("podman")
+            .args(["unshare", "rm", "-rf"])
+            .arg(&storage)
+            .env("HOME", self.path("home"))
+            .env("XDG_RUNTIME_DIR", self.path("run"))
+            .env("CONTAINERS_STORAGE_CONF", self.path("storage.conf"))
+            .env("CONTAINERS_CONF", self.path("containers.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// The first line of `<tool> --version`, for the test log.
 pub fn version(program: &str) -> String {
     Command::new(program)

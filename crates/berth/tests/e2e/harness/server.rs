@@ -231,6 +231,7 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
+        die_with_parent(&mut cmd);
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary().display()));
@@ -330,6 +331,26 @@ pub fn parse_address_line(line: &str) -> Option<(SocketAddr, PathBuf)> {
     }
     Some((addr.parse().ok()?, data))
 }
+
+/// Drop kills the server, but a test process that aborts runs no Drop: on Linux the kernel then kills the
+/// server too (PR_SET_PDEATHSIG), so no registry outlives its test. The signal follows the spawning thread,
+/// which is the test's own thread for as long as the `Server` is in use.
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut Command) {}
 
 fn signal(child: &Child, sig: libc::c_int) {
     let Ok(pid) = libc::pid_t::try_from(child.id()) else {
