@@ -336,3 +336,102 @@ async fn a_reader_finishes_after_delete() -> io::Result<()> {
     assert_same(&got, &data[1..], "bytes of the deleted blob");
     Ok(())
 }
+
+/// Stands in for the last write of an abandoned `upload_write`, still running: it holds the upload
+/// file open, and so its lock.
+fn straggler(store: &FsBlobStore, id: &UploadId) -> io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(store.root().join("uploads").join(id.as_str()))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(file)
+}
+
+/// Waits for a spawned call, failing the test if it hangs.
+async fn finish<T>(task: tokio::task::JoinHandle<T>) -> io::Result<T> {
+    tokio::time::timeout(std::time::Duration::from_secs(10), task)
+        .await
+        .map_err(io::Error::other)?
+        .map_err(io::Error::other)
+}
+
+const PATIENCE: std::time::Duration = std::time::Duration::from_millis(150);
+
+#[tokio::test]
+async fn a_resumed_write_waits_for_a_straggling_write() -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let dir = TempDir::new()?;
+    let store = open(&dir);
+    let id = UploadId::random();
+    assert_eq!(
+        store.upload_write(&id, 0, chunked(b"abcdef", 6)).await.ok(),
+        Some(6)
+    );
+
+    let old = straggler(&store, &id)?;
+    let (s, i) = (store.clone(), id.clone());
+    let resumed = tokio::spawn(async move { s.upload_write(&i, 3, chunked(b"XYZ", 3)).await });
+    tokio::time::sleep(PATIENCE).await;
+    assert!(!resumed.is_finished(), "the retry did not wait");
+    // The straggler lands late; the retry, still waiting, must cut it off.
+    old.write_all_at(b"junkjunk", 3)?;
+    drop(old);
+    assert_eq!(finish(resumed).await?.ok(), Some(6));
+    assert_same(
+        &read_upload(&store, &id, 6).await,
+        b"abcXYZ",
+        "upload after the retry",
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_commit_waits_for_a_straggling_write() -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let dir = TempDir::new()?;
+    let store = open(&dir);
+    let id = UploadId::random();
+    assert_eq!(
+        store.upload_write(&id, 0, chunked(b"abcdef", 6)).await.ok(),
+        Some(6)
+    );
+    let digest = Digest::sha256_of(b"abcdef");
+
+    let old = straggler(&store, &id)?;
+    let (s, i, d) = (store.clone(), id.clone(), digest.clone());
+    let commit = tokio::spawn(async move { s.upload_commit(&i, 6, &d).await });
+    tokio::time::sleep(PATIENCE).await;
+    assert!(!commit.is_finished(), "the commit did not wait");
+    assert!(matches!(store.stat(&digest).await, Ok(None)));
+    // Without the wait, this would land in the committed blob.
+    old.write_all_at(b"junk", 6)?;
+    drop(old);
+    assert!(finish(commit).await?.is_ok());
+    assert_same(
+        &read_all(&store, &digest).await,
+        b"abcdef",
+        "committed blob",
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_write_waiting_on_an_upload_that_is_deleted_meanwhile_finds_nothing() -> io::Result<()> {
+    let dir = TempDir::new()?;
+    let store = open(&dir);
+    let id = UploadId::random();
+    assert_eq!(
+        store.upload_write(&id, 0, chunked(b"abcdef", 6)).await.ok(),
+        Some(6)
+    );
+
+    let old = straggler(&store, &id)?;
+    let (s, i) = (store.clone(), id.clone());
+    let resumed = tokio::spawn(async move { s.upload_write(&i, 6, chunked(b"gh", 2)).await });
+    tokio::time::sleep(PATIENCE).await;
+    assert!(store.upload_delete(&id).await.is_ok());
+    drop(old);
+    let r = finish(resumed).await?;
+    assert!(matches!(r, Err(Error::UploadNotFound(_))), "{r:?}");
+    Ok(())
+}

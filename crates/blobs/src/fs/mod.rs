@@ -32,6 +32,7 @@
 mod commit;
 mod durable;
 mod layout;
+mod lock;
 mod read;
 mod write;
 
@@ -152,10 +153,7 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn upload_commit(&self, id: &UploadId, len: u64, digest: &Digest) -> Result<()> {
-        let layout = self.layout.clone();
-        let id = id.clone();
-        let digest = digest.clone();
-        blocking(move || commit::upload_commit(&layout, &id, len, &digest)).await?
+        commit::upload_commit(&self.layout, id, len, digest).await
     }
 
     async fn upload_delete(&self, id: &UploadId) -> Result<()> {

@@ -6,12 +6,16 @@
 //! task while the next one fills, so reading the network (and hashing, which the caller does as the
 //! stream is polled) overlaps with the disk write. At most one write is in flight: memory per upload is
 //! about two buffers whatever the blob size, and no blocking thread is held while a slow client dawdles.
+//!
+//! If the caller drops the future (the client hung up), the write in flight still completes on its
+//! blocking thread. The upload's lock (see [`super::lock`]) stays held until it does, so the next
+//! `upload_write` or `upload_commit` of that upload waits for it instead of racing with it.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::mem;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -19,6 +23,7 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::durable::sync_dir;
+use super::lock::{Locked, lock};
 use super::{Layout, blocking, join_error};
 use crate::{ByteStream, Error, Result, UploadId};
 
@@ -33,11 +38,9 @@ pub(super) async fn upload_write(
     offset: u64,
     mut data: ByteStream,
 ) -> Result<u64> {
-    let path = layout.upload_path(id);
-    let uploads_dir = layout.uploads_dir();
-    let owned_id = id.clone();
-    let file = blocking(move || open_at(path, uploads_dir, owned_id, offset)).await??;
+    let file = open_locked(layout, id, offset).await?;
 
+    // The lock lives as long as the file stays open: until this call and its last write are done.
     let mut writer = Pipeline {
         file: Arc::new(file),
         pos: offset,
@@ -72,30 +75,57 @@ pub(super) async fn upload_write(
     writer.finish(buf.freeze()).await
 }
 
-/// Opens upload `id` for writing at `offset`: creates it when `offset` is 0, checks that it holds at least
-/// `offset` bytes, and cuts off whatever lies beyond (bytes a failed or interrupted write left behind).
-fn open_at(path: PathBuf, uploads_dir: PathBuf, id: UploadId, offset: u64) -> Result<File> {
+/// How often creating an upload is retried when the file is swapped under us between open and lock
+/// (a commit or delete of the same id racing with a restart at offset 0). Two suffice in practice.
+const OPEN_ATTEMPTS: usize = 3;
+
+/// Opens upload `id`, takes its lock (waiting for any earlier writer's last write), and prepares it for
+/// writing at `offset`.
+async fn open_locked(layout: &Layout, id: &UploadId, offset: u64) -> Result<File> {
+    let path = layout.upload_path(id);
+    for _ in 0..OPEN_ATTEMPTS {
+        let (p, dir, owned_id) = (path.clone(), layout.uploads_dir(), id.clone());
+        let file = blocking(move || open(&p, &dir, owned_id, offset)).await??;
+        match lock(file, path.clone()).await? {
+            Locked::Held(file) => {
+                let owned_id = id.clone();
+                return blocking(move || cut_at(file, owned_id, offset)).await?;
+            }
+            // Committed or deleted while we waited: a continuation has nothing to continue, a
+            // restart creates the upload afresh.
+            Locked::Moved if offset > 0 => return Err(Error::UploadNotFound(id.clone())),
+            Locked::Moved => continue,
+        }
+    }
+    Err(io::Error::other(format!("upload {id} kept being replaced while opening it")).into())
+}
+
+/// Opens upload `id`, creating it if `offset` is 0.
+fn open(path: &Path, uploads_dir: &Path, id: UploadId, offset: u64) -> Result<File> {
+    // Never O_APPEND: positioned writes below would then ignore their offset on Linux.
     if offset == 0 {
-        let file = match OpenOptions::new().write(true).create_new(true).open(&path) {
+        return match OpenOptions::new().write(true).create_new(true).open(path) {
             Ok(file) => {
                 // The new name must survive a crash as much as the bytes written under it.
-                sync_dir(&uploads_dir)?;
-                file
+                sync_dir(uploads_dir)?;
+                Ok(file)
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                OpenOptions::new().write(true).open(&path)?
+                Ok(OpenOptions::new().write(true).open(path)?)
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => Err(e.into()),
         };
-        file.set_len(0)?;
-        return Ok(file);
     }
-    // Never O_APPEND: positioned writes below would then ignore their offset on Linux.
-    let file = match OpenOptions::new().write(true).open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::UploadNotFound(id)),
-        Err(e) => return Err(e.into()),
-    };
+    match OpenOptions::new().write(true).open(path) {
+        Ok(file) => Ok(file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::UploadNotFound(id)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Checks that the (locked) upload holds at least `offset` bytes, and cuts off whatever lies beyond:
+/// bytes a failed or interrupted write left behind.
+fn cut_at(file: File, id: UploadId, offset: u64) -> Result<File> {
     let have = file.metadata()?.len();
     if have < offset {
         return Err(Error::UploadOffset { id, have, offset });
