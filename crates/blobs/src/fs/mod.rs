@@ -1,7 +1,7 @@
 //! The filesystem backend: blobs and uploads as plain files under one root directory, for single-node
 //! deployments and for tests.
 //!
-//! The whole layout, the only place it is drawn (paths are built in [`layout`]):
+//! The whole layout, the only place it is drawn (paths are built in `fs/layout.rs`):
 //!
 //! ```text
 //! <root>/
@@ -19,13 +19,14 @@
 //! ```
 //!
 //! Everything sits on one filesystem, so moving a file from `uploads/` or `tmp/` into `blobs/` is an
-//! atomic `rename(2)`. Durability rules (enforced in [`commit`] and [`durable`]): a file's bytes are
+//! atomic `rename(2)`. Durability rules (enforced in `fs/commit.rs` and `fs/durable.rs`): a file's bytes are
 //! fsynced before it is renamed into `blobs/`, and every directory whose entries change on the way to a
 //! visible blob (the fan-out directory, and the parent of any directory created) is fsynced after.
 //!
 //! Several processes may share one root: nothing here keeps in-memory state about the files, and every
 //! race between them (two commits of one digest, a delete during a read) resolves through the
-//! filesystem's own atomic operations.
+//! filesystem's own atomic operations. Writes to and the commit of one upload are serialised by an
+//! advisory lock on the upload file (`fs/lock.rs`), so an abandoned write cannot land after its retry.
 //!
 //! Unix only: positioned writes (`pwrite`) and directory fsync are what the design relies on.
 

@@ -17,7 +17,8 @@
 //! blobs::blob_store_tests!(optional: async { s3_from_env().await });
 //! ```
 //!
-//! The expanding crate needs `tokio` (with `macros` and `rt-multi-thread`) as a (dev-)dependency.
+//! The expanding crate needs `tokio` (with `macros` and `rt-multi-thread`) as a (dev-)dependency. The
+//! tests are named after the cases, so a second backend in the same test file goes in its own `mod`.
 //! Every case uses its own data, so the cases can also share one store (for instance one bucket).
 
 mod blobs;
