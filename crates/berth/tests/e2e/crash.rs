@@ -24,11 +24,13 @@ const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 type Bytes = Arc<Vec<u8>>;
 
 /// Something a pusher sent (or began to send): where, under which digest, and the exact bytes.
+#[derive(Clone)]
 struct Attempt {
     repo: String,
     digest: String,
     bytes: Bytes,
-    manifest: bool,
+    /// For a manifest, the tag it was pushed under (a blob has none).
+    tag: Option<String>,
 }
 
 /// An image whose manifest PUT answered 201: it must survive every later crash.
@@ -158,7 +160,7 @@ fn hold_an_upload(api: &Api, ledger: &Shared, round: usize, seed: u64) {
             repo: repo.clone(),
             digest: sha256(&data),
             bytes: Arc::clone(&data),
-            manifest: false,
+            tag: None,
         });
         l.interrupted.push(Interrupted { repo, upload, data })
     });
@@ -207,14 +209,14 @@ fn pusher(api: &Api, ledger: &Shared, stop: &AtomicBool, round: usize, p: usize,
                     repo: repo.clone(),
                     digest: sha256(b),
                     bytes: Arc::clone(b),
-                    manifest: false,
+                    tag: None,
                 });
             }
             l.attempted.push(Attempt {
                 repo: repo.clone(),
                 digest: sha256(&manifest),
                 bytes: Arc::clone(&manifest),
-                manifest: true,
+                tag: Some(tag.clone()),
             });
         });
         let unfinished = || Unfinished {
@@ -367,53 +369,48 @@ fn verify_acked(api: &Api, ledger: &Shared, seed: u64) {
     }
 }
 
-/// Everything attempted since `from` is either unknown or exact. Returns the new end of the list.
+/// Everything attempted since `from` is either unknown or exact, by digest and (manifests) by tag: a tag
+/// names the manifest pushed under it or nothing. Returns the new end of the list.
 fn verify_attempted(api: &Api, ledger: &Shared, from: usize, seed: u64) -> usize {
-    let attempts: Vec<(String, String, Bytes, bool)> = with(ledger, |l| {
-        l.attempted[from..]
-            .iter()
-            .map(|a| {
-                (
-                    a.repo.clone(),
-                    a.digest.clone(),
-                    Arc::clone(&a.bytes),
-                    a.manifest,
-                )
-            })
-            .collect()
-    });
-    for (repo, digest, bytes, manifest) in &attempts {
-        let kind = if *manifest { "manifests" } else { "blobs" };
-        let r = get(
-            api,
-            &format!("/v2/{repo}/{kind}/{digest}"),
-            &[("Accept", OCI_MANIFEST)],
-        );
-        match r.status {
-            200 => {
-                assert_eq!(
-                    sha256(&r.body),
-                    *digest,
-                    "visible {kind} {digest} in {repo} is corrupt (seed {seed})"
-                );
-                assert!(r.body == **bytes);
+    let attempts: Vec<Attempt> = with(ledger, |l| l.attempted[from..].to_vec());
+    for Attempt {
+        repo,
+        digest,
+        bytes,
+        tag,
+    } in &attempts
+    {
+        let (kind, unknown) = match tag {
+            Some(_) => ("manifests", "MANIFEST_UNKNOWN"),
+            None => ("blobs", "BLOB_UNKNOWN"),
+        };
+        for reference in std::iter::once(digest).chain(tag) {
+            let r = get(
+                api,
+                &format!("/v2/{repo}/{kind}/{reference}"),
+                &[("Accept", OCI_MANIFEST)],
+            );
+            match r.status {
+                200 => {
+                    assert_eq!(
+                        sha256(&r.body),
+                        *digest,
+                        "visible {kind} {reference} in {repo} is corrupt (seed {seed})"
+                    );
+                    assert!(r.body == **bytes);
+                }
+                404 => {
+                    let codes = r.error_codes();
+                    assert!(
+                        codes.iter().any(|c| c == unknown || c == "NAME_UNKNOWN"),
+                        "404 for {kind} {reference} in {repo} with codes {codes:?} (seed {seed})"
+                    );
+                }
+                _ => panic!(
+                    "GET {kind} {reference} in {repo} after a crash: {} (seed {seed})",
+                    r.describe()
+                ),
             }
-            404 => {
-                let expected = if *manifest {
-                    "MANIFEST_UNKNOWN"
-                } else {
-                    "BLOB_UNKNOWN"
-                };
-                let codes = r.error_codes();
-                assert!(
-                    codes.iter().any(|c| c == expected || c == "NAME_UNKNOWN"),
-                    "404 for {kind} {digest} in {repo} with codes {codes:?} (seed {seed})"
-                );
-            }
-            _ => panic!(
-                "GET {kind} {digest} in {repo} after a crash: {} (seed {seed})",
-                r.describe()
-            ),
         }
     }
     from + attempts.len()

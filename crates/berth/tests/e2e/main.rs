@@ -10,6 +10,7 @@ mod harness;
 mod api;
 mod buildah;
 mod crash;
+mod curl;
 mod podman;
 mod skopeo;
 mod startup;

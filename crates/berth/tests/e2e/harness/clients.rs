@@ -178,6 +178,14 @@ impl Tools {
         self.run("buildah", &all)
     }
 
+    /// curl, ignoring any `.curlrc` (`-q` must come first); must succeed (HTTP errors are not failures
+    /// unless `--fail` is passed).
+    pub fn curl(&self, args: &[&str]) -> Output {
+        let mut all: Vec<&str> = vec!["-q", "--silent", "--show-error", "--max-time", "120"];
+        all.extend_from_slice(args);
+        expect_success(self.run("curl", &all))
+    }
+
     /// Runs a program with this test's environment, bounded by [`TOOL_TIMEOUT`].
     fn run(&self, program: &str, args: &[&str]) -> Output {
         let command = format!("{program} {}", args.join(" "));
