@@ -46,7 +46,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         path = %path,
         status = resp.status().as_u16(),
         // Time to the response head: a streamed body goes on after this line.
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        elapsed_ms = %format_args!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
         "request"
     );
     resp

@@ -31,12 +31,16 @@ async fn run(h: &Harness) -> Running {
     Running { addr, stop, task }
 }
 
-/// Writes `request` raw, half-closes, and reads the whole answer (the request asks to close).
-async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+/// Writes `request` raw and reads the whole answer (the request asks the server to close). With
+/// `hang_up`, the client also closes its side once written, as a client that gives up mid-body does;
+/// otherwise it must not, because hyper treats a half-closed connection as gone and may drop the request.
+async fn exchange(addr: SocketAddr, request: &[u8], hang_up: bool) -> String {
     let io = async {
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(request).await.unwrap();
-        s.shutdown().await.unwrap();
+        if hang_up {
+            s.shutdown().await.unwrap();
+        }
         let mut out = Vec::new();
         s.read_to_end(&mut out).await.unwrap();
         String::from_utf8_lossy(&out).into_owned()
@@ -60,6 +64,7 @@ async fn serves_over_tcp_and_stops_gracefully() {
     let raw = exchange(
         server.addr,
         b"GET /v2/ HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        false,
     )
     .await;
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
@@ -89,7 +94,7 @@ async fn head_keeps_its_content_length_on_the_wire() {
         ("/v2/a/manifests/v1".to_string(), m.len()),
     ] {
         let req = format!("HEAD {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-        let raw = exchange(server.addr, req.as_bytes()).await;
+        let raw = exchange(server.addr, req.as_bytes(), false).await;
         assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
         assert_eq!(
             header(&raw, "content-length"),
@@ -113,13 +118,11 @@ async fn a_body_cut_off_on_the_wire_is_a_client_error() {
     let req = format!(
         "PATCH {loc} HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\nConnection: close\r\n\r\nonly ten b"
     );
-    let raw = exchange(server.addr, req.as_bytes()).await;
-    // hyper may close without answering a request it could not read whole; if it answers, it must be a
-    // client error, never a 5xx.
-    if !raw.is_empty() {
-        let status: u16 = raw[9..12].parse().unwrap();
-        assert!((400..500).contains(&status), "{raw}");
-    }
-    // Either way nothing of the partial body was recorded.
+    let raw = exchange(server.addr, req.as_bytes(), true).await;
+    // hyper reports the early end of the body to the handler as a failed read, and the answer goes out
+    // before the connection closes.
+    assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
+    assert!(raw.contains("BLOB_UPLOAD_INVALID"), "{raw}");
+    // Nothing of the partial body was recorded.
     assert_eq!(h.get(&loc).await.header("range"), "0-0");
 }
