@@ -256,7 +256,11 @@ fn shape(path: &str) -> Option<Shape<'_>> {
     // own) whole in the fourth piece.
     let parts: Vec<&str> = rest.rsplitn(4, '/').collect();
     let name = |drop: usize| name_before(rest, &parts, drop);
-    let (p0, p1, p2) = (parts[0], parts.get(1).copied(), parts.get(2).copied());
+    let (p0, p1, p2) = (
+        *parts.first()?,
+        parts.get(1).copied(),
+        parts.get(2).copied(),
+    );
     let shape = match (p2, p1, p0) {
         (Some("blobs"), Some("uploads"), "") => Shape::UploadStart(name(3)),
         (Some("blobs"), Some("uploads"), id) => Shape::Upload(name(3), id),
