@@ -268,12 +268,52 @@ impl Tools {
 
 impl Drop for Tools {
     /// Rootless podman and buildah store files owned by subordinate ids, which the test's own user cannot
-    /// delete: remove the store from inside podman's user namespace first (best effort, bounded).
+    /// delete: remove the store from inside podman's user namespace first (best effort, bounded). Rootless
+    /// podman also leaves a pause process per runtime directory to keep its namespace: end ours.
     fn drop(&mut self) {
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } == 0 {
             return;
         }
+        self.remove_rootless_store();
+        for pid_file in pause_pid_files(self.dir.path()) {
+            if let Some(pid) = std::fs::read_to_string(pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<libc::pid_t>().ok())
+                .filter(|&pid| pid > 1)
+            {
+                // SAFETY: kill(2) has no memory effects; the pid is a pause process of this test's podman.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+/// Every `pause.pid` under `dir` (podman writes it under its tmp dir, whose place varies by version).
+fn pause_pid_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => todo.push(path),
+                Ok(t) if t.is_file() && entry.file_name() == "pause.pid" => found.push(path),
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+impl Tools {
+    /// `podman unshare rm -rf` of the store: inside the user namespace the subordinate ids are ours.
+    fn remove_rootless_store(&self) {
         let storage = self.path("storage");
         let Ok(mut child) = Command::new("podman")
             .args(["unshare", "rm", "-rf"])
