@@ -10,6 +10,7 @@
 use std::io;
 use std::ops::Range;
 use std::pin::Pin;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -125,4 +126,15 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Removes whatever upload `id` holds. Deleting an unknown upload is not an error.
     async fn upload_delete(&self, id: &UploadId) -> Result<()>;
+
+    /// Removes the backend's own temporary data (what a commit interrupted by a crash left behind: fs
+    /// `tmp/` files; an S3 backend's incomplete multipart uploads) that was last touched before
+    /// `older_than`. Never touches committed blobs or upload bytes: uploads are removed by id, by the
+    /// registry, which knows which are abandoned. With `dry_run` nothing is removed. Returns a name for
+    /// each item removed (or that would be), for the log.
+    async fn purge_temporary(&self, older_than: SystemTime, dry_run: bool) -> Result<Vec<String>>;
+
+    /// Checks that the storage answers, for health checks: cheap, read-only, and an error whenever blobs
+    /// could not be read or written right now (root missing, permission lost, server unreachable).
+    async fn check(&self) -> Result<()>;
 }

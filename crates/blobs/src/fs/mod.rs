@@ -16,6 +16,7 @@
 //! │   └── <upload id>             bytes an upload holds so far; renamed into blobs/ on commit
 //! └── tmp/
 //!     └── <random>                temporary files (the empty blob before it is published)
+//!                                 (left behind only by a crash; purged by age, see maintenance)
 //! ```
 //!
 //! Everything sits on one filesystem, so moving a file from `uploads/` or `tmp/` into `blobs/` is an
@@ -34,6 +35,7 @@ mod commit;
 mod durable;
 mod layout;
 mod lock;
+mod maintenance;
 mod read;
 mod write;
 
@@ -41,6 +43,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use oci::Digest;
 
@@ -161,6 +164,19 @@ impl BlobStore for FsBlobStore {
         let path = self.layout.upload_path(id);
         // No directory fsync: an upload that reappears after a crash is only garbage, never a blob.
         blocking(move || remove_if_exists(&path)).await??;
+        Ok(())
+    }
+
+    async fn purge_temporary(&self, older_than: SystemTime, dry_run: bool) -> Result<Vec<String>> {
+        let layout = self.layout.clone();
+        let purged =
+            blocking(move || maintenance::purge_temporary(&layout, older_than, dry_run)).await??;
+        Ok(purged)
+    }
+
+    async fn check(&self) -> Result<()> {
+        let layout = self.layout.clone();
+        blocking(move || maintenance::check(&layout)).await??;
         Ok(())
     }
 }

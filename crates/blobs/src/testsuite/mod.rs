@@ -23,11 +23,13 @@
 
 mod blobs;
 mod data;
+mod maintenance;
 mod stress;
 mod uploads;
 
 pub use self::blobs::*;
 pub use self::data::*;
+pub use self::maintenance::*;
 pub use self::stress::*;
 pub use self::uploads::*;
 
@@ -75,6 +77,8 @@ macro_rules! blob_store_tests {
             concurrent_commits_of_one_digest,
             concurrent_uploads_stay_apart,
             many_chunks_round_trip,
+            purge_temporary_spares_blobs_and_uploads,
+            check_passes_on_a_working_store,
         );
     };
     (@cases $ctor:expr; $($case:ident),* $(,)?) => {

@@ -1,0 +1,66 @@
+//! Housekeeping of the filesystem backend: removing temporary files a crash left behind, and the health
+//! check. Blocking code: callers run it inside `spawn_blocking`.
+//!
+//! Why age is enough to know a temporary file is garbage: `tmp/` only ever holds a file for the moments
+//! between creating it and renaming it into `blobs/` (see `commit`), so a file untouched for longer than
+//! the purge age belongs to a commit that will never finish.
+
+use std::fs;
+use std::io;
+use std::time::SystemTime;
+
+use super::durable::remove_if_exists;
+use super::layout::Layout;
+
+/// Removes (unless `dry_run`) the regular files of `tmp/` last modified before `older_than`; returns their
+/// names as `tmp/<name>`. Anything else in `tmp/` is not ours and is left alone.
+pub(super) fn purge_temporary(
+    layout: &Layout,
+    older_than: SystemTime,
+    dry_run: bool,
+) -> io::Result<Vec<String>> {
+    let mut purged = Vec::new();
+    let entries = match fs::read_dir(layout.tmp_dir()) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(purged),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        // Not following symlinks: a link in tmp/ is nobody's temporary file.
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            // Renamed or removed since the listing: a commit finished, nothing to do.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if !meta.is_file() || meta.modified()? >= older_than {
+            continue;
+        }
+        if !dry_run && !remove_if_exists(&entry.path())? {
+            continue;
+        }
+        purged.push(format!("tmp/{}", entry.file_name().to_string_lossy()));
+    }
+    Ok(purged)
+}
+
+/// The layout's directories are there, are directories, and the root can be listed.
+pub(super) fn check(layout: &Layout) -> io::Result<()> {
+    for dir in [
+        layout.root().to_path_buf(),
+        layout.blobs_dir(),
+        layout.uploads_dir(),
+        layout.tmp_dir(),
+    ] {
+        if !fs::metadata(&dir)?.is_dir() {
+            return Err(io::Error::other(format!(
+                "{} is not a directory",
+                dir.display()
+            )));
+        }
+    }
+    // Listing proves the permissions still allow reading, which a metadata call does not.
+    fs::read_dir(layout.root())?.next().transpose()?;
+    Ok(())
+}
