@@ -159,4 +159,13 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Removes upload session `id`. Returns whether it existed.
     async fn delete_upload(&self, id: &str) -> Result<bool>;
+
+    /// Upload sessions last updated before `updated_before` (Unix seconds): the candidates for purging
+    /// abandoned uploads. Ordered by id, at most `limit`, strictly after id `after` when given.
+    async fn stale_uploads(
+        &self,
+        updated_before: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<UploadSession>>;
 }

@@ -365,6 +365,17 @@ impl MetadataStore for SqliteStore {
         let id = id.to_owned();
         self.write(move |conn| ops::delete_upload(conn, &id)).await
     }
+
+    async fn stale_uploads(
+        &self,
+        updated_before: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<UploadSession>> {
+        let after = after.map(str::to_owned);
+        self.read(move |conn| ops::stale_uploads(conn, updated_before, after.as_deref(), limit))
+            .await
+    }
 }
 
 #[cfg(test)]

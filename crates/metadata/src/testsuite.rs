@@ -57,6 +57,7 @@ macro_rules! metadata_store_tests {
             upload_compare_and_swap,
             concurrent_upload_updates_have_one_winner,
             concurrent_writers_do_not_fail,
+            stale_uploads_by_last_update,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -397,37 +397,66 @@ pub(super) fn save_upload(
     Ok(written == 1)
 }
 
-pub(super) fn upload(conn: &Connection, id: &str) -> Result<Option<UploadSession>> {
-    let row = conn
-        .prepare_cached(
-            "SELECT id, repo, byte_offset, hash_state, started_at, updated_at FROM uploads
-             WHERE id = ?1",
-        )?
-        .query_row([id], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-                row.get(5)?,
-            ))
-        })
-        .optional()?;
-    let Some((id, repo, offset, hash_state, started_at, updated_at)) = row else {
-        return Ok(None);
-    };
+/// The columns of an upload session, in the order [`upload_row`] reads them.
+const UPLOAD_COLUMNS: &str = "id, repo, byte_offset, hash_state, started_at, updated_at";
+
+type UploadRow = (String, String, u64, Vec<u8>, i64, i64);
+
+fn upload_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UploadRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
+fn upload_session(row: UploadRow) -> Result<UploadSession> {
+    let (id, repo, offset, hash_state, started_at, updated_at) = row;
     let repo = repo
         .parse()
         .map_err(|e| Error::Corrupt(format!("upload {id}: {e}")))?;
-    Ok(Some(UploadSession {
+    Ok(UploadSession {
         id,
         repo,
         offset,
         hash_state,
         started_at,
         updated_at,
-    }))
+    })
+}
+
+pub(super) fn upload(conn: &Connection, id: &str) -> Result<Option<UploadSession>> {
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1"
+        ))?
+        .query_row([id], upload_row)
+        .optional()?;
+    row.map(upload_session).transpose()
+}
+
+/// Sessions not updated since `updated_before`, a page at a time in id order.
+pub(super) fn stale_uploads(
+    conn: &Connection,
+    updated_before: i64,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<UploadSession>> {
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads
+             WHERE updated_at < ?1 AND id > ?2
+             ORDER BY id LIMIT ?3"
+        ))?
+        .query_map(
+            (updated_before, after.unwrap_or(""), sql_limit(limit)),
+            upload_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter().map(upload_session).collect()
 }
 
 pub(super) fn delete_upload(conn: &Connection, id: &str) -> Result<bool> {

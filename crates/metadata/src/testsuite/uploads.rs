@@ -96,3 +96,72 @@ pub async fn concurrent_upload_updates_have_one_winner<S: MetadataStore>(store: 
     assert_eq!(winners.len(), 1, "winners: {winners:?}");
     assert_eq!(store.upload("u").await.unwrap(), winners.pop());
 }
+
+/// `stale_uploads` lists the sessions last updated strictly before the cutoff, in id order, a page at a
+/// time; an update moves a session out of the list.
+pub async fn stale_uploads_by_last_update<S: MetadataStore>(store: S) {
+    let at = |id: &str, updated_at: i64| UploadSession {
+        updated_at,
+        ..session(id, 0, b"")
+    };
+    for s in [
+        at("d", 100),
+        at("b", 50),
+        at("a", 200),
+        at("c", 99),
+        at("e", 10),
+    ] {
+        assert!(store.save_upload(&s, None).await.unwrap());
+    }
+    let ids = |v: Vec<UploadSession>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+
+    assert_eq!(
+        ids(store.stale_uploads(100, None, 10).await.unwrap()),
+        ["b", "c", "e"]
+    );
+    assert_eq!(
+        ids(store.stale_uploads(10, None, 10).await.unwrap()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(store.stale_uploads(1000, None, 10).await.unwrap()),
+        ["a", "b", "c", "d", "e"]
+    );
+    // Pages.
+    assert_eq!(
+        ids(store.stale_uploads(1000, None, 2).await.unwrap()),
+        ["a", "b"]
+    );
+    assert_eq!(
+        ids(store.stale_uploads(1000, Some("b"), 2).await.unwrap()),
+        ["c", "d"]
+    );
+    assert_eq!(
+        ids(store.stale_uploads(1000, Some("d"), 2).await.unwrap()),
+        ["e"]
+    );
+    assert_eq!(
+        ids(store.stale_uploads(1000, Some("e"), 2).await.unwrap()),
+        Vec::<String>::new()
+    );
+    // Whole sessions come back.
+    let c = store.stale_uploads(100, Some("b"), 1).await.unwrap();
+    assert_eq!(c, [at("c", 99)]);
+
+    // Progress on an upload makes it fresh again.
+    let moved = UploadSession {
+        offset: 5,
+        updated_at: 500,
+        ..at("b", 50)
+    };
+    assert!(store.save_upload(&moved, Some(0)).await.unwrap());
+    assert_eq!(
+        ids(store.stale_uploads(100, None, 10).await.unwrap()),
+        ["c", "e"]
+    );
+    assert!(store.delete_upload("c").await.unwrap());
+    assert_eq!(
+        ids(store.stale_uploads(100, None, 10).await.unwrap()),
+        ["e"]
+    );
+}
