@@ -27,17 +27,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 export PATH="$PATH:/usr/sbin"
 
-# --berth BINARY skips the build (e.g. to measure a build made elsewhere).
+# --berth BINARY skips the build (e.g. to measure a build of another revision: bench/build-rev.sh).
 have_berth=0
 for arg in "$@"; do
     [ "$arg" = "--berth" ] && have_berth=1
 done
+target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 berth_args=()
 if [ "$have_berth" -eq 0 ]; then
     echo "bench: building berth (release)" >&2
     cargo build --release --locked -p berth >&2
-    target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
     berth_args=(--berth "$target_dir/release/berth")
 fi
+# The HEAD-capable load generator: a cargo project of its own (bench/loadgen), outside the workspace.
+echo "bench: building bench-loadgen (release)" >&2
+cargo build --release --locked --manifest-path bench/loadgen/Cargo.toml --target-dir "$target_dir/bench-loadgen" >&2
 
-exec python3 "$repo/bench/bench.py" --repo "$repo" "${berth_args[@]}" "$@"
+exec python3 "$repo/bench/bench.py" --repo "$repo" --loadgen "$target_dir/bench-loadgen/release/bench-loadgen" \
+    "${berth_args[@]}" "$@"

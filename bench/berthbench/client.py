@@ -14,7 +14,6 @@ digest is finished from a hash state saved once over the shared prefix.
 import hashlib
 import http.client
 import json
-import os
 import threading
 import time
 import urllib.parse
@@ -128,7 +127,9 @@ def push_monolithic(base, repo, blob):
         with open(blob.base_path, "rb") as f:
             t0 = time.monotonic()
             loc = start_upload(conn, repo)
-            status, _, data = conn.send_blob_range("PUT", _with_digest(loc, blob.digest), blob, f, 0, blob.size)
+            status, _, data = conn.send_blob_range(
+                "PUT", _with_digest(loc, blob.digest), blob, f, 0, blob.size
+            )
             elapsed = time.monotonic() - t0
         if status != 201:
             raise RuntimeError(f"monolithic PUT: {status}: {data[:300]!r}")
@@ -237,7 +238,13 @@ def push_small_blob(conn, repo, data):
     """A small blob in two requests (POST, PUT ?digest= with the body); returns its digest."""
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     loc = start_upload(conn, repo)
-    conn.expect((201,), "PUT", _with_digest(loc, digest), body=data, headers={"Content-Type": "application/octet-stream"})
+    conn.expect(
+        (201,),
+        "PUT",
+        _with_digest(loc, digest),
+        body=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
     return digest
 
 
@@ -265,7 +272,9 @@ def manifest_bytes(config_digest, config_size, layer_digest, layer_size, note=No
 
 
 def put_manifest(conn, repo, ref, data):
-    conn.expect((201,), "PUT", f"/v2/{repo}/manifests/{ref}", body=data, headers={"Content-Type": OCI_MANIFEST})
+    conn.expect(
+        (201,), "PUT", f"/v2/{repo}/manifests/{ref}", body=data, headers={"Content-Type": OCI_MANIFEST}
+    )
 
 
 def run_parallel(base, items, clients, fn):

@@ -54,7 +54,9 @@ def _cpu_model():
             info = f.read()
     except OSError:
         return None
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), None)
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), None
+    )
     flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
     return {"model": model, "sha_ni": "sha_ni" in flags}
 

@@ -33,8 +33,12 @@ def parse(argv):
     p.add_argument("--baseline", help="another berth binary, measured beside it (regressions)")
     p.add_argument("--loadgen", required=True, help="the bench-loadgen binary (HEAD requests)")
     p.add_argument("--out", default=None, help="results directory (default bench/results)")
-    p.add_argument("--workdir", default="/var/tmp", help="where the temporary data directories go (a disk, not tmpfs)")
-    p.add_argument("--discovery-dir", help="where the tags/catalog registries keep their data (default /dev/shm)")
+    p.add_argument(
+        "--workdir", default="/var/tmp", help="where the temporary data directories go (a disk, not tmpfs)"
+    )
+    p.add_argument(
+        "--discovery-dir", help="where the tags/catalog registries keep their data (default /dev/shm)"
+    )
     p.add_argument("--repo", default=os.getcwd(), help="the berth repository (for the commit recorded)")
     o = p.parse_args(argv)
     if o.quick:
@@ -72,7 +76,9 @@ def main(argv=None):
     ps = procs.Procs()
     try:
         meta = machine.facts(o.repo, work)
-        meta.update(mode=o.mode, reps=o.reps, blob_size=o.blob_size, chunk_size=o.chunk_size, seed_count=o.seed_count)
+        meta.update(
+            mode=o.mode, reps=o.reps, blob_size=o.blob_size, chunk_size=o.chunk_size, seed_count=o.seed_count
+        )
         if o.baseline:
             meta["baseline"] = os.path.abspath(o.baseline)
         figs, limits = run(o, work, ps, log, meta)
@@ -87,10 +93,14 @@ def main(argv=None):
 def _start_registries(o, ps, work):
     targets = [
         servers.start_registry(ps, work, "berth", "berth", [os.path.abspath(o.berth), "serve"]),
-        servers.start_registry(ps, work, "registry2", "registry:2", ["docker-registry", "serve"], registry2=True),
+        servers.start_registry(
+            ps, work, "registry2", "registry:2", ["docker-registry", "serve"], registry2=True
+        ),
     ]
     if o.baseline:
-        targets.append(servers.start_registry(ps, work, "baseline", "baseline", [os.path.abspath(o.baseline), "serve"]))
+        targets.append(
+            servers.start_registry(ps, work, "baseline", "baseline", [os.path.abspath(o.baseline), "serve"])
+        )
     return targets
 
 
@@ -124,7 +134,7 @@ def run(o, work, ps, log, meta):
         dtargets = _start_registries(o, ps, dwork)
         b = workloads.Bench(o, work, ps, dtargets, docroot)
         b.seed_discovery(dtargets)
-        for rep in range(o.reps):
+        for _ in range(o.reps):
             b.pages(dtargets)
         log("  pages done")
         b.peak_rss(dtargets, "rss_peak_discovery")

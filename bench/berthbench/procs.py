@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -207,8 +208,6 @@ def run_timed(argv, env=None, cwd=None, check=True, timeout=None):
     The CPU is the command's own (with its threads and reaped children) from wait4's rusage: that is how
     the load generator's share of the 2 cores is reported next to the servers' figures. Output goes
     through temporary files rather than pipes, so that wait4 can reap the command itself."""
-    import tempfile
-
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
         popen = subprocess.Popen(

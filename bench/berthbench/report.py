@@ -14,7 +14,9 @@ def _size(n):
 
 
 class Row:
-    def __init__(self, rid, title, unit, better, limit=None, limit_name=None, goal=None, agg="median", digits=0):
+    def __init__(
+        self, rid, title, unit, better, limit=None, limit_name=None, goal=None, agg="median", digits=0
+    ):
         self.id = rid
         self.title = title
         self.unit = unit
@@ -31,25 +33,154 @@ def rows(o):
     mb = sum(o.layer_sizes) / 1e6
     c = o.connections
     return [
-        Row("push_mono", f"push {blob} blob, monolithic PUT", "MB/s", "higher", "limit_sha256", "openssl dgst -sha256", ("limit", ">=", 0.7)),
-        Row("push_chunked", f"push {blob} blob, {chunk} PATCHes", "MB/s", "higher", "limit_sha256", "openssl dgst -sha256", ("limit", ">=", 0.7)),
-        Row("pull_1", f"pull {blob} blob, 1 client", "MB/s", "higher", "pull_1", "nginx sendfile", ("limit", ">=", 0.95)),
-        Row("pull_8", f"pull {blob} blob, 8 clients at once (total)", "MB/s", "higher", "pull_8", "nginx sendfile", ("limit", ">=", 0.95)),
-        Row("manifest_get", f"manifest GET, {c} connections (wrk)", "req/s", "higher", "limit_small", "nginx small file", ("limit", ">=", 0.5)),
-        Row("manifest_head", f"manifest HEAD, {c} connections (bench-loadgen)", "req/s", "higher", "limit_small_head", "nginx small file HEAD", ("limit", ">=", 0.5)),
-        Row("blob_head", f"blob HEAD, {c} connections (bench-loadgen)", "req/s", "higher", "limit_small_head", "nginx small file HEAD", ("limit", ">=", 0.5)),
-        Row("tags_page", f"tags list, page of 100 of {n} (p50, 1 client)", "ms", "lower", goal=("abs", "<=", 10), digits=2),
-        Row("catalog_page", f"catalog, page of 100 of {n} repositories (p50, 1 client)", "ms", "lower", goal=("abs", "<=", 10), digits=2),
-        Row("skopeo_push", f"skopeo copy in, {len(o.layer_sizes)} layers, {mb:.0f} MB", "s", "lower", goal=("registry2", "<=", 0.8), digits=2),
-        Row("skopeo_pull", f"skopeo copy out, {len(o.layer_sizes)} layers, {mb:.0f} MB", "s", "lower", goal=("registry2", "<=", 0.9), digits=2),
+        Row(
+            "push_mono",
+            f"push {blob} blob, monolithic PUT",
+            "MB/s",
+            "higher",
+            "limit_sha256",
+            "openssl dgst -sha256",
+            ("limit", ">=", 0.7),
+        ),
+        Row(
+            "push_chunked",
+            f"push {blob} blob, {chunk} PATCHes",
+            "MB/s",
+            "higher",
+            "limit_sha256",
+            "openssl dgst -sha256",
+            ("limit", ">=", 0.7),
+        ),
+        Row(
+            "pull_1",
+            f"pull {blob} blob, 1 client",
+            "MB/s",
+            "higher",
+            "pull_1",
+            "nginx sendfile",
+            ("limit", ">=", 0.95),
+        ),
+        Row(
+            "pull_8",
+            f"pull {blob} blob, 8 clients at once (total)",
+            "MB/s",
+            "higher",
+            "pull_8",
+            "nginx sendfile",
+            ("limit", ">=", 0.95),
+        ),
+        Row(
+            "manifest_get",
+            f"manifest GET, {c} connections (wrk)",
+            "req/s",
+            "higher",
+            "limit_small",
+            "nginx small file",
+            ("limit", ">=", 0.5),
+        ),
+        Row(
+            "manifest_head",
+            f"manifest HEAD, {c} connections (bench-loadgen)",
+            "req/s",
+            "higher",
+            "limit_small_head",
+            "nginx small file HEAD",
+            ("limit", ">=", 0.5),
+        ),
+        Row(
+            "blob_head",
+            f"blob HEAD, {c} connections (bench-loadgen)",
+            "req/s",
+            "higher",
+            "limit_small_head",
+            "nginx small file HEAD",
+            ("limit", ">=", 0.5),
+        ),
+        Row(
+            "tags_page",
+            f"tags list, page of 100 of {n} (p50, 1 client)",
+            "ms",
+            "lower",
+            goal=("abs", "<=", 10),
+            digits=2,
+        ),
+        Row(
+            "catalog_page",
+            f"catalog, page of 100 of {n} repositories (p50, 1 client)",
+            "ms",
+            "lower",
+            goal=("abs", "<=", 10),
+            digits=2,
+        ),
+        Row(
+            "skopeo_push",
+            f"skopeo copy in, {len(o.layer_sizes)} layers, {mb:.0f} MB",
+            "s",
+            "lower",
+            goal=("registry2", "<=", 0.8),
+            digits=2,
+        ),
+        Row(
+            "skopeo_pull",
+            f"skopeo copy out, {len(o.layer_sizes)} layers, {mb:.0f} MB",
+            "s",
+            "lower",
+            goal=("registry2", "<=", 0.9),
+            digits=2,
+        ),
         Row("pull_16", f"pull {blob} blob, 16 clients at once (total)", "MB/s", "higher"),
         Row("seed_tags", f"seeding: manifest PUTs by tag ({o.seed_clients} clients)", "PUT/s", "higher"),
-        Row("seed_repos", f"seeding: new repository = 2 mounts + manifest PUT ({o.seed_clients} clients)", "repo/s", "higher"),
-        Row("rss_idle", "resident memory, idle after start", "MB", "lower", goal=("abs", "<=", 20), agg="max", digits=1),
-        Row("rss_push", f"resident memory during a {blob} push (peak)", "MB", "lower", goal=("abs", "<=", 40), agg="max", digits=1),
-        Row("rss_pull16", f"resident memory, 16 clients pulling {blob} (peak)", "MB", "lower", goal=("abs", "<=", 40), agg="max", digits=1),
-        Row("rss_peak", "peak resident memory over the push/pull/rates phase (VmHWM)", "MB", "lower", goal=("abs", "<=", 40), agg="max", digits=1),
-        Row("rss_peak_discovery", f"peak resident memory, seeding and listing {n} tags and repositories (VmHWM)", "MB", "lower", goal=("abs", "<=", 40), agg="max", digits=1),
+        Row(
+            "seed_repos",
+            f"seeding: new repository = 2 mounts + manifest PUT ({o.seed_clients} clients)",
+            "repo/s",
+            "higher",
+        ),
+        Row(
+            "rss_idle",
+            "resident memory, idle after start",
+            "MB",
+            "lower",
+            goal=("abs", "<=", 20),
+            agg="max",
+            digits=1,
+        ),
+        Row(
+            "rss_push",
+            f"resident memory during a {blob} push (peak)",
+            "MB",
+            "lower",
+            goal=("abs", "<=", 40),
+            agg="max",
+            digits=1,
+        ),
+        Row(
+            "rss_pull16",
+            f"resident memory, 16 clients pulling {blob} (peak)",
+            "MB",
+            "lower",
+            goal=("abs", "<=", 40),
+            agg="max",
+            digits=1,
+        ),
+        Row(
+            "rss_peak",
+            "peak resident memory over the push/pull/rates phase (VmHWM)",
+            "MB",
+            "lower",
+            goal=("abs", "<=", 40),
+            agg="max",
+            digits=1,
+        ),
+        Row(
+            "rss_peak_discovery",
+            f"peak resident memory, seeding and listing {n} tags and repositories (VmHWM)",
+            "MB",
+            "lower",
+            goal=("abs", "<=", 40),
+            agg="max",
+            digits=1,
+        ),
     ]
 
 
@@ -95,7 +226,10 @@ def summarise(results, o):
                 continue
             fig[key] = _agg(runs, row.agg)
             fig[key + "_runs"] = [_value(r) for r in runs]
-            details = {k: _detail(runs, k) for k in ("p50_ms", "p99_ms", "client_cpu", "server_cpu", "rss_mb", "entries")}
+            details = {
+                k: _detail(runs, k)
+                for k in ("p50_ms", "p99_ms", "client_cpu", "server_cpu", "rss_mb", "entries")
+            }
             details = {k: v for k, v in details.items() if v is not None}
             if details:
                 fig[key + "_detail"] = details
@@ -131,7 +265,13 @@ def summarise(results, o):
     for rid, title, unit in LIMITS:
         runs = results.rows.get(rid, {}).get("limit")
         if runs:
-            entry = {"id": rid, "title": title, "unit": unit, "value": _agg(runs, "median"), "runs": [_value(r) for r in runs]}
+            entry = {
+                "id": rid,
+                "title": title,
+                "unit": unit,
+                "value": _agg(runs, "median"),
+                "runs": [_value(r) for r in runs],
+            }
             det = {k: _detail(runs, k) for k in ("p50_ms", "p99_ms", "client_cpu", "server_cpu")}
             entry.update({k: v for k, v in det.items() if v is not None})
             limits.append(entry)
@@ -152,7 +292,9 @@ def _met(row, fig):
     b = fig.get("berth")
     if b is None:
         return None
-    value = {"limit": fig.get("berth_over_limit"), "registry2": fig.get("berth_over_registry2"), "abs": b}[kind]
+    value = {"limit": fig.get("berth_over_limit"), "registry2": fig.get("berth_over_registry2"), "abs": b}[
+        kind
+    ]
     if value is None:
         return None
     ok = value >= bound if op == ">=" else value <= bound
@@ -176,7 +318,12 @@ def _ratio(v):
 
 def _notes(fig):
     notes = []
-    for key, label in (("berth", "berth"), ("registry2", "registry:2"), ("baseline", "baseline"), ("limit", "limit")):
+    for key, label in (
+        ("berth", "berth"),
+        ("registry2", "registry:2"),
+        ("baseline", "baseline"),
+        ("limit", "limit"),
+    ):
         d = fig.get(key + "_detail")
         if not d:
             continue
@@ -189,7 +336,9 @@ def _notes(fig):
             entries = f", {d['entries']:,.0f} entries" if d.get("entries", 100) != 100 else ""
             notes.append(f"{label} p99 {d['p99_ms']:.2f} ms{entries}")
     if "berth_over_disk" in fig:
-        notes.append(f"vs durable write: berth {fig['berth_over_disk']:.2f}x, registry:2 {fig['registry2_over_disk']:.2f}x")
+        notes.append(
+            f"vs durable write: berth {fig['berth_over_disk']:.2f}x, registry:2 {fig['registry2_over_disk']:.2f}x"
+        )
     if fig["id"].startswith("push_") and "berth_detail" in fig:
         notes.append(f"berth RSS {fig['berth_detail'].get('rss_mb', 0):.1f} MB during push")
     return "; ".join(notes)
@@ -235,12 +384,20 @@ def markdown(meta, figs, limits, has_baseline, o):
         met = f.get("met")
         cells += [f.get("goal", "—"), {True: "yes", False: "**no**", None: "—"}[met], _notes(f)]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## The machine's limits on the same data", "", "| limit | value | notes |", "|---|---|---|"]
+    lines += [
+        "",
+        "## The machine's limits on the same data",
+        "",
+        "| limit | value | notes |",
+        "|---|---|---|",
+    ]
     for lim in limits:
         note = ""
         if "p99_ms" in lim:
             note = f"p50/p99 {lim['p50_ms']:.2f}/{lim['p99_ms']:.2f} ms, nginx {lim.get('server_cpu', 0):.2f} + wrk {lim.get('client_cpu', 0):.2f} cores"
         runs = ", ".join(_fmt(x, 0) for x in lim["runs"])
-        lines.append(f"| {lim['title']} | {_fmt(lim['value'], 0)} {lim['unit']} | runs: {runs}{'; ' + note if note else ''} |")
+        lines.append(
+            f"| {lim['title']} | {_fmt(lim['value'], 0)} {lim['unit']} | runs: {runs}{'; ' + note if note else ''} |"
+        )
     lines.append("")
     return "\n".join(lines)

@@ -33,7 +33,15 @@ def render(meta, figs):
     row_h = len(keys) * (BAR_H + 2) + GAP
     body = []
     y = 30
-    body.append(_text(10, y, f"berth benchmark, {meta['date']}, {meta['host']} ({meta['cores']} cores), mode {meta['mode']}", 15, weight="bold"))
+    body.append(
+        _text(
+            10,
+            y,
+            f"berth benchmark, {meta['date']}, {meta['host']} ({meta['cores']} cores), mode {meta['mode']}",
+            15,
+            weight="bold",
+        )
+    )
     y += 22
     lx = LABEL_W
     for k in keys:
@@ -46,33 +54,70 @@ def render(meta, figs):
 
     # Panel 1: share of the machine's limit.
     scale_max = max([1.2] + [f.get(k, 0) / f["limit"] for f in ratio_rows for k in keys if f.get(k)])
-    body.append(_text(10, y, "Throughput and request rate as a share of the machine's limit (higher is better)", 13, weight="bold"))
+    body.append(
+        _text(
+            10,
+            y,
+            "Throughput and request rate as a share of the machine's limit (higher is better)",
+            13,
+            weight="bold",
+        )
+    )
     y += 14
     top = y
     for f in ratio_rows:
         body.append(_text(10, y + row_h / 2, f["title"], 12))
-        body.append(_text(10, y + row_h / 2 + 13, f"limit: {f['limit_name']}, {_fmt(f['limit'], f['unit'])}", 10, color="#57606a"))
+        body.append(
+            _text(
+                10,
+                y + row_h / 2 + 13,
+                f"limit: {f['limit_name']}, {_fmt(f['limit'], f['unit'])}",
+                10,
+                color="#57606a",
+            )
+        )
         for i, k in enumerate(keys):
             v = f.get(k)
             if v is None:
                 continue
             r = v / f["limit"]
             by = y + 4 + i * (BAR_H + 2)
-            body.append(f'<rect x="{LABEL_W}" y="{by}" width="{BAR_W * r / scale_max:.1f}" height="{BAR_H}" fill="{COLORS[k]}"/>')
-            body.append(_text(LABEL_W + BAR_W * r / scale_max + 4, by + BAR_H - 1, f"{r:.2f}x ({_fmt(v, f['unit'])})", 10))
+            body.append(
+                f'<rect x="{LABEL_W}" y="{by}" width="{BAR_W * r / scale_max:.1f}" height="{BAR_H}" fill="{COLORS[k]}"/>'
+            )
+            body.append(
+                _text(
+                    LABEL_W + BAR_W * r / scale_max + 4,
+                    by + BAR_H - 1,
+                    f"{r:.2f}x ({_fmt(v, f['unit'])})",
+                    10,
+                )
+            )
         goal = f.get("goal", "")
         if goal.startswith(">="):
             g = float(goal.split()[1].rstrip("x"))
             gx = LABEL_W + BAR_W * g / scale_max
-            body.append(f'<line x1="{gx:.1f}" y1="{y + 2}" x2="{gx:.1f}" y2="{y + row_h - GAP + 4}" stroke="#000" stroke-width="2"/>')
+            body.append(
+                f'<line x1="{gx:.1f}" y1="{y + 2}" x2="{gx:.1f}" y2="{y + row_h - GAP + 4}" stroke="#000" stroke-width="2"/>'
+            )
         y += row_h
     one = LABEL_W + BAR_W / scale_max
-    body.append(f'<line x1="{one:.1f}" y1="{top}" x2="{one:.1f}" y2="{y}" stroke="#57606a" stroke-dasharray="4 3"/>')
+    body.append(
+        f'<line x1="{one:.1f}" y1="{top}" x2="{one:.1f}" y2="{y}" stroke="#57606a" stroke-dasharray="4 3"/>'
+    )
     body.append(_text(one, y + 12, "1.0 = limit", 10, anchor="middle", color="#57606a"))
     y += 36
 
     # Panel 2: lower is better, each row on its own scale.
-    body.append(_text(10, y, "Latency, time and memory (lower is better; each row scaled to its largest value)", 13, weight="bold"))
+    body.append(
+        _text(
+            10,
+            y,
+            "Latency, time and memory (lower is better; each row scaled to its largest value)",
+            13,
+            weight="bold",
+        )
+    )
     y += 14
     for f in abs_rows:
         vals = [f.get(k) for k in keys if f.get(k) is not None]
@@ -87,14 +132,26 @@ def render(meta, figs):
                 continue
             by = y + 4 + i * (BAR_H + 2)
             wbar = BAR_W * v / top_v if top_v else 0
-            body.append(f'<rect x="{LABEL_W}" y="{by}" width="{max(wbar, 1):.1f}" height="{BAR_H}" fill="{COLORS[k]}"/>')
+            body.append(
+                f'<rect x="{LABEL_W}" y="{by}" width="{max(wbar, 1):.1f}" height="{BAR_H}" fill="{COLORS[k]}"/>'
+            )
             body.append(_text(LABEL_W + max(wbar, 1) + 4, by + BAR_H - 1, _fmt(v, f["unit"]), 10))
         if goal_v is not None and goal_v <= top_v:
             gx = LABEL_W + BAR_W * goal_v / top_v
-            body.append(f'<line x1="{gx:.1f}" y1="{y + 2}" x2="{gx:.1f}" y2="{y + row_h - GAP + 4}" stroke="#000" stroke-width="2"/>')
+            body.append(
+                f'<line x1="{gx:.1f}" y1="{y + 2}" x2="{gx:.1f}" y2="{y + row_h - GAP + 4}" stroke="#000" stroke-width="2"/>'
+            )
         y += row_h
     y += 10
-    body.append(_text(10, y, "Every figure from one run of bench/run.sh; medians of the repetitions, memory rows the maximum.", 10, color="#57606a"))
+    body.append(
+        _text(
+            10,
+            y,
+            "Every figure from one run of bench/run.sh; medians of the repetitions, memory rows the maximum.",
+            10,
+            color="#57606a",
+        )
+    )
     h = y + 14
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" '

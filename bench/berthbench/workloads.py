@@ -28,6 +28,25 @@ class Results:
         self.rows.setdefault(row, {}).setdefault(column, []).append(value)
 
 
+def _seeders(cdig, csize, ldig, lsize):
+    """The two seeding steps for one registry: a tag with a manifest of its own, and a repository
+    (both blobs mounted from the tags repository, then one shared manifest)."""
+    shared = client.manifest_bytes(cdig, csize, ldig, lsize)
+
+    def tag(conn, i):
+        client.put_manifest(
+            conn, TAGS_REPO, f"t{i:05d}", client.manifest_bytes(cdig, csize, ldig, lsize, note=str(i))
+        )
+
+    def repo(conn, i):
+        name = f"cat/r{i:05d}"
+        client.mount(conn, name, cdig, TAGS_REPO)
+        client.mount(conn, name, ldig, TAGS_REPO)
+        client.put_manifest(conn, name, "latest", shared)
+
+    return tag, repo
+
+
 class Bench:
     """One run: the servers, the data, the sizes, and where results go."""
 
@@ -94,18 +113,7 @@ class Bench:
                 ldig = client.push_small_blob(conn, TAGS_REPO, layer)
             finally:
                 conn.close()
-            shared = client.manifest_bytes(cdig, len(cfg), ldig, len(layer))
-
-            def tag(conn, i):
-                m = client.manifest_bytes(cdig, len(cfg), ldig, len(layer), note=str(i))
-                client.put_manifest(conn, TAGS_REPO, f"t{i:05d}", m)
-
-            def repo(conn, i):
-                name = f"cat/r{i:05d}"
-                client.mount(conn, name, cdig, TAGS_REPO)
-                client.mount(conn, name, ldig, TAGS_REPO)
-                client.put_manifest(conn, name, "latest", shared)
-
+            tag, repo = _seeders(cdig, len(cfg), ldig, len(layer))
             self.log(f"{t.label}: seeding {n} tags and {n} repositories")
             secs = client.run_parallel(t.url, range(n), self.o.seed_clients, tag)
             self.results.add("seed_tags", t.key, n / secs)
@@ -125,7 +133,9 @@ class Bench:
                 else:
                     secs = client.push_monolithic(t.url, BIG_REPO, blob)
             os.sync()  # registry:2 does not fsync: its dirty pages must not land in the next one's turn
-            self.results.add(row, t.key, {"value": blob.size / secs / 1e6, "rss_mb": rss.peak_kib[t.proc.pid] * 1024 / 1e6})
+            self.results.add(
+                row, t.key, {"value": blob.size / secs / 1e6, "rss_mb": rss.peak_kib[t.proc.pid] * 1024 / 1e6}
+            )
             self.results.add("rss_push", t.key, rss.peak_kib[t.proc.pid] * 1024 / 1e6)
             if not chunked and self.pull_blob is None:
                 self.pull_blob = blob
@@ -133,7 +143,9 @@ class Bench:
         if not chunked:
             self.results.add("limit_sha256", "limit", machine.sha256_mbps(self.base, self.o.blob_size))
             scratch = os.path.join(self.work, "dd.out")
-            self.results.add("limit_disk", "limit", machine.durable_write_mbps(self.base, self.o.blob_size, scratch))
+            self.results.add(
+                "limit_disk", "limit", machine.durable_write_mbps(self.base, self.o.blob_size, scratch)
+            )
             self.results.add("limit_read", "limit", machine.page_cache_read_mbps(self.base, self.o.blob_size))
 
     # ---- pulls ----
@@ -196,12 +208,18 @@ class Bench:
             for t in self.targets:
                 r = self._rate(t.url + path, method, headers, t.proc.pid, False, tool)
                 self.results.add(row, t.key, dict(r, value=r["rps"]))
-        for row, method, tool in (("limit_small", "GET", None), ("limit_small_head", "HEAD", lg), ("limit_small_lg", "GET", lg)):
+        for row, method, tool in (
+            ("limit_small", "GET", None),
+            ("limit_small_head", "HEAD", lg),
+            ("limit_small_lg", "GET", lg),
+        ):
             r = self._rate(self.nginx.url + "/small", method, {}, self.nginx.pid, True, tool)
             self.results.add(row, "limit", dict(r, value=r["rps"]))
 
     def _rate(self, url, method, headers, pid, tree, tool):
-        return wrk.run(self.work, url, method, headers, self.o.connections, 2, self.o.wrk_seconds, pid, tree, tool)
+        return wrk.run(
+            self.work, url, method, headers, self.o.connections, 2, self.o.wrk_seconds, pid, tree, tool
+        )
 
     def pages(self, targets):
         """One client asking for the first page of 100 again and again: the latency of a page."""
@@ -256,7 +274,14 @@ class Bench:
                 ref = f"docker://{t.url.split('://')[1]}/bench/skopeo-{rep}:v1"
                 os.sync()
                 wall, _, _ = procs.run_timed(
-                    ["skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false", f"oci:{layout}:v1", ref],
+                    [
+                        "skopeo",
+                        "--insecure-policy",
+                        "copy",
+                        "--dest-tls-verify=false",
+                        f"oci:{layout}:v1",
+                        ref,
+                    ],
                     env=env,
                     timeout=600,
                 )

@@ -35,8 +35,18 @@ def _script(work, method, headers):
     return path
 
 
-def run(work, url, method="GET", headers=None, connections=64, threads=2, seconds=5, server_pid=None,
-        server_tree=False, loadgen=None):
+def run(
+    work,
+    url,
+    method="GET",
+    headers=None,
+    connections=64,
+    threads=2,
+    seconds=5,
+    server_pid=None,
+    server_tree=False,
+    loadgen=None,
+):
     """Runs wrk (or, given `loadgen`, bench-loadgen) against `url`; returns a dict: rps, p50_ms, p99_ms,
     client_cpu (cores), server_cpu (cores, when `server_pid` is given; `server_tree` adds its children,
     as for nginx's workers), and `tool`."""
@@ -50,7 +60,17 @@ def run(work, url, method="GET", headers=None, connections=64, threads=2, second
         if method != "GET":
             raise ValueError("wrk 4.1 cannot measure HEAD: use bench-loadgen")
         script = _script(work, method, headers)
-        argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", script, url]
+        argv = [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            script,
+            url,
+        ]
     cpu0 = procs.cpu_seconds(server_pid, server_tree) if server_pid else None
     wall, cpu, out = procs.run_timed(argv, timeout=seconds + 60)
     cpu1 = procs.cpu_seconds(server_pid, server_tree) if server_pid else None
