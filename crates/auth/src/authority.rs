@@ -1,0 +1,224 @@
+//! The [`Authority`]: authentication and policy together, answering "may this request go ahead?".
+//!
+//! Decisions, for a request needing some [`Scope`]s:
+//! - credentials presented and wrong (bad password, unknown user, a token that does not verify, a header
+//!   that cannot be read): 401 UNAUTHORIZED with the challenge, whatever the policy would allow an
+//!   anonymous caller, so that a client never silently falls back to anonymous;
+//! - every scope allowed: go ahead;
+//! - not allowed and anonymous: 401 with the challenge (the client may authenticate and retry);
+//! - not allowed with a valid token: 401 with `error="insufficient_scope"` (Docker's token spec: the client
+//!   asks the token service for the scope in the challenge);
+//! - not allowed for an htpasswd user: 403 DENIED (credentials will not help).
+//!
+//! `GET /v2/` needs no scope but is where clients learn how to authenticate: without credentials it is
+//! answered with the challenge (as registry:2), unless `access.openbase` opens it. Clients of the
+//! containers/image family then answer a Basic challenge with empty credentials when they have none, which
+//! count as anonymous, so anonymous pulls keep working.
+//!
+//! Rights: htpasswd users and anonymous callers have what the [`Policy`] grants. A token caller has what its
+//! `access` claim grants, plus what anonymous callers have; `access` rules naming users do not apply to
+//! tokens (the token service is the policy for them).
+
+use crate::credentials::Credentials;
+use crate::htpasswd::Htpasswd;
+use crate::policy::Policy;
+use crate::settings::Settings;
+use crate::token::{Grants, TokenVerifier};
+use crate::{Action, Error, Identity, Scope, challenge};
+
+/// Authentication plus policy, built once from the settings.
+pub struct Authority {
+    authn: Authn,
+    policy: Policy,
+}
+
+enum Authn {
+    Htpasswd {
+        realm: String,
+        file: Htpasswd,
+    },
+    Token {
+        realm: String,
+        service: String,
+        verifier: TokenVerifier,
+    },
+}
+
+/// The caller of one request, authenticated.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub identity: Identity,
+    /// The `access` claim, for a token caller.
+    grants: Option<Grants>,
+}
+
+impl Caller {
+    /// The caller without credentials.
+    pub fn anonymous() -> Caller {
+        Caller {
+            identity: Identity::Anonymous,
+            grants: None,
+        }
+    }
+}
+
+/// The answer for one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// 401 UNAUTHORIZED with this `WWW-Authenticate` value.
+    Unauthorized {
+        challenge: String,
+    },
+    /// 403 DENIED.
+    Denied,
+}
+
+impl Authority {
+    /// The authority the settings describe; `None` when no authentication is configured (berth is then open
+    /// to everyone, as registry:2 without `auth`).
+    pub fn new(settings: &Settings) -> Result<Option<Authority>, Error> {
+        let authn = match (&settings.htpasswd, &settings.token) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config(
+                    "auth",
+                    "configure one of htpasswd and token, not both",
+                ));
+            }
+            (Some(h), None) => {
+                if h.realm.is_empty() {
+                    return Err(Error::config(
+                        "auth.htpasswd.realm",
+                        "required with auth.htpasswd",
+                    ));
+                }
+                Authn::Htpasswd {
+                    realm: h.realm.clone(),
+                    file: Htpasswd::load(&h.path)?,
+                }
+            }
+            (None, Some(t)) => Authn::Token {
+                realm: t.realm.clone(),
+                service: t.service.clone(),
+                verifier: TokenVerifier::load(t)?,
+            },
+            (None, None) => {
+                if settings.access.is_some() {
+                    return Err(Error::config(
+                        "access",
+                        "an access policy needs auth.htpasswd or auth.token to know who is asking",
+                    ));
+                }
+                return Ok(None);
+            }
+        };
+        Ok(Some(Authority {
+            authn,
+            policy: Policy::load(settings.access.as_ref())?,
+        }))
+    }
+
+    /// Checks the `Authorization` header. `Err` is the 401 for credentials that are wrong.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Decision> {
+        let credentials = Credentials::parse(authorization);
+        let caller = match (&self.authn, credentials) {
+            (_, Credentials::None) => return Ok(Caller::anonymous()),
+            (Authn::Htpasswd { file, .. }, Credentials::Basic { user, password }) => {
+                if file.verify(&user, &password).await {
+                    Some(Caller {
+                        identity: Identity::User(user),
+                        grants: None,
+                    })
+                } else {
+                    tracing::info!(user = %user, "authentication failed: wrong password or unknown user");
+                    None
+                }
+            }
+            (Authn::Token { verifier, .. }, Credentials::Bearer(token)) => {
+                match verifier.verify(&token) {
+                    Ok(t) => Some(Caller {
+                        identity: Identity::User(t.subject.unwrap_or_default()),
+                        grants: Some(t.grants),
+                    }),
+                    Err(why) => {
+                        tracing::info!(reason = %why, "bearer token refused");
+                        None
+                    }
+                }
+            }
+            (_, other) => {
+                tracing::info!(credentials = ?other, "credentials of a kind this registry does not take");
+                None
+            }
+        };
+        caller.ok_or_else(|| Decision::Unauthorized {
+            challenge: self.challenge(&[], false),
+        })
+    }
+
+    /// Whether `caller` may do everything `wants` lists.
+    pub fn authorize(&self, caller: &Caller, wants: &[Scope]) -> Decision {
+        let allowed = if wants.is_empty() {
+            // GET /v2/: every authenticated caller; anonymous ones only where the base is open.
+            caller.identity != Identity::Anonymous
+                || (matches!(self.authn, Authn::Htpasswd { .. }) && self.policy.openbase())
+        } else {
+            wants.iter().all(|scope| self.permits(caller, scope))
+        };
+        if allowed {
+            return Decision::Allow;
+        }
+        match (&caller.identity, &caller.grants) {
+            (Identity::Anonymous, _) => Decision::Unauthorized {
+                challenge: self.challenge(wants, false),
+            },
+            (Identity::User(_), Some(_)) => Decision::Unauthorized {
+                challenge: self.challenge(wants, true),
+            },
+            (Identity::User(_), None) => Decision::Denied,
+        }
+    }
+
+    /// Whether `caller` may do `action` on `repo`.
+    pub fn may(&self, caller: &Caller, repo: &str, action: Action) -> bool {
+        match &caller.grants {
+            Some(grants) => grants.allows(repo, action) || self.policy.allows(None, repo, action),
+            None => self.policy.allows(caller.identity.user(), repo, action),
+        }
+    }
+
+    /// Whether `repo` appears in `caller`'s catalog: the repositories it may pull, or all of them for a
+    /// token granting `registry:catalog:*` (the token service decided that caller may see the registry).
+    pub fn lists(&self, caller: &Caller, repo: &str) -> bool {
+        caller.grants.as_ref().is_some_and(Grants::catalog) || self.may(caller, repo, Action::Pull)
+    }
+
+    fn permits(&self, caller: &Caller, scope: &Scope) -> bool {
+        match scope {
+            Scope::Repository { name, actions } => {
+                actions.iter().all(|a| self.may(caller, name, *a))
+            }
+            Scope::Catalog => match (&caller.identity, &caller.grants) {
+                // A token must carry the catalog scope, as registry:2 asks.
+                (_, Some(grants)) => grants.catalog(),
+                // Any htpasswd user, filtered to what they may pull.
+                (Identity::User(_), None) => true,
+                (Identity::Anonymous, None) => self.policy.anonymous_has_rights(),
+            },
+        }
+    }
+
+    /// The `WWW-Authenticate` value for a request needing `wants`.
+    pub fn challenge(&self, wants: &[Scope], insufficient: bool) -> String {
+        match &self.authn {
+            Authn::Htpasswd { realm, .. } => challenge::basic(realm),
+            Authn::Token { realm, service, .. } => {
+                challenge::bearer(realm, service, wants, insufficient)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "authority/tests.rs"]
+mod tests;
