@@ -87,6 +87,7 @@ impl Registry {
 
     /// DELETE of a blob: unlinks it from `repo` (bytes are swept later by GC). Unsupported when deletes are off.
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        self.writable()?;
         if !self.config.delete_enabled {
             return Err(Error::Unsupported("deletes are disabled".into()));
         }

@@ -12,6 +12,7 @@ use metadata::MetadataStore;
 mod blob;
 mod discovery;
 mod error;
+mod maintenance;
 mod manifest;
 mod meter;
 mod upload;
@@ -21,6 +22,7 @@ pub use blob::{BlobContent, BlobInfo, ByteRange};
 pub use blobs::{ByteStream, UploadId};
 pub use discovery::{DEFAULT_CATALOG_PAGE, DEFAULT_TAGS_PAGE, MAX_PAGE, Page, Referrers};
 pub use error::{BoxError, Error, Result};
+pub use maintenance::{PurgeReport, UploadPurging};
 pub use manifest::{ManifestContent, PutManifestOutcome};
 pub use metadata::Referrer;
 pub use upload::{Chunk, MountOutcome, UploadStatus};
@@ -30,6 +32,9 @@ pub use upload::{Chunk, MountOutcome, UploadStatus};
 pub struct Config {
     /// Whether manifests, tags and blobs may be deleted (registry:2's `storage.delete.enabled`).
     pub delete_enabled: bool,
+    /// Read-only mode (registry:2's `storage.maintenance.readonly`): every write is refused with
+    /// `Unsupported`, reads keep working.
+    pub read_only: bool,
     /// Largest manifest accepted, in bytes (4 MiB as the spec suggests).
     pub max_manifest_bytes: usize,
 }
@@ -38,6 +43,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             delete_enabled: false,
+            read_only: false,
             max_manifest_bytes: 4 * 1024 * 1024,
         }
     }
@@ -70,6 +76,17 @@ impl Registry {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The one rule of read-only mode, checked first by every operation that writes.
+    fn writable(&self) -> Result<()> {
+        if self.config.read_only {
+            return Err(Error::Unsupported(
+                "the registry is in read-only mode (maintenance): pushes and deletes are refused, pulls work"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 }
 

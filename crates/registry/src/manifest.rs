@@ -60,6 +60,7 @@ impl Registry {
         content_type: Option<&str>,
         payload: Bytes,
     ) -> Result<PutManifestOutcome> {
+        self.writable()?;
         let limit = self.config.max_manifest_bytes;
         if payload.len() > limit {
             return Err(Error::ManifestTooLarge {
@@ -101,6 +102,7 @@ impl Registry {
 
     /// DELETE of a manifest by digest (with its tags), or of a tag alone.
     pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+        self.writable()?;
         if !self.config.delete_enabled {
             return Err(Error::Unsupported("deletes are disabled".into()));
         }

@@ -5,6 +5,7 @@ use std::io;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 
 use blobs::{BlobReader, BlobStore, ByteStream, UploadId};
 use metadata::{MetadataStore, NewManifest, Referrer, StoredManifest, UploadSession};
@@ -137,6 +138,15 @@ impl MetadataStore for FaultyMeta {
         self.check()?;
         self.inner.delete_upload(id).await
     }
+    async fn stale_uploads(
+        &self,
+        updated_before: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> metadata::Result<Vec<UploadSession>> {
+        self.check()?;
+        self.inner.stale_uploads(updated_before, after, limit).await
+    }
 }
 
 /// A blob store that fails every call while `fail` is set.
@@ -200,5 +210,17 @@ impl BlobStore for FaultyBlobs {
     async fn upload_delete(&self, id: &UploadId) -> blobs::Result<()> {
         self.check()?;
         self.inner.upload_delete(id).await
+    }
+    async fn purge_temporary(
+        &self,
+        older_than: SystemTime,
+        dry_run: bool,
+    ) -> blobs::Result<Vec<String>> {
+        self.check()?;
+        self.inner.purge_temporary(older_than, dry_run).await
+    }
+    async fn check(&self) -> blobs::Result<()> {
+        FaultyBlobs::check(self)?;
+        self.inner.check().await
     }
 }
