@@ -3,12 +3,14 @@
 //!
 //! Every method of [`MetadataStore`] is one atomic domain operation (one transaction), so the registry
 //! never has to hold a lock across calls: tag moves, manifest puts with their reference checks, and upload
-//! progress are each all-or-nothing. Backends: [`sqlite`]; PostgreSQL follows the same portable SQL.
+//! progress are each all-or-nothing. Backends: [`sqlite`] (one node) and [`postgres`] (shared by
+//! replicas), over the same portable schema.
 //! Every backend passes the shared suite in [`testsuite`].
 
 use bytes::Bytes;
 use oci::{Digest, RepoName, Tag};
 
+pub mod postgres;
 pub mod schema;
 pub mod sqlite;
 #[cfg(any(test, feature = "testsuite"))]
