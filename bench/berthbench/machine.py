@@ -10,6 +10,7 @@ shared and its speed drifts.
 import datetime
 import os
 import platform
+import re
 import socket
 import subprocess
 
@@ -86,9 +87,19 @@ def _git(repo, *args):
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def facts(repo, work):
-    """Where and when the run happened, with the version of every program it ran."""
+def berth_provenance(repo, binary):
+    """Which source a berth binary was built from: the commit bench/build-rev.sh named its directory
+    after, or else the work tree's HEAD and whether the crates had uncommitted changes."""
+    found = re.search(r"bench-builds/([0-9a-f]{40})/", os.path.abspath(binary))
+    if found:
+        return {"commit": found.group(1)[:12], "dirty": False}
     dirty = _git(repo, "status", "--porcelain", "--", "crates", "Cargo.toml", "Cargo.lock")
+    return {"commit": _git(repo, "rev-parse", "--short=12", "HEAD"), "dirty": bool(dirty)}
+
+
+def facts(repo, work, berth, baseline=None):
+    """Where and when the run happened, with the version of every program it ran."""
+    built = berth_provenance(repo, berth)
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "host": socket.gethostname(),
@@ -98,8 +109,9 @@ def facts(repo, work):
         "memory_mb": _mem_total_mb(),
         "work_dir_fs": fs_type(work),
         "loadavg_start": _loadavg(),
-        "berth_commit": _git(repo, "rev-parse", "--short=12", "HEAD"),
-        "berth_tree_dirty": bool(dirty),
+        "berth_commit": built["commit"],
+        "berth_tree_dirty": built["dirty"],
+        "baseline_commit": berth_provenance(repo, baseline)["commit"] if baseline else None,
         "versions": {
             "registry2": _first_line(["docker-registry", "--version"]),
             "nginx": _first_line(["nginx", "-v"]),

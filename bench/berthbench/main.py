@@ -75,7 +75,7 @@ def main(argv=None):
     os.chmod(work, 0o755)
     ps = procs.Procs()
     try:
-        meta = machine.facts(o.repo, work)
+        meta = machine.facts(o.repo, work, o.berth, o.baseline)
         meta.update(
             mode=o.mode, reps=o.reps, blob_size=o.blob_size, chunk_size=o.chunk_size, seed_count=o.seed_count
         )

@@ -330,7 +330,7 @@ def _notes(fig):
         if "p99_ms" in d and fig["unit"] == "req/s":
             notes.append(
                 f"{label} p50/p99 {d['p50_ms']:.2f}/{d['p99_ms']:.2f} ms, "
-                f"server {d.get('server_cpu', 0):.2f} + wrk {d.get('client_cpu', 0):.2f} cores"
+                f"server {d.get('server_cpu', 0):.2f} + client {d.get('client_cpu', 0):.2f} cores"
             )
         elif "p99_ms" in d:
             entries = f", {d['entries']:,.0f} entries" if d.get("entries", 100) != 100 else ""
@@ -355,7 +355,7 @@ def markdown(meta, figs, limits, has_baseline, o):
         f"- machine: {cpu.get('model')} (SHA extensions: {'yes' if cpu.get('sha_ni') else 'no'}), {m['cores']} cores, "
         f"{m['memory_mb'] / 1000:.0f} GB, kernel {m['kernel']}, work dir on {m['work_dir_fs']}",
         f"- berth {m['berth_commit']}{' (with uncommitted changes)' if m['berth_tree_dirty'] else ''}"
-        + (f"; baseline {m['baseline']}" if has_baseline else ""),
+        + (f"; baseline {m['baseline']} ({m.get('baseline_commit')})" if has_baseline else ""),
         f"- registry:2 = {v['registry2']}; {v['nginx']}; {v['wrk']}; {v['skopeo']}; {v['openssl']}",
         f"- mode {m['mode']}: {m['reps']} repetitions (median; memory rows: maximum), "
         f"load average {m['loadavg_start']} at start, {m.get('loadavg_end')} at end, {m.get('elapsed_s', 0):.0f} s",
@@ -394,7 +394,7 @@ def markdown(meta, figs, limits, has_baseline, o):
     for lim in limits:
         note = ""
         if "p99_ms" in lim:
-            note = f"p50/p99 {lim['p50_ms']:.2f}/{lim['p99_ms']:.2f} ms, nginx {lim.get('server_cpu', 0):.2f} + wrk {lim.get('client_cpu', 0):.2f} cores"
+            note = f"p50/p99 {lim['p50_ms']:.2f}/{lim['p99_ms']:.2f} ms, nginx {lim.get('server_cpu', 0):.2f} + client {lim.get('client_cpu', 0):.2f} cores"
         runs = ", ".join(_fmt(x, 0) for x in lim["runs"])
         lines.append(
             f"| {lim['title']} | {_fmt(lim['value'], 0)} {lim['unit']} | runs: {runs}{'; ' + note if note else ''} |"

@@ -10,13 +10,15 @@ from xml.sax.saxutils import escape
 
 COLORS = {"berth": "#1f6feb", "registry2": "#d1242f", "baseline": "#8250df"}
 LABELS = {"berth": "berth", "registry2": "registry:2", "baseline": "baseline berth"}
-W, LABEL_W, BAR_W, BAR_H, GAP = 960, 380, 460, 11, 12
+W, LABEL_W, BAR_W, BAR_H, GAP = 960, 380, 460, 11, 14
 
 
-def _text(x, y, s, size=12, anchor="start", weight="normal", color="#24292f"):
+def _text(x, y, s, size=12, anchor="start", weight="normal", color="#24292f", halo=False):
+    # A white halo keeps a value readable where it crosses a goal line.
+    extra = ' stroke="#ffffff" stroke-width="3" paint-order="stroke"' if halo else ""
     return (
         f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" '
-        f'font-weight="{weight}" fill="{color}">{escape(s)}</text>'
+        f'font-weight="{weight}" fill="{color}"{extra}>{escape(s)}</text>'
     )
 
 
@@ -66,16 +68,12 @@ def render(meta, figs):
     y += 14
     top = y
     for f in ratio_rows:
-        body.append(_text(10, y + row_h / 2, f["title"], 12))
-        body.append(
-            _text(
-                10,
-                y + row_h / 2 + 13,
-                f"limit: {f['limit_name']}, {_fmt(f['limit'], f['unit'])}",
-                10,
-                color="#57606a",
+        body += _title(y, row_h, f["title"], f"limit: {f['limit_name']}, {_fmt(f['limit'], f['unit'])}")
+        goal = f.get("goal", "")
+        if goal.startswith(">="):
+            body.append(
+                _goal_line(LABEL_W + BAR_W * float(goal.split()[1].rstrip("x")) / scale_max, y, row_h)
             )
-        )
         for i, k in enumerate(keys):
             v = f.get(k)
             if v is None:
@@ -91,14 +89,8 @@ def render(meta, figs):
                     by + BAR_H - 1,
                     f"{r:.2f}x ({_fmt(v, f['unit'])})",
                     10,
+                    halo=True,
                 )
-            )
-        goal = f.get("goal", "")
-        if goal.startswith(">="):
-            g = float(goal.split()[1].rstrip("x"))
-            gx = LABEL_W + BAR_W * g / scale_max
-            body.append(
-                f'<line x1="{gx:.1f}" y1="{y + 2}" x2="{gx:.1f}" y2="{y + row_h - GAP + 4}" stroke="#000" stroke-width="2"/>'
             )
         y += row_h
     one = LABEL_W + BAR_W / scale_max
@@ -125,7 +117,9 @@ def render(meta, figs):
             continue
         goal_v = _abs_goal(f)
         top_v = max(vals + ([goal_v] if goal_v is not None and goal_v < 3 * max(vals) else []))
-        body.append(_text(10, y + row_h / 2, f["title"], 12))
+        body += _title(y, row_h, f["title"])
+        if goal_v is not None and goal_v <= top_v:
+            body.append(_goal_line(LABEL_W + BAR_W * goal_v / top_v, y, row_h))
         for i, k in enumerate(keys):
             v = f.get(k)
             if v is None:
@@ -135,12 +129,7 @@ def render(meta, figs):
             body.append(
                 f'<rect x="{LABEL_W}" y="{by}" width="{max(wbar, 1):.1f}" height="{BAR_H}" fill="{COLORS[k]}"/>'
             )
-            body.append(_text(LABEL_W + max(wbar, 1) + 4, by + BAR_H - 1, _fmt(v, f["unit"]), 10))
-        if goal_v is not None and goal_v <= top_v:
-            gx = LABEL_W + BAR_W * goal_v / top_v
-            body.append(
-                f'<line x1="{gx:.1f}" y1="{y + 2}" x2="{gx:.1f}" y2="{y + row_h - GAP + 4}" stroke="#000" stroke-width="2"/>'
-            )
+            body.append(_text(LABEL_W + max(wbar, 1) + 4, by + BAR_H - 1, _fmt(v, f["unit"]), 10, halo=True))
         y += row_h
     y += 10
     body.append(
@@ -158,6 +147,24 @@ def render(meta, figs):
         f'font-family="DejaVu Sans, Helvetica, Arial, sans-serif">\n'
         f'<rect width="{W}" height="{h}" fill="#ffffff"/>\n' + "\n".join(body) + "\n</svg>\n"
     )
+
+
+def _title(y, row_h, title, sub=None):
+    """A row's label, on two lines when it would run into the bars (about 55 characters fit)."""
+    lines = [title]
+    if len(title) > 55:
+        cut = title.rfind(" ", 0, 55)
+        lines = [title[:cut], title[cut + 1 :]]
+    top = y + row_h / 2 - 6 * (len(lines) - 1) + (0 if sub is None else -4)
+    out = [_text(10, top + 13 * i, line, 12) for i, line in enumerate(lines)]
+    if sub is not None:
+        out.append(_text(10, top + 13 * len(lines), sub, 10, color="#57606a"))
+    return out
+
+
+def _goal_line(x, y, row_h):
+    """The goal of a row: drawn before the bars, so that bars and their labels stay readable over it."""
+    return f'<line x1="{x:.1f}" y1="{y + 1}" x2="{x:.1f}" y2="{y + row_h - GAP + 5}" stroke="#000" stroke-width="2"/>'
 
 
 def _abs_goal(f):

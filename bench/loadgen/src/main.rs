@@ -204,6 +204,30 @@ async fn exchange(
     Ok((head.status, head.keep_alive))
 }
 
+/// One thread's event loop with `connections` connections; returns their merged counts.
+fn worker(
+    args: Arc<Args>,
+    request: Arc<Vec<u8>>,
+    deadline: Instant,
+    connections: usize,
+) -> std::io::Result<Stats> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(async {
+        let tasks: Vec<_> = (0..connections)
+            .map(|_| tokio::spawn(connection(args.clone(), request.clone(), deadline)))
+            .collect();
+        let mut all = Stats::default();
+        for t in tasks {
+            if let Ok(s) = t.await {
+                all.merge(s);
+            }
+        }
+        all
+    }))
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -221,17 +245,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("bench-loadgen: starting the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let mut request = format!(
         "{} {} HTTP/1.1\r\nHost: {}\r\n",
         args.method, args.target, args.authority
@@ -245,18 +258,30 @@ fn main() -> ExitCode {
     let args = Arc::new(args);
     let started = Instant::now();
     let deadline = started + args.duration;
-    let stats = runtime.block_on(async {
-        let tasks: Vec<_> = (0..args.connections)
-            .map(|_| tokio::spawn(connection(args.clone(), request.clone(), deadline)))
-            .collect();
-        let mut all = Stats::default();
-        for t in tasks {
-            if let Ok(s) = t.await {
-                all.merge(s);
+    // One single-threaded runtime per thread, each driving its share of the connections, as wrk runs one
+    // event loop per thread: a work-stealing runtime would hand wake-ups between threads and measure that.
+    let workers: Vec<_> = (0..args.threads)
+        .map(|i| {
+            let share =
+                args.connections / args.threads + usize::from(i < args.connections % args.threads);
+            let (args, request) = (args.clone(), request.clone());
+            std::thread::spawn(move || worker(args, request, deadline, share))
+        })
+        .collect();
+    let mut stats = Stats::default();
+    for w in workers {
+        match w.join() {
+            Ok(Ok(s)) => stats.merge(s),
+            Ok(Err(e)) => {
+                eprintln!("bench-loadgen: starting a runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+            Err(_) => {
+                eprintln!("bench-loadgen: a worker thread panicked");
+                return ExitCode::FAILURE;
             }
         }
-        all
-    });
+    }
     let elapsed = started.elapsed();
     let mut lat = stats.latencies_us;
     lat.sort_unstable();
