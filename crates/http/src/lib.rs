@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
@@ -20,6 +21,7 @@ use axum::serve::ListenerExt;
 use registry::Registry;
 use tokio::net::TcpListener;
 
+pub mod auth;
 pub mod body;
 pub mod endpoint;
 pub mod error;
@@ -33,14 +35,27 @@ pub use error::ApiError;
 /// The application: the `/v2/` API over `registry`, with request ids, logging and the version header on
 /// every response.
 pub fn router(registry: Registry) -> Router {
+    router_with_auth(registry, None)
+}
+
+/// [`router`], with every request first authenticated and authorized by `authority` when there is one
+/// (see [`auth`]); `None` leaves the registry open, as registry:2 without `auth`.
+pub fn router_with_auth(registry: Registry, authority: Option<Arc<::auth::Authority>>) -> Router {
     // `/v2/{*rest}` does not match an empty rest, so the base URL is spelled out; all three reach the
     // same dispatcher, which reads the raw path itself.
-    Router::new()
+    let mut app = Router::new()
         .route("/v2", any(handlers::dispatch))
         .route("/v2/", any(handlers::dispatch))
         .route("/v2/{*rest}", any(handlers::dispatch))
-        .fallback(not_found)
-        .layer(axum::middleware::from_fn(middleware::request_context))
+        .fallback(not_found);
+    if let Some(authority) = authority {
+        // Inside the request context, so refusals carry the request id and version header too.
+        app = app.layer(axum::middleware::from_fn_with_state(
+            authority,
+            auth::authorize,
+        ));
+    }
+    app.layer(axum::middleware::from_fn(middleware::request_context))
         .with_state(registry)
 }
 

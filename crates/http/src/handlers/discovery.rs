@@ -11,6 +11,7 @@ use registry::{Page, Registry};
 use serde_json::json;
 
 use super::Result;
+use crate::auth::{Access, filtered_catalog};
 use crate::headers::value;
 
 pub async fn tags(
@@ -27,8 +28,19 @@ pub async fn tags(
     ))
 }
 
-pub async fn catalog(registry: &Registry, n: Option<usize>, last: Option<String>) -> Result {
-    let (repositories, more) = registry.catalog(&Page { n, last }).await?;
+/// The catalog; with authorization on, only the repositories the caller may pull (see
+/// [`crate::auth::filtered_catalog`]).
+pub async fn catalog(
+    registry: &Registry,
+    n: Option<usize>,
+    last: Option<String>,
+    access: Option<&Access>,
+) -> Result {
+    let page = Page { n, last };
+    let (repositories, more) = match access {
+        Some(access) => filtered_catalog(registry, &page, |repo| access.lists(repo)).await?,
+        None => registry.catalog(&page).await?,
+    };
     let link = next_link("/v2/_catalog", n, &repositories, more);
     Ok(listing(json!({ "repositories": repositories }), link))
 }

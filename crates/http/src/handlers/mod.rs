@@ -35,7 +35,10 @@ pub async fn dispatch(State(registry): State<Registry>, req: Request) -> Respons
 async fn route(registry: &Registry, endpoint: Endpoint, req: Request) -> Result {
     match endpoint {
         Endpoint::Base => Ok(base::get()),
-        Endpoint::Catalog { n, last } => discovery::catalog(registry, n, last).await,
+        Endpoint::Catalog { n, last } => {
+            let access = req.extensions().get::<crate::auth::Access>();
+            discovery::catalog(registry, n, last, access).await
+        }
         Endpoint::Tags { name, n, last } => discovery::tags(registry, &name, n, last).await,
         Endpoint::Manifest {
             name,

@@ -8,6 +8,7 @@
 
 mod harness;
 
+mod auth;
 mod blobs;
 mod discovery;
 mod manifests;

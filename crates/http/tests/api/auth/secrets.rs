@@ -1,0 +1,106 @@
+//! No secret in a response or a log line: every line logged while serving requests with good and bad
+//! passwords and tokens is captured and searched for them.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::http::Method;
+use tracing_subscriber::fmt::MakeWriter;
+
+use super::*;
+
+/// A log sink the test can read back.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Capture {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn no_secret_reaches_a_response_or_a_log_line() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .finish();
+    // The test runs on one thread (tokio's current-thread runtime), so a thread-local default sees every
+    // line the middleware and the handlers log.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let f = Fixture::new(htpasswd_settings);
+    f.seed("private/app").await;
+    let secrets = ["secret", "wrong-password-xyz", "carol-pw"];
+    let mut sent = Vec::new();
+    for (user, password) in [
+        ("alice", "secret"),
+        ("alice", "wrong-password-xyz"),
+        ("nobody", "wrong-password-xyz"),
+        ("carol", "carol-pw"),
+    ] {
+        let header = basic(user, password);
+        for (method, uri) in [
+            (Method::GET, "/v2/"),
+            (Method::GET, "/v2/private/app/manifests/latest"),
+            (Method::POST, "/v2/private/app/blobs/uploads/"),
+            (Method::GET, "/v2/_catalog"),
+        ] {
+            let r = f.call(method, uri, Some(&header), None).await;
+            sent.push(r);
+        }
+        sent.push(f.call(Method::GET, "/v2/", Some(&header), None).await);
+    }
+    let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXNlY3JldA";
+    sent.push(f.get("/v2/", Some(&format!("Bearer {token}"))).await);
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("authentication failed"),
+        "the failures are logged: {logs}"
+    );
+    let hashes = ["$2y$05$NHXi441", "$2y$04$uXBlXEo", "$2y$04$XgDFieE"];
+    let mut forbidden: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
+    forbidden.extend(hashes.iter().map(|s| s.to_string()));
+    forbidden.push(token.to_string());
+    forbidden.extend(
+        [
+            ("alice", "secret"),
+            ("alice", "wrong-password-xyz"),
+            ("carol", "carol-pw"),
+        ]
+        .iter()
+        .map(|(u, p)| basic(u, p).trim_start_matches("Basic ").to_string()),
+    );
+    for needle in &forbidden {
+        assert!(
+            !logs.contains(needle.as_str()),
+            "the log holds {needle:?}:\n{logs}"
+        );
+        for r in &sent {
+            assert!(
+                !String::from_utf8_lossy(&r.body).contains(needle.as_str()),
+                "a response body holds {needle:?}"
+            );
+            for (name, value) in &r.headers {
+                assert!(
+                    !value.to_str().unwrap_or("").contains(needle.as_str()),
+                    "header {name} holds {needle:?}"
+                );
+            }
+        }
+    }
+}
