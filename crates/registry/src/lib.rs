@@ -12,10 +12,12 @@ use metadata::MetadataStore;
 mod blob;
 mod discovery;
 mod error;
+pub mod instrumented;
 mod maintenance;
 mod manifest;
 mod meter;
 mod upload;
+mod upload_limit;
 mod upload_lock;
 
 pub use blob::{BlobContent, BlobInfo, ByteRange};
@@ -37,7 +39,13 @@ pub struct Config {
     pub read_only: bool,
     /// Largest manifest accepted, in bytes (4 MiB as the spec suggests).
     pub max_manifest_bytes: usize,
+    /// Most uploads streaming bytes in at once; more are refused with `TooManyRequests`. `None`: no cap.
+    pub max_concurrent_uploads: Option<usize>,
 }
+
+/// The default cap on uploads in progress: each holds a file and a write buffer of up to 1 MiB, so this
+/// bounds that memory near 128 MiB while leaving room for dozens of clients pushing several layers each.
+pub const DEFAULT_MAX_CONCURRENT_UPLOADS: usize = 128;
 
 impl Default for Config {
     fn default() -> Self {
@@ -45,6 +53,7 @@ impl Default for Config {
             delete_enabled: false,
             read_only: false,
             max_manifest_bytes: 4 * 1024 * 1024,
+            max_concurrent_uploads: Some(DEFAULT_MAX_CONCURRENT_UPLOADS),
         }
     }
 }
@@ -58,6 +67,8 @@ pub struct Registry {
     config: Config,
     /// Serialises the requests working on one upload (see [`upload_lock`] for why).
     upload_locks: upload_lock::UploadLocks,
+    /// Uploads streaming bytes in, and their cap (see [`upload_limit`]).
+    upload_slots: upload_limit::UploadSlots,
 }
 
 impl Registry {
@@ -69,6 +80,7 @@ impl Registry {
         Registry {
             blobs,
             meta,
+            upload_slots: upload_limit::UploadSlots::new(config.max_concurrent_uploads),
             config,
             upload_locks: Default::default(),
         }
@@ -87,6 +99,11 @@ impl Registry {
             ));
         }
         Ok(())
+    }
+
+    /// How many uploads are streaming bytes in right now (for the metrics).
+    pub fn uploads_in_progress(&self) -> usize {
+        self.upload_slots.in_use()
     }
 }
 

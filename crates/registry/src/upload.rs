@@ -202,6 +202,12 @@ impl Registry {
         session: UploadSession,
         chunk: Chunk,
     ) -> Result<UploadSession> {
+        // Every byte of every upload flows through here, so this is where their number is capped; an
+        // empty closing chunk carries nothing and is never refused.
+        let _slot = match chunk.length {
+            Some(0) => None,
+            _ => Some(self.upload_slots.take()?),
+        };
         let limit = declared_length(session.offset, &chunk)?;
         let hasher = ResumableHasher::from_bytes(&session.hash_state).map_err(Error::internal)?;
         let meter = Meter::new(hasher);

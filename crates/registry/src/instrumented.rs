@@ -1,0 +1,315 @@
+//! Decorators that time every storage operation: an [`InstrumentedBlobStore`] and an
+//! [`InstrumentedMetadataStore`] wrap any backend, implement the same trait, and report each call's
+//! duration and outcome to a [`StorageObserver`].
+//!
+//! Why decorators: the backends stay free of metrics code and the registry stays free of `if metrics`
+//! branches; whoever wires the process decides whether to wrap. Why an observer trait rather than a metrics
+//! library: the registry must not depend on how (or whether) the numbers are exported; the HTTP crate
+//! implements the observer with Prometheus histograms.
+//!
+//! What a duration covers: the call, until its future completes. For `read` and `upload_read` that is the
+//! time to open the stream, not to drain it; `upload_write` consumes the request body, so its time includes
+//! waiting for the client's bytes. A call whose future is dropped before it completes (the client went away)
+//! is not reported.
+
+use std::future::Future;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use blobs::{BlobReader, BlobStore, ByteStream, UploadId};
+use metadata::{MetadataStore, NewManifest, Referrer, StoredManifest, UploadSession};
+use oci::{Digest, RepoName, Tag};
+
+/// One storage call: which store, which backend, which method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StorageOp {
+    /// `"blobs"` or `"metadata"`.
+    pub store: &'static str,
+    /// The backend's short name as the wiring gave it (`"fs"`, `"sqlite"`, ...).
+    pub backend: &'static str,
+    /// The trait method's name (`"stat"`, `"put_manifest"`, ...).
+    pub operation: &'static str,
+}
+
+/// Receives the timing of every storage call. Called on the request's task, so it must be quick.
+pub trait StorageObserver: Send + Sync + 'static {
+    /// `op` completed after `elapsed`; `ok` is false when it returned an error.
+    fn observe(&self, op: StorageOp, elapsed: Duration, ok: bool);
+}
+
+/// Times `fut` and reports it as `op`.
+async fn timed<T, E>(
+    observer: &dyn StorageObserver,
+    op: StorageOp,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let started = Instant::now();
+    let out = fut.await;
+    observer.observe(op, started.elapsed(), out.is_ok());
+    out
+}
+
+/// A [`BlobStore`] that reports the duration of every call of the one it wraps.
+pub struct InstrumentedBlobStore {
+    inner: Arc<dyn BlobStore>,
+    backend: &'static str,
+    observer: Arc<dyn StorageObserver>,
+}
+
+impl InstrumentedBlobStore {
+    pub fn new(
+        inner: Arc<dyn BlobStore>,
+        backend: &'static str,
+        observer: Arc<dyn StorageObserver>,
+    ) -> InstrumentedBlobStore {
+        InstrumentedBlobStore {
+            inner,
+            backend,
+            observer,
+        }
+    }
+
+    fn op(&self, operation: &'static str) -> StorageOp {
+        StorageOp {
+            store: "blobs",
+            backend: self.backend,
+            operation,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for InstrumentedBlobStore {
+    async fn stat(&self, digest: &Digest) -> blobs::Result<Option<u64>> {
+        timed(&*self.observer, self.op("stat"), self.inner.stat(digest)).await
+    }
+
+    async fn read(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> blobs::Result<Option<BlobReader>> {
+        timed(
+            &*self.observer,
+            self.op("read"),
+            self.inner.read(digest, range),
+        )
+        .await
+    }
+
+    async fn delete(&self, digest: &Digest) -> blobs::Result<bool> {
+        timed(
+            &*self.observer,
+            self.op("delete"),
+            self.inner.delete(digest),
+        )
+        .await
+    }
+
+    async fn upload_write(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        data: ByteStream,
+    ) -> blobs::Result<u64> {
+        timed(
+            &*self.observer,
+            self.op("upload_write"),
+            self.inner.upload_write(id, offset, data),
+        )
+        .await
+    }
+
+    async fn upload_read(&self, id: &UploadId, len: u64) -> blobs::Result<ByteStream> {
+        timed(
+            &*self.observer,
+            self.op("upload_read"),
+            self.inner.upload_read(id, len),
+        )
+        .await
+    }
+
+    async fn upload_commit(&self, id: &UploadId, len: u64, digest: &Digest) -> blobs::Result<()> {
+        timed(
+            &*self.observer,
+            self.op("upload_commit"),
+            self.inner.upload_commit(id, len, digest),
+        )
+        .await
+    }
+
+    async fn upload_delete(&self, id: &UploadId) -> blobs::Result<()> {
+        timed(
+            &*self.observer,
+            self.op("upload_delete"),
+            self.inner.upload_delete(id),
+        )
+        .await
+    }
+
+    async fn purge_temporary(
+        &self,
+        older_than: SystemTime,
+        dry_run: bool,
+    ) -> blobs::Result<Vec<String>> {
+        timed(
+            &*self.observer,
+            self.op("purge_temporary"),
+            self.inner.purge_temporary(older_than, dry_run),
+        )
+        .await
+    }
+
+    async fn check(&self) -> blobs::Result<()> {
+        timed(&*self.observer, self.op("check"), self.inner.check()).await
+    }
+}
+
+/// A [`MetadataStore`] that reports the duration of every call of the one it wraps.
+pub struct InstrumentedMetadataStore {
+    inner: Arc<dyn MetadataStore>,
+    backend: &'static str,
+    observer: Arc<dyn StorageObserver>,
+}
+
+impl InstrumentedMetadataStore {
+    pub fn new(
+        inner: Arc<dyn MetadataStore>,
+        backend: &'static str,
+        observer: Arc<dyn StorageObserver>,
+    ) -> InstrumentedMetadataStore {
+        InstrumentedMetadataStore {
+            inner,
+            backend,
+            observer,
+        }
+    }
+
+    fn op(&self, operation: &'static str) -> StorageOp {
+        StorageOp {
+            store: "metadata",
+            backend: self.backend,
+            operation,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl MetadataStore for InstrumentedMetadataStore {
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> metadata::Result<()> {
+        let fut = self.inner.link_blob(repo, digest, size);
+        timed(&*self.observer, self.op("link_blob"), fut).await
+    }
+
+    async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<Option<u64>> {
+        let fut = self.inner.linked_blob(repo, digest);
+        timed(&*self.observer, self.op("linked_blob"), fut).await
+    }
+
+    async fn known_blob(&self, digest: &Digest) -> metadata::Result<Option<u64>> {
+        let fut = self.inner.known_blob(digest);
+        timed(&*self.observer, self.op("known_blob"), fut).await
+    }
+
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
+        let fut = self.inner.unlink_blob(repo, digest);
+        timed(&*self.observer, self.op("unlink_blob"), fut).await
+    }
+
+    async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        manifest: &NewManifest,
+        tag: Option<&Tag>,
+    ) -> metadata::Result<()> {
+        let fut = self.inner.put_manifest(repo, manifest, tag);
+        timed(&*self.observer, self.op("put_manifest"), fut).await
+    }
+
+    async fn manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> metadata::Result<Option<StoredManifest>> {
+        let fut = self.inner.manifest(repo, digest);
+        timed(&*self.observer, self.op("manifest"), fut).await
+    }
+
+    async fn tagged_manifest(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> metadata::Result<Option<StoredManifest>> {
+        let fut = self.inner.tagged_manifest(repo, tag);
+        timed(&*self.observer, self.op("tagged_manifest"), fut).await
+    }
+
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
+        let fut = self.inner.delete_manifest(repo, digest);
+        timed(&*self.observer, self.op("delete_manifest"), fut).await
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> metadata::Result<bool> {
+        let fut = self.inner.delete_tag(repo, tag);
+        timed(&*self.observer, self.op("delete_tag"), fut).await
+    }
+
+    async fn repo_exists(&self, repo: &RepoName) -> metadata::Result<bool> {
+        let fut = self.inner.repo_exists(repo);
+        timed(&*self.observer, self.op("repo_exists"), fut).await
+    }
+
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> metadata::Result<Vec<String>> {
+        let fut = self.inner.list_tags(repo, after, limit);
+        timed(&*self.observer, self.op("list_tags"), fut).await
+    }
+
+    async fn list_repos(&self, after: Option<&str>, limit: usize) -> metadata::Result<Vec<String>> {
+        let fut = self.inner.list_repos(after, limit);
+        timed(&*self.observer, self.op("list_repos"), fut).await
+    }
+
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+    ) -> metadata::Result<Vec<Referrer>> {
+        let fut = self.inner.referrers(repo, subject);
+        timed(&*self.observer, self.op("referrers"), fut).await
+    }
+
+    async fn save_upload(
+        &self,
+        session: &UploadSession,
+        expected_offset: Option<u64>,
+    ) -> metadata::Result<bool> {
+        let fut = self.inner.save_upload(session, expected_offset);
+        timed(&*self.observer, self.op("save_upload"), fut).await
+    }
+
+    async fn upload(&self, id: &str) -> metadata::Result<Option<UploadSession>> {
+        let fut = self.inner.upload(id);
+        timed(&*self.observer, self.op("upload"), fut).await
+    }
+
+    async fn delete_upload(&self, id: &str) -> metadata::Result<bool> {
+        let fut = self.inner.delete_upload(id);
+        timed(&*self.observer, self.op("delete_upload"), fut).await
+    }
+
+    async fn stale_uploads(
+        &self,
+        updated_before: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> metadata::Result<Vec<UploadSession>> {
+        let fut = self.inner.stale_uploads(updated_before, after, limit);
+        timed(&*self.observer, self.op("stale_uploads"), fut).await
+    }
+}
