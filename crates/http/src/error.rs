@@ -14,7 +14,7 @@
 //! A 500 is a bug or a failing backend: its cause is logged with the request id and never sent; the
 //! client gets code UNKNOWN (as registry:2; the spec's list binds 4xx bodies only) and the request id.
 
-use axum::http::header::{CONTENT_RANGE, CONTENT_TYPE, HeaderName, HeaderValue};
+use axum::http::header::{CONTENT_RANGE, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use registry::Error;
@@ -101,6 +101,10 @@ impl ApiError {
     }
 }
 
+/// `Retry-After` of a 429: long enough for an upload or two to finish, short enough for a pusher to
+/// carry on promptly.
+const RETRY_AFTER_SECONDS: &str = "5";
+
 /// The one table from registry outcome to HTTP status and spec code.
 pub fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
     match e {
@@ -142,6 +146,11 @@ fn extra_headers(e: &Error, headers: &mut HeaderMap) {
                 crate::headers::RANGE_NAME,
                 crate::headers::upload_range(*offset),
             );
+        }
+        // The registry refuses work it has no room for (uploads over the cap): nothing of the request
+        // was kept, so the same request can be sent again after this many seconds.
+        Error::TooManyRequests => {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
         }
         _ => {}
     }

@@ -17,7 +17,6 @@ use axum::Router;
 use axum::extract::Request;
 use axum::response::Response;
 use axum::routing::any;
-use axum::serve::ListenerExt;
 use registry::Registry;
 use tokio::net::TcpListener;
 
@@ -27,10 +26,15 @@ pub mod endpoint;
 pub mod error;
 mod handlers;
 pub mod headers;
+pub mod limits;
+pub mod metrics;
 pub mod middleware;
+mod server;
+pub mod tls;
 
 pub use endpoint::Endpoint;
 pub use error::ApiError;
+pub use server::ServeOptions;
 
 /// The application: the `/v2/` API over `registry`, with request ids, logging and the version header on
 /// every response.
@@ -59,23 +63,27 @@ pub fn router_with_auth(registry: Registry, authority: Option<Arc<::auth::Author
         .with_state(registry)
 }
 
-/// Serves `router` on an already-bound `listener` until `shutdown` completes, then stops accepting and
-/// waits for the requests in flight. Taking the listener (rather than an address) lets callers bind
-/// port 0 and learn the real port before serving.
+/// Serves `router` on an already-bound `listener` with the default [`ServeOptions`] (plain HTTP, the
+/// default [`limits::Limits`]) until `shutdown` completes; see [`serve_with`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    // Registry traffic is request/response with small heads: Nagle's delay only adds latency.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, router, shutdown, ServeOptions::default()).await
+}
+
+/// Serves `router` on an already-bound `listener` until `shutdown` completes, then stops accepting, lets
+/// the requests in flight finish within the drain timeout, and returns. Taking the listener (rather than
+/// an address) lets callers bind port 0 and learn the real port before serving. The loop itself, and how
+/// each limit is enforced, is in `server.rs`.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> io::Result<()> {
+    server::run(listener, router, shutdown, options).await
 }
 
 /// Anything outside `/v2/`: a 404 in the spec's error format, like an unknown path inside it.

@@ -1,0 +1,218 @@
+//! Prometheus metrics: what berth counts, and `/metrics` to scrape them from (served on the debug address,
+//! never on the registry's own).
+//!
+//! Exported (OpenMetrics text; counters carry the `_total` suffix on the wire):
+//! - `berth_http_requests_total{endpoint, method, status}`: requests answered;
+//! - `berth_http_request_duration_seconds{endpoint, method}`: from the request head to the end of the
+//!   response body (for a blob, the whole transfer);
+//! - `berth_http_received_bytes_total{endpoint}` and `berth_http_sent_bytes_total{endpoint}`: body bytes;
+//! - `berth_http_requests_in_flight`;
+//! - `berth_uploads_in_progress`: uploads streaming bytes in (the registry's own count, the one its cap
+//!   applies to);
+//! - `berth_storage_operation_duration_seconds{store, backend, operation}` and
+//!   `berth_storage_operation_errors_total{...}`: every call of the blob and metadata stores, timed by
+//!   the decorators of `registry::instrumented`.
+//!
+//! Labels are bounded sets: `endpoint` is the kind of endpoint (`manifest`, `blob`, `blob_upload`, ...,
+//! see [`http::endpoint_kind`]), never the repository, whose names are unbounded (and private).
+//!
+//! The request metrics are a middleware ([`Metrics::instrument`]) put around the whole application by
+//! whoever wires the process, so that every answer counts (authentication failures, 404s, 429s).
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use registry::instrumented::{StorageObserver, StorageOp};
+
+pub mod http;
+
+/// The content type of the exposition.
+pub const CONTENT_TYPE_OPENMETRICS: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Every metric of the process. Cheap to clone (clones share everything).
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// A std mutex: registering (at start) and encoding (a scrape) are rare and never await.
+    registry: Mutex<prometheus_client::registry::Registry>,
+    http: http::HttpMetrics,
+    storage: StorageMetrics,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Request latencies: Prometheus' default buckets, stretched to a minute for blob transfers.
+fn request_buckets() -> Histogram {
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ])
+}
+
+/// Storage latencies: from a cached SQLite read (well under a millisecond) to a slow fsync or S3 call.
+fn storage_buckets() -> Histogram {
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let http = http::HttpMetrics::new(request_buckets);
+        http.register(&mut registry);
+        let storage = StorageMetrics {
+            duration: Family::new_with_constructor(storage_buckets),
+            errors: Family::default(),
+        };
+        registry.register(
+            "berth_storage_operation_duration_seconds",
+            "Duration of blob and metadata store calls",
+            storage.duration.clone(),
+        );
+        registry.register(
+            "berth_storage_operation_errors",
+            "Blob and metadata store calls that returned an error",
+            storage.errors.clone(),
+        );
+        Metrics {
+            inner: Arc::new(Inner {
+                registry: Mutex::new(registry),
+                http,
+                storage,
+            }),
+        }
+    }
+
+    /// Wraps `app` (the whole application, outermost) so that every request is counted and timed.
+    pub fn instrument(&self, app: Router) -> Router {
+        self.inner.http.instrument(app)
+    }
+
+    /// What the storage decorators report to (`registry::instrumented`).
+    pub fn storage_observer(&self) -> Arc<dyn StorageObserver> {
+        Arc::new(self.inner.storage.clone())
+    }
+
+    /// Exports `registry`'s count of uploads in progress, read at each scrape.
+    pub fn watch_uploads(&self, registry: &registry::Registry) {
+        self.lock()
+            .register_collector(Box::new(UploadsInProgress(registry.clone())));
+    }
+
+    /// The exposition, in the OpenMetrics text format.
+    pub fn render(&self) -> Result<String, fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.lock())?;
+        Ok(out)
+    }
+
+    /// `GET /metrics`, to be merged into the debug router.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(scrape))
+            .with_state(self.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, prometheus_client::registry::Registry> {
+        self.inner
+            .registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+async fn scrape(State(metrics): State<Metrics>) -> Response {
+    match metrics.render() {
+        Ok(text) => (
+            [(
+                CONTENT_TYPE,
+                HeaderValue::from_static(CONTENT_TYPE_OPENMETRICS),
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding the metrics failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StorageLabels {
+    store: &'static str,
+    backend: &'static str,
+    operation: &'static str,
+}
+
+#[derive(Clone)]
+struct StorageMetrics {
+    duration: Family<StorageLabels, Histogram, fn() -> Histogram>,
+    errors: Family<StorageLabels, Counter>,
+}
+
+impl StorageObserver for StorageMetrics {
+    fn observe(&self, op: StorageOp, elapsed: Duration, ok: bool) {
+        let labels = StorageLabels {
+            store: op.store,
+            backend: op.backend,
+            operation: op.operation,
+        };
+        self.duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        if !ok {
+            self.errors.get_or_create(&labels).inc();
+        }
+    }
+}
+
+/// The registry's own count, read at scrape time (a gauge kept beside it could drift from it).
+struct UploadsInProgress(registry::Registry);
+
+impl fmt::Debug for UploadsInProgress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UploadsInProgress")
+    }
+}
+
+impl Collector for UploadsInProgress {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let n = i64::try_from(self.0.uploads_in_progress()).unwrap_or(i64::MAX);
+        let gauge = ConstGauge::new(n);
+        let metric = encoder.encode_descriptor(
+            "berth_uploads_in_progress",
+            "Blob uploads streaming bytes in right now",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(metric)
+    }
+}

@@ -1,0 +1,299 @@
+//! The serving loop behind [`serve`](crate::serve): accepts connections up to the cap, gives each its own
+//! task (TLS handshake, then HTTP/1 or HTTP/2 through hyper), enforces the [`Limits`], and shuts down in
+//! bounded time.
+//!
+//! Why not `axum::serve`: it has no header-read timeout, idle timeout, connection cap or TLS. The loop is
+//! small, and every limit is visible here:
+//! - the accept loop only accepts: a handshake, however slow, runs on the connection's task, bounded by
+//!   `handshake_timeout`;
+//! - at `max_connections` the loop stops accepting until a connection ends;
+//! - each connection is served by hyper with the header-read timeout, wrapped so that writes stall out
+//!   ([`StallIo`]), request bodies stall out ([`StallBody`]), and a watcher closes it once idle;
+//! - on shutdown the listener is dropped (new connections are refused), every connection is asked to
+//!   finish gracefully (in-flight requests complete, idle keep-alive connections close), and whatever is
+//!   still running after `drain_timeout` is cut off. An upload cut off this way is simply not recorded:
+//!   the client resumes it from the last recorded offset, even after a restart.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+
+use crate::limits::{Activity, Limits, StallBody, StallIo, Tracked};
+use crate::tls::TlsAcceptor;
+
+/// How the server treats connections: its limits, TLS, and whether HTTP/2 is offered.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub limits: Limits,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsAcceptor>,
+    /// HTTP/2 next to HTTP/1.1: through ALPN with TLS, by prior knowledge (h2c) without. registry:2's
+    /// `http.http2.disabled` turns it off.
+    pub http2: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            limits: Limits::default(),
+            tls: None,
+            http2: true,
+        }
+    }
+}
+
+/// What every connection task shares.
+struct Shared {
+    router: Router,
+    builder: auto::Builder<TokioExecutor>,
+    tls: Option<TlsAcceptor>,
+    limits: Limits,
+}
+
+/// After an accept error that is not the client's (out of file descriptors, most likely), wait this long
+/// before accepting again rather than spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+pub(crate) async fn run(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> io::Result<()> {
+    let limits = options.limits.clone();
+    let shared = Arc::new(Shared {
+        router,
+        builder: builder(&options),
+        tls: options.tls,
+        limits: limits.clone(),
+    });
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut shutdown = pin!(shutdown);
+    let mut at_cap = false;
+
+    loop {
+        // Reap finished connections, so the set holds only live ones.
+        while connections.try_join_next().is_some() {}
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => {
+                at_cap = false;
+                slot
+            }
+            Err(_) => {
+                if !at_cap {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached: new connections wait until one closes"
+                    );
+                    at_cap = true;
+                }
+                tokio::select! {
+                    slot = Arc::clone(&slots).acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        // Never closed; if it were, there would be nothing left to serve with.
+                        Err(_) => break,
+                    },
+                    _ = &mut shutdown => break,
+                }
+            }
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut shutdown => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(e) if is_per_connection(&e) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "accepting a connection failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                    _ = &mut shutdown => break,
+                }
+            }
+        };
+        // Registry traffic is request/response with small heads: Nagle's delay only adds latency.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+        connections.spawn(connection(
+            tcp,
+            peer,
+            slot,
+            Arc::clone(&shared),
+            stop_rx.clone(),
+        ));
+    }
+
+    // Stop accepting: from here new connections are refused by the kernel.
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let open = connections.len();
+    if open > 0 {
+        tracing::info!(
+            connections = open,
+            "waiting for requests in flight to finish"
+        );
+    }
+    let drained = tokio::time::timeout(limits.drain_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            connections = connections.len(),
+            drain_timeout_s = limits.drain_timeout.as_secs_f64(),
+            "requests still running after the drain timeout: closing their connections"
+        );
+        connections.shutdown().await;
+    }
+    Ok(())
+}
+
+/// hyper's connection builder with the limits applied.
+fn builder(options: &ServeOptions) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.limits.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(options.limits.max_http2_streams);
+    if options.http2 {
+        builder
+    } else {
+        builder.http1_only()
+    }
+}
+
+/// Errors of one incoming connection that say nothing about the listener.
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// One connection, from handshake to close. `_slot` frees its place under the cap when the task ends.
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    _slot: OwnedSemaphorePermit,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(tls) = shared.tls.clone() else {
+        return http(tcp, peer, &shared, stop).await;
+    };
+    let handshake = tokio::time::timeout(shared.limits.handshake_timeout, tls.accept(tcp));
+    let stream = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::info!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        // A handshake is not a request in flight: nothing to wait for on shutdown.
+        _ = stop.wait_for(|stopping| *stopping) => return,
+    };
+    http(stream, peer, &shared, stop).await
+}
+
+/// Serves HTTP on an established (possibly TLS) connection until it closes, goes idle, or the server
+/// stops.
+async fn http<I>(io: I, peer: SocketAddr, shared: &Shared, mut stop: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = &shared.limits;
+    let activity = Activity::new();
+    let service = ConnectionService {
+        router: shared.router.clone(),
+        activity: activity.clone(),
+        peer,
+        stall_timeout: limits.stall_timeout,
+    };
+    let io = TokioIo::new(StallIo::new(io, limits.stall_timeout));
+    let mut conn = pin!(shared.builder.serve_connection(io, service));
+    let first = limits.header_read_timeout.min(limits.idle_timeout);
+    let mut idle = pin!(activity.idle(first, limits.idle_timeout));
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.wait_for(|stopping| *stopping), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = &mut idle, if !closing => {
+                tracing::debug!(%peer, "closing an idle connection");
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+/// The router as hyper calls it on one connection: requests are counted while in flight (for the idle
+/// watcher), their bodies time out when stalled, and the peer address is available to handlers.
+#[derive(Clone)]
+struct ConnectionService {
+    router: Router,
+    activity: Activity,
+    peer: SocketAddr,
+    stall_timeout: Duration,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl hyper::service::Service<Request<Incoming>> for ConnectionService {
+    type Response = Response<Tracked<Body>>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let in_flight = self.activity.begin();
+        let stall = self.stall_timeout;
+        let mut req = req.map(|body| StallBody::new(body, stall));
+        req.extensions_mut().insert(ConnectInfo(self.peer));
+        let router = self.router.clone();
+        Box::pin(async move {
+            let resp = router.oneshot(req).await?;
+            Ok(resp.map(|body| Tracked::new(body, in_flight)))
+        })
+    }
+}

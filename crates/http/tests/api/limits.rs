@@ -1,0 +1,453 @@
+//! The limits on the real server, over raw TCP: slowloris heads, idle connections, the connection cap,
+//! stalled bodies and stalled readers, the concurrent-upload cap (429), and the bounded graceful shutdown.
+//! Each test shrinks the limit it checks to a second or so, and asserts both that the limit acts and
+//! that it does not act early.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use berth_http::ServeOptions;
+use berth_http::limits::Limits;
+use registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::harness::Harness;
+
+/// A server running `app` on 127.0.0.1:0.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Signals shutdown and waits (bounded) for `serve` to return.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let result = tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("serve did not return after shutdown");
+        assert!(matches!(result, Ok(Ok(()))), "{result:?}");
+    }
+}
+
+pub async fn serve_app(app: Router, options: ServeOptions) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(berth_http::serve_with(
+        listener,
+        app,
+        async move {
+            let _ = stopped.await;
+        },
+        options,
+    ));
+    Running { addr, stop, task }
+}
+
+fn with(limits: Limits) -> ServeOptions {
+    ServeOptions {
+        limits,
+        ..ServeOptions::default()
+    }
+}
+
+/// Limits where nothing times out within a test, to change one at a time.
+fn patient() -> Limits {
+    Limits {
+        header_read_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(60),
+        stall_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    }
+}
+
+/// Reads until the server closes the connection (or resets it); returns what arrived and when it closed.
+async fn until_closed(s: &mut TcpStream, limit: Duration) -> (String, Instant) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::sleep(limit);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            n = s.read(&mut buf) => match n {
+                Ok(0) | Err(_) => return (String::from_utf8_lossy(&out).into_owned(), Instant::now()),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            },
+            _ = &mut deadline => panic!(
+                "the connection stayed open for {limit:?}; received {:?}",
+                String::from_utf8_lossy(&out)
+            ),
+        }
+    }
+}
+
+/// Reads one response head (and whatever body came with it in the same reads) within `limit`.
+pub async fn read_head(s: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(limit, read).await.ok()?;
+    (!out.is_empty()).then(|| String::from_utf8_lossy(&out).into_owned())
+}
+
+const GET_BASE: &[u8] = b"GET /v2/ HTTP/1.1\r\nHost: test\r\n\r\n";
+
+#[tokio::test]
+async fn a_head_sent_a_byte_at_a_time_is_cut_off() {
+    let h = Harness::new();
+    let limits = Limits {
+        header_read_timeout: Duration::from_secs(1),
+        ..patient()
+    };
+    let running = serve_app(h.app.clone(), with(limits)).await;
+    let mut s = TcpStream::connect(running.addr).await.unwrap();
+    let started = Instant::now();
+    // A slowloris client: a new header byte every 100 ms, forever.
+    let (mut rd, mut wr) = s.split();
+    let trickle = async {
+        wr.write_all(b"GET /v2/ HTTP/1.1\r\nHost: test\r\nX-Slow: ")
+            .await
+            .ok();
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if wr.write_all(b"a").await.is_err() {
+                break;
+            }
+        }
+    };
+    let closed = async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return Instant::now(),
+                Ok(_) => {}
+            }
+        }
+    };
+    let closed_at = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::select! {
+            at = closed => at,
+            _ = trickle => Instant::now(),
+        }
+    })
+    .await
+    .expect("a slowloris head kept its connection for 10 s");
+    let lasted = closed_at - started;
+    assert!(
+        lasted >= Duration::from_millis(900),
+        "closed early: {lasted:?}"
+    );
+    // A complete head is still served.
+    let mut ok = TcpStream::connect(running.addr).await.unwrap();
+    ok.write_all(GET_BASE).await.unwrap();
+    let head = read_head(&mut ok, Duration::from_secs(5)).await.unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let h = Harness::new();
+    let limits = Limits {
+        idle_timeout: Duration::from_secs(1),
+        ..patient()
+    };
+    let running = serve_app(h.app.clone(), with(limits)).await;
+
+    // After a request, a keep-alive connection that asks nothing more is closed after the idle timeout
+    // (and not before).
+    let mut s = TcpStream::connect(running.addr).await.unwrap();
+    s.write_all(GET_BASE).await.unwrap();
+    let head = read_head(&mut s, Duration::from_secs(5)).await.unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let answered = Instant::now();
+    let (_, closed) = until_closed(&mut s, Duration::from_secs(10)).await;
+    let idle = closed - answered;
+    assert!(
+        idle >= Duration::from_millis(900) && idle < Duration::from_secs(5),
+        "closed after {idle:?} idle"
+    );
+
+    // A connection that never sends anything is closed too.
+    let mut silent = TcpStream::connect(running.addr).await.unwrap();
+    let opened = Instant::now();
+    let (_, closed) = until_closed(&mut silent, Duration::from_secs(10)).await;
+    assert!(closed - opened >= Duration::from_millis(900));
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn the_connection_cap_holds_and_frees_slots() {
+    let h = Harness::new();
+    let limits = Limits {
+        max_connections: 2,
+        ..patient()
+    };
+    let running = serve_app(h.app.clone(), with(limits)).await;
+
+    // Two connections hold both slots (one idle, one after a request)...
+    let idle = TcpStream::connect(running.addr).await.unwrap();
+    let mut used = TcpStream::connect(running.addr).await.unwrap();
+    used.write_all(GET_BASE).await.unwrap();
+    assert!(read_head(&mut used, Duration::from_secs(5)).await.is_some());
+
+    // ...so a third waits unanswered (the kernel queues it; berth does not accept it)...
+    let mut third = TcpStream::connect(running.addr).await.unwrap();
+    third.write_all(GET_BASE).await.unwrap();
+    assert_eq!(
+        read_head(&mut third, Duration::from_millis(700)).await,
+        None,
+        "served a connection over the cap"
+    );
+    // ...until one of the two closes; then it is served.
+    drop(idle);
+    let head = read_head(&mut third, Duration::from_secs(5))
+        .await
+        .expect("the waiting connection was not served once a slot freed");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    drop((used, third));
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_upload_body_fails_and_leaves_the_upload_resumable() {
+    let h = Harness::new();
+    let limits = Limits {
+        stall_timeout: Duration::from_secs(1),
+        ..patient()
+    };
+    let running = serve_app(h.app.clone(), with(limits)).await;
+    let start = h
+        .call(axum::http::Method::POST, "/v2/a/blobs/uploads/", &[], None)
+        .await;
+    let loc = start.header("location").to_string();
+
+    let mut s = TcpStream::connect(running.addr).await.unwrap();
+    let req =
+        format!("PATCH {loc} HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\nten bytes!");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let sent = Instant::now();
+    // The client now sends nothing more, and keeps the connection open.
+    let head = read_head(&mut s, Duration::from_secs(10))
+        .await
+        .expect("no answer to a stalled body");
+    let waited = sent.elapsed();
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(head.contains("BLOB_UPLOAD_INVALID"), "{head}");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "gave up after {waited:?}"
+    );
+    // Nothing of the stalled chunk was recorded: the upload resumes from 0.
+    assert_eq!(h.get(&loc).await.header("range"), "0-0");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_loses_its_connection() {
+    let h = Harness::new();
+    // A blob far larger than the socket buffers on both sides.
+    let blob = vec![7u8; 32 * 1024 * 1024];
+    let d = h.push_blob("a", &blob).await;
+    let limits = Limits {
+        stall_timeout: Duration::from_secs(1),
+        max_connections: 1,
+        ..patient()
+    };
+    let running = serve_app(h.app.clone(), with(limits)).await;
+
+    // The reader asks for the blob and reads only the head: it holds the only slot...
+    let mut reader = TcpStream::connect(running.addr).await.unwrap();
+    let req = format!("GET /v2/a/blobs/{d} HTTP/1.1\r\nHost: test\r\n\r\n");
+    reader.write_all(req.as_bytes()).await.unwrap();
+    assert!(
+        read_head(&mut reader, Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    let stalled = Instant::now();
+
+    // ...until the server gives up on it, and the next client is served.
+    let mut next = TcpStream::connect(running.addr).await.unwrap();
+    next.write_all(GET_BASE).await.unwrap();
+    let head = read_head(&mut next, Duration::from_secs(15))
+        .await
+        .expect("a stalled reader kept the only slot");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(stalled.elapsed() >= Duration::from_millis(900));
+    drop(reader);
+    running.stop().await;
+}
+
+/// A registry whose uploads-in-progress count the test can read, behind the router.
+fn registry_with_upload_cap(max: usize) -> (tempfile::TempDir, Registry, Router) {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = blobs::fs::FsBlobStore::open(dir.path().join("blobs")).unwrap();
+    let meta = metadata::sqlite::SqliteStore::open(&dir.path().join("metadata.sqlite")).unwrap();
+    let registry = Registry::new(
+        Arc::new(blobs),
+        Arc::new(meta),
+        registry::Config {
+            max_concurrent_uploads: Some(max),
+            ..registry::Config::default()
+        },
+    );
+    let app = berth_http::router(registry.clone());
+    (dir, registry, app)
+}
+
+async fn wait_uploads(registry: &Registry, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while registry.uploads_in_progress() != n {
+        assert!(
+            Instant::now() < deadline,
+            "uploads in progress never reached {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Starts an upload through the server; returns its location.
+pub async fn start_upload(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /v2/a/blobs/uploads/ HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (raw, _) = until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(raw.starts_with("HTTP/1.1 202"), "{raw}");
+    raw.lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+async fn uploads_over_the_cap_answer_429_with_retry_after() {
+    let (_dir, registry, app) = registry_with_upload_cap(1);
+    let running = serve_app(app, with(patient())).await;
+    let (a, b) = (
+        start_upload(running.addr).await,
+        start_upload(running.addr).await,
+    );
+
+    // Upload A sends part of its chunk and holds the only slot.
+    let mut holder = TcpStream::connect(running.addr).await.unwrap();
+    let req = format!("PATCH {a} HTTP/1.1\r\nHost: test\r\nContent-Length: 20\r\n\r\nfirst ten.");
+    holder.write_all(req.as_bytes()).await.unwrap();
+    wait_uploads(&registry, 1).await;
+
+    // Upload B is refused at once, with the spec's code and a hint when to retry.
+    let mut s = TcpStream::connect(running.addr).await.unwrap();
+    let req = format!(
+        "PATCH {b} HTTP/1.1\r\nHost: test\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbbbb"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let (raw, _) = until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(raw.starts_with("HTTP/1.1 429"), "{raw}");
+    assert!(raw.contains("TOOMANYREQUESTS"), "{raw}");
+    let retry_after = raw
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: "))
+        .expect("no Retry-After");
+    assert!(retry_after.trim().parse::<u64>().unwrap() > 0, "{raw}");
+
+    // A finishes; B's retry goes through.
+    holder.write_all(b"second ten").await.unwrap();
+    let head = read_head(&mut holder, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(head.starts_with("HTTP/1.1 202"), "{head}");
+    wait_uploads(&registry, 0).await;
+    let mut s = TcpStream::connect(running.addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let (raw, _) = until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(raw.starts_with("HTTP/1.1 202"), "{raw}");
+    assert!(raw.contains("range: 0-3"), "{raw}");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_requests_in_flight_then_stops() {
+    let (_dir, registry, app) = registry_with_upload_cap(10);
+    let limits = Limits {
+        drain_timeout: Duration::from_secs(10),
+        ..patient()
+    };
+    let running = serve_app(app, with(limits)).await;
+    let loc = start_upload(running.addr).await;
+    let idle = TcpStream::connect(running.addr).await.unwrap();
+    let mut s = TcpStream::connect(running.addr).await.unwrap();
+    let req = format!("PATCH {loc} HTTP/1.1\r\nHost: test\r\nContent-Length: 20\r\n\r\nfirst ten.");
+    s.write_all(req.as_bytes()).await.unwrap();
+    wait_uploads(&registry, 1).await;
+
+    let addr = running.addr;
+    let stopping = tokio::spawn(running.stop());
+    // New connections are refused once shutdown began.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after shutdown");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The request in flight completes and is answered; then the server is gone.
+    s.write_all(b"second ten").await.unwrap();
+    let (raw, _) = until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(raw.starts_with("HTTP/1.1 202"), "{raw}");
+    assert!(raw.contains("range: 0-19"), "{raw}");
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .expect("serve did not return once its requests were done")
+        .unwrap();
+    drop(idle);
+}
+
+#[tokio::test]
+async fn shutdown_cuts_off_what_outlasts_the_drain_timeout() {
+    let (_dir, registry, app) = registry_with_upload_cap(10);
+    let limits = Limits {
+        drain_timeout: Duration::from_secs(1),
+        ..patient()
+    };
+    let running = serve_app(app, with(limits)).await;
+    let loc = start_upload(running.addr).await;
+    let mut s = TcpStream::connect(running.addr).await.unwrap();
+    let req = format!("PATCH {loc} HTTP/1.1\r\nHost: test\r\nContent-Length: 20\r\n\r\nfirst ten.");
+    s.write_all(req.as_bytes()).await.unwrap();
+    wait_uploads(&registry, 1).await;
+
+    // The client never sends the rest: serve returns after the drain timeout regardless.
+    let began = Instant::now();
+    running.stop().await;
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    let _ = until_closed(&mut s, Duration::from_secs(5)).await;
+    // The cut-off chunk was not recorded (the session still says 0 bytes), so the upload can resume.
+    wait_uploads(&registry, 0).await;
+    let id = loc.rsplit('/').next().unwrap();
+    let status = registry
+        .upload_status(
+            &"a".parse().unwrap(),
+            &registry::UploadId::parse(id).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.offset, 0);
+}

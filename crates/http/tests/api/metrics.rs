@@ -1,0 +1,250 @@
+//! The metrics: exact increments after known requests, storage timings through the decorators, the
+//! uploads-in-progress gauge, and the `/metrics` endpoint itself.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request};
+use berth_http::metrics::{CONTENT_TYPE_OPENMETRICS, Metrics};
+use http_body_util::BodyExt;
+use registry::Registry;
+use registry::instrumented::{InstrumentedBlobStore, InstrumentedMetadataStore};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tower::ServiceExt;
+
+use crate::limits::{read_head, serve_app, start_upload};
+
+/// An instrumented application over instrumented stores, as `berth serve` wires it.
+struct Setup {
+    _dir: tempfile::TempDir,
+    metrics: Metrics,
+    app: Router,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new();
+        let blobs = blobs::fs::FsBlobStore::open(dir.path().join("blobs")).unwrap();
+        let meta = metadata::sqlite::SqliteStore::open(&dir.path().join("m.sqlite")).unwrap();
+        let registry = Registry::new(
+            Arc::new(InstrumentedBlobStore::new(
+                Arc::new(blobs),
+                "fs",
+                metrics.storage_observer(),
+            )),
+            Arc::new(InstrumentedMetadataStore::new(
+                Arc::new(meta),
+                "sqlite",
+                metrics.storage_observer(),
+            )),
+            registry::Config::default(),
+        );
+        metrics.watch_uploads(&registry);
+        let app = metrics.instrument(berth_http::router(registry));
+        Setup {
+            _dir: dir,
+            metrics,
+            app,
+        }
+    }
+
+    /// Sends a request; returns the status and the whole body (so the response is finished).
+    async fn call(&self, method: Method, uri: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-length", body.len().to_string())
+            .body(Body::from(body.to_vec()))
+            .unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, body.to_vec())
+    }
+
+    /// Every sample of the exposition: `name{labels}` -> value.
+    fn samples(&self) -> HashMap<String, f64> {
+        let text = self.metrics.render().unwrap();
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| {
+                let (key, value) = l.rsplit_once(' ')?;
+                Some((key.to_string(), value.parse().ok()?))
+            })
+            .collect()
+    }
+
+    fn sample(&self, key: &str) -> f64 {
+        self.samples().get(key).copied().unwrap_or(0.0)
+    }
+}
+
+#[tokio::test]
+async fn requests_are_counted_by_endpoint_method_and_status() {
+    let s = Setup::new();
+    let base = r#"berth_http_requests_total{endpoint="base",method="GET",status="200"}"#;
+    let missing = r#"berth_http_requests_total{endpoint="manifest",method="GET",status="404"}"#;
+    let other = r#"berth_http_requests_total{endpoint="other",method="GET",status="404"}"#;
+    assert_eq!(s.sample(base), 0.0);
+
+    for _ in 0..3 {
+        assert_eq!(s.call(Method::GET, "/v2/", b"").await.0, 200);
+    }
+    assert_eq!(
+        s.call(Method::GET, "/v2/secret-team/app/manifests/v1", b"")
+            .await
+            .0,
+        404
+    );
+    assert_eq!(s.call(Method::GET, "/favicon.ico", b"").await.0, 404);
+
+    assert_eq!(s.sample(base), 3.0);
+    assert_eq!(s.sample(missing), 1.0);
+    assert_eq!(s.sample(other), 1.0);
+    assert_eq!(
+        s.sample(r#"berth_http_request_duration_seconds_count{endpoint="base",method="GET"}"#),
+        3.0
+    );
+    assert_eq!(s.sample("berth_http_requests_in_flight"), 0.0);
+    // Repository names never become labels.
+    assert!(!s.metrics.render().unwrap().contains("secret-team"));
+}
+
+#[tokio::test]
+async fn body_bytes_in_and_out_are_counted() {
+    let s = Setup::new();
+    let blob = vec![42u8; 100_000];
+    let digest = oci::Digest::sha256_of(&blob);
+    let (status, _) = s
+        .call(
+            Method::POST,
+            &format!("/v2/app/blobs/uploads/?digest={digest}"),
+            &blob,
+        )
+        .await;
+    assert_eq!(status, 201);
+    for _ in 0..2 {
+        let (status, body) = s
+            .call(Method::GET, &format!("/v2/app/blobs/{digest}"), b"")
+            .await;
+        assert_eq!((status, body.len()), (200, blob.len()));
+    }
+
+    assert_eq!(
+        s.sample(r#"berth_http_received_bytes_total{endpoint="blob_upload"}"#),
+        100_000.0
+    );
+    assert_eq!(
+        s.sample(r#"berth_http_sent_bytes_total{endpoint="blob"}"#),
+        200_000.0
+    );
+    assert_eq!(
+        s.sample(r#"berth_http_requests_total{endpoint="blob_upload",method="POST",status="201"}"#),
+        1.0
+    );
+    assert_eq!(
+        s.sample(r#"berth_http_request_duration_seconds_count{endpoint="blob",method="GET"}"#),
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn storage_operations_are_timed_by_backend_and_operation() {
+    let s = Setup::new();
+    let blob = b"some layer".to_vec();
+    let digest = oci::Digest::sha256_of(&blob);
+    let commit = r#"berth_storage_operation_duration_seconds_count{store="blobs",backend="fs",operation="upload_commit"}"#;
+    let link = r#"berth_storage_operation_duration_seconds_count{store="metadata",backend="sqlite",operation="link_blob"}"#;
+    let stat = r#"berth_storage_operation_duration_seconds_count{store="blobs",backend="fs",operation="stat"}"#;
+    let stats_before = s.sample(stat);
+
+    let uri = format!("/v2/app/blobs/uploads/?digest={digest}");
+    assert_eq!(s.call(Method::POST, &uri, &blob).await.0, 201);
+    assert_eq!(s.sample(commit), 1.0);
+    assert_eq!(s.sample(link), 1.0);
+    // Pushing the same blob again finds it committed: no second commit, one more link.
+    assert_eq!(s.call(Method::POST, &uri, &blob).await.0, 201);
+    assert_eq!(s.sample(commit), 1.0);
+    assert_eq!(s.sample(link), 2.0);
+    assert!(s.sample(stat) > stats_before);
+    assert_eq!(
+        s.sample(r#"berth_storage_operation_errors_total{store="blobs",backend="fs",operation="upload_commit"}"#),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn the_endpoint_serves_the_exposition() {
+    let s = Setup::new();
+    assert_eq!(s.call(Method::GET, "/v2/", b"").await.0, 200);
+    // Families without samples are left out of the exposition: touch the storage once.
+    assert_eq!(s.call(Method::GET, "/v2/app/tags/list", b"").await.0, 404);
+    let resp = s
+        .metrics
+        .router()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        CONTENT_TYPE_OPENMETRICS
+    );
+    let text = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    for family in [
+        "# TYPE berth_http_requests counter",
+        "# TYPE berth_http_request_duration_seconds histogram",
+        "# TYPE berth_http_received_bytes counter",
+        "# TYPE berth_http_sent_bytes counter",
+        "# TYPE berth_http_requests_in_flight gauge",
+        "# TYPE berth_uploads_in_progress gauge",
+        "# TYPE berth_storage_operation_duration_seconds histogram",
+    ] {
+        assert!(text.contains(family), "{family} missing from\n{text}");
+    }
+    assert!(text.contains("berth_uploads_in_progress 0"), "{text}");
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[tokio::test]
+async fn uploads_in_progress_follow_the_registry() {
+    let s = Setup::new();
+    let running = serve_app(s.app.clone(), berth_http::ServeOptions::default()).await;
+    let loc = start_upload(running.addr).await;
+    let gauge = "berth_uploads_in_progress";
+    assert_eq!(s.sample(gauge), 0.0);
+
+    let mut c = TcpStream::connect(running.addr).await.unwrap();
+    let req = format!("PATCH {loc} HTTP/1.1\r\nHost: test\r\nContent-Length: 20\r\n\r\nfirst ten.");
+    c.write_all(req.as_bytes()).await.unwrap();
+    wait_for(&s, gauge, 1.0).await;
+    c.write_all(b"second ten").await.unwrap();
+    let head = read_head(&mut c, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(head.starts_with("HTTP/1.1 202"), "{head}");
+    wait_for(&s, gauge, 0.0).await;
+    running.stop().await;
+}
+
+async fn wait_for(s: &Setup, key: &str, value: f64) {
+    for _ in 0..500 {
+        if s.sample(key) == value {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{key} stayed at {}, expected {value}", s.sample(key));
+}
