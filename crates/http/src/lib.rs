@@ -26,10 +26,12 @@ pub mod endpoint;
 pub mod error;
 mod handlers;
 pub mod headers;
+pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod middleware;
 mod server;
+pub mod site;
 pub mod tls;
 
 pub use endpoint::Endpoint;

@@ -1,6 +1,8 @@
 //! A registry over temporary storage, a request helper that checks the invariants of every response, and
 //! builders for the blobs and manifests the tests push.
 
+use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -103,6 +105,27 @@ impl Harness {
         let registry = Registry::new(Arc::new(blobs), Arc::new(meta), config);
         Harness {
             app: berth_http::router(registry),
+            _dir: dir,
+        }
+    }
+
+    /// A harness over fresh temporary stores serving what `build` makes of the registry over them and
+    /// of their directory (the blob store is in `<dir>/blobs`): the API mounted under a prefix, beside
+    /// health probes, and so on.
+    pub async fn with_app<F>(
+        config: registry::Config,
+        build: impl FnOnce(Registry, PathBuf) -> F,
+    ) -> Harness
+    where
+        F: Future<Output = Router>,
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = blobs::fs::FsBlobStore::open(dir.path().join("blobs")).unwrap();
+        let meta =
+            metadata::sqlite::SqliteStore::open(&dir.path().join("metadata.sqlite")).unwrap();
+        let registry = Registry::new(Arc::new(blobs), Arc::new(meta), config);
+        Harness {
+            app: build(registry, dir.path().to_path_buf()).await,
             _dir: dir,
         }
     }
