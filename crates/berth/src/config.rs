@@ -16,6 +16,8 @@ use std::path::PathBuf;
 
 use serde_yaml::Value;
 
+mod auth;
+
 /// Where berth listens when nothing says otherwise: loopback only, so a first run exposes nothing.
 pub const DEFAULT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5000);
 /// Where berth keeps its data when nothing says otherwise (relative to the working directory).
@@ -28,6 +30,8 @@ pub struct Config {
     /// Blobs live under it, metadata in `<root>/metadata.sqlite`.
     pub root: PathBuf,
     pub delete_enabled: bool,
+    /// `auth` and `access` (see `config/auth.rs`).
+    pub auth: ::auth::Settings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +67,7 @@ pub struct RawConfig {
     addr: Option<Setting>,
     root: Option<Setting>,
     delete_enabled: Option<Setting>,
+    auth: auth::RawAuth,
     /// Keys of the file that berth does not read (dotted, at the level where they leave the known tree).
     pub unknown_keys: Vec<String>,
 }
@@ -88,12 +93,16 @@ impl RawConfig {
             _ => return Err(ConfigError::NotAMapping),
         };
         let mut unknown = Vec::new();
-        let known = [ADDR.0, ROOT.0, DELETE.0];
+        let known: Vec<&str> = [ADDR.0, ROOT.0, DELETE.0]
+            .into_iter()
+            .chain(auth::KNOWN.iter().copied())
+            .collect();
         collect_unknown(root, "", &known, &mut unknown);
         Ok(RawConfig {
             addr: scalar(root, ADDR.0)?,
             root: scalar(root, ROOT.0)?,
             delete_enabled: scalar(root, DELETE.0)?,
+            auth: auth::RawAuth::from_yaml(root)?,
             unknown_keys: unknown,
         })
     }
@@ -112,6 +121,7 @@ impl RawConfig {
                 });
             }
         }
+        self.auth.apply_env(env);
     }
 
     pub fn validate(self) -> Result<Config, ConfigError> {
@@ -132,6 +142,7 @@ impl RawConfig {
             addr,
             root,
             delete_enabled,
+            auth: self.auth.validate()?,
         })
     }
 }
@@ -290,6 +301,7 @@ health:
                 addr: "0.0.0.0:5000".parse().unwrap(),
                 root: PathBuf::from("/var/lib/registry"),
                 delete_enabled: true,
+                auth: ::auth::Settings::default(),
             }
         );
         assert_eq!(
@@ -310,6 +322,7 @@ health:
             addr: DEFAULT_ADDR,
             root: PathBuf::from(DEFAULT_ROOT),
             delete_enabled: false,
+            auth: ::auth::Settings::default(),
         };
         assert_eq!(load(None, &env(&[])).unwrap(), (want.clone(), vec![]));
         assert_eq!(

@@ -64,6 +64,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
     );
 
+    // Authentication is set up before binding, so a bad htpasswd line or key file stops the start.
+    let authority = auth::Authority::new(&config.auth)
+        .context("setting up authentication")?
+        .map(Arc::new);
+    if authority.is_none() {
+        tracing::warn!("no auth configured: anyone who can reach berth may pull, push and delete");
+    }
+
     // Handlers first, so a signal sent as soon as the line below is read is already ours to handle.
     let signals = Signals::install().context("installing signal handlers")?;
     let listener = TcpListener::bind(config.addr)
@@ -77,7 +85,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(addr = %bound, data = %root.display(), delete_enabled = config.delete_enabled, "serving");
 
     let stop = Arc::new(Notify::new());
-    let server = berth_http::serve(listener, berth_http::router(registry), {
+    let router = berth_http::router_with_auth(registry, authority);
+    let server = berth_http::serve(listener, router, {
         let stop = stop.clone();
         async move { stop.notified().await }
     });

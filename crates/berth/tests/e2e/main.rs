@@ -8,6 +8,7 @@
 mod harness;
 
 mod api;
+mod auth;
 mod buildah;
 mod crash;
 mod curl;

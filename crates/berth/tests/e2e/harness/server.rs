@@ -35,12 +35,15 @@ fn binary() -> PathBuf {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub delete_enabled: bool,
+    /// A configuration file given to `berth serve` (the variables the harness sets still win over it).
+    pub config: Option<PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             delete_enabled: true,
+            config: None,
         }
     }
 }
@@ -217,8 +220,11 @@ impl Server {
                 cmd.env_remove(&key);
             }
         }
-        cmd.arg("serve")
-            .env("REGISTRY_HTTP_ADDR", "127.0.0.1:0")
+        cmd.arg("serve");
+        if let Some(config) = &self.options.config {
+            cmd.arg(config);
+        }
+        cmd.env("REGISTRY_HTTP_ADDR", "127.0.0.1:0")
             .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &self.root)
             .env(
                 "REGISTRY_STORAGE_DELETE_ENABLED",
@@ -295,7 +301,8 @@ impl Server {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             match api.get("/v2/", &[]) {
-                Ok(r) if r.status == 200 => return,
+                // 401: up, and asking for credentials (a server with auth configured).
+                Ok(r) if r.status == 200 || r.status == 401 => return,
                 other if Instant::now() >= deadline => panic!(
                     "GET /v2/ did not answer 200 within {START_TIMEOUT:?}: {other:?}\n{}",
                     self.log_tail()
