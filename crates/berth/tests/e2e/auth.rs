@@ -9,6 +9,8 @@ use crate::harness::clients::version;
 use crate::harness::images::{sample_image, write_image_layout};
 use crate::harness::{Options, Server, Tools, repo, sha256};
 
+mod token;
+
 // alice:secret, bob:builder (bcrypt, made with the bcrypt crate).
 const HTPASSWD: &str = "\
 alice:$2y$05$NHXi441vNlrHIergnkVaCOtieAaKJwCHnk6qQA.uPSpkVQkXtjd1C
