@@ -36,6 +36,12 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
 
     let mut resp = next.run(req).await;
+    // Set by the auth middleware on requests it allowed for an authenticated user.
+    let user = resp
+        .extensions()
+        .get::<crate::auth::AuthenticatedUser>()
+        .map(|u| u.0.clone())
+        .unwrap_or_default();
 
     let headers = resp.headers_mut();
     headers.insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
@@ -45,6 +51,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         %method,
         path = %path,
         status = resp.status().as_u16(),
+        user = %user,
         // Time to the response head: a streamed body goes on after this line.
         elapsed_ms = %format_args!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
         "request"

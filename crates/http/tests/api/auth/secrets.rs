@@ -72,6 +72,12 @@ async fn no_secret_reaches_a_response_or_a_log_line() {
         logs.contains("authentication failed"),
         "the failures are logged: {logs}"
     );
+    // The access log line of an allowed request names its user.
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("request") && l.contains("status=200") && l.contains("user=alice")),
+        "no access log line names alice: {logs}"
+    );
     let hashes = ["$2y$05$NHXi441", "$2y$04$uXBlXEo", "$2y$04$XgDFieE"];
     let mut forbidden: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
     forbidden.extend(hashes.iter().map(|s| s.to_string()));
