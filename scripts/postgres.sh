@@ -58,8 +58,10 @@ start() {
         }
     fi
 
+    # Hex behind a letter: a password that YAML could read as a number (`REGISTRY_DATABASE_PASSWORD`
+    # values are YAML) would not survive the trip.
     local password
-    password=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+    password=pw$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
     printf '%s\n' "$password" >"$dir/password"
     mkdir "$dir/data"
     if [ "$(id -u)" -eq 0 ]; then
