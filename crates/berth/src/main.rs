@@ -1,17 +1,19 @@
-//! The `berth` binary: command line, logging, and the wiring of the crates into a running registry.
+//! The `berth` binary: command line, configuration loading, logging, and the wiring of the crates into a
+//! running registry.
 //!
 //! Everything with a rule in it lives in the library crates; this crate only reads the configuration,
 //! opens the stores it names and hands them to the HTTP server. `anyhow` is used here (and only here) to
 //! report a failed start with its context.
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 mod config;
+mod logging;
 mod serve;
 
 /// A private OCI container image registry, a drop-in for registry:2.
@@ -20,7 +22,7 @@ mod serve;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// The configuration file (registry:2 YAML).
+    /// The configuration file (registry:2 YAML); else `REGISTRY_CONFIGURATION_PATH`, else none.
     #[arg(long, short = 'c', global = true, value_name = "CONFIG")]
     config: Option<PathBuf>,
 }
@@ -33,24 +35,91 @@ enum Command {
         #[arg(value_name = "CONFIG")]
         config_file: Option<PathBuf>,
     },
+    /// Work with the configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Validate the configuration (file and `REGISTRY_*` variables) and print it as berth reads it, with
+    /// defaults filled in and secrets masked. Exits non-zero if it is invalid.
+    Check {
+        #[arg(value_name = "CONFIG")]
+        config_file: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
-    let config_path = match cli.command {
-        None => cli.config,
-        Some(Command::Serve { config_file }) => match (config_file, cli.config) {
-            (Some(_), Some(_)) => {
-                eprintln!(
-                    "berth: give the configuration file either as CONFIG or with --config, not both"
-                );
-                return ExitCode::from(2);
-            }
-            (a, b) => a.or(b),
-        },
+    let (path, check) = match cli.command {
+        None => (Ok(cli.config), false),
+        Some(Command::Serve { config_file }) => (one_path(config_file, cli.config), false),
+        Some(Command::Config {
+            action: ConfigAction::Check { config_file },
+        }) => (one_path(config_file, cli.config), true),
     };
-    match serve::run(config_path.as_deref()) {
+    let path = match path {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let path = path.or_else(|| {
+        env.get(config::CONFIG_PATH_VAR)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+    });
+    if check {
+        check_config(path.as_deref(), &env)
+    } else {
+        serve(path.as_deref(), &env)
+    }
+}
+
+/// The configuration file given either as an argument or with `--config`, not both.
+fn one_path(arg: Option<PathBuf>, flag: Option<PathBuf>) -> Result<Option<PathBuf>, &'static str> {
+    match (arg, flag) {
+        (Some(_), Some(_)) => {
+            Err("give the configuration file either as CONFIG or with --config, not both")
+        }
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+/// Reads and validates the configuration: the file at `path` (if any) with the environment's overrides.
+fn load(path: Option<&Path>, env: &HashMap<String, String>) -> anyhow::Result<config::Loaded> {
+    let text = path
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading the configuration file {}", p.display()))
+        })
+        .transpose()?;
+    config::load(text.as_deref(), env).with_context(|| match path {
+        Some(p) => format!("configuration {}", p.display()),
+        None => "configuration from the environment".to_string(),
+    })
+}
+
+fn serve(path: Option<&Path>, env: &HashMap<String, String>) -> ExitCode {
+    let loaded = match load(path, env) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            logging::init_default();
+            tracing::error!("{e:#}");
+            eprintln!("berth: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(&loaded.config.log);
+    for w in &loaded.warnings {
+        tracing::warn!(key = %w.key, "configuration: {}", w.message);
+    }
+    match serve::run(loaded.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -60,20 +129,33 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr (stdout carries only the "listening" line), filtered by `RUST_LOG`, `info` by default.
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+/// `berth config check`: warnings and errors on stderr, the effective configuration on stdout.
+fn check_config(path: Option<&Path>, env: &HashMap<String, String>) -> ExitCode {
+    let loaded = match load(path, env) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    match serde_yaml::to_string(&loaded.config.to_yaml()) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("berth: printing the configuration: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))
@@ -100,6 +182,24 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.config, Some(PathBuf::from("c.yml")));
 
+        let cli = parse(&["config", "check", "d.yml"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Config { action: ConfigAction::Check { config_file: Some(p) } }) if p == Path::new("d.yml")
+        ));
+        let cli = parse(&["config", "check", "--config", "e.yml"]).unwrap();
+        assert_eq!(cli.config, Some(PathBuf::from("e.yml")));
+
         assert!(parse(&["frobnicate"]).is_err());
+        assert!(parse(&["config"]).is_err());
+    }
+
+    #[test]
+    fn one_configuration_file_at_a_time() {
+        let p = |s: &str| Some(PathBuf::from(s));
+        assert_eq!(one_path(p("a"), None), Ok(p("a")));
+        assert_eq!(one_path(None, p("b")), Ok(p("b")));
+        assert_eq!(one_path(None, None), Ok(None));
+        assert!(one_path(p("a"), p("b")).is_err());
     }
 }

@@ -1,55 +1,42 @@
-//! `berth serve`: loads the configuration, opens the stores, binds, announces, serves until SIGTERM or
-//! SIGINT, then drains the requests in flight.
+//! `berth serve`: opens the stores the configuration names, starts the background jobs (health checks,
+//! upload purging), binds, announces, serves until SIGTERM or SIGINT, then drains the requests in flight.
+//! Wiring only: every behaviour lives in the crate that is handed its settings here.
 //!
 //! The single stdout line `berth listening on http://<ip:port> (data: <root>)` is an interface: scripts and
 //! the end-to-end tests read the bound address from it (with port 0 in the configuration it is the only
 //! way to learn the port), so it is printed once the socket is bound, and flushed at once.
 
-use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use berth_http::health::{CheckSettings, Health};
+use berth_http::limits::Limits;
 use blobs::fs::FsBlobStore;
 use metadata::sqlite::SqliteStore;
 use registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
-use crate::config::{self, Config};
+use crate::config::Config;
 
-/// How long requests in flight may run on after a shutdown signal before berth exits regardless (a
-/// client stalled mid-upload must not keep the process alive forever).
+/// How long requests in flight may run on after a shutdown signal, unless `http.draintimeout` says
+/// otherwise (a client stalled mid-upload must not keep the process alive forever).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
-    let text = config_path
-        .map(|p| {
-            std::fs::read_to_string(p)
-                .with_context(|| format!("reading the configuration file {}", p.display()))
-        })
-        .transpose()?;
-    let env: HashMap<String, String> = std::env::vars().collect();
-    let (config, unknown) =
-        config::load(text.as_deref(), &env).with_context(|| match config_path {
-            Some(p) => format!("configuration {}", p.display()),
-            None => "configuration from the environment".to_string(),
-        })?;
-    for key in unknown {
-        tracing::warn!(key = %key, "configuration key not supported by berth; ignored");
-    }
-
+pub fn run(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(serve(config))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.root)
-        .with_context(|| format!("creating the data directory {}", config.root.display()))?;
-    let root = std::path::absolute(&config.root)
-        .with_context(|| format!("resolving the data directory {}", config.root.display()))?;
+    let configured_root = config.storage.local_root();
+    std::fs::create_dir_all(configured_root)
+        .with_context(|| format!("creating the data directory {}", configured_root.display()))?;
+    let root = std::path::absolute(configured_root)
+        .with_context(|| format!("resolving the data directory {}", configured_root.display()))?;
     let blobs = FsBlobStore::open(&root)
         .with_context(|| format!("opening the blob store in {}", root.display()))?;
     let db = root.join("metadata.sqlite");
@@ -59,7 +46,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::new(blobs),
         Arc::new(meta),
         registry::Config {
-            delete_enabled: config.delete_enabled,
+            delete_enabled: config.storage.delete_enabled,
+            read_only: config.storage.read_only,
             ..registry::Config::default()
         },
     );
@@ -72,42 +60,102 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("no auth configured: anyone who can reach berth may pull, push and delete");
     }
 
+    let health = if config.health.enabled {
+        Health::start(
+            registry.clone(),
+            CheckSettings {
+                interval: config.health.interval,
+                threshold: config.health.threshold,
+                storage_name: format!("storagedriver_{}", config.storage.driver_name()),
+                metadata_name: "metadata_sqlite".into(),
+            },
+        )
+        .await
+    } else {
+        Health::unchecked()
+    };
+    if let Some(purging) = config.storage.upload_purging.clone() {
+        tokio::spawn(registry.clone().run_upload_purger(purging));
+    }
+
     // Handlers first, so a signal sent as soon as the line below is read is already ours to handle.
     let signals = Signals::install().context("installing signal handlers")?;
-    let listener = TcpListener::bind(config.addr)
-        .await
-        .with_context(|| format!("binding {}", config.addr))?;
+    let listener = bind(config.http.addr).await?;
+    let debug_listener = match config.http.debug.addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     let bound = listener.local_addr().context("reading the bound address")?;
     announce(&format!(
         "berth listening on http://{bound} (data: {})",
         root.display()
     ))?;
-    tracing::info!(addr = %bound, data = %root.display(), delete_enabled = config.delete_enabled, "serving");
+    tracing::info!(
+        addr = %bound,
+        data = %root.display(),
+        delete_enabled = config.storage.delete_enabled,
+        read_only = config.storage.read_only,
+        "serving"
+    );
 
-    let stop = Arc::new(Notify::new());
-    let router = berth_http::router_with_auth(registry, authority);
-    let server = berth_http::serve(listener, router, {
-        let stop = stop.clone();
-        async move { stop.notified().await }
-    });
+    let drain = config.http.drain_timeout.unwrap_or(DRAIN_TIMEOUT);
+    let options = berth_http::ServeOptions {
+        limits: Limits {
+            drain_timeout: drain,
+            ..Limits::default()
+        },
+        http2: !config.http.http2_disabled,
+        ..berth_http::ServeOptions::default()
+    };
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    if let Some(listener) = debug_listener {
+        let addr = listener.local_addr().context("reading the debug address")?;
+        tracing::info!(%addr, "debug server listening");
+        let app = berth_http::health::debug_router(health.clone());
+        let stopping = until_stopped();
+        tokio::spawn(async move {
+            if let Err(e) = berth_http::serve(listener, app, stopping).await {
+                tracing::error!(error = %e, "the debug server failed");
+            }
+        });
+    }
+    let app = berth_http::site::mount(
+        berth_http::router_with_auth(registry, authority),
+        &config.http.site,
+        health,
+    );
+    let server = berth_http::serve_with(listener, app, until_stopped(), options);
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => return result.context("serving"),
         signal = signals.wait() => {
             tracing::info!(signal, "shutting down: draining requests in flight");
-            // notify_one keeps a permit if the server is not waiting yet, so the stop is never lost.
-            stop.notify_one();
+            // A watch keeps its value, so a server not yet waiting still sees the stop.
+            let _ = stop.send(true);
         }
     }
-    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+    // The server bounds its own drain; this bound is the last resort should that ever hang.
+    match tokio::time::timeout(drain + Duration::from_secs(5), server).await {
         Ok(result) => result.context("serving")?,
         Err(_) => tracing::warn!(
-            timeout_s = DRAIN_TIMEOUT.as_secs(),
+            timeout_s = drain.as_secs(),
             "requests still running after the drain timeout; exiting anyway"
         ),
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))
 }
 
 /// Prints the one stdout line and flushes it: stdout is a pipe under a test harness, hence buffered.

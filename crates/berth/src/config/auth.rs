@@ -1,178 +1,181 @@
 //! The `auth` section (registry:2's `htpasswd` and `token` providers) and berth's own `access` section,
-//! read raw and then turned into the plain [`auth::Settings`] the auth crate is built from.
+//! read raw and turned into the plain [`auth::Settings`] the auth crate is built from.
 //!
-//! The scalar keys follow the rest of the configuration: text as read, overridable by registry:2's
-//! variables (`REGISTRY_AUTH_HTPASSWD_PATH`, `REGISTRY_AUTH_TOKEN_ISSUER`, ...), errors naming the key.
-//! `access` holds lists (rules, groups), which no environment variable can express; it is read from the
-//! file with unknown fields refused, so a typo (`repos:` for `repositories:`) stops the start instead of
-//! silently granting nothing. Only `access.openbase` has a variable, `REGISTRY_ACCESS_OPENBASE`.
-//! What the values mean (patterns, actions, groups, key files) is checked by `auth::Authority::new`.
+//! Scalars follow the rest of the configuration: text as read, overridable by registry:2's variables
+//! (`REGISTRY_AUTH_HTPASSWD_PATH`, `REGISTRY_AUTH_TOKEN_ISSUER`, `REGISTRY_ACCESS_OPENBASE`, ...), errors
+//! naming the key. `access` is stricter than the rest: an unknown key there is an error, not a warning,
+//! so a typo (`repos:` for `repositories:`) stops the start instead of silently granting nothing. What the
+//! values mean (patterns, actions, groups, key files) is checked by `auth::Authority::new`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Deserialize;
 use serde_yaml::Value;
 
-use super::{ConfigError, Setting, parse_bool, scalar};
-
-/// The scalar keys and their variables.
-const SCALARS: &[(&str, &str)] = &[
-    ("auth.htpasswd.realm", "REGISTRY_AUTH_HTPASSWD_REALM"),
-    ("auth.htpasswd.path", "REGISTRY_AUTH_HTPASSWD_PATH"),
-    ("auth.token.realm", "REGISTRY_AUTH_TOKEN_REALM"),
-    ("auth.token.service", "REGISTRY_AUTH_TOKEN_SERVICE"),
-    ("auth.token.issuer", "REGISTRY_AUTH_TOKEN_ISSUER"),
-    (
-        "auth.token.rootcertbundle",
-        "REGISTRY_AUTH_TOKEN_ROOTCERTBUNDLE",
-    ),
-    ("auth.token.jwks", "REGISTRY_AUTH_TOKEN_JWKS"),
-    ("access.openbase", "REGISTRY_ACCESS_OPENBASE"),
-];
-
-/// Keys of the file this module reads (for the unknown-key report); `access` is read whole.
-pub const KNOWN: &[&str] = &[
-    "auth.htpasswd.realm",
-    "auth.htpasswd.path",
-    "auth.token.realm",
-    "auth.token.service",
-    "auth.token.issuer",
-    "auth.token.rootcertbundle",
-    "auth.token.jwks",
-    "access",
-];
+use super::read::{Section, Setting, non_empty, parse_or, scalars};
+use super::values::parse_bool;
+use super::yaml::Node;
+use super::{ConfigError, WarningKind, mapping};
 
 /// `auth` and `access` as read.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RawAuth {
-    scalars: BTreeMap<&'static str, Setting>,
-    /// `access`, without `openbase` (a scalar above).
-    access: Option<RawAccess>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAccess {
-    #[serde(default)]
-    openbase: Option<Value>,
-    #[serde(default)]
-    groups: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
+#[derive(Debug, Default)]
+struct RawAuth {
+    /// `auth.htpasswd`, when the key is there (even empty: then its keys are missing, an error).
+    htpasswd: Option<RawHtpasswd>,
+    token: Option<RawToken>,
+    openbase: Option<Setting>,
+    /// `access` is present.
+    access: bool,
+    groups: BTreeMap<String, Vec<Setting>>,
     rules: Vec<RawRule>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
+struct RawHtpasswd {
+    realm: Option<Setting>,
+    path: Option<Setting>,
+}
+
+#[derive(Debug, Default)]
+struct RawToken {
+    realm: Option<Setting>,
+    service: Option<Setting>,
+    issuer: Option<Setting>,
+    rootcertbundle: Option<Setting>,
+    jwks: Option<Setting>,
+}
+
+#[derive(Debug, Default)]
 struct RawRule {
-    #[serde(default)]
-    repositories: Vec<String>,
-    #[serde(default)]
-    actions: Vec<String>,
-    #[serde(default)]
-    users: Vec<String>,
-    #[serde(default)]
-    groups: Vec<String>,
-    #[serde(default)]
-    anonymous: bool,
+    repositories: Vec<Setting>,
+    actions: Vec<Setting>,
+    users: Vec<Setting>,
+    groups: Vec<Setting>,
+    anonymous: Option<Setting>,
+}
+
+/// Reads `auth` and `access` from the top level.
+pub fn read(top: &mut Section<'_>) -> Result<auth::Settings, ConfigError> {
+    let ctx = top.ctx();
+    let mut raw = RawAuth::default();
+    let mut a = top.section("auth")?;
+    if a.keys().any(|k| k == "htpasswd") {
+        let mut h = a.section("htpasswd")?;
+        raw.htpasswd = Some(RawHtpasswd {
+            realm: h.scalar("realm")?,
+            path: h.scalar("path")?,
+        });
+        h.finish();
+    }
+    if a.keys().any(|k| k == "token") {
+        let mut t = a.section("token")?;
+        raw.token = Some(RawToken {
+            realm: t.scalar("realm")?,
+            service: t.scalar("service")?,
+            issuer: t.scalar("issuer")?,
+            rootcertbundle: t.scalar("rootcertbundle")?,
+            jwks: t.scalar("jwks")?,
+        });
+        for key in ["autoredirect", "autoredirectpath", "signingalgorithms"] {
+            t.ignore(key, "not supported by berth's token authentication");
+        }
+        t.finish();
+    }
+    if a.keys().any(|k| k == "silly") {
+        let origin = a.origin("silly");
+        a.accept("silly");
+        ctx.warn(
+            &origin,
+            WarningKind::Ignored,
+            "registry:2's test-only silly authentication is not supported by berth",
+        );
+    }
+    a.finish();
+
+    raw.access = top.keys().any(|k| k == "access");
+    let mut access = top.section("access")?;
+    raw.openbase = access.scalar("openbase")?;
+    for (name, node, origin) in access.entries("groups")? {
+        raw.groups.insert(name, scalars(node, &origin)?);
+    }
+    if let Some((node, origin)) = access.node("rules") {
+        let Node::Seq(items) = node else {
+            return Err(ConfigError::Malformed {
+                key: origin.to_string(),
+                reason: format!("expected a list of rules, found {}", node.kind()),
+            });
+        };
+        for (i, item) in items.iter().enumerate() {
+            let path = vec!["access".into(), "rules".into(), i.to_string()];
+            let mut r = Section::new(ctx, path, item)?;
+            let rule = RawRule {
+                repositories: list(&mut r, "repositories")?,
+                actions: list(&mut r, "actions")?,
+                users: list(&mut r, "users")?,
+                groups: list(&mut r, "groups")?,
+                anonymous: r.scalar("anonymous")?,
+            };
+            r.finish_strict()?;
+            raw.rules.push(rule);
+        }
+    }
+    access.finish_strict()?;
+    raw.validate()
+}
+
+/// A value or list of values; none when absent.
+fn list(s: &mut Section<'_>, key: &str) -> Result<Vec<Setting>, ConfigError> {
+    Ok(s.strings(key)?.unwrap_or_default())
 }
 
 impl RawAuth {
-    /// Reads the sections from the file's top-level mapping.
-    pub fn from_yaml(root: &Value) -> Result<RawAuth, ConfigError> {
-        let mut scalars = BTreeMap::new();
-        for (key, _) in SCALARS {
-            if let Some(s) = scalar(root, key)? {
-                scalars.insert(*key, s);
-            }
-        }
-        let access = match root.get("access") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(serde_yaml::from_value::<RawAccess>(v.clone()).map_err(|e| {
-                ConfigError::Invalid {
-                    key: "access".to_string(),
-                    reason: e.to_string(),
-                }
-            })?),
-        };
-        Ok(RawAuth { scalars, access })
-    }
-
-    /// Applies the `REGISTRY_AUTH_*` / `REGISTRY_ACCESS_OPENBASE` overrides; empty variables count as unset.
-    pub fn apply_env(&mut self, env: &HashMap<String, String>) {
-        for (key, var) in SCALARS {
-            if let Some(text) = env.get(*var).filter(|v| !v.is_empty()) {
-                self.scalars.insert(
-                    key,
-                    Setting {
-                        text: text.clone(),
-                        from: var.to_string(),
-                    },
-                );
-            }
-        }
-    }
-
-    pub fn validate(&self) -> Result<auth::Settings, ConfigError> {
-        let get = |key: &str| self.scalars.get(key);
-        let required = |section: &str, key: &str| -> Result<String, ConfigError> {
-            match get(key) {
-                Some(s) if !s.text.trim().is_empty() => Ok(s.text.clone()),
-                Some(s) => Err(s.invalid("must not be empty")),
-                None => Err(ConfigError::Invalid {
-                    key: key.to_string(),
-                    reason: format!("required with {section}"),
-                }),
-            }
-        };
-        let has = |prefix: &str| self.scalars.keys().any(|k| k.starts_with(prefix));
-
-        let htpasswd = if has("auth.htpasswd.") {
-            Some(auth::HtpasswdSettings {
-                realm: required("auth.htpasswd", "auth.htpasswd.realm")?,
-                path: PathBuf::from(required("auth.htpasswd", "auth.htpasswd.path")?),
+    fn validate(self) -> Result<auth::Settings, ConfigError> {
+        let required = |s: &Option<Setting>, key: &str, section: &str| {
+            non_empty(s)?.ok_or_else(|| ConfigError::Malformed {
+                key: key.to_string(),
+                reason: format!("required with {section}"),
             })
-        } else {
-            None
         };
-        let token = if has("auth.token.") {
-            let path = |key: &str| get(key).map(|s| PathBuf::from(&s.text));
-            Some(auth::TokenSettings {
-                realm: required("auth.token", "auth.token.realm")?,
-                service: required("auth.token", "auth.token.service")?,
-                issuer: required("auth.token", "auth.token.issuer")?,
-                rootcertbundle: path("auth.token.rootcertbundle"),
-                jwks: path("auth.token.jwks"),
-            })
-        } else {
-            None
-        };
-        let openbase = match get("access.openbase") {
-            Some(s) => {
-                Some(parse_bool(&s.text).ok_or_else(|| s.invalid("expected true or false"))?)
-            }
+        let htpasswd = match self.htpasswd {
             None => None,
+            Some(h) => Some(auth::HtpasswdSettings {
+                realm: required(&h.realm, "auth.htpasswd.realm", "auth.htpasswd")?,
+                path: PathBuf::from(required(&h.path, "auth.htpasswd.path", "auth.htpasswd")?),
+            }),
         };
-        let access = match (&self.access, openbase) {
-            (None, None) => None,
-            (raw, openbase) => {
-                let raw = raw.clone().unwrap_or_default();
-                Some(auth::AccessSettings {
-                    openbase: openbase.unwrap_or(false),
-                    groups: raw.groups,
-                    rules: raw
-                        .rules
-                        .into_iter()
-                        .map(|r| auth::RuleSettings {
-                            repositories: r.repositories,
-                            actions: r.actions,
-                            users: r.users,
-                            groups: r.groups,
-                            anonymous: r.anonymous,
-                        })
-                        .collect(),
-                })
+        let token = match self.token {
+            None => None,
+            Some(t) => Some(auth::TokenSettings {
+                realm: required(&t.realm, "auth.token.realm", "auth.token")?,
+                service: required(&t.service, "auth.token.service", "auth.token")?,
+                issuer: required(&t.issuer, "auth.token.issuer", "auth.token")?,
+                rootcertbundle: non_empty(&t.rootcertbundle)?.map(PathBuf::from),
+                jwks: non_empty(&t.jwks)?.map(PathBuf::from),
+            }),
+        };
+        let texts = |v: Vec<Setting>| v.into_iter().map(|s| s.text).collect::<Vec<_>>();
+        let access = if self.access || self.openbase.is_some() {
+            let mut rules = Vec::with_capacity(self.rules.len());
+            for r in self.rules {
+                rules.push(auth::RuleSettings {
+                    anonymous: parse_or(&r.anonymous, false, parse_bool)?,
+                    repositories: texts(r.repositories),
+                    actions: texts(r.actions),
+                    users: texts(r.users),
+                    groups: texts(r.groups),
+                });
             }
+            Some(auth::AccessSettings {
+                openbase: parse_or(&self.openbase, false, parse_bool)?,
+                groups: self
+                    .groups
+                    .into_iter()
+                    .map(|(name, users)| (name, texts(users)))
+                    .collect(),
+                rules,
+            })
+        } else {
+            None
         };
         Ok(auth::Settings {
             htpasswd,
@@ -182,19 +185,79 @@ impl RawAuth {
     }
 }
 
+/// The `auth` and `access` sections of the effective configuration (absent when not configured).
+pub fn to_yaml(settings: &auth::Settings) -> Vec<(&'static str, Value)> {
+    let path = |p: &PathBuf| Value::from(p.display().to_string());
+    let strings = |v: &[String]| Value::Sequence(v.iter().map(|s| s.as_str().into()).collect());
+    let mut providers = Vec::new();
+    if let Some(h) = &settings.htpasswd {
+        providers.push((
+            "htpasswd",
+            mapping([("realm", h.realm.as_str().into()), ("path", path(&h.path))]),
+        ));
+    }
+    if let Some(t) = &settings.token {
+        providers.push((
+            "token",
+            mapping([
+                ("realm", t.realm.as_str().into()),
+                ("service", t.service.as_str().into()),
+                ("issuer", t.issuer.as_str().into()),
+                (
+                    "rootcertbundle",
+                    t.rootcertbundle.as_ref().map_or(Value::Null, path),
+                ),
+                ("jwks", t.jwks.as_ref().map_or(Value::Null, path)),
+            ]),
+        ));
+    }
+    let mut out = Vec::new();
+    if !providers.is_empty() {
+        out.push(("auth", mapping(providers)));
+    }
+    if let Some(a) = &settings.access {
+        let groups: serde_yaml::Mapping = a
+            .groups
+            .iter()
+            .map(|(name, users)| (Value::from(name.as_str()), strings(users)))
+            .collect();
+        let rules = a
+            .rules
+            .iter()
+            .map(|r| {
+                mapping([
+                    ("repositories", strings(&r.repositories)),
+                    ("actions", strings(&r.actions)),
+                    ("users", strings(&r.users)),
+                    ("groups", strings(&r.groups)),
+                    ("anonymous", r.anonymous.into()),
+                ])
+            })
+            .collect();
+        out.push((
+            "access",
+            mapping([
+                ("openbase", a.openbase.into()),
+                ("groups", Value::Mapping(groups)),
+                ("rules", Value::Sequence(rules)),
+            ]),
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     fn load(yaml: &str, env: &[(&str, &str)]) -> Result<auth::Settings, ConfigError> {
-        let root: Value = serde_yaml::from_str(yaml).unwrap();
-        let mut raw = RawAuth::from_yaml(&root)?;
         let env: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        raw.apply_env(&env);
-        raw.validate()
+        super::super::load(Some(yaml), &env).map(|l| l.config.auth)
     }
 
     #[test]
@@ -262,7 +325,7 @@ access:
       anonymous: true
     - repositories: ["team-a/*"]
       actions: [pull, push]
-      users: [bob]
+      users: [bob, "0123"]
       groups: [admins]
 "#,
             &[("REGISTRY_ACCESS_OPENBASE", "true")],
@@ -273,7 +336,8 @@ access:
         assert_eq!(a.groups["admins"], ["alice"]);
         assert_eq!(a.rules.len(), 2);
         assert!(a.rules[0].anonymous);
-        assert_eq!(a.rules[1].users, ["bob"]);
+        assert_eq!(a.rules[0].repositories, ["**"]);
+        assert_eq!(a.rules[1].users, ["bob", "0123"]);
         assert_eq!(a.rules[1].actions, ["pull", "push"]);
     }
 
@@ -282,6 +346,7 @@ access:
         let cases = [
             ("auth:\n  htpasswd:\n    path: /p\n", "auth.htpasswd.realm"),
             ("auth:\n  htpasswd:\n    realm: r\n", "auth.htpasswd.path"),
+            ("auth:\n  htpasswd:\n", "auth.htpasswd.realm"),
             (
                 "auth:\n  htpasswd:\n    realm: r\n    path: ''\n",
                 "auth.htpasswd.path",
@@ -290,7 +355,12 @@ access:
                 "auth:\n  token:\n    realm: r\n    service: s\n",
                 "auth.token.issuer",
             ),
-            ("access:\n  rules:\n    - repos: ['**']\n", "access"),
+            (
+                "access:\n  rules:\n    - repos: ['**']\n",
+                "access.rules.0.repos",
+            ),
+            ("access:\n  rule: []\n", "access.rule"),
+            ("access:\n  rules: {a: 1}\n", "access.rules"),
             ("access:\n  openbase: maybe\n", "access.openbase"),
             (
                 "auth:\n  htpasswd:\n    realm: [a, b]\n",
@@ -301,9 +371,19 @@ access:
             let err = load(yaml, &[]).unwrap_err().to_string();
             assert!(err.starts_with(key), "{yaml}: {err}");
         }
-        let err = load("access:\n  rules:\n    - repos: ['**']\n", &[])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("repos"), "{err}");
+    }
+
+    #[test]
+    fn effective_yaml_round_trips() {
+        let text = "auth:\n  htpasswd:\n    realm: r\n    path: /p\naccess:\n  rules:\n    - repositories: ['a/*']\n      actions: [pull]\n      anonymous: true\n";
+        let s = load(text, &[]).unwrap();
+        let printed = serde_yaml::to_string(&Value::Mapping(
+            to_yaml(&s)
+                .into_iter()
+                .map(|(k, v)| (Value::from(k), v))
+                .collect(),
+        ))
+        .unwrap();
+        assert_eq!(load(&printed, &[]).unwrap(), s);
     }
 }

@@ -1,0 +1,214 @@
+//! The `database` section, spelled as GitLab's container registry spells it: PostgreSQL for the metadata
+//! (`enabled`, `host`, `port`, `user`, `password`, `dbname`, `sslmode`, `sslcert`, `sslkey`,
+//! `sslrootcert`, `connecttimeout`, `pool.maxopen`/`maxidle`/`maxlifetime`/`maxidletime`). Without it, or
+//! with `enabled: false`, the metadata lives in SQLite beside the blobs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_yaml::Value;
+
+use super::read::{Section, Setting, non_empty, parse_or};
+use super::values::{format_duration, parse_bool, parse_choice, parse_duration, parse_int};
+use super::{ConfigError, Secret, WarningKind, mapping, masked};
+
+/// libpq's `sslmode` values.
+pub const SSL_MODES: &[&str] = &[
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    pub dbname: Option<String>,
+    /// One of [`SSL_MODES`].
+    pub sslmode: String,
+    pub sslcert: Option<PathBuf>,
+    pub sslkey: Option<PathBuf>,
+    pub sslrootcert: Option<PathBuf>,
+    pub connect_timeout: Option<Duration>,
+    pub pool: PoolConfig,
+}
+
+/// `pool`: `None` leaves the choice to the backend.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub max_open: Option<u32>,
+    pub max_idle: Option<u32>,
+    pub max_lifetime: Option<Duration>,
+    pub max_idle_time: Option<Duration>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            enabled: false,
+            host: "localhost".into(),
+            port: 5432,
+            user: None,
+            password: None,
+            dbname: None,
+            sslmode: "prefer".into(),
+            sslcert: None,
+            sslkey: None,
+            sslrootcert: None,
+            connect_timeout: None,
+            pool: PoolConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct RawDatabase {
+    enabled: Option<Setting>,
+    host: Option<Setting>,
+    port: Option<Setting>,
+    user: Option<Setting>,
+    password: Option<Setting>,
+    dbname: Option<Setting>,
+    sslmode: Option<Setting>,
+    sslcert: Option<Setting>,
+    sslkey: Option<Setting>,
+    sslrootcert: Option<Setting>,
+    connect_timeout: Option<Setting>,
+    max_open: Option<Setting>,
+    max_idle: Option<Setting>,
+    max_lifetime: Option<Setting>,
+    max_idle_time: Option<Setting>,
+}
+
+pub fn read(mut s: Section<'_>) -> Result<DatabaseConfig, ConfigError> {
+    let mut raw = RawDatabase {
+        enabled: s.scalar("enabled")?,
+        host: s.scalar("host")?,
+        port: s.scalar("port")?,
+        user: s.scalar("user")?,
+        password: s.scalar("password")?,
+        dbname: s.scalar("dbname")?,
+        sslmode: s.scalar("sslmode")?,
+        sslcert: s.scalar("sslcert")?,
+        sslkey: s.scalar("sslkey")?,
+        sslrootcert: s.scalar("sslrootcert")?,
+        connect_timeout: s.scalar("connecttimeout")?,
+        ..RawDatabase::default()
+    };
+    let mut pool = s.section("pool")?;
+    raw.max_open = pool.scalar("maxopen")?;
+    raw.max_idle = pool.scalar("maxidle")?;
+    raw.max_lifetime = pool.scalar("maxlifetime")?;
+    raw.max_idle_time = pool.scalar("maxidletime")?;
+    pool.finish();
+    for key in [
+        "preparedstatements",
+        "loadbalancing",
+        "backgroundmigrations",
+    ] {
+        s.ignore(key, "a GitLab registry setting berth does not use");
+    }
+    let ctx = s.ctx();
+    s.finish();
+    let config = raw.validate()?;
+    if config.enabled {
+        ctx.warn(
+            &ctx.origin(&["database".to_string()]),
+            WarningKind::NotYet,
+            "the PostgreSQL metadata backend is not wired into berth yet; metadata stays in SQLite",
+        );
+    }
+    Ok(config)
+}
+
+impl RawDatabase {
+    fn validate(self) -> Result<DatabaseConfig, ConfigError> {
+        let d = DatabaseConfig::default();
+        let path = |s: &Option<Setting>| non_empty(s).map(|p| p.map(PathBuf::from));
+        let count = |s: &Option<Setting>| match s {
+            Some(s) => s
+                .parse(|t| parse_int(t, 0, u64::from(u32::MAX)).map(|n| n as u32))
+                .map(Some),
+            None => Ok(None),
+        };
+        let duration = |s: &Option<Setting>| match s {
+            Some(s) => s.parse(parse_duration).map(Some),
+            None => Ok(None),
+        };
+        let config = DatabaseConfig {
+            enabled: parse_or(&self.enabled, false, parse_bool)?,
+            host: non_empty(&self.host)?.unwrap_or(d.host),
+            port: parse_or(&self.port, d.port, |t| {
+                parse_int(t, 1, 65535).map(|n| n as u16)
+            })?,
+            user: non_empty(&self.user)?,
+            password: self.password.map(|s| Secret::new(s.text)),
+            dbname: non_empty(&self.dbname)?,
+            sslmode: match &self.sslmode {
+                Some(s) => s.parse(|t| parse_choice(t, SSL_MODES))?.to_string(),
+                None => d.sslmode,
+            },
+            sslcert: path(&self.sslcert)?,
+            sslkey: path(&self.sslkey)?,
+            sslrootcert: path(&self.sslrootcert)?,
+            connect_timeout: duration(&self.connect_timeout)?,
+            pool: PoolConfig {
+                max_open: count(&self.max_open)?,
+                max_idle: count(&self.max_idle)?,
+                max_lifetime: duration(&self.max_lifetime)?,
+                max_idle_time: duration(&self.max_idle_time)?,
+            },
+        };
+        if config.enabled {
+            for (value, key) in [(&config.user, "user"), (&config.dbname, "dbname")] {
+                if value.is_none() {
+                    return Err(ConfigError::Malformed {
+                        key: format!("database.{key}"),
+                        reason: "required when database.enabled is true".into(),
+                    });
+                }
+            }
+        }
+        Ok(config)
+    }
+}
+
+impl DatabaseConfig {
+    pub fn to_yaml(&self) -> Value {
+        let opt = |v: &Option<String>| v.as_deref().map_or(Value::Null, Value::from);
+        let path = |v: &Option<PathBuf>| {
+            v.as_ref()
+                .map_or(Value::Null, |p| p.display().to_string().into())
+        };
+        let duration = |v: &Option<Duration>| v.map_or(Value::Null, |d| format_duration(d).into());
+        let count = |v: &Option<u32>| v.map_or(Value::Null, Value::from);
+        mapping([
+            ("enabled", self.enabled.into()),
+            ("host", self.host.as_str().into()),
+            ("port", self.port.into()),
+            ("user", opt(&self.user)),
+            ("password", masked(&self.password)),
+            ("dbname", opt(&self.dbname)),
+            ("sslmode", self.sslmode.as_str().into()),
+            ("sslcert", path(&self.sslcert)),
+            ("sslkey", path(&self.sslkey)),
+            ("sslrootcert", path(&self.sslrootcert)),
+            ("connecttimeout", duration(&self.connect_timeout)),
+            (
+                "pool",
+                mapping([
+                    ("maxopen", count(&self.pool.max_open)),
+                    ("maxidle", count(&self.pool.max_idle)),
+                    ("maxlifetime", duration(&self.pool.max_lifetime)),
+                    ("maxidletime", duration(&self.pool.max_idle_time)),
+                ]),
+            ),
+        ])
+    }
+}

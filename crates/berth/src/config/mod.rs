@@ -1,0 +1,288 @@
+//! Configuration: registry:2's YAML file, overridden by registry:2's `REGISTRY_*` environment variables, read
+//! in two stages so that every problem names the setting at fault.
+//!
+//! 1. The file becomes a tree whose scalars keep their exact text ([`yaml`]), and the environment is
+//!    applied to that tree ([`env`]), remembering which variable set what.
+//! 2. Each top-level section has its own file that reads the tree into a raw struct (what the file
+//!    says: text and origin per key, through [`read::Section`]) and validates it into the typed settings
+//!    the rest of berth is built from. An invalid value stops the start with an error naming the key
+//!    (or variable), the value and what is allowed; a key berth does not use is a [`Warning`] naming it.
+//!
+//! [`load`] is a pure function of the file's text and an environment given as a map, so tests never touch
+//! the process environment. [`Config::to_yaml`] prints the effective configuration (`berth config check`),
+//! secrets masked.
+//!
+//! Sections: `version` (here), [`log`], [`storage`], [`http`], [`auth`] (with berth's `access`),
+//! [`health`], [`proxy`], [`database`] (GitLab's spelling), and the registry:2 sections berth does not
+//! implement, which are reported by name (here). A feature's section is read and validated in its file,
+//! and its settings are handed to the crate that implements it; what is not implemented yet says so in a
+//! warning from its section's file.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde_yaml::{Mapping, Value};
+
+pub mod auth;
+pub mod database;
+mod env;
+pub mod health;
+pub mod http;
+pub mod log;
+pub mod proxy;
+mod read;
+pub mod storage;
+pub mod values;
+mod yaml;
+
+use read::{Ctx, Section};
+
+/// The variable registry:2 reads the configuration file's path from when none is given.
+pub const CONFIG_PATH_VAR: &str = "REGISTRY_CONFIGURATION_PATH";
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub log: log::LogConfig,
+    pub storage: storage::StorageConfig,
+    pub http: http::HttpConfig,
+    /// `auth` and berth's `access`, as the auth crate takes them.
+    pub auth: ::auth::Settings,
+    pub health: health::HealthConfig,
+    /// `proxy`: the pull-through cache, when configured.
+    pub proxy: Option<proxy::ProxyConfig>,
+    pub database: database::DatabaseConfig,
+}
+
+/// A configuration and what was said about it while reading.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Warning>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("the configuration is not valid YAML: {0}")]
+    Yaml(String),
+    #[error("the configuration must be a YAML mapping of keys to settings, not {0}")]
+    NotAMapping(&'static str),
+    /// A value that is not allowed. `key` is the dotted key, or the variable and the key.
+    #[error("{key}: {value:?}: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    /// A section or key of the wrong shape, missing, or in conflict with another.
+    #[error("{key}: {reason}")]
+    Malformed { key: String, reason: String },
+}
+
+/// Something the operator should know about the configuration that does not stop the start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// The dotted key, or the variable and the key.
+    pub key: String,
+    pub kind: WarningKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WarningKind {
+    /// Neither registry:2 nor berth knows the key.
+    Unknown,
+    /// A registry:2 key berth does not use (and will not).
+    Ignored,
+    /// A registry:2 or berth feature that berth does not implement yet.
+    NotYet,
+    /// Accepted, but spelled the old way.
+    Deprecated,
+    /// Accepted, with a different value than written (what berth can do instead).
+    Adjusted,
+}
+
+impl Warning {
+    pub fn new(key: impl Into<String>, kind: WarningKind, message: impl Into<String>) -> Warning {
+        Warning {
+            key: key.into(),
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// A password or key: printed masked, never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// How a secret is printed.
+    pub const MASK: &'static str = "********";
+
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the code that uses it.
+    // Used by the backends that take credentials (S3, PostgreSQL) once they are wired in.
+    #[allow(dead_code)]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({})", Secret::MASK)
+    }
+}
+
+/// Top-level sections of registry:2 that berth does not implement, and why.
+const IGNORED_SECTIONS: &[(&str, &str)] = &[
+    (
+        "notifications",
+        "registry:2's webhook notifications are not supported by berth",
+    ),
+    (
+        "redis",
+        "berth keeps what registry:2 caches in redis in its metadata database",
+    ),
+    (
+        "reporting",
+        "error reporting to bugsnag/newrelic is not supported by berth",
+    ),
+    (
+        "middleware",
+        "registry:2's middleware plugins do not exist in berth",
+    ),
+    (
+        "compatibility",
+        "schema1 manifests are refused by berth; there is nothing to configure",
+    ),
+    (
+        "validation",
+        "berth accepts foreign layer URLs and has no manifest URL rules",
+    ),
+    ("policy", "repository classes are not supported by berth"),
+    (
+        "catalog",
+        "berth pages the catalog itself (n up to its maximum)",
+    ),
+];
+
+/// The configuration version registry:2 (and berth) reads.
+const VERSION: &str = "0.1";
+
+/// Reads the file's text (if any) with the environment's overrides, and validates the result.
+pub fn load(file: Option<&str>, env: &HashMap<String, String>) -> Result<Loaded, ConfigError> {
+    let mut root = match file {
+        Some(text) => yaml::parse(text).map_err(|e| ConfigError::Yaml(e.to_string()))?,
+        None => yaml::Node::Null,
+    };
+    match &root {
+        yaml::Node::Map(_) | yaml::Node::Null => {}
+        other => return Err(ConfigError::NotAMapping(other.kind())),
+    }
+    short_forms(&mut root);
+    let (origins, env_warnings) = env::apply(&mut root, env);
+    let ctx = Ctx::new(origins, env_warnings);
+    let config = read_config(&ctx, &root)?;
+    Ok(Loaded {
+        config,
+        warnings: ctx.into_warnings(),
+    })
+}
+
+/// registry:2 lets `storage: inmemory` and `auth: silly` stand for a section with that one empty key.
+fn short_forms(root: &mut yaml::Node) {
+    let yaml::Node::Map(entries) = root else {
+        return;
+    };
+    for (key, node) in entries.iter_mut() {
+        if (key == "storage" || key == "auth")
+            && let yaml::Node::Scalar(name) = node
+        {
+            *node = yaml::Node::Map(vec![(std::mem::take(name), yaml::Node::Null)]);
+        }
+    }
+}
+
+fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
+    let mut top = Section::new(ctx, Vec::new(), root)?;
+    if let Some(version) = top.scalar("version")?
+        && version.text.trim() != VERSION
+    {
+        return Err(version.invalid(format!(
+            "unsupported configuration version; berth reads version {VERSION}"
+        )));
+    }
+    let deprecated_level = top.scalar("loglevel")?;
+    let log = log::read(top.section("log")?, deprecated_level)?;
+    let storage = storage::read(top.section("storage")?)?;
+    let http = http::read(top.section("http")?)?;
+    let auth = auth::read(&mut top)?;
+    let health = health::read(top.section("health")?)?;
+    let proxy = proxy::read(top.section("proxy")?)?;
+    let database = database::read(top.section("database")?)?;
+    for (key, why) in IGNORED_SECTIONS {
+        top.ignore(key, why);
+    }
+    top.finish();
+    Ok(Config {
+        log,
+        storage,
+        http,
+        auth,
+        health,
+        proxy,
+        database,
+    })
+}
+
+impl Config {
+    /// The effective configuration in registry:2's layout, defaults filled in and secrets masked.
+    pub fn to_yaml(&self) -> Value {
+        let mut out = Mapping::new();
+        out.insert("version".into(), VERSION.into());
+        out.insert("log".into(), self.log.to_yaml());
+        out.insert("storage".into(), self.storage.to_yaml());
+        out.insert("http".into(), self.http.to_yaml());
+        for (key, value) in auth::to_yaml(&self.auth) {
+            out.insert(key.into(), value);
+        }
+        out.insert("health".into(), self.health.to_yaml());
+        if let Some(proxy) = &self.proxy {
+            out.insert("proxy".into(), proxy.to_yaml());
+        }
+        out.insert("database".into(), self.database.to_yaml());
+        Value::Mapping(out)
+    }
+}
+
+/// A YAML mapping from `(key, value)` pairs, for the sections' `to_yaml`.
+pub fn mapping<'a>(entries: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
+    Value::Mapping(
+        entries
+            .into_iter()
+            .map(|(k, v)| (Value::from(k), v))
+            .collect(),
+    )
+}
+
+/// A secret as printed: masked when set.
+pub fn masked(secret: &Option<Secret>) -> Value {
+    match secret {
+        Some(_) => Secret::MASK.into(),
+        None => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests;

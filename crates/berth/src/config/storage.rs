@@ -1,0 +1,427 @@
+//! The `storage` section: the driver (`filesystem`; `s3` parsed for the S3 backend to come), deletes,
+//! read-only mode, upload purging, redirects and registry:2's descriptor cache.
+//!
+//! As in registry:2, every key of `storage` other than `maintenance`, `cache`, `delete`, `redirect` and
+//! `tag` names a driver, and exactly one driver may be configured. Without any, berth stores under
+//! `./berth-data` (registry:2 would refuse to start); `filesystem` without a `rootdirectory` is
+//! registry:2's default, `/var/lib/registry`.
+
+use std::path::{Path, PathBuf};
+
+use registry::UploadPurging;
+use serde_yaml::Value;
+
+use super::read::{Section, Setting, non_empty, parse_or};
+use super::values::{format_duration, parse_bool, parse_choice, parse_duration, parse_int};
+use super::{ConfigError, Secret, WarningKind, mapping, masked};
+
+/// Where berth keeps its data when no storage is configured (relative to the working directory).
+pub const DEFAULT_ROOT: &str = "./berth-data";
+/// registry:2's filesystem driver's root when `rootdirectory` is not given.
+pub const REGISTRY2_FS_ROOT: &str = "/var/lib/registry";
+
+/// Keys of `storage` that are not drivers.
+const NOT_DRIVERS: &[&str] = &["maintenance", "cache", "delete", "redirect", "tag"];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageConfig {
+    pub driver: Driver,
+    /// `delete.enabled`: manifests, tags and blobs may be deleted.
+    pub delete_enabled: bool,
+    /// `maintenance.readonly.enabled`: every write is refused.
+    pub read_only: bool,
+    /// `maintenance.uploadpurging`; `None` when disabled.
+    pub upload_purging: Option<UploadPurging>,
+    /// `redirect.disable`: never answer blob reads with a redirect to the storage.
+    pub redirect_disabled: bool,
+    /// `cache.blobdescriptor`, as written (berth's metadata database is its descriptor cache).
+    pub blob_descriptor_cache: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Driver {
+    Filesystem {
+        root: PathBuf,
+    },
+    /// Parsed and validated; served by the S3 backend once it exists.
+    S3(S3Config),
+    /// A registry:2 driver berth has no backend for (`azure`, `gcs`, `inmemory`, ...).
+    Unsupported(String),
+}
+
+/// registry:2's `storage.s3` keys that the S3 backend will use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Config {
+    pub access_key: Option<String>,
+    pub secret_key: Option<Secret>,
+    pub region: Option<String>,
+    pub region_endpoint: Option<String>,
+    pub bucket: String,
+    /// Key prefix of everything berth stores in the bucket.
+    pub root_directory: Option<String>,
+    pub force_path_style: bool,
+    /// HTTPS to the endpoint (registry:2's default).
+    pub secure: bool,
+    pub skip_verify: bool,
+    /// Multipart part size in bytes (at least 5 MiB, S3's minimum part).
+    pub chunk_size: u64,
+}
+
+/// S3's smallest part, registry:2's minimum `chunksize`.
+pub const S3_MIN_CHUNK: u64 = 5 * 1024 * 1024;
+/// registry:2's default `chunksize`.
+pub const S3_DEFAULT_CHUNK: u64 = 10 * 1024 * 1024;
+
+/// registry:2 s3 keys accepted without their own field (the whole section is reported as not yet
+/// implemented anyway).
+const S3_OTHER_KEYS: &[&str] = &[
+    "encrypt",
+    "keyid",
+    "v4auth",
+    "storageclass",
+    "useragent",
+    "usedualstack",
+    "accelerate",
+    "loglevel",
+    "objectacl",
+    "sessiontoken",
+    "multipartcopychunksize",
+    "multipartcopymaxconcurrency",
+    "multipartcopythresholdsize",
+    "checksumdisabled",
+];
+
+impl StorageConfig {
+    /// The directory of the filesystem store and of the SQLite database: the configured root, or
+    /// [`DEFAULT_ROOT`] while the configured driver has no backend in berth.
+    pub fn local_root(&self) -> &Path {
+        match &self.driver {
+            Driver::Filesystem { root } => root,
+            Driver::S3(_) | Driver::Unsupported(_) => Path::new(DEFAULT_ROOT),
+        }
+    }
+
+    /// The driver's name, as registry:2 names its health check (`storagedriver_<name>`).
+    pub fn driver_name(&self) -> &str {
+        match &self.driver {
+            Driver::Filesystem { .. } => "filesystem",
+            Driver::S3(_) => "s3",
+            Driver::Unsupported(name) => name,
+        }
+    }
+}
+
+/// `storage` as read.
+#[derive(Debug, Default)]
+struct RawStorage {
+    /// Drivers named, in the file's order (exactly one is allowed).
+    drivers: Vec<String>,
+    fs_root: Option<Setting>,
+    s3: Option<RawS3>,
+    delete_enabled: Option<Setting>,
+    read_only: Option<Setting>,
+    purge_enabled: Option<Setting>,
+    purge_age: Option<Setting>,
+    purge_interval: Option<Setting>,
+    purge_dry_run: Option<Setting>,
+    redirect_disable: Option<Setting>,
+    blob_descriptor: Option<Setting>,
+}
+
+#[derive(Debug, Default)]
+struct RawS3 {
+    access_key: Option<Setting>,
+    secret_key: Option<Setting>,
+    region: Option<Setting>,
+    region_endpoint: Option<Setting>,
+    bucket: Option<Setting>,
+    root_directory: Option<Setting>,
+    force_path_style: Option<Setting>,
+    secure: Option<Setting>,
+    skip_verify: Option<Setting>,
+    chunk_size: Option<Setting>,
+}
+
+pub fn read(mut s: Section<'_>) -> Result<StorageConfig, ConfigError> {
+    let here = s.here();
+    let ctx = s.ctx();
+    let mut raw = RawStorage {
+        drivers: s
+            .keys()
+            .filter(|k| !NOT_DRIVERS.contains(k))
+            .map(str::to_string)
+            .collect(),
+        ..RawStorage::default()
+    };
+    if raw.drivers.len() > 1 {
+        return Err(ConfigError::Malformed {
+            key: here.to_string(),
+            reason: format!(
+                "configure exactly one storage driver, as registry:2 requires; found {}",
+                raw.drivers.join(", ")
+            ),
+        });
+    }
+    match raw.drivers.first().map(String::as_str) {
+        Some("filesystem") => {
+            let mut fs = s.section("filesystem")?;
+            raw.fs_root = fs.scalar("rootdirectory")?;
+            fs.ignore(
+                "maxthreads",
+                "berth bounds filesystem work with its own blocking thread pool",
+            );
+            fs.finish();
+        }
+        Some("s3") => {
+            let mut s3 = s.section("s3")?;
+            ctx.warn(
+                &s3.here(),
+                WarningKind::NotYet,
+                format!(
+                    "the S3 backend is not implemented in berth yet; blobs are stored on the \
+                     filesystem under {DEFAULT_ROOT} instead"
+                ),
+            );
+            raw.s3 = Some(read_s3(&mut s3)?);
+            s3.finish();
+        }
+        Some(other) => {
+            let origin = s.origin(other);
+            // Its parameters are the driver's business; the driver itself is what is reported.
+            s.accept(other);
+            ctx.warn(
+                &origin,
+                WarningKind::Ignored,
+                format!(
+                    "berth has no {other} storage driver (filesystem, and S3 to come); blobs are \
+                     stored on the filesystem under {DEFAULT_ROOT} instead"
+                ),
+            );
+        }
+        None => {}
+    }
+
+    let mut delete = s.section("delete")?;
+    raw.delete_enabled = delete.scalar("enabled")?;
+    delete.finish();
+
+    let mut maintenance = s.section("maintenance")?;
+    let mut purging = maintenance.section("uploadpurging")?;
+    raw.purge_enabled = purging.scalar("enabled")?;
+    raw.purge_age = purging.scalar("age")?;
+    raw.purge_interval = purging.scalar("interval")?;
+    raw.purge_dry_run = purging.scalar("dryrun")?;
+    purging.finish();
+    let mut readonly = maintenance.section("readonly")?;
+    raw.read_only = readonly.scalar("enabled")?;
+    readonly.finish();
+    maintenance.finish();
+
+    let mut redirect = s.section("redirect")?;
+    raw.redirect_disable = redirect.scalar("disable")?;
+    redirect.ignore(
+        "exceptions",
+        "berth's filesystem storage never redirects, so there is nothing to except",
+    );
+    redirect.ignore("expirydelay", "berth's filesystem storage never redirects");
+    redirect.finish();
+
+    let mut cache = s.section("cache")?;
+    raw.blob_descriptor = cache.scalar("blobdescriptor")?;
+    if let Some(old) = cache.scalar("layerinfo")? {
+        ctx.warn(
+            &old.origin,
+            WarningKind::Deprecated,
+            "the old name of cache.blobdescriptor",
+        );
+        raw.blob_descriptor = raw.blob_descriptor.or(Some(old));
+    }
+    cache.ignore(
+        "blobdescriptorsize",
+        "berth's metadata database is its blob descriptor cache, with no size to set",
+    );
+    cache.finish();
+
+    let mut tag = s.section("tag")?;
+    tag.ignore(
+        "concurrencylimit",
+        "berth resolves tags with one query, not concurrent lookups",
+    );
+    tag.finish();
+    s.finish();
+    raw.validate(ctx)
+}
+
+fn read_s3(s: &mut Section<'_>) -> Result<RawS3, ConfigError> {
+    let raw = RawS3 {
+        access_key: s.scalar("accesskey")?,
+        secret_key: s.scalar("secretkey")?,
+        region: s.scalar("region")?,
+        region_endpoint: s.scalar("regionendpoint")?,
+        bucket: s.scalar("bucket")?,
+        root_directory: s.scalar("rootdirectory")?,
+        force_path_style: s.scalar("forcepathstyle")?,
+        secure: s.scalar("secure")?,
+        skip_verify: s.scalar("skipverify")?,
+        chunk_size: s.scalar("chunksize")?,
+    };
+    for key in S3_OTHER_KEYS {
+        s.accept(key);
+    }
+    Ok(raw)
+}
+
+impl RawStorage {
+    fn validate(self, ctx: &super::read::Ctx) -> Result<StorageConfig, ConfigError> {
+        let driver = match self.drivers.first().map(String::as_str) {
+            None => Driver::Filesystem {
+                root: PathBuf::from(DEFAULT_ROOT),
+            },
+            Some("filesystem") => Driver::Filesystem {
+                root: PathBuf::from(
+                    non_empty(&self.fs_root)?.unwrap_or_else(|| REGISTRY2_FS_ROOT.to_string()),
+                ),
+            },
+            Some("s3") => Driver::S3(self.s3.unwrap_or_default().validate()?),
+            Some(other) => Driver::Unsupported(other.to_string()),
+        };
+        let purging_enabled = parse_or(&self.purge_enabled, true, parse_bool)?;
+        let defaults = UploadPurging::default();
+        let positive = |t: &str| match parse_duration(t)? {
+            d if d.is_zero() => Err("must be longer than 0s".to_string()),
+            d => Ok(d),
+        };
+        let purging = UploadPurging {
+            age: parse_or(&self.purge_age, defaults.age, positive)?,
+            interval: parse_or(&self.purge_interval, defaults.interval, positive)?,
+            dry_run: parse_or(&self.purge_dry_run, false, parse_bool)?,
+        };
+        let read_only = parse_or(&self.read_only, false, parse_bool)?;
+        if read_only
+            && purging_enabled
+            && let Some(s) = &self.purge_enabled
+        {
+            ctx.warn(
+                &s.origin,
+                WarningKind::Adjusted,
+                "upload purging is off in read-only mode (as in registry:2)",
+            );
+        }
+        let blob_descriptor_cache = match &self.blob_descriptor {
+            None => None,
+            Some(s) => {
+                let kind = s.parse(|t| parse_choice(t, &["inmemory", "redis"]))?;
+                if kind == "redis" {
+                    ctx.warn(
+                        &s.origin,
+                        WarningKind::Ignored,
+                        "berth's metadata database is its blob descriptor cache; no redis is used",
+                    );
+                }
+                Some(kind.to_string())
+            }
+        };
+        Ok(StorageConfig {
+            driver,
+            delete_enabled: parse_or(&self.delete_enabled, false, parse_bool)?,
+            read_only,
+            upload_purging: (purging_enabled && !read_only).then_some(purging),
+            redirect_disabled: parse_or(&self.redirect_disable, false, parse_bool)?,
+            blob_descriptor_cache,
+        })
+    }
+}
+
+impl RawS3 {
+    fn validate(self) -> Result<S3Config, ConfigError> {
+        let bucket = non_empty(&self.bucket)?.ok_or_else(|| ConfigError::Malformed {
+            key: "storage.s3.bucket".into(),
+            reason: "required with the s3 driver".into(),
+        })?;
+        let region = non_empty(&self.region)?;
+        let region_endpoint = non_empty(&self.region_endpoint)?;
+        if region.is_none() && region_endpoint.is_none() {
+            return Err(ConfigError::Malformed {
+                key: "storage.s3.region".into(),
+                reason: "required with the s3 driver unless regionendpoint is set".into(),
+            });
+        }
+        let chunk_size = parse_or(&self.chunk_size, S3_DEFAULT_CHUNK, |t| {
+            parse_int(t, S3_MIN_CHUNK, 5 * 1024 * 1024 * 1024)
+        })?;
+        Ok(S3Config {
+            access_key: self.access_key.map(|s| s.text),
+            secret_key: self.secret_key.map(|s| Secret::new(s.text)),
+            region,
+            region_endpoint,
+            bucket,
+            root_directory: self.root_directory.map(|s| s.text),
+            force_path_style: parse_or(&self.force_path_style, false, parse_bool)?,
+            secure: parse_or(&self.secure, true, parse_bool)?,
+            skip_verify: parse_or(&self.skip_verify, false, parse_bool)?,
+            chunk_size,
+        })
+    }
+}
+
+impl StorageConfig {
+    pub fn to_yaml(&self) -> Value {
+        let driver = match &self.driver {
+            Driver::Filesystem { root } => (
+                "filesystem",
+                mapping([("rootdirectory", root.display().to_string().into())]),
+            ),
+            Driver::S3(s3) => ("s3", s3.to_yaml()),
+            Driver::Unsupported(name) => (name.as_str(), Value::Null),
+        };
+        let purging = match &self.upload_purging {
+            None => mapping([("enabled", false.into())]),
+            Some(p) => mapping([
+                ("enabled", true.into()),
+                ("age", format_duration(p.age).into()),
+                ("interval", format_duration(p.interval).into()),
+                ("dryrun", p.dry_run.into()),
+            ]),
+        };
+        let mut entries = vec![
+            driver,
+            ("delete", mapping([("enabled", self.delete_enabled.into())])),
+            (
+                "maintenance",
+                mapping([
+                    ("uploadpurging", purging),
+                    ("readonly", mapping([("enabled", self.read_only.into())])),
+                ]),
+            ),
+            (
+                "redirect",
+                mapping([("disable", self.redirect_disabled.into())]),
+            ),
+        ];
+        if let Some(cache) = &self.blob_descriptor_cache {
+            entries.push((
+                "cache",
+                mapping([("blobdescriptor", cache.as_str().into())]),
+            ));
+        }
+        mapping(entries)
+    }
+}
+
+impl S3Config {
+    fn to_yaml(&self) -> Value {
+        let opt = |v: &Option<String>| v.as_deref().map_or(Value::Null, Value::from);
+        mapping([
+            ("accesskey", opt(&self.access_key)),
+            ("secretkey", masked(&self.secret_key)),
+            ("region", opt(&self.region)),
+            ("regionendpoint", opt(&self.region_endpoint)),
+            ("bucket", self.bucket.as_str().into()),
+            ("rootdirectory", opt(&self.root_directory)),
+            ("forcepathstyle", self.force_path_style.into()),
+            ("secure", self.secure.into()),
+            ("skipverify", self.skip_verify.into()),
+            ("chunksize", self.chunk_size.into()),
+        ])
+    }
+}

@@ -1,0 +1,179 @@
+//! Logging as the `log` section asks: level, text or JSON lines on stderr, static fields on every line, the
+//! access log on or off. `RUST_LOG`, when set, chooses the levels instead of `log.level`.
+//!
+//! Static fields (`log.fields`, registry:2's logrus fields) are added by wrapping the event formatter
+//! rather than by a span: a span entered on the main thread would not be current on the runtime's
+//! worker threads, where almost every line is written.
+
+use std::fmt::{self, Write as _};
+use std::io::IsTerminal;
+
+use tracing::{Event, Subscriber};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::config::log::{LogConfig, LogFormat};
+
+/// Where the HTTP layer writes its one line per request, at `info`: `accesslog.disabled` turns that target
+/// down to warnings.
+const ACCESS_LOG_TARGET: &str = "berth_http::middleware";
+
+/// Sets up the global subscriber per `log`. Called once, before anything logs.
+pub fn init(log: &LogConfig) {
+    let mut filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::new(spec),
+        _ => EnvFilter::new(log.level.as_str()),
+    };
+    if !log.access_log
+        && let Ok(directive) = format!("{ACCESS_LOG_TARGET}=warn").parse()
+    {
+        filter = filter.add_directive(directive);
+    }
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_file(log.report_caller)
+        .with_line_number(log.report_caller);
+    let fields = log.fields.clone();
+    match log.formatter {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .map_event_format(|f| WithFields::new(f, fields, LogFormat::Text))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .map_event_format(|f| WithFields::new(f, fields, LogFormat::Json))
+            .init(),
+    }
+}
+
+/// Logging for a start that failed before the configuration could be read: text at `info` (or per
+/// `RUST_LOG`).
+pub fn init_default() {
+    init(&LogConfig::default());
+}
+
+/// An event formatter that appends the static fields to every line of `inner`.
+struct WithFields<F> {
+    inner: F,
+    fields: Vec<(String, String)>,
+    format: LogFormat,
+}
+
+impl<F> WithFields<F> {
+    fn new(inner: F, fields: Vec<(String, String)>, format: LogFormat) -> WithFields<F> {
+        WithFields {
+            inner,
+            fields,
+            format,
+        }
+    }
+}
+
+impl<S, N, F> FormatEvent<S, N> for WithFields<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        if self.fields.is_empty() {
+            return self.inner.format_event(ctx, writer, event);
+        }
+        // The line is formatted apart (without colour codes) so the fields can go before its end.
+        let mut line = String::new();
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        writer.write_str(&with_fields(&line, &self.fields, self.format))
+    }
+}
+
+/// `line` (one formatted event, ending in a newline) with `fields` added: as `key=value` pairs at the end
+/// of a text line, as members of a JSON line's object.
+fn with_fields(line: &str, fields: &[(String, String)], format: LogFormat) -> String {
+    let body = line.strip_suffix('\n').unwrap_or(line);
+    let mut out = String::with_capacity(line.len() + 32 * fields.len());
+    match format {
+        LogFormat::Json => match body.strip_suffix('}') {
+            Some(open) => {
+                out.push_str(open);
+                for (k, v) in fields {
+                    let _ = write!(out, ",{}:{}", json_string(k), json_string(v));
+                }
+                out.push('}');
+            }
+            // Not an object: nothing to add members to.
+            None => out.push_str(body),
+        },
+        LogFormat::Text => {
+            out.push_str(body);
+            for (k, v) in fields {
+                let _ = write!(out, " {k}={}", text_value(v));
+            }
+        }
+    }
+    out.push('\n');
+    out
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+/// A value as tracing's text format writes one: bare when it is one word, quoted otherwise.
+fn text_value(v: &str) -> String {
+    if !v.is_empty() && !v.contains(|c: char| c.is_whitespace() || c == '"' || c == '=') {
+        v.to_string()
+    } else {
+        format!("{v:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields() -> Vec<(String, String)> {
+        vec![
+            ("service".into(), "registry".into()),
+            ("env".into(), "two words".into()),
+        ]
+    }
+
+    #[test]
+    fn json_lines_get_members() {
+        let line = "{\"timestamp\":\"t\",\"level\":\"INFO\",\"message\":\"hi\"}\n";
+        let out = with_fields(line, &fields(), LogFormat::Json);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["message"], "hi");
+        assert_eq!(v["service"], "registry");
+        assert_eq!(v["env"], "two words");
+        assert!(out.ends_with("}\n") && out.matches('\n').count() == 1);
+        // Quotes and backslashes in a value stay valid JSON.
+        let tricky = vec![("k".to_string(), "a\"b\\c".to_string())];
+        let v: serde_json::Value =
+            serde_json::from_str(&with_fields(line, &tricky, LogFormat::Json)).unwrap();
+        assert_eq!(v["k"], "a\"b\\c");
+    }
+
+    #[test]
+    fn text_lines_get_pairs_at_the_end() {
+        let out = with_fields(
+            "2024-01-01T00:00:00Z  INFO berth: serving addr=1\n",
+            &fields(),
+            LogFormat::Text,
+        );
+        assert_eq!(
+            out,
+            "2024-01-01T00:00:00Z  INFO berth: serving addr=1 service=registry env=\"two words\"\n"
+        );
+    }
+}
