@@ -256,6 +256,36 @@ fn curl_sees_the_challenge_and_the_log_holds_no_password() {
 }
 
 #[test]
+fn a_changed_htpasswd_file_is_used_without_a_restart() {
+    let (server, files) = guarded_server();
+    let tools = Tools::new();
+    let url = format!("{}/v2/", server.base_url());
+    let status = |user: &str| {
+        let out = tools.curl(&["-o", "/dev/null", "-w", "%{http_code}", "-u", user, &url]);
+        out.stdout.trim().to_string()
+    };
+    assert_eq!(status("carol:carol-pw"), "401");
+    assert_eq!(status("alice:secret"), "200");
+
+    // carol added, alice removed: within a few seconds (the file is checked at most every 3 s) carol
+    // gets in and alice's remembered success no longer counts.
+    let carol = "carol:$2y$04$uXBlXEosibWkICVGh9UHbOUSv9pYf1gBQButjm7hJsqgk7SfzhHgy\n";
+    std::fs::write(files.path().join("htpasswd"), carol)
+        .unwrap_or_else(|e| panic!("htpasswd: {e}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while status("carol:carol-pw") != "200" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new htpasswd file was not picked up\n{}",
+            server.log_tail()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert_eq!(status("alice:secret"), "401");
+    assert!(server.log_tail().contains("htpasswd file reloaded"));
+}
+
+#[test]
 fn a_missing_htpasswd_file_stops_the_start_with_a_hint() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
     let config = dir.path().join("config.yml");
