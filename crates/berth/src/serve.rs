@@ -15,6 +15,8 @@ use anyhow::Context;
 use berth_http::health::{CheckSettings, Health};
 use berth_http::limits::Limits;
 use blobs::fs::FsBlobStore;
+use metadata::MetadataStore;
+use metadata::postgres::PostgresStore;
 use metadata::sqlite::SqliteStore;
 use registry::Registry;
 use tokio::net::TcpListener;
@@ -39,12 +41,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("resolving the data directory {}", configured_root.display()))?;
     let blobs = FsBlobStore::open(&root)
         .with_context(|| format!("opening the blob store in {}", root.display()))?;
-    let db = root.join("metadata.sqlite");
-    let meta = SqliteStore::open(&db)
-        .with_context(|| format!("opening the metadata database {}", db.display()))?;
+    let (meta, metadata_name): (Arc<dyn MetadataStore>, &str) = if config.database.enabled {
+        let db = &config.database;
+        let store = PostgresStore::connect(&db.postgres_settings()?)
+            .await
+            .with_context(|| {
+                format!(
+                    "connecting to the metadata database {}:{}/{}",
+                    db.host,
+                    db.port,
+                    db.dbname.as_deref().unwrap_or_default()
+                )
+            })?;
+        (Arc::new(store), "metadata_postgres")
+    } else {
+        let db = root.join("metadata.sqlite");
+        let store = SqliteStore::open(&db)
+            .with_context(|| format!("opening the metadata database {}", db.display()))?;
+        (Arc::new(store), "metadata_sqlite")
+    };
     let registry = Registry::new(
         Arc::new(blobs),
-        Arc::new(meta),
+        meta,
         registry::Config {
             delete_enabled: config.storage.delete_enabled,
             read_only: config.storage.read_only,
@@ -67,7 +85,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 interval: config.health.interval,
                 threshold: config.health.threshold,
                 storage_name: format!("storagedriver_{}", config.storage.driver_name()),
-                metadata_name: "metadata_sqlite".into(),
+                metadata_name: metadata_name.into(),
             },
         )
         .await

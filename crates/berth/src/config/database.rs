@@ -117,11 +117,14 @@ pub fn read(mut s: Section<'_>) -> Result<DatabaseConfig, ConfigError> {
     let ctx = s.ctx();
     s.finish();
     let config = raw.validate()?;
-    if config.enabled {
+    if config.enabled
+        && (config.sslcert.is_some() || config.sslkey.is_some() || config.sslrootcert.is_some())
+    {
         ctx.warn(
             &ctx.origin(&["database".to_string()]),
             WarningKind::NotYet,
-            "the PostgreSQL metadata backend is not wired into berth yet; metadata stays in SQLite",
+            "sslcert, sslkey and sslrootcert are not used: berth connects to PostgreSQL without TLS \
+             (sslmode require, verify-ca and verify-full are refused at start)",
         );
     }
     Ok(config)
@@ -180,6 +183,47 @@ impl RawDatabase {
 }
 
 impl DatabaseConfig {
+    /// The settings of the PostgreSQL metadata store. GitLab's zeros keep their meaning (`maxopen: 0`
+    /// no limit, `maxlifetime: 0` forever, ...); keys left out take the store's defaults.
+    pub fn postgres_settings(&self) -> Result<metadata::postgres::Settings, ConfigError> {
+        use metadata::postgres::{PoolSettings, Settings};
+        let defaults = Settings::default();
+        let pool_defaults = PoolSettings::default();
+        let nonzero = |d: Option<Duration>, default: Option<Duration>| match d {
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+            None => default,
+        };
+        Ok(Settings {
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone().unwrap_or(defaults.user),
+            password: self.password.as_ref().map(|p| p.expose().to_string()),
+            dbname: self.dbname.clone().unwrap_or(defaults.dbname),
+            sslmode: self
+                .sslmode
+                .parse()
+                .map_err(|reason| ConfigError::Malformed {
+                    key: "database.sslmode".into(),
+                    reason,
+                })?,
+            connect_timeout: nonzero(self.connect_timeout, defaults.connect_timeout),
+            pool: PoolSettings {
+                max_open: match self.pool.max_open {
+                    Some(0) => None,
+                    Some(n) => Some(n as usize),
+                    None => pool_defaults.max_open,
+                },
+                max_idle: self
+                    .pool
+                    .max_idle
+                    .map_or(pool_defaults.max_idle, |n| n as usize),
+                max_lifetime: nonzero(self.pool.max_lifetime, pool_defaults.max_lifetime),
+                max_idle_time: nonzero(self.pool.max_idle_time, pool_defaults.max_idle_time),
+            },
+        })
+    }
+
     pub fn to_yaml(&self) -> Value {
         let opt = |v: &Option<String>| v.as_deref().map_or(Value::Null, Value::from);
         let path = |v: &Option<PathBuf>| {
@@ -210,5 +254,57 @@ impl DatabaseConfig {
                 ]),
             ),
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gitlab_zeros_mean_unlimited_and_unset_keys_take_the_stores_defaults() {
+        let defaults = metadata::postgres::Settings::default();
+        let config = DatabaseConfig {
+            enabled: true,
+            host: "db.internal".into(),
+            port: 6432,
+            user: Some("registry".into()),
+            password: Some(Secret::new("s3cret")),
+            dbname: Some("registry_prod".into()),
+            sslmode: "disable".into(),
+            connect_timeout: Some(Duration::from_secs(5)),
+            pool: PoolConfig {
+                max_open: Some(0),
+                max_idle: Some(0),
+                max_lifetime: Some(Duration::ZERO),
+                max_idle_time: None,
+            },
+            ..DatabaseConfig::default()
+        };
+        let s = config.postgres_settings().unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.port, s.user.as_str(), s.dbname.as_str()),
+            ("db.internal", 6432, "registry", "registry_prod")
+        );
+        assert_eq!(s.password.as_deref(), Some("s3cret"));
+        assert_eq!(s.sslmode, metadata::postgres::SslMode::Disable);
+        assert_eq!(s.connect_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(s.pool.max_open, None);
+        assert_eq!(s.pool.max_idle, 0);
+        assert_eq!(s.pool.max_lifetime, None);
+        assert_eq!(s.pool.max_idle_time, defaults.pool.max_idle_time);
+
+        let config = DatabaseConfig {
+            pool: PoolConfig {
+                max_open: Some(30),
+                ..PoolConfig::default()
+            },
+            ..DatabaseConfig::default()
+        };
+        let s = config.postgres_settings().unwrap();
+        assert_eq!(s.pool.max_open, Some(30));
+        assert_eq!(s.pool.max_idle, defaults.pool.max_idle);
+        assert_eq!(s.connect_timeout, defaults.connect_timeout);
+        assert_eq!(s.sslmode, metadata::postgres::SslMode::Prefer);
     }
 }

@@ -2,6 +2,7 @@
 //! blobs) while berth is killed with SIGKILL at a random moment, several times over the same data directory.
 //! After each restart: every image whose manifest PUT was acknowledged pulls back byte for byte; whatever
 //! else any pusher attempted is either absent or exact; interrupted uploads resume or are cleanly unknown.
+//! Run with the metadata in SQLite and, as a second test, in PostgreSQL.
 //!
 //! The seed is printed; `BERTH_E2E_SEED=<seed>` replays the same sizes, shapes and kill moments.
 
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::http::{OCI_CONFIG, OCI_MANIFEST, PushError, Upload, range_last};
 use crate::harness::rng::Rng;
-use crate::harness::{Api, BlobPush, Server, sha256};
+use crate::harness::{Api, BlobPush, Metadata, Options, Server, sha256};
 
 const PUSHERS: usize = 8;
 const ROUNDS: usize = 4;
@@ -81,10 +82,26 @@ fn with<T>(ledger: &Shared, f: impl FnOnce(&mut Ledger) -> T) -> T {
 
 #[test]
 fn kill9_during_concurrent_pushes_loses_nothing_acknowledged() {
+    kill9_during_concurrent_pushes(Metadata::Sqlite);
+}
+
+/// The same over PostgreSQL: what berth acknowledged is committed on the server, whatever became of the
+/// process, and a restarted berth finds it there.
+#[test]
+fn kill9_during_concurrent_pushes_loses_nothing_acknowledged_over_postgres() {
+    kill9_during_concurrent_pushes(Metadata::Postgres);
+}
+
+fn kill9_during_concurrent_pushes(metadata: Metadata) {
+    let Some(mut server) = Server::try_start_with(Options {
+        metadata,
+        ..Options::default()
+    }) else {
+        return;
+    };
     let seed = Rng::seed_from_env();
     eprintln!("crash test seed: {seed} (BERTH_E2E_SEED={seed} replays it)");
     let mut rng = Rng::new(seed);
-    let mut server = Server::start();
     let ledger: Shared = Arc::default();
     let started = Instant::now();
     let mut rounds = 0;

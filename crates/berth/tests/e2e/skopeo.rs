@@ -7,7 +7,7 @@ use crate::harness::images::{
     by_digest, layout_blobs, layout_ref, multi_platform_index, sample_image, write_image_layout,
     write_layout,
 };
-use crate::harness::{Options, Server, Tools, push_image, repo, sha256};
+use crate::harness::{Metadata, Options, Server, Tools, push_image, repo, sha256};
 
 fn oci(dir: &std::path::Path, tag: &str) -> String {
     format!("oci:{}:{tag}", dir.display())
@@ -15,8 +15,22 @@ fn oci(dir: &std::path::Path, tag: &str) -> String {
 
 #[test]
 fn skopeo_copy_layout_round_trip_keeps_every_digest() {
+    copy_layout_round_trip(Metadata::Sqlite);
+}
+
+#[test]
+fn skopeo_copy_layout_round_trip_keeps_every_digest_over_postgres() {
+    copy_layout_round_trip(Metadata::Postgres);
+}
+
+fn copy_layout_round_trip(metadata: Metadata) {
     eprintln!("{}", version("skopeo"));
-    let server = Server::start();
+    let Some(server) = Server::try_start_with(Options {
+        metadata,
+        ..Options::default()
+    }) else {
+        return;
+    };
     let tools = Tools::new();
     let img = sample_image("skopeo-copy");
     let src = tools.scratch("src");
@@ -256,6 +270,7 @@ fn delete_is_refused_when_disabled() {
     eprintln!("{}", version("skopeo"));
     let server = Server::start_with(Options {
         delete_enabled: false,
+        ..Options::default()
     });
     let tools = Tools::new();
     let repo = repo("delete-disabled");

@@ -4,12 +4,13 @@
 pub mod clients;
 pub mod http;
 pub mod images;
+pub mod postgres;
 pub mod rng;
 pub mod server;
 
 pub use clients::Tools;
 pub use http::{Api, BlobPush, sha256};
-pub use server::{Options, Server};
+pub use server::{Metadata, Options, Server};
 
 /// A repository name unique to one test, so tests never see each other's data even on a shared server.
 pub fn repo(test: &str) -> String {

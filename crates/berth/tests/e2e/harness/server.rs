@@ -1,5 +1,7 @@
 //! The server under test: the real `berth` binary, started on `127.0.0.1:0` over a temporary data directory,
-//! stopped (gracefully or with SIGKILL) and started again over the same directory.
+//! stopped (gracefully or with SIGKILL) and started again over the same directory. Its metadata is in
+//! SQLite in that directory, or (with [`Metadata::Postgres`]) in a fresh PostgreSQL database kept across
+//! restarts likewise.
 //!
 //! Why a process and not the router in-process: these tests check what a user of the binary sees (the
 //! address line, the environment variables, durability across a crash), which only the binary can show.
@@ -15,6 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::http::Api;
+use super::postgres::Database;
 
 /// How long the binary may take to print its address line: generous, since CI may be building other crates.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,6 +40,7 @@ pub struct Options {
     pub delete_enabled: bool,
     /// A configuration file given to `berth serve` (the variables the harness sets still win over it).
     pub config: Option<PathBuf>,
+    pub metadata: Metadata,
 }
 
 impl Default for Options {
@@ -44,8 +48,18 @@ impl Default for Options {
         Options {
             delete_enabled: true,
             config: None,
+            metadata: Metadata::Sqlite,
         }
     }
+}
+
+/// Where the server keeps its metadata: the engines a test can be run over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metadata {
+    /// `metadata.sqlite` in the data directory (berth's default).
+    Sqlite,
+    /// A database of its own on the server of `BERTH_TEST_POSTGRES_URL` (the `database` section).
+    Postgres,
 }
 
 /// A running `berth serve`, killed when dropped.
@@ -55,6 +69,8 @@ pub struct Server {
     root: PathBuf,
     log: PathBuf,
     options: Options,
+    /// The PostgreSQL database of a server over [`Metadata::Postgres`]; dropped after the process is.
+    database: Option<Database>,
     running: Option<Running>,
     /// Every line the binary printed on stdout, over all its runs.
     stdout: Arc<Mutex<Vec<String>>>,
@@ -74,7 +90,23 @@ impl Server {
         Server::start_with(Options::default())
     }
 
+    /// Starts berth with `options`; panics if they need an engine that is not available.
     pub fn start_with(options: Options) -> Server {
+        let metadata = options.metadata;
+        Server::try_start_with(options)
+            .unwrap_or_else(|| panic!("no {metadata:?} server to run berth over"))
+    }
+
+    /// Starts berth with `options`, or returns `None` (having said that the test skipped) when they ask
+    /// for PostgreSQL and no server is configured.
+    pub fn try_start_with(options: Options) -> Option<Server> {
+        let database = match options.metadata {
+            Metadata::Sqlite => None,
+            Metadata::Postgres => {
+                let test = std::thread::current().name().unwrap_or("test").to_string();
+                Some(Database::create(&test)?)
+            }
+        };
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -91,11 +123,12 @@ impl Server {
             root,
             log,
             options,
+            database,
             running: None,
             stdout: Arc::new(Mutex::new(Vec::new())),
         };
         server.spawn();
-        server
+        Some(server)
     }
 
     /// The data directory (absolute), the same across restarts.
@@ -237,6 +270,9 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
+        if let Some(db) = &self.database {
+            cmd.envs(db.env());
+        }
         die_with_parent(&mut cmd);
         let mut child = cmd
             .spawn()
@@ -293,6 +329,30 @@ impl Server {
             reader: Some(reader),
         });
         self.wait_ready();
+        self.check_metadata_engine();
+    }
+
+    /// A server meant to run over PostgreSQL really does: its schema is in the database, and no SQLite
+    /// file appeared (a berth that ignored the `database` section would pass every test over SQLite).
+    fn check_metadata_engine(&self) {
+        let Some(db) = &self.database else {
+            return;
+        };
+        let tables = db.query(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()",
+        );
+        assert_ne!(
+            tables.trim(),
+            "0",
+            "berth was given PostgreSQL database {} but created no table there\n{}",
+            db.name,
+            self.log_tail()
+        );
+        assert!(
+            !self.root.join("metadata.sqlite").exists(),
+            "berth was given a PostgreSQL database but wrote metadata.sqlite\n{}",
+            self.log_tail()
+        );
     }
 
     /// The line is printed once the socket is bound; this also waits for `/v2/` to answer, bounded.
