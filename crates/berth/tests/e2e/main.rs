@@ -10,6 +10,7 @@ mod harness;
 mod api;
 mod auth;
 mod buildah;
+mod config;
 mod crash;
 mod curl;
 mod podman;
