@@ -97,6 +97,10 @@ def berth_provenance(repo, binary):
     return {"commit": _git(repo, "rev-parse", "--short=12", "HEAD"), "dirty": bool(dirty)}
 
 
+def _label(built):
+    return f"{built['commit']}{' with uncommitted changes' if built['dirty'] else ''}"
+
+
 def facts(repo, work, berth, baseline=None):
     """Where and when the run happened, with the version of every program it ran."""
     built = berth_provenance(repo, berth)
@@ -111,7 +115,7 @@ def facts(repo, work, berth, baseline=None):
         "loadavg_start": _loadavg(),
         "berth_commit": built["commit"],
         "berth_tree_dirty": built["dirty"],
-        "baseline_commit": berth_provenance(repo, baseline)["commit"] if baseline else None,
+        "baseline_commit": _label(berth_provenance(repo, baseline)) if baseline else None,
         "versions": {
             "registry2": _first_line(["docker-registry", "--version"]),
             "nginx": _first_line(["nginx", "-v"]),
