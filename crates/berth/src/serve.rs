@@ -2,9 +2,13 @@
 //! upload purging), binds, announces, serves until SIGTERM or SIGINT, then drains the requests in flight.
 //! Wiring only: every behaviour lives in the crate that is handed its settings here.
 //!
-//! The single stdout line `berth listening on http://<ip:port> (data: <root>)` is an interface: scripts and
-//! the end-to-end tests read the bound address from it (with port 0 in the configuration it is the only
-//! way to learn the port), so it is printed once the socket is bound, and flushed at once.
+//! The single stdout line `berth listening on http(s)://<ip:port> (data: <root>)` is an interface: scripts
+//! and the end-to-end tests read the bound address from it (with port 0 in the configuration it is the
+//! only way to learn the port), so it is printed once the socket is bound, and flushed at once.
+//!
+//! Metrics are wired only when the debug server exports them (`http.debug.prometheus`): then the stores
+//! are wrapped in timing decorators and the application in the request metrics, and `/metrics` joins the
+//! debug router. Without it nothing is wrapped, so an unscraped registry pays nothing for them.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -13,12 +17,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_http::health::{CheckSettings, Health};
-use berth_http::limits::Limits;
+use berth_http::metrics::Metrics;
+use berth_http::tls::{TlsAcceptor, TlsSettings};
+use blobs::BlobStore;
 use blobs::fs::FsBlobStore;
 use metadata::MetadataStore;
 use metadata::postgres::PostgresStore;
 use metadata::sqlite::SqliteStore;
 use registry::Registry;
+use registry::instrumented::{InstrumentedBlobStore, InstrumentedMetadataStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -60,15 +67,51 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("opening the metadata database {}", db.display()))?;
         (Arc::new(store), "metadata_sqlite")
     };
+    let mut blobs: Arc<dyn BlobStore> = Arc::new(blobs);
+    let mut meta = meta;
+    let exported = config.http.debug.addr.is_some() && config.http.debug.prometheus.is_some();
+    let metrics = exported.then(Metrics::new);
+    if let Some(metrics) = &metrics {
+        let backend = metadata_name.trim_start_matches("metadata_");
+        // The blob store opened above is always the filesystem one (registry:2's driver name).
+        blobs = Arc::new(InstrumentedBlobStore::new(
+            blobs,
+            "filesystem",
+            metrics.storage_observer(),
+        ));
+        meta = Arc::new(InstrumentedMetadataStore::new(
+            meta,
+            backend,
+            metrics.storage_observer(),
+        ));
+    }
     let registry = Registry::new(
-        Arc::new(blobs),
+        blobs,
         meta,
         registry::Config {
             delete_enabled: config.storage.delete_enabled,
             read_only: config.storage.read_only,
-            ..registry::Config::default()
+            max_concurrent_uploads: config.limits.max_concurrent_uploads,
+            max_manifest_bytes: config.limits.max_manifest_bytes,
         },
     );
+    if let Some(metrics) = &metrics {
+        metrics.watch_uploads(&registry);
+    }
+    // Certificates are loaded before binding, so a missing or mismatched file stops the start.
+    let tls = match &config.http.tls {
+        Some(tls) => Some(
+            TlsAcceptor::new(&TlsSettings {
+                certificate: tls.certificate.clone(),
+                key: tls.key.clone(),
+                client_cas: tls.client_cas.clone(),
+                minimum_version: tls.minimum_version,
+                http2: !config.http.http2_disabled,
+            })
+            .context("setting up TLS (http.tls)")?,
+        ),
+        None => None,
+    };
 
     // Authentication is set up before binding, so a bad htpasswd line or key file stops the start.
     let authority = auth::Authority::new(&config.auth)
@@ -104,8 +147,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let bound = listener.local_addr().context("reading the bound address")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     announce(&format!(
-        "berth listening on http://{bound} (data: {})",
+        "berth listening on {scheme}://{bound} (data: {})",
         root.display()
     ))?;
     tracing::info!(
@@ -117,13 +161,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
 
     let drain = config.http.drain_timeout.unwrap_or(DRAIN_TIMEOUT);
+    let mut limits = config.limits.server.clone();
+    limits.drain_timeout = drain;
     let options = berth_http::ServeOptions {
-        limits: Limits {
-            drain_timeout: drain,
-            ..Limits::default()
-        },
+        limits,
+        tls,
         http2: !config.http.http2_disabled,
-        ..berth_http::ServeOptions::default()
     };
     let (stop, stopped) = watch::channel(false);
     let until_stopped = move || {
@@ -135,7 +178,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(listener) = debug_listener {
         let addr = listener.local_addr().context("reading the debug address")?;
         tracing::info!(%addr, "debug server listening");
-        let app = berth_http::health::debug_router(health.clone());
+        let mut app = berth_http::health::debug_router(health.clone());
+        if let (Some(metrics), Some(path)) = (&metrics, &config.http.debug.prometheus) {
+            app = app.merge(metrics.router(path));
+        }
         let stopping = until_stopped();
         tokio::spawn(async move {
             if let Err(e) = berth_http::serve(listener, app, stopping).await {
@@ -143,11 +189,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         });
     }
-    let app = berth_http::site::mount(
+    let mut app = berth_http::site::mount(
         berth_http::router_with_auth(registry, authority),
         &config.http.site,
         health,
     );
+    if let Some(metrics) = &metrics {
+        // Outermost, so that every answer counts: refusals of authentication and the probes too.
+        app = metrics.instrument(app);
+    }
     let server = berth_http::serve_with(listener, app, until_stopped(), options);
     tokio::pin!(server);
     tokio::select! {

@@ -133,10 +133,10 @@ impl Metrics {
         Ok(out)
     }
 
-    /// `GET /metrics`, to be merged into the debug router.
-    pub fn router(&self) -> Router {
+    /// `GET <path>` (registry:2's default is `/metrics`), to be merged into the debug router.
+    pub fn router(&self, path: &str) -> Router {
         Router::new()
-            .route("/metrics", get(scrape))
+            .route(path, get(scrape))
             .with_state(self.clone())
     }
 

@@ -117,12 +117,7 @@ pub fn read(mut s: Section<'_>) -> Result<HttpConfig, ConfigError> {
         "Let's Encrypt is not supported by berth; give certificate and key",
     );
     tls.finish();
-    if let Some(set) = raw_tls.certificate.as_ref().or(raw_tls.key.as_ref()) {
-        ctx.warn(
-            &set.origin,
-            WarningKind::NotYet,
-            "TLS is not wired into berth's listener yet: it serves plain HTTP",
-        );
+    if raw_tls.certificate.is_some() || raw_tls.key.is_some() {
         raw.tls = Some(raw_tls);
     }
 
@@ -193,13 +188,6 @@ impl RawHttp {
                 Some(p) => return Err(p.invalid("must be a path starting with /")),
                 None => DEFAULT_METRICS_PATH.to_string(),
             };
-            if let Some(s) = &self.prometheus_enabled {
-                ctx.warn(
-                    &s.origin,
-                    WarningKind::NotYet,
-                    "Prometheus metrics are not wired into the debug server yet",
-                );
-            }
             Some(path)
         } else {
             None

@@ -13,10 +13,10 @@
 //! secrets masked.
 //!
 //! Sections: `version` (here), [`log`], [`storage`], [`http`], [`auth`] (with berth's `access`),
-//! [`health`], [`proxy`], [`database`] (GitLab's spelling), and the registry:2 sections berth does not
-//! implement, which are reported by name (here). A feature's section is read and validated in its file,
-//! and its settings are handed to the crate that implements it; what is not implemented yet says so in a
-//! warning from its section's file.
+//! [`health`], [`proxy`], [`database`] (GitLab's spelling), berth's [`limits`], and the registry:2
+//! sections berth does not implement, which are reported by name (here). A feature's section is read and
+//! validated in its file, and its settings are handed to the crate that implements it; what is not
+//! implemented yet says so in a warning from its section's file.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,6 +28,7 @@ pub mod database;
 mod env;
 pub mod health;
 pub mod http;
+pub mod limits;
 pub mod log;
 pub mod proxy;
 mod read;
@@ -52,6 +53,8 @@ pub struct Config {
     /// `proxy`: the pull-through cache, when configured.
     pub proxy: Option<proxy::ProxyConfig>,
     pub database: database::DatabaseConfig,
+    /// berth's `limits`.
+    pub limits: limits::LimitsConfig,
 }
 
 /// A configuration and what was said about it while reading.
@@ -231,6 +234,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
     let health = health::read(top.section("health")?)?;
     let proxy = proxy::read(top.section("proxy")?)?;
     let database = database::read(top.section("database")?)?;
+    let limits = limits::read(top.section("limits")?)?;
     for (key, why) in IGNORED_SECTIONS {
         top.ignore(key, why);
     }
@@ -243,6 +247,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
         health,
         proxy,
         database,
+        limits,
     })
 }
 
@@ -262,6 +267,7 @@ impl Config {
             out.insert("proxy".into(), proxy.to_yaml());
         }
         out.insert("database".into(), self.database.to_yaml());
+        out.insert("limits".into(), self.limits.to_yaml());
         Value::Mapping(out)
     }
 }

@@ -84,10 +84,7 @@ fn the_other_sample_configs_load_unchanged() {
     let l = load_ok(LIBRARY_IMAGE);
     assert_eq!(
         warned(&l),
-        [
-            ("storage.tag.concurrencylimit", Ignored),
-            ("http.debug.prometheus.enabled", NotYet),
-        ]
+        [("storage.tag.concurrencylimit", Ignored)]
     );
     assert_eq!(l.config.log.level, log::LogLevel::Debug);
     assert_eq!(
@@ -107,10 +104,7 @@ fn the_other_sample_configs_load_unchanged() {
     let l = load_ok(CONFIG_DEV);
     assert_eq!(
         warned(&l),
-        [
-            ("storage.tag.concurrencylimit", Ignored),
-            ("http.debug.prometheus.enabled", NotYet),
-        ]
+        [("storage.tag.concurrencylimit", Ignored)]
     );
     assert_eq!(l.config.storage.upload_purging, None);
     assert_eq!(l.config.http.debug.prometheus.as_deref(), Some("/metrics"));
@@ -124,7 +118,7 @@ fn the_other_sample_configs_load_unchanged() {
     assert_eq!(p.ttl, Some(Duration::from_secs(168 * 3600)));
 
     let l = load_ok(TLS_HTPASSWD);
-    assert_eq!(warned(&l), [("http.tls.certificate", NotYet)]);
+    assert_eq!(warned(&l), []);
     let c = &l.config;
     let tls = c.http.tls.as_ref().unwrap();
     assert_eq!(tls.certificate, PathBuf::from("/certs/domain.crt"));
@@ -158,8 +152,6 @@ fn every_key_of_registry2s_reference_is_known() {
             ("storage.cache.blobdescriptor", Ignored),
             ("http.tls.ciphersuites", Ignored),
             ("http.tls.letsencrypt", Ignored),
-            ("http.tls.certificate", NotYet),
-            ("http.debug.prometheus.enabled", NotYet),
             ("auth.token.autoredirect", Ignored),
             ("health.file", Ignored),
             ("health.http", Ignored),
@@ -505,12 +497,7 @@ fn docker_docs_recipe_in_variables() {
         l.config.http.tls.as_ref().map(|t| t.key.clone()),
         Some(PathBuf::from("/certs/domain.key"))
     );
-    assert_eq!(
-        l.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
-        [
-            "REGISTRY_HTTP_TLS_CERTIFICATE (http.tls.certificate): TLS is not wired into berth's listener yet: it serves plain HTTP"
-        ]
-    );
+    assert_eq!(warned(&l), []);
 }
 
 #[test]

@@ -185,7 +185,7 @@ async fn the_endpoint_serves_the_exposition() {
     assert_eq!(s.call(Method::GET, "/v2/app/tags/list", b"").await.0, 404);
     let resp = s
         .metrics
-        .router()
+        .router("/metrics")
         .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
         .await
         .unwrap();

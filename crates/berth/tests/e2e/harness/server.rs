@@ -41,6 +41,8 @@ pub struct Options {
     /// A configuration file given to `berth serve` (the variables the harness sets still win over it).
     pub config: Option<PathBuf>,
     pub metadata: Metadata,
+    /// More `REGISTRY_*` variables for the server (set after the harness's own, so they win).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             delete_enabled: true,
             config: None,
             metadata: Metadata::Sqlite,
+            env: Vec::new(),
         }
     }
 }
@@ -81,6 +84,8 @@ struct Running {
     child: Child,
     addr: SocketAddr,
     line: String,
+    /// The address line said `https://` (TLS configured).
+    https: bool,
     reader: Option<JoinHandle<()>>,
 }
 
@@ -146,8 +151,11 @@ impl Server {
     }
 
     /// `http://127.0.0.1:port`.
+    /// `http://127.0.0.1:port`, or `https://` for a server with TLS.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.running().addr)
+        let run = self.running();
+        let scheme = if run.https { "https" } else { "http" };
+        format!("{scheme}://{}", run.addr)
     }
 
     /// The line the current run printed at start.
@@ -273,6 +281,7 @@ impl Server {
         if let Some(db) = &self.database {
             cmd.envs(db.env());
         }
+        cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
         die_with_parent(&mut cmd);
         let mut child = cmd
             .spawn()
@@ -322,10 +331,12 @@ impl Server {
             self.root,
             "the address line names another data directory than REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"
         );
+        let https = line.starts_with("berth listening on https://");
         self.running = Some(Running {
             child,
             addr,
             line,
+            https,
             reader: Some(reader),
         });
         self.wait_ready();
@@ -356,7 +367,21 @@ impl Server {
     }
 
     /// The line is printed once the socket is bound; this also waits for `/v2/` to answer, bounded.
+    /// Over TLS (which the harness's HTTP client does not speak) it waits for the port to accept instead;
+    /// the TLS tests then speak to it with curl and the containers tools.
     fn wait_ready(&self) {
+        if self.running().https {
+            let deadline = Instant::now() + START_TIMEOUT;
+            while std::net::TcpStream::connect(self.addr()).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "the TLS port did not accept within {START_TIMEOUT:?}\n{}",
+                    self.log_tail()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return;
+        }
         let api = self.api();
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -387,9 +412,12 @@ impl Drop for Server {
     }
 }
 
-/// Parses `berth listening on http://<ip:port> (data: <absolute root>)`.
+/// Parses `berth listening on http(s)://<ip:port> (data: <absolute root>)`.
 pub fn parse_address_line(line: &str) -> Option<(SocketAddr, PathBuf)> {
-    let rest = line.strip_prefix("berth listening on http://")?;
+    let rest = line.strip_prefix("berth listening on ")?;
+    let rest = rest
+        .strip_prefix("http://")
+        .or_else(|| rest.strip_prefix("https://"))?;
     let (addr, rest) = rest.split_once(" (data: ")?;
     let data = rest.strip_suffix(')')?;
     let data = PathBuf::from(data);
@@ -451,5 +479,8 @@ mod tests {
             parse_address_line("berth listening on http://127.0.0.1:5000 (data: rel)").is_none()
         );
         assert!(parse_address_line("listening on 127.0.0.1:5000").is_none());
+        let (addr, _) =
+            parse_address_line("berth listening on https://127.0.0.1:5443 (data: /srv)").unwrap();
+        assert_eq!(addr.port(), 5443);
     }
 }
