@@ -283,3 +283,40 @@ async fn an_open_router_stays_open() {
     h.get("/v2/").await.assert_status(200);
     h.get("/v2/_catalog").await.assert_status(200);
 }
+
+#[tokio::test]
+async fn an_unreadable_authorization_header_is_401() {
+    let f = Fixture::new(htpasswd_settings);
+    f.seed("public/app").await;
+    let req = axum::http::Request::builder()
+        .uri("/v2/public/app/manifests/latest")
+        .header(
+            "authorization",
+            axum::http::HeaderValue::from_bytes(b"Basic \xff\xfe").unwrap(),
+        )
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_challenged(&f.guarded.send(req).await, &challenge());
+}
+
+#[tokio::test]
+async fn openbase_answers_the_base_but_nothing_else() {
+    let f = Fixture::new(|dir| {
+        let mut s = htpasswd_settings(dir);
+        if let Some(access) = s.access.as_mut() {
+            access.openbase = true;
+        }
+        s
+    });
+    f.seed("private/app").await;
+    f.get("/v2/", None).await.assert_status(200);
+    assert_challenged(
+        &f.get("/v2/private/app/manifests/latest", None).await,
+        &challenge(),
+    );
+    // Wrong credentials are still refused on the base.
+    assert_challenged(
+        &f.get("/v2/", Some(&basic("alice", "wrong"))).await,
+        &challenge(),
+    );
+}
