@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use berth_http::ServeOptions;
+use berth_http::limits::Limits;
 use berth_http::tls::{TlsAcceptor, TlsError, TlsSettings, TlsVersion};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -376,6 +378,42 @@ async fn http2_is_offered_through_alpn_unless_disabled() {
         .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     assert!(get_base(tls).await.unwrap().starts_with("HTTP/1.1 200"));
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_handshake_neither_blocks_others_nor_lasts() {
+    let ca = Ca::new("test CA");
+    let files = Files::new(&ca.server());
+    let h = Harness::new();
+    let options = ServeOptions {
+        tls: Some(TlsAcceptor::new(&files.settings()).unwrap()),
+        limits: Limits {
+            handshake_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(60),
+            ..Limits::default()
+        },
+        ..ServeOptions::default()
+    };
+    let running = serve_app(h.app.clone(), options).await;
+
+    // A client that connects and never starts its handshake...
+    let mut stalled = TcpStream::connect(running.addr).await.unwrap();
+    let opened = Instant::now();
+    // ...does not hold up anyone else's handshake and request...
+    let tls = connect(&running, &client(&ca, BOTH, None, &[]))
+        .await
+        .unwrap();
+    assert!(get_base(tls).await.unwrap().starts_with("HTTP/1.1 200"));
+    assert!(opened.elapsed() < Duration::from_millis(900));
+    // ...and is dropped once the handshake timeout has passed.
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(10), stalled.read(&mut buf))
+        .await
+        .expect("a stalled handshake kept its connection");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    assert!(opened.elapsed() >= Duration::from_millis(900));
     running.stop().await;
 }
 
