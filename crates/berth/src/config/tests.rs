@@ -82,10 +82,7 @@ fn the_registry2_image_config_loads_without_a_word() {
 #[test]
 fn the_other_sample_configs_load_unchanged() {
     let l = load_ok(LIBRARY_IMAGE);
-    assert_eq!(
-        warned(&l),
-        [("storage.tag.concurrencylimit", Ignored)]
-    );
+    assert_eq!(warned(&l), [("storage.tag.concurrencylimit", Ignored)]);
     assert_eq!(l.config.log.level, log::LogLevel::Debug);
     assert_eq!(
         l.config.http.debug.addr,
@@ -102,10 +99,7 @@ fn the_other_sample_configs_load_unchanged() {
     );
 
     let l = load_ok(CONFIG_DEV);
-    assert_eq!(
-        warned(&l),
-        [("storage.tag.concurrencylimit", Ignored)]
-    );
+    assert_eq!(warned(&l), [("storage.tag.concurrencylimit", Ignored)]);
     assert_eq!(l.config.storage.upload_purging, None);
     assert_eq!(l.config.http.debug.prometheus.as_deref(), Some("/metrics"));
 
