@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL server for the tests: `initdb` + `pg_ctl` into a directory of its own, listening on
-# 127.0.0.1 only (no Unix socket), on a free port, with a random password (SCRAM, as production would use).
+# 127.0.0.1 only (no Unix socket), on a free port, with a random password (SCRAM, as production would use),
+# and TLS offered with a certificate for `localhost` signed by a CA made for the run.
 #
 #   scripts/postgres.sh start DIR   prints the URL of a new server whose files all live in DIR
 #   scripts/postgres.sh stop DIR    stops that server (immediately: nothing in it is worth keeping)
 #
+# DIR/tls/ca.crt is the CA of the server's certificate (for sslmode verify-ca/verify-full), and
+# DIR/tls/other-ca.crt an unrelated CA (a certificate check must fail against it).
 # DIR must exist and be empty. `scripts/test` calls both (stop from an exit trap); a developer can too:
 #   dir=$(mktemp -d) && export BERTH_TEST_POSTGRES_URL=$(scripts/postgres.sh start "$dir")
 #   ... cargo nextest run -p berth-metadata ...; scripts/postgres.sh stop "$dir"; rm -rf "$dir"
@@ -44,6 +47,31 @@ as_owner() {
     fi
 }
 
+# A CA, a server certificate it signs (for the name localhost only, so a check of the name against
+# 127.0.0.1 fails while a check of the chain passes), and an unrelated CA. P-256 keys: quick to make.
+make_certificates() {
+    local tls=$1
+    mkdir "$tls"
+    (
+        cd "$tls"
+        local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+        openssl req -x509 "${ec[@]}" -days 2 -subj "/CN=berth test CA" -keyout ca.key -out ca.crt \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+        openssl req -x509 "${ec[@]}" -days 2 -subj "/CN=some other CA" -keyout other-ca.key \
+            -out other-ca.crt -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign"
+        openssl req "${ec[@]}" -subj "/CN=localhost" -keyout server.key -out server.csr
+        printf '%s\n' "subjectAltName=DNS:localhost" "basicConstraints=critical,CA:FALSE" \
+            "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >server.ext
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile server.ext -out server.crt
+        chmod 600 server.key
+    ) >"$dir/openssl.log" 2>&1 || {
+        cat "$dir/openssl.log" >&2
+        exit 1
+    }
+}
+
 start() {
     if ! bindir=$(find_bindir); then
         echo "scripts/postgres.sh: installing postgresql" >&2
@@ -64,6 +92,7 @@ start() {
     password=pw$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
     printf '%s\n' "$password" >"$dir/password"
     mkdir "$dir/data"
+    make_certificates "$dir/tls"
     if [ "$(id -u)" -eq 0 ]; then
         chown -R postgres: "$dir"
     fi
@@ -84,6 +113,7 @@ start() {
         if as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o "\
             -c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories='' \
             -c fsync=off -c full_page_writes=off -c synchronous_commit=off \
+            -c ssl=on -c ssl_cert_file=$dir/tls/server.crt -c ssl_key_file=$dir/tls/server.key \
             -c max_connections=300 -c shared_buffers=64MB" >/dev/null; then
             break
         fi

@@ -12,15 +12,13 @@
 //! - The network fails: connection errors and aborted transactions are retried with a short, bounded
 //!   backoff where doing so cannot apply a write twice ([`retry`]).
 //!
-//! TLS: this build has no TLS client for PostgreSQL (it would bring a second TLS and crypto stack into
-//! the binary). `sslmode` `disable`, `allow` and `prefer` connect without TLS; `require`, `verify-ca` and
-//! `verify-full` are refused at start rather than silently downgraded. Run PostgreSQL on a trusted
-//! network or over a local socket (`host: /var/run/postgresql`).
+//! - TLS with libpq's `sslmode` meanings, on rustls ([`tls`]).
 
 mod migrate;
 mod ops;
 mod pool;
 mod retry;
+mod tls;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -32,6 +30,7 @@ use crate::{Error, MetadataStore, NewManifest, Referrer, Result, StoredManifest,
 use pool::Pool;
 pub use retry::PgError;
 use retry::{Backoff, Failure, Safety};
+pub use tls::{TlsError, TlsFiles};
 
 /// How to reach the database: the `database` section of the configuration (GitLab's container registry
 /// spelling), typed.
@@ -44,6 +43,8 @@ pub struct Settings {
     pub password: Option<String>,
     pub dbname: String,
     pub sslmode: SslMode,
+    /// `sslrootcert`, `sslcert`, `sslkey`.
+    pub tls: TlsFiles,
     /// Bound on establishing one connection (TCP, startup and authentication); `None`: no bound.
     pub connect_timeout: Option<Duration>,
     pub pool: PoolSettings,
@@ -58,6 +59,7 @@ impl Default for Settings {
             password: None,
             dbname: "registry".to_string(),
             sslmode: SslMode::Prefer,
+            tls: TlsFiles::default(),
             connect_timeout: Some(Duration::from_secs(10)),
             pool: PoolSettings::default(),
         }
@@ -111,12 +113,15 @@ impl SslMode {
         ("verify-full", SslMode::VerifyFull),
     ];
 
-    /// Whether this mode insists on TLS (which this build cannot do).
-    fn needs_tls(self) -> bool {
-        matches!(
-            self,
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull
-        )
+    /// tokio-postgres's version: whether to ask for TLS, and whether to insist. It has no "plain first,
+    /// TLS if refused" (`allow`), so `allow` asks like `prefer` does.
+    fn negotiation(self) -> tokio_postgres::config::SslMode {
+        use tokio_postgres::config::SslMode as Pg;
+        match self {
+            SslMode::Disable => Pg::Disable,
+            SslMode::Allow | SslMode::Prefer => Pg::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => Pg::Require,
+        }
     }
 }
 
@@ -133,16 +138,6 @@ impl FromStr for SslMode {
                 format!("unknown sslmode {s:?} (one of {})", names.join(", "))
             })
     }
-}
-
-/// Why connecting failed, other than PostgreSQL itself failing.
-#[derive(Debug, thiserror::Error)]
-enum ConnectError {
-    #[error(
-        "sslmode {0:?} needs TLS, which this build of berth does not support for PostgreSQL; \
-         use sslmode disable or prefer on a trusted network or a Unix socket"
-    )]
-    TlsUnsupported(SslMode),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -208,18 +203,10 @@ macro_rules! run {
 impl PostgresStore {
     /// Connects to the database of `settings` and brings its schema up to date (several replicas may do
     /// this at once). Fails if the database cannot be reached within the retry budget, if its schema is
-    /// newer than this berth, or if `sslmode` demands TLS.
+    /// newer than this berth, or if the TLS settings are unusable (a missing `sslrootcert`, a bad file).
     pub async fn connect(settings: &Settings) -> Result<PostgresStore> {
-        if settings.sslmode.needs_tls() {
-            return Err(Error::Backend(Box::new(ConnectError::TlsUnsupported(
-                settings.sslmode,
-            ))));
-        }
-        if settings.sslmode == SslMode::Prefer {
-            tracing::debug!(
-                "database sslmode prefer: connecting without TLS (not supported by this build)"
-            );
-        }
+        let tls = tls::connector(settings.sslmode, &settings.tls)
+            .map_err(|e| Error::Backend(Box::new(e)))?;
         let mut config = tokio_postgres::Config::new();
         config
             .host(&settings.host)
@@ -227,7 +214,7 @@ impl PostgresStore {
             .user(&settings.user)
             .dbname(&settings.dbname)
             .application_name("berth")
-            .ssl_mode(tokio_postgres::config::SslMode::Disable);
+            .ssl_mode(settings.sslmode.negotiation());
         if let Some(password) = &settings.password {
             config.password(password);
         }
@@ -236,7 +223,7 @@ impl PostgresStore {
         }
         let store = PostgresStore {
             inner: Arc::new(Inner {
-                pool: Pool::new(config, settings.pool.clone()),
+                pool: Pool::new(config, tls, settings.pool.clone()),
             }),
         };
         run!(store, Safety::Idempotent, tx | c | migrate::migrate(c))?;
@@ -383,19 +370,52 @@ mod tests {
         assert!("Disable".parse::<SslMode>().is_err());
     }
 
-    /// Modes that demand TLS are refused before any connection is tried, not silently downgraded.
+    /// Settings that cannot work are refused before any connection is tried: the checking modes need
+    /// roots, a client certificate needs its key, and the files must hold what they should.
     #[tokio::test]
-    async fn sslmodes_that_need_tls_are_refused() {
-        for mode in [SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull] {
+    async fn unusable_tls_settings_are_refused_before_connecting() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let only_root = |root: &std::path::Path| TlsFiles {
+            root_cert: Some(root.to_path_buf()),
+            ..TlsFiles::default()
+        };
+        let cases = [
+            (SslMode::VerifyFull, TlsFiles::default(), "sslrootcert"),
+            (SslMode::VerifyCa, TlsFiles::default(), "sslrootcert"),
+            (SslMode::VerifyFull, only_root(&junk), "junk.pem"),
+            (
+                SslMode::Require,
+                TlsFiles {
+                    client_cert: Some(junk.clone()),
+                    ..TlsFiles::default()
+                },
+                "sslkey",
+            ),
+            (
+                SslMode::Require,
+                TlsFiles {
+                    root_cert: None,
+                    client_cert: Some(dir.path().join("missing.pem")),
+                    client_key: Some(junk.clone()),
+                },
+                "missing.pem",
+            ),
+        ];
+        for (mode, tls, want) in cases {
             let settings = Settings {
                 // Nothing listens there; the refusal must come first.
                 host: "127.0.0.1".to_string(),
                 port: 1,
                 sslmode: mode,
+                tls: tls.clone(),
                 ..Settings::default()
             };
             match PostgresStore::connect(&settings).await {
-                Err(Error::Backend(e)) => assert!(e.to_string().contains("TLS"), "{e}"),
+                Err(Error::Backend(e)) => {
+                    assert!(e.to_string().contains(want), "{mode:?} {tls:?}: {e}")
+                }
                 Err(other) => panic!("{mode:?}: want a backend error, got {other:?}"),
                 Ok(_) => panic!("{mode:?}: connected"),
             }

@@ -1,7 +1,8 @@
 //! The `database` section, spelled as GitLab's container registry spells it: PostgreSQL for the metadata
 //! (`enabled`, `host`, `port`, `user`, `password`, `dbname`, `sslmode`, `sslcert`, `sslkey`,
 //! `sslrootcert`, `connecttimeout`, `pool.maxopen`/`maxidle`/`maxlifetime`/`maxidletime`). Without it, or
-//! with `enabled: false`, the metadata lives in SQLite beside the blobs.
+//! with `enabled: false`, the metadata lives in SQLite beside the blobs; with it, in PostgreSQL
+//! ([`DatabaseConfig::postgres_settings`] hands the store its settings).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use serde_yaml::Value;
 
 use super::read::{Section, Setting, non_empty, parse_or};
 use super::values::{format_duration, parse_bool, parse_choice, parse_duration, parse_int};
-use super::{ConfigError, Secret, WarningKind, mapping, masked};
+use super::{ConfigError, Secret, mapping, masked};
 
 /// libpq's `sslmode` values.
 pub const SSL_MODES: &[&str] = &[
@@ -114,20 +115,8 @@ pub fn read(mut s: Section<'_>) -> Result<DatabaseConfig, ConfigError> {
     ] {
         s.ignore(key, "a GitLab registry setting berth does not use");
     }
-    let ctx = s.ctx();
     s.finish();
-    let config = raw.validate()?;
-    if config.enabled
-        && (config.sslcert.is_some() || config.sslkey.is_some() || config.sslrootcert.is_some())
-    {
-        ctx.warn(
-            &ctx.origin(&["database".to_string()]),
-            WarningKind::NotYet,
-            "sslcert, sslkey and sslrootcert are not used: berth connects to PostgreSQL without TLS \
-             (sslmode require, verify-ca and verify-full are refused at start)",
-        );
-    }
-    Ok(config)
+    raw.validate()
 }
 
 impl RawDatabase {
@@ -186,7 +175,7 @@ impl DatabaseConfig {
     /// The settings of the PostgreSQL metadata store. GitLab's zeros keep their meaning (`maxopen: 0`
     /// no limit, `maxlifetime: 0` forever, ...); keys left out take the store's defaults.
     pub fn postgres_settings(&self) -> Result<metadata::postgres::Settings, ConfigError> {
-        use metadata::postgres::{PoolSettings, Settings};
+        use metadata::postgres::{PoolSettings, Settings, TlsFiles};
         let defaults = Settings::default();
         let pool_defaults = PoolSettings::default();
         let nonzero = |d: Option<Duration>, default: Option<Duration>| match d {
@@ -207,6 +196,11 @@ impl DatabaseConfig {
                     key: "database.sslmode".into(),
                     reason,
                 })?,
+            tls: TlsFiles {
+                root_cert: self.sslrootcert.clone(),
+                client_cert: self.sslcert.clone(),
+                client_key: self.sslkey.clone(),
+            },
             connect_timeout: nonzero(self.connect_timeout, defaults.connect_timeout),
             pool: PoolSettings {
                 max_open: match self.pool.max_open {
@@ -271,7 +265,8 @@ mod tests {
             user: Some("registry".into()),
             password: Some(Secret::new("s3cret")),
             dbname: Some("registry_prod".into()),
-            sslmode: "disable".into(),
+            sslmode: "verify-full".into(),
+            sslrootcert: Some("/etc/ssl/db-ca.pem".into()),
             connect_timeout: Some(Duration::from_secs(5)),
             pool: PoolConfig {
                 max_open: Some(0),
@@ -287,7 +282,11 @@ mod tests {
             ("db.internal", 6432, "registry", "registry_prod")
         );
         assert_eq!(s.password.as_deref(), Some("s3cret"));
-        assert_eq!(s.sslmode, metadata::postgres::SslMode::Disable);
+        assert_eq!(s.sslmode, metadata::postgres::SslMode::VerifyFull);
+        assert_eq!(
+            s.tls.root_cert.as_deref(),
+            Some(std::path::Path::new("/etc/ssl/db-ca.pem"))
+        );
         assert_eq!(s.connect_timeout, Some(Duration::from_secs(5)));
         assert_eq!(s.pool.max_open, None);
         assert_eq!(s.pool.max_idle, 0);

@@ -22,6 +22,7 @@ use tokio_postgres::{Client, NoTls, Row};
 
 use super::PoolSettings;
 use super::retry::Failure;
+use super::tls::MakeRustls;
 use crate::Error;
 
 /// How long an operation waits for a connection when `max_open` are all in use.
@@ -32,6 +33,8 @@ pub(super) type Params<'a> = [(&'a (dyn ToSql + Sync), Type)];
 
 pub(super) struct Pool {
     config: tokio_postgres::Config,
+    /// `None`: `sslmode disable`.
+    tls: Option<MakeRustls>,
     settings: PoolSettings,
     /// Connections not in use, the most recently returned last. A std mutex: held only to push or pop.
     idle: Mutex<Vec<Idle>>,
@@ -54,12 +57,17 @@ enum PoolError {
 }
 
 impl Pool {
-    pub(super) fn new(config: tokio_postgres::Config, settings: PoolSettings) -> Pool {
+    pub(super) fn new(
+        config: tokio_postgres::Config,
+        tls: Option<MakeRustls>,
+        settings: PoolSettings,
+    ) -> Pool {
         let open = settings
             .max_open
             .map(|n| Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS))));
         Pool {
             config,
+            tls,
             settings,
             idle: Mutex::new(Vec::new()),
             open,
@@ -112,15 +120,20 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Client, tokio_postgres::Error> {
-        let (client, connection) = self.config.connect(NoTls).await?;
         // The connection object does the socket IO; it ends when the client is dropped or the server
         // goes away, and the client reports `is_closed` from then on.
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %super::PgError(e), "PostgreSQL connection ended");
+        match &self.tls {
+            None => {
+                let (client, connection) = self.config.connect(NoTls).await?;
+                tokio::spawn(drive(connection));
+                Ok(client)
             }
-        });
-        Ok(client)
+            Some(tls) => {
+                let (client, connection) = self.config.connect(tls.clone()).await?;
+                tokio::spawn(drive(connection));
+                Ok(client)
+            }
+        }
     }
 
     fn expired(&self, created: Instant, now: Instant) -> bool {
@@ -151,6 +164,16 @@ impl Pool {
                 since: now,
             });
         }
+    }
+}
+
+/// Runs a connection's IO until it ends.
+async fn drive<F>(connection: F)
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>>,
+{
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %super::PgError(e), "PostgreSQL connection ended");
     }
 }
 
