@@ -2,10 +2,10 @@
 //! `limits.idletimeout`, and uploads over `limits.maxconcurrentuploads` answer 429 with `Retry-After`.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Options, Server, repo};
+use crate::harness::{Api, Options, Server, repo};
 
 fn server_with(vars: &[(&str, &str)]) -> Server {
     Server::start_with(Options {
@@ -48,7 +48,14 @@ fn an_idle_connection_is_closed_after_the_configured_idle_timeout() {
 
 #[test]
 fn uploads_over_the_configured_cap_answer_429() {
-    let server = server_with(&[("REGISTRY_LIMITS_MAXCONCURRENTUPLOADS", "1")]);
+    // The metrics tell when the held upload has its slot (it reaches the registry a moment after its
+    // head is written, and a request sent before that would be the one taking the slot).
+    let (debug, mut vars) = metrics_on_debug_port();
+    vars.push(("REGISTRY_LIMITS_MAXCONCURRENTUPLOADS".into(), "1".into()));
+    let server = Server::start_with(Options {
+        env: vars,
+        ..Options::default()
+    });
     let api = server.api();
     let repo = repo("limits-uploads");
     let (a, b) = (
@@ -58,28 +65,69 @@ fn uploads_over_the_configured_cap_answer_429() {
 
     // A's chunk is half sent and held: it takes the only slot.
     let mut held = TcpStream::connect(server.addr()).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     let head = format!(
-        "PATCH {} HTTP/1.1\r\nHost: {}\r\nContent-Length: 20\r\n\r\nfirst ten.",
+        "PATCH {} HTTP/1.1\r\nHost: {}\r\nContent-Length: 20\r\nConnection: close\r\n\r\nfirst ten.",
         a.location,
         server.host()
     );
     held.write_all(head.as_bytes()).unwrap();
+    wait_for_uploads_in_progress(&debug, 1);
 
-    // B is refused while A holds it (polled: A's request reaches the registry a moment later).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let refused = loop {
-        let r = api
-            .request("PATCH", &b.location, &[], Some(b"bbbb"))
-            .unwrap();
-        if r.status == 429 {
-            break r;
-        }
-        assert_eq!(r.status, 202, "{}", r.describe());
-        assert!(Instant::now() < deadline, "never refused");
-        // Accepted before A's request reached the registry: B's upload simply grew; ask again.
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // B is refused at once, with the spec's code and a hint when to retry.
+    let refused = api
+        .request("PATCH", &b.location, &[], Some(b"bbbb"))
+        .unwrap();
+    assert_eq!(refused.status, 429, "{}", refused.describe());
     assert_eq!(refused.error_codes(), ["TOOMANYREQUESTS"]);
     assert!(refused.header("retry-after").is_some());
-    drop(held);
+
+    // A completes; then B's retry goes through.
+    held.write_all(b"second ten").unwrap();
+    let mut answer = String::new();
+    let _ = held.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let retried = api
+        .request("PATCH", &b.location, &[], Some(b"bbbb"))
+        .unwrap();
+    assert_eq!(retried.status, 202, "{}", retried.describe());
+}
+
+/// The variables that serve metrics on a debug port of their own, and a client of that port.
+pub fn metrics_on_debug_port() -> (Api, Vec<(String, String)>) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"));
+    let addr = format!("127.0.0.1:{port}");
+    let vars = vec![
+        ("REGISTRY_HTTP_DEBUG_ADDR".into(), addr.clone()),
+        (
+            "REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED".into(),
+            "true".into(),
+        ),
+    ];
+    (Api::new(&format!("http://{addr}")), vars)
+}
+
+/// Waits (bounded) until the server reports `n` uploads streaming bytes in.
+pub fn wait_for_uploads_in_progress(debug: &Api, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = debug.get("/metrics", &[]).ok().and_then(|r| {
+            String::from_utf8_lossy(&r.body)
+                .lines()
+                .find_map(|l| l.strip_prefix("berth_uploads_in_progress "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        });
+        if now == Some(n) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "uploads in progress stayed at {now:?}, expected {n}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

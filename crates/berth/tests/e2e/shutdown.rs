@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::harness::http::{content_range, range_last};
 use crate::harness::rng::Rng;
 use crate::harness::{Options, Server, repo, sha256};
+use crate::limits::{metrics_on_debug_port, wait_for_uploads_in_progress};
 
 const MIB: usize = 1024 * 1024;
 
@@ -79,7 +80,12 @@ fn resume_and_finish(
 
 #[test]
 fn sigterm_lets_the_chunk_in_flight_finish_and_the_upload_resumes_after_restart() {
-    let mut server = Server::start();
+    // The metrics on the debug port tell when the chunk is streaming into its upload.
+    let (debug, vars) = metrics_on_debug_port();
+    let mut server = Server::start_with(Options {
+        env: vars,
+        ..Options::default()
+    });
     let repo = repo("sigterm-finish");
     let data = Rng::new(7).bytes(3 * MIB);
     let location = upload_with_first_chunk(&server, &repo, &data, MIB);
@@ -87,6 +93,7 @@ fn sigterm_lets_the_chunk_in_flight_finish_and_the_upload_resumes_after_restart(
     // The second chunk is half sent when SIGTERM arrives.
     let chunk = &data[MIB..2 * MIB];
     let mut tcp = start_patch(&server, &location, MIB as u64, chunk, chunk.len() / 2);
+    wait_for_uploads_in_progress(&debug, 1);
     let addr = server.addr();
     std::thread::scope(|s| {
         let stopping = s.spawn(|| server.stop());
@@ -109,8 +116,10 @@ fn sigterm_lets_the_chunk_in_flight_finish_and_the_upload_resumes_after_restart(
 
 #[test]
 fn sigterm_cuts_off_a_stalled_chunk_after_the_drain_timeout_and_the_upload_resumes() {
+    let (debug, mut vars) = metrics_on_debug_port();
+    vars.push(("REGISTRY_HTTP_DRAINTIMEOUT".into(), "1s".into()));
     let mut server = Server::start_with(Options {
-        env: vec![("REGISTRY_HTTP_DRAINTIMEOUT".into(), "1s".into())],
+        env: vars,
         ..Options::default()
     });
     let repo = repo("sigterm-stalled");
@@ -120,8 +129,7 @@ fn sigterm_cuts_off_a_stalled_chunk_after_the_drain_timeout_and_the_upload_resum
     // The second chunk stalls half-way and never completes.
     let chunk = &data[MIB..2 * MIB];
     let mut tcp = start_patch(&server, &location, MIB as u64, chunk, chunk.len() / 2);
-    // Let the server start streaming it into the upload.
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_uploads_in_progress(&debug, 1);
     let stopping = Instant::now();
     let status = server.stop();
     let took = stopping.elapsed();
