@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 
 pub mod auth;
 pub mod body;
+mod counted;
 pub mod endpoint;
 pub mod error;
 mod handlers;

@@ -1,18 +1,25 @@
 //! What every response gets, whatever produced it: the API version header, an `X-Request-Id`, and one log
-//! line. It wraps the whole router (fallback included), so no handler can forget it.
+//! line per request (method, route, path, repository, status, bytes in and out, user, user agent,
+//! duration, request id), written when the response body is done. It wraps the whole router (fallback included), so no handler can forget it.
 //!
 //! The request id is made here and put in the request's extensions before any handler runs, so that an
 //! internal error can be logged with it and name it to the client; the same id is in the log line, which
 //! is how an operator finds the cause behind a client's 500.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
+use axum::http::header::USER_AGENT;
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::counted::Counted;
+use crate::endpoint::Endpoint;
 use crate::headers::{API_VERSION, REQUEST_ID, value};
+use crate::metrics::http::endpoint_kind;
 
 /// The id of the request being served (in the request's extensions).
 #[derive(Clone, Debug)]
@@ -31,30 +38,100 @@ impl RequestId {
 pub async fn request_context(mut req: Request, next: Next) -> Response {
     let id = uuid::Uuid::new_v4().simple().to_string();
     req.extensions_mut().insert(RequestId(id.clone()));
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let started = Instant::now();
+    let path = req.uri().path();
+    let repository = Endpoint::parse(req.method(), path, req.uri().query())
+        .ok()
+        .and_then(|e| e.repository().map(|r| r.to_string()))
+        .unwrap_or_default();
+    let mut line = AccessLine {
+        request_id: id.clone(),
+        method: req.method().to_string(),
+        route: endpoint_kind(path),
+        path: path.to_string(),
+        repository,
+        user_agent: req
+            .headers()
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        user: String::new(),
+        status: 0,
+        received: Arc::new(AtomicU64::new(0)),
+        started: Instant::now(),
+    };
+    let received = line.received.clone();
+    let req = req.map(|body| {
+        Counted::wrap(
+            body,
+            move |n| {
+                received.fetch_add(n, Ordering::Relaxed);
+            },
+            None,
+        )
+    });
 
     let mut resp = next.run(req).await;
     // Set by the auth middleware on requests it allowed for an authenticated user.
-    let user = resp
-        .extensions()
-        .get::<crate::auth::AuthenticatedUser>()
-        .map(|u| u.0.clone())
-        .unwrap_or_default();
+    if let Some(u) = resp.extensions().get::<crate::auth::AuthenticatedUser>() {
+        line.user = u.0.clone();
+    }
+    line.status = resp.status().as_u16();
 
     let headers = resp.headers_mut();
     headers.insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
-    headers.insert(REQUEST_ID, value(id.clone()));
-    tracing::info!(
-        request_id = %id,
-        %method,
-        path = %path,
-        status = resp.status().as_u16(),
-        user = %user,
-        // Time to the response head: a streamed body goes on after this line.
-        elapsed_ms = %format_args!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
-        "request"
-    );
-    resp
+    headers.insert(REQUEST_ID, value(id));
+    // The line is written when the response body ends (or the client goes away), so that it can tell the
+    // bytes sent and the whole duration of a streamed blob.
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    resp.map(|body| {
+        Counted::wrap(
+            body,
+            move |n| {
+                counter.fetch_add(n, Ordering::Relaxed);
+            },
+            Some(Box::new(SentThen { sent, line })),
+        )
+    })
+}
+
+/// Everything the access log says of one request.
+struct AccessLine {
+    request_id: String,
+    method: String,
+    route: &'static str,
+    path: String,
+    repository: String,
+    user_agent: String,
+    user: String,
+    status: u16,
+    received: Arc<AtomicU64>,
+    started: Instant,
+}
+
+/// Writes the access line, with the bytes the response body sent, when the body is done.
+struct SentThen {
+    sent: Arc<AtomicU64>,
+    line: AccessLine,
+}
+
+impl Drop for SentThen {
+    fn drop(&mut self) {
+        let l = &self.line;
+        tracing::info!(
+            request_id = %l.request_id,
+            method = %l.method,
+            route = %l.route,
+            path = %l.path,
+            repository = %l.repository,
+            status = l.status,
+            bytes_in = l.received.load(Ordering::Relaxed),
+            bytes_out = self.sent.load(Ordering::Relaxed),
+            user = %l.user,
+            user_agent = %l.user_agent,
+            duration_ms = %format_args!("{:.1}", l.started.elapsed().as_secs_f64() * 1000.0),
+            "request"
+        );
+    }
 }

@@ -5,18 +5,14 @@
 //! dropped (the client went away), so a request that never completes still leaves its duration and its
 //! in-flight count.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
+use crate::counted::Counted;
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use bytes::Bytes;
-use http_body::{Frame, SizeHint};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -104,7 +100,15 @@ async fn record(State(m): State<HttpMetrics>, req: Request, next: Next) -> Respo
         .received
         .get_or_create(&EndpointLabels { endpoint })
         .clone();
-    let req = req.map(|body| Body::new(Counted::new(body, received, None)));
+    let req = req.map(|body| {
+        Counted::wrap(
+            body,
+            move |n| {
+                received.inc_by(n);
+            },
+            None,
+        )
+    });
 
     let resp = next.run(req).await;
 
@@ -116,7 +120,15 @@ async fn record(State(m): State<HttpMetrics>, req: Request, next: Next) -> Respo
         })
         .inc();
     let sent = m.sent.get_or_create(&EndpointLabels { endpoint }).clone();
-    resp.map(|body| Body::new(Counted::new(body, sent, Some(finish))))
+    resp.map(|body| {
+        Counted::wrap(
+            body,
+            move |n| {
+                sent.inc_by(n);
+            },
+            Some(Box::new(finish)),
+        )
+    })
 }
 
 /// The kind of endpoint `path` names, read from its end as `Endpoint::parse` reads it (repository names
@@ -189,56 +201,6 @@ impl Drop for Finish {
     fn drop(&mut self) {
         self.duration.observe(self.started.elapsed().as_secs_f64());
         self.in_flight.dec();
-    }
-}
-
-/// A body that counts its data bytes as they pass, and (for a response) finishes the measurement at its
-/// end.
-struct Counted {
-    inner: Body,
-    bytes: Counter,
-    finish: Option<Finish>,
-}
-
-impl Counted {
-    fn new(inner: Body, bytes: Counter, finish: Option<Finish>) -> Counted {
-        Counted {
-            inner,
-            bytes,
-            finish,
-        }
-    }
-}
-
-impl http_body::Body for Counted {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.bytes.inc_by(data.len() as u64);
-                }
-            }
-            // The end, or a failure that ends the body: the request is over.
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => drop(this.finish.take()),
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod harness;
 
+mod access_log;
 mod auth;
 mod blobs;
 mod discovery;

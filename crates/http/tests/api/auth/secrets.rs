@@ -1,46 +1,13 @@
 //! No secret in a response or a log line: every line logged while serving requests with good and bad
 //! passwords and tokens is captured and searched for them.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use axum::http::Method;
-use tracing_subscriber::fmt::MakeWriter;
 
 use super::*;
 
-/// A log sink the test can read back.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn no_secret_reaches_a_response_or_a_log_line() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    // The test runs on one thread (tokio's current-thread runtime), so a thread-local default sees every
-    // line the middleware and the handlers log.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = crate::harness::LogCapture::install();
 
     let f = Fixture::new(htpasswd_settings);
     f.seed("private/app").await;
@@ -67,7 +34,7 @@ async fn no_secret_reaches_a_response_or_a_log_line() {
     let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXNlY3JldA";
     sent.push(f.get("/v2/", Some(&format!("Bearer {token}"))).await);
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("authentication failed"),
         "the failures are logged: {logs}"

@@ -1,0 +1,53 @@
+//! The access log: one line per request, written when the response body is done, naming the route,
+//! repository, status, bytes in and out, user agent and duration.
+
+use axum::http::Method;
+
+use crate::harness::{Harness, LogCapture};
+
+fn line_for<'a>(logs: &'a str, needle: &str) -> &'a str {
+    logs.lines()
+        .find(|l| l.contains(" request ") && l.contains(needle))
+        .unwrap_or_else(|| panic!("no access line with {needle:?} in:\n{logs}"))
+}
+
+#[tokio::test]
+async fn a_blob_pull_and_push_are_logged_with_route_repository_bytes_and_agent() {
+    let (capture, _guard) = LogCapture::install();
+    let h = Harness::new();
+    let data = vec![7u8; 12345];
+    let digest = h.push_blob("team/app", &data).await;
+    let uri = format!("/v2/team/app/blobs/{digest}");
+    h.call(Method::GET, &uri, &[("user-agent", "skopeo/1.9.3")], None)
+        .await
+        .assert_status(200);
+
+    let logs = capture.text();
+    let pull = line_for(&logs, "method=GET");
+    for want in [
+        "route=blob ",
+        "repository=team/app ",
+        "status=200 ",
+        "bytes_in=0 ",
+        "bytes_out=12345 ",
+        "user_agent=skopeo/1.9.3 ",
+        "duration_ms=",
+        "request_id=",
+    ] {
+        assert!(pull.contains(want), "{want:?} missing from {pull}");
+    }
+    // The upload's bytes are counted on the way in.
+    let push = line_for(&logs, "bytes_in=12345 ");
+    assert!(push.contains("route=blob_upload "), "{push}");
+    assert!(push.contains("repository=team/app "), "{push}");
+}
+
+#[tokio::test]
+async fn a_catalog_request_names_no_repository() {
+    let (capture, _guard) = LogCapture::install();
+    let h = Harness::new();
+    h.get("/v2/_catalog").await.assert_status(200);
+    let logs = capture.text();
+    let line = line_for(&logs, "route=catalog ");
+    assert!(line.contains("repository= "), "{line}");
+}
