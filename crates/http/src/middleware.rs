@@ -17,7 +17,6 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::counted::Counted;
-use crate::endpoint::Endpoint;
 use crate::headers::{API_VERSION, REQUEST_ID, value};
 use crate::metrics::http::endpoint_kind;
 
@@ -39,16 +38,12 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     let id = uuid::Uuid::new_v4().simple().to_string();
     req.extensions_mut().insert(RequestId(id.clone()));
     let path = req.uri().path();
-    let repository = Endpoint::parse(req.method(), path, req.uri().query())
-        .ok()
-        .and_then(|e| e.repository().map(|r| r.to_string()))
-        .unwrap_or_default();
     let mut line = AccessLine {
         request_id: id.clone(),
         method: req.method().to_string(),
         route: endpoint_kind(path),
         path: path.to_string(),
-        repository,
+        repository: String::new(),
         user_agent: req
             .headers()
             .get(USER_AGENT)
@@ -76,6 +71,9 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     if let Some(u) = resp.extensions().get::<crate::auth::AuthenticatedUser>() {
         line.user = u.0.clone();
     }
+    if let Some(r) = resp.extensions().get::<Repository>() {
+        line.repository = r.0.to_string();
+    }
     line.status = resp.status().as_u16();
 
     let headers = resp.headers_mut();
@@ -95,6 +93,10 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         )
     })
 }
+
+/// The repository a request addressed, set on the response by the dispatcher (which parsed the path).
+#[derive(Clone, Debug)]
+pub struct Repository(pub oci::RepoName);
 
 /// Everything the access log says of one request.
 struct AccessLine {

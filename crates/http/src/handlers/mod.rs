@@ -25,11 +25,20 @@ type Result<T = Response, E = ApiError> = std::result::Result<T, E>;
 
 pub async fn dispatch(State(registry): State<Registry>, req: Request) -> Response {
     let request_id = RequestId::of(&req);
-    let outcome = match Endpoint::parse(req.method(), req.uri().path(), req.uri().query()) {
-        Ok(endpoint) => route(&registry, endpoint, req).await,
-        Err(e) => Err(e),
+    let endpoint = match Endpoint::parse(req.method(), req.uri().path(), req.uri().query()) {
+        Ok(endpoint) => endpoint,
+        Err(e) => return e.into_response(&request_id),
     };
-    outcome.unwrap_or_else(|e| e.into_response(&request_id))
+    // Handed to the access log through the response, so the path is parsed once per request here.
+    let repository = endpoint.repository().cloned();
+    let mut resp = route(&registry, endpoint, req)
+        .await
+        .unwrap_or_else(|e| e.into_response(&request_id));
+    if let Some(name) = repository {
+        resp.extensions_mut()
+            .insert(crate::middleware::Repository(name));
+    }
+    resp
 }
 
 async fn route(registry: &Registry, endpoint: Endpoint, req: Request) -> Result {
