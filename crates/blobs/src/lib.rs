@@ -80,6 +80,10 @@ pub enum Error {
     /// Reading the request body failed (the client went away or sent garbage): not the storage's fault.
     #[error("reading the incoming data failed: {0}")]
     Source(io::Error),
+    /// The storage engine cannot be reached right now (connection refused, timed out, 503 from an object
+    /// store). Nothing became visible; the caller may retry later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The storage itself failed.
     #[error("storage: {0}")]
     Io(#[from] io::Error),

@@ -128,6 +128,7 @@ pub fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
             (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID")
         }
         Error::ManifestTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "MANIFEST_INVALID"),
+        Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
         Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
     }
 }
@@ -149,7 +150,7 @@ fn extra_headers(e: &Error, headers: &mut HeaderMap) {
         }
         // The registry refuses work it has no room for (uploads over the cap): nothing of the request
         // was kept, so the same request can be sent again after this many seconds.
-        Error::TooManyRequests => {
+        Error::TooManyRequests | Error::Unavailable(_) => {
             headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
         }
         _ => {}
@@ -208,9 +209,10 @@ mod tests {
             Error::UploadOutOfOrder { .. } => 15,
             Error::ManifestTooLarge { .. } => 16,
             Error::Internal(_) => 17,
+            Error::Unavailable(_) => 18,
         }
     }
-    const VARIANTS: usize = 18;
+    const VARIANTS: usize = 19;
 
     fn table() -> Vec<(Error, u16, &'static str)> {
         let d = Digest::sha256_of(b"x");
@@ -237,6 +239,7 @@ mod tests {
             (Error::Denied, 403, "DENIED"),
             (Error::Unsupported("x".into()), 405, "UNSUPPORTED"),
             (Error::TooManyRequests, 429, "TOOMANYREQUESTS"),
+            (Error::Unavailable("x".into()), 503, "UNAVAILABLE"),
             (Error::RangeNotSatisfiable { size: 10 }, 416, "SIZE_INVALID"),
             (
                 Error::UploadOutOfOrder { offset: 5 },

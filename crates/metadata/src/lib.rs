@@ -83,6 +83,10 @@ pub enum Error {
     /// Stored data could not be decoded (a bug or a tampered database).
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
+    /// The database cannot be reached right now (connection refused or lost, pool exhausted past its
+    /// timeout, server shutting down). Nothing was written; the caller may retry later.
+    #[error("metadata backend unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The database failed.
     #[error("metadata backend: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -59,6 +59,12 @@ pub enum Error {
     /// A manifest larger than the registry accepts (413).
     #[error("manifest of {size} bytes exceeds the limit of {limit} bytes")]
     ManifestTooLarge { size: u64, limit: usize },
+    /// UNAVAILABLE (503, as registry:2's errcode): a storage engine, the metadata database or an upstream
+    /// cannot be reached right now. Nothing was changed; the same request may succeed once it is back.
+    /// The text is shown to clients: it names what is unavailable, never a host or an internal cause
+    /// (those are logged where the error is converted).
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
     /// Anything else: a bug or a failing backend. Logged with its cause; the client sees only a generic 500.
     #[error("internal error: {0}")]
     Internal(#[source] BoxError),
@@ -78,6 +84,10 @@ impl From<metadata::Error> for Error {
             metadata::Error::MissingBlob(d) | metadata::Error::MissingManifest(d) => {
                 Error::ManifestBlobUnknown(d)
             }
+            metadata::Error::Unavailable(e) => {
+                tracing::warn!(cause = %e, "metadata database unavailable");
+                Error::Unavailable("the metadata database cannot be reached".into())
+            }
             other => Error::Internal(other.into()),
         }
     }
@@ -89,6 +99,10 @@ impl From<blobs::Error> for Error {
     fn from(e: blobs::Error) -> Self {
         match e {
             blobs::Error::RangeNotSatisfiable { size, .. } => Error::RangeNotSatisfiable { size },
+            blobs::Error::Unavailable(e) => {
+                tracing::warn!(cause = %e, "blob storage unavailable");
+                Error::Unavailable("the blob storage cannot be reached".into())
+            }
             other => Error::Internal(other.into()),
         }
     }

@@ -16,6 +16,7 @@ pub mod instrumented;
 mod maintenance;
 mod manifest;
 mod meter;
+pub mod proxy;
 mod upload;
 mod upload_limit;
 mod upload_lock;
