@@ -5,11 +5,15 @@
 //! never has to hold a lock across calls: tag moves, manifest puts with their reference checks, and upload
 //! progress are each all-or-nothing. Backends: [`sqlite`] (one node) and [`postgres`] (shared by
 //! replicas), over the same portable schema.
-//! Every backend passes the shared suite in [`testsuite`].
+//! Every backend passes the shared suite in [`testsuite`]. Background jobs that must run on one replica at
+//! a time take a [`JobLock`] from the store.
 
 use bytes::Bytes;
 use oci::{Digest, RepoName, Tag};
 
+pub use job_lock::JobLock;
+
+mod job_lock;
 pub mod postgres;
 pub mod schema;
 pub mod sqlite;
@@ -174,4 +178,17 @@ pub trait MetadataStore: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<UploadSession>>;
+
+    /// Takes the job lock `name` (ASCII letters, digits, `-`, `_`; at most 64 bytes) without waiting:
+    /// `None` if another holder has it, whether in this process or in another replica on the same
+    /// database. Not reentrant: a second call while the first lock is held gives `None`. The lock is
+    /// released when the [`JobLock`] is dropped, and also when its holder dies (see [`JobLock`]).
+    ///
+    /// The default grants every call at once: right only for a store that no other process uses. A
+    /// backend shared by processes overrides it, and a decorator of another store must forward it, or
+    /// jobs would run on every replica at once.
+    async fn try_job_lock(&self, name: &str) -> Result<Option<JobLock>> {
+        job_lock::check_name(name)?;
+        Ok(Some(JobLock::local(name)))
+    }
 }

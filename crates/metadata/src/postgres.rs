@@ -13,7 +13,11 @@
 //!   backoff where doing so cannot apply a write twice ([`retry`]).
 //!
 //! - TLS with libpq's `sslmode` meanings, on rustls ([`tls`]).
+//! - Background jobs run on one replica at a time under session-level advisory locks ([`job_lock`]).
+//! - A server that cannot be reached (refused, lost, the pool's wait exceeded) is reported as
+//!   [`Error::Unavailable`] once the retries are spent, which the registry answers with 503.
 
+mod job_lock;
 mod migrate;
 mod ops;
 mod pool;
@@ -26,7 +30,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use oci::{Digest, RepoName, Tag};
 
-use crate::{Error, MetadataStore, NewManifest, Referrer, Result, StoredManifest, UploadSession};
+use crate::{
+    Error, JobLock, MetadataStore, NewManifest, Referrer, Result, StoredManifest, UploadSession,
+};
+pub(crate) use job_lock::LockSession;
 use pool::Pool;
 pub use retry::PgError;
 use retry::{Backoff, Failure, Safety};
@@ -193,7 +200,7 @@ macro_rules! run {
                         tracing::warn!(error = %failure, retry_in = ?delay, "PostgreSQL operation failed; retrying");
                         tokio::time::sleep(delay).await;
                     }
-                    None => break Err(failure.into_error()),
+                    None => break Err(backoff.give_up(failure)),
                 },
             }
         }
@@ -353,6 +360,11 @@ impl MetadataStore for PostgresStore {
             after,
             limit
         ))
+    }
+
+    async fn try_job_lock(&self, name: &str) -> Result<Option<JobLock>> {
+        crate::job_lock::check_name(name)?;
+        job_lock::try_lock(&self.inner.pool, name).await
     }
 }
 

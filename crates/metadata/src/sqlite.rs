@@ -25,10 +25,15 @@ use std::time::Duration;
 
 use oci::{Digest, RepoName, Tag};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rustix::fs::{FlockOperation, flock};
+use rustix::io::Errno;
 use tokio::sync::Semaphore;
 
+use crate::job_lock::{self, Holder};
 use crate::schema::{self, Dialect};
-use crate::{Error, MetadataStore, NewManifest, Referrer, Result, StoredManifest, UploadSession};
+use crate::{
+    Error, JobLock, MetadataStore, NewManifest, Referrer, Result, StoredManifest, UploadSession,
+};
 
 /// How many read-only connections the pool opens. Small on purpose: reads are short, and every
 /// connection keeps its own page cache.
@@ -375,6 +380,29 @@ impl MetadataStore for SqliteStore {
         let after = after.map(str::to_owned);
         self.read(move |conn| ops::stale_uploads(conn, updated_before, after.as_deref(), limit))
             .await
+    }
+
+    /// An exclusive `flock` on `<database>-job-<name>.lock`: every process on this machine that opens
+    /// the database (a second server, `berth gc`) sees it, and the kernel releases it with the holder.
+    async fn try_job_lock(&self, name: &str) -> Result<Option<JobLock>> {
+        job_lock::check_name(name)?;
+        let mut path = self.inner.path.clone().into_os_string();
+        path.push(format!("-job-{name}.lock"));
+        let name = name.to_string();
+        blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| Error::Backend(Box::new(e)))?;
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => Ok(Some(JobLock::new(&name, Holder::File(file)))),
+                Err(e) if e == Errno::WOULDBLOCK => Ok(None),
+                Err(e) => Err(Error::Backend(Box::new(std::io::Error::from(e)))),
+            }
+        })
+        .await
     }
 }
 

@@ -11,12 +11,17 @@
 //! several cases look at the whole store (`list_repos`). Cases panic on failure, as tests do.
 //! Behaviour that only makes sense for one backend (reopening a file, migrations) is tested beside
 //! that backend, not here.
+//!
+//! Job locks need two stores on one database (two replicas): their cases take a pair, and
+//! [`metadata_job_lock_tests!`](crate::metadata_job_lock_tests) runs them the same way.
 
 mod blobs_manifests;
+mod job_lock;
 mod listing;
 mod uploads;
 
 pub use blobs_manifests::*;
+pub use job_lock::*;
 pub use listing::*;
 pub use uploads::*;
 
@@ -79,6 +84,40 @@ macro_rules! metadata_store_tests {
                     return;
                 };
                 $crate::testsuite::$case(store).await;
+            }
+        )*
+    };
+}
+
+/// Like [`metadata_store_tests!`](crate::metadata_store_tests), for the cases that need two stores on
+/// one database (job locks): `$make` gives a future of `(store, store)` (or with `optional:`, of
+/// `Option<(store, store)>`), both stores opened on the same fresh database.
+#[macro_export]
+macro_rules! metadata_job_lock_tests {
+    (optional: $make:expr) => {
+        $crate::metadata_job_lock_tests!(@list ::std::convert::identity, $make);
+    };
+    ($make:expr) => {
+        $crate::metadata_job_lock_tests!(@list ::std::option::Option::Some, $make);
+    };
+    (@list $wrap:path, $make:expr) => {
+        $crate::metadata_job_lock_tests!(@cases $wrap, $make;
+            job_lock_is_held_by_one_store_at_a_time,
+            job_locks_of_different_jobs_are_independent,
+            job_lock_is_released_on_drop,
+            concurrent_job_lock_tries_have_one_winner,
+            job_lock_names_are_checked,
+        );
+    };
+    (@cases $wrap:path, $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some((a, b)) = $wrap(($make).await) else {
+                    eprintln!("SKIPPED {}: no store to run it against", stringify!($case));
+                    return;
+                };
+                $crate::testsuite::$case(a, b).await;
             }
         )*
     };

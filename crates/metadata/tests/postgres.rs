@@ -23,6 +23,7 @@ const URL_ENV: &str = "BERTH_TEST_POSTGRES_URL";
 const TLS_ENV: &str = "BERTH_TEST_POSTGRES_TLS";
 
 metadata::metadata_store_tests!(optional: fresh_store());
+metadata::metadata_job_lock_tests!(optional: fresh_pair());
 
 /// The server to test against, or `None` (after saying so) when none is configured.
 fn server() -> Option<tokio_postgres::Config> {
@@ -143,6 +144,18 @@ async fn fresh_store() -> Option<PostgresStore> {
             .await
             .unwrap_or_else(|e| panic!("connecting the store: {e}")),
     )
+}
+
+/// Two stores on one fresh database: two replicas.
+async fn fresh_pair() -> Option<(PostgresStore, PostgresStore)> {
+    let server = server()?;
+    let settings = fresh_database(&server).await;
+    let connect = || async {
+        PostgresStore::connect(&settings)
+            .await
+            .unwrap_or_else(|e| panic!("connecting the store: {e}"))
+    };
+    Some((connect().await, connect().await))
 }
 
 fn repo(s: &str) -> RepoName {
@@ -597,8 +610,8 @@ async fn connections_are_renewed_after_max_lifetime_and_max_idle_time() {
     }
 }
 
-/// Nothing listens: connecting fails with a backend error after the bounded retries, without hanging.
-/// (Needs no server, so it runs everywhere.)
+/// Nothing listens: connecting fails as unavailable (the registry's 503) after the bounded retries,
+/// without hanging. (Needs no server, so it runs everywhere.)
 #[tokio::test]
 async fn an_unreachable_server_fails_within_the_retry_budget() {
     let port = {
@@ -612,8 +625,8 @@ async fn an_unreachable_server_fails_within_the_retry_budget() {
     };
     let started = Instant::now();
     match PostgresStore::connect(&settings).await {
-        Err(Error::Backend(e)) => assert!(e.to_string().contains("connect"), "{e}"),
-        Err(other) => panic!("want a backend error, got {other:?}"),
+        Err(Error::Unavailable(e)) => assert!(e.to_string().contains("connect"), "{e}"),
+        Err(other) => panic!("want an unavailable error, got {other:?}"),
         Ok(_) => panic!("connected to a closed port"),
     }
     let took = started.elapsed();
@@ -739,4 +752,53 @@ async fn sslmodes_encrypt_and_check_as_libpq_does() {
             ),
         }
     }
+}
+
+/// The session holding a job lock dies (a failover, an administrator, a replica's network gone and its
+/// keepalives expired): the holder learns it has lost the lock, and another replica takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_lock_is_taken_over_when_its_session_dies() {
+    let Some(server) = server() else { return };
+    let settings = fresh_database(&server).await;
+    let a = PostgresStore::connect(&settings).await.unwrap();
+    let b = PostgresStore::connect(&settings).await.unwrap();
+    let held = a.try_job_lock("purge").await.unwrap().unwrap();
+    assert!(b.try_job_lock("purge").await.unwrap().is_none());
+
+    let admin = admin(&server).await;
+    let holders: Vec<i32> = admin
+        .query(
+            "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+             WHERE l.locktype = 'advisory' AND l.granted AND d.datname = $1",
+            &[&settings.dbname],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(holders.len(), 1, "advisory locks held: {holders:?}");
+    terminate(&admin, holders[0]).await;
+
+    assert!(!held.is_held().await, "the holder did not notice its loss");
+    let taken = metadata::testsuite::take_within_bound(&b, "purge").await;
+    assert!(taken.is_held().await);
+}
+
+/// A job lock's session is not one of the pool's: holding it neither uses up `max_open` nor is closed
+/// by the pool's limits, and the store's operations go on beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_lock_does_not_take_a_pool_connection() {
+    let Some(server) = server() else { return };
+    let mut settings = fresh_database(&server).await;
+    settings.pool.max_open = Some(1);
+    let store = PostgresStore::connect(&settings).await.unwrap();
+    let held = store.try_job_lock("purge").await.unwrap().unwrap();
+    let r = repo("app");
+    store
+        .put_manifest(&r, &manifest("m", &[]), Some(&tag("v1")))
+        .await
+        .unwrap();
+    assert_eq!(store.list_tags(&r, None, 10).await.unwrap(), ["v1"]);
+    assert!(held.is_held().await);
 }

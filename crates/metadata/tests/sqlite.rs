@@ -14,6 +14,13 @@ metadata::metadata_store_tests!(async {
     SqliteStore::open_temporary().expect("temporary sqlite store")
 });
 
+// Two stores on one file, as two processes on one machine would open it.
+metadata::metadata_job_lock_tests!(async {
+    let a = SqliteStore::open_temporary().expect("temporary sqlite store");
+    let b = SqliteStore::open(a.path()).expect("second store on the same file");
+    (a, b)
+});
+
 fn repo(s: &str) -> RepoName {
     s.parse().unwrap()
 }
@@ -281,4 +288,59 @@ async fn a_write_waits_out_another_process_holding_the_lock() {
 
     assert!(delete.await.unwrap().unwrap());
     assert_eq!(store.manifest(&r, &m.digest).await.unwrap(), None);
+}
+
+/// Set by `a_job_lock_is_taken_over_when_its_holder_process_dies` for the child process it starts.
+const CHILD_LOCK_DB_ENV: &str = "BERTH_METADATA_JOB_LOCK_CHILD_DB";
+/// What the child prints once it holds the lock.
+const CHILD_HOLDS: &str = "child holds the job lock";
+
+/// The child half of `a_job_lock_is_taken_over_when_its_holder_process_dies`: takes the lock, says so,
+/// and waits to be killed.
+#[tokio::test]
+#[ignore = "helper run in a child process by a_job_lock_is_taken_over_when_its_holder_process_dies"]
+async fn child_holds_a_job_lock() {
+    let Some(path) = std::env::var_os(CHILD_LOCK_DB_ENV) else {
+        panic!("{CHILD_LOCK_DB_ENV} not set: this runs only as a child of another test");
+    };
+    let store = SqliteStore::open(Path::new(&path)).unwrap();
+    let _lock = store.try_job_lock("purge").await.unwrap().unwrap();
+    println!("{CHILD_HOLDS}");
+    tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+}
+
+/// A process that holds a job lock and is killed (no destructor runs) releases it: the kernel drops its
+/// `flock` with the process, so the job is not stuck for good.
+#[tokio::test]
+async fn a_job_lock_is_taken_over_when_its_holder_process_dies() {
+    use std::io::BufRead;
+    let store = SqliteStore::open_temporary().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_holds_a_job_lock",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_LOCK_DB_ENV, store.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let held = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains(CHILD_HOLDS));
+    assert!(held, "the child never took the lock");
+    assert!(
+        store.try_job_lock("purge").await.unwrap().is_none(),
+        "the lock the child holds was granted here too"
+    );
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let lock = metadata::testsuite::take_within_bound(&store, "purge").await;
+    assert!(lock.is_held().await);
 }

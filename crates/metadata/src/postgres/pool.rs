@@ -80,9 +80,10 @@ impl Pool {
             None => None,
             Some(open) => match tokio::time::timeout(ACQUIRE_TIMEOUT, open.acquire()).await {
                 Ok(Ok(permit)) => Some(permit),
-                // The semaphore is never closed; treat it like a full pool if it were.
+                // The semaphore is never closed; treat it like a full pool if it were. Unavailable: the
+                // database is too slow or too busy to serve this replica now (a client may retry).
                 Ok(Err(_)) | Err(_) => {
-                    return Err(Failure::Final(Error::Backend(Box::new(
+                    return Err(Failure::Final(Error::Unavailable(Box::new(
                         PoolError::Exhausted(ACQUIRE_TIMEOUT),
                     ))));
                 }
@@ -120,16 +121,34 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Client, tokio_postgres::Error> {
+        self.connect_with(&self.config).await
+    }
+
+    /// A connection outside the pool, with `adjust` applied to its settings: for a session that is held
+    /// for long and must not count against `max_open` (a job lock).
+    pub(super) async fn connect_dedicated(
+        &self,
+        adjust: impl FnOnce(&mut tokio_postgres::Config),
+    ) -> Result<Client, tokio_postgres::Error> {
+        let mut config = self.config.clone();
+        adjust(&mut config);
+        self.connect_with(&config).await
+    }
+
+    async fn connect_with(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> Result<Client, tokio_postgres::Error> {
         // The connection object does the socket IO; it ends when the client is dropped or the server
         // goes away, and the client reports `is_closed` from then on.
         match &self.tls {
             None => {
-                let (client, connection) = self.config.connect(NoTls).await?;
+                let (client, connection) = config.connect(NoTls).await?;
                 tokio::spawn(drive(connection));
                 Ok(client)
             }
             Some(tls) => {
-                let (client, connection) = self.config.connect(tls.clone()).await?;
+                let (client, connection) = config.connect(tls.clone()).await?;
                 tokio::spawn(drive(connection));
                 Ok(client)
             }

@@ -13,6 +13,10 @@
 //! | the connection died on an autocommit statement or on COMMIT | unknown | idempotent operations only |
 //! | anything else (a constraint, a bug, bad credentials) | - | nothing |
 //!
+//! When the retries are spent, the first four rows' failures (except an unknown outcome of a
+//! non-idempotent operation) are reported as [`Error::Unavailable`]: the server is down or unreachable,
+//! nothing needs repair, and the client should come back later (503). The rest are [`Error::Backend`].
+//!
 //! An operation that is not idempotent (a compare-and-swap, a delete that reports whether it deleted) and
 //! whose outcome is unknown is reported as [`Error::Backend`]: answering "lost the race" for a write that
 //! in fact happened would be worse than an error the client retries.
@@ -64,10 +68,24 @@ impl From<Error> for Failure {
 }
 
 impl Failure {
-    /// The error the caller sees.
-    pub(super) fn into_error(self) -> Error {
+    /// The error the caller of an operation with `safety` sees once no attempt is left: [`Error::Unavailable`]
+    /// when the server could not be reached or the connection was lost and doing the operation again
+    /// is safe (nothing was committed, or it is idempotent), so the client may simply retry later;
+    /// [`Error::Backend`] for anything else, including a lost connection whose write may have landed.
+    pub(super) fn into_error(self, safety: Safety) -> Error {
+        let unavailable = match &self {
+            Failure::Final(_) => false,
+            Failure::Connect(error) => connection_lost(error) || server_unavailable(error),
+            Failure::Query {
+                error,
+                maybe_committed,
+            } => connection_lost(error) && (!maybe_committed || safety == Safety::Idempotent),
+        };
         match self {
             Failure::Final(e) => e,
+            Failure::Connect(error) | Failure::Query { error, .. } if unavailable => {
+                Error::Unavailable(Box::new(PgError(error)))
+            }
             Failure::Connect(error) | Failure::Query { error, .. } => {
                 Error::Backend(Box::new(PgError(error)))
             }
@@ -192,6 +210,11 @@ impl Backoff {
             attempt: 0,
             started: Instant::now(),
         }
+    }
+
+    /// The error the caller sees after `failure`, the last attempt (see [`Failure::into_error`]).
+    pub(super) fn give_up(&self, failure: Failure) -> Error {
+        failure.into_error(self.safety)
     }
 
     /// The delay before the next attempt after `failure`, or `None` if the failure is final.
