@@ -6,10 +6,21 @@
 //! while it makes progress. Purging removes the bytes, then the session, as a cancel does, under the
 //! upload's lock, and only after re-reading the session under that lock, so a chunk that lands between
 //! the listing and the purge saves its upload.
+//!
+//! Replicas share their stores, so each would purge the same uploads at the same moments. The periodic
+//! purger therefore runs each round under the metadata store's job lock [`UPLOAD_PURGE_JOB`]: the replica
+//! that takes it purges, the others skip that round. The lock dies with its holder (see
+//! `metadata::JobLock`), so a replica killed mid-purge never stops purging for the rest, and a holder
+//! that loses the lock stops between pages.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use metadata::JobLock;
+
 use crate::{Error, Registry, Result, UploadId};
+
+/// The job lock under which abandoned uploads are purged: one replica at a time.
+pub const UPLOAD_PURGE_JOB: &str = "upload-purge";
 
 /// How abandoned uploads are purged; the defaults are registry:2's.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +68,30 @@ impl Registry {
         older_than: SystemTime,
         dry_run: bool,
     ) -> Result<PurgeReport> {
+        self.purge(older_than, dry_run, None).await
+    }
+
+    /// [`purge_uploads`](Self::purge_uploads) under the job lock [`UPLOAD_PURGE_JOB`], so that of the
+    /// replicas sharing the stores only one purges at a time. `None`, having done nothing, when another
+    /// holder has the lock. If the lock is lost midway (its database session died), the purge stops
+    /// after the page in progress and reports what it removed.
+    pub async fn purge_uploads_exclusively(
+        &self,
+        older_than: SystemTime,
+        dry_run: bool,
+    ) -> Result<Option<PurgeReport>> {
+        let Some(lock) = self.meta.try_job_lock(UPLOAD_PURGE_JOB).await? else {
+            return Ok(None);
+        };
+        self.purge(older_than, dry_run, Some(&lock)).await.map(Some)
+    }
+
+    async fn purge(
+        &self,
+        older_than: SystemTime,
+        dry_run: bool,
+        lock: Option<&JobLock>,
+    ) -> Result<PurgeReport> {
         if !dry_run {
             self.writable()?;
         }
@@ -64,6 +99,15 @@ impl Registry {
         let mut report = PurgeReport::default();
         let mut after: Option<String> = None;
         loop {
+            if let Some(lock) = lock
+                && !lock.is_held().await
+            {
+                tracing::warn!(
+                    job = lock.name(),
+                    "lost the job lock while purging; stopping (another replica may purge now)"
+                );
+                return Ok(report);
+            }
             let page = self
                 .meta
                 .stale_uploads(cutoff, after.as_deref(), PAGE)
@@ -103,8 +147,9 @@ impl Registry {
     }
 
     /// Purges abandoned uploads forever, per `settings`: the first time shortly after start, then every
-    /// `interval`. Failures are logged and retried at the next interval. Returns at once in read-only
-    /// mode, where nothing may be removed (as registry:2 does).
+    /// `interval`, each time only if this replica takes the job lock (else another replica is purging,
+    /// and this one skips the round). Failures are logged and retried at the next interval. Returns at
+    /// once in read-only mode, where nothing may be removed (as registry:2 does).
     pub async fn run_upload_purger(self, settings: UploadPurging) {
         if self.config.read_only {
             tracing::info!("upload purging is off: the registry is in read-only mode");
@@ -117,8 +162,15 @@ impl Registry {
             let older_than = SystemTime::now()
                 .checked_sub(settings.age)
                 .unwrap_or(UNIX_EPOCH);
-            match self.purge_uploads(older_than, settings.dry_run).await {
-                Ok(report) => log_report(&report, settings.dry_run),
+            match self
+                .purge_uploads_exclusively(older_than, settings.dry_run)
+                .await
+            {
+                Ok(Some(report)) => log_report(&report, settings.dry_run),
+                Ok(None) => tracing::debug!(
+                    job = UPLOAD_PURGE_JOB,
+                    "another replica holds the purge lock; skipping this round"
+                ),
                 Err(e) => tracing::warn!(
                     error = %e,
                     retry_in_s = interval.as_secs(),
@@ -178,6 +230,108 @@ fn purger_is_send(reg: Registry) {
     fn send<T: Send>(_: T) {}
     send(reg.clone().run_upload_purger(UploadPurging::default()));
     send(reg.purge_uploads(SystemTime::now(), true));
+    send(reg.purge_uploads_exclusively(SystemTime::now(), true));
     send(reg.check_storage());
     send(reg.check_metadata());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use blobs::fs::FsBlobStore;
+    use metadata::MetadataStore;
+    use metadata::sqlite::SqliteStore;
+    use oci::RepoName;
+
+    use super::*;
+    use crate::Config;
+
+    /// Two replicas over one directory: one blob store, two metadata stores on the same database file (as
+    /// two processes would open it). Returns them with the second replica's store, to take locks with.
+    fn replicas() -> (tempfile::TempDir, Registry, Registry, Arc<SqliteStore>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let blobs = Arc::new(FsBlobStore::open(dir.path()).expect("blob store"));
+        let db = dir.path().join("metadata.sqlite");
+        let meta_a = Arc::new(SqliteStore::open(&db).expect("first store"));
+        let meta_b = Arc::new(SqliteStore::open(&db).expect("second store"));
+        let a = Registry::new(blobs.clone(), meta_a, Config::default());
+        let b = Registry::new(blobs, meta_b.clone(), Config::default());
+        (dir, a, b, meta_b)
+    }
+
+    fn in_an_hour() -> SystemTime {
+        SystemTime::now() + Duration::from_secs(3600)
+    }
+
+    #[tokio::test]
+    async fn a_purge_is_skipped_while_another_replica_holds_the_lock() {
+        let (_dir, a, b, meta_b) = replicas();
+        let repo: RepoName = "team/app".parse().expect("repo");
+        let upload = b.start_upload(&repo).await.expect("upload").id;
+
+        let held = meta_b
+            .try_job_lock(UPLOAD_PURGE_JOB)
+            .await
+            .expect("lock")
+            .expect("free");
+        let skipped = a.purge_uploads_exclusively(in_an_hour(), false).await;
+        assert!(matches!(skipped, Ok(None)), "{skipped:?}");
+        assert!(
+            b.upload_status(&repo, &upload).await.is_ok(),
+            "purged anyway"
+        );
+
+        drop(held);
+        let report = a
+            .purge_uploads_exclusively(in_an_hour(), false)
+            .await
+            .expect("purge")
+            .expect("the lock is free again");
+        assert_eq!(report.uploads, [upload.to_string()]);
+        assert!(b.upload_status(&repo, &upload).await.is_err());
+        // The purge let go of the lock when it was done.
+        assert!(
+            meta_b
+                .try_job_lock(UPLOAD_PURGE_JOB)
+                .await
+                .expect("lock")
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_periodic_purger_waits_for_the_lock() {
+        let (_dir, a, b, meta_b) = replicas();
+        let repo: RepoName = "team/app".parse().expect("repo");
+        let upload = b.start_upload(&repo).await.expect("upload").id;
+        let held = meta_b
+            .try_job_lock(UPLOAD_PURGE_JOB)
+            .await
+            .expect("lock")
+            .expect("free");
+        let purger = tokio::spawn(a.clone().run_upload_purger(UploadPurging {
+            age: Duration::from_secs(1),
+            interval: Duration::from_secs(1),
+            dry_run: false,
+        }));
+        // Rounds at 1 s, 2 s, 3 s: each finds the lock taken. (Sessions keep whole seconds, so the upload
+        // is abandoned after at most two.)
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        assert!(
+            b.upload_status(&repo, &upload).await.is_ok(),
+            "purged while another replica held the lock"
+        );
+
+        drop(held);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while b.upload_status(&repo, &upload).await.is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not purged once the lock was free"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        purger.abort();
+    }
 }
