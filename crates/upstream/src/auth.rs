@@ -1,0 +1,306 @@
+//! Authenticating to the upstream: the Docker/OCI bearer-token dance, Basic credentials, and the cache
+//! of tokens per scope.
+//!
+//! A request goes out first with whatever is known to work for its scope (a cached token, or Basic once
+//! the upstream asked for it), so a warm cache costs one round trip. On a 401 the challenge says what to
+//! do: `Bearer realm,service,scope` -> GET the realm with `service` and `scope` (Basic credentials when
+//! configured, anonymous otherwise), cache the token until shortly before `expires_in` runs out (60 s when
+//! the answer does not say), retry once; `Basic` -> retry once with the credentials.
+//!
+//! Secrets never reach a log line or an error: header values holding them are marked sensitive (hyper
+//! keeps them out of HPACK tables, `Debug` prints `Sensitive`), and messages name the realm's host only.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use hyper::header::{AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+use hyper::{Method, StatusCode, Uri};
+use registry::proxy::UpstreamError;
+use serde::Deserialize;
+
+use crate::challenge::{self, Challenge};
+use crate::client::{Http, read_limited};
+use crate::settings::Credentials;
+use crate::status::retry_after;
+
+/// Token responses are small JSON documents; anything bigger is not one.
+const MAX_TOKEN_RESPONSE: usize = 1 << 20;
+/// Docker's token specification: a token without `expires_in` lasts 60 seconds.
+const DEFAULT_EXPIRES_IN: u64 = 60;
+/// A cached token is dropped this long (at most a tenth of its life) before it expires, so a request
+/// never leaves with a token that dies on the way.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+
+pub(crate) struct Auth {
+    /// `Basic <base64>` of the configured credentials, if any.
+    basic: Option<HeaderValue>,
+    /// The upstream challenged with Basic once: send the credentials up front from then on.
+    basic_wanted: AtomicBool,
+    /// Bearer tokens by scope (`repository:<name>:pull`). A std mutex: it is never held across an await.
+    tokens: Mutex<HashMap<String, Token>>,
+}
+
+struct Token {
+    header: HeaderValue,
+    fresh_until: Instant,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+impl Auth {
+    pub(crate) fn new(credentials: Option<&Credentials>) -> Auth {
+        let basic = credentials.and_then(|c| {
+            let encoded = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", c.username, c.password));
+            sensitive(&format!("Basic {encoded}"))
+        });
+        Auth {
+            basic,
+            basic_wanted: AtomicBool::new(false),
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The `Authorization` to send first for `scope`: a fresh cached token, else Basic if the upstream
+    /// asked for it before, else none.
+    pub(crate) fn preemptive(&self, scope: &str) -> Option<HeaderValue> {
+        let now = Instant::now();
+        if let Ok(tokens) = self.tokens.lock()
+            && let Some(t) = tokens.get(scope)
+            && t.fresh_until > now
+        {
+            return Some(t.header.clone());
+        }
+        if self.basic_wanted.load(Ordering::Relaxed) {
+            return self.basic.clone();
+        }
+        None
+    }
+
+    /// Answers the challenge of a 401 (`headers` are its headers) for a request in `scope`: fetches a
+    /// new token (never a cached one: the 401 says the one sent, if any, is no good) or returns Basic.
+    pub(crate) async fn answer(
+        &self,
+        http: &Http,
+        headers: &HeaderMap,
+        scope: &str,
+    ) -> Result<HeaderValue, UpstreamError> {
+        let challenges: Vec<Challenge> = headers
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(challenge::parse)
+            .collect();
+        if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
+            return self.fetch_token(http, bearer, scope).await;
+        }
+        if challenges.iter().any(|c| c.scheme == "basic") {
+            return match &self.basic {
+                Some(basic) => {
+                    self.basic_wanted.store(true, Ordering::Relaxed);
+                    Ok(basic.clone())
+                }
+                None => Err(UpstreamError::Denied(
+                    "the upstream requires credentials (Basic) and none are configured".into(),
+                )),
+            };
+        }
+        Err(UpstreamError::Denied(
+            "the upstream answered 401 without a Bearer or Basic challenge".into(),
+        ))
+    }
+
+    async fn fetch_token(
+        &self,
+        http: &Http,
+        challenge: &Challenge,
+        scope: &str,
+    ) -> Result<HeaderValue, UpstreamError> {
+        let realm = challenge
+            .param("realm")
+            .ok_or_else(|| UpstreamError::Protocol("a Bearer challenge without a realm".into()))?;
+        let uri = token_uri(
+            realm,
+            challenge.param("service"),
+            challenge.param("scope"),
+            scope,
+        )?;
+        let host = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+        let mut headers = HeaderMap::new();
+        if let Some(basic) = &self.basic {
+            headers.insert(AUTHORIZATION, basic.clone());
+        }
+        let resp = http.send(Method::GET, &uri, headers).await?;
+        let status = resp.status();
+        let who = if self.basic.is_some() {
+            "the configured credentials"
+        } else {
+            "anonymous access"
+        };
+        match status {
+            s if s.is_success() => {}
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return Err(UpstreamError::Denied(format!(
+                    "the token service at {host} refused {who} ({status})"
+                )));
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                return Err(UpstreamError::RateLimited {
+                    retry_after: retry_after(resp.headers(), std::time::SystemTime::now()),
+                });
+            }
+            s if s.is_server_error() => {
+                return Err(UpstreamError::Unavailable(format!(
+                    "the token service at {host} answered {status}"
+                )));
+            }
+            _ => {
+                return Err(UpstreamError::Protocol(format!(
+                    "the token service at {host} answered {status}"
+                )));
+            }
+        }
+        let body = read_limited(
+            resp.into_body(),
+            MAX_TOKEN_RESPONSE,
+            http.stall_timeout(),
+            "token response",
+        )
+        .await?;
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            UpstreamError::Protocol(format!("the token service at {host} sent no JSON: {e}"))
+        })?;
+        let token = parsed
+            .token
+            .filter(|t| !t.is_empty())
+            .or(parsed.access_token.filter(|t| !t.is_empty()))
+            .ok_or_else(|| {
+                UpstreamError::Protocol(format!("the token service at {host} sent no token"))
+            })?;
+        let header = sensitive(&format!("Bearer {token}")).ok_or_else(|| {
+            UpstreamError::Protocol(format!(
+                "the token service at {host} sent a token that is not a header value"
+            ))
+        })?;
+        let life = Duration::from_secs(parsed.expires_in.unwrap_or(DEFAULT_EXPIRES_IN));
+        let fresh_until = Instant::now() + life - EXPIRY_MARGIN.min(life / 10);
+        if let Ok(mut tokens) = self.tokens.lock() {
+            // Expired entries go as new ones come, so the map holds at most the scopes in recent use.
+            let now = Instant::now();
+            tokens.retain(|_, t| t.fresh_until > now);
+            tokens.insert(
+                scope.to_string(),
+                Token {
+                    header: header.clone(),
+                    fresh_until,
+                },
+            );
+        }
+        Ok(header)
+    }
+}
+
+/// The token request: `realm?service=..&scope=..` (one `scope` parameter per space-separated scope, as
+/// Docker sends them). Without a scope in the challenge, the request's own scope is asked for.
+fn token_uri(
+    realm: &str,
+    service: Option<&str>,
+    challenged_scope: Option<&str>,
+    scope: &str,
+) -> Result<Uri, UpstreamError> {
+    let bad =
+        || UpstreamError::Protocol("the Bearer challenge's realm is not an http(s) URL".into());
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    if let Some(service) = service {
+        query.append_pair("service", service);
+    }
+    for s in challenged_scope
+        .unwrap_or(scope)
+        .split(' ')
+        .filter(|s| !s.is_empty())
+    {
+        query.append_pair("scope", s);
+    }
+    let query = query.finish();
+    let joined = match (realm.contains('?'), query.is_empty()) {
+        (_, true) => realm.to_string(),
+        (true, false) => format!("{realm}&{query}"),
+        (false, false) => format!("{realm}?{query}"),
+    };
+    let uri: Uri = joined.parse().map_err(|_| bad())?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http" | "https"), Some(_)) => Ok(uri),
+        _ => Err(bad()),
+    }
+}
+
+fn sensitive(value: &str) -> Option<HeaderValue> {
+    let mut v = HeaderValue::from_str(value).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_uris() {
+        let cases: &[(&str, Option<&str>, Option<&str>, &str, Option<&str>)] = &[
+            (
+                "https://auth.docker.io/token",
+                Some("registry.docker.io"),
+                Some("repository:library/alpine:pull"),
+                "repository:x:pull",
+                Some(
+                    "https://auth.docker.io/token?service=registry.docker.io&scope=repository%3Alibrary%2Falpine%3Apull",
+                ),
+            ),
+            (
+                "http://127.0.0.1:1/t?x=1",
+                None,
+                Some("repository:a:pull repository:b:pull"),
+                "repository:x:pull",
+                Some(
+                    "http://127.0.0.1:1/t?x=1&scope=repository%3Aa%3Apull&scope=repository%3Ab%3Apull",
+                ),
+            ),
+            (
+                "https://a/t",
+                Some("reg"),
+                None,
+                "repository:x:pull",
+                Some("https://a/t?service=reg&scope=repository%3Ax%3Apull"),
+            ),
+            ("/relative/token", None, None, "s", None),
+            ("ftp://a/t", None, None, "s", None),
+        ];
+        for (realm, service, challenged, scope, want) in cases {
+            let got = token_uri(realm, *service, *challenged, scope)
+                .ok()
+                .map(|u| u.to_string());
+            assert_eq!(got.as_deref(), *want, "{realm}");
+        }
+    }
+
+    #[test]
+    fn basic_header_is_sensitive_and_hidden_from_debug() {
+        let auth = Auth::new(Some(&Credentials {
+            username: "alice".into(),
+            password: "secret".into(),
+        }));
+        let basic = auth.basic.clone().unwrap();
+        assert!(basic.is_sensitive());
+        assert!(!format!("{basic:?}").contains("YWxpY2U6c2VjcmV0"));
+        // Not sent before the upstream asks for it.
+        assert!(auth.preemptive("repository:a:pull").is_none());
+    }
+}
