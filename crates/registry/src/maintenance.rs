@@ -147,9 +147,12 @@ impl Registry {
     }
 
     /// Purges abandoned uploads forever, per `settings`: the first time shortly after start, then every
-    /// `interval`, each time only if this replica takes the job lock (else another replica is purging,
-    /// and this one skips the round). Failures are logged and retried at the next interval. Returns at
-    /// once in read-only mode, where nothing may be removed (as registry:2 does).
+    /// `interval`. Failures are logged and retried at the next interval. Returns at once in read-only
+    /// mode, where nothing may be removed (as registry:2 does).
+    ///
+    /// Of several replicas running this, one purges: the first to take the job lock
+    /// [`UPLOAD_PURGE_JOB`] keeps it for as long as it lives, and the others try again every interval,
+    /// so one of them takes over within an interval of the holder's death (or of its lock being lost).
     pub async fn run_upload_purger(self, settings: UploadPurging) {
         if self.config.read_only {
             tracing::info!("upload purging is off: the registry is in read-only mode");
@@ -158,26 +161,53 @@ impl Registry {
         // A zero interval would spin; configuration refuses it, this keeps the loop safe regardless.
         let interval = settings.interval.max(Duration::from_secs(1));
         tokio::time::sleep(interval.min(FIRST_PURGE_DELAY)).await;
+        let mut lock: Option<JobLock> = None;
         loop {
-            let older_than = SystemTime::now()
-                .checked_sub(settings.age)
-                .unwrap_or(UNIX_EPOCH);
-            match self
-                .purge_uploads_exclusively(older_than, settings.dry_run)
-                .await
-            {
-                Ok(Some(report)) => log_report(&report, settings.dry_run),
-                Ok(None) => tracing::debug!(
-                    job = UPLOAD_PURGE_JOB,
-                    "another replica holds the purge lock; skipping this round"
-                ),
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    retry_in_s = interval.as_secs(),
-                    "purging abandoned uploads failed"
-                ),
+            lock = self.keep_job_lock(lock).await;
+            if let Some(held) = &lock {
+                let older_than = SystemTime::now()
+                    .checked_sub(settings.age)
+                    .unwrap_or(UNIX_EPOCH);
+                match self.purge(older_than, settings.dry_run, Some(held)).await {
+                    Ok(report) => log_report(&report, settings.dry_run),
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        retry_in_s = interval.as_secs(),
+                        "purging abandoned uploads failed"
+                    ),
+                }
             }
             tokio::time::sleep(interval).await;
+        }
+    }
+
+    /// The purge lock for the next round: `held` if it is still ours, else a new try.
+    async fn keep_job_lock(&self, held: Option<JobLock>) -> Option<JobLock> {
+        if let Some(lock) = held {
+            if lock.is_held().await {
+                return Some(lock);
+            }
+            tracing::warn!(
+                job = lock.name(),
+                "lost the job lock; trying to take it again"
+            );
+        }
+        match self.meta.try_job_lock(UPLOAD_PURGE_JOB).await {
+            Ok(Some(lock)) => {
+                tracing::info!(job = lock.name(), "this replica purges abandoned uploads");
+                Some(lock)
+            }
+            Ok(None) => {
+                tracing::debug!(
+                    job = UPLOAD_PURGE_JOB,
+                    "another replica purges abandoned uploads"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, job = UPLOAD_PURGE_JOB, "cannot take the job lock");
+                None
+            }
         }
     }
 
@@ -333,5 +363,53 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         purger.abort();
+    }
+
+    /// The replica whose purger took the lock keeps it between rounds (the others never get a turn
+    /// while it lives), and lets go when it stops.
+    #[tokio::test]
+    async fn the_purging_replica_keeps_the_lock_until_it_stops() {
+        let (_dir, a, _b, meta_b) = replicas();
+        let purger = tokio::spawn(a.clone().run_upload_purger(UploadPurging {
+            age: Duration::from_secs(3600),
+            interval: Duration::from_secs(1),
+            dry_run: false,
+        }));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        // Taken at the first round (after one interval)...
+        while meta_b
+            .try_job_lock(UPLOAD_PURGE_JOB)
+            .await
+            .expect("lock")
+            .is_some()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the purger never took the lock"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // ...and still held rounds later.
+        for _ in 0..25 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(
+                meta_b
+                    .try_job_lock(UPLOAD_PURGE_JOB)
+                    .await
+                    .expect("lock")
+                    .is_none(),
+                "the purging replica let go of the lock between rounds"
+            );
+        }
+        purger.abort();
+        let _ = purger.await;
+        assert!(
+            meta_b
+                .try_job_lock(UPLOAD_PURGE_JOB)
+                .await
+                .expect("lock")
+                .is_some(),
+            "the lock outlived the purger"
+        );
     }
 }
