@@ -1,0 +1,52 @@
+//! The S3 server the tests run against, from `BERTH_TEST_S3_*` (`scripts/garage.sh` starts one and
+//! prints them; `scripts/test` exports them). Shared with other crates' tests by the `testsuite` feature.
+
+use super::S3Settings;
+
+/// The variables, in the order they are reported when missing.
+pub const TEST_ENV: [&str; 5] = [
+    "BERTH_TEST_S3_ENDPOINT",
+    "BERTH_TEST_S3_REGION",
+    "BERTH_TEST_S3_ACCESS_KEY",
+    "BERTH_TEST_S3_SECRET_KEY",
+    "BERTH_TEST_S3_BUCKET",
+];
+
+/// Settings for the test server under a fresh random `rootdirectory` (every test its own, in the one
+/// bucket), or `None`, after saying so, when the variables are unset. Under CI (`CI` set) missing
+/// variables fail instead, so CI cannot skip the S3 tests by accident.
+pub fn test_server_settings() -> Option<S3Settings> {
+    let values: Vec<Option<String>> = TEST_ENV
+        .iter()
+        .map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .collect();
+    let [
+        Some(endpoint),
+        Some(region),
+        Some(access),
+        Some(secret),
+        Some(bucket),
+    ] = values.as_slice()
+    else {
+        let missing: Vec<&str> = TEST_ENV
+            .iter()
+            .zip(&values)
+            .filter(|(_, v)| v.is_none())
+            .map(|(name, _)| *name)
+            .collect();
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} not set under CI: the S3 tests must run there (scripts/test starts Garage)",
+            missing.join(", ")
+        );
+        eprintln!(
+            "SKIPPED: {} not set, so there is no S3 server to test against (scripts/test starts one)",
+            missing.join(", ")
+        );
+        return None;
+    };
+    let root = format!("test-{}", uuid::Uuid::new_v4());
+    Some(S3Settings::for_test_server(
+        endpoint, region, bucket, access, secret, &root,
+    ))
+}
