@@ -42,11 +42,17 @@ pub struct BlobContent {
 impl Registry {
     /// HEAD of a blob: BLOB_UNKNOWN unless it is linked to `repo`.
     pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobInfo> {
+        // A cached repository answers from the cache, or else from its upstream.
+        let route = self.proxy_route(repo);
+        let repo = route.as_ref().map_or(repo, |r| &r.local);
         let size = match self.meta.linked_blob(repo, digest).await? {
             Some(size) => size,
             None => match self.meta.manifest(repo, digest).await? {
                 Some(m) => m.payload.len() as u64,
-                None => return Err(Error::BlobUnknown(digest.clone())),
+                None => match &route {
+                    Some(route) => self.fetch_blob_size(route, digest).await?,
+                    None => return Err(Error::BlobUnknown(digest.clone())),
+                },
             },
         };
         Ok(BlobInfo {
@@ -62,11 +68,17 @@ impl Registry {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<BlobContent> {
+        // A cached repository answers from the cache, or else joins the blob's upstream fetch.
+        let route = self.proxy_route(repo);
+        let repo = route.as_ref().map_or(repo, |r| &r.local);
         let Some(size) = self.meta.linked_blob(repo, digest).await? else {
             // As registry:2, a manifest of the repository is readable through the blob endpoints too.
             return match self.meta.manifest(repo, digest).await? {
                 Some(m) => manifest_as_blob(digest, m.payload, range),
-                None => Err(Error::BlobUnknown(digest.clone())),
+                None => match &route {
+                    Some(route) => self.fetch_blob(route, digest, range).await,
+                    None => Err(Error::BlobUnknown(digest.clone())),
+                },
             };
         };
         let range = range.map(|r| r.resolve(size)).transpose()?;
@@ -75,7 +87,10 @@ impl Registry {
                 digest: digest.clone(),
                 size: reader.size,
                 range,
-                body: reader.body,
+                body: match route {
+                    Some(_) => self.served_from_cache(reader.body),
+                    None => reader.body,
+                },
             }),
             None => {
                 // Linked but absent: the links promise bytes that GC should never have removed.
@@ -87,7 +102,7 @@ impl Registry {
 
     /// DELETE of a blob: unlinks it from `repo` (bytes are swept later by GC). Unsupported when deletes are off.
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        self.writable()?;
+        self.writable_in(repo)?;
         if !self.config.delete_enabled {
             return Err(Error::Unsupported("deletes are disabled".into()));
         }

@@ -35,6 +35,9 @@ pub const DEFAULT_TAGS_PAGE: usize = MAX_PAGE;
 impl Registry {
     /// Tags of `repo`; NAME_UNKNOWN if it does not exist. Returns the page and whether more follow.
     pub async fn list_tags(&self, repo: &RepoName, page: &Page) -> Result<(Vec<String>, bool)> {
+        // A cached repository lists the tags pulled through it so far.
+        let route = self.proxy_route(repo);
+        let repo = route.as_ref().map_or(repo, |r| &r.local);
         if !self.meta.repo_exists(repo).await? {
             return Err(Error::NameUnknown(repo.clone()));
         }
@@ -70,6 +73,8 @@ impl Registry {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Referrers> {
+        let route = self.proxy_route(repo);
+        let repo = route.as_ref().map_or(repo, |r| &r.local);
         let mut manifests = self.meta.referrers(repo, subject).await?;
         if let Some(wanted) = artifact_type {
             manifests.retain(|r| r.artifact_type.as_deref() == Some(wanted));

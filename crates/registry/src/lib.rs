@@ -70,6 +70,8 @@ pub struct Registry {
     upload_locks: upload_lock::UploadLocks,
     /// Uploads streaming bytes in, and their cap (see [`upload_limit`]).
     upload_slots: upload_limit::UploadSlots,
+    /// The pull-through cache, when namespaces are mirrored (see [`proxy`]).
+    proxy: Option<Arc<proxy::Proxy>>,
 }
 
 impl Registry {
@@ -84,6 +86,7 @@ impl Registry {
             upload_slots: upload_limit::UploadSlots::new(config.max_concurrent_uploads),
             config,
             upload_locks: Default::default(),
+            proxy: None,
         }
     }
 

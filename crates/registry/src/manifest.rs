@@ -20,6 +20,9 @@ pub struct ManifestContent {
     pub digest: Digest,
     pub media_type: String,
     pub payload: Bytes,
+    /// Served from the pull-through cache although the upstream could not confirm it is current (the
+    /// HTTP layer adds a `Warning` header).
+    pub stale: bool,
 }
 
 /// What a manifest PUT produced.
@@ -37,6 +40,9 @@ impl Registry {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<ManifestContent> {
+        if let Some(route) = self.proxy_route(repo) {
+            return self.cached_manifest(&route, reference).await;
+        }
         let found = match reference {
             Reference::Tag(tag) => self.meta.tagged_manifest(repo, tag).await?,
             Reference::Digest(digest) => self.meta.manifest(repo, digest).await?,
@@ -46,6 +52,7 @@ impl Registry {
                 digest: m.digest,
                 media_type: m.media_type,
                 payload: m.payload,
+                stale: false,
             }),
             None => Err(Error::ManifestUnknown(reference.to_string())),
         }
@@ -60,7 +67,7 @@ impl Registry {
         content_type: Option<&str>,
         payload: Bytes,
     ) -> Result<PutManifestOutcome> {
-        self.writable()?;
+        self.writable_in(repo)?;
         let limit = self.config.max_manifest_bytes;
         if payload.len() > limit {
             return Err(Error::ManifestTooLarge {
@@ -102,7 +109,7 @@ impl Registry {
 
     /// DELETE of a manifest by digest (with its tags), or of a tag alone.
     pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
-        self.writable()?;
+        self.writable_in(repo)?;
         if !self.config.delete_enabled {
             return Err(Error::Unsupported("deletes are disabled".into()));
         }

@@ -42,7 +42,7 @@ pub enum MountOutcome {
 impl Registry {
     /// POST: starts an upload.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadStatus> {
-        self.writable()?;
+        self.writable_in(repo)?;
         let id = UploadId::random();
         let now = unix_now();
         let session = UploadSession {
@@ -87,7 +87,7 @@ impl Registry {
         digest: &Digest,
         from: Option<&RepoName>,
     ) -> Result<MountOutcome> {
-        self.writable()?;
+        self.writable_in(repo)?;
         let size = match from {
             Some(from) => self.meta.linked_blob(from, digest).await?,
             None => self.meta.known_blob(digest).await?,
@@ -121,7 +121,7 @@ impl Registry {
         id: &UploadId,
         chunk: Chunk,
     ) -> Result<UploadStatus> {
-        self.writable()?;
+        self.writable_in(repo)?;
         let _guard = self.upload_locks.lock(id.as_str()).await;
         let session = self.session(repo, id).await?;
         let session = self.append(id, session, chunk).await?;
@@ -139,7 +139,7 @@ impl Registry {
         digest: &Digest,
         chunk: Option<Chunk>,
     ) -> Result<BlobInfo> {
-        self.writable()?;
+        self.writable_in(repo)?;
         // Held through the commit, so no write of this process is in flight while the bytes become a blob.
         let _guard = self.upload_locks.lock(id.as_str()).await;
         let mut session = self.session(repo, id).await?;
@@ -174,7 +174,7 @@ impl Registry {
 
     /// DELETE of the upload URL.
     pub async fn cancel_upload(&self, repo: &RepoName, id: &UploadId) -> Result<()> {
-        self.writable()?;
+        self.writable_in(repo)?;
         let _guard = self.upload_locks.lock(id.as_str()).await;
         self.session(repo, id).await?;
         // Bytes before the session: if the second step fails, the session is left pointing at nothing and

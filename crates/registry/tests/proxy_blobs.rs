@@ -1,0 +1,271 @@
+//! The pull-through cache's blobs: one upstream fetch however many clients ask at once, every client
+//! gets the right bytes (or an error, never wrong bytes), nothing is cached from a failed transfer,
+//! ranges work while the blob is still being fetched, and cached blobs are served with no upstream
+//! request at all.
+
+mod common;
+mod proxy_common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_registry as registry;
+use blobs::BlobStore;
+use common::{content, pull, push, read_all, repo};
+use futures_util::StreamExt;
+use metadata::MetadataStore;
+use proxy_common::{FakeUpstream, Fault, cache};
+use registry::ByteRange;
+use registry::proxy::{CacheEvent, CacheKind};
+use tokio::sync::Barrier;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Files under the cache's upload directory (bytes of fetches in progress or left behind).
+fn upload_files(root: &Path) -> usize {
+    std::fs::read_dir(root.join("blobs").join("uploads"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_readers_make_one_upstream_fetch_and_get_identical_bytes() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    // Over two segments, so readers follow the tail, the durable upload and the committed blob.
+    let data = content(20 * 1024 * 1024 + 12345, 7);
+    let digest = push(up.reg(), &name, &data).await;
+    let gate = up.hold_blobs();
+    let (env, events) = cache(&up, "", false, HOUR);
+
+    // Every reader has bytes in hand before the upstream sends its second half: all fifty are in
+    // one flight together.
+    let barrier = Arc::new(Barrier::new(51));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (reg, name, digest, barrier) = (
+            env.reg.clone(),
+            name.clone(),
+            digest.clone(),
+            barrier.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let content = reg.get_blob(&name, &digest, None).await.expect("get blob");
+            let mut body = content.body;
+            let first = body
+                .next()
+                .await
+                .expect("a first chunk")
+                .expect("first chunk");
+            barrier.wait().await;
+            let mut all = first.to_vec();
+            all.extend(read_all(body).await);
+            all
+        }));
+    }
+    barrier.wait().await;
+    gate.add_permits(1);
+    for t in tasks {
+        let got = t.await.unwrap();
+        assert!(got == data, "a reader got {} bytes that differ", got.len());
+    }
+    assert_eq!(
+        up.calls.snapshot().2,
+        1,
+        "exactly one upstream blob request"
+    );
+    assert_eq!(events.count(|e| *e == CacheEvent::Miss(CacheKind::Blob)), 1);
+
+    // Cached now: linked, committed, served without the upstream.
+    assert_eq!(
+        env.meta.linked_blob(&name, &digest).await.unwrap(),
+        Some(data.len() as u64)
+    );
+    assert_eq!(pull(&env.reg, &name, &digest).await.unwrap(), data);
+    assert_eq!(up.calls.snapshot().2, 1);
+    assert_eq!(
+        upload_files(env.dir.path()),
+        0,
+        "the fetch's upload became the blob"
+    );
+    assert!(events.count(|e| matches!(e, CacheEvent::ServedBytes(_))) > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_digest_fails_every_reader_and_caches_nothing() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    let data = content(3 * 1024 * 1024, 3);
+    let digest = push(up.reg(), &name, &data).await;
+    up.set_fault(Fault::WrongBytes);
+    let gate = up.hold_blobs();
+    let (env, _) = cache(&up, "", false, HOUR);
+
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let (reg, name, digest) = (env.reg.clone(), name.clone(), digest.clone());
+        tasks.push(tokio::spawn(async move {
+            let content = reg.get_blob(&name, &digest, None).await.expect("get blob");
+            let mut body = content.body;
+            let mut got = 0usize;
+            while let Some(chunk) = body.next().await {
+                match chunk {
+                    Ok(c) => got += c.len(),
+                    Err(_) => return got,
+                }
+            }
+            panic!("a body with wrong bytes ended cleanly after {got} bytes");
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gate.add_permits(1);
+    for t in tasks {
+        let got = t.await.unwrap();
+        assert!(
+            got < data.len(),
+            "the whole body was delivered before the verdict"
+        );
+    }
+    assert_nothing_cached(&env, &name, &digest).await;
+}
+
+/// Nothing of a failed fetch remains: no blob, no link, no upload bytes, no repository.
+async fn assert_nothing_cached(env: &common::Env, name: &oci::RepoName, digest: &oci::Digest) {
+    assert_eq!(
+        env.blobs.stat(digest).await.unwrap(),
+        None,
+        "no blob committed"
+    );
+    assert_eq!(env.meta.linked_blob(name, digest).await.unwrap(), None);
+    assert_eq!(
+        upload_files(env.dir.path()),
+        0,
+        "the aborted upload is gone"
+    );
+    let (repos, _) = env.reg.catalog(&Default::default()).await.unwrap();
+    assert!(repos.is_empty(), "{repos:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_drops_mid_blob_fails_the_readers_and_caches_nothing() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    let data = content(10 * 1024 * 1024, 4);
+    let digest = push(up.reg(), &name, &data).await;
+    up.set_fault(Fault::DropAfter(9 * 1024 * 1024));
+    let (env, _) = cache(&up, "", false, HOUR);
+
+    let content = env
+        .reg
+        .get_blob(&name, &digest, None)
+        .await
+        .expect("get blob");
+    let mut body = content.body;
+    let mut got = 0;
+    let mut failed = false;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(c) => got += c.len(),
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        failed && got <= 9 * 1024 * 1024,
+        "got {got} bytes, failed: {failed}"
+    );
+    assert_nothing_cached(&env, &name, &digest).await;
+
+    // The next request starts a new fetch, which succeeds once the upstream behaves.
+    up.set_fault(Fault::None);
+    assert_eq!(pull(&env.reg, &name, &digest).await.unwrap(), data);
+    assert_eq!(up.calls.snapshot().2, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_are_served_while_the_blob_is_being_fetched() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    let data = content(12 * 1024 * 1024, 5);
+    let digest = push(up.reg(), &name, &data).await;
+    let gate = up.hold_blobs();
+    let (env, _) = cache(&up, "", false, HOUR);
+
+    // Starts the flight; the range readers join it.
+    let whole = env.reg.get_blob(&name, &digest, None).await.unwrap();
+    let ranges = [
+        ByteRange::FromTo(100, 200),
+        ByteRange::From(5 * 1024 * 1024),
+        ByteRange::Last(1000),
+        ByteRange::FromTo(0, 9 * 1024 * 1024),
+    ];
+    let mut tasks = Vec::new();
+    for r in ranges {
+        let (reg, name, digest) = (env.reg.clone(), name.clone(), digest.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = reg.get_blob(&name, &digest, Some(r)).await.unwrap();
+            (c.range.clone().unwrap(), read_all(c.body).await)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    gate.add_permits(1);
+    for t in tasks {
+        let (range, got) = t.await.unwrap();
+        assert!(
+            got == data[range.start as usize..range.end as usize],
+            "range {range:?}"
+        );
+    }
+    assert_eq!(read_all(whole.body).await, data);
+    assert_eq!(up.calls.snapshot().2, 1);
+}
+
+#[tokio::test]
+async fn a_head_learns_the_size_and_the_fetch_completes_without_a_reader() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    let data = content(100_000, 6);
+    let digest = push(up.reg(), &name, &data).await;
+    let (env, _) = cache(&up, "", false, HOUR);
+
+    let info = env.reg.stat_blob(&name, &digest).await.unwrap();
+    assert_eq!(info.size, data.len() as u64);
+    // The fetch the HEAD started finishes on its own; the GET after it finds the blob cached.
+    for _ in 0..100 {
+        if env
+            .meta
+            .linked_blob(&name, &digest)
+            .await
+            .unwrap()
+            .is_some()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(pull(&env.reg, &name, &digest).await.unwrap(), data);
+    assert_eq!(up.calls.snapshot().2, 1);
+}
+
+#[tokio::test]
+async fn a_blob_already_stored_is_linked_after_the_upstream_confirms_it() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    let data = content(50_000, 8);
+    let digest = push(up.reg(), &name, &data).await;
+    let (env, _) = cache(&up, "docker.io", false, HOUR);
+    // The same bytes pushed to a local repository of the cache.
+    push(&env.reg, &repo("team/app"), &data).await;
+
+    let cached = repo("docker.io/org/app");
+    assert_eq!(pull(&env.reg, &cached, &digest).await.unwrap(), data);
+    assert_eq!(up.calls.snapshot().2, 1, "the upstream was asked");
+    // But a repository the upstream lacks does not get it.
+    let err = pull(&env.reg, &repo("docker.io/org/other"), &digest)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, registry::Error::BlobUnknown(_)), "{err:?}");
+}

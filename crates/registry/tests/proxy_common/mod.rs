@@ -1,0 +1,258 @@
+//! The upstream of the pull-through cache tests: a real registry over its own temporary stores behind
+//! the `Upstream` trait, counting every call and injecting the faults the cache must survive (down,
+//! rate limited, wrong bytes, a body that breaks off, a body held back until the test releases it).
+
+#![allow(dead_code)]
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_registry as registry;
+use bytes::Bytes;
+use futures_util::{StreamExt, stream};
+use oci::{Digest, Reference, RepoName};
+use registry::proxy::{
+    CacheEvent, CacheObserver, ManifestHead, Namespace, ProxyConfig, Upstream, UpstreamBlob,
+    UpstreamError, UpstreamManifest,
+};
+use registry::{ByteStream, Registry};
+use tokio::sync::Semaphore;
+
+use crate::common::Env;
+
+/// What the upstream does wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// Every call fails as unreachable.
+    Down,
+    /// Every call answers 429.
+    RateLimited,
+    /// Blob bodies carry one flipped byte.
+    WrongBytes,
+    /// Blob bodies break off after this many bytes.
+    DropAfter(usize),
+}
+
+/// Calls made, by kind.
+#[derive(Default)]
+pub struct Calls {
+    pub head: AtomicUsize,
+    pub get: AtomicUsize,
+    pub blob: AtomicUsize,
+}
+
+impl Calls {
+    pub fn snapshot(&self) -> (usize, usize, usize) {
+        (
+            self.head.load(Ordering::SeqCst),
+            self.get.load(Ordering::SeqCst),
+            self.blob.load(Ordering::SeqCst),
+        )
+    }
+}
+
+pub struct FakeUpstream {
+    pub env: Env,
+    pub calls: Calls,
+    fault: Mutex<Fault>,
+    /// When set, blob bodies send their first half, then wait for a permit before the rest.
+    gate: Mutex<Option<Arc<Semaphore>>>,
+}
+
+impl FakeUpstream {
+    pub fn new() -> Arc<FakeUpstream> {
+        Arc::new(FakeUpstream {
+            env: Env::new(),
+            calls: Calls::default(),
+            fault: Mutex::new(Fault::None),
+            gate: Mutex::new(None),
+        })
+    }
+
+    pub fn set_fault(&self, f: Fault) {
+        *self.fault.lock().unwrap() = f;
+    }
+
+    fn fault(&self) -> Fault {
+        *self.fault.lock().unwrap()
+    }
+
+    /// Holds every blob body after its first half until the returned semaphore gets a permit.
+    pub fn hold_blobs(&self) -> Arc<Semaphore> {
+        let gate = Arc::new(Semaphore::new(0));
+        *self.gate.lock().unwrap() = Some(gate.clone());
+        gate
+    }
+
+    pub fn reg(&self) -> &Registry {
+        &self.env.reg
+    }
+
+    fn fail_call(&self) -> Result<(), UpstreamError> {
+        match self.fault() {
+            Fault::Down => Err(UpstreamError::Unavailable("connection refused".into())),
+            Fault::RateLimited => Err(UpstreamError::RateLimited {
+                retry_after: Some(Duration::from_secs(30)),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Upstream for FakeUpstream {
+    fn name(&self) -> &str {
+        "fake"
+    }
+
+    async fn manifest_head(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<ManifestHead>, UpstreamError> {
+        self.calls.head.fetch_add(1, Ordering::SeqCst);
+        self.fail_call()?;
+        match self.reg().get_manifest(repo, reference).await {
+            Ok(m) => Ok(Some(ManifestHead {
+                digest: m.digest,
+                media_type: m.media_type,
+                size: m.payload.len() as u64,
+            })),
+            Err(registry::Error::ManifestUnknown(_)) => Ok(None),
+            Err(e) => Err(UpstreamError::Unavailable(e.to_string())),
+        }
+    }
+
+    async fn manifest_get(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        _max_bytes: usize,
+    ) -> Result<Option<UpstreamManifest>, UpstreamError> {
+        self.calls.get.fetch_add(1, Ordering::SeqCst);
+        self.fail_call()?;
+        match self.reg().get_manifest(repo, reference).await {
+            Ok(m) => Ok(Some(UpstreamManifest {
+                digest: m.digest,
+                media_type: m.media_type,
+                payload: m.payload,
+            })),
+            Err(registry::Error::ManifestUnknown(_)) => Ok(None),
+            Err(e) => Err(UpstreamError::Unavailable(e.to_string())),
+        }
+    }
+
+    async fn blob_get(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<UpstreamBlob>, UpstreamError> {
+        self.calls.blob.fetch_add(1, Ordering::SeqCst);
+        self.fail_call()?;
+        let content = match self.reg().get_blob(repo, digest, None).await {
+            Ok(c) => c,
+            Err(registry::Error::BlobUnknown(_)) => return Ok(None),
+            Err(e) => return Err(UpstreamError::Unavailable(e.to_string())),
+        };
+        let size = content.size;
+        let bytes = crate::common::read_all(content.body).await;
+        let mut bytes = bytes;
+        let fault = self.fault();
+        if fault == Fault::WrongBytes
+            && let Some(b) = bytes.last_mut()
+        {
+            *b ^= 0xff;
+        }
+        let gate = self.gate.lock().unwrap().clone();
+        Ok(Some(UpstreamBlob {
+            size: Some(size),
+            body: delivered(Bytes::from(bytes), fault, gate),
+        }))
+    }
+}
+
+/// The body of a blob as the fake delivers it: 64 KiB pieces, the fault applied, held at half way when a
+/// gate is set.
+fn delivered(data: Bytes, fault: Fault, gate: Option<Arc<Semaphore>>) -> ByteStream {
+    let half = data.len() / 2;
+    let cut = match fault {
+        Fault::DropAfter(n) => Some(n.min(data.len())),
+        _ => None,
+    };
+    let pieces: Vec<(usize, Bytes)> = (0..data.len())
+        .step_by(64 * 1024)
+        .map(|at| (at, data.slice(at..(at + 64 * 1024).min(data.len()))))
+        .collect();
+    let s = stream::iter(pieces).then(move |(at, piece)| {
+        let gate = gate.clone();
+        async move {
+            if let Some(cut) = cut
+                && at + piece.len() > cut
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "upstream went away",
+                ));
+            }
+            if let Some(gate) = gate
+                && at <= half
+                && half < at + piece.len()
+            {
+                let permit = gate.acquire().await.map_err(io::Error::other)?;
+                permit.forget();
+            }
+            Ok(piece)
+        }
+    });
+    // Stop at the first error, as a network body does.
+    let mut failed = false;
+    Box::pin(s.take_while(move |item| {
+        let go = !failed;
+        failed |= item.is_err();
+        futures_util::future::ready(go)
+    }))
+}
+
+/// Counts the cache's events.
+#[derive(Default)]
+pub struct Events(pub Mutex<Vec<CacheEvent>>);
+
+impl CacheObserver for Events {
+    fn event(&self, event: CacheEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+impl Events {
+    pub fn count(&self, f: impl Fn(&CacheEvent) -> bool) -> usize {
+        self.0.lock().unwrap().iter().filter(|e| f(e)).count()
+    }
+}
+
+/// A cache (over its own temporary stores) mirroring `upstream` under `prefix`, with Docker Hub's
+/// `library/` rule when `official_library`.
+pub fn cache(
+    upstream: &Arc<FakeUpstream>,
+    prefix: &str,
+    official_library: bool,
+    revalidate_after: Duration,
+) -> (Env, Arc<Events>) {
+    let mut env = Env::new();
+    let events = Arc::new(Events::default());
+    let config = ProxyConfig {
+        namespaces: vec![Namespace {
+            prefix: prefix.into(),
+            upstream: upstream.clone(),
+            official_library,
+        }],
+        revalidate_after,
+    };
+    env.reg = env
+        .reg
+        .clone()
+        .with_proxy(config, Some(events.clone() as Arc<dyn CacheObserver>));
+    (env, events)
+}
