@@ -15,6 +15,7 @@ mod crash;
 mod curl;
 mod limits;
 mod metrics;
+mod outage;
 mod podman;
 mod shutdown;
 mod skopeo;

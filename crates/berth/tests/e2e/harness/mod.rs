@@ -5,6 +5,7 @@ pub mod clients;
 pub mod http;
 pub mod images;
 pub mod postgres;
+pub mod private_postgres;
 pub mod rng;
 pub mod server;
 

@@ -24,21 +24,14 @@ pub struct Database {
 impl Database {
     /// A new, empty database, or `None` (after saying so) when no server is configured.
     pub fn create(test: &str) -> Option<Database> {
-        let url = match std::env::var(URL_ENV) {
-            Ok(url) if !url.is_empty() => url,
-            _ => {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "{URL_ENV} is not set under CI: the tests over PostgreSQL must run there"
-                );
-                eprintln!(
-                    "SKIPPED {test} over PostgreSQL: {URL_ENV} is not set (scripts/test starts a server)"
-                );
-                return None;
-            }
-        };
-        let (user, password, host, port) = parse_url(&url).unwrap_or_else(|| {
-            panic!("{URL_ENV} is not of the form postgres://user:password@host:port/db")
+        let url = shared_server_url(test)?;
+        Some(Database::create_on(&url))
+    }
+
+    /// A new, empty database on the server `url` names (`postgres://user:password@host:port/db`).
+    pub fn create_on(url: &str) -> Database {
+        let (user, password, host, port) = parse_url(url).unwrap_or_else(|| {
+            panic!("{url:?} is not of the form postgres://user:password@host:port/db")
         });
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
@@ -47,7 +40,7 @@ impl Database {
             COUNTER.fetch_add(1, Ordering::SeqCst)
         );
         let db = Database {
-            url,
+            url: url.to_string(),
             host,
             port,
             user,
@@ -56,9 +49,28 @@ impl Database {
         };
         db.psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name));
         db.psql(&format!("CREATE DATABASE {}", db.name));
-        Some(db)
+        db
     }
+}
 
+/// The URL of the shared test server, or `None` (after saying that `test` skipped) when there is none.
+fn shared_server_url(test: &str) -> Option<String> {
+    match std::env::var(URL_ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{URL_ENV} is not set under CI: the tests over PostgreSQL must run there"
+            );
+            eprintln!(
+                "SKIPPED {test} over PostgreSQL: {URL_ENV} is not set (scripts/test starts a server)"
+            );
+            None
+        }
+    }
+}
+
+impl Database {
     /// registry:2-style overrides of the `database` section (GitLab's keys) that point berth at it.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
