@@ -254,7 +254,15 @@ mod tests {
 
     #[test]
     fn token_uris() {
-        let cases: &[(&str, Option<&str>, Option<&str>, &str, Option<&str>)] = &[
+        // realm, service, the challenge's scope, the request's scope, the token URL (None: refused).
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+            &'a str,
+            Option<&'a str>,
+        );
+        let cases: &[Case] = &[
             (
                 "https://auth.docker.io/token",
                 Some("registry.docker.io"),

@@ -34,7 +34,7 @@ mod proxy;
 mod token;
 
 pub use proxy::{Fault, FaultProxy, Kind};
-pub use token::{TokenField, TokenServer, TokenServerConfig};
+pub use token::{TokenField, TokenRequest, TokenServer, TokenServerConfig};
 
 /// Boxed errors of the test servers' bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

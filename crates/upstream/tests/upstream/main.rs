@@ -1,0 +1,10 @@
+//! `HttpUpstream` against real servers on 127.0.0.1: a berth registry as the upstream (open, with
+//! htpasswd, over TLS), the testkit's fault proxy in front of it when a test needs failures or a bearer
+//! gate, and the testkit's token server. Nothing is mocked: every byte crosses a socket.
+
+mod auth;
+mod blobs;
+mod faults;
+mod harness;
+mod manifests;
+mod tls;
