@@ -177,6 +177,25 @@ impl Bucket {
         xml::text(&text, "UploadId").ok_or_else(|| protocol(call.op, "no UploadId in the answer"))
     }
 
+    /// Uploads `body` as part `number` of upload `upload_id`; returns the part's ETag.
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: Bytes,
+    ) -> Result<String, S3Error> {
+        let call = Call::new("UploadPart", Method::PUT, Some(key))
+            .query("partNumber", number.to_string())
+            .query("uploadId", upload_id)
+            .body(body, false);
+        let response = self.client.send(&call).await?;
+        response
+            .header("etag")
+            .map(str::to_string)
+            .ok_or_else(|| protocol(call.op, "no ETag in the answer"))
+    }
+
     /// Copies the bytes `range` of object `source` into part `number` of upload `upload_id`; returns
     /// the part's ETag.
     pub async fn upload_part_copy(

@@ -49,16 +49,6 @@ pub(crate) enum S3Error {
     Protocol { op: &'static str, detail: String },
 }
 
-impl S3Error {
-    /// The S3 error code (`NoSuchKey`, `NoSuchUpload`, ...) of an error answer.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            S3Error::Status { code, .. } => Some(code),
-            _ => None,
-        }
-    }
-}
-
 impl From<S3Error> for crate::Error {
     fn from(e: S3Error) -> crate::Error {
         match e {

@@ -50,3 +50,27 @@ pub fn test_server_settings() -> Option<S3Settings> {
         endpoint, region, bucket, access, secret, &root,
     ))
 }
+
+/// Leaves behind what a commit that crashed half-way leaves: an incomplete multipart upload to the key
+/// of blob `digest`. Returns its upload id.
+pub async fn start_abandoned_commit(
+    store: &super::S3BlobStore,
+    digest: &oci::Digest,
+) -> crate::Result<String> {
+    Ok(store
+        .bucket
+        .create_multipart(&store.keys.blob(digest))
+        .await?)
+}
+
+/// The upload ids of the incomplete multipart uploads under the store's root.
+pub async fn multipart_uploads(store: &super::S3BlobStore) -> crate::Result<Vec<String>> {
+    let uploads = store.bucket.list_multipart(store.keys.root()).await?;
+    Ok(uploads.into_iter().map(|u| u.upload_id).collect())
+}
+
+/// The keys of every object under the store's root (to check what an operation left behind).
+pub async fn object_keys(store: &super::S3BlobStore) -> crate::Result<Vec<String>> {
+    let objects = store.bucket.list(store.keys.root()).await?;
+    Ok(objects.into_iter().map(|o| o.key).collect())
+}

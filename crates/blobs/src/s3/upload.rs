@@ -149,21 +149,7 @@ impl S3BlobStore {
         let keep_first = offset > first_start;
         if keep_first {
             let key = self.keys.part(id, layout.chunk(), first);
-            let Some(response) = self.bucket.get(&key, Some(0..offset - first_start)).await? else {
-                // Removed since the listing: another request is rewriting this upload.
-                return Err(Error::UploadNotFound(id.clone()));
-            };
-            let mut body = response.stream();
-            while let Some(chunk) = body.next().await {
-                buf.extend_from_slice(&chunk?);
-            }
-            if buf.len() as u64 != offset - first_start {
-                return Err(Error::Io(io::Error::other(format!(
-                    "part {key} gave {} bytes, expected {}",
-                    buf.len(),
-                    offset - first_start
-                ))));
-            }
+            buf = self.read_piece(&key, offset - first_start).await?.into();
         }
 
         // Discard everything past the offset before writing: whatever happens next, the run holds at
@@ -235,6 +221,27 @@ impl S3BlobStore {
             }
         });
         Ok(Box::pin(parts.try_flatten()))
+    }
+
+    /// The first `len` bytes of object `key`, in memory: callers read at most one part.
+    pub(crate) async fn read_piece(&self, key: &str, len: u64) -> Result<Bytes> {
+        let mut buf = Vec::with_capacity(len as usize);
+        if len > 0 {
+            let Some(response) = self.bucket.get(key, Some(0..len)).await? else {
+                return Err(Error::Io(io::Error::other(format!("part {key} vanished"))));
+            };
+            let mut body = response.stream();
+            while let Some(chunk) = body.next().await {
+                buf.extend_from_slice(&chunk?);
+            }
+        }
+        if buf.len() as u64 != len {
+            return Err(Error::Io(io::Error::other(format!(
+                "part {key} gave {} bytes, expected {len}",
+                buf.len()
+            ))));
+        }
+        Ok(Bytes::from(buf))
     }
 
     pub(crate) async fn delete_upload(&self, id: &UploadId) -> Result<()> {
