@@ -11,7 +11,8 @@
 //!   applies to);
 //! - `berth_storage_operation_duration_seconds{store, backend, operation}` and
 //!   `berth_storage_operation_errors_total{...}`: every call of the blob and metadata stores, timed by
-//!   the decorators of `registry::instrumented`.
+//!   the decorators of `registry::instrumented`;
+//! - the pull-through cache's lookups, bytes served and upstream requests (see `metrics/cache.rs`).
 //!
 //! Labels are bounded sets: `endpoint` is the kind of endpoint (`manifest`, `blob`, `blob_upload`, ...,
 //! see [`http::endpoint_kind`]), never the repository, whose names are unbounded (and private).
@@ -37,6 +38,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use registry::instrumented::{StorageObserver, StorageOp};
 
+mod cache;
 pub mod http;
 
 /// The content type of the exposition.
@@ -54,6 +56,7 @@ struct Inner {
     registry: Mutex<prometheus_client::registry::Registry>,
     http: http::HttpMetrics,
     storage: StorageMetrics,
+    cache: cache::CacheMetrics,
 }
 
 impl fmt::Debug for Metrics {
@@ -101,11 +104,14 @@ impl Metrics {
             "Blob and metadata store calls that returned an error",
             storage.errors.clone(),
         );
+        let cache = cache::CacheMetrics::default();
+        cache.register(&mut registry);
         Metrics {
             inner: Arc::new(Inner {
                 registry: Mutex::new(registry),
                 http,
                 storage,
+                cache,
             }),
         }
     }
@@ -118,6 +124,11 @@ impl Metrics {
     /// What the storage decorators report to (`registry::instrumented`).
     pub fn storage_observer(&self) -> Arc<dyn StorageObserver> {
         Arc::new(self.inner.storage.clone())
+    }
+
+    /// What the pull-through cache reports to (`registry::proxy::CacheObserver`).
+    pub fn cache_observer(&self) -> Arc<dyn registry::proxy::CacheObserver> {
+        Arc::new(self.inner.cache.clone())
     }
 
     /// Exports `registry`'s count of uploads in progress, read at each scrape.

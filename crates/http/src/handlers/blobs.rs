@@ -3,6 +3,10 @@
 //! A GET streams the blob from the store to the client; a `Range` header asks for part of it. Only a
 //! single range is served: a multi-range or malformed header is answered 416 (after checking the blob
 //! exists, so that an unknown blob is still a 404 and the 416 can carry the blob's size).
+//!
+//! Blobs of a pull-through cache's namespace go through the same code: the registry fetches them from
+//! the upstream on a miss. A mirror request naming its namespace (`?ns=`) is answered with
+//! `OCI-Namespace`.
 
 use axum::body::Body;
 use axum::http::header::{
@@ -13,6 +17,7 @@ use axum::response::IntoResponse;
 use oci::{Digest, RepoName};
 use registry::{Error, Registry};
 
+use super::manifests::{OCI_NAMESPACE, namespaced};
 use super::{Result, empty};
 use crate::headers::{CONTENT_DIGEST, RANGE_NAME, parse_blob_range, value};
 
@@ -21,7 +26,10 @@ pub async fn get(
     name: &RepoName,
     digest: &Digest,
     request: &HeaderMap,
+    query: Option<&str>,
 ) -> Result {
+    let (name, namespace) = namespaced(registry, name, query);
+    let name = &name;
     let range = match request.get(RANGE_NAME) {
         None => None,
         // A header that is not visible ASCII is as malformed as one that does not parse.
@@ -58,15 +66,23 @@ pub async fn get(
             StatusCode::OK
         }
     };
+    headers.extend(namespace.map(|ns| (OCI_NAMESPACE, ns)));
     let headers: HeaderMap = headers.into_iter().collect();
     Ok((status, headers, Body::from_stream(content.body)).into_response())
 }
 
 /// HEAD: the GET's headers from a stat, without opening the blob.
-pub async fn head(registry: &Registry, name: &RepoName, digest: &Digest) -> Result {
-    let info = registry.stat_blob(name, digest).await?;
+pub async fn head(
+    registry: &Registry,
+    name: &RepoName,
+    digest: &Digest,
+    query: Option<&str>,
+) -> Result {
+    let (name, namespace) = namespaced(registry, name, query);
+    let info = registry.stat_blob(&name, digest).await?;
     let mut headers = blob_headers(&info.digest);
     headers.push((CONTENT_LENGTH, value(info.size.to_string())));
+    headers.extend(namespace.map(|ns| (OCI_NAMESPACE, ns)));
     let headers: HeaderMap = headers.into_iter().collect();
     Ok((StatusCode::OK, headers, Body::empty()).into_response())
 }

@@ -3,28 +3,39 @@
 //! A manifest is the one body read whole, because the registry must parse it; it is read with a limit of
 //! the registry's `max_manifest_bytes` (one byte more is enough to know it is too large), so a client
 //! cannot make the server buffer more than that.
+//!
+//! A manifest of a pull-through cache served without the upstream's confirmation carries
+//! `Warning: 110 - "Response is stale"`; a mirror request naming its namespace (`?ns=`) is answered with
+//! `OCI-Namespace`.
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, LOCATION};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, LOCATION, WARNING};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use oci::{Reference, RepoName};
 use registry::Registry;
+use registry::proxy::STALE_WARNING;
 
 use super::{Result, empty};
 use crate::body;
 use crate::headers::{CONTENT_DIGEST, OCI_SUBJECT, content_length, text, value};
 
-/// GET, or HEAD with `head` (same headers, including the Content-Length, and no body).
+/// containerd's answer to a mirror request that named its namespace (`?ns=`).
+pub(super) const OCI_NAMESPACE: HeaderName = HeaderName::from_static("oci-namespace");
+
+/// GET, or HEAD with `head` (same headers, including the Content-Length, and no body). `query` is the
+/// request's, for containerd's `?ns=`.
 pub async fn get(
     registry: &Registry,
     name: &RepoName,
     reference: &Reference,
     head: bool,
+    query: Option<&str>,
 ) -> Result {
-    let m = registry.get_manifest(name, reference).await?;
-    let headers: HeaderMap = [
+    let (name, namespace) = namespaced(registry, name, query);
+    let m = registry.get_manifest(&name, reference).await?;
+    let mut headers: HeaderMap = [
         (CONTENT_TYPE, value(m.media_type.clone())),
         (CONTENT_LENGTH, value(m.payload.len().to_string())),
         (CONTENT_DIGEST, value(m.digest.to_string())),
@@ -32,12 +43,41 @@ pub async fn get(
     ]
     .into_iter()
     .collect();
+    if m.stale {
+        headers.insert(WARNING, HeaderValue::from_static(STALE_WARNING));
+    }
+    if let Some(ns) = namespace {
+        headers.insert(OCI_NAMESPACE, ns);
+    }
     let body = if head {
         Body::empty()
     } else {
         Body::from(m.payload)
     };
     Ok((StatusCode::OK, headers, body).into_response())
+}
+
+/// The repository a request means, and the `OCI-Namespace` to answer: containerd asks a mirror for
+/// `/v2/library/alpine/...?ns=docker.io`, which is the cached repository `docker.io/library/alpine` when
+/// a cached namespace has the prefix `docker.io`. Any other `ns` is ignored (the name stands as sent).
+pub(super) fn namespaced(
+    registry: &Registry,
+    name: &RepoName,
+    query: Option<&str>,
+) -> (RepoName, Option<HeaderValue>) {
+    let ns = query.and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("ns="))
+            // A registry host: no escapes to decode in a name we could match.
+            .filter(|ns| {
+                ns.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b))
+            })
+    });
+    match ns.and_then(|ns| Some((registry.proxy_namespace(ns, name)?, ns))) {
+        Some((full, ns)) => (full, HeaderValue::from_str(ns).ok()),
+        None => (name.clone(), None),
+    }
 }
 
 pub async fn put(

@@ -54,14 +54,20 @@ async fn route(registry: &Registry, endpoint: Endpoint, req: Request) -> Result 
             reference,
             op,
         } => match op {
-            ManifestOp::Get => manifests::get(registry, &name, &reference, false).await,
-            ManifestOp::Head => manifests::get(registry, &name, &reference, true).await,
+            ManifestOp::Get => {
+                manifests::get(registry, &name, &reference, false, req.uri().query()).await
+            }
+            ManifestOp::Head => {
+                manifests::get(registry, &name, &reference, true, req.uri().query()).await
+            }
             ManifestOp::Put => manifests::put(registry, &name, &reference, req).await,
             ManifestOp::Delete => manifests::delete(registry, &name, &reference).await,
         },
         Endpoint::Blob { name, digest, op } => match op {
-            BlobOp::Get => blobs::get(registry, &name, &digest, req.headers()).await,
-            BlobOp::Head => blobs::head(registry, &name, &digest).await,
+            BlobOp::Get => {
+                blobs::get(registry, &name, &digest, req.headers(), req.uri().query()).await
+            }
+            BlobOp::Head => blobs::head(registry, &name, &digest, req.uri().query()).await,
             BlobOp::Delete => blobs::delete(registry, &name, &digest).await,
         },
         Endpoint::UploadStart { name, kind } => match kind {

@@ -16,6 +16,7 @@ mod health;
 mod limits;
 mod manifests;
 mod metrics;
+mod proxy;
 mod readonly;
 mod routing;
 mod server;

@@ -1,0 +1,244 @@
+//! The pull-through cache over HTTP: a stale manifest carries the `Warning` header, containerd's `?ns=`
+//! picks the cached namespace and is answered with `OCI-Namespace`, upstream failures without a cached
+//! copy are spec errors, and cached namespaces refuse pushes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use axum::http::Method;
+use bytes::Bytes;
+use futures_util::stream;
+use oci::{Digest, Reference, RepoName};
+use registry::proxy::{
+    ManifestHead, Namespace, ProxyConfig, Upstream, UpstreamBlob, UpstreamError, UpstreamManifest,
+};
+
+use crate::harness::{Harness, OCI_MANIFEST, image_manifest};
+
+const OK: u8 = 0;
+const DOWN: u8 = 1;
+const LIMITED: u8 = 2;
+
+/// An upstream holding one image, `library/alpine:3` (a manifest and one layer).
+struct OneImage {
+    manifest: Bytes,
+    layer: Bytes,
+    state: AtomicU8,
+}
+
+impl OneImage {
+    fn new() -> Arc<OneImage> {
+        let layer = Bytes::from_static(b"layer bytes of the upstream");
+        let config = Digest::sha256_of(b"{}");
+        let manifest = image_manifest(
+            (&config, 2),
+            (&Digest::sha256_of(&layer), layer.len()),
+            None,
+        );
+        Arc::new(OneImage {
+            manifest: Bytes::from(manifest),
+            layer,
+            state: AtomicU8::new(OK),
+        })
+    }
+
+    fn check(&self, repo: &RepoName) -> Result<bool, UpstreamError> {
+        match self.state.load(Ordering::SeqCst) {
+            DOWN => Err(UpstreamError::Unavailable("refused".into())),
+            LIMITED => Err(UpstreamError::RateLimited { retry_after: None }),
+            _ => Ok(repo.as_str() == "library/alpine"),
+        }
+    }
+
+    fn digest(&self) -> Digest {
+        Digest::sha256_of(&self.manifest)
+    }
+}
+
+#[async_trait::async_trait]
+impl Upstream for OneImage {
+    fn name(&self) -> &str {
+        "one"
+    }
+
+    async fn manifest_head(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<ManifestHead>, UpstreamError> {
+        let m = self.manifest_get(repo, reference, usize::MAX).await?;
+        Ok(m.map(|m| ManifestHead {
+            digest: m.digest,
+            media_type: m.media_type,
+            size: m.payload.len() as u64,
+        }))
+    }
+
+    async fn manifest_get(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        _: usize,
+    ) -> Result<Option<UpstreamManifest>, UpstreamError> {
+        let known = match reference {
+            Reference::Tag(t) => t.as_str() == "3",
+            Reference::Digest(d) => *d == self.digest(),
+        };
+        Ok((self.check(repo)? && known).then(|| UpstreamManifest {
+            digest: self.digest(),
+            media_type: OCI_MANIFEST.into(),
+            payload: self.manifest.clone(),
+        }))
+    }
+
+    async fn blob_get(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<UpstreamBlob>, UpstreamError> {
+        let known = *digest == Digest::sha256_of(&self.layer);
+        let layer = self.layer.clone();
+        Ok((self.check(repo)? && known).then(|| UpstreamBlob {
+            size: Some(layer.len() as u64),
+            body: Box::pin(stream::once(async move { Ok(layer) })),
+        }))
+    }
+}
+
+/// A registry mirroring `upstream` under `docker.io` (Docker Hub's `library/` rule) that revalidates
+/// tags on every pull.
+async fn mirror(upstream: &Arc<OneImage>) -> Harness {
+    let config = ProxyConfig {
+        namespaces: vec![Namespace {
+            prefix: "docker.io".into(),
+            upstream: upstream.clone(),
+            official_library: true,
+        }],
+        revalidate_after: Duration::ZERO,
+    };
+    Harness::with_app(registry::Config::default(), |reg, _| async move {
+        berth_http::router(reg.with_proxy(config, None))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_stale_manifest_carries_a_warning() {
+    let up = OneImage::new();
+    let h = mirror(&up).await;
+    let fresh = h.get("/v2/docker.io/alpine/manifests/3").await;
+    fresh.assert_status(200);
+    assert_eq!(fresh.body, up.manifest);
+    assert!(!fresh.has_header("warning"));
+
+    for state in [DOWN, LIMITED] {
+        up.state.store(state, Ordering::SeqCst);
+        for method in [Method::GET, Method::HEAD] {
+            let stale = h
+                .call(
+                    method.clone(),
+                    "/v2/docker.io/alpine/manifests/3",
+                    &[],
+                    None,
+                )
+                .await;
+            stale.assert_status(200);
+            assert_eq!(
+                stale.header("warning"),
+                "110 - \"Response is stale\"",
+                "{method}"
+            );
+            assert_eq!(
+                stale.header("docker-content-digest"),
+                up.digest().to_string()
+            );
+        }
+    }
+    up.state.store(OK, Ordering::SeqCst);
+    assert!(
+        !h.get("/v2/docker.io/alpine/manifests/3")
+            .await
+            .has_header("warning")
+    );
+}
+
+#[tokio::test]
+async fn containerd_namespaces_pick_the_cache_and_are_answered() {
+    let up = OneImage::new();
+    let h = mirror(&up).await;
+    let m = h.get("/v2/library/alpine/manifests/3?ns=docker.io").await;
+    m.assert_status(200);
+    assert_eq!(m.header("oci-namespace"), "docker.io");
+    assert_eq!(m.body, up.manifest);
+    let layer = Digest::sha256_of(&up.layer);
+    let b = h
+        .get(&format!("/v2/library/alpine/blobs/{layer}?ns=docker.io"))
+        .await;
+    b.assert_status(200);
+    assert_eq!(b.header("oci-namespace"), "docker.io");
+    assert_eq!(b.body, up.layer);
+    let head = h
+        .head(&format!("/v2/library/alpine/blobs/{layer}?ns=docker.io"))
+        .await;
+    assert_eq!(head.header("oci-namespace"), "docker.io");
+    // The same repository under its prefixed name: already cached.
+    h.get(&format!("/v2/docker.io/library/alpine/blobs/{layer}"))
+        .await
+        .assert_status(200);
+    // A namespace nobody mirrors is ignored: the local repository of that name does not exist.
+    let other = h.get("/v2/library/alpine/manifests/3?ns=quay.io").await;
+    other.assert_error(404, "MANIFEST_UNKNOWN");
+    assert!(!other.has_header("oci-namespace"));
+}
+
+#[tokio::test]
+async fn upstream_failures_without_a_cached_copy_are_spec_errors() {
+    let up = OneImage::new();
+    let h = mirror(&up).await;
+    h.get("/v2/docker.io/alpine/manifests/nope")
+        .await
+        .assert_error(404, "MANIFEST_UNKNOWN");
+    let unknown = Digest::sha256_of(b"nothing");
+    h.get(&format!("/v2/docker.io/alpine/blobs/{unknown}"))
+        .await
+        .assert_error(404, "BLOB_UNKNOWN");
+    up.state.store(LIMITED, Ordering::SeqCst);
+    h.get("/v2/docker.io/alpine/manifests/3")
+        .await
+        .assert_error(429, "TOOMANYREQUESTS");
+    up.state.store(DOWN, Ordering::SeqCst);
+    let r = h.get("/v2/docker.io/alpine/manifests/3").await;
+    r.assert_error(503, "UNAVAILABLE");
+    assert!(
+        !String::from_utf8_lossy(&r.body).contains("refused"),
+        "no upstream detail leaks"
+    );
+}
+
+#[tokio::test]
+async fn cached_namespaces_refuse_pushes_and_local_repositories_accept_them() {
+    let up = OneImage::new();
+    let h = mirror(&up).await;
+    let r = h
+        .call(
+            Method::POST,
+            "/v2/docker.io/alpine/blobs/uploads/",
+            &[],
+            None,
+        )
+        .await;
+    r.assert_error(405, "UNSUPPORTED");
+    let r = h
+        .call(
+            Method::PUT,
+            "/v2/docker.io/alpine/manifests/x",
+            &[],
+            Some(b"{}"),
+        )
+        .await;
+    r.assert_error(405, "UNSUPPORTED");
+    h.call(Method::POST, "/v2/team/app/blobs/uploads/", &[], None)
+        .await
+        .assert_status(202);
+}
