@@ -12,6 +12,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use berth_http::metrics::Metrics;
 use berth_http::tls::{TlsAcceptor, TlsSettings};
 use blobs::BlobStore;
 use blobs::fs::FsBlobStore;
+use blobs::s3::{S3BlobStore, S3Settings};
 use metadata::MetadataStore;
 use metadata::postgres::PostgresStore;
 use metadata::sqlite::SqliteStore;
@@ -30,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::config::storage::Driver;
 
 /// How long requests in flight may run on after a shutdown signal, unless `http.draintimeout` says
 /// otherwise (a client stalled mid-upload must not keep the process alive forever).
@@ -46,8 +49,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("creating the data directory {}", configured_root.display()))?;
     let root = std::path::absolute(configured_root)
         .with_context(|| format!("resolving the data directory {}", configured_root.display()))?;
-    let blobs = FsBlobStore::open(&root)
-        .with_context(|| format!("opening the blob store in {}", root.display()))?;
+    let (blobs, blobs_name) = open_blobs(&config, &root)?;
     let (meta, metadata_name): (Arc<dyn MetadataStore>, &str) = if config.database.enabled {
         let db = &config.database;
         let store = PostgresStore::connect(&db.postgres_settings()?)
@@ -67,16 +69,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("opening the metadata database {}", db.display()))?;
         (Arc::new(store), "metadata_sqlite")
     };
-    let mut blobs: Arc<dyn BlobStore> = Arc::new(blobs);
+    let mut blobs = blobs;
     let mut meta = meta;
     let exported = config.http.debug.addr.is_some() && config.http.debug.prometheus.is_some();
     let metrics = exported.then(Metrics::new);
     if let Some(metrics) = &metrics {
         let backend = metadata_name.trim_start_matches("metadata_");
-        // The blob store opened above is always the filesystem one (registry:2's driver name).
+        // Labelled with registry:2's driver name.
         blobs = Arc::new(InstrumentedBlobStore::new(
             blobs,
-            "filesystem",
+            blobs_name,
             metrics.storage_observer(),
         ));
         meta = Arc::new(InstrumentedMetadataStore::new(
@@ -255,4 +257,19 @@ impl Signals {
             _ = self.int.recv() => "SIGINT",
         }
     }
+}
+
+/// The blob store the configuration names, and its driver's name (registry:2's, for the metrics): S3
+/// (credentials, region and endpoint the file leaves out come from the AWS environment variables), or
+/// the filesystem under `root`.
+fn open_blobs(config: &Config, root: &Path) -> anyhow::Result<(Arc<dyn BlobStore>, &'static str)> {
+    if let Driver::S3(s3) = &config.storage.driver {
+        let settings = S3Settings::resolve(s3.options(), |name| std::env::var(name).ok())
+            .context("configuring the S3 blob store")?;
+        let store = S3BlobStore::open(&settings).context("opening the S3 blob store")?;
+        return Ok((Arc::new(store), "s3"));
+    }
+    let store = FsBlobStore::open(root)
+        .with_context(|| format!("opening the blob store in {}", root.display()))?;
+    Ok((Arc::new(store), "filesystem"))
 }

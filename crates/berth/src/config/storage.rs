@@ -1,5 +1,5 @@
-//! The `storage` section: the driver (`filesystem`; `s3` parsed for the S3 backend to come), deletes,
-//! read-only mode, upload purging, redirects and registry:2's descriptor cache.
+//! The `storage` section: the driver (`filesystem` or `s3`), deletes, read-only mode, upload purging,
+//! redirects and registry:2's descriptor cache.
 //!
 //! As in registry:2, every key of `storage` other than `maintenance`, `cache`, `delete`, `redirect` and
 //! `tag` names a driver, and exactly one driver may be configured. Without any, berth stores under
@@ -43,17 +43,21 @@ pub enum Driver {
     Filesystem {
         root: PathBuf,
     },
-    /// Parsed and validated; served by the S3 backend once it exists.
+    /// Blobs in an S3 bucket (`blobs::s3`); SQLite metadata, if no database is configured, stays in
+    /// [`DEFAULT_ROOT`].
     S3(S3Config),
     /// A registry:2 driver berth has no backend for (`azure`, `gcs`, `inmemory`, ...).
     Unsupported(String),
 }
 
-/// registry:2's `storage.s3` keys that the S3 backend will use.
+/// registry:2's `storage.s3` keys that the S3 backend uses. Credentials, region and endpoint left out
+/// here are taken from the AWS environment variables when the store opens (`blobs::s3::S3Settings`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct S3Config {
     pub access_key: Option<String>,
     pub secret_key: Option<Secret>,
+    /// `sessiontoken`: temporary credentials' token.
+    pub session_token: Option<Secret>,
     pub region: Option<String>,
     pub region_endpoint: Option<String>,
     pub bucket: String,
@@ -65,6 +69,11 @@ pub struct S3Config {
     pub skip_verify: bool,
     /// Multipart part size in bytes (at least 5 MiB, S3's minimum part).
     pub chunk_size: u64,
+    /// `encrypt`: server-side encryption of every object (SSE-S3, or SSE-KMS with `keyid`).
+    pub encrypt: bool,
+    pub key_id: Option<String>,
+    /// `storageclass`; `None` for the bucket's default (registry:2's `NONE`).
+    pub storage_class: Option<String>,
 }
 
 /// S3's smallest part, registry:2's minimum `chunksize`.
@@ -72,23 +81,38 @@ pub const S3_MIN_CHUNK: u64 = 5 * 1024 * 1024;
 /// registry:2's default `chunksize`.
 pub const S3_DEFAULT_CHUNK: u64 = 10 * 1024 * 1024;
 
-/// registry:2 s3 keys accepted without their own field (the whole section is reported as not yet
-/// implemented anyway).
-const S3_OTHER_KEYS: &[&str] = &[
-    "encrypt",
-    "keyid",
-    "v4auth",
-    "storageclass",
-    "useragent",
-    "usedualstack",
-    "accelerate",
-    "loglevel",
-    "objectacl",
-    "sessiontoken",
-    "multipartcopychunksize",
-    "multipartcopymaxconcurrency",
-    "multipartcopythresholdsize",
-    "checksumdisabled",
+/// registry:2 s3 keys berth does not use, and why.
+const S3_IGNORED_KEYS: &[(&str, &str)] = &[
+    ("useragent", "berth names itself in its requests"),
+    (
+        "usedualstack",
+        "name a dual-stack endpoint in regionendpoint instead",
+    ),
+    (
+        "accelerate",
+        "name the accelerated endpoint in regionendpoint instead",
+    ),
+    (
+        "loglevel",
+        "S3 requests are logged at the debug level of log.level",
+    ),
+    ("objectacl", "objects keep the bucket's default ACL"),
+    (
+        "multipartcopychunksize",
+        "commits copy the upload's parts as they are",
+    ),
+    (
+        "multipartcopymaxconcurrency",
+        "commits copy four parts at a time",
+    ),
+    (
+        "multipartcopythresholdsize",
+        "commits copy the upload's parts as they are",
+    ),
+    (
+        "checksumdisabled",
+        "berth sends no checksums beyond SigV4's",
+    ),
 ];
 
 impl StorageConfig {
@@ -140,6 +164,11 @@ struct RawS3 {
     secure: Option<Setting>,
     skip_verify: Option<Setting>,
     chunk_size: Option<Setting>,
+    session_token: Option<Setting>,
+    encrypt: Option<Setting>,
+    key_id: Option<Setting>,
+    storage_class: Option<Setting>,
+    v4auth: Option<Setting>,
 }
 
 pub fn read(mut s: Section<'_>) -> Result<StorageConfig, ConfigError> {
@@ -174,14 +203,6 @@ pub fn read(mut s: Section<'_>) -> Result<StorageConfig, ConfigError> {
         }
         Some("s3") => {
             let mut s3 = s.section("s3")?;
-            ctx.warn(
-                &s3.here(),
-                WarningKind::NotYet,
-                format!(
-                    "the S3 backend is not implemented in berth yet; blobs are stored on the \
-                     filesystem under {DEFAULT_ROOT} instead"
-                ),
-            );
             raw.s3 = Some(read_s3(&mut s3)?);
             s3.finish();
         }
@@ -193,7 +214,7 @@ pub fn read(mut s: Section<'_>) -> Result<StorageConfig, ConfigError> {
                 &origin,
                 WarningKind::Ignored,
                 format!(
-                    "berth has no {other} storage driver (filesystem, and S3 to come); blobs are \
+                    "berth has no {other} storage driver (filesystem and s3 only); blobs are \
                      stored on the filesystem under {DEFAULT_ROOT} instead"
                 ),
             );
@@ -264,9 +285,14 @@ fn read_s3(s: &mut Section<'_>) -> Result<RawS3, ConfigError> {
         secure: s.scalar("secure")?,
         skip_verify: s.scalar("skipverify")?,
         chunk_size: s.scalar("chunksize")?,
+        session_token: s.scalar("sessiontoken")?,
+        encrypt: s.scalar("encrypt")?,
+        key_id: s.scalar("keyid")?,
+        storage_class: s.scalar("storageclass")?,
+        v4auth: s.scalar("v4auth")?,
     };
-    for key in S3_OTHER_KEYS {
-        s.accept(key);
+    for (key, why) in S3_IGNORED_KEYS {
+        s.ignore(key, why);
     }
     Ok(raw)
 }
@@ -282,7 +308,7 @@ impl RawStorage {
                     non_empty(&self.fs_root)?.unwrap_or_else(|| REGISTRY2_FS_ROOT.to_string()),
                 ),
             },
-            Some("s3") => Driver::S3(self.s3.unwrap_or_default().validate()?),
+            Some("s3") => Driver::S3(self.s3.unwrap_or_default().validate(ctx)?),
             Some(other) => Driver::Unsupported(other.to_string()),
         };
         let purging_enabled = parse_or(&self.purge_enabled, true, parse_bool)?;
@@ -333,19 +359,47 @@ impl RawStorage {
 }
 
 impl RawS3 {
-    fn validate(self) -> Result<S3Config, ConfigError> {
+    fn validate(self, ctx: &super::read::Ctx) -> Result<S3Config, ConfigError> {
         let bucket = non_empty(&self.bucket)?.ok_or_else(|| ConfigError::Malformed {
             key: "storage.s3.bucket".into(),
             reason: "required with the s3 driver".into(),
         })?;
+        // Not required here, unlike registry:2: AWS_REGION may give it (checked when the store opens).
         let region = non_empty(&self.region)?;
         let region_endpoint = non_empty(&self.region_endpoint)?;
-        if region.is_none() && region_endpoint.is_none() {
-            return Err(ConfigError::Malformed {
-                key: "storage.s3.region".into(),
-                reason: "required with the s3 driver unless regionendpoint is set".into(),
-            });
+        let skip_verify = parse_or(&self.skip_verify, false, parse_bool)?;
+        if skip_verify && let Some(s) = &self.skip_verify {
+            ctx.warn(
+                &s.origin,
+                WarningKind::Ignored,
+                "berth always verifies the endpoint's certificate; add its CA to the system's \
+                 trust store instead",
+            );
         }
+        if let Some(s) = &self.v4auth
+            && !s.parse(parse_bool)?
+        {
+            ctx.warn(
+                &s.origin,
+                WarningKind::Adjusted,
+                "berth signs every request with AWS Signature Version 4",
+            );
+        }
+        let key_id = non_empty(&self.key_id)?;
+        let encrypt = parse_or(&self.encrypt, false, parse_bool)?;
+        if !encrypt
+            && key_id.is_some()
+            && let Some(s) = &self.key_id
+        {
+            ctx.warn(
+                &s.origin,
+                WarningKind::Ignored,
+                "used only with encrypt: true",
+            );
+        }
+        // registry:2 writes STANDARD unless told NONE; berth leaves the bucket's default unless told.
+        let storage_class =
+            non_empty(&self.storage_class)?.filter(|c| !c.eq_ignore_ascii_case("none"));
         let chunk_size = parse_or(&self.chunk_size, S3_DEFAULT_CHUNK, |t| {
             parse_int(t, S3_MIN_CHUNK, 5 * 1024 * 1024 * 1024)
         })?;
@@ -358,8 +412,12 @@ impl RawS3 {
             root_directory: self.root_directory.map(|s| s.text),
             force_path_style: parse_or(&self.force_path_style, false, parse_bool)?,
             secure: parse_or(&self.secure, true, parse_bool)?,
-            skip_verify: parse_or(&self.skip_verify, false, parse_bool)?,
+            skip_verify,
             chunk_size,
+            session_token: self.session_token.map(|s| Secret::new(s.text)),
+            encrypt,
+            key_id,
+            storage_class,
         })
     }
 }
@@ -422,6 +480,148 @@ impl S3Config {
             ("secure", self.secure.into()),
             ("skipverify", self.skip_verify.into()),
             ("chunksize", self.chunk_size.into()),
+            ("sessiontoken", masked(&self.session_token)),
+            ("encrypt", self.encrypt.into()),
+            ("keyid", opt(&self.key_id)),
+            ("storageclass", opt(&self.storage_class)),
         ])
+    }
+
+    /// What the S3 backend is given; the AWS environment fills the gaps when it opens.
+    pub fn options(&self) -> blobs::s3::S3Options {
+        blobs::s3::S3Options {
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.as_ref().map(|s| s.expose().to_string()),
+            session_token: self.session_token.as_ref().map(|s| s.expose().to_string()),
+            region: self.region.clone(),
+            region_endpoint: self.region_endpoint.clone(),
+            bucket: self.bucket.clone(),
+            root_directory: self.root_directory.clone(),
+            force_path_style: self.force_path_style,
+            secure: self.secure,
+            chunk_size: self.chunk_size,
+            encrypt: self.encrypt,
+            kms_key_id: self.key_id.clone(),
+            storage_class: self.storage_class.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::super::{Loaded, WarningKind, load};
+    use super::*;
+
+    fn load_s3(yaml: &str, vars: &[(&str, &str)]) -> (Loaded, S3Config) {
+        let env: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let loaded = load(Some(yaml), &env).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        let Driver::S3(s3) = loaded.config.storage.driver.clone() else {
+            panic!("not s3: {:?}", loaded.config.storage.driver)
+        };
+        (loaded, s3)
+    }
+
+    fn warnings(l: &Loaded) -> Vec<(&str, WarningKind)> {
+        l.warnings
+            .iter()
+            .map(|w| (w.key.as_str(), w.kind))
+            .collect()
+    }
+
+    const FULL: &str = "storage:\n  s3:\n    accesskey: AK\n    secretkey: SK\n    region: eu-west-3\n    \
+        regionendpoint: https://s3.example.com\n    bucket: reg\n    rootdirectory: /a/b\n    \
+        forcepathstyle: true\n    secure: false\n    chunksize: 6291456\n    v4auth: true\n    \
+        encrypt: true\n    keyid: kms-key\n    storageclass: REDUCED_REDUNDANCY\n    sessiontoken: TOK\n";
+
+    #[test]
+    fn every_key_reaches_the_backend() {
+        let (l, s3) = load_s3(FULL, &[]);
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let o = s3.options();
+        assert_eq!(
+            (o.access_key.as_deref(), o.secret_key.as_deref()),
+            (Some("AK"), Some("SK"))
+        );
+        assert_eq!(o.session_token.as_deref(), Some("TOK"));
+        assert_eq!(o.region.as_deref(), Some("eu-west-3"));
+        assert_eq!(o.region_endpoint.as_deref(), Some("https://s3.example.com"));
+        assert_eq!(
+            (o.bucket.as_str(), o.root_directory.as_deref()),
+            ("reg", Some("/a/b"))
+        );
+        assert!(o.force_path_style && !o.secure && o.encrypt);
+        assert_eq!(o.chunk_size, 6 * 1024 * 1024);
+        assert_eq!(o.kms_key_id.as_deref(), Some("kms-key"));
+        assert_eq!(o.storage_class.as_deref(), Some("REDUCED_REDUNDANCY"));
+        // The store is S3; the SQLite metadata (without a database) stays in the local data directory.
+        assert_eq!(l.config.storage.driver_name(), "s3");
+        assert_eq!(l.config.storage.local_root(), Path::new(DEFAULT_ROOT));
+    }
+
+    #[test]
+    fn registry2_environment_overrides_apply() {
+        let (_, s3) = load_s3(
+            FULL,
+            &[
+                ("REGISTRY_STORAGE_S3_BUCKET", "other"),
+                ("REGISTRY_STORAGE_S3_SECRETKEY", "from-env"),
+                ("REGISTRY_STORAGE_S3_CHUNKSIZE", "5242880"),
+            ],
+        );
+        assert_eq!(s3.bucket, "other");
+        assert_eq!(s3.secret_key.as_ref().map(Secret::expose), Some("from-env"));
+        assert_eq!(s3.chunk_size, S3_MIN_CHUNK);
+        // A whole s3 section from the environment alone.
+        let (_, s3) = load_s3(
+            "log:\n  level: info\n",
+            &[
+                ("REGISTRY_STORAGE_S3_BUCKET", "b"),
+                (
+                    "REGISTRY_STORAGE_S3_REGIONENDPOINT",
+                    "http://127.0.0.1:3900",
+                ),
+            ],
+        );
+        assert_eq!(s3.region_endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+        assert_eq!(s3.chunk_size, S3_DEFAULT_CHUNK);
+        assert!(s3.secure && !s3.force_path_style, "registry:2's defaults");
+    }
+
+    #[test]
+    fn the_secrets_are_masked_when_printed() {
+        let (l, _) = load_s3(FULL, &[]);
+        let printed = serde_yaml::to_string(&l.config.storage.to_yaml()).unwrap_or_default();
+        assert!(printed.contains("bucket: reg"), "{printed}");
+        assert!(
+            !printed.contains("SK") && !printed.contains("TOK"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn what_berth_does_not_do_is_warned() {
+        let (l, s3) = load_s3(
+            "storage:\n  s3:\n    bucket: b\n    skipverify: true\n    v4auth: false\n    \
+             keyid: k\n    storageclass: NONE\n    objectacl: private\n    useragent: x\n",
+            &[],
+        );
+        assert_eq!(
+            warnings(&l),
+            [
+                ("storage.s3.useragent", WarningKind::Ignored),
+                ("storage.s3.objectacl", WarningKind::Ignored),
+                ("storage.s3.skipverify", WarningKind::Ignored),
+                ("storage.s3.v4auth", WarningKind::Adjusted),
+                ("storage.s3.keyid", WarningKind::Ignored),
+            ]
+        );
+        assert_eq!(s3.storage_class, None, "NONE leaves the bucket's default");
+        // Neither region nor endpoint: the AWS environment may still give them when the store opens.
+        assert_eq!((s3.region, s3.region_endpoint), (None, None));
     }
 }

@@ -275,13 +275,13 @@ fn the_storage_section() {
 }
 
 #[test]
-fn s3_is_parsed_for_the_backend_to_come() {
+fn s3_is_parsed_for_the_s3_backend() {
     let l = load_ok(
         "storage:\n  s3:\n    accesskey: AK\n    secretkey: SK\n    region: us-east-1\n    \
          regionendpoint: http://127.0.0.1:3900\n    bucket: berth\n    rootdirectory: /reg\n    \
          forcepathstyle: true\n    secure: false\n    chunksize: 10485760\n    v4auth: true\n",
     );
-    assert_eq!(warned(&l), [("storage.s3", NotYet)]);
+    assert_eq!(warned(&l), []);
     let Driver::S3(s3) = &l.config.storage.driver else {
         panic!("{:?}", l.config.storage.driver)
     };
@@ -290,7 +290,7 @@ fn s3_is_parsed_for_the_backend_to_come() {
     assert_eq!(s3.region_endpoint.as_deref(), Some("http://127.0.0.1:3900"));
     assert!(s3.force_path_style && !s3.secure);
     assert_eq!(s3.chunk_size, 10 * 1024 * 1024);
-    // Until then the data stays on the local disk.
+    // Blobs go to S3; the SQLite metadata (without a database) stays on the local disk.
     assert_eq!(l.config.storage.local_root(), Path::new(DEFAULT_ROOT));
     assert_eq!(l.config.storage.driver_name(), "s3");
 
