@@ -7,12 +7,16 @@
 //! configured, anonymous otherwise), cache the token until shortly before `expires_in` runs out (60 s when
 //! the answer does not say), retry once; `Basic` -> retry once with the credentials.
 //!
+//! Token fetches are single-flight per scope: when many requests of one repository meet a 401 at once (a
+//! cold cache pulling several layers), one fetches the token and the others wait for it and use it,
+//! instead of each asking the token service.
+//!
 //! Secrets never reach a log line or an error: header values holding them are marked sensitive (hyper
 //! keeps them out of HPACK tables, `Debug` prints `Sensitive`), and messages name the realm's host only.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -41,6 +45,9 @@ pub(crate) struct Auth {
     basic_wanted: AtomicBool,
     /// Bearer tokens by scope (`repository:<name>:pull`). A std mutex: it is never held across an await.
     tokens: Mutex<HashMap<String, Token>>,
+    /// One async lock per scope whose token is being fetched (removed when nobody holds it), so that a
+    /// scope's token is fetched once however many requests need it at the same moment.
+    fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 struct Token {
@@ -66,18 +73,15 @@ impl Auth {
             basic,
             basic_wanted: AtomicBool::new(false),
             tokens: Mutex::new(HashMap::new()),
+            fetching: Mutex::new(HashMap::new()),
         }
     }
 
     /// The `Authorization` to send first for `scope`: a fresh cached token, else Basic if the upstream
     /// asked for it before, else none.
     pub(crate) fn preemptive(&self, scope: &str) -> Option<HeaderValue> {
-        let now = Instant::now();
-        if let Ok(tokens) = self.tokens.lock()
-            && let Some(t) = tokens.get(scope)
-            && t.fresh_until > now
-        {
-            return Some(t.header.clone());
+        if let Some(token) = self.cached_token(scope) {
+            return Some(token);
         }
         if self.basic_wanted.load(Ordering::Relaxed) {
             return self.basic.clone();
@@ -85,13 +89,21 @@ impl Auth {
         None
     }
 
-    /// Answers the challenge of a 401 (`headers` are its headers) for a request in `scope`: fetches a
-    /// new token (never a cached one: the 401 says the one sent, if any, is no good) or returns Basic.
+    fn cached_token(&self, scope: &str) -> Option<HeaderValue> {
+        let tokens = self.tokens.lock().ok()?;
+        let t = tokens.get(scope)?;
+        (t.fresh_until > Instant::now()).then(|| t.header.clone())
+    }
+
+    /// Answers the challenge of a 401 (`headers` are its headers) for a request in `scope` that carried
+    /// `sent`: a token (fetched, or fetched meanwhile by another request, but never the one just
+    /// refused) or Basic.
     pub(crate) async fn answer(
         &self,
         http: &Http,
         headers: &HeaderMap,
         scope: &str,
+        sent: Option<&HeaderValue>,
     ) -> Result<HeaderValue, UpstreamError> {
         let challenges: Vec<Challenge> = headers
             .get_all(WWW_AUTHENTICATE)
@@ -100,7 +112,16 @@ impl Auth {
             .flat_map(challenge::parse)
             .collect();
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
-            return self.fetch_token(http, bearer, scope).await;
+            let lock = self.scope_lock(scope);
+            let result = {
+                let _flight = lock.lock().await;
+                match self.cached_token(scope) {
+                    Some(t) if Some(&t) != sent => Ok(t),
+                    _ => self.fetch_token(http, bearer, scope).await,
+                }
+            };
+            self.release_scope_lock(scope, lock);
+            return result;
         }
         if challenges.iter().any(|c| c.scheme == "basic") {
             return match &self.basic {
@@ -116,6 +137,26 @@ impl Auth {
         Err(UpstreamError::Denied(
             "the upstream answered 401 without a Bearer or Basic challenge".into(),
         ))
+    }
+
+    fn scope_lock(&self, scope: &str) -> Arc<tokio::sync::Mutex<()>> {
+        match self.fetching.lock() {
+            Ok(mut locks) => locks.entry(scope.to_string()).or_default().clone(),
+            // Unreachable in practice (nothing panics under this lock); without the map, no coalescing.
+            Err(_) => Arc::default(),
+        }
+    }
+
+    /// Forgets `scope`'s lock once no other request holds it (checked under the map's lock, so nobody
+    /// can be taking it meanwhile), keeping the map as small as the fetches in flight.
+    fn release_scope_lock(&self, scope: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+        if let Ok(mut locks) = self.fetching.lock()
+            && locks
+                .get(scope)
+                .is_some_and(|l| Arc::ptr_eq(l, &lock) && Arc::strong_count(l) <= 2)
+        {
+            locks.remove(scope);
+        }
     }
 
     async fn fetch_token(

@@ -45,7 +45,12 @@ impl Fetcher {
             // Only the registry's own 401 starts the dance, and only once per request: a second 401 means
             // the fresh credentials are refused.
             if resp.status() == StatusCode::UNAUTHORIZED && !redirected && !answered {
-                authorization = Some(self.auth.answer(&self.http, resp.headers(), scope).await?);
+                let sent = authorization.as_ref();
+                authorization = Some(
+                    self.auth
+                        .answer(&self.http, resp.headers(), scope, sent)
+                        .await?,
+                );
                 answered = true;
                 continue;
             }

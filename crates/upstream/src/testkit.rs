@@ -10,8 +10,7 @@
 //!   parameters, Basic credentials or anonymous), counts its requests, and lets the proxy check tokens.
 //!
 //! Both are plain HTTP/1.1 on loopback, built on hyper, and stop when dropped. Nothing here is meant for
-//! production: errors in them panic-free but terse, and state lives in std mutexes (never held across an
-//! await).
+//! production; their state lives in std mutexes (never held across an await).
 
 use std::convert::Infallible;
 use std::future::Future;

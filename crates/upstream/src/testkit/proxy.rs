@@ -147,7 +147,6 @@ impl FaultProxy {
 
     /// The same fault for requests of every kind.
     pub fn set_fault(&self, fault: Fault) {
-        self.with_state(|s| s.faults = Default::default());
         for kind in Kind::ALL {
             self.set_fault_on(kind, fault.clone());
         }

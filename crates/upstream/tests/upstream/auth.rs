@@ -88,6 +88,29 @@ async fn the_anonymous_token_dance_caches_tokens_per_scope() {
 }
 
 #[tokio::test]
+async fn concurrent_requests_of_one_scope_fetch_one_token() {
+    let (origin, tokens, proxy) = gated(TokenServerConfig::default()).await;
+    let image = origin.seed_image("lib/app", "v1", b"layer").await;
+    let up = client(&proxy.url());
+    let (repo, v1) = (name("lib/app"), tag("v1"));
+    // A cold cache: eight requests meet the 401 at once.
+    let heads = (0..8).map(|_| up.manifest_head(&repo, &v1));
+    for head in futures_util::future::join_all(heads).await {
+        assert_eq!(head.unwrap().unwrap().digest, image.digest);
+    }
+    assert_eq!(
+        proxy.count("HEAD", Kind::Manifest),
+        16,
+        "each: a 401 and a retry"
+    );
+    assert_eq!(
+        tokens.requests(),
+        1,
+        "the others waited for the first one's token"
+    );
+}
+
+#[tokio::test]
 async fn credentials_go_to_the_token_service() {
     let (origin, tokens, proxy) = gated(alice_and_bob()).await;
     origin.seed_image("team/app", "v1", b"layer").await;
