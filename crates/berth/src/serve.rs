@@ -97,6 +97,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             max_manifest_bytes: config.limits.max_manifest_bytes,
         },
     );
+    let registry = match &config.proxy {
+        Some(proxy) => registry.with_proxy(
+            registry::proxy::ProxyConfig {
+                namespaces: proxy
+                    .namespaces()
+                    .context("setting up the proxy's upstreams")?,
+                revalidate_after: proxy.revalidate,
+            },
+            metrics.as_ref().map(Metrics::cache_observer),
+        ),
+        None => registry,
+    };
     if let Some(metrics) = &metrics {
         metrics.watch_uploads(&registry);
     }

@@ -1,5 +1,14 @@
-//! The `proxy` section: registry:2's pull-through cache of one upstream registry (`remoteurl`,
-//! `username`, `password`, `ttl`), parsed and validated for the cache that will serve it.
+//! The `proxy` section: the pull-through cache.
+//!
+//! registry:2's keys (`remoteurl`, `username`, `password`, `ttl`) make berth a mirror of one upstream
+//! for every repository, as docker's `registry-mirrors` and containerd's mirrors address it. berth adds:
+//! - `upstreams`: a list of `{prefix, remoteurl, username, password}`, each mirroring one upstream under
+//!   a name prefix (`localhost:5000/ghcr.io/org/app` is ghcr.io's `org/app`); names under no prefix are
+//!   local repositories, pushed as usual, unless `remoteurl` is set too (then it mirrors them all);
+//! - `revalidate`: how long a tag is served from the cache before the upstream is asked again (HEAD).
+//!
+//! Docker Hub's rule (one-component names are `library/<name>`) applies to the `docker.io` prefix and
+//! to upstreams on Docker Hub's hosts.
 
 use std::time::Duration;
 
@@ -7,6 +16,7 @@ use serde_yaml::Value;
 
 use super::read::{Section, Setting, non_empty, parse_or};
 use super::values::{format_duration, parse_duration};
+use super::yaml::Node;
 use super::{ConfigError, Secret, WarningKind, mapping, masked};
 
 /// registry:2's default `ttl`: cached content expires after a week.
@@ -14,12 +24,26 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProxyConfig {
-    /// `remoteurl`: `http(s)://host[:port]` of the upstream.
-    pub remote_url: String,
+    /// `remoteurl`: `http(s)://host[:port]` of the upstream of every repository no prefix claims.
+    pub remote_url: Option<String>,
     pub username: Option<String>,
     pub password: Option<Secret>,
     /// How long cached content lives; `None` (`ttl: 0`): forever.
     pub ttl: Option<Duration>,
+    /// berth's `revalidate`: a tag confirmed by the upstream this recently is served without asking.
+    pub revalidate: Duration,
+    /// berth's `upstreams`: one upstream per name prefix.
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// One upstream under a prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// The name prefix (`docker.io`), without slashes at its ends.
+    pub prefix: String,
+    pub remote_url: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
 }
 
 #[derive(Debug, Default)]
@@ -28,68 +52,193 @@ struct RawProxy {
     username: Option<Setting>,
     password: Option<Setting>,
     ttl: Option<Setting>,
+    revalidate: Option<Setting>,
+    upstreams: Vec<RawUpstream>,
+}
+
+#[derive(Debug)]
+struct RawUpstream {
+    here: String,
+    prefix: Option<Setting>,
+    remote_url: Option<Setting>,
+    username: Option<Setting>,
+    password: Option<Setting>,
 }
 
 /// `None` when the section is absent.
 pub fn read(mut s: Section<'_>) -> Result<Option<ProxyConfig>, ConfigError> {
-    let here = s.here();
-    let raw = RawProxy {
+    let present = s.keys().next().is_some();
+    let mut raw = RawProxy {
         remote_url: s.scalar("remoteurl")?,
         username: s.scalar("username")?,
         password: s.scalar("password")?,
         ttl: s.scalar("ttl")?,
+        revalidate: s.scalar("revalidate")?,
+        upstreams: Vec::new(),
     };
     let ctx = s.ctx();
-    let present = s.keys().next().is_some();
+    if let Some((node, origin)) = s.node("upstreams") {
+        let Node::Seq(items) = node else {
+            return Err(ConfigError::Malformed {
+                key: origin.to_string(),
+                reason: format!("expected a list of upstreams, found {}", node.kind()),
+            });
+        };
+        for (i, item) in items.iter().enumerate() {
+            let path = vec!["proxy".into(), "upstreams".into(), i.to_string()];
+            let mut u = Section::new(ctx, path, item)?;
+            raw.upstreams.push(RawUpstream {
+                here: u.here().to_string(),
+                prefix: u.scalar("prefix")?,
+                remote_url: u.scalar("remoteurl")?,
+                username: u.scalar("username")?,
+                password: u.scalar("password")?,
+            });
+            u.finish_strict()?;
+        }
+    }
+    if let Some(ttl) = &raw.ttl {
+        ctx.warn(
+            &ttl.origin,
+            WarningKind::NotYet,
+            "cached content is not expired yet: it stays until removed",
+        );
+    }
     s.finish();
     if !present {
         return Ok(None);
     }
-    ctx.warn(
-        &here,
-        WarningKind::NotYet,
-        "the pull-through cache is not implemented in berth yet; it serves only what is pushed to it",
-    );
     raw.validate().map(Some)
+}
+
+/// An upstream URL: `http(s)://host[:port][/path]`, without a trailing slash.
+fn url(s: &Setting) -> Result<String, ConfigError> {
+    s.parse(|t| {
+        let t = t.trim().trim_end_matches('/');
+        let rest = t
+            .strip_prefix("https://")
+            .or_else(|| t.strip_prefix("http://"))
+            .ok_or("expected an http:// or https:// URL")?;
+        if rest.is_empty() || rest.contains(char::is_whitespace) {
+            return Err("expected an http:// or https:// URL with a host".to_string());
+        }
+        Ok(t.to_string())
+    })
 }
 
 impl RawProxy {
     fn validate(self) -> Result<ProxyConfig, ConfigError> {
-        let remote_url = match &self.remote_url {
-            None => {
+        if self.remote_url.is_none() && self.upstreams.is_empty() {
+            return Err(ConfigError::Malformed {
+                key: "proxy.remoteurl".into(),
+                reason: "required with proxy (or proxy.upstreams)".into(),
+            });
+        }
+        let mut upstreams: Vec<UpstreamConfig> = Vec::new();
+        for u in self.upstreams {
+            let missing = |key: &str| ConfigError::Malformed {
+                key: format!("{}.{key}", u.here),
+                reason: "required for each upstream".into(),
+            };
+            let prefix = u.prefix.as_ref().ok_or_else(|| missing("prefix"))?;
+            let prefix = prefix.parse(|t| {
+                let p = t.trim().trim_matches('/').to_ascii_lowercase();
+                p.parse::<oci::RepoName>()
+                    .map(|_| p.clone())
+                    .map_err(|_| "expected a repository name prefix such as docker.io".to_string())
+            })?;
+            if upstreams.iter().any(|o| o.prefix == prefix) {
                 return Err(ConfigError::Malformed {
-                    key: "proxy.remoteurl".into(),
-                    reason: "required with proxy".into(),
+                    key: format!("{}.prefix", u.here),
+                    reason: format!("prefix {prefix} is configured twice"),
                 });
             }
-            Some(s) => s.parse(|t| {
-                let t = t.trim().trim_end_matches('/');
-                let rest = t
-                    .strip_prefix("https://")
-                    .or_else(|| t.strip_prefix("http://"))
-                    .ok_or("expected an http:// or https:// URL")?;
-                if rest.is_empty() || rest.contains(char::is_whitespace) {
-                    return Err("expected an http:// or https:// URL with a host".to_string());
-                }
-                Ok(t.to_string())
-            })?,
-        };
+            let remote_url = url(u.remote_url.as_ref().ok_or_else(|| missing("remoteurl"))?)?;
+            upstreams.push(UpstreamConfig {
+                prefix,
+                remote_url,
+                username: non_empty(&u.username)?,
+                password: u.password.map(|s| Secret::new(s.text)),
+            });
+        }
         Ok(ProxyConfig {
-            remote_url,
+            remote_url: self.remote_url.as_ref().map(url).transpose()?,
             username: non_empty(&self.username)?,
             password: self.password.map(|s| Secret::new(s.text)),
             ttl: match parse_or(&self.ttl, DEFAULT_TTL, parse_duration)? {
                 d if d.is_zero() => None,
                 d => Some(d),
             },
+            revalidate: parse_or(
+                &self.revalidate,
+                registry::proxy::DEFAULT_REVALIDATE_AFTER,
+                parse_duration,
+            )?,
+            upstreams,
         })
     }
 }
 
+/// Whether an upstream follows Docker Hub's `library/` rule: the `docker.io` prefix, or Docker Hub's
+/// hosts.
+pub fn official_library(prefix: &str, remote_url: &str) -> bool {
+    let host = remote_url
+        .split("://")
+        .nth(1)
+        .unwrap_or_default()
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default();
+    prefix == "docker.io"
+        || matches!(
+            host,
+            "registry-1.docker.io" | "index.docker.io" | "docker.io" | "registry.hub.docker.com"
+        )
+}
+
 impl ProxyConfig {
+    /// The cache's namespaces, each with its HTTP upstream (nothing is contacted yet). The prefixed
+    /// upstreams, then `remoteurl` under the empty prefix (every other name).
+    pub fn namespaces(&self) -> Result<Vec<registry::proxy::Namespace>, upstream::SettingsError> {
+        let remote = self.remote_url.as_ref().map(|url| UpstreamConfig {
+            prefix: String::new(),
+            remote_url: url.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+        });
+        self.upstreams
+            .iter()
+            .chain(remote.as_ref())
+            .map(|u| {
+                let name = if u.prefix.is_empty() {
+                    "remoteurl"
+                } else {
+                    &u.prefix
+                };
+                let mut settings = upstream::Settings::new(name, &u.remote_url);
+                settings.credentials = u.username.as_ref().map(|user| upstream::Credentials {
+                    username: user.clone(),
+                    password: u
+                        .password
+                        .as_ref()
+                        .map(|p| p.expose().to_string())
+                        .unwrap_or_default(),
+                });
+                Ok(registry::proxy::Namespace {
+                    prefix: u.prefix.clone(),
+                    upstream: std::sync::Arc::new(upstream::HttpUpstream::new(&settings)?),
+                    official_library: official_library(&u.prefix, &u.remote_url),
+                })
+            })
+            .collect()
+    }
+
     pub fn to_yaml(&self) -> Value {
-        mapping([
-            ("remoteurl", self.remote_url.as_str().into()),
+        let mut entries = vec![
+            (
+                "remoteurl",
+                self.remote_url.as_deref().map_or(Value::Null, Value::from),
+            ),
             (
                 "username",
                 self.username.as_deref().map_or(Value::Null, Value::from),
@@ -99,6 +248,139 @@ impl ProxyConfig {
                 "ttl",
                 format_duration(self.ttl.unwrap_or(Duration::ZERO)).into(),
             ),
-        ])
+            ("revalidate", format_duration(self.revalidate).into()),
+        ];
+        if !self.upstreams.is_empty() {
+            let list = self
+                .upstreams
+                .iter()
+                .map(|u| {
+                    mapping([
+                        ("prefix", u.prefix.as_str().into()),
+                        ("remoteurl", u.remote_url.as_str().into()),
+                        (
+                            "username",
+                            u.username.as_deref().map_or(Value::Null, Value::from),
+                        ),
+                        ("password", masked(&u.password)),
+                    ])
+                })
+                .collect();
+            entries.push(("upstreams", Value::Sequence(list)));
+        }
+        mapping(entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::super::{Secret, load};
+    use super::*;
+
+    fn proxy(yaml: &str) -> Result<ProxyConfig, String> {
+        load(Some(yaml), &HashMap::new())
+            .map(|l| l.config.proxy.expect("a proxy section"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn upstreams_by_prefix_beside_or_without_remoteurl() {
+        let p = proxy(
+            "proxy:\n  revalidate: 5m\n  upstreams:\n    - prefix: docker.io/\n      remoteurl: https://registry-1.docker.io/\n      username: u\n      password: pw\n    - prefix: GHCR.io\n      remoteurl: https://ghcr.io\n",
+        )
+        .unwrap();
+        assert_eq!(p.remote_url, None);
+        assert_eq!(p.revalidate, Duration::from_secs(300));
+        let got: Vec<(&str, &str, Option<&str>, Option<&str>)> = p
+            .upstreams
+            .iter()
+            .map(|u| {
+                (
+                    u.prefix.as_str(),
+                    u.remote_url.as_str(),
+                    u.username.as_deref(),
+                    u.password.as_ref().map(Secret::expose),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "docker.io",
+                    "https://registry-1.docker.io",
+                    Some("u"),
+                    Some("pw")
+                ),
+                ("ghcr.io", "https://ghcr.io", None, None),
+            ]
+        );
+        let namespaces = p.namespaces().unwrap();
+        assert_eq!(namespaces.len(), 2);
+        assert!(namespaces[0].official_library && !namespaces[1].official_library);
+
+        let both = proxy("proxy:\n  remoteurl: http://127.0.0.1:5000\n  upstreams:\n    - prefix: quay.io\n      remoteurl: https://quay.io\n").unwrap();
+        let namespaces = both.namespaces().unwrap();
+        let prefixes: Vec<&str> = namespaces.iter().map(|n| n.prefix.as_str()).collect();
+        assert_eq!(prefixes, ["quay.io", ""]);
+        assert_eq!(both.revalidate, registry::proxy::DEFAULT_REVALIDATE_AFTER);
+    }
+
+    #[test]
+    fn bad_upstreams_are_refused_by_key() {
+        let cases = [
+            (
+                "proxy:\n  upstreams:\n    - remoteurl: https://x\n",
+                "proxy.upstreams.0.prefix: required for each upstream",
+            ),
+            (
+                "proxy:\n  upstreams:\n    - prefix: a\n",
+                "proxy.upstreams.0.remoteurl: required for each upstream",
+            ),
+            (
+                "proxy:\n  upstreams:\n    - prefix: a\n      remoteurl: https://x\n    - prefix: a/\n      remoteurl: https://y\n",
+                "proxy.upstreams.1.prefix: prefix a is configured twice",
+            ),
+            (
+                "proxy:\n  upstreams:\n    - prefix: \"a b\"\n      remoteurl: https://x\n",
+                "expected a repository name prefix",
+            ),
+            (
+                "proxy:\n  upstreams:\n    - prefix: a\n      remoteurl: x\n",
+                "expected an http:// or https:// URL",
+            ),
+            (
+                "proxy:\n  upstreams:\n    - prefix: a\n      remoteurl: https://x\n      typo: 1\n",
+                "unknown key",
+            ),
+            (
+                "proxy:\n  upstreams: docker.io\n",
+                "expected a list of upstreams",
+            ),
+            (
+                "proxy:\n  remoteurl: https://x\n  revalidate: soon\n",
+                "proxy.revalidate",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let err = proxy(yaml).unwrap_err();
+            assert!(err.contains(want), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn docker_hub_is_recognised() {
+        let cases = [
+            ("docker.io", "http://127.0.0.1:5000", true),
+            ("", "https://registry-1.docker.io", true),
+            ("hub", "https://index.docker.io:443/", true),
+            ("ghcr.io", "https://ghcr.io", false),
+            ("", "http://127.0.0.1:5000", false),
+        ];
+        for (prefix, url, want) in cases {
+            assert_eq!(official_library(prefix, url), want, "{prefix} {url}");
+        }
     }
 }

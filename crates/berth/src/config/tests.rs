@@ -104,9 +104,12 @@ fn the_other_sample_configs_load_unchanged() {
     assert_eq!(l.config.http.debug.prometheus.as_deref(), Some("/metrics"));
 
     let l = load_ok(MIRROR);
-    assert_eq!(warned(&l), [("proxy", NotYet)]);
+    assert_eq!(warned(&l), [("proxy.ttl", NotYet)]);
     let p = l.config.proxy.unwrap();
-    assert_eq!(p.remote_url, "https://registry-1.docker.io");
+    assert_eq!(
+        p.remote_url.as_deref(),
+        Some("https://registry-1.docker.io")
+    );
     assert_eq!(p.username.as_deref(), Some("mirror-user"));
     assert_eq!(p.password.as_ref().map(Secret::expose), Some("0123secret"));
     assert_eq!(p.ttl, Some(Duration::from_secs(168 * 3600)));
@@ -150,7 +153,7 @@ fn every_key_of_registry2s_reference_is_known() {
             ("health.file", Ignored),
             ("health.http", Ignored),
             ("health.tcp", Ignored),
-            ("proxy", NotYet),
+            ("proxy.ttl", NotYet),
             ("notifications", Ignored),
             ("redis", Ignored),
             ("reporting", Ignored),
@@ -361,8 +364,8 @@ fn the_health_proxy_and_database_sections() {
     let l = load_ok("proxy:\n  remoteurl: http://upstream:5000/\n  ttl: 0\n");
     let p = l.config.proxy.unwrap();
     assert_eq!(
-        (p.remote_url.as_str(), p.ttl),
-        ("http://upstream:5000", None)
+        (p.remote_url.as_deref(), p.ttl),
+        (Some("http://upstream:5000"), None)
     );
 
     let l = load_ok(
@@ -560,7 +563,7 @@ fn errors_name_key_value_and_what_is_allowed() {
         ),
         (
             "proxy:\n  username: u\n",
-            "proxy.remoteurl: required with proxy",
+            "proxy.remoteurl: required with proxy (or proxy.upstreams)",
         ),
         (
             "database:\n  port: 70000\n",
@@ -665,7 +668,7 @@ fn warnings_say_what_happens_instead() {
     let l = load_ok(MIRROR);
     assert_eq!(
         l.warnings[0].to_string(),
-        "proxy: the pull-through cache is not implemented in berth yet; it serves only what is pushed to it"
+        "proxy.ttl: cached content is not expired yet: it stays until removed"
     );
     let l = load_ok("notifications:\n  endpoints: []\n");
     assert_eq!(
