@@ -3,9 +3,9 @@
 //!
 //! - [`FaultProxy`] listens on `127.0.0.1:0`, forwards to a target registry, counts requests by method
 //!   and kind (manifest, blob, token, other), and can be switched at run time to answer 429 or 503, to
-//!   stall, to drop the connection or stall after N body bytes, to corrupt a body byte, to redirect, to
-//!   refuse connections (stopped), to negotiate `Accept` like registry:2, or to demand bearer tokens
-//!   from a [`TokenServer`].
+//!   stall, to drop the connection or stall after N body bytes, to corrupt a body byte, to send a
+//!   chunked body, to redirect, to refuse connections (stopped), to negotiate `Accept` like registry:2,
+//!   or to demand bearer tokens from a [`TokenServer`].
 //! - [`TokenServer`] issues opaque tokens at `/token` (Docker's token API: `service` and `scope` query
 //!   parameters, Basic credentials or anonymous), counts its requests, and lets the proxy check tokens.
 //!

@@ -3,9 +3,10 @@
 //!
 //! Every request is counted first (by method and [`Kind`], and whether it carried `Authorization`), then
 //! the bearer gate (when one is set) may answer 401, then the [`Fault`] set for its kind decides: answer
-//! by itself (429, 503, a redirect, silence) or forward and damage the response body (stall or drop after
-//! N bytes, flip a byte). [`FaultProxy::stop`] closes the port and every open connection, so clients get
-//! "connection refused"; [`FaultProxy::restart`] listens on the same port again.
+//! by itself (429, 503, a redirect, silence) or forward and damage the response (stall or drop after N
+//! body bytes, flip a byte, remove its Content-Length). [`FaultProxy::stop`] closes the port and every
+//! open connection, so clients get "connection refused"; [`FaultProxy::restart`] listens on the same
+//! port again.
 
 use std::collections::HashMap;
 use std::io;
@@ -17,8 +18,8 @@ use futures_util::stream;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue, LOCATION, RETRY_AFTER,
-    WWW_AUTHENTICATE,
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue, LOCATION,
+    RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
@@ -47,6 +48,8 @@ pub enum Fault {
     DropAfter(u64),
     /// Forward with the first body byte flipped: same length, wrong digest.
     Corrupt,
+    /// Forward without `Content-Length` (a chunked body), as registries streaming from storage do.
+    Chunked,
     /// Answer `307 Temporary Redirect` to this base URL followed by the request's path and query (object
     /// storage stand-in: point it at another proxy in front of the same registry).
     Redirect(String),
@@ -286,7 +289,11 @@ async fn handle(shared: &Shared, mut req: Request<Incoming>) -> Response<Body> {
             }
             resp
         }
-        Fault::Pass | Fault::StallAfter(_) | Fault::DropAfter(_) | Fault::Corrupt => {
+        Fault::Pass
+        | Fault::StallAfter(_)
+        | Fault::DropAfter(_)
+        | Fault::Corrupt
+        | Fault::Chunked => {
             let accept = req.headers().get(ACCEPT).cloned();
             let Some(resp) = forward(shared, req).await else {
                 return spec_error(502, "UNAVAILABLE", "the proxy's target cannot be reached");
@@ -302,7 +309,10 @@ async fn handle(shared: &Shared, mut req: Request<Incoming>) -> Response<Body> {
                     "no manifest in an accepted media type",
                 );
             }
-            let (parts, body) = resp.into_parts();
+            let (mut parts, body) = resp.into_parts();
+            if fault == Fault::Chunked {
+                parts.headers.remove(CONTENT_LENGTH);
+            }
             Response::from_parts(parts, damage(body, fault))
         }
     }
@@ -338,7 +348,8 @@ async fn forward(shared: &Shared, req: Request<Incoming>) -> Option<Response<Inc
     Some(resp)
 }
 
-/// The body as received, or damaged as `fault` says.
+/// The body as received, or damaged as `fault` says. Every fault but `Pass` streams it through a body
+/// of unknown length, so hyper does not restore a `Content-Length` that `Chunked` removed.
 fn damage(body: Incoming, fault: Fault) -> Body {
     if fault == Fault::Pass {
         return body.map_err(BoxError::from).boxed_unsync();

@@ -33,6 +33,23 @@ async fn a_multi_mib_blob_streams_in_bounded_chunks() {
 }
 
 #[tokio::test]
+async fn a_blob_without_content_length_streams_with_an_unknown_size() {
+    let origin = Origin::start().await;
+    let data = noise(2 << 20, 11);
+    let digest = origin.push_blob("team/app", &data).await;
+    let proxy = FaultProxy::start(&origin.url).await.unwrap();
+    proxy.set_fault(Fault::Chunked);
+    let blob = client(&proxy.url())
+        .blob_get(&name("team/app"), &digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(blob.size, None);
+    let (got, _, _) = drain(blob.body).await.unwrap();
+    assert_eq!(Digest::sha256_of(&got), digest);
+}
+
+#[tokio::test]
 async fn a_missing_blob_is_none() {
     let origin = Origin::start().await;
     origin.push_blob("team/app", b"here").await;
