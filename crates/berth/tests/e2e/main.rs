@@ -17,6 +17,7 @@ mod limits;
 mod metrics;
 mod outage;
 mod podman;
+mod proxy;
 mod shutdown;
 mod skopeo;
 mod startup;
