@@ -399,3 +399,109 @@ async fn slow_down_is_retried() {
         "as many requests as attempts"
     );
 }
+
+/// A GET whose body stops arriving fails with `TimedOut` after the request timeout instead of holding
+/// the pull (and its client) forever.
+#[tokio::test]
+async fn a_stalled_body_times_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+    let port = listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("addr: {e}"));
+    std::thread::spawn(move || {
+        let Ok((mut conn, _)) = listener.accept() else {
+            return;
+        };
+        let mut head = [0u8; 8192];
+        let _ = conn.read(&mut head);
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+        // Holds the connection open, sending nothing more.
+        std::thread::sleep(Duration::from_secs(10));
+    });
+    let mut s = local_settings(port, 1);
+    s.request_timeout = Duration::from_millis(500);
+    let store = open(&s);
+    let started = std::time::Instant::now();
+    let reader = store.read(&Digest::sha256_of(b"x"), None).await;
+    let reader = reader.ok().flatten().unwrap_or_else(|| panic!("no answer"));
+    assert_eq!(reader.size, 100);
+    match berth_blobs::testsuite::collect(reader.body).await {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}"),
+        Ok(bytes) => panic!("a stalled body ended with {} bytes", bytes.len()),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A presigned URL fetches the blob from the bucket with no credentials of its own (the building block
+/// of redirecting blob reads to the storage).
+#[tokio::test]
+async fn a_presigned_url_reads_the_blob() {
+    let Some(s) = settings(SMALL) else { return };
+    let store = open(&s);
+    let data = Pattern::new(9).bytes(0..5000);
+    let digest = berth_blobs::testsuite::put(&store, &data).await;
+    let url = store.presigned_url(&digest, Duration::from_secs(60));
+    let (status, body) = http_get(&url);
+    assert_eq!(status, 200, "{url}");
+    assert!(body == data, "the presigned URL gave other bytes");
+    // Tampering with the signed key is refused.
+    let other = url.replacen(
+        digest.hex(),
+        &Digest::sha256_of(b"other").hex().to_string(),
+        1,
+    );
+    assert_eq!(http_get(&other).0, 403, "{other}");
+}
+
+/// A plain HTTP/1.1 GET of an `http://host:port/path?query` URL: (status, body).
+fn http_get(url: &str) -> (u16, Vec<u8>) {
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("not http: {url}"));
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut conn =
+        std::net::TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes())
+        .unwrap_or_else(|e| panic!("send: {e}"));
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer)
+        .unwrap_or_else(|e| panic!("receive: {e}"));
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head"));
+    let head = String::from_utf8_lossy(&answer[..split]).to_string();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut body = answer[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
+        data = &data[eol + 4 + size..];
+    }
+    out
+}

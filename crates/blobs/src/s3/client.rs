@@ -12,7 +12,7 @@ use std::io;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, stream};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Method, StatusCode};
@@ -172,6 +172,8 @@ pub(crate) struct Response {
     pub status: StatusCode,
     pub headers: HeaderMap,
     body: Incoming,
+    /// How long the body may go without a byte before it is given up.
+    idle: Duration,
 }
 
 impl Response {
@@ -180,9 +182,26 @@ impl Response {
         read_text(self.body, op).await
     }
 
-    /// The body as a stream of chunks.
+    /// The body as a stream of chunks. A body that stalls for longer than the request timeout fails
+    /// with `TimedOut`, so a stuck engine cannot hold a pull (and its client) forever.
     pub fn stream(self) -> ByteStream {
-        Box::pin(self.body.into_data_stream().map_err(io::Error::other))
+        let idle = self.idle;
+        let body = self.body.into_data_stream();
+        Box::pin(stream::unfold(Some(body), move |state| async move {
+            let mut body = state?;
+            match tokio::time::timeout(idle, body.next()).await {
+                Ok(None) => None,
+                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
+                Ok(Some(Err(e))) => Some((Err(io::Error::other(e)), None)),
+                Err(_) => {
+                    let e = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("S3 sent no data for {idle:?}"),
+                    );
+                    Some((Err(e), None))
+                }
+            }
+        }))
     }
 
     /// A header's value as text.
@@ -282,6 +301,7 @@ impl Client {
                 status: head.status,
                 headers: head.headers,
                 body,
+                idle: self.timeout,
             }));
         }
         // The body of an error is small XML (none for HEAD).
