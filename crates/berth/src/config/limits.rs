@@ -1,13 +1,16 @@
 //! `limits`: berth's own section (registry:2 has none, and ignores it), bounding what clients can take
 //! from the server: timeouts against slow or idle clients, the number of connections, of HTTP/2 streams
-//! per connection, of uploads in progress, and the size of a manifest. Every key is optional; the
-//! defaults are `berth_http::limits::Limits::default()` and `registry::Config::default()`, chosen for a
-//! registry behind a few hundred clients. The drain timeout stays where registry:2 has it,
+//! per connection, of uploads in progress, and the size of a manifest; and the metadata cache's two
+//! bounds: how stale it may be (`metadatacachettl`, how late a write by another replica is seen) and
+//! how much memory it may take (`metadatacachesize`). Every key is optional; the defaults are
+//! `berth_http::limits::Limits::default()`, `registry::Config::default()` and
+//! `registry::cached::CacheSettings::default()`, chosen for a registry behind a few hundred clients. The drain timeout stays where registry:2 has it,
 //! `http.draintimeout`.
 
 use std::time::Duration;
 
 use berth_http::limits::Limits;
+use registry::cached::CacheSettings;
 use serde_yaml::Value;
 
 use super::read::{Section, Setting, parse_or};
@@ -24,6 +27,8 @@ pub struct LimitsConfig {
     pub max_concurrent_uploads: Option<usize>,
     /// `maxmanifestbytes`.
     pub max_manifest_bytes: usize,
+    /// `metadatacachettl` and `metadatacachesize` (either 0: no cache).
+    pub metadata_cache: CacheSettings,
 }
 
 impl Default for LimitsConfig {
@@ -33,6 +38,7 @@ impl Default for LimitsConfig {
             server: Limits::default(),
             max_concurrent_uploads: registry.max_concurrent_uploads,
             max_manifest_bytes: registry.max_manifest_bytes,
+            metadata_cache: CacheSettings::default(),
         }
     }
 }
@@ -43,6 +49,9 @@ const MAX_STREAMS: u64 = 10_000;
 const MAX_UPLOADS: u64 = 1_000_000;
 /// Manifests are JSON documents: 1 KiB to 64 MiB (the spec suggests accepting at least 4 MiB).
 const MANIFEST_BYTES: (u64, u64) = (1024, 64 * 1024 * 1024);
+/// The metadata cache: up to 4 GiB, trusted for at most a minute (replicas must converge quickly).
+const CACHE_BYTES: u64 = 4 << 30;
+const CACHE_TTL: Duration = Duration::from_secs(60);
 
 pub fn read(mut s: Section<'_>) -> Result<LimitsConfig, ConfigError> {
     let header = s.scalar("headerreadtimeout")?;
@@ -53,6 +62,8 @@ pub fn read(mut s: Section<'_>) -> Result<LimitsConfig, ConfigError> {
     let streams = s.scalar("maxhttp2streams")?;
     let uploads = s.scalar("maxconcurrentuploads")?;
     let manifest = s.scalar("maxmanifestbytes")?;
+    let cache_ttl = s.scalar("metadatacachettl")?;
+    let cache_size = s.scalar("metadatacachesize")?;
     s.finish();
 
     let d = LimitsConfig::default();
@@ -79,6 +90,19 @@ pub fn read(mut s: Section<'_>) -> Result<LimitsConfig, ConfigError> {
         server,
         max_concurrent_uploads,
         max_manifest_bytes: count(&manifest, d.max_manifest_bytes, lo, hi)?,
+        metadata_cache: CacheSettings {
+            ttl: parse_or(
+                &cache_ttl,
+                d.metadata_cache.ttl,
+                |t| match parse_duration(t)? {
+                    d if d > CACHE_TTL => {
+                        Err("must be at most 1m (0 turns the cache off)".to_string())
+                    }
+                    d => Ok(d),
+                },
+            )?,
+            max_bytes: count(&cache_size, d.metadata_cache.max_bytes, 0, CACHE_BYTES)?,
+        },
     })
 }
 
@@ -124,6 +148,11 @@ impl LimitsConfig {
                 n(self.max_concurrent_uploads.unwrap_or(0)),
             ),
             ("maxmanifestbytes", n(self.max_manifest_bytes)),
+            (
+                "metadatacachettl",
+                format_duration(self.metadata_cache.ttl).into(),
+            ),
+            ("metadatacachesize", n(self.metadata_cache.max_bytes)),
         ])
     }
 }
@@ -163,7 +192,8 @@ mod tests {
     fn every_key_is_read_and_printed_back() {
         let yaml = "limits:\n  headerreadtimeout: 5s\n  idletimeout: 2m\n  stalltimeout: 90s\n  \
                     handshaketimeout: 3s\n  maxconnections: 64\n  maxhttp2streams: 16\n  \
-                    maxconcurrentuploads: 0\n  maxmanifestbytes: 8388608\n";
+                    maxconcurrentuploads: 0\n  maxmanifestbytes: 8388608\n  \
+                    metadatacachettl: 250ms\n  metadatacachesize: 1048576\n";
         let got = limits(yaml, &[]).unwrap();
         assert_eq!(
             got.server,
@@ -180,6 +210,13 @@ mod tests {
         // 0: no cap on uploads.
         assert_eq!(got.max_concurrent_uploads, None);
         assert_eq!(got.max_manifest_bytes, 8 * 1024 * 1024);
+        assert_eq!(
+            got.metadata_cache,
+            CacheSettings {
+                ttl: Duration::from_millis(250),
+                max_bytes: 1 << 20,
+            }
+        );
 
         let printed = serde_yaml::to_string(&got.to_yaml()).unwrap();
         for line in [
@@ -189,8 +226,26 @@ mod tests {
             "maxconnections: 64",
             "maxconcurrentuploads: 0",
             "maxmanifestbytes: 8388608",
+            "metadatacachettl: 250ms",
+            "metadatacachesize: 1048576",
         ] {
             assert!(printed.contains(line), "{line} not in\n{printed}");
+        }
+    }
+
+    #[test]
+    fn the_metadata_cache_is_on_by_default_and_zero_turns_it_off() {
+        let on = limits("version: 0.1\n", &[]).unwrap().metadata_cache;
+        assert!(on.enabled());
+        assert_eq!(on.ttl, Duration::from_secs(1));
+        for yaml in [
+            "limits:\n  metadatacachettl: 0\n",
+            "limits:\n  metadatacachesize: 0\n",
+        ] {
+            assert!(
+                !limits(yaml, &[]).unwrap().metadata_cache.enabled(),
+                "{yaml}"
+            );
         }
     }
 
@@ -226,6 +281,10 @@ mod tests {
             (
                 "limits:\n  maxmanifestbytes: 12\n",
                 "limits.maxmanifestbytes: \"12\": expected a whole number from 1024 to 67108864",
+            ),
+            (
+                "limits:\n  metadatacachettl: 5m\n",
+                "limits.metadatacachettl: \"5m\": must be at most 1m (0 turns the cache off)",
             ),
             (
                 "limits:\n  maxconcurrentuploads: many\n",
