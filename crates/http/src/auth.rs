@@ -13,7 +13,8 @@
 //! mount parameters are dropped and the request becomes an ordinary upload, which the spec allows when a
 //! mount cannot be done: the caller learns nothing about the other repository and still gets its 202.
 //!
-//! Allowed requests carry an [`Access`] in their extensions (the catalog handler filters with it), and
+//! Allowed requests carry an [`Access`] and their parsed [`Endpoint`] in their extensions (the catalog
+//! handler filters with the one, the dispatcher routes on the other without parsing again), and
 //! their responses carry the [`AuthenticatedUser`] for the access log. Refusals are spec error bodies:
 //! 401 UNAUTHORIZED with `WWW-Authenticate`, or 403 DENIED. Nothing secret is logged or echoed: the
 //! `Authorization` header is read here and nowhere else.
@@ -73,6 +74,9 @@ pub async fn authorize(
     };
 
     let mut wants = scopes(&endpoint);
+    // The dispatcher takes the parsed endpoint from the request rather than parsing the path again,
+    // unless the query was rewritten below (then it parses the new one).
+    let mut parsed = Some(endpoint.clone());
     if let Endpoint::UploadStart {
         name,
         kind: UploadStartKind::Mount { from, .. },
@@ -83,6 +87,7 @@ pub async fn authorize(
             .is_some_and(|f| authority.may(&caller, f.as_str(), Action::Pull));
         if !readable {
             drop_mount(&mut req);
+            parsed = None;
             wants = vec![Scope::repository(
                 name.as_str(),
                 &[Action::Pull, Action::Push],
@@ -97,6 +102,9 @@ pub async fn authorize(
                 authority: authority.clone(),
                 caller,
             });
+            if let Some(endpoint) = parsed {
+                req.extensions_mut().insert(endpoint);
+            }
             let mut resp = next.run(req).await;
             if let Some(user) = user {
                 resp.extensions_mut().insert(AuthenticatedUser(user));

@@ -4,9 +4,12 @@
 //!
 //! The request id is made here and put in the request's extensions before any handler runs, so that an
 //! internal error can be logged with it and name it to the client; the same id is in the log line, which
-//! is how an operator finds the cause behind a client's 500.
+//! is how an operator finds the cause behind a client's 500. It needs to be unique, not secret, so it is
+//! not a random UUID (a `getrandom` system call per request, a measurable share of a manifest GET): see
+//! [`next_request_id`].
 
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -35,7 +38,7 @@ impl RequestId {
 }
 
 pub async fn request_context(mut req: Request, next: Next) -> Response {
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = next_request_id();
     req.extensions_mut().insert(RequestId(id.clone()));
     let path = req.uri().path();
     let mut line = AccessLine {
@@ -94,6 +97,29 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     })
 }
 
+/// A request id: 32 hex digits, like the simple form of a UUID. The first 16 are random, drawn once per
+/// process, so ids of different processes (replicas, restarts) do not collide; the last 16 are a
+/// counter passed through a bijective mix keyed by that draw, so ids are unique within the process
+/// without telling how many requests it served.
+fn next_request_id() -> String {
+    // Process-wide on purpose: an id generator, like the random number generator a UUID would use.
+    static KEY: OnceLock<(u64, u64)> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let (prefix, key) = *KEY.get_or_init(|| {
+        let r = uuid::Uuid::new_v4().as_u64_pair();
+        (r.0, r.1)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix:016x}{:016x}", mix(n ^ key))
+}
+
+/// SplitMix64's finaliser: a bijection of u64, so distinct counters give distinct ids.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// The repository a request addressed, set on the response by the dispatcher (which parsed the path).
 #[derive(Clone, Debug)]
 pub struct Repository(pub oci::RepoName);
@@ -135,5 +161,30 @@ impl Drop for SentThen {
             duration_ms = %format_args!("{:.1}", l.started.elapsed().as_secs_f64() * 1000.0),
             "request"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn request_ids_are_unique_and_shaped_like_uuids() {
+        let ids: Vec<String> = (0..10_000).map(|_| next_request_id()).collect();
+        let distinct: HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        for id in &ids {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+                "{id}"
+            );
+        }
+        // One process, one prefix; consecutive ids do not look consecutive.
+        assert!(ids.iter().all(|id| id[..16] == ids[0][..16]));
+        assert!(!ids.windows(2).all(|w| w[0] < w[1]), "ids count up");
     }
 }

@@ -23,9 +23,14 @@ mod uploads;
 
 type Result<T = Response, E = ApiError> = std::result::Result<T, E>;
 
-pub async fn dispatch(State(registry): State<Registry>, req: Request) -> Response {
+pub async fn dispatch(State(registry): State<Registry>, mut req: Request) -> Response {
     let request_id = RequestId::of(&req);
-    let endpoint = match Endpoint::parse(req.method(), req.uri().path(), req.uri().query()) {
+    // The auth middleware, when there is one, already parsed this very request (see `auth`).
+    let parsed = match req.extensions_mut().remove::<Endpoint>() {
+        Some(endpoint) => Ok(endpoint),
+        None => Endpoint::parse(req.method(), req.uri().path(), req.uri().query()),
+    };
+    let endpoint = match parsed {
         Ok(endpoint) => endpoint,
         Err(e) => return e.into_response(&request_id),
     };
@@ -104,4 +109,42 @@ fn empty(
         map.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
     }
     (status, map, Body::empty()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+
+    use super::*;
+
+    fn registry(dir: &std::path::Path) -> Registry {
+        let blobs = ::blobs::fs::FsBlobStore::open(dir.join("blobs")).unwrap();
+        let meta = metadata::sqlite::SqliteStore::open(&dir.join("metadata.sqlite")).unwrap();
+        Registry::new(Arc::new(blobs), Arc::new(meta), registry::Config::default())
+    }
+
+    /// The auth middleware hands its parse over in the extensions; the dispatcher routes on it instead
+    /// of parsing the path a second time.
+    #[tokio::test]
+    async fn an_endpoint_parsed_upstream_is_not_parsed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(dir.path());
+        let get = |with: Option<Endpoint>| {
+            let mut req = Request::get("/v2/nothing/tags/list")
+                .body(Body::empty())
+                .unwrap();
+            if let Some(e) = with {
+                req.extensions_mut().insert(e);
+            }
+            req
+        };
+        // Parsed here: the tags of a repository that does not exist.
+        let resp = dispatch(State(registry.clone()), get(None)).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        // Handed over (a different endpoint, to tell them apart): the base endpoint answers.
+        let resp = dispatch(State(registry), get(Some(Endpoint::Base))).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
 }
