@@ -7,6 +7,15 @@
 //! stream is polled) overlaps with the disk write. At most one write is in flight: memory per upload is
 //! about two buffers whatever the blob size, and no blocking thread is held while a slow client dawdles.
 //!
+//! Write-behind: the kernel would otherwise keep a whole blob's pages dirty in memory until the final
+//! `fsync` (its writeback threshold is a share of RAM, gigabytes on a large machine), so the disk would
+//! only start once the network was done, and a push would cost receiving *plus* writing. After each
+//! buffer, `sync_file_range` starts writing it back, and waits for the pages more than [`WRITE_BEHIND`]
+//! behind, so the disk works while the network does, the final `fsync` has at most that much left to
+//! write, and an upload never holds more than that in dirty pages. It is only a schedule: durability
+//! still comes from the `fsync` at the end (`sync_file_range` neither flushes the disk's cache nor
+//! writes metadata).
+//!
 //! If the caller drops the future (the client hung up), the write in flight still completes on its
 //! blocking thread. The upload's lock (see [`super::lock`]) stays held until it does, so the next
 //! `upload_write` or `upload_commit` of that upload waits for it instead of racing with it.
@@ -14,6 +23,8 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::mem;
+use std::ops::Range;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +42,10 @@ use crate::{ByteStream, Error, Result, UploadId};
 /// noise next to copying the bytes; small enough that two of them per upload are cheap.
 pub const WRITE_BUF: usize = 1 << 20;
 
+/// Bytes of an upload that may be under writeback, not yet waited for, behind the buffer being written:
+/// enough to keep the disk's queue full, little enough that the final `fsync` is short.
+pub const WRITE_BEHIND: u64 = 8 << 20;
+
 /// [`crate::BlobStore::upload_write`] for the filesystem.
 pub(super) async fn upload_write(
     layout: &Layout,
@@ -44,6 +59,7 @@ pub(super) async fn upload_write(
     let mut writer = Pipeline {
         file: Arc::new(file),
         pos: offset,
+        written_back: offset,
         in_flight: None,
     };
     let mut buf = BytesMut::with_capacity(WRITE_BUF);
@@ -141,18 +157,25 @@ struct Pipeline {
     file: Arc<File>,
     /// Where the next buffer goes: the offset plus everything submitted so far.
     pos: u64,
+    /// Up to where the write-behind has been waited for (see the module comment).
+    written_back: u64,
     in_flight: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl Pipeline {
-    /// Waits for the previous write, then starts writing `buf` at the current position.
+    /// Waits for the previous write, then starts writing `buf` at the current position, with its
+    /// write-behind.
     async fn submit(&mut self, buf: Bytes) -> Result<()> {
         self.settle().await?;
         let file = Arc::clone(&self.file);
         let at = self.pos;
         self.pos += buf.len() as u64;
+        let end = self.pos;
+        let wait = behind(self.written_back, end);
+        self.written_back = wait.end;
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            file.write_all_at(&buf, at)
+            file.write_all_at(&buf, at)?;
+            write_behind(&file, at..end, wait)
         }));
         Ok(())
     }
@@ -178,5 +201,74 @@ impl Pipeline {
         })
         .await??;
         Ok(end)
+    }
+}
+
+/// The bytes whose writeback to wait for once the upload is written up to `end`: everything more than
+/// [`WRITE_BEHIND`] behind it not waited for yet (`written_back` onwards).
+fn behind(written_back: u64, end: u64) -> Range<u64> {
+    written_back..end.saturating_sub(WRITE_BEHIND).max(written_back)
+}
+
+/// Starts the writeback of `started` (just written) and waits for that of `wait` (written earlier).
+///
+/// Errors are returned, never ignored: waiting consumes the file's writeback error (as `fsync` would),
+/// so an I/O error reported here would not be reported again by the final `fsync`.
+fn write_behind(file: &File, started: Range<u64>, wait: Range<u64>) -> io::Result<()> {
+    use libc::{SYNC_FILE_RANGE_WAIT_AFTER, SYNC_FILE_RANGE_WAIT_BEFORE, SYNC_FILE_RANGE_WRITE};
+    if !wait.is_empty() {
+        let flags =
+            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+        sync_file_range(file, wait, flags)?;
+    }
+    sync_file_range(file, started, SYNC_FILE_RANGE_WRITE)
+}
+
+fn sync_file_range(file: &File, range: Range<u64>, flags: libc::c_uint) -> io::Result<()> {
+    let (Ok(offset), Ok(len)) = (
+        libc::off64_t::try_from(range.start),
+        libc::off64_t::try_from(range.end - range.start),
+    ) else {
+        // Beyond what the kernel can address: nothing could have been written there.
+        return Ok(());
+    };
+    // SAFETY: sync_file_range reads no memory of ours; it only takes a descriptor, which `file` keeps
+    // open for the duration of the call, and plain integers.
+    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, flags) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_behind_waits_for_each_byte_once_and_keeps_the_last_ones_in_flight() {
+        const MIB: u64 = 1 << 20;
+        // An upload continued at 3 MiB, written in 1 MiB buffers up to 40 MiB.
+        let mut written_back = 3 * MIB;
+        let mut waited = Vec::new();
+        for end in (4..=40).map(|n| n * MIB) {
+            let wait = behind(written_back, end);
+            assert_eq!(
+                wait.start, written_back,
+                "no gap, and no byte waited for twice"
+            );
+            written_back = wait.end;
+            if !wait.is_empty() {
+                // Exactly WRITE_BEHIND left in flight behind the end.
+                assert_eq!(end - wait.end, WRITE_BEHIND);
+                waited.push(wait);
+            }
+        }
+        // Nothing is waited for until the upload is WRITE_BEHIND past where this call started...
+        assert_eq!(waited.first(), Some(&(3 * MIB..12 * MIB - WRITE_BEHIND)));
+        // ...and at the end, exactly the last WRITE_BEHIND bytes are left to the final fsync.
+        assert_eq!(written_back, 40 * MIB - WRITE_BEHIND);
+        assert_eq!(waited.len(), 40 - 12 + 1);
     }
 }
