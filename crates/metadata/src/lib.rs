@@ -76,6 +76,43 @@ pub struct UploadSession {
     pub updated_at: i64,
 }
 
+/// A manifest or blob the pull-through cache holds in a repository, with when it was last pulled: what
+/// its eviction (least recently pulled first, or not pulled for too long) works from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheEntry {
+    pub repo: RepoName,
+    pub digest: Digest,
+    pub kind: CacheEntryKind,
+    /// Bytes it takes: the blob's size, or the manifest's payload length.
+    pub size: u64,
+    /// Unix seconds of the last pull.
+    pub pulled_at: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CacheEntryKind {
+    Manifest,
+    Blob,
+}
+
+impl CacheEntryKind {
+    /// How it is stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheEntryKind::Manifest => "manifest",
+            CacheEntryKind::Blob => "blob",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CacheEntryKind> {
+        match s {
+            "manifest" => Some(CacheEntryKind::Manifest),
+            "blob" => Some(CacheEntryKind::Blob),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// `put_manifest`: this blob is not linked to the repository.
@@ -191,4 +228,41 @@ pub trait MetadataStore: Send + Sync + 'static {
         job_lock::check_name(name)?;
         Ok(Some(JobLock::local(name)))
     }
+
+    /// Records pulls of the pull-through cache's content, in one transaction: creates each entry, or
+    /// moves its `pulled_at` forward (never back) and sets its size and kind.
+    ///
+    /// The cache-entry methods are for the pull-through cache alone; their defaults refuse, so a store
+    /// that does not keep entries (or a decorator that does not forward them) makes eviction fail
+    /// loudly instead of evicting nothing silently. Both backends implement them.
+    async fn touch_cache_entries(&self, entries: &[CacheEntry]) -> Result<()> {
+        let _ = entries;
+        Err(cache_entries_unsupported())
+    }
+
+    /// Cache entries last pulled before `pulled_before` (Unix seconds), least recently pulled first (ties
+    /// by repository, then digest), at most `limit`.
+    async fn oldest_cache_entries(
+        &self,
+        pulled_before: i64,
+        limit: usize,
+    ) -> Result<Vec<CacheEntry>> {
+        let _ = (pulled_before, limit);
+        Err(cache_entries_unsupported())
+    }
+
+    /// The sum of the cache entries' sizes.
+    async fn cache_size(&self) -> Result<u64> {
+        Err(cache_entries_unsupported())
+    }
+
+    /// Removes the cache entry of `digest` in `repo`. Returns whether it existed.
+    async fn remove_cache_entry(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let _ = (repo, digest);
+        Err(cache_entries_unsupported())
+    }
+}
+
+fn cache_entries_unsupported() -> Error {
+    Error::Backend("this metadata store keeps no pull-through cache entries".into())
 }

@@ -17,6 +17,7 @@
 //! - A server that cannot be reached (refused, lost, the pool's wait exceeded) is reported as
 //!   [`Error::Unavailable`] once the retries are spent, which the registry answers with 503.
 
+mod cache;
 mod job_lock;
 mod migrate;
 mod ops;
@@ -31,7 +32,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use oci::{Digest, RepoName, Tag};
 
 use crate::{
-    Error, JobLock, MetadataStore, NewManifest, Referrer, Result, StoredManifest, UploadSession,
+    CacheEntry, Error, JobLock, MetadataStore, NewManifest, Referrer, Result, StoredManifest,
+    UploadSession,
 };
 pub(crate) use job_lock::LockSession;
 use pool::Pool;
@@ -360,6 +362,31 @@ impl MetadataStore for PostgresStore {
             after,
             limit
         ))
+    }
+
+    async fn touch_cache_entries(&self, entries: &[CacheEntry]) -> Result<()> {
+        // Upserts that only move times forward: applying a batch twice changes nothing.
+        run!(self, Safety::Idempotent, tx | c | cache::touch(c, entries))
+    }
+
+    async fn oldest_cache_entries(
+        &self,
+        pulled_before: i64,
+        limit: usize,
+    ) -> Result<Vec<CacheEntry>> {
+        run!(self, Safety::Idempotent, |c| cache::oldest(
+            c,
+            pulled_before,
+            limit
+        ))
+    }
+
+    async fn cache_size(&self) -> Result<u64> {
+        run!(self, Safety::Idempotent, |c| cache::size(c))
+    }
+
+    async fn remove_cache_entry(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        run!(self, Safety::AtMostOnce, |c| cache::remove(c, repo, digest))
     }
 
     async fn try_job_lock(&self, name: &str) -> Result<Option<JobLock>> {

@@ -44,7 +44,8 @@ pub const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations
 )";
 
 /// `(version, name, sql with placeholders)`, in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", INITIAL)];
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "initial", INITIAL), (2, "proxy_cache", PROXY_CACHE)];
 
 /// Every migration, rendered for `dialect`, in the order to apply them.
 pub fn migrations(dialect: Dialect) -> Vec<Migration> {
@@ -163,6 +164,22 @@ CREATE TABLE uploads (
 );
 -- Purging stale uploads scans by age.
 CREATE INDEX uploads_by_updated_at ON uploads (updated_at);
+";
+
+/// The pull-through cache's entries: what each cached repository holds and when it was last pulled, for
+/// eviction. `repo` is the name (cached repositories come and go with eviction; the entry outlives
+/// nothing it names).
+const PROXY_CACHE: &str = "
+CREATE TABLE proxy_cache_entries (
+    repo @KEY@ NOT NULL,
+    digest @KEY@ NOT NULL,
+    kind TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    pulled_at BIGINT NOT NULL,
+    PRIMARY KEY (repo, digest)
+);
+-- Eviction takes the least recently pulled first.
+CREATE INDEX proxy_cache_entries_by_pulled_at ON proxy_cache_entries (pulled_at, repo, digest);
 ";
 
 #[cfg(test)]

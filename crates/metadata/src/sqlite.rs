@@ -17,6 +17,7 @@
 //! lock can fail with "database is locked" however long the busy timeout, because another writer
 //! changed its snapshot.
 
+mod cache;
 mod ops;
 
 use std::path::{Path, PathBuf};
@@ -32,7 +33,8 @@ use tokio::sync::Semaphore;
 use crate::job_lock::{self, Holder};
 use crate::schema::{self, Dialect};
 use crate::{
-    Error, JobLock, MetadataStore, NewManifest, Referrer, Result, StoredManifest, UploadSession,
+    CacheEntry, Error, JobLock, MetadataStore, NewManifest, Referrer, Result, StoredManifest,
+    UploadSession,
 };
 
 /// How many read-only connections the pool opens. Small on purpose: reads are short, and every
@@ -379,6 +381,30 @@ impl MetadataStore for SqliteStore {
     ) -> Result<Vec<UploadSession>> {
         let after = after.map(str::to_owned);
         self.read(move |conn| ops::stale_uploads(conn, updated_before, after.as_deref(), limit))
+            .await
+    }
+
+    async fn touch_cache_entries(&self, entries: &[CacheEntry]) -> Result<()> {
+        let entries = entries.to_vec();
+        self.write_tx(move |tx| cache::touch(tx, &entries)).await
+    }
+
+    async fn oldest_cache_entries(
+        &self,
+        pulled_before: i64,
+        limit: usize,
+    ) -> Result<Vec<CacheEntry>> {
+        self.read(move |conn| cache::oldest(conn, pulled_before, limit))
+            .await
+    }
+
+    async fn cache_size(&self) -> Result<u64> {
+        self.read(cache::size).await
+    }
+
+    async fn remove_cache_entry(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let (repo, digest) = (repo.clone(), digest.clone());
+        self.write(move |conn| cache::remove(conn, &repo, &digest))
             .await
     }
 

@@ -12,15 +12,20 @@
 //! Behaviour that only makes sense for one backend (reopening a file, migrations) is tested beside
 //! that backend, not here.
 //!
+//! The pull-through cache's entries have their own macro,
+//! [`metadata_cache_entry_tests!`](crate::metadata_cache_entry_tests).
+//!
 //! Job locks need two stores on one database (two replicas): their cases take a pair, and
 //! [`metadata_job_lock_tests!`](crate::metadata_job_lock_tests) runs them the same way.
 
 mod blobs_manifests;
+mod cache_entries;
 mod job_lock;
 mod listing;
 mod uploads;
 
 pub use blobs_manifests::*;
+pub use cache_entries::*;
 pub use job_lock::*;
 pub use listing::*;
 pub use uploads::*;
@@ -86,6 +91,26 @@ macro_rules! metadata_store_tests {
                 $crate::testsuite::$case(store).await;
             }
         )*
+    };
+}
+
+/// Like [`metadata_store_tests!`](crate::metadata_store_tests), for the pull-through cache's entries
+/// (`touch_cache_entries` and the rest), which the backends implement and decorators forward.
+#[macro_export]
+macro_rules! metadata_cache_entry_tests {
+    (optional: $make:expr) => {
+        $crate::metadata_store_tests!(@cases ::std::convert::identity, $make;
+            cache_entries_oldest_first_with_sizes,
+            cache_entries_move_forward_only,
+            cache_entries_are_removed_one_by_one,
+        );
+    };
+    ($make:expr) => {
+        $crate::metadata_store_tests!(@cases ::std::option::Option::Some, $make;
+            cache_entries_oldest_first_with_sizes,
+            cache_entries_move_forward_only,
+            cache_entries_are_removed_one_by_one,
+        );
     };
 }
 

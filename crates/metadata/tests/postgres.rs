@@ -24,6 +24,7 @@ const TLS_ENV: &str = "BERTH_TEST_POSTGRES_TLS";
 
 metadata::metadata_store_tests!(optional: fresh_store());
 metadata::metadata_job_lock_tests!(optional: fresh_pair());
+metadata::metadata_cache_entry_tests!(optional: fresh_store());
 
 /// The server to test against, or `None` (after saying so) when none is configured.
 fn server() -> Option<tokio_postgres::Config> {

@@ -14,6 +14,10 @@ metadata::metadata_store_tests!(async {
     SqliteStore::open_temporary().expect("temporary sqlite store")
 });
 
+metadata::metadata_cache_entry_tests!(async {
+    SqliteStore::open_temporary().expect("temporary sqlite store")
+});
+
 // Two stores on one file, as two processes on one machine would open it.
 metadata::metadata_job_lock_tests!(async {
     let a = SqliteStore::open_temporary().expect("temporary sqlite store");

@@ -88,7 +88,7 @@ impl Registry {
                 size: reader.size,
                 range,
                 body: match route {
-                    Some(_) => self.served_from_cache(reader.body),
+                    Some(_) => self.served_from_cache(repo, digest, reader.size, reader.body),
                     None => reader.body,
                 },
             }),

@@ -312,4 +312,28 @@ impl MetadataStore for InstrumentedMetadataStore {
         let fut = self.inner.stale_uploads(updated_before, after, limit);
         timed(&*self.observer, self.op("stale_uploads"), fut).await
     }
+
+    async fn touch_cache_entries(&self, entries: &[metadata::CacheEntry]) -> metadata::Result<()> {
+        let fut = self.inner.touch_cache_entries(entries);
+        timed(&*self.observer, self.op("touch_cache_entries"), fut).await
+    }
+
+    async fn oldest_cache_entries(
+        &self,
+        pulled_before: i64,
+        limit: usize,
+    ) -> metadata::Result<Vec<metadata::CacheEntry>> {
+        let fut = self.inner.oldest_cache_entries(pulled_before, limit);
+        timed(&*self.observer, self.op("oldest_cache_entries"), fut).await
+    }
+
+    async fn cache_size(&self) -> metadata::Result<u64> {
+        let fut = self.inner.cache_size();
+        timed(&*self.observer, self.op("cache_size"), fut).await
+    }
+
+    async fn remove_cache_entry(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
+        let fut = self.inner.remove_cache_entry(repo, digest);
+        timed(&*self.observer, self.op("remove_cache_entry"), fut).await
+    }
 }

@@ -22,6 +22,7 @@ use oci::RepoName;
 
 use crate::{ByteStream, Error, Registry, Result};
 
+mod evict;
 mod flight;
 mod fresh;
 mod manifests;
@@ -29,6 +30,7 @@ mod observer;
 mod route;
 pub mod upstream;
 
+pub use evict::{Eviction, EvictionReport};
 pub use observer::{CacheEvent, CacheKind, CacheObserver, UpstreamCall, UpstreamOutcome};
 pub use route::Namespace;
 pub use upstream::{ManifestHead, Upstream, UpstreamBlob, UpstreamError, UpstreamManifest};
@@ -49,6 +51,8 @@ pub struct ProxyConfig {
     pub namespaces: Vec<Namespace>,
     /// A tag confirmed by the upstream within this long is served without asking again.
     pub revalidate_after: Duration,
+    /// Size and age limits; `None`: the cache keeps everything (and records no pulls).
+    pub eviction: Option<Eviction>,
 }
 
 impl Default for ProxyConfig {
@@ -56,6 +60,7 @@ impl Default for ProxyConfig {
         ProxyConfig {
             namespaces: Vec::new(),
             revalidate_after: DEFAULT_REVALIDATE_AFTER,
+            eviction: None,
         }
     }
 }
@@ -66,6 +71,9 @@ pub(crate) struct Proxy {
     fresh: fresh::Freshness,
     flights: flight::Flights,
     observer: Arc<dyn CacheObserver>,
+    /// Whether pulls are recorded for eviction (only when it is configured).
+    records: bool,
+    pulls: evict::Pulls,
 }
 
 impl Registry {
@@ -82,6 +90,8 @@ impl Registry {
                 fresh: fresh::Freshness::new(config.revalidate_after),
                 flights: flight::Flights::default(),
                 observer: observer.unwrap_or_else(|| Arc::new(observer::Nobody)),
+                records: config.eviction.is_some(),
+                pulls: evict::Pulls::default(),
             })
         });
         self
@@ -114,11 +124,19 @@ impl Registry {
         Ok(())
     }
 
-    /// A cached blob's body, counted as a hit and as bytes the upstream did not have to send.
-    pub(crate) fn served_from_cache(&self, body: ByteStream) -> ByteStream {
+    /// A cached blob's body, counted as a hit and as bytes the upstream did not have to send, and
+    /// recorded as pulled.
+    pub(crate) fn served_from_cache(
+        &self,
+        repo: &RepoName,
+        digest: &oci::Digest,
+        size: u64,
+        body: ByteStream,
+    ) -> ByteStream {
         let Some(proxy) = &self.proxy else {
             return body;
         };
+        self.record_pull(repo, digest, metadata::CacheEntryKind::Blob, size);
         proxy.observer.event(CacheEvent::Hit(CacheKind::Blob));
         let observer = Arc::clone(&proxy.observer);
         Box::pin(body.inspect(move |chunk| {

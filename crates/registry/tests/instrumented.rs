@@ -55,6 +55,12 @@ mod metadata_suite {
         let sqlite = SqliteStore::open_temporary().expect("temporary sqlite store");
         InstrumentedMetadataStore::new(Arc::new(sqlite), "sqlite", Arc::new(Recorder::default()))
     });
+
+    // The pull-through cache's entries go through the decorator too.
+    metadata::metadata_cache_entry_tests!(async {
+        let sqlite = SqliteStore::open_temporary().expect("temporary sqlite store");
+        InstrumentedMetadataStore::new(Arc::new(sqlite), "sqlite", Arc::new(Recorder::default()))
+    });
 }
 
 #[tokio::test]

@@ -97,8 +97,6 @@ pub enum WarningKind {
     Unknown,
     /// A registry:2 key berth does not use (and will not).
     Ignored,
-    /// A registry:2 or berth feature that berth does not implement yet.
-    NotYet,
     /// Accepted, but spelled the old way.
     Deprecated,
     /// Accepted, with a different value than written (what berth can do instead).

@@ -5,7 +5,9 @@
 //! - `upstreams`: a list of `{prefix, remoteurl, username, password}`, each mirroring one upstream under
 //!   a name prefix (`localhost:5000/ghcr.io/org/app` is ghcr.io's `org/app`); names under no prefix are
 //!   local repositories, pushed as usual, unless `remoteurl` is set too (then it mirrors them all);
-//! - `revalidate`: how long a tag is served from the cache before the upstream is asked again (HEAD).
+//! - `revalidate`: how long a tag is served from the cache before the upstream is asked again (HEAD);
+//! - `maxsize`: the most bytes the cache holds (least recently pulled evicted first). registry:2's `ttl`
+//!   is the age limit, counted from the last pull rather than from the fetch.
 //!
 //! Docker Hub's rule (one-component names are `library/<name>`) applies to the `docker.io` prefix and
 //! to upstreams on Docker Hub's hosts.
@@ -17,7 +19,7 @@ use serde_yaml::Value;
 use super::read::{Section, Setting, non_empty, parse_or};
 use super::values::{format_duration, parse_duration};
 use super::yaml::Node;
-use super::{ConfigError, Secret, WarningKind, mapping, masked};
+use super::{ConfigError, Secret, mapping, masked};
 
 /// registry:2's default `ttl`: cached content expires after a week.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -28,8 +30,10 @@ pub struct ProxyConfig {
     pub remote_url: Option<String>,
     pub username: Option<String>,
     pub password: Option<Secret>,
-    /// How long cached content lives; `None` (`ttl: 0`): forever.
+    /// How long cached content lives without being pulled; `None` (`ttl: 0`): forever.
     pub ttl: Option<Duration>,
+    /// berth's `maxsize`: most bytes the cache may hold (least recently pulled evicted first).
+    pub max_size: Option<u64>,
     /// berth's `revalidate`: a tag confirmed by the upstream this recently is served without asking.
     pub revalidate: Duration,
     /// berth's `upstreams`: one upstream per name prefix.
@@ -52,6 +56,7 @@ struct RawProxy {
     username: Option<Setting>,
     password: Option<Setting>,
     ttl: Option<Setting>,
+    max_size: Option<Setting>,
     revalidate: Option<Setting>,
     upstreams: Vec<RawUpstream>,
 }
@@ -73,6 +78,7 @@ pub fn read(mut s: Section<'_>) -> Result<Option<ProxyConfig>, ConfigError> {
         username: s.scalar("username")?,
         password: s.scalar("password")?,
         ttl: s.scalar("ttl")?,
+        max_size: s.scalar("maxsize")?,
         revalidate: s.scalar("revalidate")?,
         upstreams: Vec::new(),
     };
@@ -96,13 +102,6 @@ pub fn read(mut s: Section<'_>) -> Result<Option<ProxyConfig>, ConfigError> {
             });
             u.finish_strict()?;
         }
-    }
-    if let Some(ttl) = &raw.ttl {
-        ctx.warn(
-            &ttl.origin,
-            WarningKind::NotYet,
-            "cached content is not expired yet: it stays until removed",
-        );
     }
     s.finish();
     if !present {
@@ -169,6 +168,11 @@ impl RawProxy {
                 d if d.is_zero() => None,
                 d => Some(d),
             },
+            max_size: self
+                .max_size
+                .as_ref()
+                .map(|s| s.parse(parse_size))
+                .transpose()?,
             revalidate: parse_or(
                 &self.revalidate,
                 registry::proxy::DEFAULT_REVALIDATE_AFTER,
@@ -178,6 +182,29 @@ impl RawProxy {
         })
     }
 }
+
+/// A size in bytes: a whole number with an optional binary unit (`500M`, `50G`, `50GiB`, `1T`).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err("expected a size such as 500M, 50G or 1T (binary units)".into()),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| "expected a size such as 500M, 50G or 1T (binary units)".into())
+}
+
+/// How often eviction runs when `ttl` or `maxsize` asks for it.
+pub const EVICTION_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Whether an upstream follows Docker Hub's `library/` rule: the `docker.io` prefix, or Docker Hub's
 /// hosts.
@@ -197,6 +224,15 @@ pub fn official_library(prefix: &str, remote_url: &str) -> bool {
 }
 
 impl ProxyConfig {
+    /// Eviction as `ttl` (not pulled for that long) and `maxsize` ask for it; `None` with neither.
+    pub fn eviction(&self) -> Option<registry::proxy::Eviction> {
+        (self.ttl.is_some() || self.max_size.is_some()).then_some(registry::proxy::Eviction {
+            max_bytes: self.max_size,
+            max_age: self.ttl,
+            interval: EVICTION_INTERVAL,
+        })
+    }
+
     /// The cache's namespaces, each with its HTTP upstream (nothing is contacted yet). The prefixed
     /// upstreams, then `remoteurl` under the empty prefix (every other name).
     pub fn namespaces(&self) -> Result<Vec<registry::proxy::Namespace>, upstream::SettingsError> {
@@ -247,6 +283,10 @@ impl ProxyConfig {
             (
                 "ttl",
                 format_duration(self.ttl.unwrap_or(Duration::ZERO)).into(),
+            ),
+            (
+                "maxsize",
+                self.max_size.map_or(Value::Null, |n| n.to_string().into()),
             ),
             ("revalidate", format_duration(self.revalidate).into()),
         ];
@@ -368,6 +408,31 @@ mod tests {
             let err = proxy(yaml).unwrap_err();
             assert!(err.contains(want), "{yaml}: {err}");
         }
+    }
+
+    #[test]
+    fn ttl_and_maxsize_make_eviction() {
+        let p = proxy("proxy:\n  remoteurl: https://x\n  maxsize: 50G\n  ttl: 24h\n").unwrap();
+        let e = p.eviction().unwrap();
+        assert_eq!(e.max_bytes, Some(50 << 30));
+        assert_eq!(e.max_age, Some(Duration::from_secs(24 * 3600)));
+        // registry:2's default ttl applies without the key.
+        let p = proxy("proxy:\n  remoteurl: https://x\n").unwrap();
+        assert_eq!(p.eviction().unwrap().max_age, Some(DEFAULT_TTL));
+        let p = proxy("proxy:\n  remoteurl: https://x\n  ttl: 0\n").unwrap();
+        assert_eq!(p.eviction(), None);
+        for (text, want) in [
+            ("123", Some(123)),
+            ("1k", Some(1024)),
+            ("2MiB", Some(2 << 20)),
+            ("1 T", Some(1 << 40)),
+            ("x", None),
+            ("5Q", None),
+        ] {
+            assert_eq!(parse_size(text).ok(), want, "{text}");
+        }
+        let err = proxy("proxy:\n  remoteurl: https://x\n  maxsize: lots\n").unwrap_err();
+        assert!(err.contains("proxy.maxsize"), "{err}");
     }
 
     #[test]

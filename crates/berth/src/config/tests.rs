@@ -49,7 +49,7 @@ const MIRROR: &str = include_str!("../../tests/configs/mirror.yml");
 const TLS_HTPASSWD: &str = include_str!("../../tests/configs/tls-htpasswd.yml");
 const REFERENCE: &str = include_str!("../../tests/configs/reference.yml");
 
-use WarningKind::{Adjusted, Deprecated, Ignored, NotYet, Unknown};
+use WarningKind::{Adjusted, Deprecated, Ignored, Unknown};
 
 #[test]
 fn the_registry2_image_config_loads_without_a_word() {
@@ -104,7 +104,7 @@ fn the_other_sample_configs_load_unchanged() {
     assert_eq!(l.config.http.debug.prometheus.as_deref(), Some("/metrics"));
 
     let l = load_ok(MIRROR);
-    assert_eq!(warned(&l), [("proxy.ttl", NotYet)]);
+    assert_eq!(warned(&l), []);
     let p = l.config.proxy.unwrap();
     assert_eq!(
         p.remote_url.as_deref(),
@@ -153,7 +153,6 @@ fn every_key_of_registry2s_reference_is_known() {
             ("health.file", Ignored),
             ("health.http", Ignored),
             ("health.tcp", Ignored),
-            ("proxy.ttl", NotYet),
             ("notifications", Ignored),
             ("redis", Ignored),
             ("reporting", Ignored),
@@ -665,11 +664,6 @@ fn unknown_keys_are_reported_by_name_at_any_depth() {
 
 #[test]
 fn warnings_say_what_happens_instead() {
-    let l = load_ok(MIRROR);
-    assert_eq!(
-        l.warnings[0].to_string(),
-        "proxy.ttl: cached content is not expired yet: it stays until removed"
-    );
     let l = load_ok("notifications:\n  endpoints: []\n");
     assert_eq!(
         l.warnings[0].to_string(),

@@ -116,6 +116,7 @@ async fn mirror(upstream: &Arc<OneImage>) -> Harness {
             official_library: true,
         }],
         revalidate_after: Duration::ZERO,
+        eviction: None,
     };
     Harness::with_app(registry::Config::default(), |reg, _| async move {
         berth_http::router(reg.with_proxy(config, None))

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use blobs::BlobStore;
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
-use metadata::{MetadataStore, UploadSession};
+use metadata::{CacheEntry, CacheEntryKind, MetadataStore, UploadSession};
 use oci::{Digest, RepoName, ResumableHasher};
 use tokio::sync::watch;
 
@@ -140,6 +140,20 @@ impl Registry {
         flight.wait_size().await.map_err(|f| f.to_error(digest))
     }
 
+    /// Whether `digest` is being fetched into `repo` right now.
+    pub(crate) fn fetching(&self, repo: &RepoName, digest: &Digest) -> bool {
+        let Some(proxy) = &self.proxy else {
+            return false;
+        };
+        let map = proxy
+            .flights
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(&(repo.clone(), digest.clone()))
+            .is_some_and(|f| f.lock().end.is_none())
+    }
+
     /// The flight of `digest` into `route.local`, started if there is none.
     fn flight(&self, route: &Route, digest: &Digest) -> Result<Arc<Flight>> {
         let Some(proxy) = &self.proxy else {
@@ -172,6 +186,7 @@ impl Registry {
             blobs: Arc::clone(&self.blobs),
             meta: Arc::clone(&self.meta),
             observer: Arc::clone(&proxy.observer),
+            records: proxy.records,
         };
         tokio::spawn(fetch.run());
         Ok(flight)
@@ -404,13 +419,18 @@ struct Fetch {
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetadataStore>,
     observer: Arc<dyn CacheObserver>,
+    /// Whether cached content is recorded for eviction.
+    records: bool,
 }
 
 impl Fetch {
     async fn run(self) {
         let (repo, digest) = (&self.key.0, &self.key.1);
         let end = match self.fetch().await {
-            Ok(size) => End::Committed(size),
+            Ok(size) => {
+                self.record(size).await;
+                End::Committed(size)
+            }
             Err(f) => {
                 tracing::warn!(upstream = self.route.upstream.name(), %repo, %digest, failure = %f, "pull-through blob fetch failed; nothing cached");
                 if let Err(e) = self.blobs.upload_delete(&self.flight.upload).await {
@@ -445,6 +465,24 @@ impl Fetch {
 
     fn observe(&self, e: CacheEvent) {
         self.observer.event(e);
+    }
+
+    /// Records the blob as cached, for eviction; a failure is logged (the blob is served regardless).
+    async fn record(&self, size: u64) {
+        if !self.records {
+            return;
+        }
+        let (repo, digest) = (&self.key.0, &self.key.1);
+        let entry = CacheEntry {
+            repo: repo.clone(),
+            digest: digest.clone(),
+            kind: CacheEntryKind::Blob,
+            size,
+            pulled_at: unix_now(),
+        };
+        if let Err(e) = self.meta.touch_cache_entries(&[entry]).await {
+            tracing::warn!(%repo, %digest, error = %e, "recording a cached blob for eviction failed");
+        }
     }
 
     /// Fetches, verifies, commits and links the blob; returns its size.

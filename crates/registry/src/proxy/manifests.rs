@@ -11,7 +11,7 @@
 //! A fetched manifest is stored without the reference check of a push: its blobs are fetched when a
 //! client asks for them (most clients skip the layers they already have), not up front.
 
-use metadata::{NewManifest, StoredManifest};
+use metadata::{CacheEntryKind, NewManifest, StoredManifest};
 use oci::manifest::Manifest;
 use oci::{Digest, Reference, Tag};
 
@@ -31,7 +31,7 @@ impl Registry {
         match reference {
             Reference::Digest(digest) => {
                 if let Some(m) = self.meta.manifest(&route.local, digest).await? {
-                    return Ok(self.hit(m, false));
+                    return Ok(self.hit(route, m));
                 }
                 let m = self.fetch_manifest(route, reference, None).await?;
                 self.store_manifest(route, m, None).await
@@ -54,7 +54,7 @@ impl Registry {
             return Ok(served);
         };
         if fresh.is_fresh(&route.local, tag) {
-            return Ok(self.hit(cached, false));
+            return Ok(self.hit(route, cached));
         }
         let reference = Reference::Tag(tag.clone());
         let head = route
@@ -72,7 +72,7 @@ impl Registry {
         match head {
             Ok(Some(h)) if h.digest == cached.digest => {
                 fresh.confirm(&route.local, tag);
-                Ok(self.hit(cached, false))
+                Ok(self.hit(route, cached))
             }
             Ok(Some(h)) => {
                 let by_digest = Reference::Digest(h.digest.clone());
@@ -173,6 +173,14 @@ impl Registry {
             children: Vec::new(),
         };
         self.meta.put_manifest(&route.local, &manifest, tag).await?;
+        let size = manifest.payload.len() as u64;
+        self.record_cached(
+            &route.local,
+            &manifest.digest,
+            CacheEntryKind::Manifest,
+            size,
+        )
+        .await;
         Ok(ManifestContent {
             digest: manifest.digest,
             media_type: manifest.media_type,
@@ -181,13 +189,15 @@ impl Registry {
         })
     }
 
-    fn hit(&self, m: StoredManifest, stale: bool) -> ManifestContent {
+    fn hit(&self, route: &Route, m: StoredManifest) -> ManifestContent {
         self.observe(CacheEvent::Hit(CacheKind::Manifest));
+        let size = m.payload.len() as u64;
+        self.record_pull(&route.local, &m.digest, CacheEntryKind::Manifest, size);
         ManifestContent {
             digest: m.digest,
             media_type: m.media_type,
             payload: m.payload,
-            stale,
+            stale: false,
         }
     }
 

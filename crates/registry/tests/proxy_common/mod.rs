@@ -14,8 +14,8 @@ use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use oci::{Digest, Reference, RepoName};
 use registry::proxy::{
-    CacheEvent, CacheObserver, ManifestHead, Namespace, ProxyConfig, Upstream, UpstreamBlob,
-    UpstreamError, UpstreamManifest,
+    CacheEvent, CacheObserver, Eviction, ManifestHead, Namespace, ProxyConfig, Upstream,
+    UpstreamBlob, UpstreamError, UpstreamManifest,
 };
 use registry::{ByteStream, Registry};
 use tokio::sync::Semaphore;
@@ -240,6 +240,17 @@ pub fn cache(
     official_library: bool,
     revalidate_after: Duration,
 ) -> (Env, Arc<Events>) {
+    cache_with(upstream, prefix, official_library, revalidate_after, None)
+}
+
+/// [`cache`] with eviction settings (which make it record pulls).
+pub fn cache_with(
+    upstream: &Arc<FakeUpstream>,
+    prefix: &str,
+    official_library: bool,
+    revalidate_after: Duration,
+    eviction: Option<Eviction>,
+) -> (Env, Arc<Events>) {
     let mut env = Env::new();
     let events = Arc::new(Events::default());
     let config = ProxyConfig {
@@ -249,6 +260,7 @@ pub fn cache(
             official_library,
         }],
         revalidate_after,
+        eviction,
     };
     env.reg = env
         .reg

@@ -1,0 +1,102 @@
+//! The pull-through cache's entries on PostgreSQL: the same queries as on SQLite.
+
+use oci::{Digest, RepoName};
+use tokio_postgres::Row;
+use tokio_postgres::types::Type;
+
+use super::pool::Conn;
+use super::retry::Failure;
+use crate::{CacheEntry, CacheEntryKind, Error};
+
+type Result<T> = std::result::Result<T, Failure>;
+
+pub(super) async fn touch(tx: &mut Conn<'_>, entries: &[CacheEntry]) -> Result<()> {
+    for e in entries {
+        let size = i64::try_from(e.size).map_err(|_| {
+            Failure::from(Error::Backend(
+                format!("cache entry size {} is out of range", e.size).into(),
+            ))
+        })?;
+        tx.execute(
+            "INSERT INTO proxy_cache_entries (repo, digest, kind, size, pulled_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (repo, digest) DO UPDATE SET
+                 kind = excluded.kind,
+                 size = excluded.size,
+                 pulled_at = GREATEST(proxy_cache_entries.pulled_at, excluded.pulled_at)",
+            &[
+                (&e.repo.as_str(), Type::TEXT),
+                (&e.digest.to_string(), Type::TEXT),
+                (&e.kind.as_str(), Type::TEXT),
+                (&size, Type::INT8),
+                (&e.pulled_at, Type::INT8),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn oldest(
+    c: &mut Conn<'_>,
+    pulled_before: i64,
+    limit: usize,
+) -> Result<Vec<CacheEntry>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = c
+        .query(
+            "SELECT repo, digest, kind, size, pulled_at FROM proxy_cache_entries
+             WHERE pulled_at < $1
+             ORDER BY pulled_at, repo, digest LIMIT $2",
+            &[(&pulled_before, Type::INT8), (&limit, Type::INT8)],
+        )
+        .await?;
+    rows.iter().map(entry).collect()
+}
+
+pub(super) async fn size(c: &mut Conn<'_>) -> Result<u64> {
+    let rows = c
+        .query(
+            "SELECT COALESCE(SUM(size), 0)::BIGINT FROM proxy_cache_entries",
+            &[],
+        )
+        .await?;
+    let total: i64 = match rows.first() {
+        Some(row) => get(row, 0)?,
+        None => 0,
+    };
+    u64::try_from(total).map_err(|_| Error::Corrupt(format!("negative cache size {total}")).into())
+}
+
+pub(super) async fn remove(c: &mut Conn<'_>, repo: &RepoName, digest: &Digest) -> Result<bool> {
+    let removed = c
+        .execute(
+            "DELETE FROM proxy_cache_entries WHERE repo = $1 AND digest = $2",
+            &[
+                (&repo.as_str(), Type::TEXT),
+                (&digest.to_string(), Type::TEXT),
+            ],
+        )
+        .await?;
+    Ok(removed > 0)
+}
+
+fn get<'r, T: tokio_postgres::types::FromSql<'r>>(row: &'r Row, idx: usize) -> Result<T> {
+    row.try_get(idx)
+        .map_err(|e| Error::Corrupt(format!("cache entry column {idx}: {e}")).into())
+}
+
+fn entry(row: &Row) -> Result<CacheEntry> {
+    let (repo, digest, kind): (String, String, String) = (get(row, 0)?, get(row, 1)?, get(row, 2)?);
+    let (size, pulled_at): (i64, i64) = (get(row, 3)?, get(row, 4)?);
+    let corrupt = |what: &str, value: &str| -> Failure {
+        Error::Corrupt(format!("cache entry {what} {value:?}")).into()
+    };
+    Ok(CacheEntry {
+        repo: repo.parse().map_err(|_| corrupt("repository", &repo))?,
+        digest: digest.parse().map_err(|_| corrupt("digest", &digest))?,
+        kind: CacheEntryKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+        size: u64::try_from(size).map_err(|_| corrupt("size", &size.to_string()))?,
+        pulled_at,
+    })
+}

@@ -1,0 +1,86 @@
+//! The pull-through cache's entries on SQLite: one query function per `MetadataStore` method.
+
+use oci::{Digest, RepoName};
+use rusqlite::{Connection, Row};
+
+use crate::{CacheEntry, CacheEntryKind, Error, Result};
+
+pub(super) fn touch(tx: &Connection, entries: &[CacheEntry]) -> Result<()> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO proxy_cache_entries (repo, digest, kind, size, pulled_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (repo, digest) DO UPDATE SET
+             kind = excluded.kind,
+             size = excluded.size,
+             pulled_at = MAX(pulled_at, excluded.pulled_at)",
+    )?;
+    for e in entries {
+        let size = i64::try_from(e.size).map_err(|_| {
+            Error::Backend(format!("cache entry size {} is out of range", e.size).into())
+        })?;
+        upsert.execute((
+            e.repo.as_str(),
+            e.digest.to_string(),
+            e.kind.as_str(),
+            size,
+            e.pulled_at,
+        ))?;
+    }
+    Ok(())
+}
+
+pub(super) fn oldest(
+    conn: &Connection,
+    pulled_before: i64,
+    limit: usize,
+) -> Result<Vec<CacheEntry>> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT repo, digest, kind, size, pulled_at FROM proxy_cache_entries
+             WHERE pulled_at < ?1
+             ORDER BY pulled_at, repo, digest LIMIT ?2",
+        )?
+        .query_map(
+            (pulled_before, i64::try_from(limit).unwrap_or(i64::MAX)),
+            raw,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter().map(entry).collect()
+}
+
+pub(super) fn size(conn: &Connection) -> Result<u64> {
+    let total: i64 = conn
+        .prepare_cached("SELECT COALESCE(SUM(size), 0) FROM proxy_cache_entries")?
+        .query_row([], |row| row.get(0))?;
+    u64::try_from(total).map_err(|_| Error::Corrupt(format!("negative cache size {total}")))
+}
+
+pub(super) fn remove(conn: &Connection, repo: &RepoName, digest: &Digest) -> Result<bool> {
+    let removed = conn
+        .prepare_cached("DELETE FROM proxy_cache_entries WHERE repo = ?1 AND digest = ?2")?
+        .execute((repo.as_str(), digest.to_string()))?;
+    Ok(removed > 0)
+}
+
+type Raw = (String, String, String, i64, i64);
+
+fn raw(row: &Row<'_>) -> rusqlite::Result<Raw> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
+}
+
+fn entry((repo, digest, kind, size, pulled_at): Raw) -> Result<CacheEntry> {
+    let corrupt = |what: &str, value: &str| Error::Corrupt(format!("cache entry {what} {value:?}"));
+    Ok(CacheEntry {
+        repo: repo.parse().map_err(|_| corrupt("repository", &repo))?,
+        digest: digest.parse().map_err(|_| corrupt("digest", &digest))?,
+        kind: CacheEntryKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+        size: u64::try_from(size).map_err(|_| corrupt("size", &size.to_string()))?,
+        pulled_at,
+    })
+}

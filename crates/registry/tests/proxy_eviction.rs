@@ -1,0 +1,218 @@
+//! Eviction of the pull-through cache: by age and by size (least recently pulled first), through the
+//! same deletes a client would make, never touching local repositories, and counted in the metrics.
+
+mod common;
+mod proxy_common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth_registry as registry;
+use blobs::BlobStore;
+use bytes::Bytes;
+use common::{Env, content, pull, push, repo, tag};
+use metadata::{CacheEntryKind, MetadataStore};
+use oci::{Digest, RepoName};
+use proxy_common::{FakeUpstream, cache_with};
+use registry::proxy::{CacheEvent, Eviction};
+
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: i64 = 24 * 3600;
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn eviction(max_bytes: Option<u64>, max_age: Option<Duration>) -> Eviction {
+    Eviction {
+        max_bytes,
+        max_age,
+        interval: HOUR,
+    }
+}
+
+/// An image in the upstream's `name`: a manifest over one layer of `layer_len` bytes (and a config).
+async fn upstream_image(
+    up: &FakeUpstream,
+    name: &RepoName,
+    seed: u8,
+    layer_len: usize,
+) -> (Digest, Vec<Digest>) {
+    let config = format!(r#"{{"seed":{seed}}}"#);
+    let layer = content(layer_len, seed);
+    let c = push(up.reg(), name, config.as_bytes()).await;
+    let l = push(up.reg(), name, &layer).await;
+    let manifest = common::image_manifest((&c, config.len()), &[(&l, layer.len())]);
+    let out = up
+        .reg()
+        .put_manifest(
+            name,
+            &tag("1"),
+            Some("application/vnd.oci.image.manifest.v1+json"),
+            Bytes::from(manifest),
+        )
+        .await
+        .unwrap();
+    (out.digest, vec![c, l])
+}
+
+/// Pulls the image's manifest and blobs through the cache.
+async fn pull_image(env: &Env, name: &RepoName, blobs: &[Digest]) {
+    env.reg.get_manifest(name, &tag("1")).await.unwrap();
+    for b in blobs {
+        pull(&env.reg, name, b).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn content_not_pulled_within_the_age_limit_goes() {
+    let up = FakeUpstream::new();
+    let cached = repo("org/a");
+    let (m, blobs) = upstream_image(&up, &cached, 1, 20_000).await;
+    let limits = eviction(None, Some(Duration::from_secs(7 * DAY as u64)));
+    let (env, events) = cache_with(&up, "", false, HOUR, Some(limits.clone()));
+    pull_image(&env, &cached, &blobs).await;
+    let entries = env.meta.oldest_cache_entries(i64::MAX, 10).await.unwrap();
+    assert_eq!(entries.len(), 3, "a manifest and two blobs: {entries:?}");
+
+    // Within the limit: nothing goes.
+    let report = env
+        .reg
+        .evict_cache_as_of(&limits, now() + DAY)
+        .await
+        .unwrap();
+    assert_eq!(report.entries, 0);
+    // Past it: all three.
+    let report = env
+        .reg
+        .evict_cache_as_of(&limits, now() + 8 * DAY)
+        .await
+        .unwrap();
+    assert_eq!(report.entries, 3);
+    assert!(env.meta.manifest(&cached, &m).await.unwrap().is_none());
+    for b in &blobs {
+        assert!(env.meta.linked_blob(&cached, b).await.unwrap().is_none());
+        assert!(env.blobs.stat(b).await.unwrap().is_none(), "bytes deleted");
+    }
+    assert!(
+        env.meta
+            .oldest_cache_entries(i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        events.count(|e| matches!(e, CacheEvent::Evicted { entries: 3, .. })),
+        1
+    );
+    // The next pull fetches again.
+    let before = up.calls.snapshot();
+    pull_image(&env, &cached, &blobs).await;
+    let after = up.calls.snapshot();
+    assert_eq!((after.1 - before.1, after.2 - before.2), (1, 2));
+}
+
+#[tokio::test]
+async fn the_least_recently_pulled_go_first_until_the_cache_fits() {
+    let up = FakeUpstream::new();
+    let (a, b) = (repo("org/a"), repo("org/b"));
+    let (ma, blobs_a) = upstream_image(&up, &a, 1, 50_000).await;
+    let (mb, blobs_b) = upstream_image(&up, &b, 2, 50_000).await;
+    let limits = eviction(Some(60_000), None);
+    let (env, _) = cache_with(&up, "hub", false, HOUR, Some(limits.clone()));
+    let (ca, cb) = (repo("hub/org/a"), repo("hub/org/b"));
+    pull_image(&env, &ca, &blobs_a).await;
+    pull_image(&env, &cb, &blobs_b).await;
+    // org/a is pulled again later (in a second's resolution, a later time is written here): org/b is
+    // now the least recently pulled, although it sorts after org/a.
+    env.reg.get_manifest(&ca, &tag("1")).await.unwrap();
+    env.reg.flush_cache_pulls().await.unwrap();
+    let later: Vec<_> = env
+        .meta
+        .oldest_cache_entries(i64::MAX, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.repo == ca)
+        .map(|e| metadata::CacheEntry {
+            pulled_at: now() + 60,
+            ..e
+        })
+        .collect();
+    env.meta.touch_cache_entries(&later).await.unwrap();
+    assert!(env.meta.cache_size().await.unwrap() > 100_000);
+
+    let report = env.reg.evict_cache(&limits).await.unwrap();
+    assert_eq!(report.entries, 3, "org/b's manifest and blobs");
+    assert!(env.meta.cache_size().await.unwrap() <= 60_000);
+    assert!(env.meta.manifest(&cb, &mb).await.unwrap().is_none());
+    assert!(env.meta.manifest(&ca, &ma).await.unwrap().is_some());
+    for d in &blobs_a {
+        assert!(pull(&env.reg, &ca, d).await.is_ok());
+    }
+    let kinds: Vec<CacheEntryKind> = env
+        .meta
+        .oldest_cache_entries(i64::MAX, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds.len(), 3);
+}
+
+#[tokio::test]
+async fn eviction_never_touches_local_repositories() {
+    let up = FakeUpstream::new();
+    let cached = repo("org/a");
+    let (_, blobs) = upstream_image(&up, &cached, 1, 30_000).await;
+    let limits = eviction(Some(0), Some(Duration::ZERO));
+    let (env, _) = cache_with(&up, "hub", false, HOUR, Some(limits.clone()));
+    // A local repository holding one of the same blobs, and one of its own.
+    let local = repo("team/app");
+    let layer = content(30_000, 1);
+    assert_eq!(push(&env.reg, &local, &layer).await, blobs[1]);
+    let own = push(&env.reg, &local, b"local only").await;
+    let (local_manifest, _) = common::push_image(&env.reg, &local, "v1", 9).await;
+
+    let via = repo("hub/org/a");
+    pull_image(&env, &via, &blobs).await;
+    let report = env
+        .reg
+        .evict_cache_as_of(&limits, now() + DAY)
+        .await
+        .unwrap();
+    assert_eq!(report.entries, 3);
+    assert!(
+        env.meta
+            .linked_blob(&via, &blobs[1])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The shared blob's bytes stay for the local repository; its own content is untouched.
+    assert_eq!(pull(&env.reg, &local, &blobs[1]).await.unwrap(), layer);
+    assert_eq!(pull(&env.reg, &local, &own).await.unwrap(), b"local only");
+    let m = env.reg.get_manifest(&local, &tag("v1")).await.unwrap();
+    assert_eq!(m.digest, local_manifest);
+}
+
+#[tokio::test]
+async fn without_eviction_nothing_is_recorded() {
+    let up = FakeUpstream::new();
+    let cached = repo("org/a");
+    let (_, blobs) = upstream_image(&up, &cached, 1, 1000).await;
+    let (env, _) = cache_with(&up, "", false, HOUR, None);
+    pull_image(&env, &cached, &blobs).await;
+    pull_image(&env, &cached, &blobs).await;
+    env.reg.flush_cache_pulls().await.unwrap();
+    assert!(
+        env.meta
+            .oldest_cache_entries(i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
