@@ -27,7 +27,6 @@ use metadata::MetadataStore;
 use metadata::postgres::PostgresStore;
 use metadata::sqlite::SqliteStore;
 use registry::Registry;
-use registry::cached::CachedMetadataStore;
 use registry::instrumented::{InstrumentedBlobStore, InstrumentedMetadataStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -88,10 +87,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             metrics.storage_observer(),
         ));
     }
-    // Outside the timing decorator, so the metrics time the database, not the cache's hits.
-    if config.limits.metadata_cache.enabled() {
-        meta = Arc::new(CachedMetadataStore::new(meta, config.limits.metadata_cache));
-    }
     let registry = Registry::new(
         blobs,
         meta,
@@ -100,6 +95,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             read_only: config.storage.read_only,
             max_concurrent_uploads: config.limits.max_concurrent_uploads,
             max_manifest_bytes: config.limits.max_manifest_bytes,
+            blob_redirect: config.storage.redirect,
         },
     );
     let registry = match &config.proxy {
@@ -109,15 +105,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                     .namespaces()
                     .context("setting up the proxy's upstreams")?,
                 revalidate_after: proxy.revalidate,
-                eviction: proxy.eviction(),
             },
             metrics.as_ref().map(Metrics::cache_observer),
         ),
         None => registry,
     };
-    if let Some(eviction) = config.proxy.as_ref().and_then(|p| p.eviction()) {
-        tokio::spawn(registry.clone().run_cache_eviction(eviction));
-    }
     if let Some(metrics) = &metrics {
         metrics.watch_uploads(&registry);
     }

@@ -10,7 +10,7 @@
 use std::io;
 use std::ops::Range;
 use std::pin::Pin;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -142,4 +142,12 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Checks that the storage answers, for health checks: cheap, read-only, and an error whenever blobs
     /// could not be read or written right now (root missing, permission lost, server unreachable).
     async fn check(&self) -> Result<()>;
+
+    /// A URL from which any client may GET the committed blob `digest` straight from the storage for
+    /// about `expires`, bypassing this process (S3: a presigned URL); `None` (the default) when the
+    /// backend has no such thing. Computed without checking that the blob exists: the caller knows.
+    async fn redirect_url(&self, digest: &Digest, expires: Duration) -> Result<Option<String>> {
+        let _ = (digest, expires);
+        Ok(None)
+    }
 }

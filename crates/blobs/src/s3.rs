@@ -151,4 +151,8 @@ impl BlobStore for S3BlobStore {
     async fn check(&self) -> Result<()> {
         self.health().await
     }
+
+    async fn redirect_url(&self, digest: &Digest, expires: Duration) -> Result<Option<String>> {
+        Ok(Some(self.presigned_url(digest, expires)))
+    }
 }

@@ -100,6 +100,21 @@ impl Registry {
         }
     }
 
+    /// Where a GET of blob `digest` through `repo` is sent instead of being served: a URL of the storage,
+    /// when redirects are configured, the blob is linked to `repo` (the same check as `get_blob`, so a
+    /// redirect never reveals a blob the repository may not read) and the store has such URLs. `None`:
+    /// serve it with `get_blob` (also for cached repositories and for manifests read as blobs).
+    pub async fn blob_redirect(&self, repo: &RepoName, digest: &Digest) -> Result<Option<String>> {
+        let Some(expires) = self.config.blob_redirect else {
+            return Ok(None);
+        };
+        if self.proxy_route(repo).is_some() || self.meta.linked_blob(repo, digest).await?.is_none()
+        {
+            return Ok(None);
+        }
+        Ok(self.blobs.redirect_url(digest, expires).await?)
+    }
+
     /// DELETE of a blob: unlinks it from `repo` (bytes are swept later by GC). Unsupported when deletes are off.
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         self.writable_in(repo)?;

@@ -164,6 +164,16 @@ impl BlobStore for InstrumentedBlobStore {
     async fn check(&self) -> blobs::Result<()> {
         timed(&*self.observer, self.op("check"), self.inner.check()).await
     }
+
+    /// Passed through untimed: a local computation (a presigned URL), not a call to the storage. Without
+    /// it the decorator would hide the store's redirects.
+    async fn redirect_url(
+        &self,
+        digest: &Digest,
+        expires: Duration,
+    ) -> blobs::Result<Option<String>> {
+        self.inner.redirect_url(digest, expires).await
+    }
 }
 
 /// A [`MetadataStore`] that reports the duration of every call of the one it wraps.

@@ -10,7 +10,6 @@ use blobs::BlobStore;
 use metadata::MetadataStore;
 
 mod blob;
-pub mod cached;
 mod discovery;
 mod error;
 pub mod instrumented;
@@ -43,6 +42,9 @@ pub struct Config {
     pub max_manifest_bytes: usize,
     /// Most uploads streaming bytes in at once; more are refused with `TooManyRequests`. `None`: no cap.
     pub max_concurrent_uploads: Option<usize>,
+    /// Blob GETs are answered with a redirect to the storage (a URL valid this long) when the blob store
+    /// offers one (`BlobStore::redirect_url`: S3); `None`, the default, serves every byte itself.
+    pub blob_redirect: Option<std::time::Duration>,
 }
 
 /// The default cap on uploads in progress: each holds a file and a write buffer of up to 1 MiB, so this
@@ -56,6 +58,7 @@ impl Default for Config {
             read_only: false,
             max_manifest_bytes: 4 * 1024 * 1024,
             max_concurrent_uploads: Some(DEFAULT_MAX_CONCURRENT_UPLOADS),
+            blob_redirect: None,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! registry:2's default, `/var/lib/registry`.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use registry::UploadPurging;
 use serde_yaml::Value;
@@ -34,6 +35,10 @@ pub struct StorageConfig {
     pub upload_purging: Option<UploadPurging>,
     /// `redirect.disable`: never answer blob reads with a redirect to the storage.
     pub redirect_disabled: bool,
+    /// Blob reads answered with a redirect to a presigned URL valid this long: berth's
+    /// `redirect.enabled` (registry:2 redirects by default; berth only when asked), with registry:2's
+    /// `redirect.expirydelay`; `None` when off (or `disable` is set). Only S3 storage has such URLs.
+    pub redirect: Option<Duration>,
     /// `cache.blobdescriptor`, as written (berth's metadata database is its descriptor cache).
     pub blob_descriptor_cache: Option<String>,
 }
@@ -45,7 +50,7 @@ pub enum Driver {
     },
     /// Blobs in an S3 bucket (`blobs::s3`); SQLite metadata, if no database is configured, stays in
     /// [`DEFAULT_ROOT`].
-    S3(S3Config),
+    S3(Box<S3Config>),
     /// A registry:2 driver berth has no backend for (`azure`, `gcs`, `inmemory`, ...).
     Unsupported(String),
 }
@@ -80,6 +85,8 @@ pub struct S3Config {
 pub const S3_MIN_CHUNK: u64 = 5 * 1024 * 1024;
 /// registry:2's default `chunksize`.
 pub const S3_DEFAULT_CHUNK: u64 = 10 * 1024 * 1024;
+/// How long a redirect's presigned URL is valid unless `redirect.expirydelay` says otherwise (registry:2's).
+pub const DEFAULT_REDIRECT_EXPIRY: Duration = Duration::from_secs(20 * 60);
 
 /// registry:2 s3 keys berth does not use, and why.
 const S3_IGNORED_KEYS: &[(&str, &str)] = &[
@@ -149,6 +156,8 @@ struct RawStorage {
     purge_interval: Option<Setting>,
     purge_dry_run: Option<Setting>,
     redirect_disable: Option<Setting>,
+    redirect_enabled: Option<Setting>,
+    redirect_expiry: Option<Setting>,
     blob_descriptor: Option<Setting>,
 }
 
@@ -240,11 +249,12 @@ pub fn read(mut s: Section<'_>) -> Result<StorageConfig, ConfigError> {
 
     let mut redirect = s.section("redirect")?;
     raw.redirect_disable = redirect.scalar("disable")?;
+    raw.redirect_enabled = redirect.scalar("enabled")?;
+    raw.redirect_expiry = redirect.scalar("expirydelay")?;
     redirect.ignore(
         "exceptions",
-        "berth's filesystem storage never redirects, so there is nothing to except",
+        "berth redirects every blob read or none (storage.redirect.enabled)",
     );
-    redirect.ignore("expirydelay", "berth's filesystem storage never redirects");
     redirect.finish();
 
     let mut cache = s.section("cache")?;
@@ -308,7 +318,7 @@ impl RawStorage {
                     non_empty(&self.fs_root)?.unwrap_or_else(|| REGISTRY2_FS_ROOT.to_string()),
                 ),
             },
-            Some("s3") => Driver::S3(self.s3.unwrap_or_default().validate(ctx)?),
+            Some("s3") => Driver::S3(Box::new(self.s3.unwrap_or_default().validate(ctx)?)),
             Some(other) => Driver::Unsupported(other.to_string()),
         };
         let purging_enabled = parse_or(&self.purge_enabled, true, parse_bool)?;
@@ -323,6 +333,26 @@ impl RawStorage {
             dry_run: parse_or(&self.purge_dry_run, false, parse_bool)?,
         };
         let read_only = parse_or(&self.read_only, false, parse_bool)?;
+        let redirect_disabled = parse_or(&self.redirect_disable, false, parse_bool)?;
+        let redirect_expiry = parse_or(&self.redirect_expiry, DEFAULT_REDIRECT_EXPIRY, positive)?;
+        let redirect_enabled = parse_or(&self.redirect_enabled, false, parse_bool)?;
+        if redirect_enabled && let Some(s) = &self.redirect_enabled {
+            if redirect_disabled {
+                ctx.warn(
+                    &s.origin,
+                    WarningKind::Adjusted,
+                    "off: redirect.disable is set",
+                );
+            } else if !matches!(driver, Driver::S3(_)) {
+                ctx.warn(
+                    &s.origin,
+                    WarningKind::Ignored,
+                    "only S3 storage can redirect blob reads",
+                );
+            }
+        }
+        let redirect = (redirect_enabled && !redirect_disabled && matches!(driver, Driver::S3(_)))
+            .then_some(redirect_expiry);
         if read_only
             && purging_enabled
             && let Some(s) = &self.purge_enabled
@@ -352,7 +382,8 @@ impl RawStorage {
             delete_enabled: parse_or(&self.delete_enabled, false, parse_bool)?,
             read_only,
             upload_purging: (purging_enabled && !read_only).then_some(purging),
-            redirect_disabled: parse_or(&self.redirect_disable, false, parse_bool)?,
+            redirect_disabled,
+            redirect,
             blob_descriptor_cache,
         })
     }
@@ -453,7 +484,15 @@ impl StorageConfig {
             ),
             (
                 "redirect",
-                mapping([("disable", self.redirect_disabled.into())]),
+                mapping([
+                    ("disable", self.redirect_disabled.into()),
+                    ("enabled", self.redirect.is_some().into()),
+                    (
+                        "expirydelay",
+                        self.redirect
+                            .map_or(Value::Null, |d| format_duration(d).into()),
+                    ),
+                ]),
             ),
         ];
         if let Some(cache) = &self.blob_descriptor_cache {
@@ -523,7 +562,7 @@ mod tests {
         let Driver::S3(s3) = loaded.config.storage.driver.clone() else {
             panic!("not s3: {:?}", loaded.config.storage.driver)
         };
-        (loaded, s3)
+        (loaded, *s3)
     }
 
     fn warnings(l: &Loaded) -> Vec<(&str, WarningKind)> {
@@ -623,5 +662,42 @@ mod tests {
         assert_eq!(s3.storage_class, None, "NONE leaves the bucket's default");
         // Neither region nor endpoint: the AWS environment may still give them when the store opens.
         assert_eq!((s3.region, s3.region_endpoint), (None, None));
+    }
+
+    #[test]
+    fn redirects_only_when_asked_and_only_on_s3() {
+        let s3 = "storage:\n  s3:\n    bucket: b\n  redirect:\n";
+        let (l, _) = load_s3(s3, &[]);
+        assert_eq!(
+            l.config.storage.redirect, None,
+            "off by default, unlike registry:2"
+        );
+        let (l, _) = load_s3(&format!("{s3}    enabled: true\n"), &[]);
+        assert_eq!(l.config.storage.redirect, Some(DEFAULT_REDIRECT_EXPIRY));
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let (l, _) = load_s3(
+            &format!("{s3}    enabled: true\n    expirydelay: 5m\n"),
+            &[],
+        );
+        assert_eq!(l.config.storage.redirect, Some(Duration::from_secs(300)));
+        let (l, _) = load_s3(&format!("{s3}    enabled: true\n    disable: true\n"), &[]);
+        assert_eq!(l.config.storage.redirect, None);
+        assert_eq!(
+            warnings(&l),
+            [("storage.redirect.enabled", WarningKind::Adjusted)]
+        );
+        let (l, _) = load_s3(s3, &[("REGISTRY_STORAGE_REDIRECT_ENABLED", "true")]);
+        assert!(
+            l.config.storage.redirect.is_some(),
+            "the variable turns it on"
+        );
+
+        let fs = "storage:\n  filesystem:\n    rootdirectory: /x\n  redirect:\n    enabled: true\n";
+        let loaded = load(Some(fs), &HashMap::new()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.config.storage.redirect, None);
+        assert_eq!(
+            warnings(&loaded),
+            [("storage.redirect.enabled", WarningKind::Ignored)]
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Blob reads and deletes: `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`.
 //!
-//! A GET streams the blob from the store to the client; a `Range` header asks for part of it. Only a
+//! A GET streams the blob from the store to the client; a `Range` header asks for part of it. With
+//! `storage.redirect` on an S3 store, a GET is answered 307 to a presigned URL of the bucket instead. Only a
 //! single range is served: a multi-range or malformed header is answered 416 (after checking the blob
 //! exists, so that an unknown blob is still a 404 and the 416 can carry the blob's size).
 //!
@@ -11,6 +12,7 @@
 use axum::body::Body;
 use axum::http::header::{
     ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderName, HeaderValue,
+    LOCATION,
 };
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -30,6 +32,16 @@ pub async fn get(
 ) -> Result {
     let (name, namespace) = namespaced(registry, name, query);
     let name = &name;
+    // Redirected to the storage (when so configured): a client's Range header goes along with it.
+    if let Some(url) = registry.blob_redirect(name, digest).await? {
+        return Ok(empty(
+            StatusCode::TEMPORARY_REDIRECT,
+            [
+                (LOCATION, value(url)),
+                (CONTENT_DIGEST, value(digest.to_string())),
+            ],
+        ));
+    }
     let range = match request.get(RANGE_NAME) {
         None => None,
         // A header that is not visible ASCII is as malformed as one that does not parse.
