@@ -2,7 +2,7 @@
 //! blobs) while berth is killed with SIGKILL at a random moment, several times over the same data directory.
 //! After each restart: every image whose manifest PUT was acknowledged pulls back byte for byte; whatever
 //! else any pusher attempted is either absent or exact; interrupted uploads resume or are cleanly unknown.
-//! Run with the metadata in SQLite and, as a second test, in PostgreSQL.
+//! Run over every pair of blob storage (filesystem, S3) and metadata engine (SQLite, PostgreSQL).
 //!
 //! The seed is printed; `BERTH_E2E_SEED=<seed>` replays the same sizes, shapes and kill moments.
 
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::http::{OCI_CONFIG, OCI_MANIFEST, PushError, Upload, range_last};
 use crate::harness::rng::Rng;
-use crate::harness::{Api, BlobPush, Metadata, Options, Server, sha256};
+use crate::harness::{Api, BlobPush, Metadata, Options, Server, Storage, sha256};
 
 const PUSHERS: usize = 8;
 const ROUNDS: usize = 4;
@@ -82,19 +82,31 @@ fn with<T>(ledger: &Shared, f: impl FnOnce(&mut Ledger) -> T) -> T {
 
 #[test]
 fn kill9_during_concurrent_pushes_loses_nothing_acknowledged() {
-    kill9_during_concurrent_pushes(Metadata::Sqlite);
+    kill9_during_concurrent_pushes(Storage::Filesystem, Metadata::Sqlite);
+}
+
+/// Over S3: an upload's parts and a commit's copy are objects, written by requests a kill cuts anywhere.
+#[test]
+fn kill9_during_concurrent_pushes_loses_nothing_acknowledged_over_s3() {
+    kill9_during_concurrent_pushes(Storage::S3, Metadata::Sqlite);
+}
+
+#[test]
+fn kill9_during_concurrent_pushes_loses_nothing_acknowledged_over_s3_and_postgres() {
+    kill9_during_concurrent_pushes(Storage::S3, Metadata::Postgres);
 }
 
 /// The same over PostgreSQL: what berth acknowledged is committed on the server, whatever became of the
 /// process, and a restarted berth finds it there.
 #[test]
 fn kill9_during_concurrent_pushes_loses_nothing_acknowledged_over_postgres() {
-    kill9_during_concurrent_pushes(Metadata::Postgres);
+    kill9_during_concurrent_pushes(Storage::Filesystem, Metadata::Postgres);
 }
 
-fn kill9_during_concurrent_pushes(metadata: Metadata) {
+fn kill9_during_concurrent_pushes(storage: Storage, metadata: Metadata) {
     let Some(mut server) = Server::try_start_with(Options {
         metadata,
+        storage,
         ..Options::default()
     }) else {
         return;

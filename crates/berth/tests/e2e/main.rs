@@ -18,6 +18,7 @@ mod metrics;
 mod outage;
 mod podman;
 mod proxy;
+mod replicas;
 mod shutdown;
 mod skopeo;
 mod startup;

@@ -1,14 +1,40 @@
 //! podman against berth: push an image, pull it into a fresh store, and check that the digest podman
-//! reports, the manifest berth stores and the unpacked layers all agree with what was built.
+//! reports, the manifest berth stores and the unpacked layers all agree with what was built; over every
+//! storage and metadata engine.
 
 use crate::harness::clients::version;
 use crate::harness::images::{gunzip, sample_image, write_image_layout};
-use crate::harness::{Server, Tools, repo, sha256};
+use crate::harness::{Metadata, Options, Server, Storage, Tools, repo, sha256};
 
 #[test]
 fn podman_push_then_pull_keeps_the_digest() {
+    push_then_pull(Storage::Filesystem, Metadata::Sqlite);
+}
+
+#[test]
+fn podman_push_then_pull_keeps_the_digest_over_postgres() {
+    push_then_pull(Storage::Filesystem, Metadata::Postgres);
+}
+
+#[test]
+fn podman_push_then_pull_keeps_the_digest_over_s3() {
+    push_then_pull(Storage::S3, Metadata::Sqlite);
+}
+
+#[test]
+fn podman_push_then_pull_keeps_the_digest_over_s3_and_postgres() {
+    push_then_pull(Storage::S3, Metadata::Postgres);
+}
+
+fn push_then_pull(storage: Storage, metadata: Metadata) {
     eprintln!("{}", version("podman"));
-    let server = Server::start();
+    let Some(server) = Server::try_start_with(Options {
+        metadata,
+        storage,
+        ..Options::default()
+    }) else {
+        return;
+    };
     let pusher = Tools::new();
     let img = sample_image("podman");
     let layout = pusher.scratch("layout");

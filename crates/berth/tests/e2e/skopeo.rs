@@ -7,7 +7,7 @@ use crate::harness::images::{
     by_digest, layout_blobs, layout_ref, multi_platform_index, sample_image, write_image_layout,
     write_layout,
 };
-use crate::harness::{Metadata, Options, Server, Tools, push_image, repo, sha256};
+use crate::harness::{Metadata, Options, Server, Storage, Tools, push_image, repo, sha256};
 
 fn oci(dir: &std::path::Path, tag: &str) -> String {
     format!("oci:{}:{tag}", dir.display())
@@ -15,18 +15,29 @@ fn oci(dir: &std::path::Path, tag: &str) -> String {
 
 #[test]
 fn skopeo_copy_layout_round_trip_keeps_every_digest() {
-    copy_layout_round_trip(Metadata::Sqlite);
+    copy_layout_round_trip(Storage::Filesystem, Metadata::Sqlite);
 }
 
 #[test]
 fn skopeo_copy_layout_round_trip_keeps_every_digest_over_postgres() {
-    copy_layout_round_trip(Metadata::Postgres);
+    copy_layout_round_trip(Storage::Filesystem, Metadata::Postgres);
 }
 
-fn copy_layout_round_trip(metadata: Metadata) {
+#[test]
+fn skopeo_copy_layout_round_trip_keeps_every_digest_over_s3() {
+    copy_layout_round_trip(Storage::S3, Metadata::Sqlite);
+}
+
+#[test]
+fn skopeo_copy_layout_round_trip_keeps_every_digest_over_s3_and_postgres() {
+    copy_layout_round_trip(Storage::S3, Metadata::Postgres);
+}
+
+fn copy_layout_round_trip(storage: Storage, metadata: Metadata) {
     eprintln!("{}", version("skopeo"));
     let Some(server) = Server::try_start_with(Options {
         metadata,
+        storage,
         ..Options::default()
     }) else {
         return;

@@ -1,17 +1,20 @@
 //! The harness of the end-to-end suite: the server process, an HTTP client of the distribution API, the
 //! real clients with isolated state, and test images built on the spot.
 
+pub mod big_image;
 pub mod clients;
 pub mod http;
 pub mod images;
+pub mod nginx;
 pub mod postgres;
 pub mod private_postgres;
 pub mod rng;
+pub mod s3;
 pub mod server;
 
 pub use clients::Tools;
 pub use http::{Api, BlobPush, sha256};
-pub use server::{Metadata, Options, Server};
+pub use server::{Metadata, Options, Server, Storage};
 
 /// A repository name unique to one test, so tests never see each other's data even on a shared server.
 pub fn repo(test: &str) -> String {

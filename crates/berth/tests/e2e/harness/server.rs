@@ -1,7 +1,9 @@
 //! The server under test: the real `berth` binary, started on `127.0.0.1:0` over a temporary data directory,
 //! stopped (gracefully or with SIGKILL) and started again over the same directory. Its metadata is in
 //! SQLite in that directory, or (with [`Metadata::Postgres`]) in a fresh PostgreSQL database kept across
-//! restarts likewise.
+//! restarts likewise. Its blobs are in the data directory, or (with [`Storage::S3`]) under a fresh prefix
+//! of the test bucket `BERTH_TEST_S3_*` names. [`Server::start_replicas`] starts several processes over
+//! one storage and one database, as replicas behind a load balancer.
 //!
 //! Why a process and not the router in-process: these tests check what a user of the binary sees (the
 //! address line, the environment variables, durability across a crash), which only the binary can show.
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::http::Api;
 use super::postgres::Database;
+use super::s3::S3Bucket;
 
 /// How long the binary may take to print its address line: generous, since CI may be building other crates.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,6 +44,8 @@ pub struct Options {
     /// A configuration file given to `berth serve` (the variables the harness sets still win over it).
     pub config: Option<PathBuf>,
     pub metadata: Metadata,
+    /// Where the blobs are.
+    pub storage: Storage,
     /// More `REGISTRY_*` variables for the server (set after the harness's own, so they win).
     pub env: Vec<(String, String)>,
 }
@@ -51,9 +56,33 @@ impl Default for Options {
             delete_enabled: true,
             config: None,
             metadata: Metadata::Sqlite,
+            storage: Storage::Filesystem,
             env: Vec::new(),
         }
     }
+}
+
+/// Where the server keeps its blobs: the storage engines a test can be run over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// The data directory (`storage.filesystem`).
+    Filesystem,
+    /// A prefix of its own (`rootdirectory`) in the bucket of `BERTH_TEST_S3_*` (`storage.s3`).
+    S3,
+}
+
+/// What the replicas of one deployment share: the data directory (blobs on the filesystem, SQLite), the
+/// PostgreSQL database and the S3 prefix. Dropped with the last server that uses it.
+struct Shared {
+    /// Holds `data/` (and the first server's log).
+    _dir: tempfile::TempDir,
+    /// The directory of `_dir`: the servers' working directory over S3, where berth keeps its SQLite
+    /// database when no filesystem root is configured (`storage`'s default root is relative).
+    workdir: PathBuf,
+    database: Option<Database>,
+    s3: Option<S3Bucket>,
+    /// The `storage.s3` configuration file, for [`Storage::S3`].
+    s3_config: Option<PathBuf>,
 }
 
 /// Where the server keeps its metadata: the engines a test can be run over.
@@ -67,13 +96,13 @@ pub enum Metadata {
 
 /// A running `berth serve`, killed when dropped.
 pub struct Server {
-    /// Owns the temporary directory that holds `data/` and `server.log`.
-    _dir: tempfile::TempDir,
+    /// The storage and database (kept alive while any replica runs); dropped after the process is.
+    shared: Arc<Shared>,
+    /// A replica's own directory, for its log (the first server's log is in the shared one).
+    _log_dir: Option<tempfile::TempDir>,
     root: PathBuf,
     log: PathBuf,
     options: Options,
-    /// The PostgreSQL database of a server over [`Metadata::Postgres`]; dropped after the process is.
-    database: Option<Database>,
     running: Option<Running>,
     /// Every line the binary printed on stdout, over all its runs.
     stdout: Arc<Mutex<Vec<String>>>,
@@ -97,20 +126,49 @@ impl Server {
 
     /// Starts berth with `options`; panics if they need an engine that is not available.
     pub fn start_with(options: Options) -> Server {
-        let metadata = options.metadata;
+        let (metadata, storage) = (options.metadata, options.storage);
         Server::try_start_with(options)
-            .unwrap_or_else(|| panic!("no {metadata:?} server to run berth over"))
+            .unwrap_or_else(|| panic!("no {metadata:?} or {storage:?} server to run berth over"))
+    }
+
+    /// Starts `n` berth processes with `options` over one storage and one database (replicas), or `None`
+    /// when an engine is missing, as [`try_start_with`](Self::try_start_with). Each has its own port and
+    /// log; they share the data directory, the PostgreSQL database and the S3 prefix.
+    pub fn start_replicas(options: Options, n: usize) -> Option<Vec<Server>> {
+        let first = Server::try_start_with(options)?;
+        let mut servers = Vec::with_capacity(n);
+        for _ in 1..n {
+            let log_dir = tempfile::Builder::new()
+                .prefix("berth-e2e-replica-")
+                .tempdir()
+                .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+            let mut replica = Server {
+                shared: Arc::clone(&first.shared),
+                log: log_dir.path().join("server.log"),
+                _log_dir: Some(log_dir),
+                root: first.root.clone(),
+                options: first.options.clone(),
+                running: None,
+                stdout: Arc::new(Mutex::new(Vec::new())),
+            };
+            replica.spawn();
+            servers.push(replica);
+        }
+        servers.insert(0, first);
+        Some(servers)
     }
 
     /// Starts berth with `options`, or returns `None` (having said that the test skipped) when they ask
-    /// for PostgreSQL and no server is configured.
+    /// for PostgreSQL or S3 and no server is configured.
     pub fn try_start_with(options: Options) -> Option<Server> {
+        let test = std::thread::current().name().unwrap_or("test").to_string();
+        let s3 = match options.storage {
+            Storage::Filesystem => None,
+            Storage::S3 => Some(S3Bucket::from_env(&test)?),
+        };
         let database = match options.metadata {
             Metadata::Sqlite => None,
-            Metadata::Postgres => {
-                let test = std::thread::current().name().unwrap_or("test").to_string();
-                Some(Database::create(&test)?)
-            }
+            Metadata::Postgres => Some(Database::create(&test)?),
         };
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
@@ -123,12 +181,28 @@ impl Server {
         let root = std::fs::canonicalize(&root)
             .unwrap_or_else(|e| panic!("cannot resolve {}: {e}", root.display()));
         let log = dir.path().join("server.log");
+        let s3_config = s3.as_ref().map(|bucket| {
+            assert!(
+                options.config.is_none(),
+                "the harness cannot combine a test's configuration file with S3 storage"
+            );
+            let path = dir.path().join("s3.yml");
+            std::fs::write(&path, bucket.config_yaml())
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+            path
+        });
         let mut server = Server {
-            _dir: dir,
+            shared: Arc::new(Shared {
+                workdir: dir.path().to_path_buf(),
+                _dir: dir,
+                database,
+                s3,
+                s3_config,
+            }),
+            _log_dir: None,
             root,
             log,
             options,
-            database,
             running: None,
             stdout: Arc::new(Mutex::new(Vec::new())),
         };
@@ -139,6 +213,16 @@ impl Server {
     /// The data directory (absolute), the same across restarts.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The server's log file (stderr of every run).
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The process id of the current run.
+    pub fn pid(&self) -> u32 {
+        self.running().child.id()
     }
 
     /// `127.0.0.1:port`, as image references want it.
@@ -262,11 +346,20 @@ impl Server {
             }
         }
         cmd.arg("serve");
-        if let Some(config) = &self.options.config {
+        if let Some(config) = self
+            .shared
+            .s3_config
+            .as_ref()
+            .or(self.options.config.as_ref())
+        {
             cmd.arg(config);
         }
+        if self.shared.s3.is_none() {
+            cmd.env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &self.root);
+        } else {
+            cmd.current_dir(&self.shared.workdir);
+        }
         cmd.env("REGISTRY_HTTP_ADDR", "127.0.0.1:0")
-            .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &self.root)
             .env(
                 "REGISTRY_STORAGE_DELETE_ENABLED",
                 if self.options.delete_enabled {
@@ -278,7 +371,7 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
-        if let Some(db) = &self.database {
+        if let Some(db) = &self.shared.database {
             cmd.envs(db.env());
         }
         cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
@@ -326,11 +419,14 @@ impl Server {
             addr.ip().is_loopback(),
             "berth listens on {addr}, asked for 127.0.0.1:0"
         );
-        assert_eq!(
-            std::fs::canonicalize(&data).unwrap_or(data),
-            self.root,
-            "the address line names another data directory than REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"
-        );
+        // Over S3 the line names the bucket's prefix, in a form the S3 wiring decides.
+        if self.shared.s3.is_none() {
+            assert_eq!(
+                std::fs::canonicalize(&data).unwrap_or(data),
+                self.root,
+                "the address line names another data directory than REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"
+            );
+        }
         let https = line.starts_with("berth listening on https://");
         self.running = Some(Running {
             child,
@@ -341,12 +437,27 @@ impl Server {
         });
         self.wait_ready();
         self.check_metadata_engine();
+        self.check_storage_engine();
+    }
+
+    /// A server meant to store blobs on S3 really does: no filesystem blob store appeared in its working
+    /// directory (a berth that ignored `storage.s3` would pass every test on its default local root).
+    fn check_storage_engine(&self) {
+        if self.shared.s3.is_none() {
+            return;
+        }
+        let local = find_dir(&self.shared.workdir, "uploads", 3);
+        assert!(
+            local.is_none(),
+            "berth was given S3 storage but made a filesystem blob store at {local:?}\n{}",
+            self.log_tail()
+        );
     }
 
     /// A server meant to run over PostgreSQL really does: its schema is in the database, and no SQLite
     /// file appeared (a berth that ignored the `database` section would pass every test over SQLite).
     fn check_metadata_engine(&self) {
-        let Some(db) = &self.database else {
+        let Some(db) = &self.shared.database else {
             return;
         };
         let tables = db.query(
@@ -410,6 +521,26 @@ impl Drop for Server {
             join_reader(&mut run);
         }
     }
+}
+
+/// A directory called `name` under `dir`, at most `depth` levels down.
+fn find_dir(dir: &Path, name: &str, depth: usize) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        if entry.file_name() == name {
+            return Some(path);
+        }
+        if depth > 1
+            && let Some(found) = find_dir(&path, name, depth - 1)
+        {
+            return Some(found);
+        }
+    }
+    None
 }
 
 /// Parses `berth listening on http(s)://<ip:port> (data: <absolute root>)`.

@@ -1,0 +1,673 @@
+//! Three berth replicas over one storage and one PostgreSQL database, behind nginx round robin
+//! (`harness::nginx`): what a user scaling out gets. Requests spread over the replicas (counted in each
+//! replica's own access log); an upload started on one continues on another and finishes on a third;
+//! a tag pushed through one is served by the others at once (or, with the metadata cache on, within its
+//! stated bound); skopeo and podman push and pull through the balancer; a replica killed while skopeo
+//! pushes a large layer costs the client one retry, after which the image pulls back byte for byte; and
+//! upload purging runs on one replica, another taking over when it dies.
+//!
+//! Each test runs over the filesystem (one data directory shared by the three processes) and over S3 (one
+//! prefix of the test bucket), both with PostgreSQL.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::harness::big_image::{file_digest, write_big_image_layout};
+use crate::harness::clients::version;
+use crate::harness::http::{ACCEPT_MANIFESTS, path_and_query};
+use crate::harness::images::{Image, write_image_layout};
+use crate::harness::images::{by_digest, gunzip, layout_blobs, layout_ref, sample_image};
+use crate::harness::nginx::{Balancer, cpu_time_of};
+use crate::harness::{Api, BlobPush, Metadata, Options, Server, Storage, Tools, repo, sha256};
+
+const REPLICAS: usize = 3;
+
+/// The metadata cache off: "at once" means at once. (`limits.metadatacachettl`; a berth without the cache
+/// warns about the key and goes on.)
+const NO_CACHE: (&str, &str) = ("REGISTRY_LIMITS_METADATACACHETTL", "0");
+
+/// The cache's default bound on serving a tag another replica moved (`limits.metadatacachettl`: 1 s).
+const CACHE_BOUND: Duration = Duration::from_secs(1);
+
+/// Three replicas and nginx in front.
+struct Deployment {
+    servers: Vec<Server>,
+    balancer: Balancer,
+}
+
+fn deploy(test: &str, storage: Storage, env: &[(&str, &str)]) -> Option<Deployment> {
+    let servers = Server::start_replicas(
+        Options {
+            metadata: Metadata::Postgres,
+            storage,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Options::default()
+        },
+        REPLICAS,
+    )?;
+    let addrs: Vec<_> = servers.iter().map(Server::addr).collect();
+    let balancer = Balancer::start(test, &addrs)?;
+    Some(Deployment { servers, balancer })
+}
+
+impl Deployment {
+    fn api(&self) -> Api {
+        Api::new(&self.balancer.base_url())
+    }
+
+    /// Requests each replica has logged so far (its access log, one line per request).
+    fn logged(&self) -> Vec<usize> {
+        self.servers.iter().map(logged_requests).collect()
+    }
+
+    /// Waits until the replicas logged `at_least` requests since `before` (a line is written when its
+    /// response ends, a moment after the client has it); returns each replica's count since.
+    fn served_since(&self, before: &[usize], at_least: usize) -> Vec<usize> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.logged();
+            let delta: Vec<usize> = now
+                .iter()
+                .zip(before)
+                .map(|(n, b)| n.saturating_sub(*b))
+                .collect();
+            if delta.iter().sum::<usize>() >= at_least || Instant::now() > deadline {
+                return delta;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn logged_requests(server: &Server) -> usize {
+    std::fs::read_to_string(server.log_path())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("berth_http::middleware: request "))
+        .count()
+}
+
+fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("replicas")
+        .to_string()
+}
+
+#[test]
+fn replicas_share_uploads_and_tags_behind_nginx() {
+    share_uploads_and_tags(Storage::Filesystem);
+}
+
+#[test]
+fn replicas_share_uploads_and_tags_behind_nginx_over_s3() {
+    share_uploads_and_tags(Storage::S3);
+}
+
+fn share_uploads_and_tags(storage: Storage) {
+    let Some(d) = deploy(&test_name(), storage, &[NO_CACHE]) else {
+        return;
+    };
+    let [a, b, c] = [&d.servers[0], &d.servers[1], &d.servers[2]];
+
+    // Round robin: requests through the balancer land on every replica.
+    let before = d.logged();
+    let api = d.api();
+    for _ in 0..12 {
+        let r = api
+            .get("/v2/", &[])
+            .unwrap_or_else(|e| panic!("GET /v2/: {e}"));
+        assert_eq!(r.status, 200, "{}", r.describe());
+    }
+    let served = d.served_since(&before, 12);
+    assert!(
+        served.iter().all(|n| *n >= 2),
+        "12 requests through nginx were served {served:?} by the replicas"
+    );
+
+    // An upload started on A continues on B and finishes on C, with curl speaking to each directly.
+    let tools = Tools::new();
+    let repo = repo("replicas-upload");
+    let first: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let last: Vec<u8> = (0..2 * 1024 * 1024u32).map(|i| (i % 241) as u8).collect();
+    let whole: Vec<u8> = first.iter().chain(&last).copied().collect();
+    let digest = sha256(&whole);
+    let (first_file, last_file) = (tools.path("first.bin"), tools.path("last.bin"));
+    std::fs::write(&first_file, &first).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&last_file, &last).unwrap_or_else(|e| panic!("{e}"));
+
+    let post = curl(
+        &tools,
+        "POST",
+        &format!("{}/v2/{repo}/blobs/uploads/", a.base_url()),
+        &[("Content-Length", "0")],
+        None,
+    );
+    assert_eq!(post.status, 202, "POST on A: {post:?}");
+    let location = path_and_query(post.header("location").unwrap_or_default());
+    let patch = curl(
+        &tools,
+        "PATCH",
+        &format!("{}{location}", b.base_url()),
+        &[
+            ("Content-Type", "application/octet-stream"),
+            ("Content-Range", &format!("0-{}", first.len() - 1)),
+        ],
+        Some(&first_file),
+    );
+    assert_eq!(patch.status, 202, "PATCH on B: {patch:?}");
+    assert_eq!(
+        patch.header("range"),
+        Some(format!("0-{}", first.len() - 1).as_str())
+    );
+    let location = path_and_query(patch.header("location").unwrap_or(&location));
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let put = curl(
+        &tools,
+        "PUT",
+        &format!("{}{location}{sep}digest={digest}", c.base_url()),
+        &[("Content-Type", "application/octet-stream")],
+        Some(&last_file),
+    );
+    assert_eq!(put.status, 201, "PUT on C: {put:?}");
+    for server in &d.servers {
+        let got = server.api().get_ok(&format!("/v2/{repo}/blobs/{digest}"));
+        assert_eq!(
+            sha256(&got),
+            digest,
+            "the blob read through {}",
+            server.host()
+        );
+    }
+
+    // A tag pushed through one replica is served by the others at once, and so is its move.
+    let one = sample_image("replicas-tag-1");
+    let two = sample_image("replicas-tag-2");
+    for img in [&one, &two] {
+        for blob in img.blobs() {
+            api.push_blob(&repo, &blob.bytes, BlobPush::Monolithic)
+                .unwrap_or_else(|e| panic!("push through nginx: {e}"));
+        }
+    }
+    for (via, img, others) in [(a, &one, [b, c]), (b, &two, [a, c]), (c, &one, [a, b])] {
+        put_manifest(via, &repo, "latest", img);
+        for other in others {
+            let got = other.api().manifest_ok(&repo, "latest");
+            assert_eq!(
+                sha256(&got),
+                img.manifest.digest,
+                "{} serves another manifest than {} was just given",
+                other.host(),
+                via.host()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_tag_moved_on_one_replica_is_served_by_the_others_within_the_cache_bound() {
+    // The metadata cache at its default: the bound it states is what a user is promised.
+    let Some(d) = deploy(&test_name(), Storage::Filesystem, &[]) else {
+        return;
+    };
+    let [a, b] = [&d.servers[0], &d.servers[1]];
+    let repo = repo("replicas-cache");
+    let one = sample_image("replicas-cache-1");
+    let two = sample_image("replicas-cache-2");
+    for img in [&one, &two] {
+        for blob in img.blobs() {
+            a.api()
+                .push_blob(&repo, &blob.bytes, BlobPush::Monolithic)
+                .unwrap_or_else(|e| panic!("push: {e}"));
+        }
+    }
+    for round in 0..3 {
+        let (old, new) = if round % 2 == 0 {
+            (&one, &two)
+        } else {
+            (&two, &one)
+        };
+        put_manifest(a, &repo, "moving", old);
+        // B reads it (and may now hold it in its cache).
+        wait_for_tag(b, &repo, "moving", old, CACHE_BOUND * 2);
+        put_manifest(a, &repo, "moving", new);
+        let took = wait_for_tag(b, &repo, "moving", new, CACHE_BOUND * 3);
+        assert!(
+            took <= CACHE_BOUND + Duration::from_millis(500),
+            "round {round}: B served the old tag for {took:?}, over the cache's bound of {CACHE_BOUND:?}"
+        );
+    }
+}
+
+#[test]
+fn skopeo_and_podman_push_and_pull_through_nginx() {
+    push_and_pull_through_nginx(Storage::Filesystem);
+}
+
+#[test]
+fn skopeo_and_podman_push_and_pull_through_nginx_over_s3() {
+    push_and_pull_through_nginx(Storage::S3);
+}
+
+fn push_and_pull_through_nginx(storage: Storage) {
+    eprintln!("{}\n{}", version("skopeo"), version("podman"));
+    let Some(d) = deploy(&test_name(), storage, &[NO_CACHE]) else {
+        return;
+    };
+    let before = d.logged();
+    let host = d.balancer.host();
+
+    // skopeo: an OCI layout in and out, every digest kept.
+    let tools = Tools::new();
+    let img = sample_image("replicas-skopeo");
+    let src = tools.scratch("src");
+    write_image_layout(&src, "v1", &img);
+    let remote = format!("docker://{host}/{}:v1", repo("replicas-skopeo"));
+    tools.skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", src.display()),
+        &remote,
+    ]);
+    let out = tools.scratch("out");
+    tools.skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &remote,
+        &format!("oci:{}:v1", out.display()),
+    ]);
+    assert_eq!(layout_ref(&out, "v1")["digest"], img.manifest.digest);
+    let mut expected = by_digest(img.blobs());
+    expected.insert(img.manifest.digest.clone(), img.manifest.bytes.clone());
+    assert_eq!(layout_blobs(&out), expected, "skopeo pulled other bytes");
+
+    // podman: push from its store, pull into a fresh one.
+    podman_round_trip(&host, &d);
+
+    let served = d.served_since(&before, 20);
+    assert!(
+        served.iter().all(|n| *n >= 1),
+        "the pushes and pulls through nginx were served {served:?} by the replicas"
+    );
+}
+
+fn podman_round_trip(host: &str, d: &Deployment) {
+    let pusher = Tools::new();
+    let img = sample_image("replicas-podman");
+    let layout = pusher.scratch("layout");
+    write_image_layout(&layout, "v1", &img);
+    let pulled = pusher.podman(&["pull", "-q", &format!("oci:{}:v1", layout.display())]);
+    let id = pulled
+        .stdout
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    pusher.podman(&["tag", &id, "localhost/berth-e2e/replicas:v1"]);
+    let remote = format!("{host}/{}:v1", repo("replicas-podman"));
+    let digestfile = pusher.path("pushed.digest");
+    pusher.podman(&[
+        "push",
+        "--tls-verify=false",
+        "--digestfile",
+        digestfile.to_str().unwrap_or_default(),
+        "localhost/berth-e2e/replicas:v1",
+        &format!("docker://{remote}"),
+    ]);
+    let pushed = std::fs::read_to_string(&digestfile).unwrap_or_else(|e| panic!("{e}"));
+    let pushed = pushed.trim();
+    // Every replica serves what podman pushed.
+    for server in &d.servers {
+        let got = server.api().manifest_ok(&repo("replicas-podman"), "v1");
+        assert_eq!(sha256(&got), pushed, "{}", server.host());
+    }
+    let puller = Tools::new();
+    puller.podman(&["pull", "-q", "--tls-verify=false", &remote]);
+    let digest = puller.podman(&["image", "inspect", "--format", "{{.Digest}}", &remote]);
+    assert_eq!(digest.stdout.trim(), pushed);
+    let rootfs = puller.podman(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RootFS.Layers}}",
+        &remote,
+    ]);
+    let rootfs: Vec<String> = serde_json::from_str(rootfs.stdout.trim())
+        .unwrap_or_else(|e| panic!("RootFS.Layers is not a JSON list ({e}): {}", rootfs.stdout));
+    assert_eq!(rootfs, img.diff_ids);
+    check_layers_unpack(&d.servers[0].api(), &img);
+}
+
+/// The stored layers unpack to what was built (podman may recompress on push).
+fn check_layers_unpack(api: &Api, img: &Image) {
+    let repo = repo("replicas-podman");
+    let manifest = api.manifest_ok(&repo, "v1");
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap_or_default();
+    let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+    assert_eq!(layers.len(), img.layers.len());
+    for (layer, diff_id) in layers.iter().zip(&img.diff_ids) {
+        let digest = layer["digest"].as_str().unwrap_or_default();
+        let bytes = api.get_ok(&format!("/v2/{repo}/blobs/{digest}"));
+        assert_eq!(&sha256(&gunzip(&bytes)), diff_id);
+    }
+}
+
+/// The layer: large enough that the push is still streaming when the replica receiving it is found
+/// and killed.
+const BIG_LAYER: u64 = 256 * 1024 * 1024;
+
+/// CPU time after which a replica counts as the one receiving the layer: hashing and storing 256 MiB
+/// takes seconds of it, an idle replica a few milliseconds.
+const RECEIVER_CPU: Duration = Duration::from_millis(250);
+
+#[test]
+fn a_replica_killed_mid_push_costs_skopeo_one_retry() {
+    killed_mid_push(Storage::Filesystem);
+}
+
+#[test]
+fn a_replica_killed_mid_push_costs_skopeo_one_retry_over_s3() {
+    killed_mid_push(Storage::S3);
+}
+
+fn killed_mid_push(storage: Storage) {
+    eprintln!("{}", version("skopeo"));
+    let Some(mut d) = deploy(&test_name(), storage, &[NO_CACHE]) else {
+        return;
+    };
+    let tools = Tools::new();
+    let src = tools.scratch("src");
+    let seed = crate::harness::rng::Rng::seed_from_env();
+    eprintln!("layer seed: {seed} (BERTH_E2E_SEED={seed} replays it)");
+    let big = write_big_image_layout(&src, "v1", BIG_LAYER, seed);
+    let remote = format!(
+        "docker://{}/{}:v1",
+        d.balancer.host(),
+        repo("replicas-kill")
+    );
+    let pids: Vec<u32> = d.servers.iter().map(Server::pid).collect();
+
+    let (push, killed) = std::thread::scope(|scope| {
+        let push = scope.spawn(|| {
+            tools.try_skopeo(&[
+                "copy",
+                "--retry-times",
+                "3",
+                "--preserve-digests",
+                "--dest-tls-verify=false",
+                &format!("oci:{}:v1", src.display()),
+                &remote,
+            ])
+        });
+        let killed = find_the_receiver(&pids, &push);
+        let push = push
+            .join()
+            .unwrap_or_else(|_| panic!("the skopeo thread panicked"));
+        (push, killed)
+    });
+    let Some(victim) = killed else {
+        panic!(
+            "no replica was seen receiving the layer before skopeo ended: {}",
+            push.describe()
+        )
+    };
+    // The kill itself happened in `find_the_receiver` by pid; tell the harness the process is gone.
+    d.servers[victim].kill9();
+    assert!(
+        push.success,
+        "skopeo's retry did not succeed: {}",
+        push.describe()
+    );
+    assert!(
+        d.balancer
+            .access_log()
+            .lines()
+            .any(|l| l.split(' ').nth(1).is_some_and(|s| s.contains("502"))),
+        "nginx saw no replica fail: was it killed before the push reached it?\n{}",
+        d.balancer.access_log()
+    );
+
+    // The image pulls back through the balancer, byte for byte.
+    let out = tools.scratch("out");
+    tools.skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &remote,
+        &format!("oci:{}:v1", out.display()),
+    ]);
+    assert_eq!(layout_ref(&out, "v1")["digest"], big.manifest.digest);
+    let pulled = out
+        .join("blobs/sha256")
+        .join(big.layer_digest.trim_start_matches("sha256:"));
+    assert_eq!(
+        file_digest(&pulled),
+        (big.layer_digest.clone(), big.layer_size),
+        "the layer pulled back differs from the one pushed"
+    );
+    let original = src
+        .join("blobs/sha256")
+        .join(big.layer_digest.trim_start_matches("sha256:"));
+    assert!(same_bytes(&original, &pulled), "the layer files differ");
+}
+
+/// Watches how much CPU each replica uses; the first seen busy with the layer (hashing and storing
+/// tens of MiB) is killed with SIGKILL at once. Returns its index, or `None` if the push ended first.
+fn find_the_receiver(
+    pids: &[u32],
+    push: &std::thread::ScopedJoinHandle<'_, crate::harness::clients::Output>,
+) -> Option<usize> {
+    let cpu = |pid: u32| cpu_time_of(pid).unwrap_or_default();
+    let start: Vec<Duration> = pids.iter().map(|p| cpu(*p)).collect();
+    while !push.is_finished() {
+        for (i, pid) in pids.iter().enumerate() {
+            let used = cpu(*pid).saturating_sub(start[i]);
+            // Far above an idle replica's health checks, well short of the whole layer.
+            if used > RECEIVER_CPU {
+                eprintln!("replica {i} (pid {pid}) used {used:?} of CPU on the push: SIGKILL");
+                // SAFETY: kill(2) has no memory effects; the pid is a child of this process, not reaped.
+                unsafe {
+                    libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+                }
+                return Some(i);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+fn same_bytes(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    let open = |p: &Path| std::fs::File::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let (mut fa, mut fb) = (open(a), open(b));
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let na = read_full(&mut fa, &mut ba);
+        let nb = read_full(&mut fb, &mut bb);
+        if na != nb || ba[..na] != bb[..nb] {
+            return false;
+        }
+        if na == 0 {
+            return true;
+        }
+    }
+
+    fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> usize {
+        let mut n = 0;
+        while n < buf.len() {
+            match f.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) => panic!("reading a layer: {e}"),
+            }
+        }
+        n
+    }
+}
+
+#[test]
+fn one_replica_purges_uploads_and_another_takes_over_when_it_dies() {
+    let purging = [
+        ("REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_ENABLED", "true"),
+        ("REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE", "2s"),
+        ("REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_INTERVAL", "1s"),
+    ];
+    let Some(mut d) = deploy(&test_name(), Storage::Filesystem, &purging) else {
+        return;
+    };
+    let repo = repo("replicas-purge");
+
+    // An abandoned upload is purged, by one replica.
+    let upload = d.servers[1]
+        .api()
+        .start_upload(&repo)
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_until_purged(&d.servers[2].api(), &upload.location);
+    let leaders = purgers(&d.servers);
+    assert_eq!(
+        leaders.len(),
+        1,
+        "replicas {leaders:?} all took the purge lock"
+    );
+    let leader = leaders[0];
+    // Rounds later, still that one only.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(purgers(&d.servers), [leader]);
+
+    // The purging replica dies: another takes over within a few intervals.
+    d.servers[leader].kill9();
+    let alive: Vec<usize> = (0..REPLICAS).filter(|i| *i != leader).collect();
+    let upload = d.servers[alive[0]]
+        .api()
+        .start_upload(&repo)
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_until_purged(&d.servers[alive[1]].api(), &upload.location);
+    let now: Vec<usize> = purgers(&d.servers);
+    let successors: Vec<&usize> = now.iter().filter(|i| **i != leader).collect();
+    assert_eq!(
+        successors.len(),
+        1,
+        "after replica {leader} died, {successors:?} took the purge lock"
+    );
+}
+
+/// Replicas that logged taking the purge lock.
+fn purgers(servers: &[Server]) -> Vec<usize> {
+    servers
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| {
+            std::fs::read_to_string(s.log_path())
+                .unwrap_or_default()
+                .contains("this replica purges abandoned uploads")
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn wait_until_purged(api: &Api, location: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = api
+            .get(location, &[])
+            .unwrap_or_else(|e| panic!("GET {location}: {e}"));
+        if r.status == 404 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned upload {location} was not purged: {}",
+            r.describe()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn put_manifest(server: &Server, repo: &str, tag: &str, img: &Image) {
+    server
+        .api()
+        .put_manifest(repo, tag, &img.manifest.media_type, &img.manifest.bytes)
+        .unwrap_or_else(|e| panic!("PUT {repo}:{tag} on {}: {e}", server.host()));
+}
+
+/// Polls `server` until `tag` names `img`; returns how long that took.
+fn wait_for_tag(server: &Server, repo: &str, tag: &str, img: &Image, bound: Duration) -> Duration {
+    let api = server.api();
+    let started = Instant::now();
+    loop {
+        let r = api
+            .get(
+                &format!("/v2/{repo}/manifests/{tag}"),
+                &[("Accept", ACCEPT_MANIFESTS)],
+            )
+            .unwrap_or_else(|e| panic!("GET {repo}:{tag}: {e}"));
+        if r.status == 200 && sha256(&r.body) == img.manifest.digest {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < bound,
+            "{} did not serve {repo}:{tag} = {} within {bound:?}: {}",
+            server.host(),
+            img.manifest.digest,
+            r.describe()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An answer curl printed with `-D -`.
+#[derive(Debug)]
+struct CurlResp {
+    status: u16,
+    headers: Vec<(String, String)>,
+}
+
+impl CurlResp {
+    /// The value of header `name` (lowercase).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn curl(
+    tools: &Tools,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Path>,
+) -> CurlResp {
+    let headers: Vec<String> = headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let body = body.map(|p| format!("@{}", p.display()));
+    let mut args = vec!["-X", method, "-D", "-", "-o", "/dev/null"];
+    for h in &headers {
+        args.extend(["-H", h.as_str()]);
+    }
+    if let Some(b) = &body {
+        args.extend(["--data-binary", b.as_str()]);
+    }
+    args.push(url);
+    let out = tools.curl(&args);
+    // `-D -` prints every response head, a `100 Continue` before the real one: keep the last.
+    let mut status = None;
+    let mut headers = Vec::new();
+    for line in out.stdout.lines() {
+        if line.starts_with("HTTP/") {
+            status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+            headers.clear();
+        } else if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let status = status.unwrap_or_else(|| panic!("no status line: {}", out.describe()));
+    CurlResp { status, headers }
+}
