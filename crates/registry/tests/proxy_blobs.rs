@@ -269,3 +269,27 @@ async fn a_blob_already_stored_is_linked_after_the_upstream_confirms_it() {
         .unwrap_err();
     assert!(matches!(err, registry::Error::BlobUnknown(_)), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_holds_neither_the_fetch_nor_the_others() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    let data = content(20 * 1024 * 1024, 9);
+    let digest = push(up.reg(), &name, &data).await;
+    let (env, _) = cache(&up, "", false, HOUR);
+
+    // A takes one chunk and then stops reading.
+    let slow = env.reg.get_blob(&name, &digest, None).await.unwrap();
+    let mut slow_body = slow.body;
+    let first = slow_body.next().await.unwrap().unwrap();
+    // B reads everything: its last byte comes only after the commit, so the fetch finished while A
+    // sat on its body.
+    let fast = env.reg.get_blob(&name, &digest, None).await.unwrap();
+    assert!(read_all(fast.body).await == data);
+    assert_eq!(env.meta.linked_blob(&name, &digest).await.unwrap(), Some(data.len() as u64));
+    // A resumes, from storage, and gets the right bytes.
+    let mut got = first.to_vec();
+    got.extend(read_all(slow_body).await);
+    assert!(got == data, "the slow reader's bytes");
+    assert_eq!(up.calls.snapshot().2, 1);
+}
