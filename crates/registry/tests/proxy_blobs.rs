@@ -286,7 +286,10 @@ async fn a_reader_that_stops_reading_holds_neither_the_fetch_nor_the_others() {
     // sat on its body.
     let fast = env.reg.get_blob(&name, &digest, None).await.unwrap();
     assert!(read_all(fast.body).await == data);
-    assert_eq!(env.meta.linked_blob(&name, &digest).await.unwrap(), Some(data.len() as u64));
+    assert_eq!(
+        env.meta.linked_blob(&name, &digest).await.unwrap(),
+        Some(data.len() as u64)
+    );
     // A resumes, from storage, and gets the right bytes.
     let mut got = first.to_vec();
     got.extend(read_all(slow_body).await);
