@@ -10,12 +10,14 @@ use std::process::{Command, Stdio};
 use upstream::testkit::{Fault, FaultProxy, Kind};
 
 use crate::harness::images::{layout_blobs, layout_ref, sample_image};
-use crate::harness::{BlobPush, Options, Server, Tools, push_image, sha256};
+use crate::harness::{Api, BlobPush, Options, Server, Tools, push_image, sha256};
 
 /// A mirror in front of an upstream berth, with the fault proxy between them.
 struct Mirror {
     // Dropped in this order: the mirror, the proxy (on the runtime), the runtime, the upstream.
     mirror: Server,
+    /// The mirror's debug address, with its metrics.
+    debug: Api,
     proxy: FaultProxy,
     _rt: tokio::runtime::Runtime,
     upstream: Server,
@@ -44,12 +46,28 @@ impl Mirror {
             ),
         )
         .unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no free port: {e}"));
         let mirror = Server::start_with(Options {
             config: Some(config),
+            env: vec![
+                (
+                    "REGISTRY_HTTP_DEBUG_ADDR".into(),
+                    format!("127.0.0.1:{port}"),
+                ),
+                (
+                    "REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED".into(),
+                    "true".into(),
+                ),
+            ],
             ..Options::default()
         });
+        let debug = Api::new(&format!("http://127.0.0.1:{port}"));
         Mirror {
             mirror,
+            debug,
             proxy,
             _rt: rt,
             upstream,
@@ -60,6 +78,19 @@ impl Mirror {
     /// Blob GETs the upstream received.
     fn blob_gets(&self) -> usize {
         self.proxy.count("GET", Kind::Blob)
+    }
+
+    /// A sample of the mirror's metrics (0 when absent).
+    fn metric(&self, key: &str) -> f64 {
+        let r = self
+            .debug
+            .get("/metrics", &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status, 200, "{}", r.describe());
+        String::from_utf8_lossy(&r.body)
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// Whether the mirror holds `digest` as a blob file, and how many upload files it has.
@@ -148,6 +179,11 @@ fn skopeo_and_podman_pull_through_the_mirror_including_library_names() {
         fetched,
         "the second client was served from the cache"
     );
+    // The metrics say the same.
+    let gets = r#"berth_proxy_upstream_requests_total{request="blob_get",outcome="ok"}"#;
+    assert_eq!(m.metric(gets), fetched as f64);
+    assert!(m.metric(r#"berth_proxy_cache_lookups_total{kind="blob",result="hit"}"#) > 0.0);
+    assert!(m.metric("berth_proxy_cache_served_bytes_total") > 0.0);
 
     // The prefix form with Docker Hub's short name: localhost/docker.io/alpine is library/alpine.
     let puller = Tools::new();
@@ -198,6 +234,10 @@ fn with_the_upstream_stopped_a_second_pull_is_served_stale_with_a_warning() {
     assert_eq!(stale.status, 200, "{}", stale.describe());
     assert_eq!(stale.header("Warning"), Some("110 - \"Response is stale\""));
     assert_eq!(stale.body, img.manifest.bytes);
+    assert_eq!(
+        m.metric(r#"berth_proxy_cache_lookups_total{kind="manifest",result="stale"}"#),
+        1.0
+    );
     // A whole second pull works from the cache alone.
     let second = tools.scratch("second");
     tools.skopeo(&[
