@@ -1,16 +1,18 @@
-//! The metadata database goes away and comes back: berth answers 503 UNAVAILABLE with the spec's error
-//! body (never a 500, never a host name), its readiness probe fails, nothing half-done is left behind, and
-//! once the database is back every request works again, including an upload started before the outage.
+//! The metadata database or the S3 blob storage goes away and comes back: berth answers 503 UNAVAILABLE
+//! with the spec's error body (never a 500, never a host name) to what needs the missing engine, its
+//! readiness probe fails, nothing half-done is left behind, and once the engine is back every request
+//! works again, including an upload started before the outage.
 //!
-//! The database is a PostgreSQL server of the test's own (`harness::private_postgres`), stopped the hard
-//! way (immediate shutdown cuts every connection, as a crash or a failover would).
+//! The engines are servers of the test's own (`harness::private_postgres`, `harness::private_garage`),
+//! stopped while berth runs (every connection cut, new ones refused) and started again on the same port.
 
 use std::time::{Duration, Instant};
 
 use crate::harness::http::{Resp, content_range};
 use crate::harness::images::sample_image;
+use crate::harness::private_garage::PrivateGarage;
 use crate::harness::private_postgres::PrivatePostgres;
-use crate::harness::{Api, BlobPush, Options, Server, push_image, repo, sha256};
+use crate::harness::{Api, BlobPush, Options, Server, Storage, push_image, repo, sha256};
 
 /// How long readiness may take to follow the database: the check interval configured below, plus the
 /// store's bounded retries inside one check, plus slack for a loaded machine.
@@ -154,6 +156,111 @@ fn postgres_outage_answers_503_and_recovers_without_partial_state() {
         .unwrap_or_else(|e| panic!("push after the outage: {e}"));
     let put = push_image(&api, &repo, "v2", &img);
     assert_eq!(put.status, 201, "{}", put.describe());
+}
+
+#[test]
+fn s3_outage_answers_503_and_recovers_without_partial_state() {
+    let test = "s3_outage_answers_503_and_recovers_without_partial_state";
+    let Some(mut garage) = PrivateGarage::start(test) else {
+        return;
+    };
+    let bucket = garage.bucket();
+    let port = bucket
+        .endpoint
+        .rsplit_once(':')
+        .map(|(_, p)| p.to_string())
+        .unwrap_or_default();
+    let server = Server::start_with(Options {
+        storage: Storage::S3,
+        s3: Some(bucket),
+        env: vec![(
+            "REGISTRY_HEALTH_STORAGEDRIVER_INTERVAL".into(),
+            "500ms".into(),
+        )],
+        ..Options::default()
+    });
+    let api = server.api();
+    let repo = repo("s3-outage");
+    let img = sample_image("s3-outage");
+    let put = push_image(&api, &repo, "v1", &img);
+    assert_eq!(put.status, 201, "{}", put.describe());
+    assert_eq!(api.get_ok("/readyz"), b"ok\n");
+    let first = vec![3u8; 300_000];
+    let second = vec![5u8; 200_000];
+    let mut upload = api.start_upload(&repo).unwrap_or_else(|e| panic!("{e}"));
+    api.patch(&mut upload, &first)
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    garage.stop();
+
+    // What needs blob bytes: 503 UNAVAILABLE.
+    let blob_during = b"a blob pushed while the object store is down".to_vec();
+    let attempts: Vec<(&str, Resp)> = vec![
+        (
+            "GET blob",
+            must(api.get(&format!("/v2/{repo}/blobs/{}", img.config.digest), &[])),
+        ),
+        (
+            "single-POST blob",
+            must(api.request(
+                "POST",
+                &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(&blob_during)),
+                &[("Content-Type", "application/octet-stream")],
+                Some(&blob_during),
+            )),
+        ),
+        (
+            "PATCH upload",
+            must(api.request(
+                "PATCH",
+                &upload.location,
+                &[
+                    ("Content-Type", "application/octet-stream"),
+                    ("Content-Range", &content_range(upload.offset, 10)),
+                ],
+                Some(&[1u8; 10]),
+            )),
+        ),
+    ];
+    for (what, r) in &attempts {
+        check_unavailable(what, r, &port);
+    }
+    let ready = wait_for_readiness(&api, 503);
+    assert_eq!(ready.error_codes(), ["UNAVAILABLE"], "{}", ready.describe());
+    assert!(
+        String::from_utf8_lossy(&ready.body).contains("storagedriver_s3"),
+        "{}",
+        ready.describe()
+    );
+
+    garage.start_again();
+    wait_for_readiness(&api, 200);
+
+    for blob in img.blobs() {
+        let got = api.get_ok(&format!("/v2/{repo}/blobs/{}", blob.digest));
+        assert_eq!(sha256(&got), blob.digest);
+    }
+    let head = must(api.head(&format!("/v2/{repo}/blobs/{}", sha256(&blob_during))));
+    assert_eq!(
+        head.status, 404,
+        "a blob refused during the outage is readable in the repository"
+    );
+    let status = must(api.get(&upload.location, &[]));
+    assert_eq!(
+        status.header("Range"),
+        Some(format!("0-{}", first.len() - 1).as_str()),
+        "{}",
+        status.describe()
+    );
+    api.patch(&mut upload, &second)
+        .unwrap_or_else(|e| panic!("PATCH after the outage: {e}"));
+    let whole: Vec<u8> = first.iter().chain(&second).copied().collect();
+    api.finish(&upload, &sha256(&whole), &[])
+        .unwrap_or_else(|e| panic!("PUT after the outage: {e}"));
+    let got = api.get_ok(&format!("/v2/{repo}/blobs/{}", sha256(&whole)));
+    assert_eq!(sha256(&got), sha256(&whole));
+    api.push_blob(&repo, &blob_during, BlobPush::SinglePost)
+        .unwrap_or_else(|e| panic!("push after the outage: {e}"));
 }
 
 fn must(r: Result<Resp, ureq::Error>) -> Resp {

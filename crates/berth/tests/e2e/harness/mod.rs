@@ -7,6 +7,7 @@ pub mod http;
 pub mod images;
 pub mod nginx;
 pub mod postgres;
+pub mod private_garage;
 pub mod private_postgres;
 pub mod rng;
 pub mod s3;

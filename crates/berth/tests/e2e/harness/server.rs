@@ -46,6 +46,8 @@ pub struct Options {
     pub metadata: Metadata,
     /// Where the blobs are.
     pub storage: Storage,
+    /// For [`Storage::S3`]: this server and prefix instead of `BERTH_TEST_S3_*` with a fresh prefix.
+    pub s3: Option<S3Bucket>,
     /// More `REGISTRY_*` variables for the server (set after the harness's own, so they win).
     pub env: Vec<(String, String)>,
 }
@@ -57,6 +59,7 @@ impl Default for Options {
             config: None,
             metadata: Metadata::Sqlite,
             storage: Storage::Filesystem,
+            s3: None,
             env: Vec::new(),
         }
     }
@@ -164,7 +167,10 @@ impl Server {
         let test = std::thread::current().name().unwrap_or("test").to_string();
         let s3 = match options.storage {
             Storage::Filesystem => None,
-            Storage::S3 => Some(S3Bucket::from_env(&test)?),
+            Storage::S3 => Some(match &options.s3 {
+                Some(bucket) => bucket.clone(),
+                None => S3Bucket::from_env(&test)?,
+            }),
         };
         let database = match options.metadata {
             Metadata::Sqlite => None,
