@@ -296,3 +296,31 @@ async fn a_reader_that_stops_reading_holds_neither_the_fetch_nor_the_others() {
     assert!(got == data, "the slow reader's bytes");
     assert_eq!(up.calls.snapshot().2, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_task_that_dies_fails_its_readers_instead_of_hanging_them() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    let data = content(2 * 1024 * 1024, 10);
+    let digest = push(up.reg(), &name, &data).await;
+    up.set_fault(Fault::Panic);
+    let (env, _) = cache(&up, "", false, HOUR);
+    let content = env.reg.get_blob(&name, &digest, None).await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut body = content.body;
+        while let Some(chunk) = body.next().await {
+            if chunk.is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    assert!(
+        read.await.expect("the reader hung"),
+        "the body ended cleanly"
+    );
+    assert_eq!(env.meta.linked_blob(&name, &digest).await.unwrap(), None);
+    // The next request starts a new fetch.
+    up.set_fault(Fault::None);
+    assert_eq!(pull(&env.reg, &name, &digest).await.unwrap(), data);
+}

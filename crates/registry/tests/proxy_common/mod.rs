@@ -34,6 +34,8 @@ pub enum Fault {
     WrongBytes,
     /// Blob bodies break off after this many bytes.
     DropAfter(usize),
+    /// Blob bodies panic half way (a bug in the transfer: the fetch task dies).
+    Panic,
 }
 
 /// Calls made, by kind.
@@ -196,6 +198,9 @@ fn delivered(data: Bytes, fault: Fault, gate: Option<Arc<Semaphore>>) -> ByteStr
                     io::ErrorKind::ConnectionReset,
                     "upstream went away",
                 ));
+            }
+            if fault == Fault::Panic && at + piece.len() > half {
+                panic!("the body's producer broke");
             }
             if let Some(gate) = gate
                 && at <= half

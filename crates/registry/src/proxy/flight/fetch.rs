@@ -30,6 +30,9 @@ pub(super) struct Fetch {
 
 impl Fetch {
     pub(super) async fn run(self) {
+        // Should this task stop without reaching its end (a panic, the runtime shutting down), the
+        // readers waiting on the flight get an error instead of waiting forever.
+        let _guard = EndGuard(Arc::clone(&self.flight));
         let (repo, digest) = (&self.key.0, &self.key.1);
         let end = match self.fetch().await {
             Ok(size) => {
@@ -226,6 +229,21 @@ impl Fetch {
                 }
                 return Ok(offset);
             }
+        }
+    }
+}
+
+/// Ends its flight as failed when dropped before the flight ended.
+struct EndGuard(Arc<Flight>);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        if self.0.lock().end.is_none() {
+            self.0.update(|s| {
+                s.end = Some(End::Failed(Failure::Storage(
+                    "the fetch stopped before its end".into(),
+                )))
+            });
         }
     }
 }
