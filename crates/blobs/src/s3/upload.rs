@@ -21,7 +21,7 @@
 //! ever replaced by one holding the same bytes up to the offset, so at every moment the run holds at
 //! least the `offset` bytes the caller recorded, as the contract requires.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 
 use bytes::Bytes;
@@ -94,9 +94,14 @@ impl S3BlobStore {
         let mut run = Vec::new();
         let mut len = 0;
         if let Some(chunk) = chunk {
+            // By number, so that a run of 10,000 parts is found in one pass.
+            let sizes: HashMap<u32, u64> = parts
+                .iter()
+                .filter(|(c, _, _)| *c == chunk)
+                .map(|&(_, n, size)| (n, size))
+                .collect();
             for n in 1..=MAX_PARTS {
-                let Some(&(_, _, size)) = parts.iter().find(|(c, m, _)| *c == chunk && *m == n)
-                else {
+                let Some(&size) = sizes.get(&n) else {
                     break;
                 };
                 let full = layout.size(n);
@@ -289,6 +294,73 @@ fn too_large(layout: &PartLayout) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::s3::S3Settings;
+
+    fn store(chunk: u64) -> S3BlobStore {
+        let mut s = S3Settings::for_test_server("http://127.0.0.1:1", "r", "b", "a", "s", "root");
+        s.chunk_size = chunk;
+        S3BlobStore::open(&s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn listing(store: &S3BlobStore, id: &UploadId, parts: &[(u64, u32, u64)]) -> Vec<Object> {
+        parts
+            .iter()
+            .map(|&(chunk, n, size)| Object {
+                key: store.keys.part(id, chunk, n),
+                size,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_run_starts_at_part_one_and_stops_at_the_first_short_or_missing_part() {
+        let s = store(100);
+        let id = UploadId::random();
+        // Full 1 and 2, short 3, then a stale full 4 that a failed write left.
+        let held = s.held_from(
+            &id,
+            listing(
+                &s,
+                &id,
+                &[(100, 1, 100), (100, 2, 100), (100, 3, 40), (100, 4, 100)],
+            ),
+        );
+        assert_eq!(held.run, [(1, 100), (2, 100), (3, 40)]);
+        assert_eq!(held.len, 240);
+        assert_eq!(
+            held.keys.len(),
+            4,
+            "every key is known, so the stale one can be deleted"
+        );
+        // A gap ends the run.
+        let held = s.held_from(&id, listing(&s, &id, &[(100, 1, 100), (100, 3, 100)]));
+        assert_eq!((held.run.len(), held.len), (1, 100));
+        // A part larger than its layout allows is not part of the run.
+        let held = s.held_from(&id, listing(&s, &id, &[(100, 1, 100), (100, 2, 150)]));
+        assert_eq!(held.len, 100);
+        // No part 1: the upload holds nothing (an empty part 1 is an empty upload that exists).
+        let held = s.held_from(&id, listing(&s, &id, &[(100, 2, 100)]));
+        assert!(!held.exists());
+        let held = s.held_from(&id, listing(&s, &id, &[(100, 1, 0)]));
+        assert!(held.exists() && held.len == 0);
+    }
+
+    #[test]
+    fn an_upload_keeps_the_chunk_size_of_its_first_part() {
+        let s = store(100);
+        let id = UploadId::random();
+        let held = s.held_from(
+            &id,
+            listing(&s, &id, &[(70, 1, 70), (70, 2, 10), (100, 2, 100)]),
+        );
+        assert_eq!(held.layout.chunk(), 70);
+        assert_eq!((held.len, held.run.len()), (80, 2));
+        let pieces = held.pieces(&s, &id, 75);
+        assert_eq!(
+            pieces,
+            [(s.keys.part(&id, 70, 1), 70), (s.keys.part(&id, 70, 2), 5)]
+        );
+    }
 
     #[test]
     fn reserve_stays_within_a_part() {
