@@ -16,7 +16,9 @@
 //!
 //! A write buffers at most one part in memory: bytes collect until the part is full, the part is PUT,
 //! the buffer starts over; the remainder at the end of the write becomes the short last part. Resuming
-//! at an offset inside a part reads that part's first bytes back into the buffer. Write order makes a
+//! at an offset inside a part reads that part's first bytes back into the buffer. The cost of that: a
+//! client that PATCHes in chunks much smaller than `chunksize` has its partial part read and written
+//! again on each chunk (docker, containerd, podman and skopeo send a layer in one PATCH or PUT). Write order makes a
 //! crash harmless: parts past the offset are deleted before anything is written, and a part is only
 //! ever replaced by one holding the same bytes up to the offset, so at every moment the run holds at
 //! least the `offset` bytes the caller recorded, as the contract requires.
