@@ -280,6 +280,15 @@ fn open_blobs(config: &Config, root: &Path) -> anyhow::Result<(Arc<dyn BlobStore
         let settings = S3Settings::resolve(s3.options(), |name| std::env::var(name).ok())
             .context("configuring the S3 blob store")?;
         let store = S3BlobStore::open(&settings).context("opening the S3 blob store")?;
+        tracing::info!(
+            bucket = %settings.bucket,
+            endpoint = settings.endpoint.as_deref().unwrap_or("AWS"),
+            region = %settings.region,
+            root = %settings.root,
+            chunksize = settings.chunk_size,
+            max_blob_bytes = blobs::s3::max_blob_size(settings.chunk_size),
+            "blobs on S3"
+        );
         return Ok((Arc::new(store), "s3"));
     }
     let store = FsBlobStore::open(root)
