@@ -6,9 +6,10 @@
 //! meanwhile joins the flight and streams its bytes as they arrive.
 //!
 //! Memory stays bounded whatever the blob and however slow the clients:
-//! - the task writes the upload in segments of [`SEGMENT`] bytes; after each one the blob store has made
-//!   those bytes durable, and only the segment being written (the *tail*) is kept in memory, once per
-//!   flight, shared by every client (`Bytes` are reference-counted);
+//! - the task receives the upstream's bytes and writes them to the upload at once (network and disk
+//!   overlap), in segments of [`SEGMENT`] bytes, each made durable by the blob store; the bytes not yet
+//!   durable (the *tail*) are kept in memory once per flight, shared by every client (`Bytes` are
+//!   reference-counted), and receiving pauses while the tail holds two segments;
 //! - a client reads from the tail when it is there, and otherwise from storage: the durable part of the
 //!   upload while the flight runs, the committed blob once it is done. So a slow client never holds the
 //!   fetch back (the task never waits for clients) and never makes anything grow: it just reads from

@@ -2,14 +2,24 @@
 //! and publishing the bytes to the readers, verify, commit, link, record; or abort and leave nothing.
 
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError};
 
 use blobs::BlobStore;
+use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use metadata::{CacheEntry, CacheEntryKind, MetadataStore, UploadSession};
 use oci::ResumableHasher;
 
+use tokio::sync::mpsc;
+
 use super::{End, Failure, Flight, Flights, Key, SEGMENT, UpstreamKind, storage, unix_now};
+
+/// Most bytes received and not yet durable, per fetch: two segments, so the receiver can fill one
+/// while the writer makes the other durable.
+const TAIL_LIMIT: u64 = 2 * SEGMENT;
+/// Chunks in flight between the receiver and the writer (their bytes are in the tail already).
+const CHANNEL_CHUNKS: usize = 64;
 use crate::ByteStream;
 use crate::proxy::{
     CacheEvent, CacheKind, CacheObserver, Route, UpstreamCall, UpstreamOutcome, outcome,
@@ -172,61 +182,109 @@ impl Fetch {
         Ok(size)
     }
 
-    /// Writes the upstream's body into the upload segment by segment, hashing it and sharing each chunk
-    /// with the readers; returns the verified length.
+    /// Streams the upstream's body into the upload while hashing it and sharing each chunk with the
+    /// readers; returns the verified length.
+    ///
+    /// Two halves run at once, so the network and the disk overlap: the *receiver* takes the upstream's
+    /// chunks, hashes them, appends them to the flight's tail and passes them on; the *writer* writes
+    /// them to the upload a segment at a time, each made durable before the tail drops it. The receiver
+    /// waits while the tail holds [`TAIL_LIMIT`] bytes, which bounds the memory of a fetch whatever the
+    /// disk's speed.
     async fn stream_into_upload(
         &self,
         body: ByteStream,
         declared: Option<u64>,
     ) -> Result<u64, Failure> {
+        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
+        let (received, written) =
+            tokio::try_join!(self.receive(body, declared, tx), self.write(rx))?;
+        if received != written {
+            return Err(Failure::Storage(format!(
+                "the store holds {written} bytes of {received} received"
+            )));
+        }
+        Ok(written)
+    }
+
+    /// The receiving half: returns how many bytes came, once they all came and hash to the digest.
+    async fn receive(
+        &self,
+        mut body: ByteStream,
+        declared: Option<u64>,
+        tx: mpsc::Sender<io::Result<Bytes>>,
+    ) -> Result<u64, Failure> {
         let digest = &self.key.1;
-        let shared = Arc::new(tokio::sync::Mutex::new(body));
-        let progress = Arc::new(Mutex::new(Progress {
-            hasher: ResumableHasher::new(digest.algorithm()),
-            received: 0,
-            eof: false,
-        }));
+        let mut hasher = ResumableHasher::new(digest.algorithm());
+        let mut received = 0u64;
+        let mut changed = self.flight.changed.subscribe();
+        loop {
+            // Backpressure: the writer drops the tail's bytes as it makes them durable.
+            loop {
+                changed.borrow_and_update();
+                if self.flight.lock().tail_len < TAIL_LIMIT {
+                    break;
+                }
+                if changed.changed().await.is_err() {
+                    return Err(Failure::Storage("flight dropped".into()));
+                }
+            }
+            let chunk = match body.next().await {
+                None => break,
+                Some(Ok(chunk)) => chunk,
+                Some(Err(e)) => return Err(Failure::Aborted(e.to_string())),
+            };
+            received += chunk.len() as u64;
+            if declared.is_some_and(|d| received > d) {
+                return Err(Failure::Invalid(format!(
+                    "the upstream sent more than the {declared:?} bytes it declared"
+                )));
+            }
+            if chunk.is_empty() {
+                continue;
+            }
+            hasher.update(&chunk);
+            self.flight.update(|s| {
+                s.tail_len += chunk.len() as u64;
+                s.tail.push_back(chunk.clone());
+            });
+            if tx.send(Ok(chunk)).await.is_err() {
+                // The writer stopped: its error is the one to report.
+                return Ok(received);
+            }
+        }
+        if declared.is_some_and(|d| d != received) {
+            return Err(Failure::Invalid(format!(
+                "the upstream sent {received} bytes of a blob it declared as {declared:?}"
+            )));
+        }
+        let actual = hasher.finish();
+        if actual != *digest {
+            return Err(Failure::Invalid(format!(
+                "the upstream's bytes hash to {actual}"
+            )));
+        }
+        Ok(received)
+    }
+
+    /// The writing half: writes what the receiver passes on, [`SEGMENT`] bytes per durable write, and
+    /// returns the upload's length once the receiver is done.
+    async fn write(&self, rx: mpsc::Receiver<io::Result<Bytes>>) -> Result<u64, Failure> {
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let mut offset = 0;
         loop {
-            let segment = segment(
-                Arc::clone(&shared),
-                Arc::clone(&progress),
-                Arc::clone(&self.flight),
-                declared,
-            );
+            let done = Arc::new(AtomicBool::new(false));
+            let segment = segment(Arc::clone(&rx), Arc::clone(&done));
             match self
                 .blobs
                 .upload_write(&self.flight.upload, offset, segment)
                 .await
             {
                 Ok(len) => offset = len,
-                Err(blobs::Error::Source(e)) if e.kind() == io::ErrorKind::InvalidData => {
-                    return Err(Failure::Invalid(e.to_string()));
-                }
                 Err(blobs::Error::Source(e)) => return Err(Failure::Aborted(e.to_string())),
                 Err(e) => return Err(storage(e)),
             }
             self.flight.update(|s| s.advance_durable(offset));
-            let p = progress.lock().unwrap_or_else(PoisonError::into_inner);
-            if p.received != offset {
-                return Err(Failure::Storage(format!(
-                    "the store holds {offset} bytes of {} received",
-                    p.received
-                )));
-            }
-            if p.eof {
-                if declared.is_some_and(|d| d != p.received) {
-                    return Err(Failure::Invalid(format!(
-                        "the upstream sent {} bytes of a blob it declared as {declared:?}",
-                        p.received
-                    )));
-                }
-                let actual = p.hasher.finish();
-                if actual != *digest {
-                    return Err(Failure::Invalid(format!(
-                        "the upstream's bytes hash to {actual}"
-                    )));
-                }
+            if done.load(Ordering::Acquire) {
                 return Ok(offset);
             }
         }
@@ -248,55 +306,25 @@ impl Drop for EndGuard {
     }
 }
 
-/// The hash and count over what the upstream sent so far.
-struct Progress {
-    hasher: ResumableHasher,
-    received: u64,
-    eof: bool,
-}
-
-/// The next up to [`SEGMENT`] bytes of `body`, hashed and published to the flight's tail as they pass.
+/// The next up to [`SEGMENT`] bytes the receiver passes on; sets `done` when the receiver has finished.
 fn segment(
-    body: Arc<tokio::sync::Mutex<ByteStream>>,
-    progress: Arc<Mutex<Progress>>,
-    flight: Arc<Flight>,
-    declared: Option<u64>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<io::Result<Bytes>>>>,
+    done: Arc<AtomicBool>,
 ) -> ByteStream {
     Box::pin(stream::unfold(0u64, move |taken| {
-        let (body, progress, flight) = (
-            Arc::clone(&body),
-            Arc::clone(&progress),
-            Arc::clone(&flight),
-        );
+        let (rx, done) = (Arc::clone(&rx), Arc::clone(&done));
         async move {
             if taken >= SEGMENT {
                 return None;
             }
-            let item = body.lock().await.next().await;
-            let mut p = progress.lock().unwrap_or_else(PoisonError::into_inner);
-            match item {
+            match rx.lock().await.recv().await {
                 None => {
-                    p.eof = true;
+                    done.store(true, Ordering::Release);
                     None
                 }
-                // The store stops at the first error, so the state after it does not matter.
-                Some(Err(e)) => Some((Err(e), SEGMENT)),
-                Some(Ok(chunk)) => {
-                    let received = p.received + chunk.len() as u64;
-                    if declared.is_some_and(|d| received > d) {
-                        let e = io::Error::new(io::ErrorKind::InvalidData, "longer than declared");
-                        return Some((Err(e), SEGMENT));
-                    }
-                    p.hasher.update(&chunk);
-                    p.received = received;
-                    drop(p);
-                    if !chunk.is_empty() {
-                        flight.update(|s| {
-                            s.tail_len += chunk.len() as u64;
-                            s.tail.push_back(chunk.clone());
-                        });
-                    }
-                    Some((Ok(chunk.clone()), taken + chunk.len() as u64))
+                Some(item) => {
+                    let len = item.as_ref().map_or(0, |b| b.len() as u64);
+                    Some((item, taken + len))
                 }
             }
         }
