@@ -62,6 +62,8 @@ pub struct FakeUpstream {
     fault: Mutex<Fault>,
     /// When set, blob bodies send their first half, then wait for a permit before the rest.
     gate: Mutex<Option<Arc<Semaphore>>>,
+    /// Blob body bytes handed to the cache so far.
+    pub sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FakeUpstream {
@@ -71,6 +73,7 @@ impl FakeUpstream {
             calls: Calls::default(),
             fault: Mutex::new(Fault::None),
             gate: Mutex::new(None),
+            sent: Default::default(),
         })
     }
 
@@ -171,14 +174,19 @@ impl Upstream for FakeUpstream {
         let gate = self.gate.lock().unwrap().clone();
         Ok(Some(UpstreamBlob {
             size: Some(size),
-            body: delivered(Bytes::from(bytes), fault, gate),
+            body: delivered(Bytes::from(bytes), fault, gate, self.sent.clone()),
         }))
     }
 }
 
 /// The body of a blob as the fake delivers it: 64 KiB pieces, the fault applied, held at half way when a
 /// gate is set.
-fn delivered(data: Bytes, fault: Fault, gate: Option<Arc<Semaphore>>) -> ByteStream {
+fn delivered(
+    data: Bytes,
+    fault: Fault,
+    gate: Option<Arc<Semaphore>>,
+    sent: Arc<std::sync::atomic::AtomicU64>,
+) -> ByteStream {
     let half = data.len() / 2;
     let cut = match fault {
         Fault::DropAfter(n) => Some(n.min(data.len())),
@@ -189,7 +197,7 @@ fn delivered(data: Bytes, fault: Fault, gate: Option<Arc<Semaphore>>) -> ByteStr
         .map(|at| (at, data.slice(at..(at + 64 * 1024).min(data.len()))))
         .collect();
     let s = stream::iter(pieces).then(move |(at, piece)| {
-        let gate = gate.clone();
+        let (gate, sent) = (gate.clone(), sent.clone());
         async move {
             if let Some(cut) = cut
                 && at + piece.len() > cut
@@ -209,6 +217,7 @@ fn delivered(data: Bytes, fault: Fault, gate: Option<Arc<Semaphore>>) -> ByteStr
                 let permit = gate.acquire().await.map_err(io::Error::other)?;
                 permit.forget();
             }
+            sent.fetch_add(piece.len() as u64, Ordering::SeqCst);
             Ok(piece)
         }
     });
