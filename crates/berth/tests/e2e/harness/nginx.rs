@@ -9,8 +9,7 @@
 //! a replica that died) passed to the next one, up to three tries. nginx never resends a request whose
 //! body it has started streaming, so an upload cut by a dying replica fails to the client. nginx answers
 //! that failure in a form the clients retry (see the comment in the configuration: 429 with the spec's
-//! UNAVAILABLE body, as skopeo and podman treat every 5xx as final), and the retry lands on a live
-//! replica.
+//! UNAVAILABLE body, as skopeo treats every 5xx as final), and the retry lands on a live replica.
 
 use std::fs::File;
 use std::io::Read;
@@ -163,9 +162,9 @@ http {{
         proxy_next_upstream error timeout http_502;
         proxy_next_upstream_tries 3;
         # nginx's own failures (no replica answered, or the one streaming this request died) are answered
-        # 429 with the spec's error body (code UNAVAILABLE) and Retry-After. Not 502 or 503: skopeo 1.9 and
-        # podman 4.3 (Debian 12) treat every 5xx status as final, even one with that body, and so a cut
-        # connection; they retry an error code in a 4xx body. Replicas' own answers pass unchanged
+        # 429 with the spec's error body (code UNAVAILABLE) and Retry-After. Not 502 or 503: skopeo 1.9.3
+        # (Debian 12; containers/common's retry) treats every 5xx status as final, even 503 with that
+        # body, and so a connection cut mid-body; it retries an error code in a 4xx body. Replicas' own answers pass unchanged
         # (proxy_intercept_errors is off, so error_page sees only nginx's own errors).
         error_page 502 504 = @unavailable;
         location / {{
