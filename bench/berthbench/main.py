@@ -21,6 +21,9 @@ from . import machine, procs, report, servers, svg, workloads
 
 MiB = 1 << 20
 
+# The workload groups --only picks from, in the order of the run.
+GROUPS = ("pages", "push", "pull", "rates", "skopeo", "memory")
+
 
 def parse(argv):
     p = argparse.ArgumentParser(
@@ -40,7 +43,19 @@ def parse(argv):
         "--discovery-dir", help="where the tags/catalog registries keep their data (default /dev/shm)"
     )
     p.add_argument("--repo", default=os.getcwd(), help="the berth repository (for the commit recorded)")
+    p.add_argument(
+        "--only",
+        help="comma-separated workload groups to run, for iterating on one: " + ",".join(GROUPS)
+        + " (pull and memory push one blob first; a partial run's files get an -only suffix)",
+    )
+    p.add_argument(
+        "--skip-registry2", action="store_true", help="leave registry:2 out (iterating on berth alone)"
+    )
     o = p.parse_args(argv)
+    o.groups = set(GROUPS) if not o.only else {g.strip() for g in o.only.split(",") if g.strip()}
+    unknown = o.groups - set(GROUPS)
+    if unknown:
+        p.error(f"--only: unknown group(s) {', '.join(sorted(unknown))}; the groups are {', '.join(GROUPS)}")
     if o.quick:
         o.blob_size, o.chunk_size, o.seed_count, o.wrk_seconds = 64 * MiB, 16 * MiB, 1000, 2
         o.layer_sizes = [s * MiB for s in (8, 4, 2, 1, 1)]
@@ -91,12 +106,11 @@ def main(argv=None):
 
 
 def _start_registries(o, ps, work):
-    targets = [
-        servers.start_registry(ps, work, "berth", "berth", [os.path.abspath(o.berth), "serve"]),
-        servers.start_registry(
-            ps, work, "registry2", "registry:2", ["docker-registry", "serve"], registry2=True
-        ),
-    ]
+    targets = [servers.start_registry(ps, work, "berth", "berth", [os.path.abspath(o.berth), "serve"])]
+    if not o.skip_registry2:
+        targets.append(
+            servers.start_registry(ps, work, "registry2", "registry:2", ["docker-registry", "serve"], registry2=True)
+        )
     if o.baseline:
         targets.append(
             servers.start_registry(ps, work, "baseline", "baseline", [os.path.abspath(o.baseline), "serve"])
@@ -127,25 +141,29 @@ def run(o, work, ps, log, meta):
     # Phase 1: tags list and catalog, on registries of their own seeded with seed_count of each.
     parent = discovery_parent(o)
     meta["discovery_dir_fs"] = machine.fs_type(parent)
-    dwork = tempfile.mkdtemp(prefix="berth-bench-discovery-", dir=parent)
     docroot = os.path.join(work, "nginx-root")
     os.makedirs(docroot)
-    try:
-        dtargets = _start_registries(o, ps, dwork)
-        b = workloads.Bench(o, work, ps, dtargets, docroot)
-        b.seed_discovery(dtargets)
-        for _ in range(o.reps):
-            b.pages(dtargets)
-        log("  pages done")
-        b.peak_rss(dtargets, "rss_peak_discovery")
-        for t in dtargets:
-            ps.stop(t.proc)
-    finally:
-        shutil.rmtree(dwork, ignore_errors=True)
+    b = workloads.Bench(o, work, ps, [], docroot)
+    if "pages" in o.groups:
+        dwork = tempfile.mkdtemp(prefix="berth-bench-discovery-", dir=parent)
+        try:
+            dtargets = _start_registries(o, ps, dwork)
+            b.targets = dtargets
+            b.seed_discovery(dtargets)
+            for _ in range(o.reps):
+                b.pages(dtargets)
+            log("  pages done")
+            b.peak_rss(dtargets, "rss_peak_discovery")
+            for t in dtargets:
+                ps.stop(t.proc)
+        finally:
+            shutil.rmtree(dwork, ignore_errors=True)
 
     # Phase 2: everything else, on registries whose data is on the disk, as in production.
     targets = _start_registries(o, ps, work)
     b.targets = targets
+    g = o.groups
+    needs_blob = bool(g & {"push", "pull", "memory"})
     time.sleep(1)  # let the runtimes settle before reading idle memory
     b.idle_rss()
     b.make_data()
@@ -153,17 +171,23 @@ def run(o, work, ps, log, meta):
     b.seed_hot()
     for rep in range(o.reps):
         log(f"repetition {rep + 1} of {o.reps}")
-        b.push(rep, chunked=False)
-        if rep == 0:
+        if "push" in g or (needs_blob and rep == 0):
+            b.push(rep, chunked=False)
+        if needs_blob and rep == 0:
             b.prepare_pulls()
-        b.push(rep, chunked=True)
-        for clients in o.pull_clients:
-            b.pulls(clients)
-        log("  pulls done")
-        b.rates()
-        log("  request rates done")
-        b.skopeo(rep)
-    b.rss_under_pulls(16)
+        if "push" in g:
+            b.push(rep, chunked=True)
+        if "pull" in g:
+            for clients in o.pull_clients:
+                b.pulls(clients)
+            log("  pulls done")
+        if "rates" in g:
+            b.rates()
+            log("  request rates done")
+        if "skopeo" in g:
+            b.skopeo(rep)
+    if "memory" in g:
+        b.rss_under_pulls(16)
     b.peak_rss(targets)
     for t in targets:
         if not t.proc.alive():
@@ -175,6 +199,8 @@ def write(o, meta, figs, limits):
     os.makedirs(o.out, exist_ok=True)
     stamp = meta["date"][:16].replace(":", "").replace("T", "-")
     name = f"{stamp}-{meta['host']}" + ("-quick" if o.quick else "")
+    if o.only:
+        name += "-only-" + "-".join(sorted(o.groups))
     md = report.markdown(meta, figs, limits, bool(o.baseline), o)
     doc = {"meta": meta, "rows": figs, "limits": limits}
     with open(os.path.join(o.out, name + ".md"), "w") as f:
