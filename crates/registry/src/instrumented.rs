@@ -323,6 +323,12 @@ impl MetadataStore for InstrumentedMetadataStore {
         timed(&*self.observer, self.op("stale_uploads"), fut).await
     }
 
+    /// Forwarded untimed: a lock held for hours is not a storage latency. Without this forward every
+    /// replica exporting metrics would get the trait's always-granted local lock and purge at once.
+    async fn try_job_lock(&self, name: &str) -> metadata::Result<Option<metadata::JobLock>> {
+        self.inner.try_job_lock(name).await
+    }
+
     async fn touch_cache_entries(&self, entries: &[metadata::CacheEntry]) -> metadata::Result<()> {
         let fut = self.inner.touch_cache_entries(entries);
         timed(&*self.observer, self.op("touch_cache_entries"), fut).await
