@@ -105,11 +105,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                     .namespaces()
                     .context("setting up the proxy's upstreams")?,
                 revalidate_after: proxy.revalidate,
+                eviction: proxy.eviction(),
             },
             metrics.as_ref().map(Metrics::cache_observer),
         ),
         None => registry,
     };
+    if let Some(eviction) = config.proxy.as_ref().and_then(|p| p.eviction()) {
+        tokio::spawn(registry.clone().run_cache_eviction(eviction));
+    }
     if let Some(metrics) = &metrics {
         metrics.watch_uploads(&registry);
     }
