@@ -20,8 +20,8 @@
 //! - **Memory is bounded.** Entries are charged their payload plus a fixed overhead, and the least
 //!   recently used (CLOCK: one reference bit, second chance) are evicted beyond `max_bytes`.
 //!
-//! Errors are never cached; everything else (uploads, listings, referrers, job locks) passes straight
-//! through: a method not forwarded here would fall back to the trait's
+//! Errors are never cached; everything else (uploads, listings, referrers, job locks, the pull-through
+//! cache's entries) passes straight through: a method not forwarded here would fall back to the trait's
 //! default, which for job locks is wrong on a shared database.
 //!
 //! Why a `std::sync::Mutex` around one map: every critical section is a hash lookup and a clone, never
@@ -584,5 +584,25 @@ impl MetadataStore for CachedMetadataStore {
 
     async fn try_job_lock(&self, name: &str) -> metadata::Result<Option<metadata::JobLock>> {
         self.inner.try_job_lock(name).await
+    }
+
+    async fn touch_cache_entries(&self, entries: &[metadata::CacheEntry]) -> metadata::Result<()> {
+        self.inner.touch_cache_entries(entries).await
+    }
+
+    async fn oldest_cache_entries(
+        &self,
+        pulled_before: i64,
+        limit: usize,
+    ) -> metadata::Result<Vec<metadata::CacheEntry>> {
+        self.inner.oldest_cache_entries(pulled_before, limit).await
+    }
+
+    async fn cache_size(&self) -> metadata::Result<u64> {
+        self.inner.cache_size().await
+    }
+
+    async fn remove_cache_entry(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
+        self.inner.remove_cache_entry(repo, digest).await
     }
 }

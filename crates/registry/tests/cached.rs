@@ -139,6 +139,22 @@ impl MetadataStore for Counting {
     async fn try_job_lock(&self, name: &str) -> metadata::Result<Option<metadata::JobLock>> {
         self.inner.try_job_lock(name).await
     }
+    async fn touch_cache_entries(&self, entries: &[metadata::CacheEntry]) -> metadata::Result<()> {
+        self.inner.touch_cache_entries(entries).await
+    }
+    async fn oldest_cache_entries(
+        &self,
+        pulled_before: i64,
+        limit: usize,
+    ) -> metadata::Result<Vec<metadata::CacheEntry>> {
+        self.inner.oldest_cache_entries(pulled_before, limit).await
+    }
+    async fn cache_size(&self) -> metadata::Result<u64> {
+        self.inner.cache_size().await
+    }
+    async fn remove_cache_entry(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
+        self.inner.remove_cache_entry(repo, digest).await
+    }
     async fn delete_upload(&self, id: &str) -> metadata::Result<bool> {
         self.inner.delete_upload(id).await
     }
@@ -466,4 +482,30 @@ async fn job_locks_are_the_store_s() {
     );
     drop(held);
     assert!(cache.try_job_lock("gc").await.unwrap().is_some());
+}
+
+/// The pull-through cache's entries pass through: the trait's defaults refuse, so eviction would fail.
+#[tokio::test]
+async fn pull_through_cache_entries_are_the_store_s() {
+    let (cache, _inner) = cached(HOUR, 1 << 20);
+    let entry = metadata::CacheEntry {
+        repo: repo("mirror/app"),
+        digest: Digest::sha256_of(b"layer"),
+        kind: metadata::CacheEntryKind::Blob,
+        size: 42,
+        pulled_at: 1_000,
+    };
+    cache.touch_cache_entries(&[entry.clone()]).await.unwrap();
+    assert_eq!(cache.cache_size().await.unwrap(), 42);
+    assert_eq!(
+        cache.oldest_cache_entries(2_000, 10).await.unwrap(),
+        [entry.clone()]
+    );
+    assert!(
+        cache
+            .remove_cache_entry(&entry.repo, &entry.digest)
+            .await
+            .unwrap()
+    );
+    assert_eq!(cache.cache_size().await.unwrap(), 0);
 }
