@@ -495,11 +495,14 @@ async fn pull_through_cache_entries_are_the_store_s() {
         size: 42,
         pulled_at: 1_000,
     };
-    cache.touch_cache_entries(&[entry.clone()]).await.unwrap();
+    cache
+        .touch_cache_entries(std::slice::from_ref(&entry))
+        .await
+        .unwrap();
     assert_eq!(cache.cache_size().await.unwrap(), 42);
     assert_eq!(
         cache.oldest_cache_entries(2_000, 10).await.unwrap(),
-        [entry.clone()]
+        std::slice::from_ref(&entry)
     );
     assert!(
         cache
