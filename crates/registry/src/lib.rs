@@ -10,6 +10,7 @@ use blobs::BlobStore;
 use metadata::MetadataStore;
 
 mod blob;
+pub mod cached;
 mod discovery;
 mod error;
 pub mod instrumented;
