@@ -90,7 +90,7 @@ def run(o, work, ps, meta):
     layout = os.path.join(work, "layout")
     total = image.build(layout, 0, data, o.layer_sizes)
     meta["image"] = {"layers": len(o.layer_sizes), "bytes": total}
-    log(f"pushing a {len(o.layer_sizes)}-layer image ({total / 1e6:.0f} MB) to the upstream and the local berth")
+    log(f"pushing a {len(o.layer_sizes)}-layer image ({total / 1e6:.0f} MB) to upstream and local")
     for p in (upstream, local):
         sk.copy(f"oci:{layout}:v1", f"docker://{_host(p)}/{IMAGE}")
     # skopeo may rewrite the manifest on the way in: the digest to expect is the one the registries hold.
@@ -100,7 +100,7 @@ def run(o, work, ps, meta):
     want = digests.pop()
 
     scratch = _scratch(work)
-    res, fetches = {}, {}
+    res, fetches, cpus, durable = {}, {}, {}, []
     for rep in range(o.reps):
         log(f"repetition {rep + 1} of {o.reps}")
         mirror = start_server(ps, work, f"mirror{rep}", berth,
@@ -109,6 +109,7 @@ def run(o, work, ps, meta):
             dest = os.path.join(scratch, f"berth-bench-pull-{os.getpid()}-{key}")
             shutil.rmtree(dest, ignore_errors=True)
             mark = _log_size(upstream)
+            cpu0 = {n: procs.cpu_seconds(p.pid) for n, p in (("upstream", upstream), ("mirror", mirror))}
             try:
                 wall, cpu = sk.copy(f"docker://{_host(proc)}/{IMAGE}", f"dir:{dest}")
                 with open(os.path.join(dest, "manifest.json"), "rb") as f:
@@ -118,18 +119,25 @@ def run(o, work, ps, meta):
             finally:
                 shutil.rmtree(dest, ignore_errors=True)
             res.setdefault(key, []).append(wall)
+            for n, p in (("upstream", upstream), ("mirror", mirror)):
+                cpus.setdefault(f"{key}: {n}", []).append(procs.cpu_seconds(p.pid) - cpu0[n])
             calls = _upstream_requests(upstream, mark)
             fetches.setdefault(key, []).append(calls)
             log(f"  {key}: {wall:.2f} s ({total / wall / 1e6:.0f} MB/s), skopeo CPU {cpu:.2f} s, "
                 f"upstream requests {calls}")
         ps.stop(mirror)
         shutil.rmtree(os.path.join(work, f"mirror{rep}"), ignore_errors=True)
+        # The cache's floor: the mirror makes what it fetches durable as it goes (see the README).
+        mbps = machine.durable_write_mbps(data, os.path.getsize(data), os.path.join(work, "durable.tmp"))
+        durable.append(mbps)
+        log(f"  durable write (dd conv=fdatasync): {mbps:.0f} MB/s")
     for p in (upstream, local):
         if not p.alive():
             raise RuntimeError(f"{p.name} died during the run:\n{p.log_tail()}")
     meta["scratch_fs"] = machine.fs_type(scratch)
     meta["upstream_requests"] = fetches
-    return rows(res, total, fetches)
+    meta["server_cpu_s"] = cpus
+    return rows(res, total, fetches, cpus, durable)
 
 
 def _manifest_digest(proc):
@@ -167,7 +175,7 @@ def _upstream_requests(upstream, mark):
     return counts
 
 
-def rows(res, total, fetches):
+def rows(res, total, fetches, cpus, durable):
     value = {k: median(v) for k, v in res.items()}
     out = [
         dict(name=f"skopeo copy to dir:, {total / 1e6:.0f} MB image", unit="s", columns=res, value=value,
@@ -175,7 +183,15 @@ def rows(res, total, fetches):
         dict(name="requests the upstream saw during the pull, last repetition", unit="count", columns={},
              value={k: sum(v[-1].values()) for k, v in fetches.items()}, digits=0,
              notes="; ".join(f"{k}: {v[-1] or 'none'}" for k, v in fetches.items())),
+        dict(name="CPU of the upstream and the mirror during each pull, median", unit="s", columns={},
+             value={}, notes="; ".join(f"{k} {median(v):.2f}" for k, v in cpus.items() if median(v) > 0.005)),
     ]
+    if durable:
+        mbps = median(durable)
+        out.append(dict(name="durable write of the image's bytes at the disk's speed (dd conv=fdatasync)",
+                        unit="s", columns={}, value={"cold": total / mbps / 1e6}, digits=2,
+                        notes=f"{mbps:.0f} MB/s (runs: {', '.join(f'{x:.0f}' for x in durable)}): "
+                        "a cold pull stores every byte durably, so it cannot take less"))
     d, c, w, lo = (value.get(k) for k in ("direct", "cold", "warm", "local"))
     if d and c:
         out.append(dict(name="cold through the mirror / direct from the upstream", unit="ratio",

@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.parse
 
-from . import client
+from . import client, procs
 from .suites import median, start_server
 
 SEED_REPO = "bench/seed"
@@ -96,15 +96,13 @@ def run(o, work, ps, engines, meta):
     log = o.log
     s3 = engines.garage()
     pg = engines.postgres()
-    meta["s3"] = {"engine": "Garage 2.5.0 (scripts/garage.sh)", "endpoint": s3["ENDPOINT"], "bucket": s3["BUCKET"]}
+    meta["s3"] = {"engine": "Garage (scripts/garage.sh)", "endpoint": s3["ENDPOINT"], "bucket": s3["BUCKET"]}
     meta["database"] = "PostgreSQL (scripts/postgres.sh), berth only"
-    targets = [Target("berth", "berth", start_server(ps, work, "berth", [os.path.abspath(o.berth), "serve"],
-                                                      _berth_config(s3, pg)))]
+    berth = start_server(ps, work, "berth", [os.path.abspath(o.berth), "serve"], _berth_config(s3, pg))
+    targets = [Target("berth", "berth", berth)]
     if not o.skip_registry2:
-        targets.append(
-            Target("registry2", "registry:2", start_server(ps, work, "registry2", ["docker-registry", "serve"],
-                                                           _registry2_config(s3)))
-        )
+        r2 = start_server(ps, work, "registry2", ["docker-registry", "serve"], _registry2_config(s3))
+        targets.append(Target("registry2", "registry:2", r2))
     res = {}
 
     def add(row, key, v):
@@ -120,22 +118,38 @@ def run(o, work, ps, engines, meta):
             left -= n
     prefix = client.prefix_hash(base, o.blob_size - 16)
 
+    garage_pid = engines.garage_pid()
+
+    def cpu():
+        now = {x.key: procs.cpu_seconds(x.proc.pid) for x in targets}
+        now["garage"] = procs.cpu_seconds(garage_pid)
+        return now
+
+    def cpu_delta(before, secs):
+        """Cores each process used during a transfer (the registries and Garage share the 2 cores)."""
+        after = cpu()
+        return {k: round((after[k] - before[k]) / secs, 2) for k in after}
+
     for rep in range(o.reps):
         log(f"repetition {rep + 1} of {o.reps}")
         for t in targets:
             blob = client.Blob(base, o.blob_size, prefix, f"s3:{rep}".encode().ljust(16, b".")[:16])
             os.sync()
+            cpu0 = cpu()
             secs = client.push_monolithic(t.url, "bench/big", blob)
             add("push", t.key, o.blob_size / secs / 1e6)
-            log(f"  {t.label}: push {o.blob_size / secs / 1e6:.0f} MB/s")
+            add("push_cpu", t.key, cpu_delta(cpu0, secs))
+            log(f"  {t.label}: push {o.blob_size / secs / 1e6:.0f} MB/s, CPU {cpu_delta(cpu0, secs)}")
             path = f"/v2/bench/big/blobs/{blob.digest}"
             if rep == 0:
                 got = client.pull_digest(t.url, path, o.blob_size)
                 if got != blob.digest:
                     raise RuntimeError(f"{t.label} served {got} for {blob.digest}")
+            cpu0 = cpu()
             secs = client.pull(t.url, path, o.blob_size)
             add("pull", t.key, o.blob_size / secs / 1e6)
-            log(f"  {t.label}: pull {o.blob_size / secs / 1e6:.0f} MB/s")
+            add("pull_cpu", t.key, cpu_delta(cpu0, secs))
+            log(f"  {t.label}: pull {o.blob_size / secs / 1e6:.0f} MB/s, CPU {cpu_delta(cpu0, secs)}")
 
     counts, seed_rates = {}, {}
     for t in targets:
@@ -230,9 +244,14 @@ def rows(o, res, counts, seed_rates):
         value = {k: median(v) for k, v in runs.items()}
         b, r = value.get("berth"), value.get("registry2")
         ratio = f"{b / r:.2f}x registry:2" if b and r else None
+        cpu = res.get(row + "_cpu", {})
+        notes = "; ".join(
+            f"during {k}'s: " + ", ".join(f"{p} {median([c[p] for c in v]):.2f}" for p in v[0]) + " cores"
+            for k, v in cpu.items()
+        )
         out.append(
             dict(name=name, unit="MB/s", columns=runs, value=value, ratio=ratio, goal=">= 1.0x registry:2",
-                 met=(b >= r) if b and r else None, digits=0)
+                 met=(b >= r) if b and r else None, digits=0, notes=notes, cpu=cpu)
         )
     cat = res.get("catalog", {})
     value = {k: median(v) for k, v in cat.items()}

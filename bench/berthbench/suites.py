@@ -45,8 +45,8 @@ def split_suite(argv):
 def parse(suite, argv):
     p = argparse.ArgumentParser(
         prog=f"bench/run.sh --suite {suite}",
-        description="berth on S3 + PostgreSQL beside registry:2 on S3 (s3), or the pull-through cache (proxy)."
-        " See bench/README.md.",
+        description="berth on S3 + PostgreSQL beside registry:2 on S3 (s3), or the pull-through cache"
+        " (proxy). See bench/README.md.",
     )
     p.add_argument("--quick", action="store_true", help="small sizes and 2 repetitions")
     p.add_argument("--reps", type=int, help="repetitions (default: s3 3, proxy 5; quick 2)")
@@ -164,6 +164,12 @@ class Engines:
         url = self._script("postgres.sh", "start", d).strip()
         self.started.append(("postgres.sh", d))
         return url
+
+    def garage_pid(self):
+        """The Garage server's pid (scripts/garage.sh writes it), for its CPU during transfers."""
+        d = next(d for name, d in self.started if name == "garage.sh")
+        with open(os.path.join(d, "garage.pid")) as f:
+            return int(f.read().strip())
 
     def stop_all(self):
         for name, d in reversed(self.started):
