@@ -19,7 +19,7 @@ use axum::response::IntoResponse;
 use oci::{Digest, RepoName};
 use registry::{Error, Registry};
 
-use super::manifests::{OCI_NAMESPACE, namespaced};
+use super::manifests::{MirrorLookup, OCI_NAMESPACE, namespaced};
 use super::{Result, empty};
 use crate::headers::{CONTENT_DIGEST, RANGE_NAME, parse_blob_range, value};
 
@@ -28,9 +28,9 @@ pub async fn get(
     name: &RepoName,
     digest: &Digest,
     request: &HeaderMap,
-    query: Option<&str>,
+    lookup: MirrorLookup<'_>,
 ) -> Result {
-    let (name, namespace) = namespaced(registry, name, query);
+    let (name, namespace) = namespaced(registry, name, lookup);
     let name = &name;
     // Redirected to the storage (when so configured): a client's Range header goes along with it.
     if let Some(url) = registry.blob_redirect(name, digest).await? {
@@ -88,9 +88,9 @@ pub async fn head(
     registry: &Registry,
     name: &RepoName,
     digest: &Digest,
-    query: Option<&str>,
+    lookup: MirrorLookup<'_>,
 ) -> Result {
-    let (name, namespace) = namespaced(registry, name, query);
+    let (name, namespace) = namespaced(registry, name, lookup);
     let info = registry.stat_blob(&name, digest).await?;
     let mut headers = blob_headers(&info.digest);
     headers.push((CONTENT_LENGTH, value(info.size.to_string())));

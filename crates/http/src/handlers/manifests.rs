@@ -18,22 +18,23 @@ use registry::Registry;
 use registry::proxy::STALE_WARNING;
 
 use super::{Result, empty};
+use crate::auth::Access;
 use crate::body;
 use crate::headers::{CONTENT_DIGEST, OCI_SUBJECT, content_length, text, value};
 
 /// containerd's answer to a mirror request that named its namespace (`?ns=`).
 pub(super) const OCI_NAMESPACE: HeaderName = HeaderName::from_static("oci-namespace");
 
-/// GET, or HEAD with `head` (same headers, including the Content-Length, and no body). `query` is the
-/// request's, for containerd's `?ns=`.
+/// GET, or HEAD with `head` (same headers, including the Content-Length, and no body). `lookup` carries
+/// containerd's `?ns=`.
 pub async fn get(
     registry: &Registry,
     name: &RepoName,
     reference: &Reference,
     head: bool,
-    query: Option<&str>,
+    lookup: MirrorLookup<'_>,
 ) -> Result {
-    let (name, namespace) = namespaced(registry, name, query);
+    let (name, namespace) = namespaced(registry, name, lookup);
     let m = registry.get_manifest(&name, reference).await?;
     let mut headers: HeaderMap = [
         (CONTENT_TYPE, value(m.media_type.clone())),
@@ -57,15 +58,27 @@ pub async fn get(
     Ok((StatusCode::OK, headers, body).into_response())
 }
 
+/// What a read request says about containerd's mirror lookups: its query (for `?ns=`) and, when auth
+/// is on, what its caller may read.
+#[derive(Clone, Copy, Default)]
+pub struct MirrorLookup<'a> {
+    pub query: Option<&'a str>,
+    pub access: Option<&'a Access>,
+}
+
 /// The repository a request means, and the `OCI-Namespace` to answer: containerd asks a mirror for
 /// `/v2/library/alpine/...?ns=docker.io`, which is the cached repository `docker.io/library/alpine` when
 /// a cached namespace has the prefix `docker.io`. Any other `ns` is ignored (the name stands as sent).
+///
+/// The auth middleware authorised the name in the path; the repository read here may be another one,
+/// so a caller who may not pull it is answered as if no `ns` were given (never with the cached content
+/// an `access:` rule keeps from them).
 pub(super) fn namespaced(
     registry: &Registry,
     name: &RepoName,
-    query: Option<&str>,
+    lookup: MirrorLookup<'_>,
 ) -> (RepoName, Option<HeaderValue>) {
-    let ns = query.and_then(|q| {
+    let ns = lookup.query.and_then(|q| {
         q.split('&')
             .find_map(|pair| pair.strip_prefix("ns="))
             // A registry host: no escapes to decode in a name we could match.
@@ -74,9 +87,12 @@ pub(super) fn namespaced(
                     .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b))
             })
     });
-    match ns.and_then(|ns| Some((registry.proxy_namespace(ns, name)?, ns))) {
-        Some((full, ns)) => (full, HeaderValue::from_str(ns).ok()),
-        None => (name.clone(), None),
+    let full = ns.and_then(|ns| Some((registry.proxy_namespace(ns, name)?, ns)));
+    match full {
+        Some((full, ns)) if lookup.access.is_none_or(|a| a.lists(full.as_str())) => {
+            (full, HeaderValue::from_str(ns).ok())
+        }
+        _ => (name.clone(), None),
     }
 }
 

@@ -47,6 +47,10 @@ pub async fn dispatch(State(registry): State<Registry>, mut req: Request) -> Res
 }
 
 async fn route(registry: &Registry, endpoint: Endpoint, req: Request) -> Result {
+    let lookup = manifests::MirrorLookup {
+        query: req.uri().query(),
+        access: req.extensions().get::<crate::auth::Access>(),
+    };
     match endpoint {
         Endpoint::Base => Ok(base::get()),
         Endpoint::Catalog { n, last } => {
@@ -59,20 +63,14 @@ async fn route(registry: &Registry, endpoint: Endpoint, req: Request) -> Result 
             reference,
             op,
         } => match op {
-            ManifestOp::Get => {
-                manifests::get(registry, &name, &reference, false, req.uri().query()).await
-            }
-            ManifestOp::Head => {
-                manifests::get(registry, &name, &reference, true, req.uri().query()).await
-            }
+            ManifestOp::Get => manifests::get(registry, &name, &reference, false, lookup).await,
+            ManifestOp::Head => manifests::get(registry, &name, &reference, true, lookup).await,
             ManifestOp::Put => manifests::put(registry, &name, &reference, req).await,
             ManifestOp::Delete => manifests::delete(registry, &name, &reference).await,
         },
         Endpoint::Blob { name, digest, op } => match op {
-            BlobOp::Get => {
-                blobs::get(registry, &name, &digest, req.headers(), req.uri().query()).await
-            }
-            BlobOp::Head => blobs::head(registry, &name, &digest, req.uri().query()).await,
+            BlobOp::Get => blobs::get(registry, &name, &digest, req.headers(), lookup).await,
+            BlobOp::Head => blobs::head(registry, &name, &digest, lookup).await,
             BlobOp::Delete => blobs::delete(registry, &name, &digest).await,
         },
         Endpoint::UploadStart { name, kind } => match kind {

@@ -24,7 +24,7 @@ mod token;
 mod tricks;
 
 // alice:secret, bob:builder, carol:carol-pw (bcrypt, made with the bcrypt crate).
-const HTPASSWD: &str = "\
+pub const HTPASSWD: &str = "\
 alice:$2y$05$NHXi441vNlrHIergnkVaCOtieAaKJwCHnk6qQA.uPSpkVQkXtjd1C
 bob:$2y$04$XgDFieE2q.frxR1xK5HPDeLI3XzP43L0.hVuHDIUqZhDOzsk5QggK
 carol:$2y$04$uXBlXEosibWkICVGh9UHbOUSv9pYf1gBQButjm7hJsqgk7SfzhHgy
@@ -103,11 +103,11 @@ pub fn basic(user: &str, password: &str) -> String {
     format!("Basic {encoded}")
 }
 
-fn strings(v: &[&str]) -> Vec<String> {
+pub fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-fn rule(repos: &[&str], actions: &[&str]) -> RuleSettings {
+pub fn rule(repos: &[&str], actions: &[&str]) -> RuleSettings {
     RuleSettings {
         repositories: strings(repos),
         actions: strings(actions),

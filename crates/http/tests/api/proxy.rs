@@ -243,3 +243,80 @@ async fn cached_namespaces_refuse_pushes_and_local_repositories_accept_them() {
         .await
         .assert_status(202);
 }
+
+/// containerd's `?ns=` reads another repository than the one in the path, which is the one the auth
+/// middleware authorised: a caller who may pull `library/**` but not `docker.io/**` must not reach the
+/// cache through it, and one who may pull both gets the cached copy.
+#[tokio::test]
+async fn a_namespace_lookup_needs_pull_access_to_the_cached_repository() {
+    use auth::{AccessSettings, Authority, HtpasswdSettings, RuleSettings, Settings};
+
+    use crate::auth::{HTPASSWD, REALM, basic, rule, strings};
+
+    let up = OneImage::new();
+    let config = ProxyConfig {
+        namespaces: vec![Namespace {
+            prefix: "docker.io".into(),
+            upstream: up.clone(),
+            official_library: true,
+        }],
+        revalidate_after: Duration::ZERO,
+        eviction: None,
+    };
+    let h = Harness::with_app(registry::Config::default(), |reg, dir| async move {
+        let htpasswd = dir.join("htpasswd");
+        std::fs::write(&htpasswd, HTPASSWD).unwrap();
+        let settings = Settings {
+            htpasswd: Some(HtpasswdSettings {
+                realm: REALM.to_string(),
+                path: htpasswd,
+            }),
+            token: None,
+            access: Some(AccessSettings {
+                openbase: false,
+                groups: Default::default(),
+                rules: vec![
+                    // bob pulls local `library/**` only; alice pulls the cache too.
+                    RuleSettings {
+                        users: strings(&["bob", "alice"]),
+                        ..rule(&["library/**"], &["pull"])
+                    },
+                    RuleSettings {
+                        users: strings(&["alice"]),
+                        ..rule(&["docker.io/**"], &["pull"])
+                    },
+                ],
+            }),
+        };
+        let authority = Authority::new(&settings).unwrap().unwrap();
+        berth_http::router_with_auth(reg.with_proxy(config, None), Some(Arc::new(authority)))
+    })
+    .await;
+    let uri = "/v2/library/alpine/manifests/3?ns=docker.io";
+    let as_user = |user: &str, pw: &str| {
+        let auth = basic(user, pw);
+        let h = &h;
+        async move {
+            h.call(Method::GET, uri, &[("authorization", auth.as_str())], None)
+                .await
+        }
+    };
+    let alice = as_user("alice", "secret").await;
+    alice.assert_status(200);
+    assert_eq!(alice.body, up.manifest);
+    assert_eq!(alice.header("oci-namespace"), "docker.io");
+    // bob is answered for the local `library/alpine`, which does not exist: never the cached copy.
+    let bob = as_user("bob", "builder").await;
+    bob.assert_error(404, "MANIFEST_UNKNOWN");
+    assert!(!bob.has_header("oci-namespace"));
+    // Directly by the cached name he is refused by the middleware, as before.
+    let auth = basic("bob", "builder");
+    h.call(
+        Method::GET,
+        "/v2/docker.io/library/alpine/manifests/3",
+        &[("authorization", auth.as_str())],
+        None,
+    )
+    .await
+    .assert_error(403, "DENIED");
+}
