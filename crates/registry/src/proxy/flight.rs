@@ -7,13 +7,16 @@
 //!
 //! Memory stays bounded whatever the blob and however slow the clients:
 //! - the task receives the upstream's bytes and writes them to the upload at once (network and disk
-//!   overlap), in segments of [`SEGMENT`] bytes, each made durable by the blob store; the bytes not yet
-//!   durable (the *tail*) are kept in memory once per flight, shared by every client (`Bytes` are
-//!   reference-counted), and receiving pauses while the tail holds two segments;
-//! - a client reads from the tail when it is there, and otherwise from storage: the durable part of the
-//!   upload while the flight runs, the committed blob once it is done. So a slow client never holds the
-//!   fetch back (the task never waits for clients) and never makes anything grow: it just reads from
-//!   disk, one chunk at a time, like any other blob reader.
+//!   overlap), in segments of [`SEGMENT`] bytes, each made durable by the blob store; the most recent
+//!   bytes received (the *window*: all of those not yet durable, and as many durable ones before them as
+//!   fit in [`WINDOW`]) are kept in memory once per flight, shared by every client (`Bytes` are
+//!   reference-counted), and receiving pauses while two segments are not yet durable;
+//! - a client reads from the window when its next bytes are there (a client keeping up with the fetch,
+//!   the common case, never reads the disk), and otherwise from storage: the durable part of the upload
+//!   while the flight runs, the committed blob once it is done. So a slow client never holds the fetch
+//!   back (the task never waits for clients, and the window drops its oldest bytes whoever still wants
+//!   them) and never makes anything grow: it just reads from disk, one chunk at a time, like any other
+//!   blob reader.
 //!
 //! Never wrong bytes: the last byte of every response (whole blob or range) is held back until the blob
 //! is committed, so a digest mismatch or a dropped upstream ends every response with an error before it
@@ -40,8 +43,17 @@ mod reader;
 use fetch::Fetch;
 use reader::Reader;
 
-/// Bytes written to the upload between two durability points: the most one flight keeps in memory.
+/// Bytes written to the upload between two durability points.
 pub(crate) const SEGMENT: u64 = 8 * 1024 * 1024;
+
+/// The most bytes one flight keeps in memory (plus at most one upstream chunk). The bytes not yet
+/// durable take up to two segments of it; the rest keeps the last durable bytes, so that a client
+/// behind the fetch (it was sending its previous chunk while a segment became durable, or the upstream
+/// is faster than it) still reads from memory instead of reading back from disk what was just written.
+/// Eight segments: in the proxy benchmark (skopeo pulling from a berth on the same host) the reader of
+/// the largest layer was seen (strace) reading the upload back with a 16 or 32 MiB window; a fetch holds at
+/// most 64 MiB whatever its readers do.
+pub(crate) const WINDOW: u64 = 8 * SEGMENT;
 
 type Key = (RepoName, Digest);
 
@@ -65,9 +77,11 @@ struct State {
     size: Option<u64>,
     /// Bytes of the upload the blob store has made durable.
     durable: u64,
-    /// The bytes received after `durable`, in order.
-    tail: VecDeque<Bytes>,
-    tail_len: u64,
+    /// The latest bytes received, in order: everything after `durable`, and some durable bytes before.
+    window: VecDeque<Bytes>,
+    /// Offset in the blob of the window's first byte; never after `durable`.
+    window_start: u64,
+    window_len: u64,
     end: Option<End>,
 }
 
@@ -224,64 +238,115 @@ impl Flight {
     /// What a reader at `pos`, wanting bytes up to `end`, can do now.
     fn look(&self, pos: u64, end: u64) -> Look {
         let s = self.lock();
-        match &s.end {
-            Some(End::Committed(_)) => return Look::Committed,
+        let cap = match &s.end {
+            // Verified: every byte may go, from memory while the window still holds it.
+            Some(End::Committed(_)) => end,
             Some(End::Failed(f)) => return Look::Failed(f.clone()),
-            None => {}
-        }
-        // The last byte waits for the verdict on the digest.
-        let cap = end.saturating_sub(1);
+            // The last byte waits for the verdict on the digest.
+            None => end.saturating_sub(1),
+        };
+        let committed = matches!(s.end, Some(End::Committed(_)));
         if pos >= cap {
-            return Look::Wait;
+            return if committed {
+                Look::Committed
+            } else {
+                Look::Wait
+            };
         }
-        if pos < s.durable {
-            return Look::Durable(s.durable);
+        if pos < s.window_start {
+            return if committed {
+                Look::Committed
+            } else {
+                // Before the window, so durable (the window never starts after `durable`): read the
+                // upload up to where memory takes over.
+                Look::Durable(s.window_start)
+            };
         }
-        let mut at = s.durable;
-        for chunk in &s.tail {
-            let next = at + chunk.len() as u64;
-            if pos < next {
-                // Within this chunk, which came from a usize.
-                let from = (pos - at) as usize;
-                let to = (cap.min(next) - at) as usize;
-                return Look::Tail(chunk.slice(from..to));
-            }
-            at = next;
+        match s.window_slice(pos, cap) {
+            Some(b) => Look::Memory(b),
+            None if committed => Look::Committed,
+            None => Look::Wait,
         }
-        Look::Wait
     }
 }
 
 enum Look {
     Committed,
     Failed(Failure),
-    /// The reader is behind what the store made durable: read the upload up to here.
+    /// The reader is behind the window: read the (durable) upload up to here.
     Durable(u64),
-    Tail(Bytes),
+    /// The reader's next bytes, from the window.
+    Memory(Bytes),
     Wait,
 }
 
 impl State {
-    /// Drops the tail's bytes the store has now made durable.
+    /// Bytes received so far.
+    fn received(&self) -> u64 {
+        self.window_start + self.window_len
+    }
+
+    /// Bytes received and not yet durable.
+    fn not_durable(&self) -> u64 {
+        self.received().saturating_sub(self.durable)
+    }
+
+    /// Appends a chunk just received, and drops the window's oldest durable bytes beyond [`WINDOW`].
+    fn push(&mut self, chunk: Bytes) {
+        self.window_len += chunk.len() as u64;
+        self.window.push_back(chunk);
+        self.trim();
+    }
+
+    /// Records that the store has made the upload durable up to `to`.
     fn advance_durable(&mut self, to: u64) {
-        while self.durable < to {
-            let Some(front) = self.tail.front_mut() else {
+        self.durable = self.durable.max(to);
+        self.trim();
+    }
+
+    /// Drops whole chunks from the front of the window while it holds more than [`WINDOW`] bytes, as
+    /// long as they are durable (readers behind them then read the upload). Whole chunks: cutting one
+    /// would not free its memory anyway (the others' slices share it).
+    fn trim(&mut self) {
+        while self.window_len > WINDOW {
+            let Some(front) = self.window.front() else {
                 break;
             };
             let len = front.len() as u64;
-            if self.durable + len <= to {
-                self.durable += len;
-                self.tail_len -= len;
-                self.tail.pop_front();
-            } else {
-                // Less than the chunk's length, a usize.
-                let cut = (to - self.durable) as usize;
-                *front = front.slice(cut..);
-                self.tail_len -= cut as u64;
-                self.durable = to;
+            if self.window_start + len > self.durable {
+                break;
             }
+            self.window_start += len;
+            self.window_len -= len;
+            self.window.pop_front();
         }
-        self.durable = self.durable.max(to);
+    }
+
+    /// Drops the whole window (the flight failed: nobody reads it any more).
+    fn clear_window(&mut self) {
+        self.window_start = self.received();
+        self.window_len = 0;
+        self.window.clear();
+    }
+
+    /// The window's bytes from `pos` up to `cap`, at most one chunk's worth; none if the window does
+    /// not hold `pos`.
+    fn window_slice(&self, pos: u64, cap: u64) -> Option<Bytes> {
+        if pos < self.window_start || pos >= cap {
+            return None;
+        }
+        let mut at = self.window_start;
+        for chunk in &self.window {
+            let next = at + chunk.len() as u64;
+            if pos < next {
+                // Within this chunk, which came from a usize.
+                let from = (pos - at) as usize;
+                let to = (cap.min(next) - at) as usize;
+                return Some(chunk.slice(from..to));
+            }
+            at = next;
+        }
+        None
     }
 }
 
@@ -335,4 +400,74 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHUNK: usize = 64 * 1024;
+
+    /// Receives `n` bytes into `s` as the fetch does, making each full segment durable, and checks
+    /// the window's bound after every chunk.
+    fn receive(s: &mut State, n: u64) {
+        let chunk = Bytes::from(vec![7u8; CHUNK]);
+        for _ in 0..n / CHUNK as u64 {
+            s.push(chunk.clone());
+            if s.received().is_multiple_of(SEGMENT) {
+                s.advance_durable(s.received());
+            }
+            assert!(
+                s.window_len <= WINDOW + CHUNK as u64,
+                "the window holds {} bytes",
+                s.window_len
+            );
+            assert!(s.window_start <= s.durable);
+        }
+    }
+
+    #[test]
+    fn the_window_stays_within_its_bound_and_keeps_the_latest_bytes() {
+        let mut s = State::default();
+        receive(&mut s, 10 * SEGMENT);
+        assert_eq!(s.received(), 10 * SEGMENT);
+        // Full, and holding the latest bytes.
+        assert_eq!(s.window_len, WINDOW);
+        assert_eq!(s.window_start, 10 * SEGMENT - WINDOW);
+        let b = s.window_slice(s.window_start, u64::MAX).unwrap();
+        assert_eq!(b.len(), CHUNK);
+        assert!(s.window_slice(s.window_start - 1, u64::MAX).is_none());
+    }
+
+    #[test]
+    fn bytes_not_yet_durable_are_never_dropped() {
+        let mut s = State::default();
+        let chunk = Bytes::from(vec![1u8; CHUNK]);
+        // A disk that made nothing durable: the window grows past its bound rather than lose bytes
+        // (the receiver's own limit, two segments, is what stops it).
+        for _ in 0..(WINDOW / CHUNK as u64 + 4) {
+            s.push(chunk.clone());
+        }
+        assert_eq!(s.window_start, 0);
+        assert_eq!(s.not_durable(), s.received());
+        s.advance_durable(s.received());
+        assert!(s.window_len <= WINDOW);
+        assert_eq!(s.not_durable(), 0);
+    }
+
+    #[test]
+    fn a_reader_behind_the_window_reads_the_durable_upload_up_to_it() {
+        let flight = Flight {
+            upload: UploadId::random(),
+            state: Mutex::default(),
+            changed: watch::channel(0).0,
+        };
+        receive(&mut flight.lock(), 12 * SEGMENT);
+        let end = 13 * SEGMENT;
+        let start = flight.lock().window_start;
+        assert!(start > 0, "the window moved on");
+        assert!(matches!(flight.look(0, end), Look::Durable(to) if to == start));
+        assert!(matches!(flight.look(start, end), Look::Memory(_)));
+        assert!(matches!(flight.look(12 * SEGMENT, end), Look::Wait));
+    }
 }

@@ -16,9 +16,9 @@ use tokio::sync::mpsc;
 use super::{End, Failure, Flight, Flights, Key, SEGMENT, UpstreamKind, storage, unix_now};
 
 /// Most bytes received and not yet durable, per fetch: two segments, so the receiver can fill one
-/// while the writer makes the other durable.
+/// while the writer makes the other durable. Within the flight's [`super::WINDOW`].
 const TAIL_LIMIT: u64 = 2 * SEGMENT;
-/// Chunks in flight between the receiver and the writer (their bytes are in the tail already).
+/// Chunks in flight between the receiver and the writer (their bytes are in the window already).
 const CHANNEL_CHUNKS: usize = 64;
 use crate::ByteStream;
 use crate::proxy::{
@@ -64,8 +64,11 @@ impl Fetch {
             if let End::Committed(size) = &end {
                 s.size = Some(*size);
             }
-            s.tail.clear();
-            s.tail_len = 0;
+            // A committed flight's window still serves its readers (the flight goes when they do); a
+            // failed one has nothing to serve.
+            if matches!(end, End::Failed(_)) {
+                s.clear_window();
+            }
             s.end = Some(end);
         });
         let mut map = self
@@ -186,9 +189,9 @@ impl Fetch {
     /// readers; returns the verified length.
     ///
     /// Two halves run at once, so the network and the disk overlap: the *receiver* takes the upstream's
-    /// chunks, hashes them, appends them to the flight's tail and passes them on; the *writer* writes
-    /// them to the upload a segment at a time, each made durable before the tail drops it. The receiver
-    /// waits while the tail holds [`TAIL_LIMIT`] bytes, which bounds the memory of a fetch whatever the
+    /// chunks, hashes them, appends them to the flight's window and passes them on; the *writer* writes
+    /// them to the upload a segment at a time, each made durable before the window may drop it. The
+    /// receiver waits while [`TAIL_LIMIT`] bytes are not yet durable, which bounds the memory of a fetch whatever the
     /// disk's speed.
     async fn stream_into_upload(
         &self,
@@ -218,10 +221,10 @@ impl Fetch {
         let mut received = 0u64;
         let mut changed = self.flight.changed.subscribe();
         loop {
-            // Backpressure: the writer drops the tail's bytes as it makes them durable.
+            // Backpressure: the writer makes the window's bytes durable.
             loop {
                 changed.borrow_and_update();
-                if self.flight.lock().tail_len < TAIL_LIMIT {
+                if self.flight.lock().not_durable() < TAIL_LIMIT {
                     break;
                 }
                 if changed.changed().await.is_err() {
@@ -243,10 +246,7 @@ impl Fetch {
                 continue;
             }
             hasher.update(&chunk);
-            self.flight.update(|s| {
-                s.tail_len += chunk.len() as u64;
-                s.tail.push_back(chunk.clone());
-            });
+            self.flight.update(|s| s.push(chunk.clone()));
             if tx.send(Ok(chunk)).await.is_err() {
                 // The writer stopped: its error is the one to report.
                 return Ok(received);

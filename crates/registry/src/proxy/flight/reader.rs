@@ -1,4 +1,4 @@
-//! One client's read of a flight: from the in-memory tail, the durable part of the upload, or the
+//! One client's read of a flight: from the in-memory window, the durable part of the upload, or the
 //! committed blob, whichever holds its next bytes; the last byte only once the blob is verified.
 
 use std::io;
@@ -145,7 +145,7 @@ impl Reader {
                         }
                     }
                 }
-                Look::Tail(b) => {
+                Look::Memory(b) => {
                     self.pos += b.len() as u64;
                     return Some(Ok(b));
                 }

@@ -1,0 +1,167 @@
+//! The pull-through cache serves a fetch's readers from memory while the bytes are there: a client
+//! keeping up with the fetch never reads back from storage what the fetch just wrote, and a stalled
+//! client neither holds the fetch back nor keeps the in-memory window from moving on (it then reads
+//! storage, and still gets the right bytes).
+
+mod common;
+mod proxy_common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use berth_registry as registry;
+use blobs::BlobStore;
+use common::{content, push, read_all, repo};
+use futures_util::StreamExt;
+use metadata::MetadataStore;
+use proxy_common::{FakeUpstream, cache};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A blob store that counts the reads of uploads and of committed blobs.
+struct CountingReads {
+    inner: Arc<dyn BlobStore>,
+    reads: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl BlobStore for CountingReads {
+    async fn stat(&self, d: &oci::Digest) -> blobs::Result<Option<u64>> {
+        self.inner.stat(d).await
+    }
+    async fn read(
+        &self,
+        d: &oci::Digest,
+        r: Option<std::ops::Range<u64>>,
+    ) -> blobs::Result<Option<blobs::BlobReader>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.read(d, r).await
+    }
+    async fn delete(&self, d: &oci::Digest) -> blobs::Result<bool> {
+        self.inner.delete(d).await
+    }
+    async fn upload_write(
+        &self,
+        id: &blobs::UploadId,
+        offset: u64,
+        data: registry::ByteStream,
+    ) -> blobs::Result<u64> {
+        self.inner.upload_write(id, offset, data).await
+    }
+    async fn upload_read(
+        &self,
+        id: &blobs::UploadId,
+        len: u64,
+    ) -> blobs::Result<registry::ByteStream> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.upload_read(id, len).await
+    }
+    async fn upload_commit(
+        &self,
+        id: &blobs::UploadId,
+        len: u64,
+        d: &oci::Digest,
+    ) -> blobs::Result<()> {
+        self.inner.upload_commit(id, len, d).await
+    }
+    async fn upload_delete(&self, id: &blobs::UploadId) -> blobs::Result<()> {
+        self.inner.upload_delete(id).await
+    }
+    async fn purge_temporary(
+        &self,
+        older_than: std::time::SystemTime,
+        dry_run: bool,
+    ) -> blobs::Result<Vec<String>> {
+        self.inner.purge_temporary(older_than, dry_run).await
+    }
+    async fn check(&self) -> blobs::Result<()> {
+        self.inner.check().await
+    }
+}
+
+/// A cache of `up` whose blob store counts its reads.
+fn counting_cache(up: &Arc<FakeUpstream>) -> (registry::Registry, common::Env, Arc<AtomicUsize>) {
+    let (env, _) = cache(up, "", false, HOUR);
+    let reads = Arc::new(AtomicUsize::new(0));
+    let store = Arc::new(CountingReads {
+        inner: env.blobs.clone(),
+        reads: reads.clone(),
+    });
+    let reg = registry::Registry::new(store, env.meta.clone(), registry::Config::default())
+        .with_proxy(
+            registry::proxy::ProxyConfig {
+                namespaces: vec![registry::proxy::Namespace {
+                    prefix: String::new(),
+                    upstream: up.clone(),
+                    official_library: false,
+                }],
+                ..Default::default()
+            },
+            None,
+        );
+    (reg, env, reads)
+}
+
+/// The size `digest` is linked with in `name`, once it is (the fetch commits and links in its own time).
+async fn linked(env: &common::Env, name: &oci::RepoName, digest: &oci::Digest) -> u64 {
+    let wait = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Some(size) = env.meta.linked_blob(name, digest).await.unwrap() {
+                return size;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    wait.await.expect("the fetch never linked the blob")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_keeping_up_with_the_fetch_reads_nothing_back_from_storage() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    // Three segments: the first two are durable (and out of the not-yet-durable part) long before the
+    // end, and the last byte comes only after the commit; all of it fits in the window.
+    let data = content(24 * 1024 * 1024 - 100, 21);
+    let digest = push(up.reg(), &name, &data).await;
+    let (reg, env, reads) = counting_cache(&up);
+
+    let got = reg.get_blob(&name, &digest, None).await.unwrap();
+    assert!(read_all(got.body).await == data, "the reader's bytes");
+    assert_eq!(linked(&env, &name, &digest).await, data.len() as u64);
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        0,
+        "blob store reads during a pull that kept up with the fetch"
+    );
+    assert_eq!(up.calls.snapshot().2, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_does_not_hold_the_fetch_or_the_window_back() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    // Well over the window (64 MiB): its first bytes must leave memory while the reader sits on them.
+    let data = content(80 * 1024 * 1024 + 777, 22);
+    let digest = push(up.reg(), &name, &data).await;
+    let (reg, env, reads) = counting_cache(&up);
+
+    let got = reg.get_blob(&name, &digest, None).await.unwrap();
+    let mut body = got.body;
+    let first = body
+        .next()
+        .await
+        .expect("a first chunk")
+        .expect("first chunk");
+    // The fetch finishes while the reader reads nothing.
+    assert_eq!(linked(&env, &name, &digest).await, data.len() as u64);
+    assert_eq!(reads.load(Ordering::SeqCst), 0, "nothing read yet");
+    // The reader resumes: its next bytes left the window, so they come from storage, and are right.
+    let mut all = first.to_vec();
+    all.extend(read_all(body).await);
+    assert!(all == data, "the stalled reader's bytes");
+    assert!(
+        reads.load(Ordering::SeqCst) >= 1,
+        "the stalled reader's bytes stayed in memory: the window did not move on"
+    );
+}
