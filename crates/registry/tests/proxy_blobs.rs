@@ -15,7 +15,7 @@ use blobs::BlobStore;
 use common::{content, pull, push, read_all, repo};
 use futures_util::StreamExt;
 use metadata::MetadataStore;
-use proxy_common::{FakeUpstream, Fault, cache};
+use proxy_common::{FakeUpstream, Fault, HookedDisk, cache, cache_over};
 use registry::ByteRange;
 use registry::proxy::{CacheEvent, CacheKind};
 use tokio::sync::Barrier;
@@ -325,67 +325,6 @@ async fn a_fetch_task_that_dies_fails_its_readers_instead_of_hanging_them() {
     assert_eq!(pull(&env.reg, &name, &digest).await.unwrap(), data);
 }
 
-/// A blob store whose upload writes wait for the test's permission: a disk that has stopped.
-struct StalledDisk {
-    inner: Arc<dyn BlobStore>,
-    writes: Arc<tokio::sync::Semaphore>,
-}
-
-#[async_trait::async_trait]
-impl BlobStore for StalledDisk {
-    async fn stat(&self, d: &oci::Digest) -> blobs::Result<Option<u64>> {
-        self.inner.stat(d).await
-    }
-    async fn read(
-        &self,
-        d: &oci::Digest,
-        r: Option<std::ops::Range<u64>>,
-    ) -> blobs::Result<Option<blobs::BlobReader>> {
-        self.inner.read(d, r).await
-    }
-    async fn delete(&self, d: &oci::Digest) -> blobs::Result<bool> {
-        self.inner.delete(d).await
-    }
-    async fn upload_write(
-        &self,
-        id: &blobs::UploadId,
-        offset: u64,
-        data: registry::ByteStream,
-    ) -> blobs::Result<u64> {
-        let permit = self.writes.acquire().await.map_err(std::io::Error::other)?;
-        permit.forget();
-        self.inner.upload_write(id, offset, data).await
-    }
-    async fn upload_read(
-        &self,
-        id: &blobs::UploadId,
-        len: u64,
-    ) -> blobs::Result<registry::ByteStream> {
-        self.inner.upload_read(id, len).await
-    }
-    async fn upload_commit(
-        &self,
-        id: &blobs::UploadId,
-        len: u64,
-        d: &oci::Digest,
-    ) -> blobs::Result<()> {
-        self.inner.upload_commit(id, len, d).await
-    }
-    async fn upload_delete(&self, id: &blobs::UploadId) -> blobs::Result<()> {
-        self.inner.upload_delete(id).await
-    }
-    async fn purge_temporary(
-        &self,
-        older_than: std::time::SystemTime,
-        dry_run: bool,
-    ) -> blobs::Result<Vec<String>> {
-        self.inner.purge_temporary(older_than, dry_run).await
-    }
-    async fn check(&self) -> blobs::Result<()> {
-        self.inner.check().await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_disk_bounds_what_a_fetch_holds_in_memory() {
     let up = FakeUpstream::new();
@@ -394,22 +333,12 @@ async fn a_stalled_disk_bounds_what_a_fetch_holds_in_memory() {
     let digest = push(up.reg(), &name, &data).await;
     let (env, _) = cache(&up, "", false, HOUR);
     let writes = Arc::new(tokio::sync::Semaphore::new(0));
-    let disk = Arc::new(StalledDisk {
+    let disk = Arc::new(HookedDisk {
         inner: env.blobs.clone(),
-        writes: writes.clone(),
+        reads: Default::default(),
+        writes: Some(writes.clone()),
     });
-    let reg = registry::Registry::new(disk, env.meta.clone(), registry::Config::default())
-        .with_proxy(
-            registry::proxy::ProxyConfig {
-                namespaces: vec![registry::proxy::Namespace {
-                    prefix: String::new(),
-                    upstream: up.clone(),
-                    official_library: false,
-                }],
-                ..Default::default()
-            },
-            None,
-        );
+    let reg = cache_over(&up, &env, disk);
 
     let reader = reg.get_blob(&name, &digest, None).await.unwrap();
     // The fetch receives until its memory bound, then waits for the disk.

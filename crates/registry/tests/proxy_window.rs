@@ -11,95 +11,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use berth_registry as registry;
-use blobs::BlobStore;
 use common::{content, push, read_all, repo};
 use futures_util::StreamExt;
 use metadata::MetadataStore;
-use proxy_common::{FakeUpstream, cache};
+use proxy_common::{FakeUpstream, HookedDisk, cache, cache_over};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-/// A blob store that counts the reads of uploads and of committed blobs.
-struct CountingReads {
-    inner: Arc<dyn BlobStore>,
-    reads: Arc<AtomicUsize>,
-}
-
-#[async_trait::async_trait]
-impl BlobStore for CountingReads {
-    async fn stat(&self, d: &oci::Digest) -> blobs::Result<Option<u64>> {
-        self.inner.stat(d).await
-    }
-    async fn read(
-        &self,
-        d: &oci::Digest,
-        r: Option<std::ops::Range<u64>>,
-    ) -> blobs::Result<Option<blobs::BlobReader>> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.read(d, r).await
-    }
-    async fn delete(&self, d: &oci::Digest) -> blobs::Result<bool> {
-        self.inner.delete(d).await
-    }
-    async fn upload_write(
-        &self,
-        id: &blobs::UploadId,
-        offset: u64,
-        data: registry::ByteStream,
-    ) -> blobs::Result<u64> {
-        self.inner.upload_write(id, offset, data).await
-    }
-    async fn upload_read(
-        &self,
-        id: &blobs::UploadId,
-        len: u64,
-    ) -> blobs::Result<registry::ByteStream> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.upload_read(id, len).await
-    }
-    async fn upload_commit(
-        &self,
-        id: &blobs::UploadId,
-        len: u64,
-        d: &oci::Digest,
-    ) -> blobs::Result<()> {
-        self.inner.upload_commit(id, len, d).await
-    }
-    async fn upload_delete(&self, id: &blobs::UploadId) -> blobs::Result<()> {
-        self.inner.upload_delete(id).await
-    }
-    async fn purge_temporary(
-        &self,
-        older_than: std::time::SystemTime,
-        dry_run: bool,
-    ) -> blobs::Result<Vec<String>> {
-        self.inner.purge_temporary(older_than, dry_run).await
-    }
-    async fn check(&self) -> blobs::Result<()> {
-        self.inner.check().await
-    }
-}
 
 /// A cache of `up` whose blob store counts its reads.
 fn counting_cache(up: &Arc<FakeUpstream>) -> (registry::Registry, common::Env, Arc<AtomicUsize>) {
     let (env, _) = cache(up, "", false, HOUR);
     let reads = Arc::new(AtomicUsize::new(0));
-    let store = Arc::new(CountingReads {
+    let disk = Arc::new(HookedDisk {
         inner: env.blobs.clone(),
         reads: reads.clone(),
+        writes: None,
     });
-    let reg = registry::Registry::new(store, env.meta.clone(), registry::Config::default())
-        .with_proxy(
-            registry::proxy::ProxyConfig {
-                namespaces: vec![registry::proxy::Namespace {
-                    prefix: String::new(),
-                    upstream: up.clone(),
-                    official_library: false,
-                }],
-                ..Default::default()
-            },
-            None,
-        );
+    let reg = cache_over(up, &env, disk);
     (reg, env, reads)
 }
 

@@ -282,3 +282,81 @@ pub fn cache_with(
         .with_proxy(config, Some(events.clone() as Arc<dyn CacheObserver>));
     (env, events)
 }
+
+/// A blob store over another that lets a test watch and hold the disk: it counts the reads of uploads
+/// and of committed blobs (a reader served from memory makes none), and, with `writes`, makes every
+/// upload write wait for a permit of that semaphore (a disk that has stopped until the test says so).
+pub struct HookedDisk {
+    pub inner: Arc<dyn blobs::BlobStore>,
+    pub reads: Arc<AtomicUsize>,
+    pub writes: Option<Arc<Semaphore>>,
+}
+
+#[async_trait::async_trait]
+impl blobs::BlobStore for HookedDisk {
+    async fn stat(&self, d: &Digest) -> blobs::Result<Option<u64>> {
+        self.inner.stat(d).await
+    }
+    async fn read(
+        &self,
+        d: &Digest,
+        r: Option<std::ops::Range<u64>>,
+    ) -> blobs::Result<Option<blobs::BlobReader>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.read(d, r).await
+    }
+    async fn delete(&self, d: &Digest) -> blobs::Result<bool> {
+        self.inner.delete(d).await
+    }
+    async fn upload_write(
+        &self,
+        id: &blobs::UploadId,
+        offset: u64,
+        data: ByteStream,
+    ) -> blobs::Result<u64> {
+        if let Some(writes) = &self.writes {
+            writes.acquire().await.map_err(io::Error::other)?.forget();
+        }
+        self.inner.upload_write(id, offset, data).await
+    }
+    async fn upload_read(&self, id: &blobs::UploadId, len: u64) -> blobs::Result<ByteStream> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.upload_read(id, len).await
+    }
+    async fn upload_commit(&self, id: &blobs::UploadId, len: u64, d: &Digest) -> blobs::Result<()> {
+        self.inner.upload_commit(id, len, d).await
+    }
+    async fn upload_delete(&self, id: &blobs::UploadId) -> blobs::Result<()> {
+        self.inner.upload_delete(id).await
+    }
+    async fn purge_temporary(
+        &self,
+        older_than: std::time::SystemTime,
+        dry_run: bool,
+    ) -> blobs::Result<Vec<String>> {
+        self.inner.purge_temporary(older_than, dry_run).await
+    }
+    async fn check(&self) -> blobs::Result<()> {
+        self.inner.check().await
+    }
+}
+
+/// A cache mirroring `upstream` for every name, over `env`'s metadata and `disk` (usually a
+/// [`HookedDisk`] over `env.blobs`).
+pub fn cache_over(
+    upstream: &Arc<FakeUpstream>,
+    env: &Env,
+    disk: Arc<dyn blobs::BlobStore>,
+) -> Registry {
+    Registry::new(disk, env.meta.clone(), registry::Config::default()).with_proxy(
+        ProxyConfig {
+            namespaces: vec![Namespace {
+                prefix: String::new(),
+                upstream: upstream.clone(),
+                official_library: false,
+            }],
+            ..Default::default()
+        },
+        None,
+    )
+}
