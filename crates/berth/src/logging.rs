@@ -1,6 +1,9 @@
 //! Logging as the `log` section asks: level, text or JSON lines on stderr, static fields on every line, the
 //! access log on or off. `RUST_LOG`, when set, chooses the levels instead of `log.level`.
 //!
+//! Lines go through [`writer`]: buffered and written to stderr by a thread of its own, so a request does
+//! not pay a system call for its access-log line.
+//!
 //! Static fields (`log.fields`, registry:2's logrus fields) are added by wrapping the event formatter
 //! rather than by a span: a span entered on the main thread would not be current on the runtime's
 //! worker threads, where almost every line is written.
@@ -15,6 +18,8 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::log::{LogConfig, LogFormat};
+
+mod writer;
 
 /// Where the HTTP layer writes its one line per request, at `info`: `accesslog.disabled` turns that target
 /// down to warnings.
@@ -33,7 +38,7 @@ pub fn init(log: &LogConfig) {
     }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer::install())
         .with_file(log.report_caller)
         .with_line_number(log.report_caller);
     let fields = log.fields.clone();
