@@ -15,10 +15,10 @@ use blobs::BlobStore;
 use common::{content, pull, push, read_all, repo};
 use futures_util::StreamExt;
 use metadata::MetadataStore;
-use proxy_common::{FakeUpstream, Fault, HookedDisk, cache, cache_over};
+use proxy_common::{FakeUpstream, Fault, HookedDisk, cache, cache_over, linked};
 use registry::ByteRange;
 use registry::proxy::{CacheEvent, CacheKind};
-use tokio::sync::Barrier;
+use tokio::sync::{Barrier, Semaphore};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -77,11 +77,9 @@ async fn fifty_concurrent_readers_make_one_upstream_fetch_and_get_identical_byte
     );
     assert_eq!(events.count(|e| *e == CacheEvent::Miss(CacheKind::Blob)), 1);
 
-    // Cached now: linked, committed, served without the upstream.
-    assert_eq!(
-        env.meta.linked_blob(&name, &digest).await.unwrap(),
-        Some(data.len() as u64)
-    );
+    // Cached now (once the fetch has linked it, just after its readers finished): linked, committed,
+    // served without the upstream.
+    assert_eq!(linked(&env, &name, &digest).await, data.len() as u64);
     assert_eq!(pull(&env.reg, &name, &digest).await.unwrap(), data);
     assert_eq!(up.calls.snapshot().2, 1);
     assert_eq!(
@@ -234,18 +232,7 @@ async fn a_head_learns_the_size_and_the_fetch_completes_without_a_reader() {
     let info = env.reg.stat_blob(&name, &digest).await.unwrap();
     assert_eq!(info.size, data.len() as u64);
     // The fetch the HEAD started finishes on its own; the GET after it finds the blob cached.
-    for _ in 0..100 {
-        if env
-            .meta
-            .linked_blob(&name, &digest)
-            .await
-            .unwrap()
-            .is_some()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    linked(&env, &name, &digest).await;
     assert_eq!(pull(&env.reg, &name, &digest).await.unwrap(), data);
     assert_eq!(up.calls.snapshot().2, 1);
 }
@@ -282,14 +269,10 @@ async fn a_reader_that_stops_reading_holds_neither_the_fetch_nor_the_others() {
     let slow = env.reg.get_blob(&name, &digest, None).await.unwrap();
     let mut slow_body = slow.body;
     let first = slow_body.next().await.unwrap().unwrap();
-    // B reads everything: its last byte comes only after the commit, so the fetch finished while A
-    // sat on its body.
+    // B reads everything, and the fetch commits and links the blob while A sits on its body.
     let fast = env.reg.get_blob(&name, &digest, None).await.unwrap();
     assert!(read_all(fast.body).await == data);
-    assert_eq!(
-        env.meta.linked_blob(&name, &digest).await.unwrap(),
-        Some(data.len() as u64)
-    );
+    assert_eq!(linked(&env, &name, &digest).await, data.len() as u64);
     // A resumes, from storage, and gets the right bytes.
     let mut got = first.to_vec();
     got.extend(read_all(slow_body).await);
@@ -337,6 +320,7 @@ async fn a_stalled_disk_bounds_what_a_fetch_holds_in_memory() {
         inner: env.blobs.clone(),
         reads: Default::default(),
         writes: Some(writes.clone()),
+        commits: None,
     });
     let reg = cache_over(&up, &env, disk);
 
@@ -359,4 +343,80 @@ async fn a_stalled_disk_bounds_what_a_fetch_holds_in_memory() {
     );
     writes.add_permits(1000);
     assert!(read_all(reader.body).await == data);
+}
+
+/// A cache of `up` over `env` whose commits wait for permits of the returned semaphore.
+fn held_commits(up: &Arc<FakeUpstream>, env: &common::Env) -> (registry::Registry, Arc<Semaphore>) {
+    let commits = Arc::new(Semaphore::new(0));
+    let disk = Arc::new(HookedDisk {
+        inner: env.blobs.clone(),
+        reads: Default::default(),
+        writes: None,
+        commits: Some(commits.clone()),
+    });
+    (cache_over(up, env, disk), commits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_finishes_once_the_bytes_are_verified_without_waiting_for_the_commit() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    let data = content(3 * 1024 * 1024, 11);
+    let digest = push(up.reg(), &name, &data).await;
+    let (env, _) = cache(&up, "", false, HOUR);
+    let (reg, commits) = held_commits(&up, &env);
+
+    // The commit is held: the whole body (last byte included) still arrives.
+    let got = tokio::time::timeout(Duration::from_secs(30), pull(&reg, &name, &digest))
+        .await
+        .expect("the reader waited for the commit")
+        .unwrap();
+    assert!(got == data, "the bytes");
+    assert_eq!(
+        env.meta.linked_blob(&name, &digest).await.unwrap(),
+        None,
+        "nothing is linked before the commit"
+    );
+    // A range ending at the last byte, asked while the commit is still held, finishes too.
+    let tail = reg
+        .get_blob(&name, &digest, Some(ByteRange::From(1000)))
+        .await
+        .unwrap();
+    let tail = tokio::time::timeout(Duration::from_secs(30), read_all(tail.body))
+        .await
+        .expect("the range waited for the commit");
+    assert!(tail == data[1000..], "the range's bytes");
+    commits.add_permits(1);
+    assert_eq!(linked(&env, &name, &digest).await, data.len() as u64);
+    assert_eq!(up.calls.snapshot().2, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_fails_after_the_clients_got_their_bytes_caches_nothing() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    let data = content(1024 * 1024, 12);
+    let digest = push(up.reg(), &name, &data).await;
+    let (env, _) = cache(&up, "", false, HOUR);
+    let (reg, commits) = held_commits(&up, &env);
+
+    assert!(pull(&reg, &name, &digest).await.unwrap() == data);
+    // The fetch writes the whole upload before it commits.
+    let dir = env.dir.path().to_path_buf();
+    let uploads_become = |n: usize| {
+        let dir = dir.clone();
+        tokio::time::timeout(Duration::from_secs(30), async move {
+            while (upload_files(&dir) > 0) != (n > 0) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    uploads_become(1).await.expect("the fetch wrote no upload");
+    // The disk fails the commit: the client already had verified bytes; the cache keeps nothing.
+    commits.close();
+    uploads_become(0)
+        .await
+        .expect("the failed fetch's upload was never removed");
+    assert_eq!(env.meta.linked_blob(&name, &digest).await.unwrap(), None);
+    assert_eq!(env.blobs.stat(&digest).await.unwrap(), None);
 }

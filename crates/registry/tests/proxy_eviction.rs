@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::{Env, content, pull, push, repo, tag};
 use metadata::{CacheEntryKind, MetadataStore};
 use oci::{Digest, RepoName};
-use proxy_common::{FakeUpstream, cache_with};
+use proxy_common::{FakeUpstream, cache_with, linked};
 use registry::proxy::{CacheEvent, Eviction};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -63,6 +63,8 @@ async fn pull_image(env: &Env, name: &RepoName, blobs: &[Digest]) {
     env.reg.get_manifest(name, &tag("1")).await.unwrap();
     for b in blobs {
         pull(&env.reg, name, b).await.unwrap();
+        // The fetch records and links the blob just after its reader finished.
+        linked(env, name, b).await;
     }
 }
 

@@ -13,8 +13,7 @@ use std::time::Duration;
 use berth_registry as registry;
 use common::{content, push, read_all, repo};
 use futures_util::StreamExt;
-use metadata::MetadataStore;
-use proxy_common::{FakeUpstream, HookedDisk, cache, cache_over};
+use proxy_common::{FakeUpstream, HookedDisk, cache, cache_over, linked};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -26,22 +25,10 @@ fn counting_cache(up: &Arc<FakeUpstream>) -> (registry::Registry, common::Env, A
         inner: env.blobs.clone(),
         reads: reads.clone(),
         writes: None,
+        commits: None,
     });
     let reg = cache_over(up, &env, disk);
     (reg, env, reads)
-}
-
-/// The size `digest` is linked with in `name`, once it is (the fetch commits and links in its own time).
-async fn linked(env: &common::Env, name: &oci::RepoName, digest: &oci::Digest) -> u64 {
-    let wait = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            if let Some(size) = env.meta.linked_blob(name, digest).await.unwrap() {
-                return size;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    });
-    wait.await.expect("the fetch never linked the blob")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

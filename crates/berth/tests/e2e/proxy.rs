@@ -6,6 +6,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use upstream::testkit::{Fault, FaultProxy, Kind};
 
@@ -99,6 +100,19 @@ impl Mirror {
             blob_file(self.mirror.root(), digest).exists(),
             uploads(self.mirror.root()),
         )
+    }
+
+    /// [`Mirror::stored`] once the blob is committed, waiting for it a while: a fetch ends its clients'
+    /// responses as soon as the bytes are verified and commits the blob just after.
+    fn committed(&self, digest: &str) -> (bool, usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let now = self.stored(digest);
+            if now == (true, 0) || Instant::now() > deadline {
+                return now;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -311,7 +325,7 @@ fn rate_limits_drops_and_wrong_digests_never_leave_a_partial_blob() {
     m.proxy.set_fault_on(Kind::Blob, Fault::Pass);
     let got = api.get_ok(&format!("/v2/org/app/blobs/{digest}"));
     assert!(got == data, "the bytes after the faults");
-    assert_eq!(m.stored(&digest), (true, 0));
+    assert_eq!(m.committed(&digest), (true, 0));
 }
 
 #[test]
@@ -357,7 +371,7 @@ fn fifty_concurrent_pulls_of_an_uncached_200mb_blob_make_one_upstream_request() 
         assert_eq!(out.split_whitespace().next(), Some(want.as_str()), "{err}");
     }
     assert_eq!(m.blob_gets(), 1, "exactly one upstream blob request");
-    assert_eq!(m.stored(&digest), (true, 0));
+    assert_eq!(m.committed(&digest), (true, 0));
 }
 
 fn hex_sha256(data: &[u8]) -> String {

@@ -18,10 +18,14 @@
 //!   them) and never makes anything grow: it just reads from disk, one chunk at a time, like any other
 //!   blob reader.
 //!
-//! Never wrong bytes: the last byte of every response (whole blob or range) is held back until the blob
-//! is committed, so a digest mismatch or a dropped upstream ends every response with an error before it
-//! is complete, and the aborted upload leaves nothing in the cache. Range requests work on a blob still
-//! being fetched: they stream from wherever their range is, and finish when the blob is verified.
+//! Never wrong bytes: the last byte of every response (whole blob or range) is held back until the
+//! blob's digest and length are verified, so a digest mismatch or a dropped upstream ends every response
+//! with an error before it is complete, and the aborted upload leaves nothing in the cache. The last byte
+//! goes as soon as the bytes check out, before the commit (fsyncs and the metadata link, tens of
+//! milliseconds a blob, which a client pulling layers one after another would otherwise wait for each
+//! time): the client has the right bytes whether or not the commit then succeeds, and a blob is visible
+//! in the cache once its flight ends, shortly after. Range requests work on a blob still being fetched:
+//! they stream from wherever their range is, and finish when the blob is verified.
 //!
 //! A flight whose upstream sends no `Content-Length` cannot tell clients the size up front: they wait for
 //! it to finish and then read the committed blob.
@@ -82,6 +86,9 @@ struct State {
     /// Offset in the blob of the window's first byte; never after `durable`.
     window_start: u64,
     window_len: u64,
+    /// The bytes received are the whole blob and hash to its digest: every byte may go to readers,
+    /// though the blob may not be committed yet.
+    verified: bool,
     end: Option<End>,
 }
 
@@ -242,10 +249,14 @@ impl Flight {
             // Verified: every byte may go, from memory while the window still holds it.
             Some(End::Committed(_)) => end,
             Some(End::Failed(f)) => return Look::Failed(f.clone()),
+            None if s.verified => end,
             // The last byte waits for the verdict on the digest.
             None => end.saturating_sub(1),
         };
         let committed = matches!(s.end, Some(End::Committed(_)));
+        if pos >= end && (committed || s.verified) {
+            return Look::Done;
+        }
         if pos >= cap {
             return if committed {
                 Look::Committed
@@ -271,6 +282,9 @@ impl Flight {
 }
 
 enum Look {
+    /// The reader has all it asked for, verified.
+    Done,
+    /// Read the committed blob.
     Committed,
     Failed(Failure),
     /// The reader is behind the window: read the (durable) upload up to here.

@@ -285,11 +285,13 @@ pub fn cache_with(
 
 /// A blob store over another that lets a test watch and hold the disk: it counts the reads of uploads
 /// and of committed blobs (a reader served from memory makes none), and, with `writes`, makes every
-/// upload write wait for a permit of that semaphore (a disk that has stopped until the test says so).
+/// upload write wait for a permit of that semaphore (a disk that has stopped until the test says so);
+/// with `commits`, the same for every commit (closing the semaphore makes the commit fail).
 pub struct HookedDisk {
     pub inner: Arc<dyn blobs::BlobStore>,
     pub reads: Arc<AtomicUsize>,
     pub writes: Option<Arc<Semaphore>>,
+    pub commits: Option<Arc<Semaphore>>,
 }
 
 #[async_trait::async_trait]
@@ -324,6 +326,9 @@ impl blobs::BlobStore for HookedDisk {
         self.inner.upload_read(id, len).await
     }
     async fn upload_commit(&self, id: &blobs::UploadId, len: u64, d: &Digest) -> blobs::Result<()> {
+        if let Some(commits) = &self.commits {
+            commits.acquire().await.map_err(io::Error::other)?.forget();
+        }
         self.inner.upload_commit(id, len, d).await
     }
     async fn upload_delete(&self, id: &blobs::UploadId) -> blobs::Result<()> {
@@ -359,4 +364,19 @@ pub fn cache_over(
         },
         None,
     )
+}
+
+/// The size `digest` is linked with in `name`, once it is: a fetch lets its readers finish as soon as
+/// the bytes are verified, and commits, records and links the blob in its own time just after.
+pub async fn linked(env: &Env, name: &RepoName, digest: &Digest) -> u64 {
+    use metadata::MetadataStore;
+    let wait = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Some(size) = env.meta.linked_blob(name, digest).await.unwrap() {
+                return size;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    wait.await.expect("the fetch never linked the blob")
 }

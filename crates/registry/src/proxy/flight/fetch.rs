@@ -45,10 +45,7 @@ impl Fetch {
         let _guard = EndGuard(Arc::clone(&self.flight));
         let (repo, digest) = (&self.key.0, &self.key.1);
         let end = match self.fetch().await {
-            Ok(size) => {
-                self.record(size).await;
-                End::Committed(size)
-            }
+            Ok(size) => End::Committed(size),
             Err(f) => {
                 tracing::warn!(upstream = self.route.upstream.name(), %repo, %digest, failure = %f, "pull-through blob fetch failed; nothing cached");
                 if let Err(e) = self.blobs.upload_delete(&self.flight.upload).await {
@@ -89,6 +86,8 @@ impl Fetch {
     }
 
     /// Records the blob as cached, for eviction; a failure is logged (the blob is served regardless).
+    /// Called before the blob is linked, so that whoever sees it linked finds it recorded too. Eviction
+    /// skips the entry while the flight runs, and would find nothing linked to remove if the link failed.
     async fn record(&self, size: u64) {
         if !self.records {
             return;
@@ -141,6 +140,7 @@ impl Fetch {
                 UpstreamCall::BlobGet,
                 UpstreamOutcome::Ok,
             ));
+            self.record(size).await;
             self.meta
                 .link_blob(repo, digest, size)
                 .await
@@ -178,6 +178,7 @@ impl Fetch {
             .upload_commit(&self.flight.upload, size, digest)
             .await
             .map_err(storage)?;
+        self.record(size).await;
         self.meta
             .link_blob(repo, digest, size)
             .await
@@ -263,6 +264,9 @@ impl Fetch {
                 "the upstream's bytes hash to {actual}"
             )));
         }
+        // Every byte received is in the window or durable, and right: readers may finish now rather
+        // than after the commit.
+        self.flight.update(|s| s.verified = true);
         Ok(received)
     }
 

@@ -1,5 +1,5 @@
 //! One client's read of a flight: from the in-memory window, the durable part of the upload, or the
-//! committed blob, whichever holds its next bytes; the last byte only once the blob is verified.
+//! committed blob, whichever holds its next bytes; the last byte only once the blob's bytes are verified.
 
 use std::io;
 use std::sync::Arc;
@@ -105,6 +105,10 @@ impl Reader {
             }
             self.rx.borrow_and_update();
             match self.flight.look(self.pos, self.end) {
+                Look::Done => {
+                    self.done = true;
+                    return None;
+                }
                 Look::Committed => {
                     if self.pos >= self.end {
                         self.done = true;
