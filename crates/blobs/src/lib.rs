@@ -61,6 +61,22 @@ pub struct BlobReader {
     pub size: u64,
     /// The requested bytes: the whole blob, or exactly the requested range.
     pub body: ByteStream,
+    /// The same bytes as a range of an open local file, when the backend keeps blobs in files (the fs
+    /// backend fills it; every other backend leaves `None`). A server may hand it to the kernel
+    /// (`sendfile(2)`) instead of streaming `body`; a consumer uses one or the other, and `body` reads
+    /// nothing until it is first polled, so the unused one costs nothing.
+    pub file: Option<FileRange>,
+}
+
+/// Bytes of a committed blob as a range of its open file: what zero-copy serving sends from. Blobs are
+/// immutable and only ever removed by unlinking, so the handle keeps serving the same bytes even if the
+/// blob is deleted meanwhile.
+#[derive(Clone, Debug)]
+pub struct FileRange {
+    pub file: std::sync::Arc<std::fs::File>,
+    /// Position in the file of the first byte.
+    pub offset: u64,
+    pub len: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

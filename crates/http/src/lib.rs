@@ -31,6 +31,7 @@ pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod middleware;
+pub mod sendfile;
 mod server;
 pub mod site;
 pub mod tls;

@@ -13,6 +13,9 @@
 //!   finish gracefully (in-flight requests complete, idle keep-alive connections close), and whatever is
 //!   still running after `drain_timeout` is cut off. An upload cut off this way is simply not recorded:
 //!   the client resumes it from the last recorded offset, even after a restart.
+//!
+//! Plain-TCP connections are served through [`SendfileIo`], so that HTTP/1 blob downloads are sent
+//! with `sendfile(2)` (see `sendfile.rs`); hyper is therefore kept on its vectored write strategy.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -25,7 +28,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{Request, Response};
+use axum::http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -36,6 +39,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::limits::{Activity, Limits, StallBody, StallIo, Tracked};
+use crate::sendfile::{FileSink, SendfileIo};
 use crate::tls::TlsAcceptor;
 
 /// How the server treats connections: its limits, TLS, and whether HTTP/2 is offered.
@@ -176,7 +180,10 @@ fn builder(options: &ServeOptions) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(options.limits.header_read_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        // Body buffers are queued and handed to the connection as they are, never copied into hyper's
+        // own buffer: `SendfileIo` recognises a zero-copy body's placeholders by their address.
+        .writev(true);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -207,7 +214,9 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let Some(tls) = shared.tls.clone() else {
-        return http(tcp, peer, &shared, stop).await;
+        let sink = FileSink::default();
+        let io = SendfileIo::new(tcp, sink.clone());
+        return http(io, peer, &shared, stop, Some(sink)).await;
     };
     let handshake = tokio::time::timeout(shared.limits.handshake_timeout, tls.accept(tcp));
     let stream = tokio::select! {
@@ -225,13 +234,19 @@ async fn connection(
         // A handshake is not a request in flight: nothing to wait for on shutdown.
         _ = stop.wait_for(|stopping| *stopping) => return,
     };
-    http(stream, peer, &shared, stop).await
+    // TLS encrypts every byte in user space: nothing to send from a file directly.
+    http(stream, peer, &shared, stop, None).await
 }
 
 /// Serves HTTP on an established (possibly TLS) connection until it closes, goes idle, or the server
-/// stops.
-async fn http<I>(io: I, peer: SocketAddr, shared: &Shared, mut stop: watch::Receiver<bool>)
-where
+/// stops. `sink`: the connection is a [`SendfileIo`] sharing it, so HTTP/1 requests may send files.
+async fn http<I>(
+    io: I,
+    peer: SocketAddr,
+    shared: &Shared,
+    mut stop: watch::Receiver<bool>,
+    sink: Option<FileSink>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = &shared.limits;
@@ -241,6 +256,7 @@ where
         activity: activity.clone(),
         peer,
         stall_timeout: limits.stall_timeout,
+        sink,
     };
     let io = TokioIo::new(StallIo::new(io, limits.stall_timeout));
     let mut conn = pin!(shared.builder.serve_connection(io, service));
@@ -269,13 +285,15 @@ where
 }
 
 /// The router as hyper calls it on one connection: requests are counted while in flight (for the idle
-/// watcher), their bodies time out when stalled, and the peer address is available to handlers.
+/// watcher), their bodies time out when stalled, and the peer address is available to handlers, as is
+/// the connection's [`FileSink`] for HTTP/1 requests on plain TCP.
 #[derive(Clone)]
 struct ConnectionService {
     router: Router,
     activity: Activity,
     peer: SocketAddr,
     stall_timeout: Duration,
+    sink: Option<FileSink>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -290,6 +308,12 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let stall = self.stall_timeout;
         let mut req = req.map(|body| StallBody::new(body, stall));
         req.extensions_mut().insert(ConnectInfo(self.peer));
+        // HTTP/2 writes its own frames around body data: only HTTP/1 bodies go to the socket as they are.
+        if let Some(sink) = &self.sink
+            && matches!(req.version(), Version::HTTP_10 | Version::HTTP_11)
+        {
+            req.extensions_mut().insert(sink.clone());
+        }
         let router = self.router.clone();
         Box::pin(async move {
             let resp = router.oneshot(req).await?;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::stream;
 use oci::{Digest, RepoName};
 
-use crate::{ByteStream, Error, Registry, Result};
+use crate::{ByteStream, Error, FileRange, Registry, Result};
 
 /// A blob as a repository sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,30 +68,51 @@ impl Registry {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<BlobContent> {
+        Ok(self.get_blob_file(repo, digest, range).await?.0)
+    }
+
+    /// [`get_blob`](Self::get_blob), and the same bytes as a range of an open local file when the blob
+    /// store keeps blobs in files (see `blobs::BlobReader::file`): a server may send that without
+    /// copying it, instead of streaming the content's `body`. `None` for every other store, for
+    /// repositories of a pull-through cache (their reads go through the cache's own bookkeeping) and for
+    /// manifests read as blobs.
+    pub async fn get_blob_file(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<(BlobContent, Option<FileRange>)> {
         // A cached repository answers from the cache, or else joins the blob's upstream fetch.
         let route = self.proxy_route(repo);
         let repo = route.as_ref().map_or(repo, |r| &r.local);
         let Some(size) = self.meta.linked_blob(repo, digest).await? else {
             // As registry:2, a manifest of the repository is readable through the blob endpoints too.
             return match self.meta.manifest(repo, digest).await? {
-                Some(m) => manifest_as_blob(digest, m.payload, range),
+                Some(m) => manifest_as_blob(digest, m.payload, range).map(|c| (c, None)),
                 None => match &route {
-                    Some(route) => self.fetch_blob(route, digest, range).await,
+                    Some(route) => Ok((self.fetch_blob(route, digest, range).await?, None)),
                     None => Err(Error::BlobUnknown(digest.clone())),
                 },
             };
         };
         let range = range.map(|r| r.resolve(size)).transpose()?;
         match self.blobs.read(digest, range.clone()).await? {
-            Some(reader) => Ok(BlobContent {
-                digest: digest.clone(),
-                size: reader.size,
-                range,
-                body: match route {
-                    Some(_) => self.served_from_cache(repo, digest, reader.size, reader.body),
-                    None => reader.body,
-                },
-            }),
+            Some(reader) => {
+                let (body, file) = match route {
+                    Some(_) => (
+                        self.served_from_cache(repo, digest, reader.size, reader.body),
+                        None,
+                    ),
+                    None => (reader.body, reader.file),
+                };
+                let content = BlobContent {
+                    digest: digest.clone(),
+                    size: reader.size,
+                    range,
+                    body,
+                };
+                Ok((content, file))
+            }
             None => {
                 // Linked but absent: the links promise bytes that GC should never have removed.
                 tracing::error!(%repo, %digest, "blob linked to the repository is missing from storage");

@@ -23,7 +23,7 @@ mod upload_limit;
 mod upload_lock;
 
 pub use blob::{BlobContent, BlobInfo, ByteRange};
-pub use blobs::{ByteStream, UploadId};
+pub use blobs::{ByteStream, FileRange, UploadId};
 pub use discovery::{DEFAULT_CATALOG_PAGE, DEFAULT_TAGS_PAGE, MAX_PAGE, Page, Referrers};
 pub use error::{BoxError, Error, Result};
 pub use maintenance::{PurgeReport, UploadPurging};

@@ -43,6 +43,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use oci::Digest;
@@ -50,7 +51,7 @@ use oci::Digest;
 use self::durable::{create_dir_durable, remove_if_exists, sync_dir};
 use self::layout::{ALGORITHMS, Layout};
 use self::read::FileChunks;
-use crate::{BlobReader, BlobStore, ByteStream, Error, Result, UploadId};
+use crate::{BlobReader, BlobStore, ByteStream, Error, FileRange, Result, UploadId};
 
 pub use self::read::READ_BUF;
 pub use self::write::WRITE_BUF;
@@ -98,7 +99,7 @@ impl BlobStore for FsBlobStore {
 
     async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<Option<BlobReader>> {
         let path = self.layout.blob_path(digest);
-        let opened = blocking(move || -> Result<Option<(File, u64, u64)>> {
+        let opened = blocking(move || -> Result<Option<(File, u64, Range<u64>)>> {
             let mut file = match File::open(path) {
                 Ok(file) => file,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -107,12 +108,20 @@ impl BlobStore for FsBlobStore {
             let size = file.metadata()?.len();
             let wanted = satisfiable(range, size)?;
             file.seek(SeekFrom::Start(wanted.start))?;
-            Ok(Some((file, size, wanted.end - wanted.start)))
+            Ok(Some((file, size, wanted)))
         })
         .await??;
-        Ok(opened.map(|(file, size, len)| BlobReader {
-            size,
-            body: Box::pin(FileChunks::new(file, len)),
+        Ok(opened.map(|(file, size, range)| {
+            let file = Arc::new(file);
+            BlobReader {
+                size,
+                body: Box::pin(FileChunks::new(Arc::clone(&file), range.end - range.start)),
+                file: Some(FileRange {
+                    file,
+                    offset: range.start,
+                    len: range.end - range.start,
+                }),
+            }
         }))
     }
 
@@ -153,7 +162,7 @@ impl BlobStore for FsBlobStore {
             Ok(file)
         })
         .await??;
-        Ok(Box::pin(FileChunks::new(file, len)))
+        Ok(Box::pin(FileChunks::new(Arc::new(file), len)))
     }
 
     async fn upload_commit(&self, id: &UploadId, len: u64, digest: &Digest) -> Result<()> {

@@ -1,7 +1,8 @@
 //! Streaming a byte range of a file out, fast and with bounded memory.
 //!
-//! Each chunk of [`READ_BUF`] bytes is read by a short blocking task, and the next read starts as soon as
-//! a chunk is handed out, so the disk (usually the page cache) works while the consumer sends the previous
+//! Each chunk of [`READ_BUF`] bytes is read by a short blocking task. The first read starts when the
+//! stream is first polled (a server that sends the file some other way, see `BlobReader::file`, never
+//! polls it, and so reads nothing through it), and each next one as soon as a chunk is handed out, so the disk (usually the page cache) works while the consumer sends the previous
 //! chunk. Short tasks rather than one long-lived reader thread per download: a slow client then holds no
 //! blocking thread, only an open file and at most two buffers.
 //!
@@ -11,6 +12,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -26,7 +28,7 @@ use super::join_error;
 pub const READ_BUF: usize = 512 * 1024;
 
 /// What a finished read hands back: the file (to read on from), and the bytes.
-type ReadResult = (File, io::Result<Bytes>);
+type ReadResult = (Arc<File>, io::Result<Bytes>);
 
 /// A stream of the `len` bytes of `file` that follow its current position.
 pub(super) struct FileChunks {
@@ -36,6 +38,8 @@ pub(super) struct FileChunks {
 }
 
 enum State {
+    /// Not polled yet: nothing read.
+    Idle(Arc<File>),
     /// A read is running on a blocking thread.
     Reading(JoinHandle<ReadResult>),
     /// Every byte was handed out, or an error was: the stream is over.
@@ -43,19 +47,17 @@ enum State {
 }
 
 impl FileChunks {
-    /// Starts reading at once: the first chunk is on its way before the consumer asks. `file` must be
-    /// positioned at the first byte wanted. Must be called within a tokio runtime.
-    pub(super) fn new(file: File, len: u64) -> FileChunks {
-        let mut chunks = FileChunks {
+    /// Reads nothing until first polled. `file` must be positioned at the first byte wanted, and nothing
+    /// else may move its position while the stream reads. Must be polled within a tokio runtime.
+    pub(super) fn new(file: Arc<File>, len: u64) -> FileChunks {
+        FileChunks {
             remaining: len,
-            state: State::Done,
-        };
-        chunks.start(file);
-        chunks
+            state: State::Idle(file),
+        }
     }
 
     /// Starts the next read if any bytes remain; otherwise ends the stream (closing the file).
-    fn start(&mut self, file: File) {
+    fn start(&mut self, file: Arc<File>) {
         if self.remaining == 0 {
             self.state = State::Done;
             return;
@@ -89,6 +91,10 @@ impl Stream for FileChunks {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         // Every field is Unpin (a JoinHandle is), so no pin projection is needed.
         let this = self.get_mut();
+        if let State::Idle(file) = &this.state {
+            let file = Arc::clone(file);
+            this.start(file);
+        }
         let State::Reading(handle) = &mut this.state else {
             return Poll::Ready(None);
         };
@@ -125,7 +131,7 @@ mod tests {
         let mut f = file_with(&data)?;
         f.seek(SeekFrom::Start(7))?;
         let len = data.len() as u64 - 7 - 3;
-        let chunks: Vec<Bytes> = FileChunks::new(f, len)
+        let chunks: Vec<Bytes> = FileChunks::new(Arc::new(f), len)
             .collect::<Vec<_>>()
             .await
             .into_iter()
@@ -139,7 +145,7 @@ mod tests {
     #[tokio::test]
     async fn a_file_shorter_than_promised_ends_in_an_error() -> io::Result<()> {
         let f = file_with(b"abc")?;
-        let items: Vec<io::Result<Bytes>> = FileChunks::new(f, 10).collect().await;
+        let items: Vec<io::Result<Bytes>> = FileChunks::new(Arc::new(f), 10).collect().await;
         assert_eq!(items.len(), 1, "one error, then the stream ends");
         let err = items.into_iter().next().and_then(Result::err);
         assert_eq!(err.map(|e| e.kind()), Some(io::ErrorKind::UnexpectedEof));
@@ -149,7 +155,24 @@ mod tests {
     #[tokio::test]
     async fn zero_length_is_an_empty_stream() -> io::Result<()> {
         let f = file_with(b"abc")?;
-        assert!(FileChunks::new(f, 0).next().await.is_none());
+        assert!(FileChunks::new(Arc::new(f), 0).next().await.is_none());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn nothing_is_read_before_the_first_poll() -> io::Result<()> {
+        let mut f = file_with(b"abcdef")?;
+        let file = Arc::new(f.try_clone()?);
+        let mut chunks = FileChunks::new(Arc::clone(&file), 3);
+        // Give an eager read every chance to run: the file position must not move.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(f.stream_position()?, 0);
+        let first = chunks.next().await.transpose()?;
+        assert_eq!(first.as_deref(), Some(&b"abc"[..]));
+        assert_eq!(f.stream_position()?, 3);
         Ok(())
     }
 }

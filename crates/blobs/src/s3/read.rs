@@ -32,6 +32,7 @@ impl S3BlobStore {
             return Ok(Some(BlobReader {
                 size,
                 body: response.stream(),
+                file: None,
             }));
         };
         if range.start >= range.end {
@@ -58,6 +59,7 @@ impl S3BlobStore {
             Some(size) if range.end <= size => Ok(Some(BlobReader {
                 size,
                 body: response.stream(),
+                file: None,
             })),
             Some(size) => Err(Error::RangeNotSatisfiable { range, size }),
             None => Err(Error::Io(std::io::Error::other(format!(

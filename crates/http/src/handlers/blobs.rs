@@ -8,6 +8,9 @@
 //! Blobs of a pull-through cache's namespace go through the same code: the registry fetches them from
 //! the upstream on a miss. A mirror request naming its namespace (`?ns=`) is answered with
 //! `OCI-Namespace`.
+//!
+//! On a plain-HTTP/1 connection (the request carries the connection's `FileSink`) a blob the store keeps
+//! in a local file is sent from that file with `sendfile(2)`, without copying it (see `sendfile.rs`).
 
 use axum::body::Body;
 use axum::http::header::{
@@ -22,12 +25,14 @@ use registry::{Error, Registry};
 use super::manifests::{MirrorLookup, OCI_NAMESPACE, namespaced};
 use super::{Result, empty};
 use crate::headers::{CONTENT_DIGEST, RANGE_NAME, parse_blob_range, value};
+use crate::sendfile::{FileSink, SendfileBody};
 
 pub async fn get(
     registry: &Registry,
     name: &RepoName,
     digest: &Digest,
     request: &HeaderMap,
+    sink: Option<&FileSink>,
     lookup: MirrorLookup<'_>,
 ) -> Result {
     let (name, namespace) = namespaced(registry, name, lookup);
@@ -54,7 +59,7 @@ pub async fn get(
         },
     };
 
-    let content = registry.get_blob(name, digest, range).await?;
+    let (content, file) = registry.get_blob_file(name, digest, range).await?;
     let mut headers = blob_headers(&content.digest);
     let status = match &content.range {
         Some(r) => {
@@ -80,7 +85,12 @@ pub async fn get(
     };
     headers.extend(namespace.map(|ns| (OCI_NAMESPACE, ns)));
     let headers: HeaderMap = headers.into_iter().collect();
-    Ok((status, headers, Body::from_stream(content.body)).into_response())
+    let body = match (sink, file) {
+        // `content.body` is dropped unpolled: it has read nothing.
+        (Some(sink), Some(file)) => Body::new(SendfileBody::new(sink.clone(), file)),
+        _ => Body::from_stream(content.body),
+    };
+    Ok((status, headers, body).into_response())
 }
 
 /// HEAD: the GET's headers from a stat, without opening the blob.

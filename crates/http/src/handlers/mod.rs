@@ -69,7 +69,10 @@ async fn route(registry: &Registry, endpoint: Endpoint, req: Request) -> Result 
             ManifestOp::Delete => manifests::delete(registry, &name, &reference).await,
         },
         Endpoint::Blob { name, digest, op } => match op {
-            BlobOp::Get => blobs::get(registry, &name, &digest, req.headers(), lookup).await,
+            BlobOp::Get => {
+                let sink = req.extensions().get();
+                blobs::get(registry, &name, &digest, req.headers(), sink, lookup).await
+            }
             BlobOp::Head => blobs::head(registry, &name, &digest, lookup).await,
             BlobOp::Delete => blobs::delete(registry, &name, &digest).await,
         },

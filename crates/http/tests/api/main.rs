@@ -19,6 +19,7 @@ mod metrics;
 mod proxy;
 mod readonly;
 mod routing;
+mod sendfile;
 mod server;
 mod site;
 mod tls;
