@@ -8,16 +8,18 @@
 //! not a random UUID (a `getrandom` system call per request, a measurable share of a manifest GET): see
 //! [`next_request_id`].
 
+use std::fmt;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::Request;
-use axum::http::HeaderValue;
 use axum::http::header::USER_AGENT;
+use axum::http::{HeaderValue, Method, Uri};
 use axum::middleware::Next;
 use axum::response::Response;
+use http_body::Body as _;
 
 use crate::counted::Counted;
 use crate::headers::{API_VERSION, REQUEST_ID, value};
@@ -39,60 +41,64 @@ impl RequestId {
 
 pub async fn request_context(mut req: Request, next: Next) -> Response {
     let id = next_request_id();
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let path = req.uri().path();
+    req.extensions_mut()
+        .insert(RequestId(id.as_str().to_string()));
+    // What the line needs of the request, kept without copying: a method, URI or header value clone
+    // shares the request head's buffer (the line used to copy five strings per request).
     let mut line = AccessLine {
-        request_id: id.clone(),
-        method: req.method().to_string(),
-        route: endpoint_kind(path),
-        path: path.to_string(),
-        repository: String::new(),
-        user_agent: req
-            .headers()
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string(),
+        request_id: id,
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        repository: None,
+        user_agent: req.headers().get(USER_AGENT).cloned(),
         user: String::new(),
         status: 0,
-        received: Arc::new(AtomicU64::new(0)),
+        counts: Arc::new(Counts::default()),
         started: Instant::now(),
     };
-    let received = line.received.clone();
-    let req = req.map(|body| {
-        Counted::wrap(
-            body,
-            move |n| {
-                received.fetch_add(n, Ordering::Relaxed);
-            },
-            None,
-        )
-    });
+    // A request without a body (every GET and HEAD) has no bytes to count: it is not wrapped.
+    let req = if req.body().is_end_stream() {
+        req
+    } else {
+        let counts = line.counts.clone();
+        req.map(|body| {
+            Counted::wrap(
+                body,
+                move |n| {
+                    counts.received.fetch_add(n, Ordering::Relaxed);
+                },
+                None,
+            )
+        })
+    };
 
     let mut resp = next.run(req).await;
     // Set by the auth middleware on requests it allowed for an authenticated user.
     if let Some(u) = resp.extensions().get::<crate::auth::AuthenticatedUser>() {
         line.user = u.0.clone();
     }
-    if let Some(r) = resp.extensions().get::<Repository>() {
-        line.repository = r.0.to_string();
-    }
+    // Nothing reads it after this layer: taken rather than copied.
+    line.repository = resp.extensions_mut().remove::<Repository>().map(|r| r.0);
     line.status = resp.status().as_u16();
 
     let headers = resp.headers_mut();
     headers.insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
-    headers.insert(REQUEST_ID, value(id));
+    headers.insert(REQUEST_ID, id.header_value());
     // The line is written when the response body ends (or the client goes away), so that it can tell the
-    // bytes sent and the whole duration of a streamed blob.
-    let sent = Arc::new(AtomicU64::new(0));
-    let counter = sent.clone();
+    // bytes sent and the whole duration of a streamed blob. A body that is already over (a HEAD, a 202, most
+    // errors) is logged now, without wrapping it.
+    if resp.body().is_end_stream() {
+        drop(SentThen { line });
+        return resp;
+    }
+    let counts = line.counts.clone();
     resp.map(|body| {
         Counted::wrap(
             body,
             move |n| {
-                counter.fetch_add(n, Ordering::Relaxed);
+                counts.sent.fetch_add(n, Ordering::Relaxed);
             },
-            Some(Box::new(SentThen { sent, line })),
+            Some(Box::new(SentThen { line })),
         )
     })
 }
@@ -101,7 +107,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
 /// process, so ids of different processes (replicas, restarts) do not collide; the last 16 are a
 /// counter passed through a bijective mix keyed by that draw, so ids are unique within the process
 /// without telling how many requests it served.
-fn next_request_id() -> String {
+fn next_request_id() -> IdText {
     // Process-wide on purpose: an id generator, like the random number generator a UUID would use.
     static KEY: OnceLock<(u64, u64)> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -110,7 +116,33 @@ fn next_request_id() -> String {
         (r.0, r.1)
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix:016x}{:016x}", mix(n ^ key))
+    let mut text = [0u8; 32];
+    hex16(prefix, &mut text[..16]);
+    hex16(mix(n ^ key), &mut text[16..]);
+    IdText(text)
+}
+
+/// `v` as 16 lowercase hex digits into `out` (16 bytes), without the formatting machinery.
+fn hex16(v: u64, out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+}
+
+/// A request id's text, on the stack: the log line and the response header are made from it.
+#[derive(Clone, Copy)]
+struct IdText([u8; 32]);
+
+impl IdText {
+    fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written into it (`hex16`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    fn header_value(&self) -> HeaderValue {
+        value(self.as_str().to_string())
+    }
 }
 
 /// SplitMix64's finaliser: a bijection of u64, so distinct counters give distinct ids.
@@ -126,41 +158,65 @@ pub struct Repository(pub oci::RepoName);
 
 /// Everything the access log says of one request.
 struct AccessLine {
-    request_id: String,
-    method: String,
-    route: &'static str,
-    path: String,
-    repository: String,
-    user_agent: String,
+    request_id: IdText,
+    method: Method,
+    uri: Uri,
+    repository: Option<oci::RepoName>,
+    user_agent: Option<HeaderValue>,
     user: String,
     status: u16,
-    received: Arc<AtomicU64>,
+    counts: Arc<Counts>,
     started: Instant,
 }
 
-/// Writes the access line, with the bytes the response body sent, when the body is done.
+/// The body bytes of a request, in and out, counted as they pass.
+#[derive(Default)]
+struct Counts {
+    received: AtomicU64,
+    sent: AtomicU64,
+}
+
+/// Writes the access line when dropped: when the response body is done.
 struct SentThen {
-    sent: Arc<AtomicU64>,
     line: AccessLine,
 }
 
 impl Drop for SentThen {
     fn drop(&mut self) {
         let l = &self.line;
+        let path = l.uri.path();
         tracing::info!(
-            request_id = %l.request_id,
+            request_id = %l.request_id.as_str(),
             method = %l.method,
-            route = %l.route,
-            path = %l.path,
-            repository = %l.repository,
+            route = %endpoint_kind(path),
+            path = %path,
+            repository = %l.repository.as_ref().map_or("", |r| r.as_str()),
             status = l.status,
-            bytes_in = l.received.load(Ordering::Relaxed),
-            bytes_out = self.sent.load(Ordering::Relaxed),
+            bytes_in = l.counts.received.load(Ordering::Relaxed),
+            bytes_out = l.counts.sent.load(Ordering::Relaxed),
             user = %l.user,
-            user_agent = %l.user_agent,
-            duration_ms = %format_args!("{:.1}", l.started.elapsed().as_secs_f64() * 1000.0),
+            // As before: a header that is not visible ASCII is logged empty.
+            user_agent = %l.user_agent.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default(),
+            duration_ms = %Millis(l.started.elapsed()),
             "request"
         );
+    }
+}
+
+/// A duration in milliseconds with one decimal, as `{:.1}` of the float printed it, from integer
+/// arithmetic: formatting a float was a visible share of the line's cost. An exact tie (a duration of
+/// n.n5 ms to the nanosecond) rounds up; the float rounded those either way, by its binary error.
+struct Millis(Duration);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const TENTH: u128 = 100_000; // nanoseconds in a tenth of a millisecond
+        let nanos = self.0.as_nanos();
+        let (mut tenths, rest) = (nanos / TENTH, nanos % TENTH);
+        if rest >= TENTH / 2 {
+            tenths += 1;
+        }
+        write!(f, "{}.{}", tenths / 10, tenths % 10)
     }
 }
 
@@ -172,7 +228,9 @@ mod tests {
 
     #[test]
     fn request_ids_are_unique_and_shaped_like_uuids() {
-        let ids: Vec<String> = (0..10_000).map(|_| next_request_id()).collect();
+        let ids: Vec<String> = (0..10_000)
+            .map(|_| next_request_id().as_str().to_string())
+            .collect();
         let distinct: HashSet<&String> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
         for id in &ids {
@@ -186,5 +244,49 @@ mod tests {
         // One process, one prefix; consecutive ids do not look consecutive.
         assert!(ids.iter().all(|id| id[..16] == ids[0][..16]));
         assert!(!ids.windows(2).all(|w| w[0] < w[1]), "ids count up");
+    }
+
+    #[test]
+    fn hex_digits_are_those_of_format() {
+        for v in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef, 1 << 63] {
+            let mut out = [0u8; 16];
+            hex16(v, &mut out);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), format!("{v:016x}"));
+        }
+    }
+
+    #[test]
+    fn millis_print_as_the_float_did() {
+        let nanos = [
+            0,
+            1,
+            49_999,
+            50_001,
+            449_999,
+            999_999,
+            1_000_000,
+            1_234_567,
+            12_345_678_901,
+        ];
+        for n in nanos {
+            let d = Duration::from_nanos(n);
+            assert_eq!(
+                Millis(d).to_string(),
+                format!("{:.1}", d.as_secs_f64() * 1000.0),
+                "{n} ns"
+            );
+        }
+        // Exact ties round up.
+        assert_eq!(Millis(Duration::from_nanos(50_000)).to_string(), "0.1");
+        assert_eq!(Millis(Duration::from_nanos(250_000)).to_string(), "0.3");
+        // And over a sweep of ordinary request durations (ties left out).
+        for micros in (0..200_000).step_by(7).filter(|us| us % 100 != 50) {
+            let d = Duration::from_micros(micros);
+            assert_eq!(
+                Millis(d).to_string(),
+                format!("{:.1}", d.as_secs_f64() * 1000.0),
+                "{micros} us"
+            );
+        }
     }
 }

@@ -51,3 +51,52 @@ async fn a_catalog_request_names_no_repository() {
     let line = line_for(&logs, "route=catalog ");
     assert!(line.contains("repository= "), "{line}");
 }
+
+/// The line's fields, in order, for a manifest GET and a HEAD (a HEAD's empty body is logged without
+/// waiting for one): other tools parse this line, so its shape must not drift.
+#[tokio::test]
+async fn manifest_reads_log_every_field_in_order() {
+    let (capture, _guard) = LogCapture::install();
+    let h = Harness::new();
+    let manifest = h.image("team/app", "fields").await;
+    h.put_manifest("team/app", "latest", &manifest)
+        .await
+        .assert_status(201);
+    for method in [Method::GET, Method::HEAD] {
+        h.call(
+            method,
+            "/v2/team/app/manifests/latest",
+            &[("user-agent", "containerd/2.0")],
+            None,
+        )
+        .await
+        .assert_status(200);
+    }
+    let logs = capture.text();
+    for (method, bytes_out) in [("GET", manifest.len()), ("HEAD", 0)] {
+        let line = line_for(&logs, &format!("method={method} route=manifest"));
+        let fields = line
+            .split_once(" request ")
+            .map(|(_, f)| f)
+            .unwrap_or_else(|| panic!("{line}"));
+        let (id, rest) = fields
+            .strip_prefix("request_id=")
+            .and_then(|f| f.split_once(' '))
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{line}"
+        );
+        let want = format!(
+            "method={method} route=manifest path=/v2/team/app/manifests/latest repository=team/app \
+             status=200 bytes_in=0 bytes_out={bytes_out} user= user_agent=containerd/2.0 duration_ms="
+        );
+        assert!(rest.starts_with(&want), "{rest}\nwanted {want}");
+        let ms = &rest[want.len()..];
+        let (whole, tenth) = ms.split_once('.').unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            whole.parse::<u64>().is_ok() && tenth.len() == 1 && tenth.parse::<u8>().is_ok(),
+            "{line}"
+        );
+    }
+}
