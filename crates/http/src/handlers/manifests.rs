@@ -11,9 +11,10 @@
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, LOCATION, WARNING};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::IntoResponse;
-use oci::{Reference, RepoName};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use oci::{Digest, Reference, RepoName};
 use registry::Registry;
 use registry::proxy::STALE_WARNING;
 
@@ -36,26 +37,50 @@ pub async fn get(
 ) -> Result {
     let (name, namespace) = namespaced(registry, name, lookup);
     let m = registry.get_manifest(&name, reference).await?;
-    let mut headers: HeaderMap = [
-        (CONTENT_TYPE, value(m.media_type.clone())),
-        (CONTENT_LENGTH, value(m.payload.len().to_string())),
-        (CONTENT_DIGEST, value(m.digest.to_string())),
-        (ETAG, value(format!("\"{}\"", m.digest))),
-    ]
-    .into_iter()
-    .collect();
+    let length = HeaderValue::from(m.payload.len());
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(m.payload)
+    };
+    // Built straight into the response's own map (a map collected first was a second map and a copy),
+    // the media type moved rather than copied.
+    let mut resp = Response::new(body);
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, value(m.media_type));
+    headers.insert(CONTENT_LENGTH, length);
+    let (digest, etag) = digest_and_etag(&m.digest);
+    headers.insert(CONTENT_DIGEST, digest);
+    headers.insert(ETAG, etag);
     if m.stale {
         headers.insert(WARNING, HeaderValue::from_static(STALE_WARNING));
     }
     if let Some(ns) = namespace {
         headers.insert(OCI_NAMESPACE, ns);
     }
-    let body = if head {
-        Body::empty()
-    } else {
-        Body::from(m.payload)
+    Ok(resp)
+}
+
+/// `Docker-Content-Digest: <digest>` and `ETag: "<digest>"` from one buffer: the digest's value is a
+/// slice of the ETag's, with no formatting pass (they were two `format!`s of the digest per read).
+fn digest_and_etag(digest: &Digest) -> (HeaderValue, HeaderValue) {
+    let (algorithm, hex) = (digest.algorithm().as_str(), digest.hex());
+    let mut etag = Vec::with_capacity(algorithm.len() + hex.len() + 3);
+    etag.push(b'"');
+    etag.extend_from_slice(algorithm.as_bytes());
+    etag.push(b':');
+    etag.extend_from_slice(hex.as_bytes());
+    etag.push(b'"');
+    let etag = Bytes::from(etag);
+    let quoted = etag.slice(1..etag.len() - 1);
+    // A digest is validated lowercase hex after a known algorithm: always a visible-ASCII value.
+    let header = |b: Bytes| {
+        HeaderValue::from_maybe_shared(b).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "digest header is not visible ASCII; sent empty");
+            HeaderValue::from_static("")
+        })
     };
-    Ok((StatusCode::OK, headers, body).into_response())
+    (header(quoted), header(etag))
 }
 
 /// What a read request says about containerd's mirror lookups: its query (for `?ns=`) and, when auth
@@ -131,4 +156,21 @@ pub async fn put(
 pub async fn delete(registry: &Registry, name: &RepoName, reference: &Reference) -> Result {
     registry.delete_manifest(name, reference).await?;
     Ok(empty(StatusCode::ACCEPTED, []))
+}
+
+#[cfg(test)]
+mod tests {
+    use oci::DigestAlgorithm;
+
+    use super::*;
+
+    #[test]
+    fn digest_and_etag_are_those_of_the_digest() {
+        for algorithm in [DigestAlgorithm::Sha256, DigestAlgorithm::Sha512] {
+            let d = Digest::of(algorithm, b"manifest");
+            let (digest, etag) = digest_and_etag(&d);
+            assert_eq!(digest, d.to_string().as_str());
+            assert_eq!(etag, format!("\"{d}\"").as_str());
+        }
+    }
 }
