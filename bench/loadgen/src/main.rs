@@ -8,7 +8,11 @@
 //! benchmark's wrk script, so both feed the same report.
 //!
 //! Usage: `bench-loadgen [-m METHOD] [-H 'Name: value']... [-c CONNECTIONS] [-t THREADS] [-d SECONDS] URL`
+//!
+//! `bench-loadgen push ...` is another tool in the same binary: one large generated blob pushed in
+//! constant memory (see [`push`]).
 
+mod push;
 mod response;
 
 use std::process::ExitCode;
@@ -238,6 +242,15 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("push") {
+        return match push::run(std::env::args().skip(2)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench-loadgen push: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
