@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use berth_http::ServeOptions;
 use berth_http::limits::Limits;
+use berth_http::metrics::Metrics;
 use berth_http::sendfile::bytes_sent;
 use berth_http::tls::TlsAcceptor;
 use bytes::Bytes;
@@ -424,6 +425,48 @@ async fn tls_downloads_take_the_normal_path_byte_for_byte() {
         .ask("GET", &blob_path(&digest), "Range: bytes=7-1000006\r\n")
         .await;
     assert!(a.body == data[7..1_000_007], "a range, byte for byte");
+    drop(c);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn the_metrics_count_the_bytes_sent_from_the_file() {
+    let metrics = Metrics::new();
+    let instrumented = metrics.clone();
+    let h = Harness::with_app(registry::Config::default(), |registry, _| async move {
+        instrumented.instrument(berth_http::router(registry))
+    })
+    .await;
+    let data = pattern(MIB + 3, 9);
+    let digest = h.push_blob("sf/test", &data).await;
+    let running = serve_app(h.app.clone(), ServeOptions::default()).await;
+    let before = bytes_sent();
+
+    let mut c = plain(running.addr).await;
+    let a = c.ask("GET", &blob_path(&digest), "").await;
+    assert!(a.body == data);
+    let a = c
+        .ask("GET", &blob_path(&digest), "Range: bytes=0-999\r\n")
+        .await;
+    assert_eq!(a.body, data[..1000]);
+    assert!(bytes_sent() - before >= data.len() as u64 + 1000);
+
+    // The count is taken as the body ends, just after the last byte was handed over.
+    let key = r#"berth_http_sent_bytes_total{endpoint="blob"}"#;
+    let want = (data.len() + 1000) as f64;
+    let started = Instant::now();
+    loop {
+        let text = metrics.render().unwrap();
+        let sent = text.lines().find_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            (k == key).then(|| v.parse::<f64>().ok())?
+        });
+        if sent == Some(want) {
+            break;
+        }
+        assert!(started.elapsed() < LIMIT, "{key} = {sent:?}, want {want}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     drop(c);
     running.stop().await;
 }
