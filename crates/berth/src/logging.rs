@@ -2,7 +2,8 @@
 //! access log on or off. `RUST_LOG`, when set, chooses the levels instead of `log.level`.
 //!
 //! Lines go through [`writer`]: buffered and written to stderr by a thread of its own, so a request does
-//! not pay a system call for its access-log line.
+//! not pay a system call for its access-log line. Text lines' fields are written by [`fields`], the
+//! default formatter's text at a fraction of its cost.
 //!
 //! Static fields (`log.fields`, registry:2's logrus fields) are added by wrapping the event formatter
 //! rather than by a span: a span entered on the main thread would not be current on the runtime's
@@ -19,6 +20,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::log::{LogConfig, LogFormat};
 
+mod fields;
 mod writer;
 
 /// Where the HTTP layer writes its one line per request, at `info`: `accesslog.disabled` turns that target
@@ -45,6 +47,7 @@ pub fn init(log: &LogConfig) {
     match log.formatter {
         LogFormat::Text => builder
             .with_ansi(std::io::stderr().is_terminal())
+            .fmt_fields(fields::TextFields)
             .map_event_format(|f| WithFields::new(f, fields, LogFormat::Text))
             .init(),
         LogFormat::Json => builder
