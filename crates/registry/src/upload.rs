@@ -215,16 +215,13 @@ impl Registry {
             .blobs
             .upload_write(id, session.offset, meter.wrap(chunk.body, limit))
             .await;
-        let tally = meter
-            .tally()
-            .ok_or_else(|| Error::internal("upload tally lost"))?;
         let mismatch = |what: String| match chunk.length {
             Some(_) => Error::SizeInvalid(what),
             None => Error::BlobUploadInvalid(what),
         };
         let new_len = match written {
             Ok(n) => n,
-            Err(blobs::Error::Source(_)) if tally.overflowed => {
+            Err(blobs::Error::Source(_)) if meter.overflowed().await => {
                 return Err(mismatch(format!(
                     "the body is longer than the declared {} bytes",
                     limit.unwrap_or_default()
@@ -241,6 +238,11 @@ impl Registry {
             }
             Err(e) => return Err(e.into()),
         };
+        // The bytes are durable; the hash of the last batch may still be running.
+        let tally = meter
+            .finish()
+            .await
+            .ok_or_else(|| Error::internal("upload tally lost"))?;
         if let Some(declared) = limit
             && tally.received != declared
         {

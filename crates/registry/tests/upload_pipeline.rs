@@ -1,0 +1,162 @@
+//! An upload's chunk is received, hashed and written at the same time (hashing on the blocking pool, see
+//! the registry's meter): a store that fails part-way through a multi-MiB chunk, after some of its bytes
+//! are on disk and while later batches are still being hashed, must leave the upload exactly where it was
+//! recorded, and resumable from there to the right digest.
+
+mod common;
+
+use std::io;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use berth_registry as registry;
+use blobs::{BlobReader, BlobStore, ByteStream, UploadId};
+use common::*;
+use futures_util::{StreamExt, future};
+use oci::Digest;
+use registry::{Error, Registry};
+
+const MIB: usize = 1 << 20;
+
+/// The filesystem store, except that one armed `upload_write` stops after `fail_after` bytes of its body
+/// (which the real store makes durable) and then fails, as a disk that fills up mid-write would.
+struct FailingWrite {
+    inner: Arc<dyn BlobStore>,
+    fail_after: AtomicU64,
+}
+
+const DISARMED: u64 = u64::MAX;
+
+#[async_trait::async_trait]
+impl BlobStore for FailingWrite {
+    async fn stat(&self, digest: &Digest) -> blobs::Result<Option<u64>> {
+        self.inner.stat(digest).await
+    }
+    async fn read(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> blobs::Result<Option<BlobReader>> {
+        self.inner.read(digest, range).await
+    }
+    async fn delete(&self, digest: &Digest) -> blobs::Result<bool> {
+        self.inner.delete(digest).await
+    }
+    async fn upload_write(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        data: ByteStream,
+    ) -> blobs::Result<u64> {
+        let limit = self.fail_after.swap(DISARMED, Ordering::SeqCst);
+        if limit == DISARMED {
+            return self.inner.upload_write(id, offset, data).await;
+        }
+        let head = data.scan(limit, |left, item| {
+            let piece = match item {
+                Ok(mut chunk) if *left > 0 => {
+                    chunk.truncate(usize::try_from(*left).unwrap_or(usize::MAX));
+                    *left -= chunk.len() as u64;
+                    Some(Ok(chunk))
+                }
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            };
+            future::ready(piece)
+        });
+        self.inner.upload_write(id, offset, Box::pin(head)).await?;
+        Err(blobs::Error::Io(io::Error::other(
+            "no space left on device",
+        )))
+    }
+    async fn upload_read(&self, id: &UploadId, len: u64) -> blobs::Result<ByteStream> {
+        self.inner.upload_read(id, len).await
+    }
+    async fn upload_commit(&self, id: &UploadId, len: u64, digest: &Digest) -> blobs::Result<()> {
+        self.inner.upload_commit(id, len, digest).await
+    }
+    async fn upload_delete(&self, id: &UploadId) -> blobs::Result<()> {
+        self.inner.upload_delete(id).await
+    }
+    async fn purge_temporary(
+        &self,
+        older_than: SystemTime,
+        dry_run: bool,
+    ) -> blobs::Result<Vec<String>> {
+        self.inner.purge_temporary(older_than, dry_run).await
+    }
+    async fn check(&self) -> blobs::Result<()> {
+        self.inner.check().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_failing_mid_chunk_records_nothing_and_the_upload_resumes() {
+    let env = Env::new();
+    let store = Arc::new(FailingWrite {
+        inner: env.blobs.clone(),
+        fail_after: AtomicU64::new(DISARMED),
+    });
+    let reg = Registry::new(store.clone(), env.meta.clone(), env.reg.config().clone());
+    let r = repo("team/big");
+    let data = content(5 * MIB + 777, 9);
+    let first = 3 * MIB / 2;
+    let st = reg.start_upload(&r).await.unwrap();
+    reg.upload_chunk(&r, &st.id, exact(&data[..first], 0))
+        .await
+        .unwrap();
+
+    // The next chunk (several hash batches) fails after 2 MiB and a bit of it are on disk.
+    store
+        .fail_after
+        .store(2 * MIB as u64 + 123, Ordering::SeqCst);
+    let failed = reg
+        .upload_chunk(&r, &st.id, exact(&data[first..], first as u64))
+        .await;
+    assert!(matches!(failed, Err(Error::Internal(_))), "{failed:?}");
+    assert_eq!(
+        reg.upload_status(&r, &st.id).await.unwrap().offset,
+        first as u64,
+        "nothing of the failed chunk is recorded"
+    );
+
+    // The client resends it from the recorded offset; the bytes the failure left behind are cut off.
+    let done = reg
+        .upload_chunk(&r, &st.id, exact(&data[first..], first as u64))
+        .await
+        .unwrap();
+    assert_eq!(done.offset, data.len() as u64);
+    let digest = sha256(&data);
+    let info = reg.finish_upload(&r, &st.id, &digest, None).await.unwrap();
+    assert_eq!(info.size, data.len() as u64);
+    assert_eq!(pull(&reg, &r, &digest).await.unwrap(), data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_broken_mid_chunk_records_nothing_and_a_wrong_digest_commits_nothing() {
+    let env = Env::new();
+    let r = repo("team/big");
+    let data = content(3 * MIB + 5, 4);
+    let st = env.reg.start_upload(&r).await.unwrap();
+    // The connection breaks after several hash batches went through.
+    let broken = registry::Chunk {
+        range: None,
+        length: None,
+        body: broken_body(&data[..5 * MIB / 2]),
+    };
+    assert!(env.reg.upload_chunk(&r, &st.id, broken).await.is_err());
+    assert_eq!(env.reg.upload_status(&r, &st.id).await.unwrap().offset, 0);
+
+    // Resumed whole, but closed with the digest of other bytes: nothing is committed or linked.
+    env.reg
+        .upload_chunk(&r, &st.id, exact(&data, 0))
+        .await
+        .unwrap();
+    let wrong = sha256(&data[1..]);
+    let res = env.reg.finish_upload(&r, &st.id, &wrong, None).await;
+    assert!(matches!(res, Err(Error::DigestInvalid(_))), "{res:?}");
+    assert_eq!(env.blobs.stat(&sha256(&data)).await.unwrap(), None);
+    assert_eq!(env.blobs.stat(&wrong).await.unwrap(), None);
+}
