@@ -214,6 +214,47 @@ async fn keep_alive_gets_heads_and_ranges_are_sent_from_the_file_byte_for_byte()
 }
 
 #[tokio::test]
+async fn pipelined_requests_get_their_own_bytes_in_order() {
+    let (h, _) = harness().await;
+    let one = pattern(2 * MIB + 1, 11);
+    let two = pattern(MIB + 17, 12);
+    let one_digest = h.push_blob("sf/test", &one).await;
+    let two_digest = h.push_blob("sf/test", &two).await;
+    let running = serve_app(h.app.clone(), ServeOptions::default()).await;
+
+    // Every request in one write: hyper may read the next head while a body is still being sent.
+    let mut c = plain(running.addr).await;
+    let reqs = [
+        format!("GET {} HTTP/1.1\r\nHost: t\r\n\r\n", blob_path(&one_digest)),
+        "GET /v2/ HTTP/1.1\r\nHost: t\r\n\r\n".to_string(),
+        format!(
+            "GET {} HTTP/1.1\r\nHost: t\r\nRange: bytes=3-\r\n\r\n",
+            blob_path(&two_digest)
+        ),
+        format!(
+            "HEAD {} HTTP/1.1\r\nHost: t\r\n\r\n",
+            blob_path(&one_digest)
+        ),
+        format!("GET {} HTTP/1.1\r\nHost: t\r\n\r\n", blob_path(&two_digest)),
+    ];
+    c.s.write_all(reqs.concat().as_bytes()).await.unwrap();
+    let read = async {
+        let a = c.answer(false).await;
+        assert!(a.body == one, "first blob");
+        assert_eq!(c.answer(false).await.status(), "200");
+        let a = c.answer(false).await;
+        assert!(a.body == two[3..], "range of the second blob");
+        let a = c.answer(true).await;
+        assert_eq!(a.header("content-length"), Some(&*one.len().to_string()));
+        let a = c.answer(false).await;
+        assert!(a.body == two, "second blob");
+    };
+    tokio::time::timeout(LIMIT, read).await.unwrap();
+    drop(c);
+    running.stop().await;
+}
+
+#[tokio::test]
 async fn a_blob_larger_than_the_socket_buffers_read_slowly_arrives_whole() {
     let (h, _) = harness().await;
     let data = pattern(12 * MIB + 7, 3);
