@@ -267,8 +267,15 @@ fn shape(path: &str) -> Option<Shape<'_>> {
     }
     // Only the last three components decide the shape; rsplitn keeps the name (which has slashes of its
     // own) whole in the fourth piece.
-    let parts: Vec<&str> = rest.rsplitn(4, '/').collect();
-    let name = |drop: usize| name_before(rest, &parts, drop);
+    // On the stack: a Vec here was an allocation on every request.
+    let mut pieces = [""; 4];
+    let mut count = 0;
+    for (slot, piece) in pieces.iter_mut().zip(rest.rsplitn(4, '/')) {
+        *slot = piece;
+        count += 1;
+    }
+    let parts = &pieces[..count];
+    let name = |drop: usize| name_before(rest, parts, drop);
     let (p0, p1, p2) = (
         *parts.first()?,
         parts.get(1).copied(),
