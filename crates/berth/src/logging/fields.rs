@@ -51,6 +51,19 @@ impl TextVisitor<'_> {
         self.is_empty = false;
     }
 
+    /// Writes ` name=<sign><text>` (no space before the first field).
+    fn write_plain(&mut self, name: &str, sign: &str, text: &str) {
+        let w = &mut self.writer;
+        let pad = if self.is_empty { "" } else { " " };
+        self.is_empty = false;
+        self.result = w
+            .write_str(pad)
+            .and_then(|()| w.write_str(name))
+            .and_then(|()| w.write_char('='))
+            .and_then(|()| w.write_str(sign))
+            .and_then(|()| w.write_str(text));
+    }
+
     /// Whether `name` is written as a plain `name=value` by the default visitor.
     fn is_plain(&self, name: &str) -> bool {
         self.plain && name != "message" && !name.starts_with("r#")
@@ -77,6 +90,31 @@ impl Visit for TextVisitor<'_> {
         self.delegate(|v| v.record_error(field, value));
     }
 
+    // Numbers (the access line's status and byte counts) in decimal, as their `Debug` writes them.
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.result.is_err() {
+            return;
+        }
+        if !self.is_plain(field.name()) || field.name().starts_with("log.") {
+            return self.record_debug(field, &value);
+        }
+        let mut buf = [0u8; 20];
+        let text = decimal(value, &mut buf);
+        self.write_plain(field.name(), "", text);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.result.is_err() {
+            return;
+        }
+        if !self.is_plain(field.name()) || field.name().starts_with("log.") {
+            return self.record_debug(field, &value);
+        }
+        let mut buf = [0u8; 20];
+        let text = decimal(value.unsigned_abs(), &mut buf);
+        self.write_plain(field.name(), if value < 0 { "-" } else { "" }, text);
+    }
+
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if self.result.is_err() {
             return;
@@ -98,6 +136,21 @@ impl Visit for TextVisitor<'_> {
             .and_then(|()| w.write_char('='))
             .and_then(|()| write!(w, "{value:?}"));
     }
+}
+
+/// `v` in decimal, written into the end of `buf`.
+fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[at..]).unwrap_or("")
 }
 
 #[cfg(test)]
@@ -166,6 +219,9 @@ mod tests {
             status = 200u16,
             bytes_in = 0u64,
             signed = -5i64,
+            zero = 0u64,
+            max = u64::MAX,
+            min = i64::MIN,
             ok = true,
             ratio = 0.5f64,
             quoted = "two words",
