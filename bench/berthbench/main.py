@@ -17,12 +17,14 @@ import sys
 import tempfile
 import time
 
-from . import machine, procs, report, servers, svg, workloads
+from . import bigpush, machine, procs, report, servers, svg, workloads
 
 MiB = 1 << 20
 
 # The workload groups --only picks from, in the order of the run.
 GROUPS = ("pages", "push", "pull", "rates", "skopeo", "memory")
+# Groups that run only when --only names them (long, or heavy on the disk).
+OPT_IN = ("bigpush",)
 
 
 def parse(argv):
@@ -45,17 +47,20 @@ def parse(argv):
     p.add_argument("--repo", default=os.getcwd(), help="the berth repository (for the commit recorded)")
     p.add_argument(
         "--only",
-        help="comma-separated workload groups to run, for iterating on one: " + ",".join(GROUPS)
-        + " (pull and memory push one blob first; a partial run's files get an -only suffix)",
+        help="comma-separated workload groups to run, for iterating on one: " + ",".join(GROUPS + OPT_IN)
+        + " (pull and memory push one blob first; a partial run's files get an -only suffix;"
+        + " " + ",".join(OPT_IN) + " runs only when named)",
     )
     p.add_argument(
         "--skip-registry2", action="store_true", help="leave registry:2 out (iterating on berth alone)"
     )
+    bigpush.add_options(p)
     o = p.parse_args(argv)
     o.groups = set(GROUPS) if not o.only else {g.strip() for g in o.only.split(",") if g.strip()}
-    unknown = o.groups - set(GROUPS)
+    unknown = o.groups - set(GROUPS) - set(OPT_IN)
     if unknown:
-        p.error(f"--only: unknown group(s) {', '.join(sorted(unknown))}; the groups are {', '.join(GROUPS)}")
+        known = ", ".join(GROUPS + OPT_IN)
+        p.error(f"--only: unknown group(s) {', '.join(sorted(unknown))}; the groups are {known}")
     if o.quick:
         o.blob_size, o.chunk_size, o.seed_count, o.wrk_seconds = 64 * MiB, 16 * MiB, 1000, 2
         o.layer_sizes = [s * MiB for s in (8, 4, 2, 1, 1)]
@@ -186,6 +191,8 @@ def run(o, work, ps, log, meta):
             log("  request rates done")
         if "skopeo" in g:
             b.skopeo(rep)
+        if "bigpush" in g:
+            bigpush.run(b, rep)
     if "memory" in g:
         b.rss_under_pulls(16)
     b.peak_rss(targets)

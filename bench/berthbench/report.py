@@ -8,6 +8,8 @@ ratios to the machine's limit or to registry:2 in the same run (the machine is s
 
 import statistics
 
+from . import bigpush
+
 
 def _size(n):
     return f"{n >> 30} GiB" if n >= 1 << 30 else f"{n >> 20} MiB"
@@ -180,7 +182,7 @@ def rows(o):
             agg="max",
             digits=1,
         ),
-    ]
+    ] + bigpush.rows(o)
 
 
 LIMITS = [
