@@ -25,7 +25,7 @@
 //! `sendfile` on the non-blocking socket returns `WouldBlock` like any write.
 //!
 //! `sendfile` reads the file synchronously: from the page cache that is a page reference, not a copy;
-//! a cold blob on a slow disk holds the worker for the read of at most [`MAX_SEND`] bytes.
+//! a cold blob on a slow disk holds the worker for the read of at most one frame (2 MiB).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -41,14 +41,13 @@ use registry::FileRange;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Size of the placeholder region, and so of the largest data frame of a [`SendfileBody`]. Large, so
-/// that a big blob takes few frames; it costs address space only (the zeroed allocation is never
-/// touched, so the kernel never backs it with memory).
-const REGION_LEN: usize = 8 << 20;
-
-/// Bytes one `sendfile` call is asked for at most: bounds how long one call can hold the worker when
-/// the file is not in the page cache. The socket's free space usually bounds it far lower.
-pub const MAX_SEND: usize = 4 << 20;
+/// Size of the placeholder region, and so of the largest data frame of a [`SendfileBody`]. A frame is
+/// counted as sent (access log, metrics) when hyper takes it, so this bounds how far those counts can run
+/// ahead of a client that goes away mid-body; it also bounds one `sendfile` call, and so how long one call
+/// can hold the worker when the file is not in the page cache (nginx's `sendfile_max_chunk` is 2 MiB
+/// too). The region costs address space only: the zeroed allocation is never touched, so the kernel never
+/// backs it with memory.
+const REGION_LEN: usize = 2 << 20;
 
 /// The placeholder region. Private: the only `Bytes` that point into it are a [`SendfileBody`]'s frames.
 fn region() -> &'static Bytes {
@@ -161,12 +160,11 @@ impl SendfileIo {
                 range.len
             ))));
         }
-        let count = want.min(MAX_SEND);
         loop {
             ready!(self.tcp.poll_write_ready(cx))?;
             let sent = self.tcp.try_io(Interest::WRITABLE, || {
                 let mut offset = range.offset;
-                rustix::fs::sendfile(&self.tcp, &*range.file, Some(&mut offset), count)
+                rustix::fs::sendfile(&self.tcp, &*range.file, Some(&mut offset), want)
                     .map_err(io::Error::from)
             });
             match sent {
