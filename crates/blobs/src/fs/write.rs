@@ -2,12 +2,14 @@
 //!
 //! Why this is not a plain `tokio::fs::File` copy: that would cost one `spawn_blocking` round trip per
 //! incoming chunk (often 16 KiB from hyper), which caps a push far below the disk and the hasher. Instead
-//! chunks are coalesced into [`WRITE_BUF`]-sized buffers, and each full buffer is written by a blocking
-//! task while the next one fills, so reading the network (and hashing, which the caller does as the
-//! stream is polled) overlaps with the disk write. At most one write is in flight: memory per upload is
-//! about two buffers whatever the blob size, and no blocking thread is held while a slow client dawdles.
-//! The two buffers take turns rather than being allocated afresh for each MiB: a fresh buffer is fresh
-//! pages, whose faults and zeroing cost about as much CPU as copying the bytes into them.
+//! chunks are gathered until they add up to [`WRITE_BUF`] bytes, and each gathering is written with one
+//! vectored write by a blocking task while the next one gathers, so reading the network (and hashing,
+//! which the caller's stream hands to the blocking pool too) overlaps with the disk write. The chunks are
+//! written from where they arrived, never copied into a buffer of ours: a copy, and a buffer of fresh
+//! pages to fault in, cost about as much CPU as the write itself. At most one write is in flight: memory
+//! per upload is about two gatherings whatever the blob size (at most [`MAX_PARTS`] chunks each, so a
+//! body trickling in tiny chunks cannot pile up bookkeeping), and no blocking thread is held while a slow
+//! client dawdles.
 //!
 //! Write-behind: the kernel would otherwise keep a whole blob's pages dirty in memory until the final
 //! `fsync` (its writeback threshold is a share of RAM, gigabytes on a large machine), so the disk would
@@ -23,15 +25,14 @@
 //! `upload_write` or `upload_commit` of that upload waits for it instead of racing with it.
 
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, IoSlice};
 use std::mem;
 use std::ops::Range;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
@@ -43,6 +44,9 @@ use crate::{ByteStream, Error, Result, UploadId};
 /// Size of each write call. Large enough that the per-call overhead (a thread hop and a syscall) is
 /// noise next to copying the bytes; small enough that two of them per upload are cheap.
 pub const WRITE_BUF: usize = 1 << 20;
+
+/// Chunks gathered for one write at most (Linux's `IOV_MAX`: one `pwritev` takes them all).
+pub const MAX_PARTS: usize = 1024;
 
 /// Bytes of an upload that may be under writeback, not yet waited for, behind the buffer being written:
 /// enough to keep the disk's queue full, little enough that the final `fsync` is short.
@@ -63,11 +67,10 @@ pub(super) async fn upload_write(
         pos: offset,
         written_back: offset,
         in_flight: None,
-        spare: None,
     };
-    let mut buf = BytesMut::with_capacity(WRITE_BUF);
+    let mut gathered = Gathered::default();
     while let Some(item) = data.next().await {
-        let mut chunk = match item {
+        let chunk = match item {
             Ok(chunk) => chunk,
             Err(e) => {
                 // Let the write in flight finish before returning, so no write of this call lands after
@@ -77,21 +80,64 @@ pub(super) async fn upload_write(
                 return Err(Error::Source(e));
             }
         };
-        while !chunk.is_empty() {
-            if buf.is_empty() && chunk.len() >= WRITE_BUF {
-                // Already big enough: write it as is rather than copy it.
-                writer.submit(mem::take(&mut chunk)).await?;
-                break;
-            }
-            let take = (WRITE_BUF - buf.len()).min(chunk.len());
-            buf.extend_from_slice(&chunk.split_to(take));
-            if buf.len() == WRITE_BUF {
-                writer.submit(mem::take(&mut buf).freeze()).await?;
-                buf = writer.take_spare();
-            }
+        if chunk.is_empty() {
+            continue;
+        }
+        gathered.len += chunk.len();
+        gathered.parts.push(chunk);
+        if gathered.len >= WRITE_BUF || gathered.parts.len() >= MAX_PARTS {
+            writer.submit(mem::take(&mut gathered)).await?;
         }
     }
-    writer.finish(buf.freeze()).await
+    writer.finish(gathered).await
+}
+
+/// Chunks waiting to be written together, in order.
+#[derive(Default)]
+struct Gathered {
+    parts: Vec<Bytes>,
+    /// Their total length.
+    len: usize,
+}
+
+impl Gathered {
+    /// Writes every part at `at` and on, with as few `pwritev` calls as the kernel allows.
+    fn write_at(&self, file: &File, mut at: u64) -> io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = self.parts.iter().map(|p| IoSlice::new(p)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let n = match pwritev(file, rest, at) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            at += n as u64;
+            IoSlice::advance_slices(&mut rest, n);
+        }
+        Ok(())
+    }
+}
+
+/// One positioned vectored write (at most `IOV_MAX` slices are taken; the caller loops on the rest).
+fn pwritev(file: &File, slices: &[IoSlice<'_>], at: u64) -> io::Result<usize> {
+    let count = libc::c_int::try_from(slices.len().min(MAX_PARTS)).unwrap_or(libc::c_int::MAX);
+    let offset = libc::off64_t::try_from(at)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "write offset out of range"))?;
+    // SAFETY: `IoSlice` is ABI-compatible with `struct iovec` (std guarantees it on Unix), the slices
+    // and the memory they point to are borrowed for the duration of the call, `count` does not exceed
+    // their number, and `file` keeps the descriptor open.
+    let rc = unsafe {
+        libc::pwritev64(
+            file.as_raw_fd(),
+            slices.as_ptr().cast::<libc::iovec>(),
+            count,
+            offset,
+        )
+    };
+    usize::try_from(rc).map_err(|_| io::Error::last_os_error())
 }
 
 /// How often creating an upload is retried when the file is swapped under us between open and lock
@@ -155,68 +201,50 @@ fn cut_at(file: File, id: UploadId, offset: u64) -> Result<File> {
     Ok(file)
 }
 
-/// Positioned writes of whole buffers, one in flight at a time.
+/// Positioned writes of gathered chunks, one in flight at a time.
 struct Pipeline {
     file: Arc<File>,
     /// Where the next buffer goes: the offset plus everything submitted so far.
     pos: u64,
     /// Up to where the write-behind has been waited for (see the module comment).
     written_back: u64,
-    /// The write in flight; it hands its buffer back for reuse when it can.
-    in_flight: Option<JoinHandle<io::Result<Option<BytesMut>>>>,
-    /// A buffer a finished write handed back, empty, for the next one to fill.
-    spare: Option<BytesMut>,
+    in_flight: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl Pipeline {
     /// Waits for the previous write, then starts writing `buf` at the current position, with its
     /// write-behind.
-    async fn submit(&mut self, buf: Bytes) -> Result<()> {
+    async fn submit(&mut self, buf: Gathered) -> Result<()> {
         self.settle().await?;
         let file = Arc::clone(&self.file);
         let at = self.pos;
-        self.pos += buf.len() as u64;
+        self.pos += buf.len as u64;
         let end = self.pos;
         let wait = behind(self.written_back, end);
         self.written_back = wait.end;
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            file.write_all_at(&buf, at)?;
-            write_behind(&file, at..end, wait)?;
-            // Only a buffer of ours comes back: one the caller passed through as is may be larger.
-            Ok(buf
-                .try_into_mut()
-                .ok()
-                .filter(|b| b.capacity() == WRITE_BUF))
+            buf.write_at(&file, at)?;
+            write_behind(&file, at..end, wait)
         }));
         Ok(())
     }
 
-    /// Waits for the write in flight, if any, keeping its buffer for the next.
+    /// Waits for the write in flight, if any.
     async fn settle(&mut self) -> io::Result<()> {
-        if let Some(handle) = self.in_flight.take()
-            && let Some(mut buf) = handle.await.map_err(join_error)??
-        {
-            buf.clear();
-            self.spare = Some(buf);
+        match self.in_flight.take() {
+            Some(handle) => handle.await.map_err(join_error)?,
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    /// An empty buffer of [`WRITE_BUF`] bytes: the one the last finished write handed back, or a new one.
-    fn take_spare(&mut self) -> BytesMut {
-        self.spare
-            .take()
-            .unwrap_or_else(|| BytesMut::with_capacity(WRITE_BUF))
-    }
-
-    /// Writes the last partial buffer and makes everything durable. Returns the upload's new length.
-    async fn finish(mut self, rest: Bytes) -> Result<u64> {
+    /// Writes the last chunks and makes everything durable. Returns the upload's new length.
+    async fn finish(mut self, rest: Gathered) -> Result<u64> {
         self.settle().await?;
         let file = self.file;
         let at = self.pos;
-        let end = at + rest.len() as u64;
+        let end = at + rest.len as u64;
         blocking(move || {
-            file.write_all_at(&rest, at)?;
+            rest.write_at(&file, at)?;
             // sync_data covers the file's new size too: it is needed to read the bytes back.
             file.sync_data()
         })
@@ -265,36 +293,38 @@ fn sync_file_range(file: &File, range: Range<u64>, flags: libc::c_uint) -> io::R
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::FileExt;
+
     use super::*;
 
-    #[tokio::test]
-    async fn write_buffers_take_turns_instead_of_being_allocated_anew() -> Result<()> {
+    fn gathered(parts: &[&[u8]]) -> Gathered {
+        Gathered {
+            parts: parts.iter().map(|p| Bytes::copy_from_slice(p)).collect(),
+            len: parts.iter().map(|p| p.len()).sum(),
+        }
+    }
+
+    #[test]
+    fn gathered_chunks_land_in_order_at_their_offset() -> io::Result<()> {
         let tmp = tempfile::TempDir::new()?;
-        let file = File::create(tmp.path().join("upload"))?;
-        let mut writer = Pipeline {
-            file: Arc::new(file),
-            pos: 0,
-            written_back: 0,
-            in_flight: None,
-            spare: None,
-        };
-        let mut seen = Vec::new();
-        let mut buf = writer.take_spare();
-        for i in 0..4u8 {
-            buf.resize(WRITE_BUF, i);
-            seen.push(buf.as_ptr());
-            writer.submit(mem::take(&mut buf).freeze()).await?;
-            buf = writer.take_spare();
-            assert!(buf.is_empty() && buf.capacity() == WRITE_BUF);
-        }
-        assert_eq!(writer.finish(buf.freeze()).await?, 4 * WRITE_BUF as u64);
-        // The first write's buffer is back for the third, the second's for the fourth.
-        assert_eq!((seen[2], seen[3]), (seen[0], seen[1]));
-        let back = std::fs::read(tmp.path().join("upload"))?;
-        for i in 0..4u8 {
-            let part = &back[i as usize * WRITE_BUF..(i as usize + 1) * WRITE_BUF];
-            assert!(part.iter().all(|&b| b == i), "buffer {i} written whole");
-        }
+        let path = tmp.path().join("upload");
+        let file = File::create(&path)?;
+        file.write_all_at(b"0123", 0)?;
+        gathered(&[b"ab", b"c", b"defg"]).write_at(&file, 2)?;
+        assert_eq!(std::fs::read(&path)?, b"01abcdefg");
+        Ok(())
+    }
+
+    #[test]
+    fn more_parts_than_one_call_takes_are_all_written() -> io::Result<()> {
+        let tmp = tempfile::TempDir::new()?;
+        let path = tmp.path().join("upload");
+        let file = File::create(&path)?;
+        // Three times IOV_MAX one-byte parts: the write loops over the kernel's limit.
+        let bytes: Vec<u8> = (0..3 * MAX_PARTS).map(|i| (i % 251) as u8).collect();
+        let parts: Vec<&[u8]> = bytes.chunks(1).collect();
+        gathered(&parts).write_at(&file, 0)?;
+        assert_eq!(std::fs::read(&path)?, bytes);
         Ok(())
     }
 
