@@ -136,6 +136,21 @@ pub trait BlobStore: Send + Sync + 'static {
     /// length >= `offset` that the caller must not record).
     async fn upload_write(&self, id: &UploadId, offset: u64, data: ByteStream) -> Result<u64>;
 
+    /// [`upload_write`](Self::upload_write) for an upload that is never resumed: when it returns, the
+    /// bytes can be read back with `upload_read` but need not be durable yet; `upload_commit` makes them
+    /// durable, as it does anyway. A pull-through cache's fetch writes this way: should the process die,
+    /// its upload is purged rather than continued, so waiting for the disk after every segment would only
+    /// make the clients reading the fetch wait for it too. Decorators must forward it. By default the
+    /// same as `upload_write` (S3: every part written is durable anyway).
+    async fn upload_write_unsynced(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        data: ByteStream,
+    ) -> Result<u64> {
+        self.upload_write(id, offset, data).await
+    }
+
     /// Streams the first `len` bytes of upload `id` (used to hash with an algorithm that was not computed
     /// while the bytes streamed in).
     async fn upload_read(&self, id: &UploadId, len: u64) -> Result<ByteStream>;

@@ -121,6 +121,20 @@ impl BlobStore for InstrumentedBlobStore {
         .await
     }
 
+    async fn upload_write_unsynced(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        data: ByteStream,
+    ) -> blobs::Result<u64> {
+        timed(
+            &*self.observer,
+            self.op("upload_write"),
+            self.inner.upload_write_unsynced(id, offset, data),
+        )
+        .await
+    }
+
     async fn upload_read(&self, id: &UploadId, len: u64) -> blobs::Result<ByteStream> {
         timed(
             &*self.observer,

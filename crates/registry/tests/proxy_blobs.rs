@@ -8,6 +8,7 @@ mod proxy_common;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use berth_registry as registry;
@@ -318,6 +319,7 @@ async fn a_stalled_disk_bounds_what_a_fetch_holds_in_memory() {
     let writes = Arc::new(tokio::sync::Semaphore::new(0));
     let disk = Arc::new(HookedDisk {
         inner: env.blobs.clone(),
+        synced_writes: Default::default(),
         reads: Default::default(),
         writes: Some(writes.clone()),
         commits: None,
@@ -345,16 +347,22 @@ async fn a_stalled_disk_bounds_what_a_fetch_holds_in_memory() {
     assert!(read_all(reader.body).await == data);
 }
 
-/// A cache of `up` over `env` whose commits wait for permits of the returned semaphore.
-fn held_commits(up: &Arc<FakeUpstream>, env: &common::Env) -> (registry::Registry, Arc<Semaphore>) {
+/// A cache of `up` over `env` whose commits wait for permits of the returned semaphore, and the count
+/// of its durable (synced) upload writes.
+fn held_commits(
+    up: &Arc<FakeUpstream>,
+    env: &common::Env,
+) -> (registry::Registry, Arc<Semaphore>, Arc<AtomicUsize>) {
     let commits = Arc::new(Semaphore::new(0));
+    let synced_writes = Arc::new(AtomicUsize::new(0));
     let disk = Arc::new(HookedDisk {
         inner: env.blobs.clone(),
+        synced_writes: synced_writes.clone(),
         reads: Default::default(),
         writes: None,
         commits: Some(commits.clone()),
     });
-    (cache_over(up, env, disk), commits)
+    (cache_over(up, env, disk), commits, synced_writes)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,7 +372,7 @@ async fn a_reader_finishes_once_the_bytes_are_verified_without_waiting_for_the_c
     let data = content(3 * 1024 * 1024, 11);
     let digest = push(up.reg(), &name, &data).await;
     let (env, _) = cache(&up, "", false, HOUR);
-    let (reg, commits) = held_commits(&up, &env);
+    let (reg, commits, synced_writes) = held_commits(&up, &env);
 
     // The commit is held: the whole body (last byte included) still arrives.
     let got = tokio::time::timeout(Duration::from_secs(30), pull(&reg, &name, &digest))
@@ -389,6 +397,9 @@ async fn a_reader_finishes_once_the_bytes_are_verified_without_waiting_for_the_c
     commits.add_permits(1);
     assert_eq!(linked(&env, &name, &digest).await, data.len() as u64);
     assert_eq!(up.calls.snapshot().2, 1);
+    // The fetch's segments were written without waiting for the disk: the commit makes the blob
+    // durable.
+    assert_eq!(synced_writes.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -398,7 +409,7 @@ async fn a_commit_that_fails_after_the_clients_got_their_bytes_caches_nothing() 
     let data = content(1024 * 1024, 12);
     let digest = push(up.reg(), &name, &data).await;
     let (env, _) = cache(&up, "", false, HOUR);
-    let (reg, commits) = held_commits(&up, &env);
+    let (reg, commits, _) = held_commits(&up, &env);
 
     assert!(pull(&reg, &name, &digest).await.unwrap() == data);
     // The fetch writes the whole upload before it commits.

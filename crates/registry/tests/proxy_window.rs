@@ -23,6 +23,7 @@ fn counting_cache(up: &Arc<FakeUpstream>) -> (registry::Registry, common::Env, A
     let reads = Arc::new(AtomicUsize::new(0));
     let disk = Arc::new(HookedDisk {
         inner: env.blobs.clone(),
+        synced_writes: Default::default(),
         reads: reads.clone(),
         writes: None,
         commits: None,
@@ -35,8 +36,8 @@ fn counting_cache(up: &Arc<FakeUpstream>) -> (registry::Registry, common::Env, A
 async fn a_reader_keeping_up_with_the_fetch_reads_nothing_back_from_storage() {
     let up = FakeUpstream::new();
     let name = repo("org/app");
-    // Three segments: the first two are durable (and out of the not-yet-durable part) long before the
-    // end, and the last byte comes only after the commit; all of it fits in the window.
+    // Three segments: the first two are written (and out of the not-yet-written part) long before the
+    // end; all of it fits in the window.
     let data = content(24 * 1024 * 1024 - 100, 21);
     let digest = push(up.reg(), &name, &data).await;
     let (reg, env, reads) = counting_cache(&up);

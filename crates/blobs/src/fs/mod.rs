@@ -141,7 +141,16 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn upload_write(&self, id: &UploadId, offset: u64, data: ByteStream) -> Result<u64> {
-        write::upload_write(&self.layout, id, offset, data).await
+        write::upload_write(&self.layout, id, offset, data, write::Sync::Durable).await
+    }
+
+    async fn upload_write_unsynced(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        data: ByteStream,
+    ) -> Result<u64> {
+        write::upload_write(&self.layout, id, offset, data, write::Sync::Readable).await
     }
 
     /// `UploadNotFound` also when the upload holds fewer than `len` bytes, as in `upload_commit`.

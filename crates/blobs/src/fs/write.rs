@@ -58,6 +58,7 @@ pub(super) async fn upload_write(
     id: &UploadId,
     offset: u64,
     mut data: ByteStream,
+    sync: Sync,
 ) -> Result<u64> {
     let file = open_locked(layout, id, offset).await?;
 
@@ -89,7 +90,18 @@ pub(super) async fn upload_write(
             writer.submit(mem::take(&mut gathered)).await?;
         }
     }
-    writer.finish(gathered).await
+    writer.finish(gathered, sync).await
+}
+
+/// How far an `upload_write` takes its bytes before it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Sync {
+    /// On the disk: an acknowledged chunk of a push survives a crash.
+    Durable,
+    /// Readable back, durable only at the commit (which fsyncs the file before publishing it): for
+    /// uploads nobody resumes (see `BlobStore::upload_write_unsynced`). The write-behind still runs, so
+    /// the commit's fsync has little left to write.
+    Readable,
 }
 
 /// Chunks waiting to be written together, in order.
@@ -237,16 +249,20 @@ impl Pipeline {
         }
     }
 
-    /// Writes the last chunks and makes everything durable. Returns the upload's new length.
-    async fn finish(mut self, rest: Gathered) -> Result<u64> {
+    /// Writes the last chunks and makes everything durable if `sync` asks. Returns the upload's new
+    /// length.
+    async fn finish(mut self, rest: Gathered, sync: Sync) -> Result<u64> {
         self.settle().await?;
         let file = self.file;
         let at = self.pos;
         let end = at + rest.len as u64;
         blocking(move || {
             rest.write_at(&file, at)?;
-            // sync_data covers the file's new size too: it is needed to read the bytes back.
-            file.sync_data()
+            match sync {
+                // sync_data covers the file's new size too: it is needed to read the bytes back.
+                Sync::Durable => file.sync_data(),
+                Sync::Readable => Ok(()),
+            }
         })
         .await??;
         Ok(end)

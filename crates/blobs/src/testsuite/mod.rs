@@ -73,6 +73,7 @@ macro_rules! blob_store_tests {
             continue_unknown_upload_is_not_found,
             failing_source_then_resume,
             upload_read_returns_prefix,
+            unsynced_writes_read_back_and_commit,
             upload_delete_is_idempotent,
             concurrent_commits_of_one_digest,
             concurrent_uploads_stay_apart,

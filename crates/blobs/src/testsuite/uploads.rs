@@ -217,6 +217,41 @@ pub async fn upload_read_returns_prefix(store: &dyn BlobStore) {
     ));
 }
 
+/// `upload_write_unsynced` writes like `upload_write`: what it wrote reads back at once, continues at
+/// its length (with either kind of write), and commits into a blob that reads back whole.
+pub async fn unsynced_writes_read_back_and_commit(store: &dyn BlobStore) {
+    let data = pattern(211, 0..3 * 1024 * 1024 + 17);
+    let (first, rest) = data.split_at(2 * 1024 * 1024 + 3);
+    let id = UploadId::random();
+    expect_len(
+        store
+            .upload_write_unsynced(&id, 0, chunked(first, 64 * 1024))
+            .await,
+        first.len() as u64,
+        "first write",
+    );
+    assert_same(
+        &read_upload(store, &id, first.len() as u64).await,
+        first,
+        "read back before any sync",
+    );
+    let len = data.len() as u64;
+    expect_len(
+        store
+            .upload_write_unsynced(&id, first.len() as u64, chunked(rest, 100_000))
+            .await,
+        len,
+        "second write",
+    );
+    let digest = Digest::sha256_of(&data);
+    store
+        .upload_commit(&id, len, &digest)
+        .await
+        .unwrap_or_else(|e| panic!("commit: {e}"));
+    assert_eq!(store.stat(&digest).await.ok().flatten(), Some(len));
+    assert_same(&read_all(store, &digest).await, &data, "the committed blob");
+}
+
 /// `upload_delete` removes an upload, and deleting one that is gone or never existed is not an error.
 pub async fn upload_delete_is_idempotent(store: &dyn BlobStore) {
     let data = pattern(210, 0..5000);

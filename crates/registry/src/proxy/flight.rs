@@ -7,12 +7,14 @@
 //!
 //! Memory stays bounded whatever the blob and however slow the clients:
 //! - the task receives the upstream's bytes and writes them to the upload at once (network and disk
-//!   overlap), in segments of [`SEGMENT`] bytes, each made durable by the blob store; the most recent
-//!   bytes received (the *window*: all of those not yet durable, and as many durable ones before them as
+//!   overlap), in segments of [`SEGMENT`] bytes, each readable back from the upload once the blob
+//!   store's write returns (not yet durable: the commit makes the blob durable, and an upload of a fetch
+//!   is never resumed, so waiting for the disk after each segment would only make clients wait too); the
+//!   most recent bytes received (the *window*: all of those not yet written, and as many written ones before them as
 //!   fit in [`WINDOW`]) are kept in memory once per flight, shared by every client (`Bytes` are
-//!   reference-counted), and receiving pauses while two segments are not yet durable;
+//!   reference-counted), and receiving pauses while two segments are not yet written;
 //! - a client reads from the window when its next bytes are there (a client keeping up with the fetch,
-//!   the common case, never reads the disk), and otherwise from storage: the durable part of the upload
+//!   the common case, never reads the disk), and otherwise from storage: the written part of the upload
 //!   while the flight runs, the committed blob once it is done. So a slow client never holds the fetch
 //!   back (the task never waits for clients, and the window drops its oldest bytes whoever still wants
 //!   them) and never makes anything grow: it just reads from disk, one chunk at a time, like any other
@@ -47,12 +49,12 @@ mod reader;
 use fetch::Fetch;
 use reader::Reader;
 
-/// Bytes written to the upload between two durability points.
+/// Bytes written to the upload by one blob-store write (after which they can be read back).
 pub(crate) const SEGMENT: u64 = 8 * 1024 * 1024;
 
 /// The most bytes one flight keeps in memory (plus at most one upstream chunk). The bytes not yet
-/// durable take up to two segments of it; the rest keeps the last durable bytes, so that a client
-/// behind the fetch (it was sending its previous chunk while a segment became durable, or the upstream
+/// written take up to two segments of it; the rest keeps the last written bytes, so that a client
+/// behind the fetch (it was sending its previous chunk while a segment was written, or the upstream
 /// is faster than it) still reads from memory instead of reading back from disk what was just written.
 /// Eight segments: in the proxy benchmark (skopeo pulling from a berth on the same host) the reader of
 /// the largest layer was seen (strace) reading the upload back with a 16 or 32 MiB window; a fetch holds at
@@ -79,11 +81,11 @@ pub(crate) struct Flight {
 struct State {
     /// The upstream's Content-Length, once it answered.
     size: Option<u64>,
-    /// Bytes of the upload the blob store has made durable.
-    durable: u64,
-    /// The latest bytes received, in order: everything after `durable`, and some durable bytes before.
+    /// Bytes of the upload the blob store has written (readable back from it, not necessarily durable).
+    written: u64,
+    /// The latest bytes received, in order: everything after `written`, and some written bytes before.
     window: VecDeque<Bytes>,
-    /// Offset in the blob of the window's first byte; never after `durable`.
+    /// Offset in the blob of the window's first byte; never after `written`.
     window_start: u64,
     window_len: u64,
     /// The bytes received are the whole blob and hash to its digest: every byte may go to readers,
@@ -268,9 +270,9 @@ impl Flight {
             return if committed {
                 Look::Committed
             } else {
-                // Before the window, so durable (the window never starts after `durable`): read the
+                // Before the window, so written (the window never starts after `written`): read the
                 // upload up to where memory takes over.
-                Look::Durable(s.window_start)
+                Look::Upload(s.window_start)
             };
         }
         match s.window_slice(pos, cap) {
@@ -287,8 +289,8 @@ enum Look {
     /// Read the committed blob.
     Committed,
     Failed(Failure),
-    /// The reader is behind the window: read the (durable) upload up to here.
-    Durable(u64),
+    /// The reader is behind the window: read the (written) upload up to here.
+    Upload(u64),
     /// The reader's next bytes, from the window.
     Memory(Bytes),
     Wait,
@@ -300,26 +302,26 @@ impl State {
         self.window_start + self.window_len
     }
 
-    /// Bytes received and not yet durable.
-    fn not_durable(&self) -> u64 {
-        self.received().saturating_sub(self.durable)
+    /// Bytes received and not yet written.
+    fn unwritten(&self) -> u64 {
+        self.received().saturating_sub(self.written)
     }
 
-    /// Appends a chunk just received, and drops the window's oldest durable bytes beyond [`WINDOW`].
+    /// Appends a chunk just received, and drops the window's oldest written bytes beyond [`WINDOW`].
     fn push(&mut self, chunk: Bytes) {
         self.window_len += chunk.len() as u64;
         self.window.push_back(chunk);
         self.trim();
     }
 
-    /// Records that the store has made the upload durable up to `to`.
-    fn advance_durable(&mut self, to: u64) {
-        self.durable = self.durable.max(to);
+    /// Records that the store has written the upload up to `to`.
+    fn advance_written(&mut self, to: u64) {
+        self.written = self.written.max(to);
         self.trim();
     }
 
     /// Drops whole chunks from the front of the window while it holds more than [`WINDOW`] bytes, as
-    /// long as they are durable (readers behind them then read the upload). Whole chunks: cutting one
+    /// long as they are written (readers behind them then read the upload). Whole chunks: cutting one
     /// would not free its memory anyway (the others' slices share it).
     fn trim(&mut self) {
         while self.window_len > WINDOW {
@@ -327,7 +329,7 @@ impl State {
                 break;
             };
             let len = front.len() as u64;
-            if self.window_start + len > self.durable {
+            if self.window_start + len > self.written {
                 break;
             }
             self.window_start += len;
@@ -422,21 +424,21 @@ mod tests {
 
     const CHUNK: usize = 64 * 1024;
 
-    /// Receives `n` bytes into `s` as the fetch does, making each full segment durable, and checks
+    /// Receives `n` bytes into `s` as the fetch does, writing each full segment, and checks
     /// the window's bound after every chunk.
     fn receive(s: &mut State, n: u64) {
         let chunk = Bytes::from(vec![7u8; CHUNK]);
         for _ in 0..n / CHUNK as u64 {
             s.push(chunk.clone());
             if s.received().is_multiple_of(SEGMENT) {
-                s.advance_durable(s.received());
+                s.advance_written(s.received());
             }
             assert!(
                 s.window_len <= WINDOW + CHUNK as u64,
                 "the window holds {} bytes",
                 s.window_len
             );
-            assert!(s.window_start <= s.durable);
+            assert!(s.window_start <= s.written);
         }
     }
 
@@ -454,23 +456,23 @@ mod tests {
     }
 
     #[test]
-    fn bytes_not_yet_durable_are_never_dropped() {
+    fn bytes_not_yet_written_are_never_dropped() {
         let mut s = State::default();
         let chunk = Bytes::from(vec![1u8; CHUNK]);
-        // A disk that made nothing durable: the window grows past its bound rather than lose bytes
+        // A disk that wrote nothing yet: the window grows past its bound rather than lose bytes
         // (the receiver's own limit, two segments, is what stops it).
         for _ in 0..(WINDOW / CHUNK as u64 + 4) {
             s.push(chunk.clone());
         }
         assert_eq!(s.window_start, 0);
-        assert_eq!(s.not_durable(), s.received());
-        s.advance_durable(s.received());
+        assert_eq!(s.unwritten(), s.received());
+        s.advance_written(s.received());
         assert!(s.window_len <= WINDOW);
-        assert_eq!(s.not_durable(), 0);
+        assert_eq!(s.unwritten(), 0);
     }
 
     #[test]
-    fn a_reader_behind_the_window_reads_the_durable_upload_up_to_it() {
+    fn a_reader_behind_the_window_reads_the_written_upload_up_to_it() {
         let flight = Flight {
             upload: UploadId::random(),
             state: Mutex::default(),
@@ -480,7 +482,7 @@ mod tests {
         let end = 13 * SEGMENT;
         let start = flight.lock().window_start;
         assert!(start > 0, "the window moved on");
-        assert!(matches!(flight.look(0, end), Look::Durable(to) if to == start));
+        assert!(matches!(flight.look(0, end), Look::Upload(to) if to == start));
         assert!(matches!(flight.look(start, end), Look::Memory(_)));
         assert!(matches!(flight.look(12 * SEGMENT, end), Look::Wait));
     }

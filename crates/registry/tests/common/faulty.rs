@@ -199,6 +199,15 @@ impl BlobStore for FaultyBlobs {
         self.check()?;
         self.inner.upload_write(id, offset, data).await
     }
+    async fn upload_write_unsynced(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        data: ByteStream,
+    ) -> blobs::Result<u64> {
+        self.check()?;
+        self.inner.upload_write_unsynced(id, offset, data).await
+    }
     async fn upload_read(&self, id: &UploadId, len: u64) -> blobs::Result<ByteStream> {
         self.check()?;
         self.inner.upload_read(id, len).await

@@ -286,10 +286,12 @@ pub fn cache_with(
 /// A blob store over another that lets a test watch and hold the disk: it counts the reads of uploads
 /// and of committed blobs (a reader served from memory makes none), and, with `writes`, makes every
 /// upload write wait for a permit of that semaphore (a disk that has stopped until the test says so);
-/// with `commits`, the same for every commit (closing the semaphore makes the commit fail).
+/// with `commits`, the same for every commit (closing the semaphore makes the commit fail). It counts
+/// the writes that must be durable when they return (`upload_write`) in `synced_writes`.
 pub struct HookedDisk {
     pub inner: Arc<dyn blobs::BlobStore>,
     pub reads: Arc<AtomicUsize>,
+    pub synced_writes: Arc<AtomicUsize>,
     pub writes: Option<Arc<Semaphore>>,
     pub commits: Option<Arc<Semaphore>>,
 }
@@ -316,10 +318,22 @@ impl blobs::BlobStore for HookedDisk {
         offset: u64,
         data: ByteStream,
     ) -> blobs::Result<u64> {
+        self.synced_writes.fetch_add(1, Ordering::SeqCst);
         if let Some(writes) = &self.writes {
             writes.acquire().await.map_err(io::Error::other)?.forget();
         }
         self.inner.upload_write(id, offset, data).await
+    }
+    async fn upload_write_unsynced(
+        &self,
+        id: &blobs::UploadId,
+        offset: u64,
+        data: ByteStream,
+    ) -> blobs::Result<u64> {
+        if let Some(writes) = &self.writes {
+            writes.acquire().await.map_err(io::Error::other)?.forget();
+        }
+        self.inner.upload_write_unsynced(id, offset, data).await
     }
     async fn upload_read(&self, id: &blobs::UploadId, len: u64) -> blobs::Result<ByteStream> {
         self.reads.fetch_add(1, Ordering::SeqCst);

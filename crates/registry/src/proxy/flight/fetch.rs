@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 
 use super::{End, Failure, Flight, Flights, Key, SEGMENT, UpstreamKind, storage, unix_now};
 
-/// Most bytes received and not yet durable, per fetch: two segments, so the receiver can fill one
-/// while the writer makes the other durable. Within the flight's [`super::WINDOW`].
+/// Most bytes received and not yet written, per fetch: two segments, so the receiver can fill one
+/// while the writer writes the other. Within the flight's [`super::WINDOW`].
 const TAIL_LIMIT: u64 = 2 * SEGMENT;
 /// Chunks in flight between the receiver and the writer (their bytes are in the window already).
 const CHANNEL_CHUNKS: usize = 64;
@@ -191,8 +191,8 @@ impl Fetch {
     ///
     /// Two halves run at once, so the network and the disk overlap: the *receiver* takes the upstream's
     /// chunks, hashes them, appends them to the flight's window and passes them on; the *writer* writes
-    /// them to the upload a segment at a time, each made durable before the window may drop it. The
-    /// receiver waits while [`TAIL_LIMIT`] bytes are not yet durable, which bounds the memory of a fetch whatever the
+    /// them to the upload a segment at a time, each written before the window may drop it. The
+    /// receiver waits while [`TAIL_LIMIT`] bytes are not yet written, which bounds the memory of a fetch whatever the
     /// disk's speed.
     async fn stream_into_upload(
         &self,
@@ -222,10 +222,10 @@ impl Fetch {
         let mut received = 0u64;
         let mut changed = self.flight.changed.subscribe();
         loop {
-            // Backpressure: the writer makes the window's bytes durable.
+            // Backpressure: the writer writes the window's bytes to the upload.
             loop {
                 changed.borrow_and_update();
-                if self.flight.lock().not_durable() < TAIL_LIMIT {
+                if self.flight.lock().unwritten() < TAIL_LIMIT {
                     break;
                 }
                 if changed.changed().await.is_err() {
@@ -264,13 +264,14 @@ impl Fetch {
                 "the upstream's bytes hash to {actual}"
             )));
         }
-        // Every byte received is in the window or durable, and right: readers may finish now rather
+        // Every byte received is in the window or written, and right: readers may finish now rather
         // than after the commit.
         self.flight.update(|s| s.verified = true);
         Ok(received)
     }
 
-    /// The writing half: writes what the receiver passes on, [`SEGMENT`] bytes per durable write, and
+    /// The writing half: writes what the receiver passes on, [`SEGMENT`] bytes per blob-store write
+    /// (unsynced: the commit makes the blob durable), and
     /// returns the upload's length once the receiver is done.
     async fn write(&self, rx: mpsc::Receiver<io::Result<Bytes>>) -> Result<u64, Failure> {
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
@@ -280,14 +281,14 @@ impl Fetch {
             let segment = segment(Arc::clone(&rx), Arc::clone(&done));
             match self
                 .blobs
-                .upload_write(&self.flight.upload, offset, segment)
+                .upload_write_unsynced(&self.flight.upload, offset, segment)
                 .await
             {
                 Ok(len) => offset = len,
                 Err(blobs::Error::Source(e)) => return Err(Failure::Aborted(e.to_string())),
                 Err(e) => return Err(storage(e)),
             }
-            self.flight.update(|s| s.advance_durable(offset));
+            self.flight.update(|s| s.advance_written(offset));
             if done.load(Ordering::Acquire) {
                 return Ok(offset);
             }

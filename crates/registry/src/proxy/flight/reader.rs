@@ -1,4 +1,4 @@
-//! One client's read of a flight: from the in-memory window, the durable part of the upload, or the
+//! One client's read of a flight: from the in-memory window, the written part of the upload, or the
 //! committed blob, whichever holds its next bytes; the last byte only once the blob's bytes are verified.
 
 use std::io;
@@ -131,7 +131,7 @@ impl Reader {
                     }
                 }
                 Look::Failed(f) => return self.fail(f.to_string()),
-                Look::Durable(len) => {
+                Look::Upload(len) => {
                     match self.blobs.upload_read(&self.flight.upload, len).await {
                         Ok(stream) => {
                             self.source = Some(Source {
