@@ -105,6 +105,27 @@ impl Fetch {
         }
     }
 
+    /// Saves the fetch's upload session, so that the upload purger removes the bytes should this process
+    /// die mid-fetch.
+    async fn save_session(&self) -> Result<(), Failure> {
+        let (repo, digest) = (&self.key.0, &self.key.1);
+        let now = unix_now();
+        let session = UploadSession {
+            id: self.flight.upload.as_str().to_string(),
+            repo: repo.clone(),
+            offset: 0,
+            hash_state: ResumableHasher::new(digest.algorithm()).to_bytes(),
+            started_at: now,
+            updated_at: now,
+        };
+        // A fresh random id: nothing to lose a compare-and-swap to.
+        self.meta
+            .save_upload(&session, None)
+            .await
+            .map(|_| ())
+            .map_err(storage)
+    }
+
     /// Fetches, verifies, commits and links the blob; returns its size.
     async fn fetch(&self) -> Result<u64, Failure> {
         let (repo, digest) = (&self.key.0, &self.key.1);
@@ -113,12 +134,13 @@ impl Fetch {
             return Ok(size);
         }
         self.observe(CacheEvent::Miss(CacheKind::Blob));
-        let blob = match self
-            .route
-            .upstream
-            .blob_get(&self.route.remote, digest)
-            .await
-        {
+        // The session is saved while the upstream answers: one database commit fewer in series before
+        // the first byte. Whatever the answer, `run` deletes the session at the end.
+        let (answer, saved) = tokio::join!(
+            self.route.upstream.blob_get(&self.route.remote, digest),
+            self.save_session()
+        );
+        let blob = match answer {
             Ok(Some(blob)) => blob,
             Ok(None) => {
                 self.observe(CacheEvent::Upstream(
@@ -147,21 +169,8 @@ impl Fetch {
                 .map_err(storage)?;
             return Ok(size);
         }
+        saved?;
         self.flight.update(|s| s.size = blob.size);
-        let now = unix_now();
-        // A session, so that the upload purger removes the bytes should this process die mid-fetch.
-        let session = UploadSession {
-            id: self.flight.upload.as_str().to_string(),
-            repo: repo.clone(),
-            offset: 0,
-            hash_state: ResumableHasher::new(digest.algorithm()).to_bytes(),
-            started_at: now,
-            updated_at: now,
-        };
-        self.meta
-            .save_upload(&session, None)
-            .await
-            .map_err(storage)?;
         let result = self.stream_into_upload(blob.body, blob.size).await;
         self.observe(CacheEvent::Upstream(
             UpstreamCall::BlobGet,
@@ -246,12 +255,14 @@ impl Fetch {
             if chunk.is_empty() {
                 continue;
             }
-            hasher.update(&chunk);
+            // Readers and the writer get the chunk before it is hashed, so that hashing overlaps with
+            // sending it to clients and writing it; the last byte still waits for every byte's hash.
             self.flight.update(|s| s.push(chunk.clone()));
-            if tx.send(Ok(chunk)).await.is_err() {
+            if tx.send(Ok(chunk.clone())).await.is_err() {
                 // The writer stopped: its error is the one to report.
                 return Ok(received);
             }
+            hasher.update(&chunk);
         }
         if declared.is_some_and(|d| d != received) {
             return Err(Failure::Invalid(format!(
