@@ -7,6 +7,8 @@
 
 use axum::http::HeaderMap;
 use axum::http::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
+use bytes::Bytes;
+use oci::Digest;
 use registry::{ByteRange, Error};
 
 pub use axum::http::header::RANGE as RANGE_NAME;
@@ -26,6 +28,28 @@ pub fn value(s: String) -> HeaderValue {
         tracing::warn!(error = %e, "header value is not visible ASCII; sent empty");
         HeaderValue::from_static("")
     })
+}
+
+/// `Docker-Content-Digest: <digest>` and `ETag: "<digest>"` from one buffer: the digest's value is a
+/// slice of the ETag's, with no formatting pass (they were two `format!`s of the digest per read).
+pub fn digest_and_etag(digest: &Digest) -> (HeaderValue, HeaderValue) {
+    let (algorithm, hex) = (digest.algorithm().as_str(), digest.hex());
+    let mut etag = Vec::with_capacity(algorithm.len() + hex.len() + 3);
+    etag.push(b'"');
+    etag.extend_from_slice(algorithm.as_bytes());
+    etag.push(b':');
+    etag.extend_from_slice(hex.as_bytes());
+    etag.push(b'"');
+    let etag = Bytes::from(etag);
+    let quoted = etag.slice(1..etag.len() - 1);
+    // A digest is validated lowercase hex after a known algorithm: always a visible-ASCII value.
+    let header = |b: Bytes| {
+        HeaderValue::from_maybe_shared(b).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "digest header is not visible ASCII; sent empty");
+            HeaderValue::from_static("")
+        })
+    };
+    (header(quoted), header(etag))
 }
 
 /// The `Range` of an upload holding `offset` bytes: `0-<offset-1>`. With no bytes yet registry:2 sends
@@ -100,7 +124,19 @@ pub fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
+    use oci::DigestAlgorithm;
+
     use super::*;
+
+    #[test]
+    fn digest_and_etag_are_those_of_the_digest() {
+        for algorithm in [DigestAlgorithm::Sha256, DigestAlgorithm::Sha512] {
+            let d = Digest::of(algorithm, b"manifest");
+            let (digest, etag) = digest_and_etag(&d);
+            assert_eq!(digest, d.to_string().as_str());
+            assert_eq!(etag, format!("\"{d}\"").as_str());
+        }
+    }
 
     #[test]
     fn blob_ranges() {

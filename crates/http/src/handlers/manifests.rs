@@ -13,15 +13,14 @@ use axum::extract::Request;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, LOCATION, WARNING};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
-use bytes::Bytes;
-use oci::{Digest, Reference, RepoName};
+use oci::{Reference, RepoName};
 use registry::Registry;
 use registry::proxy::STALE_WARNING;
 
 use super::{Result, empty};
 use crate::auth::Access;
 use crate::body;
-use crate::headers::{CONTENT_DIGEST, OCI_SUBJECT, content_length, text, value};
+use crate::headers::{CONTENT_DIGEST, OCI_SUBJECT, content_length, digest_and_etag, text, value};
 
 /// containerd's answer to a mirror request that named its namespace (`?ns=`).
 pub(super) const OCI_NAMESPACE: HeaderName = HeaderName::from_static("oci-namespace");
@@ -59,28 +58,6 @@ pub async fn get(
         headers.insert(OCI_NAMESPACE, ns);
     }
     Ok(resp)
-}
-
-/// `Docker-Content-Digest: <digest>` and `ETag: "<digest>"` from one buffer: the digest's value is a
-/// slice of the ETag's, with no formatting pass (they were two `format!`s of the digest per read).
-fn digest_and_etag(digest: &Digest) -> (HeaderValue, HeaderValue) {
-    let (algorithm, hex) = (digest.algorithm().as_str(), digest.hex());
-    let mut etag = Vec::with_capacity(algorithm.len() + hex.len() + 3);
-    etag.push(b'"');
-    etag.extend_from_slice(algorithm.as_bytes());
-    etag.push(b':');
-    etag.extend_from_slice(hex.as_bytes());
-    etag.push(b'"');
-    let etag = Bytes::from(etag);
-    let quoted = etag.slice(1..etag.len() - 1);
-    // A digest is validated lowercase hex after a known algorithm: always a visible-ASCII value.
-    let header = |b: Bytes| {
-        HeaderValue::from_maybe_shared(b).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "digest header is not visible ASCII; sent empty");
-            HeaderValue::from_static("")
-        })
-    };
-    (header(quoted), header(etag))
 }
 
 /// What a read request says about containerd's mirror lookups: its query (for `?ns=`) and, when auth
@@ -156,21 +133,4 @@ pub async fn put(
 pub async fn delete(registry: &Registry, name: &RepoName, reference: &Reference) -> Result {
     registry.delete_manifest(name, reference).await?;
     Ok(empty(StatusCode::ACCEPTED, []))
-}
-
-#[cfg(test)]
-mod tests {
-    use oci::DigestAlgorithm;
-
-    use super::*;
-
-    #[test]
-    fn digest_and_etag_are_those_of_the_digest() {
-        for algorithm in [DigestAlgorithm::Sha256, DigestAlgorithm::Sha512] {
-            let d = Digest::of(algorithm, b"manifest");
-            let (digest, etag) = digest_and_etag(&d);
-            assert_eq!(digest, d.to_string().as_str());
-            assert_eq!(etag, format!("\"{d}\"").as_str());
-        }
-    }
 }
