@@ -91,6 +91,9 @@ struct State {
     /// The bytes received are the whole blob and hash to its digest: every byte may go to readers,
     /// though the blob may not be committed yet.
     verified: bool,
+    /// The blob is committed to the blob store (it is being recorded and linked): eviction may take it
+    /// like any cached blob from here on, as it will once the flight ends.
+    stored: bool,
     end: Option<End>,
 }
 
@@ -160,7 +163,8 @@ impl Registry {
         flight.wait_size().await.map_err(|f| f.to_error(digest))
     }
 
-    /// Whether `digest` is being fetched into `repo` right now.
+    /// Whether `digest` is being fetched into `repo` right now and not yet stored (so eviction must
+    /// leave it alone).
     pub(crate) fn fetching(&self, repo: &RepoName, digest: &Digest) -> bool {
         let Some(proxy) = &self.proxy else {
             return false;
@@ -170,8 +174,10 @@ impl Registry {
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        map.get(&(repo.clone(), digest.clone()))
-            .is_some_and(|f| f.lock().end.is_none())
+        map.get(&(repo.clone(), digest.clone())).is_some_and(|f| {
+            let s = f.lock();
+            s.end.is_none() && !s.stored
+        })
     }
 
     /// The flight of `digest` into `route.local`, started if there is none.

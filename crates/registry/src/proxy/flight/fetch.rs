@@ -162,6 +162,7 @@ impl Fetch {
                 UpstreamCall::BlobGet,
                 UpstreamOutcome::Ok,
             ));
+            self.flight.update(|s| s.stored = true);
             self.record(size).await;
             self.meta
                 .link_blob(repo, digest, size)
@@ -187,6 +188,7 @@ impl Fetch {
             .upload_commit(&self.flight.upload, size, digest)
             .await
             .map_err(storage)?;
+        self.flight.update(|s| s.stored = true);
         self.record(size).await;
         self.meta
             .link_blob(repo, digest, size)
