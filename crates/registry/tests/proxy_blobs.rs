@@ -8,15 +8,16 @@ mod proxy_common;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use berth_registry as registry;
 use blobs::BlobStore;
+use common::faulty::FaultyBlobs;
 use common::{content, pull, push, read_all, repo};
 use futures_util::StreamExt;
 use metadata::MetadataStore;
-use proxy_common::{FakeUpstream, Fault, HookedDisk, cache, cache_over, linked};
+use proxy_common::{FakeUpstream, Fault, cache, cache_over, linked};
 use registry::ByteRange;
 use registry::proxy::{CacheEvent, CacheKind};
 use tokio::sync::{Barrier, Semaphore};
@@ -317,13 +318,7 @@ async fn a_stalled_disk_bounds_what_a_fetch_holds_in_memory() {
     let digest = push(up.reg(), &name, &data).await;
     let (env, _) = cache(&up, "", false, HOUR);
     let writes = Arc::new(tokio::sync::Semaphore::new(0));
-    let disk = Arc::new(HookedDisk {
-        inner: env.blobs.clone(),
-        synced_writes: Default::default(),
-        reads: Default::default(),
-        writes: Some(writes.clone()),
-        commits: None,
-    });
+    let disk = FaultyBlobs::holding(env.blobs.clone(), Some(writes.clone()), None);
     let reg = cache_over(&up, &env, disk);
 
     let reader = reg.get_blob(&name, &digest, None).await.unwrap();
@@ -347,22 +342,15 @@ async fn a_stalled_disk_bounds_what_a_fetch_holds_in_memory() {
     assert!(read_all(reader.body).await == data);
 }
 
-/// A cache of `up` over `env` whose commits wait for permits of the returned semaphore, and the count
-/// of its durable (synced) upload writes.
+/// A cache of `up` over `env` whose commits wait for permits of the returned semaphore, and its blob
+/// store (which counts the durable upload writes).
 fn held_commits(
     up: &Arc<FakeUpstream>,
     env: &common::Env,
-) -> (registry::Registry, Arc<Semaphore>, Arc<AtomicUsize>) {
+) -> (registry::Registry, Arc<Semaphore>, Arc<FaultyBlobs>) {
     let commits = Arc::new(Semaphore::new(0));
-    let synced_writes = Arc::new(AtomicUsize::new(0));
-    let disk = Arc::new(HookedDisk {
-        inner: env.blobs.clone(),
-        synced_writes: synced_writes.clone(),
-        reads: Default::default(),
-        writes: None,
-        commits: Some(commits.clone()),
-    });
-    (cache_over(up, env, disk), commits, synced_writes)
+    let disk = FaultyBlobs::holding(env.blobs.clone(), None, Some(commits.clone()));
+    (cache_over(up, env, disk.clone()), commits, disk)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,7 +360,7 @@ async fn a_reader_finishes_once_the_bytes_are_verified_without_waiting_for_the_c
     let data = content(3 * 1024 * 1024, 11);
     let digest = push(up.reg(), &name, &data).await;
     let (env, _) = cache(&up, "", false, HOUR);
-    let (reg, commits, synced_writes) = held_commits(&up, &env);
+    let (reg, commits, disk) = held_commits(&up, &env);
 
     // The commit is held: the whole body (last byte included) still arrives.
     let got = tokio::time::timeout(Duration::from_secs(30), pull(&reg, &name, &digest))
@@ -399,7 +387,7 @@ async fn a_reader_finishes_once_the_bytes_are_verified_without_waiting_for_the_c
     assert_eq!(up.calls.snapshot().2, 1);
     // The fetch's segments were written without waiting for the disk: the commit makes the blob
     // durable.
-    assert_eq!(synced_writes.load(Ordering::SeqCst), 0);
+    assert_eq!(disk.synced_writes.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,29 +7,23 @@ mod common;
 mod proxy_common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use berth_registry as registry;
+use common::faulty::FaultyBlobs;
 use common::{content, push, read_all, repo};
 use futures_util::StreamExt;
-use proxy_common::{FakeUpstream, HookedDisk, cache, cache_over, linked};
+use proxy_common::{FakeUpstream, cache, cache_over, linked};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// A cache of `up` whose blob store counts its reads.
-fn counting_cache(up: &Arc<FakeUpstream>) -> (registry::Registry, common::Env, Arc<AtomicUsize>) {
+fn counting_cache(up: &Arc<FakeUpstream>) -> (registry::Registry, common::Env, Arc<FaultyBlobs>) {
     let (env, _) = cache(up, "", false, HOUR);
-    let reads = Arc::new(AtomicUsize::new(0));
-    let disk = Arc::new(HookedDisk {
-        inner: env.blobs.clone(),
-        synced_writes: Default::default(),
-        reads: reads.clone(),
-        writes: None,
-        commits: None,
-    });
-    let reg = cache_over(up, &env, disk);
-    (reg, env, reads)
+    let disk = FaultyBlobs::new(env.blobs.clone());
+    let reg = cache_over(up, &env, disk.clone());
+    (reg, env, disk)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,13 +34,13 @@ async fn a_reader_keeping_up_with_the_fetch_reads_nothing_back_from_storage() {
     // end; all of it fits in the window.
     let data = content(24 * 1024 * 1024 - 100, 21);
     let digest = push(up.reg(), &name, &data).await;
-    let (reg, env, reads) = counting_cache(&up);
+    let (reg, env, disk) = counting_cache(&up);
 
     let got = reg.get_blob(&name, &digest, None).await.unwrap();
     assert!(read_all(got.body).await == data, "the reader's bytes");
     assert_eq!(linked(&env, &name, &digest).await, data.len() as u64);
     assert_eq!(
-        reads.load(Ordering::SeqCst),
+        disk.reads.load(Ordering::SeqCst),
         0,
         "blob store reads during a pull that kept up with the fetch"
     );
@@ -60,7 +54,7 @@ async fn a_stalled_reader_does_not_hold_the_fetch_or_the_window_back() {
     // Well over the window (64 MiB): its first bytes must leave memory while the reader sits on them.
     let data = content(80 * 1024 * 1024 + 777, 22);
     let digest = push(up.reg(), &name, &data).await;
-    let (reg, env, reads) = counting_cache(&up);
+    let (reg, env, disk) = counting_cache(&up);
 
     let got = reg.get_blob(&name, &digest, None).await.unwrap();
     let mut body = got.body;
@@ -71,13 +65,13 @@ async fn a_stalled_reader_does_not_hold_the_fetch_or_the_window_back() {
         .expect("first chunk");
     // The fetch finishes while the reader reads nothing.
     assert_eq!(linked(&env, &name, &digest).await, data.len() as u64);
-    assert_eq!(reads.load(Ordering::SeqCst), 0, "nothing read yet");
+    assert_eq!(disk.reads.load(Ordering::SeqCst), 0, "nothing read yet");
     // The reader resumes: its next bytes left the window, so they come from storage, and are right.
     let mut all = first.to_vec();
     all.extend(read_all(body).await);
     assert!(all == data, "the stalled reader's bytes");
     assert!(
-        reads.load(Ordering::SeqCst) >= 1,
+        disk.reads.load(Ordering::SeqCst) >= 1,
         "the stalled reader's bytes stayed in memory: the window did not move on"
     );
 }

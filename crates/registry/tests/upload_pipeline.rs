@@ -5,100 +5,20 @@
 
 mod common;
 
-use std::io;
-use std::ops::Range;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::sync::atomic::Ordering;
 
 use berth_registry as registry;
-use blobs::{BlobReader, BlobStore, ByteStream, UploadId};
+use blobs::BlobStore;
+use common::faulty::FaultyBlobs;
 use common::*;
-use futures_util::{StreamExt, future};
-use oci::Digest;
 use registry::{Error, Registry};
 
 const MIB: usize = 1 << 20;
 
-/// The filesystem store, except that one armed `upload_write` stops after `fail_after` bytes of its body
-/// (which the real store makes durable) and then fails, as a disk that fills up mid-write would.
-struct FailingWrite {
-    inner: Arc<dyn BlobStore>,
-    fail_after: AtomicU64,
-}
-
-const DISARMED: u64 = u64::MAX;
-
-#[async_trait::async_trait]
-impl BlobStore for FailingWrite {
-    async fn stat(&self, digest: &Digest) -> blobs::Result<Option<u64>> {
-        self.inner.stat(digest).await
-    }
-    async fn read(
-        &self,
-        digest: &Digest,
-        range: Option<Range<u64>>,
-    ) -> blobs::Result<Option<BlobReader>> {
-        self.inner.read(digest, range).await
-    }
-    async fn delete(&self, digest: &Digest) -> blobs::Result<bool> {
-        self.inner.delete(digest).await
-    }
-    async fn upload_write(
-        &self,
-        id: &UploadId,
-        offset: u64,
-        data: ByteStream,
-    ) -> blobs::Result<u64> {
-        let limit = self.fail_after.swap(DISARMED, Ordering::SeqCst);
-        if limit == DISARMED {
-            return self.inner.upload_write(id, offset, data).await;
-        }
-        let head = data.scan(limit, |left, item| {
-            let piece = match item {
-                Ok(mut chunk) if *left > 0 => {
-                    chunk.truncate(usize::try_from(*left).unwrap_or(usize::MAX));
-                    *left -= chunk.len() as u64;
-                    Some(Ok(chunk))
-                }
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
-            };
-            future::ready(piece)
-        });
-        self.inner.upload_write(id, offset, Box::pin(head)).await?;
-        Err(blobs::Error::Io(io::Error::other(
-            "no space left on device",
-        )))
-    }
-    async fn upload_read(&self, id: &UploadId, len: u64) -> blobs::Result<ByteStream> {
-        self.inner.upload_read(id, len).await
-    }
-    async fn upload_commit(&self, id: &UploadId, len: u64, digest: &Digest) -> blobs::Result<()> {
-        self.inner.upload_commit(id, len, digest).await
-    }
-    async fn upload_delete(&self, id: &UploadId) -> blobs::Result<()> {
-        self.inner.upload_delete(id).await
-    }
-    async fn purge_temporary(
-        &self,
-        older_than: SystemTime,
-        dry_run: bool,
-    ) -> blobs::Result<Vec<String>> {
-        self.inner.purge_temporary(older_than, dry_run).await
-    }
-    async fn check(&self) -> blobs::Result<()> {
-        self.inner.check().await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_failing_mid_chunk_records_nothing_and_the_upload_resumes() {
     let env = Env::new();
-    let store = Arc::new(FailingWrite {
-        inner: env.blobs.clone(),
-        fail_after: AtomicU64::new(DISARMED),
-    });
+    let store = FaultyBlobs::new(env.blobs.clone());
     let reg = Registry::new(store.clone(), env.meta.clone(), env.reg.config().clone());
     let r = repo("team/big");
     let data = content(5 * MIB + 777, 9);
@@ -110,7 +30,7 @@ async fn a_write_failing_mid_chunk_records_nothing_and_the_upload_resumes() {
 
     // The next chunk (several hash batches) fails after 2 MiB and a bit of it are on disk.
     store
-        .fail_after
+        .fail_write_after
         .store(2 * MIB as u64 + 123, Ordering::SeqCst);
     let failed = reg
         .upload_chunk(&r, &st.id, exact(&data[first..], first as u64))

@@ -1,15 +1,18 @@
 //! Stores that fail on demand, wrapped around the real ones: to check that backend failures become
-//! `Error::Internal` and that a lost compare-and-swap on an upload is reported, not ignored.
+//! `Error::Internal` and that a lost compare-and-swap on an upload is reported, not ignored; the blob
+//! store also holds and counts what the pull-through cache tests watch.
 
 use std::io;
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use blobs::{BlobReader, BlobStore, ByteStream, UploadId};
+use futures_util::{StreamExt, future};
 use metadata::{MetadataStore, NewManifest, Referrer, StoredManifest, UploadSession};
 use oci::{Digest, RepoName, Tag};
+use tokio::sync::Semaphore;
 
 /// A metadata store that fails every call while `fail` is set, and while `race` is set lets "another
 /// replica" advance an upload by one byte just before each compare-and-swap.
@@ -149,17 +152,46 @@ impl MetadataStore for FaultyMeta {
     }
 }
 
-/// A blob store that fails every call while `fail` is set.
+/// A blob store over a real one that misbehaves, holds and counts on demand:
+/// - every call fails while `fail` is set;
+/// - the next upload write stops after `fail_write_after` bytes of its body (which the real store
+///   writes) and then fails, as a disk that fills up mid-write would ([`DISARMED`]: none);
+/// - with `writes` / `commits`, every upload write / commit first waits for a permit of that
+///   semaphore (a disk that has stopped until the test says so; closing it makes the call fail);
+/// - `reads` counts reads of committed blobs and of uploads (a pull served from memory makes none),
+///   `synced_writes` the writes that must be durable when they return (`upload_write`).
 pub struct FaultyBlobs {
     pub inner: Arc<dyn BlobStore>,
     pub fail: AtomicBool,
+    pub fail_write_after: AtomicU64,
+    pub writes: Option<Arc<Semaphore>>,
+    pub commits: Option<Arc<Semaphore>>,
+    pub reads: AtomicUsize,
+    pub synced_writes: AtomicUsize,
 }
+
+/// [`FaultyBlobs::fail_write_after`] when no write is to fail.
+pub const DISARMED: u64 = u64::MAX;
 
 impl FaultyBlobs {
     pub fn new(inner: Arc<dyn BlobStore>) -> Arc<FaultyBlobs> {
+        FaultyBlobs::holding(inner, None, None)
+    }
+
+    /// A store whose upload writes and commits wait for permits of `writes` and `commits`.
+    pub fn holding(
+        inner: Arc<dyn BlobStore>,
+        writes: Option<Arc<Semaphore>>,
+        commits: Option<Arc<Semaphore>>,
+    ) -> Arc<FaultyBlobs> {
         Arc::new(FaultyBlobs {
             inner,
             fail: AtomicBool::new(false),
+            fail_write_after: AtomicU64::new(DISARMED),
+            writes,
+            commits,
+            reads: AtomicUsize::new(0),
+            synced_writes: AtomicUsize::new(0),
         })
     }
 
@@ -170,6 +202,58 @@ impl FaultyBlobs {
             Ok(())
         }
     }
+
+    /// `upload_write`, or `upload_write_unsynced` without `synced`, with the faults and holds applied.
+    async fn write(
+        &self,
+        synced: bool,
+        id: &UploadId,
+        offset: u64,
+        data: ByteStream,
+    ) -> blobs::Result<u64> {
+        self.check()?;
+        if synced {
+            self.synced_writes.fetch_add(1, Ordering::SeqCst);
+        }
+        wait(&self.writes).await?;
+        let limit = self.fail_write_after.swap(DISARMED, Ordering::SeqCst);
+        let data: ByteStream = if limit == DISARMED {
+            data
+        } else {
+            Box::pin(data.scan(limit, |left, item| {
+                let piece = match item {
+                    Ok(mut chunk) if *left > 0 => {
+                        chunk.truncate(usize::try_from(*left).unwrap_or(usize::MAX));
+                        *left -= chunk.len() as u64;
+                        Some(Ok(chunk))
+                    }
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                };
+                future::ready(piece)
+            }))
+        };
+        let written = if synced {
+            self.inner.upload_write(id, offset, data).await
+        } else {
+            self.inner.upload_write_unsynced(id, offset, data).await
+        }?;
+        if limit == DISARMED {
+            Ok(written)
+        } else {
+            Err(blobs::Error::Io(io::Error::other(
+                "no space left on device",
+            )))
+        }
+    }
+}
+
+/// Waits for a permit of `hold`, if set.
+async fn wait(hold: &Option<Arc<Semaphore>>) -> blobs::Result<()> {
+    if let Some(hold) = hold {
+        hold.acquire().await.map_err(io::Error::other)?.forget();
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -184,6 +268,7 @@ impl BlobStore for FaultyBlobs {
         range: Option<Range<u64>>,
     ) -> blobs::Result<Option<BlobReader>> {
         self.check()?;
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.read(digest, range).await
     }
     async fn delete(&self, digest: &Digest) -> blobs::Result<bool> {
@@ -196,8 +281,7 @@ impl BlobStore for FaultyBlobs {
         offset: u64,
         data: ByteStream,
     ) -> blobs::Result<u64> {
-        self.check()?;
-        self.inner.upload_write(id, offset, data).await
+        self.write(true, id, offset, data).await
     }
     async fn upload_write_unsynced(
         &self,
@@ -205,15 +289,16 @@ impl BlobStore for FaultyBlobs {
         offset: u64,
         data: ByteStream,
     ) -> blobs::Result<u64> {
-        self.check()?;
-        self.inner.upload_write_unsynced(id, offset, data).await
+        self.write(false, id, offset, data).await
     }
     async fn upload_read(&self, id: &UploadId, len: u64) -> blobs::Result<ByteStream> {
         self.check()?;
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.upload_read(id, len).await
     }
     async fn upload_commit(&self, id: &UploadId, len: u64, digest: &Digest) -> blobs::Result<()> {
         self.check()?;
+        wait(&self.commits).await?;
         self.inner.upload_commit(id, len, digest).await
     }
     async fn upload_delete(&self, id: &UploadId) -> blobs::Result<()> {

@@ -283,85 +283,8 @@ pub fn cache_with(
     (env, events)
 }
 
-/// A blob store over another that lets a test watch and hold the disk: it counts the reads of uploads
-/// and of committed blobs (a reader served from memory makes none), and, with `writes`, makes every
-/// upload write wait for a permit of that semaphore (a disk that has stopped until the test says so);
-/// with `commits`, the same for every commit (closing the semaphore makes the commit fail). It counts
-/// the writes that must be durable when they return (`upload_write`) in `synced_writes`.
-pub struct HookedDisk {
-    pub inner: Arc<dyn blobs::BlobStore>,
-    pub reads: Arc<AtomicUsize>,
-    pub synced_writes: Arc<AtomicUsize>,
-    pub writes: Option<Arc<Semaphore>>,
-    pub commits: Option<Arc<Semaphore>>,
-}
-
-#[async_trait::async_trait]
-impl blobs::BlobStore for HookedDisk {
-    async fn stat(&self, d: &Digest) -> blobs::Result<Option<u64>> {
-        self.inner.stat(d).await
-    }
-    async fn read(
-        &self,
-        d: &Digest,
-        r: Option<std::ops::Range<u64>>,
-    ) -> blobs::Result<Option<blobs::BlobReader>> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.read(d, r).await
-    }
-    async fn delete(&self, d: &Digest) -> blobs::Result<bool> {
-        self.inner.delete(d).await
-    }
-    async fn upload_write(
-        &self,
-        id: &blobs::UploadId,
-        offset: u64,
-        data: ByteStream,
-    ) -> blobs::Result<u64> {
-        self.synced_writes.fetch_add(1, Ordering::SeqCst);
-        if let Some(writes) = &self.writes {
-            writes.acquire().await.map_err(io::Error::other)?.forget();
-        }
-        self.inner.upload_write(id, offset, data).await
-    }
-    async fn upload_write_unsynced(
-        &self,
-        id: &blobs::UploadId,
-        offset: u64,
-        data: ByteStream,
-    ) -> blobs::Result<u64> {
-        if let Some(writes) = &self.writes {
-            writes.acquire().await.map_err(io::Error::other)?.forget();
-        }
-        self.inner.upload_write_unsynced(id, offset, data).await
-    }
-    async fn upload_read(&self, id: &blobs::UploadId, len: u64) -> blobs::Result<ByteStream> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.upload_read(id, len).await
-    }
-    async fn upload_commit(&self, id: &blobs::UploadId, len: u64, d: &Digest) -> blobs::Result<()> {
-        if let Some(commits) = &self.commits {
-            commits.acquire().await.map_err(io::Error::other)?.forget();
-        }
-        self.inner.upload_commit(id, len, d).await
-    }
-    async fn upload_delete(&self, id: &blobs::UploadId) -> blobs::Result<()> {
-        self.inner.upload_delete(id).await
-    }
-    async fn purge_temporary(
-        &self,
-        older_than: std::time::SystemTime,
-        dry_run: bool,
-    ) -> blobs::Result<Vec<String>> {
-        self.inner.purge_temporary(older_than, dry_run).await
-    }
-    async fn check(&self) -> blobs::Result<()> {
-        self.inner.check().await
-    }
-}
-
 /// A cache mirroring `upstream` for every name, over `env`'s metadata and `disk` (usually a
-/// [`HookedDisk`] over `env.blobs`).
+/// `common::faulty::FaultyBlobs` over `env.blobs`, to hold and count what the fetch does).
 pub fn cache_over(
     upstream: &Arc<FakeUpstream>,
     env: &Env,
