@@ -129,6 +129,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             .expect("no whole answer in time")
     }
 
+    /// Sends a GET of `path` and reads only the answer's head: the body is the test's to read (or not).
+    async fn start_get(&mut self, path: &str) -> Answer {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+        self.s.write_all(req.as_bytes()).await.unwrap();
+        self.answer(true).await
+    }
+
     async fn answer(&mut self, head_only: bool) -> Answer {
         let end = loop {
             if let Some(i) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -312,9 +319,7 @@ async fn a_client_gone_mid_body_ends_its_connection_and_frees_the_file() {
     let running = serve_app(h.app.clone(), options(limits)).await;
 
     let mut c = plain(running.addr).await;
-    let req = format!("GET {} HTTP/1.1\r\nHost: test\r\n\r\n", blob_path(&digest));
-    c.s.write_all(req.as_bytes()).await.unwrap();
-    let a = c.answer(true).await;
+    let a = c.start_get(&blob_path(&digest)).await;
     assert_eq!(a.status(), "200");
     while c.pending.len() < MIB {
         c.more().await;
@@ -344,9 +349,7 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_stall_timeout() {
     let running = serve_app(h.app.clone(), options(limits)).await;
 
     let mut c = plain(running.addr).await;
-    let req = format!("GET {} HTTP/1.1\r\nHost: test\r\n\r\n", blob_path(&digest));
-    c.s.write_all(req.as_bytes()).await.unwrap();
-    let a = c.answer(true).await;
+    let a = c.start_get(&blob_path(&digest)).await;
     assert_eq!(a.status(), "200");
     // Reads nothing more: the socket buffers fill, and sendfile can send no more.
     let took = until_closed(&root, Duration::from_secs(10)).await;
@@ -369,9 +372,7 @@ async fn a_download_in_flight_finishes_during_a_graceful_shutdown() {
     let running = serve_app(h.app.clone(), ServeOptions::default()).await;
 
     let mut c = plain(running.addr).await;
-    let req = format!("GET {} HTTP/1.1\r\nHost: test\r\n\r\n", blob_path(&digest));
-    c.s.write_all(req.as_bytes()).await.unwrap();
-    let a = c.answer(true).await;
+    let a = c.start_get(&blob_path(&digest)).await;
     assert_eq!(a.status(), "200");
     // The server is told to stop while most of the body is still to be sent...
     let stopping = tokio::spawn(running.stop());
