@@ -155,6 +155,15 @@ pub trait BlobStore: Send + Sync + 'static {
     /// while the bytes streamed in).
     async fn upload_read(&self, id: &UploadId, len: u64) -> Result<ByteStream>;
 
+    /// Streams bytes `from..len` of upload `id` (`from <= len`): [`upload_read`](Self::upload_read) for
+    /// a reader that already has the first `from` bytes (a pull-through cache's client that fell behind
+    /// the fetch's in-memory window). `UploadNotFound` as there. By default reads from the start and
+    /// drops the first `from` bytes; the filesystem seeks. Decorators must forward it.
+    async fn upload_read_from(&self, id: &UploadId, from: u64, len: u64) -> Result<ByteStream> {
+        let stream = self.upload_read(id, len).await?;
+        Ok(skip_bytes(stream, from))
+    }
+
     /// Makes the first `len` bytes of upload `id` the committed blob `digest`, durably, and removes the
     /// upload. The caller has verified the digest. `UploadNotFound` if the upload holds fewer than `len` bytes
     /// (with `len == 0` an upload that holds nothing commits the empty blob).
@@ -181,4 +190,22 @@ pub trait BlobStore: Send + Sync + 'static {
         let _ = (digest, expires);
         Ok(None)
     }
+}
+
+/// `stream` without its first `n` bytes.
+fn skip_bytes(stream: ByteStream, n: u64) -> ByteStream {
+    use futures_util::StreamExt;
+    Box::pin(
+        stream
+            .scan(n, |left, item| {
+                let item = item.map(|mut chunk| {
+                    // At most the chunk's length, which is a usize.
+                    let drop = (*left).min(chunk.len() as u64) as usize;
+                    *left -= drop as u64;
+                    chunk.split_off(drop)
+                });
+                futures_util::future::ready(Some(item))
+            })
+            .filter(|item| futures_util::future::ready(!matches!(item, Ok(b) if b.is_empty()))),
+    )
 }

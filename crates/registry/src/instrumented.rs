@@ -144,6 +144,20 @@ impl BlobStore for InstrumentedBlobStore {
         .await
     }
 
+    async fn upload_read_from(
+        &self,
+        id: &UploadId,
+        from: u64,
+        len: u64,
+    ) -> blobs::Result<ByteStream> {
+        timed(
+            &*self.observer,
+            self.op("upload_read"),
+            self.inner.upload_read_from(id, from, len),
+        )
+        .await
+    }
+
     async fn upload_commit(&self, id: &UploadId, len: u64, digest: &Digest) -> blobs::Result<()> {
         timed(
             &*self.observer,

@@ -155,10 +155,15 @@ impl BlobStore for FsBlobStore {
 
     /// `UploadNotFound` also when the upload holds fewer than `len` bytes, as in `upload_commit`.
     async fn upload_read(&self, id: &UploadId, len: u64) -> Result<ByteStream> {
+        self.upload_read_from(id, 0, len).await
+    }
+
+    /// Seeks to `from` instead of reading what the caller already has.
+    async fn upload_read_from(&self, id: &UploadId, from: u64, len: u64) -> Result<ByteStream> {
         let path = self.layout.upload_path(id);
         let owned_id = id.clone();
         let file = blocking(move || -> Result<File> {
-            let file = match OpenOptions::new().read(true).open(path) {
+            let mut file = match OpenOptions::new().read(true).open(path) {
                 Ok(file) => file,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     return Err(Error::UploadNotFound(owned_id));
@@ -168,10 +173,14 @@ impl BlobStore for FsBlobStore {
             if file.metadata()?.len() < len {
                 return Err(Error::UploadNotFound(owned_id));
             }
+            file.seek(SeekFrom::Start(from.min(len)))?;
             Ok(file)
         })
         .await??;
-        Ok(Box::pin(FileChunks::new(Arc::new(file), len)))
+        Ok(Box::pin(FileChunks::new(
+            Arc::new(file),
+            len.saturating_sub(from),
+        )))
     }
 
     async fn upload_commit(&self, id: &UploadId, len: u64, digest: &Digest) -> Result<()> {

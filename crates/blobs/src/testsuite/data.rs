@@ -230,10 +230,23 @@ pub async fn read_all(store: &dyn BlobStore, digest: &Digest) -> Vec<u8> {
 
 /// Reads the first `len` bytes of upload `id`.
 pub async fn read_upload(store: &dyn BlobStore, id: &UploadId, len: u64) -> Vec<u8> {
-    let s = store
-        .upload_read(id, len)
-        .await
-        .unwrap_or_else(|e| panic!("upload_read {id}: {e}"));
+    read_upload_from(store, id, 0, len).await
+}
+
+/// Reads bytes `from..len` of upload `id` with `upload_read_from` (with `upload_read` when `from` is 0,
+/// so both are exercised).
+pub async fn read_upload_from(
+    store: &dyn BlobStore,
+    id: &UploadId,
+    from: u64,
+    len: u64,
+) -> Vec<u8> {
+    let s = if from == 0 {
+        store.upload_read(id, len).await
+    } else {
+        store.upload_read_from(id, from, len).await
+    };
+    let s = s.unwrap_or_else(|e| panic!("upload_read {id} from {from}: {e}"));
     collect(s)
         .await
         .unwrap_or_else(|e| panic!("reading upload {id}: {e}"))

@@ -3,7 +3,9 @@
 
 use oci::Digest;
 
-use super::data::{assert_same, chunked, failing, pattern, read_all, read_upload};
+use super::data::{
+    assert_same, chunked, failing, pattern, read_all, read_upload, read_upload_from,
+};
 use crate::{BlobStore, Error, UploadId};
 
 #[track_caller]
@@ -203,6 +205,20 @@ pub async fn upload_read_returns_prefix(store: &dyn BlobStore) {
     );
     assert_same(&read_upload(store, &id, len).await, &data, "all bytes");
     assert!(read_upload(store, &id, 0).await.is_empty(), "zero bytes");
+    // From an offset: only the bytes after it (within a chunk, at a chunk's edge, up to the end).
+    for (from, to) in [
+        (1, 1000),
+        (999, 1000),
+        (100_000, 250_001),
+        (777_777, len),
+        (len, len),
+    ] {
+        assert_same(
+            &read_upload_from(store, &id, from, to).await,
+            &data[from as usize..to as usize],
+            &format!("bytes {from}..{to}"),
+        );
+    }
     // Reading does not consume: the upload goes on.
     expect_len(
         store.upload_write(&id, len, chunked(b"tail", 4)).await,

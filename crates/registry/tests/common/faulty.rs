@@ -296,6 +296,16 @@ impl BlobStore for FaultyBlobs {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.upload_read(id, len).await
     }
+    async fn upload_read_from(
+        &self,
+        id: &UploadId,
+        from: u64,
+        len: u64,
+    ) -> blobs::Result<ByteStream> {
+        self.check()?;
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.upload_read_from(id, from, len).await
+    }
     async fn upload_commit(&self, id: &UploadId, len: u64, digest: &Digest) -> blobs::Result<()> {
         self.check()?;
         wait(&self.commits).await?;

@@ -28,8 +28,6 @@ pub(super) struct Reader {
 /// A stream the reader follows: part of the upload, or (verified) the committed blob.
 struct Source {
     stream: ByteStream,
-    /// Leading bytes still to drop (an upload is read from its start).
-    skip: u64,
     verified: bool,
 }
 
@@ -61,10 +59,6 @@ impl Reader {
             if let Some(src) = &mut self.source {
                 match src.stream.next().await {
                     Some(Ok(mut b)) => {
-                        let n = src.skip.min(b.len() as u64);
-                        src.skip -= n;
-                        // n is at most the chunk's length, a usize.
-                        b = b.slice(n as usize..);
                         let cap = if src.verified {
                             self.end
                         } else {
@@ -122,7 +116,6 @@ impl Reader {
                         Ok(Some(r)) => {
                             self.source = Some(Source {
                                 stream: r.body,
-                                skip: 0,
                                 verified: true,
                             })
                         }
@@ -132,11 +125,14 @@ impl Reader {
                 }
                 Look::Failed(f) => return self.fail(f.to_string()),
                 Look::Upload(len) => {
-                    match self.blobs.upload_read(&self.flight.upload, len).await {
+                    match self
+                        .blobs
+                        .upload_read_from(&self.flight.upload, self.pos, len)
+                        .await
+                    {
                         Ok(stream) => {
                             self.source = Some(Source {
                                 stream,
-                                skip: self.pos,
                                 verified: false,
                             })
                         }
