@@ -64,6 +64,26 @@ impl TextVisitor<'_> {
             .and_then(|()| w.write_str(text));
     }
 
+    /// An integer field: a plain one as `sign` and the decimal digits of `magnitude`, written straight
+    /// into the line; any other through `record_debug` (`value`), as tracing writes it.
+    fn record_integer(
+        &mut self,
+        field: &Field,
+        sign: &str,
+        magnitude: u64,
+        value: &dyn fmt::Debug,
+    ) {
+        if self.result.is_err() {
+            return;
+        }
+        if !self.is_plain(field.name()) || field.name().starts_with("log.") {
+            return self.record_debug(field, value);
+        }
+        let mut buf = [0u8; 20];
+        let text = decimal(magnitude, &mut buf);
+        self.write_plain(field.name(), sign, text);
+    }
+
     /// Whether `name` is written as a plain `name=value` by the default visitor.
     fn is_plain(&self, name: &str) -> bool {
         self.plain && name != "message" && !name.starts_with("r#")
@@ -92,27 +112,12 @@ impl Visit for TextVisitor<'_> {
 
     // Numbers (the access line's status and byte counts) in decimal, as their `Debug` writes them.
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if self.result.is_err() {
-            return;
-        }
-        if !self.is_plain(field.name()) || field.name().starts_with("log.") {
-            return self.record_debug(field, &value);
-        }
-        let mut buf = [0u8; 20];
-        let text = decimal(value, &mut buf);
-        self.write_plain(field.name(), "", text);
+        self.record_integer(field, "", value, &value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if self.result.is_err() {
-            return;
-        }
-        if !self.is_plain(field.name()) || field.name().starts_with("log.") {
-            return self.record_debug(field, &value);
-        }
-        let mut buf = [0u8; 20];
-        let text = decimal(value.unsigned_abs(), &mut buf);
-        self.write_plain(field.name(), if value < 0 { "-" } else { "" }, text);
+        let sign = if value < 0 { "-" } else { "" };
+        self.record_integer(field, sign, value.unsigned_abs(), &value);
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
