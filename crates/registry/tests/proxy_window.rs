@@ -15,6 +15,7 @@ use common::faulty::FaultyBlobs;
 use common::{content, push, read_all, repo};
 use futures_util::StreamExt;
 use proxy_common::{FakeUpstream, cache, cache_over, linked};
+use tokio::sync::Semaphore;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -74,4 +75,55 @@ async fn a_stalled_reader_does_not_hold_the_fetch_or_the_window_back() {
         disk.reads.load(Ordering::SeqCst) >= 1,
         "the stalled reader's bytes stayed in memory: the window did not move on"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_behind_the_window_reads_the_upload_from_its_position() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    // Well over the window, so the reader's next bytes leave memory while it stalls.
+    let data = content(80 * 1024 * 1024 + 333, 23);
+    let digest = push(up.reg(), &name, &data).await;
+    let (env, _) = cache(&up, "", false, HOUR);
+    // The commit is held, so the reader that falls behind must read the upload, not the blob.
+    let commits = Arc::new(Semaphore::new(0));
+    let disk = FaultyBlobs::holding(env.blobs.clone(), None, Some(commits.clone()));
+    let reg = cache_over(&up, &env, disk.clone());
+
+    let got = reg.get_blob(&name, &digest, None).await.unwrap();
+    let mut body = got.body;
+    let first = body
+        .next()
+        .await
+        .expect("a first chunk")
+        .expect("first chunk");
+    // Wait until the whole blob went through the window (the fetch now waits for its commit).
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while up.sent.load(Ordering::SeqCst) < data.len() as u64 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the upstream never sent everything");
+    let mut all = first.to_vec();
+    all.extend(read_all(body).await);
+    assert!(all == data, "the stalled reader's bytes");
+    let offsets = disk
+        .upload_read_offsets
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    // From where the reader was, never from the start (the window may move on while the reader
+    // catches up, so a later read from further on is fine).
+    assert_eq!(
+        offsets.first(),
+        Some(&(first.len() as u64)),
+        "the upload read from where the reader was: {offsets:?}"
+    );
+    assert!(
+        offsets.windows(2).all(|w| w[0] < w[1]),
+        "each read further on: {offsets:?}"
+    );
+    commits.add_permits(1);
+    assert_eq!(linked(&env, &name, &digest).await, data.len() as u64);
 }

@@ -159,7 +159,8 @@ impl MetadataStore for FaultyMeta {
 /// - with `writes` / `commits`, every upload write / commit first waits for a permit of that
 ///   semaphore (a disk that has stopped until the test says so; closing it makes the call fail);
 /// - `reads` counts reads of committed blobs and of uploads (a pull served from memory makes none),
-///   `synced_writes` the writes that must be durable when they return (`upload_write`).
+///   `synced_writes` the writes that must be durable when they return (`upload_write`), and
+///   `upload_read_offsets` where each read of an upload started.
 pub struct FaultyBlobs {
     pub inner: Arc<dyn BlobStore>,
     pub fail: AtomicBool,
@@ -168,6 +169,7 @@ pub struct FaultyBlobs {
     pub commits: Option<Arc<Semaphore>>,
     pub reads: AtomicUsize,
     pub synced_writes: AtomicUsize,
+    pub upload_read_offsets: std::sync::Mutex<Vec<u64>>,
 }
 
 /// [`FaultyBlobs::fail_write_after`] when no write is to fail.
@@ -192,6 +194,7 @@ impl FaultyBlobs {
             commits,
             reads: AtomicUsize::new(0),
             synced_writes: AtomicUsize::new(0),
+            upload_read_offsets: Default::default(),
         })
     }
 
@@ -201,6 +204,13 @@ impl FaultyBlobs {
         } else {
             Ok(())
         }
+    }
+
+    fn read_at(&self, from: u64) {
+        self.upload_read_offsets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(from);
     }
 
     /// `upload_write`, or `upload_write_unsynced` without `synced`, with the faults and holds applied.
@@ -294,6 +304,7 @@ impl BlobStore for FaultyBlobs {
     async fn upload_read(&self, id: &UploadId, len: u64) -> blobs::Result<ByteStream> {
         self.check()?;
         self.reads.fetch_add(1, Ordering::SeqCst);
+        self.read_at(0);
         self.inner.upload_read(id, len).await
     }
     async fn upload_read_from(
@@ -304,6 +315,7 @@ impl BlobStore for FaultyBlobs {
     ) -> blobs::Result<ByteStream> {
         self.check()?;
         self.reads.fetch_add(1, Ordering::SeqCst);
+        self.read_at(from);
         self.inner.upload_read_from(id, from, len).await
     }
     async fn upload_commit(&self, id: &UploadId, len: u64, digest: &Digest) -> blobs::Result<()> {
