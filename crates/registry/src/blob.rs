@@ -136,6 +136,13 @@ impl Registry {
         Ok(self.blobs.redirect_url(digest, expires).await?)
     }
 
+    /// Holds blob `digest` against a concurrent link or deletion of its bytes in this process (see
+    /// [`crate::keyed_lock`]): held from finding the bytes present to linking them, and by eviction from
+    /// finding the blob unlinked to deleting its bytes.
+    pub(crate) async fn lock_blob(&self, digest: &Digest) -> crate::keyed_lock::KeyedGuard {
+        self.blob_locks.lock(&digest.to_string()).await
+    }
+
     /// DELETE of a blob: unlinks it from `repo` (bytes are swept later by GC). Unsupported when deletes are off.
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         self.writable_in(repo)?;

@@ -14,13 +14,13 @@ pub mod cached;
 mod discovery;
 mod error;
 pub mod instrumented;
+mod keyed_lock;
 mod maintenance;
 mod manifest;
 mod meter;
 pub mod proxy;
 mod upload;
 mod upload_limit;
-mod upload_lock;
 
 pub use blob::{BlobContent, BlobInfo, ByteRange};
 pub use blobs::{ByteStream, FileRange, UploadId};
@@ -71,8 +71,10 @@ pub struct Registry {
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetadataStore>,
     config: Config,
-    /// Serialises the requests working on one upload (see [`upload_lock`] for why).
-    upload_locks: upload_lock::UploadLocks,
+    /// Serialises the requests working on one upload (see [`keyed_lock`] for why).
+    upload_locks: keyed_lock::KeyedLocks,
+    /// Serialises linking a blob whose bytes exist with deleting unlinked bytes (see [`keyed_lock`]).
+    blob_locks: keyed_lock::KeyedLocks,
     /// Uploads streaming bytes in, and their cap (see [`upload_limit`]).
     upload_slots: upload_limit::UploadSlots,
     /// The pull-through cache, when namespaces are mirrored (see [`proxy`]).
@@ -91,6 +93,7 @@ impl Registry {
             upload_slots: upload_limit::UploadSlots::new(config.max_concurrent_uploads),
             config,
             upload_locks: Default::default(),
+            blob_locks: Default::default(),
             proxy: None,
         }
     }

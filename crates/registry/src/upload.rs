@@ -92,15 +92,17 @@ impl Registry {
             Some(from) => self.meta.linked_blob(from, digest).await?,
             None => self.meta.known_blob(digest).await?,
         };
-        // The metadata says the blob exists; the bytes must too, or the mount would link a hole.
-        if let Some(size) = size
-            && self.blobs.stat(digest).await?.is_some()
-        {
-            self.meta.link_blob(repo, digest, size).await?;
-            return Ok(MountOutcome::Mounted(BlobInfo {
-                digest: digest.clone(),
-                size,
-            }));
+        if let Some(size) = size {
+            // The metadata says the blob exists; the bytes must too, or the mount would link a hole.
+            // The digest's lock keeps eviction from deleting them between the check and the link.
+            let _blob = self.lock_blob(digest).await;
+            if self.blobs.stat(digest).await?.is_some() {
+                self.meta.link_blob(repo, digest, size).await?;
+                return Ok(MountOutcome::Mounted(BlobInfo {
+                    digest: digest.clone(),
+                    size,
+                }));
+            }
         }
         Ok(MountOutcome::Started(self.start_upload(repo).await?))
     }
@@ -155,7 +157,9 @@ impl Registry {
         }
         let size = session.offset;
         // Bytes first, durable, then the link: a crash in between leaves an unlinked blob for GC to
-        // sweep, never a link to bytes that are not there.
+        // sweep, never a link to bytes that are not there. The digest's lock keeps eviction from
+        // deleting bytes found present before they are linked.
+        let _blob = self.lock_blob(digest).await;
         match self.blobs.stat(digest).await? {
             Some(_) => self.blobs.upload_delete(id).await?,
             None => match self.blobs.upload_commit(id, size, digest).await {

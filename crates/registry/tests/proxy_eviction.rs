@@ -218,3 +218,115 @@ async fn without_eviction_nothing_is_recorded() {
             .is_empty()
     );
 }
+
+/// A push of a blob the cache holds, caught between finding its bytes present and linking them, while
+/// eviction removes the cache's link: the bytes must stay for the push (eviction waits for the link, or
+/// the push would link bytes that are gone).
+#[tokio::test]
+async fn eviction_keeps_the_bytes_a_concurrent_push_is_linking() {
+    eviction_racing(Link::Push).await;
+}
+
+/// The same with a mount from anywhere in the registry (which finds the blob through the cache's link).
+#[tokio::test]
+async fn eviction_keeps_the_bytes_a_concurrent_mount_is_linking() {
+    eviction_racing(Link::Mount).await;
+}
+
+/// How a local repository comes to link a blob the cache holds.
+#[derive(Clone, Copy)]
+enum Link {
+    Push,
+    Mount,
+}
+
+async fn eviction_racing(how: Link) {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use common::faulty::FaultyMeta;
+    use registry::MountOutcome;
+    use registry::proxy::{Namespace, ProxyConfig};
+    use tokio::sync::Semaphore;
+
+    let up = FakeUpstream::new();
+    let cached = repo("org/a");
+    let (_, blobs) = upstream_image(&up, &cached, 1, 30_000).await;
+    let limits = eviction(Some(0), Some(Duration::ZERO));
+    let mut env = Env::new();
+    let meta = FaultyMeta::new(env.meta.clone());
+    env.reg = registry::Registry::new(env.blobs.clone(), meta.clone(), Default::default())
+        .with_proxy(
+            ProxyConfig {
+                namespaces: vec![Namespace {
+                    prefix: "hub".into(),
+                    upstream: up.clone(),
+                    official_library: false,
+                }],
+                revalidate_after: HOUR,
+                eviction: Some(limits.clone()),
+            },
+            None,
+        );
+    let via = repo("hub/org/a");
+    pull_image(&env, &via, &blobs).await;
+
+    // The local repository's link of the same layer stops just before it is made.
+    let held = Arc::new(Semaphore::new(0));
+    *meta.links.lock().unwrap() = Some(held.clone());
+    let local = repo("team/app");
+    let layer = content(30_000, 1);
+    let linking = tokio::spawn({
+        let (reg, local, layer, digest) = (
+            env.reg.clone(),
+            local.clone(),
+            layer.clone(),
+            blobs[1].clone(),
+        );
+        async move {
+            match how {
+                Link::Push => push(&reg, &local, &layer).await,
+                Link::Mount => match reg.mount_blob(&local, &digest, None).await.unwrap() {
+                    MountOutcome::Mounted(info) => info.digest,
+                    MountOutcome::Started(_) => panic!("the blob was there to mount"),
+                },
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while meta.links_waiting.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the push never reached its link");
+
+    // Eviction meanwhile: it must not delete the layer's bytes while they are about to be linked. It is
+    // given a moment to do its worst (without the blob's lock it finishes in it), then the link goes on.
+    let evict = tokio::spawn({
+        let (reg, limits) = (env.reg.clone(), limits.clone());
+        async move { reg.evict_cache_as_of(&limits, now() + DAY).await }
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while !evict.is_finished() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    *meta.links.lock().unwrap() = None;
+    held.add_permits(1);
+    assert_eq!(linking.await.unwrap(), blobs[1]);
+    let report = evict.await.unwrap().unwrap();
+
+    assert_eq!(report.entries, 3, "the cache's manifest and both its blobs");
+    assert!(meta.linked_blob(&via, &blobs[1]).await.unwrap().is_none());
+    assert_eq!(
+        pull(&env.reg, &local, &blobs[1]).await.unwrap(),
+        layer,
+        "the linked blob's bytes are there"
+    );
+    assert!(
+        env.blobs.stat(&blobs[0]).await.unwrap().is_none(),
+        "the config, which nobody linked, went"
+    );
+}

@@ -226,12 +226,15 @@ impl Registry {
                     self.meta.delete_manifest(&e.repo, &e.digest).await?;
                 }
                 CacheEntryKind::Blob => {
+                    // A push, mount or fetch of this process that found the bytes present links them
+                    // under the same lock, so it either linked before this looks or finds them gone.
+                    let _blob = self.lock_blob(&e.digest).await;
                     self.meta.unlink_blob(&e.repo, &e.digest).await?;
                     if self.meta.known_blob(&e.digest).await?.is_none() {
                         self.blobs.delete(&e.digest).await?;
-                        // berth has no grace-period sweep yet, so the bytes go at once; a push of this
-                        // very blob that found the bytes present just before they went would link
-                        // nothing. Rare, but never silent.
+                        // Another replica holds no lock of this process: one of its pushes that found
+                        // the bytes present just before they went would link nothing. berth has no
+                        // grace-period sweep yet, so that stays possible across replicas, but never silent.
                         if self.meta.known_blob(&e.digest).await?.is_some() {
                             tracing::error!(digest = %e.digest, "a push linked this blob while eviction deleted its bytes: push it again");
                         }

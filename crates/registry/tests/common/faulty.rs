@@ -10,16 +10,19 @@ use std::time::SystemTime;
 
 use blobs::{BlobReader, BlobStore, ByteStream, UploadId};
 use futures_util::{StreamExt, future};
-use metadata::{MetadataStore, NewManifest, Referrer, StoredManifest, UploadSession};
+use metadata::{CacheEntry, MetadataStore, NewManifest, Referrer, StoredManifest, UploadSession};
 use oci::{Digest, RepoName, Tag};
 use tokio::sync::Semaphore;
 
-/// A metadata store that fails every call while `fail` is set, and while `race` is set lets "another
-/// replica" advance an upload by one byte just before each compare-and-swap.
+/// A metadata store that fails every call while `fail` is set, while `race` is set lets "another
+/// replica" advance an upload by one byte just before each compare-and-swap, and while `links` holds a
+/// semaphore makes each `link_blob` wait for a permit of it (counted in `links_waiting` while it waits).
 pub struct FaultyMeta {
     pub inner: Arc<dyn MetadataStore>,
     pub fail: AtomicBool,
     pub race: AtomicBool,
+    pub links: std::sync::Mutex<Option<Arc<Semaphore>>>,
+    pub links_waiting: AtomicUsize,
 }
 
 impl FaultyMeta {
@@ -28,6 +31,8 @@ impl FaultyMeta {
             inner,
             fail: AtomicBool::new(false),
             race: AtomicBool::new(false),
+            links: Default::default(),
+            links_waiting: AtomicUsize::new(0),
         })
     }
 
@@ -44,6 +49,19 @@ impl FaultyMeta {
 impl MetadataStore for FaultyMeta {
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> metadata::Result<()> {
         self.check()?;
+        let held = self
+            .links
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(held) = held {
+            self.links_waiting.fetch_add(1, Ordering::SeqCst);
+            let permit = held.acquire().await;
+            self.links_waiting.fetch_sub(1, Ordering::SeqCst);
+            permit
+                .map_err(|_| metadata::Error::Backend("the held link was abandoned".into()))?
+                .forget();
+        }
         self.inner.link_blob(repo, digest, size).await
     }
     async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<Option<u64>> {
@@ -149,6 +167,26 @@ impl MetadataStore for FaultyMeta {
     ) -> metadata::Result<Vec<UploadSession>> {
         self.check()?;
         self.inner.stale_uploads(updated_before, after, limit).await
+    }
+    async fn touch_cache_entries(&self, entries: &[CacheEntry]) -> metadata::Result<()> {
+        self.check()?;
+        self.inner.touch_cache_entries(entries).await
+    }
+    async fn oldest_cache_entries(
+        &self,
+        pulled_before: i64,
+        limit: usize,
+    ) -> metadata::Result<Vec<CacheEntry>> {
+        self.check()?;
+        self.inner.oldest_cache_entries(pulled_before, limit).await
+    }
+    async fn cache_size(&self) -> metadata::Result<u64> {
+        self.check()?;
+        self.inner.cache_size().await
+    }
+    async fn remove_cache_entry(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
+        self.check()?;
+        self.inner.remove_cache_entry(repo, digest).await
     }
 }
 
