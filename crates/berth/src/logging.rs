@@ -4,6 +4,8 @@
 //! Lines go through [`writer`]: buffered and written to stderr by a thread of its own, so a request does
 //! not pay a system call for its access-log line. Text lines' fields are written by [`fields`], the
 //! default formatter's text at a fraction of its cost, and their timestamp by [`clock`], likewise.
+//! The access log's line, one per request, skips tracing's event machinery altogether where it can: see
+//! [`access`].
 //!
 //! Static fields (`log.fields`, registry:2's logrus fields) are added by wrapping the event formatter
 //! rather than by a span: a span entered on the main thread would not be current on the runtime's
@@ -15,49 +17,84 @@ use std::io::IsTerminal;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::log::{LogConfig, LogFormat};
 
+mod access;
 mod clock;
 mod fields;
 mod writer;
 
 /// Where the HTTP layer writes its one line per request, at `info`: `accesslog.disabled` turns that target
 /// down to warnings.
-const ACCESS_LOG_TARGET: &str = "berth_http::middleware";
+const ACCESS_LOG_TARGET: &str = berth_http::access::TARGET;
 
 /// Sets up the global subscriber per `log`. Called once, before anything logs.
 pub fn init(log: &LogConfig) {
-    let mut filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.trim().is_empty() => EnvFilter::new(spec),
-        _ => EnvFilter::new(log.level.as_str()),
+    let (filter, directives) = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => (EnvFilter::new(&spec), spec),
+        _ => (EnvFilter::new(log.level.as_str()), String::new()),
     };
-    if !log.access_log
-        && let Ok(directive) = format!("{ACCESS_LOG_TARGET}=warn").parse()
-    {
-        filter = filter.add_directive(directive);
-    }
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer::install())
-        .with_file(log.report_caller)
-        .with_line_number(log.report_caller);
-    let fields = log.fields.clone();
+    let filter = if log.access_log {
+        filter
+    } else {
+        match format!("{ACCESS_LOG_TARGET}=warn").parse() {
+            Ok(directive) => filter.add_directive(directive),
+            Err(_) => filter,
+        }
+    };
+    let writer = writer::install();
     match log.formatter {
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .fmt_fields(fields::TextFields)
-            .with_timer(clock::Rfc3339Micros)
-            .map_event_format(|f| WithFields::new(f, fields, LogFormat::Text))
-            .init(),
-        LogFormat::Json => builder
+        LogFormat::Text => {
+            let ansi = std::io::stderr().is_terminal();
+            text_subscriber(filter, writer.clone(), clock::Rfc3339Micros, log, ansi).init();
+            // The access line written directly, where it can be the subscriber's line byte for byte:
+            // without colours and caller locations, and under a filter of targets and levels only (a
+            // `[...]` directive filters on spans or fields, which only the subscriber can tell).
+            if !ansi && !log.report_caller && !directives.contains('[') {
+                let direct = access::TextAccessLog::new(writer, clock::Rfc3339Micros, &log.fields);
+                berth_http::access::install(Box::new(direct));
+            }
+        }
+        LogFormat::Json => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(writer)
+            .with_file(log.report_caller)
+            .with_line_number(log.report_caller)
             .json()
             .flatten_event(true)
-            .map_event_format(|f| WithFields::new(f, fields, LogFormat::Json))
+            .map_event_format(|f| WithFields::new(f, log.fields.clone(), LogFormat::Json))
             .init(),
     }
+}
+
+/// The text subscriber: `init`'s, and the one the direct access line is tested against.
+fn text_subscriber<W, T>(
+    filter: EnvFilter,
+    writer: W,
+    timer: T,
+    log: &LogConfig,
+    ansi: bool,
+) -> impl Subscriber + Send + Sync + 'static
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+    T: FormatTime + Send + Sync + 'static,
+{
+    let fields = log.fields.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_file(log.report_caller)
+        .with_line_number(log.report_caller)
+        .with_ansi(ansi)
+        .fmt_fields(fields::TextFields)
+        .with_timer(timer)
+        .map_event_format(|f| WithFields::new(f, fields, LogFormat::Text))
+        .finish()
 }
 
 /// Logging for a start that failed before the configuration could be read: text at `info` (or per

@@ -20,6 +20,7 @@ use axum::routing::any;
 use registry::Registry;
 use tokio::net::TcpListener;
 
+pub mod access;
 pub mod auth;
 pub mod body;
 mod counted;

@@ -1,6 +1,7 @@
 //! What every response gets, whatever produced it: the API version header, an `X-Request-Id`, and one log
 //! line per request (method, route, path, repository, status, bytes in and out, user, user agent,
-//! duration, request id), written when the response body is done. It wraps the whole router (fallback included), so no handler can forget it.
+//! duration, request id; see [`access`](crate::access)), written when the response body is done. It wraps
+//! the whole router (fallback included), so no handler can forget it.
 //!
 //! The request id is made here and put in the request's extensions before any handler runs, so that an
 //! internal error can be logged with it and name it to the client; the same id is in the log line, which
@@ -8,11 +9,10 @@
 //! not a random UUID (a `getrandom` system call per request, a measurable share of a manifest GET): see
 //! [`next_request_id`].
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::Request;
 use axum::http::header::USER_AGENT;
@@ -21,6 +21,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http_body::Body as _;
 
+use crate::access::AccessRecord;
 use crate::counted::Counted;
 use crate::headers::{API_VERSION, REQUEST_ID, value};
 use crate::metrics::http::endpoint_kind;
@@ -185,38 +186,25 @@ impl Drop for SentThen {
     fn drop(&mut self) {
         let l = &self.line;
         let path = l.uri.path();
-        tracing::info!(
-            request_id = %l.request_id.as_str(),
-            method = %l.method,
-            route = %endpoint_kind(path),
-            path = %path,
-            repository = %l.repository.as_ref().map_or("", |r| r.as_str()),
-            status = l.status,
-            bytes_in = l.counts.received.load(Ordering::Relaxed),
-            bytes_out = l.counts.sent.load(Ordering::Relaxed),
-            user = %l.user,
+        AccessRecord {
+            request_id: l.request_id.as_str(),
+            method: l.method.as_str(),
+            route: endpoint_kind(path),
+            path,
+            repository: l.repository.as_ref().map_or("", |r| r.as_str()),
+            status: l.status,
+            bytes_in: l.counts.received.load(Ordering::Relaxed),
+            bytes_out: l.counts.sent.load(Ordering::Relaxed),
+            user: &l.user,
             // As before: a header that is not visible ASCII is logged empty.
-            user_agent = %l.user_agent.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default(),
-            duration_ms = %Millis(l.started.elapsed()),
-            "request"
-        );
-    }
-}
-
-/// A duration in milliseconds with one decimal, as `{:.1}` of the float printed it, from integer
-/// arithmetic: formatting a float was a visible share of the line's cost. An exact tie (a duration of
-/// n.n5 ms to the nanosecond) rounds up; the float rounded those either way, by its binary error.
-struct Millis(Duration);
-
-impl fmt::Display for Millis {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const TENTH: u128 = 100_000; // nanoseconds in a tenth of a millisecond
-        let nanos = self.0.as_nanos();
-        let (mut tenths, rest) = (nanos / TENTH, nanos % TENTH);
-        if rest >= TENTH / 2 {
-            tenths += 1;
+            user_agent: l
+                .user_agent
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default(),
+            duration: l.started.elapsed(),
         }
-        write!(f, "{}.{}", tenths / 10, tenths % 10)
+        .log();
     }
 }
 
@@ -252,41 +240,6 @@ mod tests {
             let mut out = [0u8; 16];
             hex16(v, &mut out);
             assert_eq!(std::str::from_utf8(&out).unwrap(), format!("{v:016x}"));
-        }
-    }
-
-    #[test]
-    fn millis_print_as_the_float_did() {
-        let nanos = [
-            0,
-            1,
-            49_999,
-            50_001,
-            449_999,
-            999_999,
-            1_000_000,
-            1_234_567,
-            12_345_678_901,
-        ];
-        for n in nanos {
-            let d = Duration::from_nanos(n);
-            assert_eq!(
-                Millis(d).to_string(),
-                format!("{:.1}", d.as_secs_f64() * 1000.0),
-                "{n} ns"
-            );
-        }
-        // Exact ties round up.
-        assert_eq!(Millis(Duration::from_nanos(50_000)).to_string(), "0.1");
-        assert_eq!(Millis(Duration::from_nanos(250_000)).to_string(), "0.3");
-        // And over a sweep of ordinary request durations (ties left out).
-        for micros in (0..200_000).step_by(7).filter(|us| us % 100 != 50) {
-            let d = Duration::from_micros(micros);
-            assert_eq!(
-                Millis(d).to_string(),
-                format!("{:.1}", d.as_secs_f64() * 1000.0),
-                "{micros} us"
-            );
         }
     }
 }

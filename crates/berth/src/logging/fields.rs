@@ -144,7 +144,7 @@ impl Visit for TextVisitor<'_> {
 }
 
 /// `v` in decimal, written into the end of `buf`.
-fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &str {
+pub(super) fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &str {
     let mut at = buf.len();
     loop {
         at -= 1;
