@@ -71,7 +71,11 @@ def _mem_total_mb():
 
 
 def fs_type(path):
-    return _first_line(["stat", "-f", "-c", "%T", path])
+    """The filesystem `path` is on, as mounted (`findmnt`: ext4, xfs, tmpfs...). `stat -f` is only the
+    fallback: it names ext2, ext3 and ext4 alike "ext2/ext3" (they share a magic number)."""
+    return _first_line(["findmnt", "-n", "-o", "FSTYPE", "--target", path]) or _first_line(
+        ["stat", "-f", "-c", "%T", path]
+    )
 
 
 def _loadavg():
