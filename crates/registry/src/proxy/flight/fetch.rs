@@ -13,6 +13,7 @@ use oci::ResumableHasher;
 
 use tokio::sync::mpsc;
 
+use super::hash::Hasher;
 use super::{End, Failure, Flight, Flights, Key, SEGMENT, UpstreamKind, storage, unix_now};
 
 /// Most bytes received and not yet written, per fetch: two segments, so the receiver can fill one
@@ -229,7 +230,7 @@ impl Fetch {
         tx: mpsc::Sender<io::Result<Bytes>>,
     ) -> Result<u64, Failure> {
         let digest = &self.key.1;
-        let mut hasher = ResumableHasher::new(digest.algorithm());
+        let mut hasher = Hasher::start(digest.algorithm());
         let mut received = 0u64;
         let mut changed = self.flight.changed.subscribe();
         loop {
@@ -257,21 +258,22 @@ impl Fetch {
             if chunk.is_empty() {
                 continue;
             }
-            // Readers and the writer get the chunk before it is hashed, so that hashing overlaps with
-            // sending it to clients and writing it; the last byte still waits for every byte's hash.
+            // Readers and the writer get the chunk before it is hashed, and it is hashed on another
+            // thread (see `hash`), so that hashing overlaps with sending it to clients and writing it;
+            // the last byte still waits for every byte's hash.
             self.flight.update(|s| s.push(chunk.clone()));
             if tx.send(Ok(chunk.clone())).await.is_err() {
                 // The writer stopped: its error is the one to report.
                 return Ok(received);
             }
-            hasher.update(&chunk);
+            hasher.update(chunk).await.map_err(storage)?;
         }
         if declared.is_some_and(|d| d != received) {
             return Err(Failure::Invalid(format!(
                 "the upstream sent {received} bytes of a blob it declared as {declared:?}"
             )));
         }
-        let actual = hasher.finish();
+        let actual = hasher.finish().await.map_err(storage)?;
         if actual != *digest {
             return Err(Failure::Invalid(format!(
                 "the upstream's bytes hash to {actual}"
