@@ -27,13 +27,14 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 /// Every connection-level limit of the server. [`Limits::default`] is what berth runs with unless
@@ -68,39 +69,53 @@ impl Default for Limits {
 }
 
 /// Requests in flight on one connection, watched to close the connection once it has been idle too long.
+///
+/// Counted with atomics, and the watcher woken only when the count falls to zero: a request costs two
+/// atomic updates and a clock read, and the watcher's timer is set once per idle period, not per request.
+/// (A `watch` channel of the counts woke the watcher at the start and the end of every request and set a
+/// new timer each time: ~6% of a cached manifest HEAD's instructions, callgrind.)
 #[derive(Clone, Debug)]
 pub(crate) struct Activity {
-    counts: Arc<watch::Sender<Counts>>,
+    shared: Arc<Counts>,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Debug)]
 struct Counts {
-    in_flight: usize,
-    /// Requests ever begun: zero means the connection has not sent a whole request head yet.
-    begun: u64,
+    in_flight: AtomicUsize,
+    /// Whether any request has begun: until one has, the connection gets the shorter first limit.
+    begun: AtomicBool,
+    /// When the connection last had no request left in flight, in nanoseconds since `base`.
+    idle_since: AtomicU64,
+    base: Instant,
+    /// Woken when the count falls to zero.
+    ended: Notify,
 }
 
 /// One request in flight: counted from the moment its head was read until its response has been sent (or
 /// abandoned), whatever way that ends.
 #[derive(Debug)]
 pub(crate) struct InFlight {
-    counts: Arc<watch::Sender<Counts>>,
+    counts: Arc<Counts>,
 }
 
 impl Activity {
     pub fn new() -> Activity {
         Activity {
-            counts: Arc::new(watch::Sender::new(Counts::default())),
+            shared: Arc::new(Counts {
+                in_flight: AtomicUsize::new(0),
+                begun: AtomicBool::new(false),
+                idle_since: AtomicU64::new(0),
+                base: Instant::now(),
+                ended: Notify::new(),
+            }),
         }
     }
 
     pub fn begin(&self) -> InFlight {
-        self.counts.send_modify(|c| {
-            c.in_flight += 1;
-            c.begun += 1;
-        });
+        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.shared.begun.store(true, Ordering::Release);
         InFlight {
-            counts: Arc::clone(&self.counts),
+            counts: Arc::clone(&self.shared),
         }
     }
 
@@ -111,20 +126,23 @@ impl Activity {
         first: Duration,
         idle: Duration,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let mut rx = self.counts.subscribe();
+        let counts = Arc::clone(&self.shared);
         async move {
+            let mut deadline = Instant::now() + first;
             loop {
-                let now = *rx.borrow_and_update();
-                if now.in_flight > 0 {
-                    if rx.changed().await.is_err() {
-                        return;
-                    }
-                    continue;
+                tokio::time::sleep_until(deadline).await;
+                // A request in flight holds the connection open: wait for the count to fall to zero. A
+                // fall between the check and the wait is not missed: `notify_one` leaves a permit.
+                while counts.in_flight.load(Ordering::Acquire) > 0 {
+                    counts.ended.notified().await;
                 }
-                let limit = if now.begun == 0 { first } else { idle };
-                tokio::select! {
-                    _ = tokio::time::sleep(limit) => return,
-                    changed = rx.changed() => if changed.is_err() { return },
+                if !counts.begun.load(Ordering::Acquire) {
+                    return;
+                }
+                let since = Duration::from_nanos(counts.idle_since.load(Ordering::Acquire));
+                deadline = counts.base + since + idle;
+                if deadline <= Instant::now() {
+                    return;
                 }
             }
         }
@@ -133,8 +151,14 @@ impl Activity {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.counts
-            .send_modify(|c| c.in_flight = c.in_flight.saturating_sub(1));
+        let counts = &self.counts;
+        // Stored before the count falls, so that a watcher seeing zero also sees when it fell (the
+        // largest time wins when requests end at once).
+        let now = u64::try_from(counts.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        counts.idle_since.fetch_max(now, Ordering::AcqRel);
+        if counts.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            counts.ended.notify_one();
+        }
     }
 }
 
@@ -370,6 +394,34 @@ mod tests {
         let ended = Instant::now();
         watch.await.unwrap();
         assert_eq!(ended.elapsed(), idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_clock_starts_again_at_the_end_of_each_request() {
+        let a = Activity::new();
+        let idle = Duration::from_secs(30);
+        let started = Instant::now();
+        let watch = tokio::spawn(a.idle(Duration::from_secs(5), idle));
+        // Requests that come and go, each ending before the limit since the previous one: the
+        // connection stays open until `idle` after the last of them ended.
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let req = a.begin();
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            drop(req);
+            assert!(!watch.is_finished());
+        }
+        // Two overlapping requests: the clock starts when the later one ends.
+        let one = a.begin();
+        let two = a.begin();
+        tokio::time::sleep(Duration::from_secs(50)).await;
+        drop(one);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        drop(two);
+        let ended = Instant::now();
+        watch.await.unwrap();
+        assert_eq!(ended.elapsed(), idle);
+        assert_eq!(started.elapsed(), Duration::from_secs(4 * 23 + 60) + idle);
     }
 
     #[tokio::test(start_paused = true)]
