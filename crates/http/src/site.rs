@@ -191,6 +191,11 @@ pub fn mount(api: Router, site: &Site, health: Health) -> Router {
             .merge(probes)
             .fallback(not_found.layer(context()))
     };
+    // Nothing to finish at the root without a base URL or extra headers: the layer is left out rather
+    // than passed through by every request (a boxed service clone and future each).
+    if site.prefix.is_root() && site.base_url.is_none() && site.headers.is_empty() {
+        return app;
+    }
     app.layer(axum::middleware::map_response_with_state(
         Arc::new(site.clone()),
         finish,
