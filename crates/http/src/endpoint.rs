@@ -141,6 +141,19 @@ impl Endpoint {
         }
     }
 
+    /// The repository the endpoint addresses, taken out of it (see [`repository`](Self::repository)).
+    pub fn into_repository(self) -> Option<RepoName> {
+        match self {
+            Endpoint::Base | Endpoint::Catalog { .. } => None,
+            Endpoint::Tags { name, .. }
+            | Endpoint::Manifest { name, .. }
+            | Endpoint::Blob { name, .. }
+            | Endpoint::UploadStart { name, .. }
+            | Endpoint::Upload { name, .. }
+            | Endpoint::Referrers { name, .. } => Some(name),
+        }
+    }
+
     /// Parses a request. `path` is the raw (still percent-encoded) path, `query` the raw query string.
     pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Endpoint, ApiError> {
         let shape = shape(path).ok_or_else(ApiError::no_such_endpoint)?;

@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -254,7 +253,6 @@ async fn http<I>(
     let service = ConnectionService {
         router: shared.router.clone(),
         activity: activity.clone(),
-        peer,
         stall_timeout: limits.stall_timeout,
         sink,
     };
@@ -285,13 +283,12 @@ async fn http<I>(
 }
 
 /// The router as hyper calls it on one connection: requests are counted while in flight (for the idle
-/// watcher), their bodies time out when stalled, and the peer address is available to handlers, as is
-/// the connection's [`FileSink`] for HTTP/1 requests on plain TCP.
+/// watcher), their bodies time out when stalled, and the connection's [`FileSink`] is available to
+/// handlers for HTTP/1 requests on plain TCP.
 #[derive(Clone)]
 struct ConnectionService {
     router: Router,
     activity: Activity,
-    peer: SocketAddr,
     stall_timeout: Duration,
     sink: Option<FileSink>,
 }
@@ -307,7 +304,6 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let in_flight = self.activity.begin();
         let stall = self.stall_timeout;
         let mut req = req.map(|body| StallBody::new(body, stall));
-        req.extensions_mut().insert(ConnectInfo(self.peer));
         // HTTP/2 writes its own frames around body data: only HTTP/1 bodies go to the socket as they are.
         if let Some(sink) = &self.sink
             && matches!(req.version(), Version::HTTP_10 | Version::HTTP_11)

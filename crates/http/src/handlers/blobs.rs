@@ -35,7 +35,7 @@ pub async fn get(
     lookup: MirrorLookup<'_>,
 ) -> Result {
     let (name, namespace) = namespaced(registry, name, lookup);
-    let name = &name;
+    let name = &*name;
     // Redirected to the storage (when so configured): a client's Range header goes along with it.
     if let Some(url) = registry.blob_redirect(name, digest).await? {
         return Ok(empty(

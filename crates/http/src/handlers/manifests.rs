@@ -8,6 +8,8 @@
 //! `Warning: 110 - "Response is stale"`; a mirror request naming its namespace (`?ns=`) is answered with
 //! `OCI-Namespace`.
 
+use std::borrow::Cow;
+
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, LOCATION, WARNING};
@@ -75,11 +77,13 @@ pub struct MirrorLookup<'a> {
 /// The auth middleware authorised the name in the path; the repository read here may be another one,
 /// so a caller who may not pull it is answered as if no `ns` were given (never with the cached content
 /// an `access:` rule keeps from them).
-pub(super) fn namespaced(
+///
+/// The name as sent is borrowed, not copied: that is every request but a mirror's.
+pub(super) fn namespaced<'a>(
     registry: &Registry,
-    name: &RepoName,
+    name: &'a RepoName,
     lookup: MirrorLookup<'_>,
-) -> (RepoName, Option<HeaderValue>) {
+) -> (Cow<'a, RepoName>, Option<HeaderValue>) {
     let ns = lookup.query.and_then(|q| {
         q.split('&')
             .find_map(|pair| pair.strip_prefix("ns="))
@@ -92,9 +96,9 @@ pub(super) fn namespaced(
     let full = ns.and_then(|ns| Some((registry.proxy_namespace(ns, name)?, ns)));
     match full {
         Some((full, ns)) if lookup.access.is_none_or(|a| a.lists(full.as_str())) => {
-            (full, HeaderValue::from_str(ns).ok())
+            (Cow::Owned(full), HeaderValue::from_str(ns).ok())
         }
-        _ => (name.clone(), None),
+        _ => (Cow::Borrowed(name), None),
     }
 }
 

@@ -34,19 +34,19 @@ pub async fn dispatch(State(registry): State<Registry>, mut req: Request) -> Res
         Ok(endpoint) => endpoint,
         Err(e) => return e.into_response(&request_id),
     };
-    // Handed to the access log through the response, so the path is parsed once per request here.
-    let repository = endpoint.repository().cloned();
-    let mut resp = route(&registry, endpoint, req)
+    let mut resp = route(&registry, &endpoint, req)
         .await
         .unwrap_or_else(|e| e.into_response(&request_id));
-    if let Some(name) = repository {
+    // Handed to the access log through the response, so the path is parsed once per request here; moved,
+    // not copied, once the handler is done with it.
+    if let Some(name) = endpoint.into_repository() {
         resp.extensions_mut()
             .insert(crate::middleware::Repository(name));
     }
     resp
 }
 
-async fn route(registry: &Registry, endpoint: Endpoint, req: Request) -> Result {
+async fn route(registry: &Registry, endpoint: &Endpoint, req: Request) -> Result {
     let lookup = manifests::MirrorLookup {
         query: req.uri().query(),
         access: req.extensions().get::<crate::auth::Access>(),
@@ -55,47 +55,47 @@ async fn route(registry: &Registry, endpoint: Endpoint, req: Request) -> Result 
         Endpoint::Base => Ok(base::get()),
         Endpoint::Catalog { n, last } => {
             let access = req.extensions().get::<crate::auth::Access>();
-            discovery::catalog(registry, n, last, access).await
+            discovery::catalog(registry, *n, last.clone(), access).await
         }
-        Endpoint::Tags { name, n, last } => discovery::tags(registry, &name, n, last).await,
+        Endpoint::Tags { name, n, last } => discovery::tags(registry, name, *n, last.clone()).await,
         Endpoint::Manifest {
             name,
             reference,
             op,
         } => match op {
-            ManifestOp::Get => manifests::get(registry, &name, &reference, false, lookup).await,
-            ManifestOp::Head => manifests::get(registry, &name, &reference, true, lookup).await,
-            ManifestOp::Put => manifests::put(registry, &name, &reference, req).await,
-            ManifestOp::Delete => manifests::delete(registry, &name, &reference).await,
+            ManifestOp::Get => manifests::get(registry, name, reference, false, lookup).await,
+            ManifestOp::Head => manifests::get(registry, name, reference, true, lookup).await,
+            ManifestOp::Put => manifests::put(registry, name, reference, req).await,
+            ManifestOp::Delete => manifests::delete(registry, name, reference).await,
         },
         Endpoint::Blob { name, digest, op } => match op {
             BlobOp::Get => {
                 let sink = req.extensions().get();
-                blobs::get(registry, &name, &digest, req.headers(), sink, lookup).await
+                blobs::get(registry, name, digest, req.headers(), sink, lookup).await
             }
-            BlobOp::Head => blobs::head(registry, &name, &digest, lookup).await,
-            BlobOp::Delete => blobs::delete(registry, &name, &digest).await,
+            BlobOp::Head => blobs::head(registry, name, digest, lookup).await,
+            BlobOp::Delete => blobs::delete(registry, name, digest).await,
         },
         Endpoint::UploadStart { name, kind } => match kind {
-            UploadStartKind::Session => uploads::start(registry, &name).await,
+            UploadStartKind::Session => uploads::start(registry, name).await,
             UploadStartKind::Monolithic(digest) => {
-                uploads::monolithic(registry, &name, &digest, req).await
+                uploads::monolithic(registry, name, digest, req).await
             }
             UploadStartKind::Mount { digest, from } => {
-                uploads::mount(registry, &name, &digest, from.as_ref()).await
+                uploads::mount(registry, name, digest, from.as_ref()).await
             }
         },
         Endpoint::Upload { name, id, op } => match op {
-            UploadOp::Status => uploads::status(registry, &name, &id).await,
-            UploadOp::Chunk => uploads::chunk_patch(registry, &name, &id, req).await,
-            UploadOp::Finish(digest) => uploads::finish(registry, &name, &id, &digest, req).await,
-            UploadOp::Cancel => uploads::cancel(registry, &name, &id).await,
+            UploadOp::Status => uploads::status(registry, name, id).await,
+            UploadOp::Chunk => uploads::chunk_patch(registry, name, id, req).await,
+            UploadOp::Finish(digest) => uploads::finish(registry, name, id, digest, req).await,
+            UploadOp::Cancel => uploads::cancel(registry, name, id).await,
         },
         Endpoint::Referrers {
             name,
             digest,
             artifact_type,
-        } => referrers::list(registry, &name, &digest, artifact_type.as_deref()).await,
+        } => referrers::list(registry, name, digest, artifact_type.as_deref()).await,
     }
 }
 
