@@ -64,7 +64,7 @@ pub fn router_with_auth(registry: Registry, authority: Option<Arc<::auth::Author
             auth::authorize,
         ));
     }
-    app.layer(axum::middleware::from_fn(middleware::request_context))
+    app.layer(middleware::RequestContextLayer)
         .with_state(registry)
 }
 

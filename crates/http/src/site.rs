@@ -181,7 +181,7 @@ impl ExtraHeaders {
 /// `api` carries its own request context (request id, version header, log line); the probes and the
 /// 404 outside the prefix get theirs here, so each response passes through it exactly once.
 pub fn mount(api: Router, site: &Site, health: Health) -> Router {
-    let context = || axum::middleware::from_fn(middleware::request_context);
+    let context = || middleware::RequestContextLayer;
     let probes = health::probes(health).layer(context());
     let app = if site.prefix.is_root() {
         api.merge(probes)
