@@ -14,9 +14,6 @@ use std::io;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::response::Response;
-use axum::routing::any;
 use registry::Registry;
 use tokio::net::TcpListener;
 
@@ -50,13 +47,11 @@ pub fn router(registry: Registry) -> Router {
 /// [`router`], with every request first authenticated and authorized by `authority` when there is one
 /// (see [`auth`]); `None` leaves the registry open, as registry:2 without `auth`.
 pub fn router_with_auth(registry: Registry, authority: Option<Arc<::auth::Authority>>) -> Router {
-    // `/v2/{*rest}` does not match an empty rest, so the base URL is spelled out; all three reach the
-    // same dispatcher, which reads the raw path itself.
-    let mut app = Router::new()
-        .route("/v2", any(handlers::dispatch))
-        .route("/v2/", any(handlers::dispatch))
-        .route("/v2/{*rest}", any(handlers::dispatch))
-        .fallback(not_found);
+    // Every request reaches the dispatcher, which reads the raw path itself and answers the spec's 404
+    // outside `/v2/` (`Endpoint::parse`). A fallback rather than routes: routes for `/v2/{*rest}` made
+    // axum match the path, percent-decode the rest into a parameter and record the matched route, on
+    // every request, for a dispatcher that reads none of it.
+    let mut app = Router::new().fallback(handlers::dispatch);
     if let Some(authority) = authority {
         // Inside the request context, so refusals carry the request id and version header too.
         app = app.layer(axum::middleware::from_fn_with_state(
@@ -89,9 +84,4 @@ pub async fn serve_with(
     options: ServeOptions,
 ) -> io::Result<()> {
     server::run(listener, router, shutdown, options).await
-}
-
-/// Anything outside `/v2/`: a 404 in the spec's error format, like an unknown path inside it.
-async fn not_found(req: Request) -> Response {
-    ApiError::no_such_endpoint().into_response(&middleware::RequestId::of(&req))
 }
