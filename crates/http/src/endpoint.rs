@@ -18,6 +18,8 @@
 //! - a known path with a method it does not serve: 405 UNSUPPORTED;
 //! - a path that names no endpoint at all: [`ApiError::no_such_endpoint`] (404).
 
+use std::borrow::Cow;
+
 use axum::http::Method;
 use oci::{Digest, Reference, RepoName};
 use registry::{Error, UploadId};
@@ -361,9 +363,10 @@ fn clip(s: &str) -> &str {
 }
 
 /// Decodes `%XX` escapes. `None` if an escape is malformed or the result is not UTF-8.
-pub(crate) fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
+    // Nearly every path segment has no escape: borrowed, not copied.
     if !s.contains('%') {
-        return Some(s.to_string());
+        return Some(Cow::Borrowed(s));
     }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -378,7 +381,7 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
             i += 1;
         }
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 /// A decoded `application/x-www-form-urlencoded` query. The first occurrence of a key wins.
@@ -386,7 +389,7 @@ struct Query(Vec<(String, String)>);
 
 impl Query {
     fn parse(raw: &str) -> Query {
-        let decode = |s: &str| percent_decode(&s.replace('+', " "));
+        let decode = |s: &str| percent_decode(&s.replace('+', " ")).map(Cow::into_owned);
         Query(
             raw.split('&')
                 .filter(|kv| !kv.is_empty())
