@@ -87,6 +87,18 @@ impl FromStr for Digest {
     type Err = DigestError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // Nearly every digest a registry parses (one per blob or manifest request) is `sha256:` and 64
+        // lowercase hex digits: that shape is checked in one pass. Anything else takes the general
+        // grammar below, which accepts this shape too, so the result is the same either way.
+        if let Some(hex) = s.strip_prefix("sha256:")
+            && hex.len() == DigestAlgorithm::Sha256.hex_len()
+            && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Ok(Digest {
+                algorithm: DigestAlgorithm::Sha256,
+                hex: hex.to_string(),
+            });
+        }
         let malformed = || DigestError::Malformed(s.chars().take(200).collect());
         let (alg, encoded) = s.split_once(':').ok_or_else(malformed)?;
         // algorithm ::= component (separator component)*, component ::= [a-z0-9]+, separator ::= [+._-]
@@ -152,6 +164,9 @@ mod tests {
     #[test]
     fn parses_and_rejects() {
         let long512 = format!("sha512:{}", "a".repeat(128));
+        let bad_hex = format!("sha256:{}g", "a".repeat(63));
+        let too_long = format!("{SHA256_EMPTY}0");
+        let upper_alg = SHA256_EMPTY.replace("sha256", "SHA256");
         let cases: &[(&str, Result<(), bool>)] = &[
             // (input, Ok or Err(is_unsupported))
             (SHA256_EMPTY, Ok(())),
@@ -172,6 +187,10 @@ mod tests {
                 Err(true),
             ),
             ("SHA256:abc", Err(false)),
+            // The length of a sha256 digest, without being one.
+            (&bad_hex, Err(false)),
+            (&too_long, Err(false)),
+            (&upper_alg, Err(false)),
         ];
         for (input, want) in cases {
             let got = input.parse::<Digest>();
