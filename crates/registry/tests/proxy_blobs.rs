@@ -419,3 +419,61 @@ async fn a_commit_that_fails_after_the_clients_got_their_bytes_caches_nothing() 
     assert_eq!(env.meta.linked_blob(&name, &digest).await.unwrap(), None);
     assert_eq!(env.blobs.stat(&digest).await.unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_get_bytes_before_the_upload_session_is_saved_and_nothing_is_written_before_it() {
+    use common::faulty::FaultyMeta;
+    use registry::proxy::{Namespace, ProxyConfig};
+
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    let data = content(3 * 1024 * 1024, 13);
+    let digest = push(up.reg(), &name, &data).await;
+    let (env, _) = cache(&up, "", false, HOUR);
+    let meta = FaultyMeta::new(env.meta.clone());
+    let saves = Arc::new(Semaphore::new(0));
+    *meta.saves.lock().unwrap() = Some(saves.clone());
+    let reg = registry::Registry::new(env.blobs.clone(), meta.clone(), Default::default())
+        .with_proxy(
+            ProxyConfig {
+                namespaces: vec![Namespace {
+                    prefix: String::new(),
+                    upstream: up.clone(),
+                    official_library: false,
+                }],
+                ..Default::default()
+            },
+            None,
+        );
+
+    // The session's save is held (a database commit waiting for a busy disk): the size and the first
+    // bytes still come, from memory.
+    let mut body =
+        tokio::time::timeout(Duration::from_secs(10), reg.get_blob(&name, &digest, None))
+            .await
+            .expect("the response waited for the session's save")
+            .unwrap()
+            .body;
+    let first = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await
+        .expect("the first bytes waited for the session's save")
+        .expect("a first chunk")
+        .unwrap();
+    assert!(
+        !first.is_empty() && data.starts_with(&first),
+        "the first bytes"
+    );
+    // Nothing reached the upload without its session (the purger's only way to it).
+    assert_eq!(
+        upload_files(env.dir.path()),
+        0,
+        "an upload written before its session"
+    );
+
+    saves.add_permits(1000);
+    let mut got = first.to_vec();
+    got.extend(read_all(body).await);
+    assert!(got == data, "the bytes");
+    assert_eq!(linked(&env, &name, &digest).await, data.len() as u64);
+    assert_eq!(up.calls.snapshot().2, 1);
+}

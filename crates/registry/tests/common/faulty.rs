@@ -16,13 +16,16 @@ use tokio::sync::Semaphore;
 
 /// A metadata store that fails every call while `fail` is set, while `race` is set lets "another
 /// replica" advance an upload by one byte just before each compare-and-swap, and while `links` holds a
-/// semaphore makes each `link_blob` wait for a permit of it (counted in `links_waiting` while it waits).
+/// semaphore makes each `link_blob` wait for a permit of it (counted in `links_waiting` while it waits),
+/// and while `saves` holds one makes each `save_upload` wait for a permit of it.
 pub struct FaultyMeta {
     pub inner: Arc<dyn MetadataStore>,
     pub fail: AtomicBool,
     pub race: AtomicBool,
     pub links: std::sync::Mutex<Option<Arc<Semaphore>>>,
     pub links_waiting: AtomicUsize,
+    /// While set, each `save_upload` waits for a permit of it first.
+    pub saves: std::sync::Mutex<Option<Arc<Semaphore>>>,
 }
 
 impl FaultyMeta {
@@ -33,6 +36,7 @@ impl FaultyMeta {
             race: AtomicBool::new(false),
             links: Default::default(),
             links_waiting: AtomicUsize::new(0),
+            saves: Default::default(),
         })
     }
 
@@ -140,6 +144,15 @@ impl MetadataStore for FaultyMeta {
         expected_offset: Option<u64>,
     ) -> metadata::Result<bool> {
         self.check()?;
+        let held = self
+            .saves
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(held) = held {
+            let permit = held.acquire().await;
+            drop(permit);
+        }
         if let Some(expected) = expected_offset
             && self.race.load(Ordering::SeqCst)
         {

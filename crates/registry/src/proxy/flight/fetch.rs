@@ -11,7 +11,8 @@ use futures_util::{StreamExt, stream};
 use metadata::{CacheEntry, CacheEntryKind, MetadataStore, UploadSession};
 use oci::ResumableHasher;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use super::hash::Hasher;
 use super::{End, Failure, Flight, Flights, Key, SEGMENT, UpstreamKind, storage, unix_now};
@@ -45,7 +46,8 @@ impl Fetch {
         // readers waiting on the flight get an error instead of waiting forever.
         let _guard = EndGuard(Arc::clone(&self.flight));
         let (repo, digest) = (&self.key.0, &self.key.1);
-        let end = match self.fetch().await {
+        let mut save = None;
+        let end = match self.fetch(&mut save).await {
             Ok(size) => End::Committed(size),
             Err(f) => {
                 tracing::warn!(upstream = self.route.upstream.name(), %repo, %digest, failure = %f, "pull-through blob fetch failed; nothing cached");
@@ -55,6 +57,13 @@ impl Fetch {
                 End::Failed(f)
             }
         };
+        // The session is deleted only once its save is over, so that a save still running cannot
+        // bring it back after the delete.
+        if let Some(save) = save
+            && save.await.is_err()
+        {
+            tracing::warn!(%digest, "saving a cache fetch's upload session panicked");
+        }
         if let Err(e) = self.meta.delete_upload(self.flight.upload.as_str()).await {
             tracing::warn!(%digest, error = %e, "removing a cache fetch's upload session failed");
         }
@@ -106,9 +115,12 @@ impl Fetch {
         }
     }
 
-    /// Saves the fetch's upload session, so that the upload purger removes the bytes should this process
-    /// die mid-fetch.
-    async fn save_session(&self) -> Result<(), Failure> {
+    /// Starts saving the fetch's upload session, so that the upload purger removes the bytes should this
+    /// process die mid-fetch, on a task of its own: the database's commit (an fsync, tens of
+    /// milliseconds while the disk is busy) then delays only the first write to the upload, which waits
+    /// for its outcome (see [`Saved`]), not the upstream's answer nor the first bytes the readers get
+    /// from memory.
+    fn start_save(&self) -> (JoinHandle<()>, Saved) {
         let (repo, digest) = (&self.key.0, &self.key.1);
         let now = unix_now();
         let session = UploadSession {
@@ -119,28 +131,41 @@ impl Fetch {
             started_at: now,
             updated_at: now,
         };
-        // A fresh random id: nothing to lose a compare-and-swap to.
-        self.meta
-            .save_upload(&session, None)
-            .await
-            .map(|_| ())
-            .map_err(storage)
+        let meta = Arc::clone(&self.meta);
+        let (tx, rx) = watch::channel(None);
+        let task = tokio::spawn(async move {
+            // A fresh random id: nothing to lose a compare-and-swap to.
+            let result = meta
+                .save_upload(&session, None)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            tx.send_replace(Some(result));
+        });
+        (task, Saved(rx))
     }
 
     /// Fetches, verifies, commits and links the blob; returns its size.
-    async fn fetch(&self) -> Result<u64, Failure> {
+    ///
+    /// `save` gets the task saving the upload session, once there is one: the caller deletes the session
+    /// after that task is over.
+    async fn fetch(&self, save: &mut Option<JoinHandle<()>>) -> Result<u64, Failure> {
         let (repo, digest) = (&self.key.0, &self.key.1);
         // An earlier flight may have linked it between this requester's miss and this flight's start.
         if let Some(size) = self.meta.linked_blob(repo, digest).await.map_err(storage)? {
             return Ok(size);
         }
         self.observe(CacheEvent::Miss(CacheKind::Blob));
-        // The session is saved while the upstream answers: one database commit fewer in series before
-        // the first byte. Whatever the answer, `run` deletes the session at the end.
-        let (answer, saved) = tokio::join!(
-            self.route.upstream.blob_get(&self.route.remote, digest),
-            self.save_session()
-        );
+        // The session is saved while the upstream answers and the readers get the first bytes: no
+        // database commit in series before them. Whatever the answer, `run` deletes the session at
+        // the end.
+        let (task, saved) = self.start_save();
+        *save = Some(task);
+        let answer = self
+            .route
+            .upstream
+            .blob_get(&self.route.remote, digest)
+            .await;
         let blob = match answer {
             Ok(Some(blob)) => blob,
             Ok(None) => {
@@ -171,9 +196,8 @@ impl Fetch {
                 .map_err(storage)?;
             return Ok(size);
         }
-        saved?;
         self.flight.update(|s| s.size = blob.size);
-        let result = self.stream_into_upload(blob.body, blob.size).await;
+        let result = self.stream_into_upload(blob.body, blob.size, saved).await;
         self.observe(CacheEvent::Upstream(
             UpstreamCall::BlobGet,
             match &result {
@@ -210,10 +234,11 @@ impl Fetch {
         &self,
         body: ByteStream,
         declared: Option<u64>,
+        saved: Saved,
     ) -> Result<u64, Failure> {
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
         let (received, written) =
-            tokio::try_join!(self.receive(body, declared, tx), self.write(rx))?;
+            tokio::try_join!(self.receive(body, declared, tx), self.write(rx, saved))?;
         if received != written {
             return Err(Failure::Storage(format!(
                 "the store holds {written} bytes of {received} received"
@@ -285,10 +310,16 @@ impl Fetch {
         Ok(received)
     }
 
-    /// The writing half: writes what the receiver passes on, [`SEGMENT`] bytes per blob-store write
-    /// (unsynced: the commit makes the blob durable), and
+    /// The writing half: once the upload session is saved, writes what the receiver passes on,
+    /// [`SEGMENT`] bytes per blob-store write (unsynced: the commit makes the blob durable), and
     /// returns the upload's length once the receiver is done.
-    async fn write(&self, rx: mpsc::Receiver<io::Result<Bytes>>) -> Result<u64, Failure> {
+    async fn write(
+        &self,
+        rx: mpsc::Receiver<io::Result<Bytes>>,
+        saved: Saved,
+    ) -> Result<u64, Failure> {
+        // No byte reaches the upload before its session exists (the purger's only way to it).
+        saved.wait().await?;
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let mut offset = 0;
         loop {
@@ -307,6 +338,22 @@ impl Fetch {
             if done.load(Ordering::Acquire) {
                 return Ok(offset);
             }
+        }
+    }
+}
+
+/// The outcome of saving a fetch's upload session, once known.
+struct Saved(watch::Receiver<Option<Result<(), String>>>);
+
+impl Saved {
+    async fn wait(mut self) -> Result<(), Failure> {
+        match self.0.wait_for(Option::is_some).await {
+            Ok(outcome) => match outcome.as_ref() {
+                Some(Err(e)) => Err(Failure::Storage(e.clone())),
+                _ => Ok(()),
+            },
+            // The saving task ended without an outcome: it panicked.
+            Err(_) => Err(Failure::Storage("saving the upload session stopped".into())),
         }
     }
 }
