@@ -100,16 +100,26 @@ def run(o, work, ps, meta):
     want = digests.pop()
 
     scratch = _scratch(work)
+    if o.baseline:
+        meta.setdefault("notes", []).append(f"Baseline mirror: {o.baseline}.")
     res, fetches, cpus, durable = {}, {}, {}, []
     for rep in range(o.reps):
         log(f"repetition {rep + 1} of {o.reps}")
         mirror = start_server(ps, work, f"mirror{rep}", berth,
                               _config(["proxy:", f"  remoteurl: {upstream.url}"]))
-        for key, proc in (("direct", upstream), ("cold", mirror), ("warm", mirror), ("local", local)):
+        pulls = [("direct", upstream), ("cold", mirror), ("warm", mirror), ("local", local)]
+        if o.baseline:
+            # The baseline build as a mirror of its own, its cold pull beside this one's: before it in
+            # every other repetition, so that neither always comes first.
+            base = start_server(ps, work, f"baseline{rep}", [os.path.abspath(o.baseline), "serve"],
+                                _config(["proxy:", f"  remoteurl: {upstream.url}"]))
+            pulls.insert(1 if rep % 2 else 2, ("cold baseline", base))
+        for key, proc in pulls:
             dest = os.path.join(scratch, f"berth-bench-pull-{os.getpid()}-{key}")
             shutil.rmtree(dest, ignore_errors=True)
             mark = _log_size(upstream)
-            cpu0 = {n: procs.cpu_seconds(p.pid) for n, p in (("upstream", upstream), ("mirror", mirror))}
+            servers = (("upstream", upstream), ("mirror", proc if key == "cold baseline" else mirror))
+            cpu0 = {n: procs.cpu_seconds(p.pid) for n, p in servers}
             try:
                 wall, cpu = sk.copy(f"docker://{_host(proc)}/{IMAGE}", f"dir:{dest}")
                 with open(os.path.join(dest, "manifest.json"), "rb") as f:
@@ -119,7 +129,7 @@ def run(o, work, ps, meta):
             finally:
                 shutil.rmtree(dest, ignore_errors=True)
             res.setdefault(key, []).append(wall)
-            for n, p in (("upstream", upstream), ("mirror", mirror)):
+            for n, p in servers:
                 cpus.setdefault(f"{key}: {n}", []).append(procs.cpu_seconds(p.pid) - cpu0[n])
             calls = _upstream_requests(upstream, mark)
             fetches.setdefault(key, []).append(calls)
@@ -127,6 +137,9 @@ def run(o, work, ps, meta):
                 f"upstream requests {calls}")
         ps.stop(mirror)
         shutil.rmtree(os.path.join(work, f"mirror{rep}"), ignore_errors=True)
+        if o.baseline:
+            ps.stop(base)
+            shutil.rmtree(os.path.join(work, f"baseline{rep}"), ignore_errors=True)
         # The cache's floor: the mirror makes what it fetches durable as it goes (see the README).
         mbps = machine.durable_write_mbps(data, os.path.getsize(data), os.path.join(work, "durable.tmp"))
         durable.append(mbps)
@@ -196,6 +209,13 @@ def rows(res, total, fetches, cpus, durable):
     if d and c:
         out.append(dict(name="cold through the mirror / direct from the upstream", unit="ratio",
                         columns={}, value={}, ratio=f"{c / d:.2f}x", goal="<= 1.1x", met=c / d <= 1.1))
+    b = value.get("cold baseline")
+    if d and b:
+        out.append(dict(name="cold through the baseline's mirror / direct", unit="ratio", columns={}, value={},
+                        ratio=f"{b / d:.2f}x", goal="<= 1.1x", met=b / d <= 1.1,
+                        notes="per repetition, cold / direct: berth "
+                        + ", ".join(f"{c / x:.2f}" for c, x in zip(res["cold"], res["direct"]))
+                        + "; baseline " + ", ".join(f"{c / x:.2f}" for c, x in zip(res["cold baseline"], res["direct"]))))
     if w and lo:
         out.append(dict(name="warm through the mirror / local", unit="ratio", columns={}, value={},
                         ratio=f"{w / lo:.2f}x", goal="about 1.0x (<= 1.05x)", met=w / lo <= 1.05))

@@ -51,6 +51,7 @@ def parse(suite, argv):
     p.add_argument("--quick", action="store_true", help="small sizes and 2 repetitions")
     p.add_argument("--reps", type=int, help="repetitions (default: s3 3, proxy 5; quick 2)")
     p.add_argument("--berth", required=True, help="the berth binary to measure")
+    p.add_argument("--baseline", help="proxy: another berth binary, a mirror of its own beside each cold pull")
     p.add_argument("--loadgen", help="(unused by these suites; run.sh passes it)")
     p.add_argument("--out", default=None, help="results directory (default bench/results)")
     p.add_argument("--workdir", default="/var/tmp", help="where the temporary directories go (a disk)")
@@ -102,7 +103,7 @@ def main(argv):
     ps = procs.Procs()
     engines = Engines(o.repo, work, log)
     try:
-        meta = machine.facts(o.repo, work, o.berth)
+        meta = machine.facts(o.repo, work, o.berth, o.baseline if suite == "proxy" else None)
         meta.update(suite=suite, mode=o.mode, reps=o.reps)
         if suite == "s3":
             from . import s3suite
