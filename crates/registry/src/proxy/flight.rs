@@ -44,7 +44,6 @@ use super::{Route, client_error};
 use crate::{BlobContent, ByteRange, Error, Registry, Result, UploadId};
 
 mod fetch;
-mod hash;
 mod reader;
 
 use fetch::Fetch;

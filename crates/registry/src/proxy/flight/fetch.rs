@@ -14,7 +14,6 @@ use oci::ResumableHasher;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::hash::Hasher;
 use super::{End, Failure, Flight, Flights, Key, SEGMENT, UpstreamKind, storage, unix_now};
 
 /// Most bytes received and not yet written, per fetch: two segments, so the receiver can fill one
@@ -255,7 +254,7 @@ impl Fetch {
         tx: mpsc::Sender<io::Result<Bytes>>,
     ) -> Result<u64, Failure> {
         let digest = &self.key.1;
-        let mut hasher = Hasher::start(digest.algorithm());
+        let mut hasher = ResumableHasher::new(digest.algorithm());
         let mut received = 0u64;
         let mut changed = self.flight.changed.subscribe();
         loop {
@@ -283,22 +282,21 @@ impl Fetch {
             if chunk.is_empty() {
                 continue;
             }
-            // Readers and the writer get the chunk before it is hashed, and it is hashed on another
-            // thread (see `hash`), so that hashing overlaps with sending it to clients and writing it;
-            // the last byte still waits for every byte's hash.
+            // Readers and the writer get the chunk before it is hashed, so that hashing overlaps with
+            // sending it to clients and writing it; the last byte still waits for every byte's hash.
             self.flight.update(|s| s.push(chunk.clone()));
             if tx.send(Ok(chunk.clone())).await.is_err() {
                 // The writer stopped: its error is the one to report.
                 return Ok(received);
             }
-            hasher.update(chunk).await.map_err(storage)?;
+            hasher.update(&chunk);
         }
         if declared.is_some_and(|d| d != received) {
             return Err(Failure::Invalid(format!(
                 "the upstream sent {received} bytes of a blob it declared as {declared:?}"
             )));
         }
-        let actual = hasher.finish().await.map_err(storage)?;
+        let actual = hasher.finish();
         if actual != *digest {
             return Err(Failure::Invalid(format!(
                 "the upstream's bytes hash to {actual}"
