@@ -140,7 +140,7 @@ impl Registry {
     /// [`crate::keyed_lock`]): held from finding the bytes present to linking them, and by eviction from
     /// finding the blob unlinked to deleting its bytes.
     pub(crate) async fn lock_blob(&self, digest: &Digest) -> crate::keyed_lock::KeyedGuard {
-        self.blob_locks.lock(&digest.to_string()).await
+        self.blob_locks.lock_digest(digest).await
     }
 
     /// DELETE of a blob: unlinks it from `repo` (bytes are swept later by GC). Unsupported when deletes are off.

@@ -50,6 +50,11 @@ impl KeyedLocks {
         }
     }
 
+    /// [`lock`](Self::lock) keyed by a blob digest.
+    pub async fn lock_digest(&self, digest: &oci::Digest) -> KeyedGuard {
+        self.lock(&digest.to_string()).await
+    }
+
     /// The map, even if a panic elsewhere poisoned its mutex: every change to it is a single insert or
     /// remove, so it is never left half-updated.
     fn entries(&self) -> MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {

@@ -213,6 +213,7 @@ impl Registry {
             meta: Arc::clone(&self.meta),
             observer: Arc::clone(&proxy.observer),
             records: proxy.records,
+            blob_locks: self.blob_locks.clone(),
         };
         tokio::spawn(fetch.run());
         Ok(flight)

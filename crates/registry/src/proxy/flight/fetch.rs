@@ -22,6 +22,7 @@ const TAIL_LIMIT: u64 = 2 * SEGMENT;
 /// Chunks in flight between the receiver and the writer (their bytes are in the window already).
 const CHANNEL_CHUNKS: usize = 64;
 use crate::ByteStream;
+use crate::keyed_lock::KeyedLocks;
 use crate::proxy::{
     CacheEvent, CacheKind, CacheObserver, Route, UpstreamCall, UpstreamOutcome, outcome,
 };
@@ -37,6 +38,9 @@ pub(super) struct Fetch {
     pub(super) observer: Arc<dyn CacheObserver>,
     /// Whether cached content is recorded for eviction.
     pub(super) records: bool,
+    /// The registry's blob locks: held from finding the bytes present (or publishing them) to linking
+    /// them, so eviction cannot delete them in between (see `crate::keyed_lock`).
+    pub(super) blob_locks: KeyedLocks,
 }
 
 impl Fetch {
@@ -181,6 +185,7 @@ impl Fetch {
         };
         // The bytes are already here (pushed or cached through another repository): the upstream has
         // just confirmed this repository may read them, which is all that was missing.
+        let held = self.blob_locks.lock_digest(digest).await;
         if let Some(size) = self.blobs.stat(digest).await.map_err(storage)? {
             drop(blob.body);
             self.observe(CacheEvent::Upstream(
@@ -195,6 +200,7 @@ impl Fetch {
                 .map_err(storage)?;
             return Ok(size);
         }
+        drop(held);
         self.flight.update(|s| s.size = blob.size);
         let result = self.stream_into_upload(blob.body, blob.size, saved).await;
         self.observe(CacheEvent::Upstream(
@@ -208,6 +214,7 @@ impl Fetch {
             },
         ));
         let size = result?;
+        let _blob = self.blob_locks.lock_digest(digest).await;
         self.blobs
             .upload_commit(&self.flight.upload, size, digest)
             .await
