@@ -25,6 +25,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 use crate::config::log::{LogConfig, LogFormat};
 
 mod access;
+#[cfg(test)]
+mod captured;
 mod clock;
 mod fields;
 mod writer;

@@ -129,40 +129,13 @@ fn pair(line: &mut String, name: &str, value: &str) {
 
 #[cfg(test)]
 mod tests {
-    use std::io;
-    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use tracing_subscriber::EnvFilter;
 
     use super::*;
     use crate::config::log::LogConfig;
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl Buffer {
-        fn text(&self) -> String {
-            String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
-        }
-    }
-
-    impl io::Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Buffer {
-        type Writer = Buffer;
-        fn make_writer(&'a self) -> Buffer {
-            self.clone()
-        }
-    }
+    use crate::logging::captured::Captured;
 
     /// A timer that writes the same instant every time, so the two lines can be compared whole.
     #[derive(Clone, Copy)]
@@ -217,7 +190,7 @@ mod tests {
     }
 
     /// The subscriber `init` sets up for text (no colours, no caller), writing to `out`.
-    fn subscriber(out: Buffer, filter: &str, fields: &[(String, String)]) -> tracing::Dispatch {
+    fn subscriber(out: Captured, filter: &str, fields: &[(String, String)]) -> tracing::Dispatch {
         let log = LogConfig {
             fields: fields.to_vec(),
             ..LogConfig::default()
@@ -242,8 +215,8 @@ mod tests {
         ];
         for fields in static_fields {
             for record in records() {
-                let through_tracing = Buffer::default();
-                let direct = Buffer::default();
+                let through_tracing = Captured::default();
+                let direct = Captured::default();
                 let log = TextAccessLog::new(direct.clone(), Fixed, &fields);
                 tracing::dispatcher::with_default(
                     &subscriber(through_tracing.clone(), "info", &fields),
@@ -252,37 +225,37 @@ mod tests {
                         assert!(log.write(&record));
                     },
                 );
-                let expected = through_tracing.text();
+                let expected = through_tracing.take_text();
                 assert!(expected.contains(" INFO berth_http::middleware: request "));
-                assert_eq!(direct.text(), expected);
+                assert_eq!(direct.take_text(), expected);
             }
         }
     }
 
     #[test]
     fn the_filter_still_decides() {
-        let out = Buffer::default();
+        let out = Captured::default();
         let log = TextAccessLog::new(out.clone(), Fixed, &[]);
         let record = records()[6];
         // `accesslog.disabled`'s directive: taken (nothing to fall back to) and not written.
-        let dispatch = subscriber(Buffer::default(), "info,berth_http::middleware=warn", &[]);
+        let dispatch = subscriber(Captured::default(), "info,berth_http::middleware=warn", &[]);
         tracing::dispatcher::with_default(&dispatch, || assert!(log.write(&record)));
-        assert_eq!(out.text(), "");
-        let dispatch = subscriber(Buffer::default(), "berth_http=info", &[]);
+        assert_eq!(out.take_text(), "");
+        let dispatch = subscriber(Captured::default(), "berth_http=info", &[]);
         tracing::dispatcher::with_default(&dispatch, || assert!(log.write(&record)));
-        assert!(out.text().ends_with("duration_ms=1.3\n"));
+        assert!(out.take_text().ends_with("duration_ms=1.3\n"));
     }
 
     #[test]
     fn a_line_inside_a_span_is_left_to_tracing() {
-        let out = Buffer::default();
+        let out = Captured::default();
         let log = TextAccessLog::new(out.clone(), Fixed, &[]);
-        let dispatch = subscriber(Buffer::default(), "info", &[]);
+        let dispatch = subscriber(Captured::default(), "info", &[]);
         tracing::dispatcher::with_default(&dispatch, || {
             let span = tracing::info_span!("connection", peer = "x");
             span.in_scope(|| assert!(!log.write(&records()[6])));
             assert!(log.write(&records()[6]));
         });
-        assert_eq!(out.text().lines().count(), 1);
+        assert_eq!(out.take_text().lines().count(), 1);
     }
 }

@@ -161,32 +161,11 @@ pub(super) fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &str {
 #[cfg(test)]
 mod tests {
     use std::io;
-    use std::sync::{Arc, Mutex};
 
-    use tracing_subscriber::fmt::MakeWriter;
     use tracing_subscriber::fmt::format::DefaultFields;
 
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Buffer {
-        type Writer = Buffer;
-        fn make_writer(&'a self) -> Buffer {
-            self.clone()
-        }
-    }
+    use crate::logging::captured::Captured;
 
     #[derive(Debug, thiserror::Error)]
     #[error("outer")]
@@ -194,9 +173,9 @@ mod tests {
 
     /// The same events through the default fields and through [`TextFields`], as text.
     fn both(ansi: bool, log: fn()) -> (String, String) {
-        let default = Buffer::default();
-        let fast = Buffer::default();
-        let subscriber = |out: Buffer, fields: bool| {
+        let default = Captured::default();
+        let fast = Captured::default();
+        let subscriber = |out: Captured, fields: bool| {
             let b = tracing_subscriber::fmt()
                 .with_writer(out)
                 .with_ansi(ansi)
@@ -210,7 +189,7 @@ mod tests {
         };
         tracing::dispatcher::with_default(&subscriber(default.clone(), false), log);
         tracing::dispatcher::with_default(&subscriber(fast.clone(), true), log);
-        let text = |b: Buffer| String::from_utf8(b.0.lock().unwrap().clone()).unwrap();
+        let text = |b: Captured| b.take_text();
         (text(default), text(fast))
     }
 
