@@ -336,6 +336,8 @@ def _notes(fig):
         elif "p99_ms" in d:
             entries = f", {d['entries']:,.0f} entries" if d.get("entries", 100) != 100 else ""
             notes.append(f"{label} p99 {d['p99_ms']:.2f} ms{entries}")
+        elif "server_cpu" in d and fig["unit"] == "s":
+            notes.append(f"{label} CPU {d['server_cpu']:.2f} s + skopeo {d.get('client_cpu', 0):.2f} s")
     if "berth_over_disk" in fig:
         notes.append(
             f"vs durable write: berth {fig['berth_over_disk']:.2f}x, registry:2 {fig['registry2_over_disk']:.2f}x"
