@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures_util::stream;
 use oci::{Digest, RepoName};
 
+use crate::proxy::ServedBytes;
 use crate::{ByteStream, Error, FileRange, Registry, Result};
 
 /// A blob as a repository sees it.
@@ -27,6 +28,14 @@ pub enum ByteRange {
     From(u64),
     /// `bytes=-n`: the last n bytes.
     Last(u64),
+}
+
+/// A blob's bytes as a range of its open local file, for a server that sends them without copying.
+#[derive(Debug)]
+pub struct ZeroCopy {
+    pub range: FileRange,
+    /// For a pull-through cache's hit: to be told the length of each piece as it is sent.
+    pub served: Option<ServedBytes>,
 }
 
 /// A blob (or part of it) being served.
@@ -73,15 +82,14 @@ impl Registry {
 
     /// [`get_blob`](Self::get_blob), and the same bytes as a range of an open local file when the blob
     /// store keeps blobs in files (see `blobs::BlobReader::file`): a server may send that without
-    /// copying it, instead of streaming the content's `body`. `None` for every other store, for
-    /// repositories of a pull-through cache (their reads go through the cache's own bookkeeping) and for
-    /// manifests read as blobs.
+    /// copying it, instead of streaming the content's `body`. `None` for every other store and for
+    /// manifests read as blobs. A cached repository's hit comes with the counter its sent bytes go to.
     pub async fn get_blob_file(
         &self,
         repo: &RepoName,
         digest: &Digest,
         range: Option<ByteRange>,
-    ) -> Result<(BlobContent, Option<FileRange>)> {
+    ) -> Result<(BlobContent, Option<ZeroCopy>)> {
         // A cached repository answers from the cache, or else joins the blob's upstream fetch.
         let route = self.proxy_route(repo);
         let repo = route.as_ref().map_or(repo, |r| &r.local);
@@ -98,13 +106,14 @@ impl Registry {
         let range = range.map(|r| r.resolve(size)).transpose()?;
         match self.blobs.read(digest, range.clone()).await? {
             Some(reader) => {
-                let (body, file) = match route {
-                    Some(_) => (
-                        self.served_from_cache(repo, digest, reader.size, reader.body),
-                        None,
-                    ),
-                    None => (reader.body, reader.file),
+                let served = route
+                    .as_ref()
+                    .and_then(|_| self.served_from_cache(repo, digest, reader.size));
+                let body = match &served {
+                    Some(served) => served.clone().counting(reader.body),
+                    None => reader.body,
                 };
+                let file = reader.file.map(|range| ZeroCopy { range, served });
                 let content = BlobContent {
                     digest: digest.clone(),
                     size: reader.size,

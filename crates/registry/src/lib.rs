@@ -22,7 +22,7 @@ pub mod proxy;
 mod upload;
 mod upload_limit;
 
-pub use blob::{BlobContent, BlobInfo, ByteRange};
+pub use blob::{BlobContent, BlobInfo, ByteRange, ZeroCopy};
 pub use blobs::{ByteStream, FileRange, UploadId};
 pub use discovery::{DEFAULT_CATALOG_PAGE, DEFAULT_TAGS_PAGE, MAX_PAGE, Page, Referrers};
 pub use error::{BoxError, Error, Result};

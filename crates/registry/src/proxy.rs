@@ -124,32 +124,52 @@ impl Registry {
         Ok(())
     }
 
-    /// A cached blob's body, counted as a hit and as bytes the upstream did not have to send, and
-    /// recorded as pulled.
+    /// A cached blob read from the cache: counted as a hit and recorded as pulled. What it returns
+    /// counts the bytes as they are sent, as bytes the upstream did not have to send (`None` without a
+    /// cache).
     pub(crate) fn served_from_cache(
         &self,
         repo: &RepoName,
         digest: &oci::Digest,
         size: u64,
-        body: ByteStream,
-    ) -> ByteStream {
-        let Some(proxy) = &self.proxy else {
-            return body;
-        };
+    ) -> Option<ServedBytes> {
+        let proxy = self.proxy.as_ref()?;
         self.record_pull(repo, digest, metadata::CacheEntryKind::Blob, size);
         proxy.observer.event(CacheEvent::Hit(CacheKind::Blob));
-        let observer = Arc::clone(&proxy.observer);
-        Box::pin(body.inspect(move |chunk| {
-            if let Ok(bytes) = chunk {
-                observer.event(CacheEvent::ServedBytes(bytes.len() as u64));
-            }
-        }))
+        Some(ServedBytes(Arc::clone(&proxy.observer)))
     }
 
     fn observe(&self, event: CacheEvent) {
         if let Some(p) = &self.proxy {
             p.observer.event(event);
         }
+    }
+}
+
+/// Counts the bytes of a cache hit as they go out (the metrics' bytes served from the cache), whichever
+/// way they are sent: streamed (`counting`) or from the file by the server (`sent`, per piece).
+#[derive(Clone)]
+pub struct ServedBytes(Arc<dyn CacheObserver>);
+
+impl ServedBytes {
+    /// `n` more bytes of the blob were sent.
+    pub fn sent(&self, n: u64) {
+        self.0.event(CacheEvent::ServedBytes(n));
+    }
+
+    /// `body`, counting each chunk as it passes.
+    pub(crate) fn counting(self, body: ByteStream) -> ByteStream {
+        Box::pin(body.inspect(move |chunk| {
+            if let Ok(bytes) = chunk {
+                self.sent(bytes.len() as u64);
+            }
+        }))
+    }
+}
+
+impl std::fmt::Debug for ServedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServedBytes")
     }
 }
 

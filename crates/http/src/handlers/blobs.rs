@@ -23,6 +23,7 @@ use registry::{Error, Registry};
 
 use super::manifests::{MirrorLookup, OCI_NAMESPACE, namespaced};
 use super::{Result, empty};
+use crate::counted::Counted;
 use crate::headers::{CONTENT_DIGEST, RANGE_NAME, digest_and_etag, parse_blob_range, value};
 use crate::sendfile::{FileSink, SendfileBody};
 
@@ -88,7 +89,14 @@ pub async fn get(
     }
     let body = match (sink, file) {
         // `content.body` is dropped unpolled: it has read nothing.
-        (Some(sink), Some(file)) => Body::new(SendfileBody::new(sink.clone(), file)),
+        (Some(sink), Some(file)) => {
+            let body = Body::new(SendfileBody::new(sink.clone(), file.range));
+            match file.served {
+                // A frame is counted as hyper takes it, as the access log counts it.
+                Some(served) => Counted::wrap(body, move |n| served.sent(n), None),
+                None => body,
+            }
+        }
         _ => Body::from_stream(content.body),
     };
     Ok((status, headers, body).into_response())

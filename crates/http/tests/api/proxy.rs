@@ -11,7 +11,8 @@ use bytes::Bytes;
 use futures_util::stream;
 use oci::{Digest, Reference, RepoName};
 use registry::proxy::{
-    ManifestHead, Namespace, ProxyConfig, Upstream, UpstreamBlob, UpstreamError, UpstreamManifest,
+    CacheObserver, ManifestHead, Namespace, ProxyConfig, Upstream, UpstreamBlob, UpstreamError,
+    UpstreamManifest,
 };
 
 use crate::harness::{Harness, OCI_MANIFEST, image_manifest};
@@ -21,14 +22,14 @@ const DOWN: u8 = 1;
 const LIMITED: u8 = 2;
 
 /// An upstream holding one image, `library/alpine:3` (a manifest and one layer).
-struct OneImage {
+pub(crate) struct OneImage {
     manifest: Bytes,
-    layer: Bytes,
+    pub(crate) layer: Bytes,
     state: AtomicU8,
 }
 
 impl OneImage {
-    fn new() -> Arc<OneImage> {
+    pub(crate) fn new() -> Arc<OneImage> {
         let layer = Bytes::from_static(b"layer bytes of the upstream");
         let config = Digest::sha256_of(b"{}");
         let manifest = image_manifest(
@@ -109,6 +110,14 @@ impl Upstream for OneImage {
 /// A registry mirroring `upstream` under `docker.io` (Docker Hub's `library/` rule) that revalidates
 /// tags on every pull.
 async fn mirror(upstream: &Arc<OneImage>) -> Harness {
+    observed_mirror(upstream, None).await
+}
+
+/// [`mirror`], reporting the cache's events to `observer`.
+pub(crate) async fn observed_mirror(
+    upstream: &Arc<OneImage>,
+    observer: Option<Arc<dyn CacheObserver>>,
+) -> Harness {
     let config = ProxyConfig {
         namespaces: vec![Namespace {
             prefix: "docker.io".into(),
@@ -119,7 +128,7 @@ async fn mirror(upstream: &Arc<OneImage>) -> Harness {
         eviction: None,
     };
     Harness::with_app(registry::Config::default(), |reg, _| async move {
-        berth_http::router(reg.with_proxy(config, None))
+        berth_http::router(reg.with_proxy(config, observer))
     })
     .await
 }

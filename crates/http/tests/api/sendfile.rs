@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use oci::Digest;
+use registry::proxy::{CacheEvent, CacheObserver};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
@@ -26,6 +28,7 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
 use crate::harness::Harness;
 use crate::limits::{Running, serve_app};
+use crate::proxy::{OneImage, observed_mirror};
 use crate::tls::{Ca, Files};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -215,6 +218,72 @@ async fn keep_alive_gets_heads_and_ranges_are_sent_from_the_file_byte_for_byte()
         bytes_sent() - before >= blob_bytes as u64,
         "sent {} bytes with sendfile, served {blob_bytes}",
         bytes_sent() - before
+    );
+    drop(c);
+    running.stop().await;
+}
+
+/// Sums the blob bytes a pull-through cache reports as served from it.
+#[derive(Default)]
+struct ServedFromCache(AtomicU64);
+
+impl CacheObserver for ServedFromCache {
+    fn event(&self, event: CacheEvent) {
+        if let CacheEvent::ServedBytes(n) = event {
+            self.0.fetch_add(n, Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_pull_through_cache_hit_is_sent_from_the_file_and_counted_as_served_from_the_cache() {
+    let up = OneImage::new();
+    let served = Arc::new(ServedFromCache::default());
+    let h = observed_mirror(&up, Some(served.clone())).await;
+    let running = serve_app(h.app.clone(), ServeOptions::default()).await;
+    let path = format!(
+        "/v2/docker.io/library/alpine/blobs/{}",
+        Digest::sha256_of(&up.layer)
+    );
+    let mut c = plain(running.addr).await;
+
+    // The first GET is a miss: the fetch streams the upstream's bytes, nothing of it is a file yet.
+    let miss = c.ask("GET", &path, "").await;
+    assert_eq!(miss.status(), "200");
+    assert_eq!(miss.body, up.layer);
+    // The fetch links the blob just after its readers are done; from then on GETs are hits.
+    let started = Instant::now();
+    let hit = loop {
+        let before = bytes_sent();
+        let a = c.ask("GET", &path, "").await;
+        assert_eq!(a.status(), "200");
+        assert_eq!(a.body, up.layer);
+        if bytes_sent() - before == up.layer.len() as u64 {
+            break a;
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "no cache hit was sent from the file"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        hit.header("content-length"),
+        Some(&*up.layer.len().to_string())
+    );
+    // Every hit counted its bytes as served from the cache, the one sent from the file included.
+    let hits_before_it = served.0.load(Ordering::SeqCst) / up.layer.len() as u64;
+    assert!(hits_before_it >= 1);
+    assert_eq!(
+        served.0.load(Ordering::SeqCst) % up.layer.len() as u64,
+        0,
+        "whole blobs counted"
+    );
+    let before = served.0.load(Ordering::SeqCst);
+    c.ask("GET", &path, "").await;
+    assert_eq!(
+        served.0.load(Ordering::SeqCst) - before,
+        up.layer.len() as u64
     );
     drop(c);
     running.stop().await;
