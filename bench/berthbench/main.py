@@ -184,7 +184,7 @@ def run(o, work, ps, log, meta):
             b.push(rep, chunked=True)
         if "pull" in g:
             for clients in o.pull_clients:
-                b.pulls(clients)
+                b.pulls(rep, clients)
             log("  pulls done")
         if "rates" in g:
             b.rates()

@@ -107,6 +107,9 @@ http {{
         listen 127.0.0.1:{port};
         root {root};
         location / {{ }}
+        # The image the skopeo workload lays out as files: the registry API's answers, served statically.
+        location = /v2/ {{ default_type application/json; return 200 "{{}}"; }}
+        location ~ ^/v2/.+/manifests/ {{ default_type application/vnd.oci.image.manifest.v1+json; }}
     }}
 }}
 """

@@ -20,6 +20,17 @@ BIG_REPO = "bench/big"
 SKOPEO_PULLS_PER_REP = 3
 
 
+def _rotated(items, turn):
+    """`items` starting at position `turn` (mod their count), so that no one of them always goes first."""
+    k = turn % len(items)
+    return items[k:] + items[:k]
+
+
+def _skopeo_ref(url, repo):
+    """skopeo's name for `repo:v1` on the server at `url` (http://127.0.0.1:PORT)."""
+    return f"docker://{url.split('://')[1]}/{repo}:v1"
+
+
 class Results:
     """Measurements by row id and column ("berth", "registry2", "baseline", "limit"): lists of runs,
     each a number or a dict with a "value" and details (p50, p99, CPU)."""
@@ -177,12 +188,15 @@ class Bench:
         if client.pull_digest(self.nginx.url, "/big", b.size) != b.digest:
             raise RuntimeError("nginx serves different bytes than the registries")
 
-    def pulls(self, clients):
+    def pulls(self, rep, clients):
+        """Each server in turn, the first of them a different one each repetition: the pulls follow the
+        pushes, whose writeback (registry:2 does not fsync) would otherwise always slow the same server."""
         row = "pull_1" if clients == 1 else f"pull_{clients}"
         b = self.pull_blob
         ends = [(t.key, t.url, f"/v2/{BIG_REPO}/blobs/{b.digest}") for t in self.targets]
         ends.append(("limit", self.nginx.url, "/big"))
-        for key, url, path in ends:
+        os.sync()
+        for key, url, path in _rotated(ends, rep):
             wall, _ = client.pull_parallel(url, path, b.size, clients)
             self.results.add(row, key, clients * b.size / wall / 1e6)
 
@@ -274,36 +288,66 @@ class Bench:
             }
         )
         try:
-            refs = {t.key: f"docker://{t.url.split('://')[1]}/bench/skopeo-{rep}:v1" for t in self.targets}
-            for t in self.targets:
+            repo = f"bench/skopeo-{rep}"
+            ends = [(t.key, _skopeo_ref(t.url, repo), t.proc.pid, False) for t in self.targets]
+            for key, ref, pid, _ in ends:
                 os.sync()
-                self.results.add(
-                    "skopeo_push",
-                    t.key,
-                    self._skopeo_timed(t, ["copy", "--dest-tls-verify=false", f"oci:{layout}:v1", refs[t.key]], env),
-                )
-            # Pulls change nothing, so each repetition makes several, the registries in turn: skopeo's own
-            # CPU is most of a pull's time (the server's is reported beside it), and it varies run to run.
+                args = ["copy", "--dest-tls-verify=false", f"oci:{layout}:v1", ref]
+                self.results.add("skopeo_push", key, self._skopeo_timed(pid, False, args, env))
+            static = self._serve_statically(self.targets[0], repo)
+            ends.append(("limit", _skopeo_ref(self.nginx.url, repo), self.nginx.pid, True))
+            # Pulls change nothing, so each repetition makes several, the servers in turn (a different one
+            # first each round): skopeo's own CPU is most of a pull's time, and it varies run to run.
             for i in range(SKOPEO_PULLS_PER_REP):
-                for t in self.targets:
-                    out = os.path.join(self.work, f"pulled-{t.key}-{rep}-{i}")
+                for key, ref, pid, tree in _rotated(ends, rep * SKOPEO_PULLS_PER_REP + i):
+                    out = os.path.join(self.work, f"pulled-{key}-{rep}-{i}")
                     os.sync()
-                    self.results.add(
-                        "skopeo_pull",
-                        t.key,
-                        self._skopeo_timed(t, ["copy", "--src-tls-verify=false", refs[t.key], f"oci:{out}:v1"], env),
-                    )
+                    args = ["copy", "--src-tls-verify=false", ref, f"oci:{out}:v1"]
+                    self.results.add("skopeo_pull", key, self._skopeo_timed(pid, tree, args, env))
                     shutil.rmtree(out)
+            shutil.rmtree(static)
             self.log(f"  skopeo copy of {len(self.o.layer_sizes)} layers, {total / 1e6:.0f} MB: done")
         finally:
             shutil.rmtree(layout, ignore_errors=True)
 
-    def _skopeo_timed(self, target, args, env):
-        """One `skopeo --insecure-policy ARGS` against `target`: its wall time, with the CPU the server and
-        skopeo spent on it (a copy's time is mostly skopeo's own hashing and writing)."""
-        cpu0 = procs.cpu_seconds(target.proc.pid)
+    def _serve_statically(self, target, repo):
+        """Lays the image `target` holds as `repo:v1` out in nginx's root as the files a registry would
+        answer with (the manifest, and each blob hard-linked from `target`'s storage): a skopeo pull from
+        nginx is the least time a pull of that image can take, skopeo's own work with no registry logic.
+        Returns the tree to remove afterwards."""
+        conn = client.Conn(target.url)
+        try:
+            accept = {"Accept": client.OCI_MANIFEST}
+            hdrs, data = conn.expect((200,), "GET", f"/v2/{repo}/manifests/v1", headers=accept)
+        finally:
+            conn.close()
+        if hdrs.get("content-type") != client.OCI_MANIFEST:
+            raise RuntimeError(f"{target.label} answered {repo}:v1 with {hdrs.get('content-type')}")
+        manifest = json.loads(data)
+        top = os.path.join(self.docroot, "v2")
+        here = os.path.join(top, repo)
+        for sub in ("manifests", "blobs"):
+            os.makedirs(os.path.join(here, sub), mode=0o755)
+        with open(os.path.join(here, "manifests", "v1"), "wb") as f:
+            f.write(data)
+        for desc in [manifest["config"], *manifest["layers"]]:
+            src = servers.find_blob_file(target.root, desc["digest"])
+            if src is None:
+                raise RuntimeError(f"no file for {desc['digest']} under {target.root}")
+            os.link(src, os.path.join(here, "blobs", desc["digest"]))
+        # nginx may run as nobody: every directory searchable, every file readable.
+        for dirpath, _, filenames in os.walk(top):
+            os.chmod(dirpath, 0o755)
+            for name in filenames:
+                os.chmod(os.path.join(dirpath, name), 0o644)
+        return top
+
+    def _skopeo_timed(self, pid, tree, args, env):
+        """One `skopeo --insecure-policy ARGS` against the server `pid` (and its children if `tree`): its wall
+        time, with the CPU the server and skopeo spent on it (mostly skopeo's own hashing and writing)."""
+        cpu0 = procs.cpu_seconds(pid, tree)
         wall, skopeo_cpu, _ = procs.run_timed(["skopeo", "--insecure-policy", *args], env=env, timeout=600)
-        return {"value": wall, "server_cpu": procs.cpu_seconds(target.proc.pid) - cpu0, "client_cpu": skopeo_cpu}
+        return {"value": wall, "server_cpu": procs.cpu_seconds(pid, tree) - cpu0, "client_cpu": skopeo_cpu}
 
     # ---- memory ----
 
