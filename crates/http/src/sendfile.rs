@@ -24,6 +24,11 @@
 //! timeout, graceful shutdown and connection cap are untouched: [`SendfileIo`] sits under `StallIo`, and
 //! `sendfile` on the non-blocking socket returns `WouldBlock` like any write.
 //!
+//! While a response's file bytes go out the socket is corked (`TCP_CORK`, as nginx's `tcp_nopush`): the
+//! response head and each `sendfile` call leave in full segments, and the last frame of the body uncorks
+//! it, which sends the tail at once. Without it, each 2 MiB call left as smaller segments, and on Linux
+//! 6.18 a single pull ran at 0.7x nginx's speed (1.9 against 2.7 GB/s with curl; 2.7 corked).
+//!
 //! `sendfile` reads the file synchronously: from the page cache that is a page reference, not a copy;
 //! a cold blob on a slow disk holds the worker for the read of at most one frame (2 MiB).
 
@@ -74,15 +79,22 @@ static SENT: AtomicU64 = AtomicU64::new(0);
 /// hyper (HTTP/1 writes one response at a time, in order, so frames reach the socket in that order too).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FileSink {
-    queue: Arc<Mutex<VecDeque<FileRange>>>,
+    queue: Arc<Mutex<VecDeque<Queued>>>,
+}
+
+/// One placeholder frame's file range, and whether it ends its response's body.
+#[derive(Debug)]
+struct Queued {
+    range: FileRange,
+    last: bool,
 }
 
 impl FileSink {
-    fn push(&self, range: FileRange) {
-        self.lock().push_back(range);
+    fn push(&self, range: FileRange, last: bool) {
+        self.lock().push_back(Queued { range, last });
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<FileRange>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Queued>> {
         // Nothing panics while holding the lock; a poisoned queue is still a consistent queue.
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -122,8 +134,9 @@ impl http_body::Body for SendfileBody {
         };
         range.offset += n as u64;
         range.len -= n as u64;
+        let last = range.len == 0;
         // Queued as the frame is handed out: hyper writes frames in the order it gets them.
-        self.sink.push(frame);
+        self.sink.push(frame, last);
         Poll::Ready(Some(Ok(Frame::data(region().slice(..n)))))
     }
 
@@ -140,18 +153,25 @@ impl http_body::Body for SendfileBody {
 pub(crate) struct SendfileIo {
     tcp: TcpStream,
     sink: FileSink,
+    /// Whether TCP_CORK is set: from the write of a head before file bytes to the last of them.
+    corked: bool,
 }
 
 impl SendfileIo {
     pub fn new(tcp: TcpStream, sink: FileSink) -> SendfileIo {
-        SendfileIo { tcp, sink }
+        SendfileIo {
+            tcp,
+            sink,
+            corked: false,
+        }
     }
 
     /// Sends the `want` bytes that a placeholder slice stands for, from the range at the head of the
     /// queue; returns the count actually sent.
-    fn poll_send_file(&self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+    fn poll_send_file(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        self.cork(true)?;
         let mut queue = self.sink.lock();
-        let Some(range) = queue.front_mut() else {
+        let Some(Queued { range, last }) = queue.front_mut() else {
             return Poll::Ready(Err(out_of_step("no file range is queued")));
         };
         if range.len != want as u64 {
@@ -179,16 +199,32 @@ impl SendfileIo {
                 Ok(n) => {
                     range.offset += n as u64;
                     range.len -= n as u64;
-                    if range.len == 0 {
-                        queue.pop_front();
-                    }
                     SENT.fetch_add(n as u64, Ordering::Relaxed);
+                    if range.len == 0 {
+                        let ends_body = *last;
+                        queue.pop_front();
+                        drop(queue);
+                        if ends_body {
+                            self.cork(false)?;
+                        }
+                    }
                     return Poll::Ready(Ok(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
+    }
+}
+
+impl SendfileIo {
+    /// Sets TCP_CORK to `on` unless it already is.
+    fn cork(&mut self, on: bool) -> io::Result<()> {
+        if self.corked != on {
+            rustix::net::sockopt::set_tcp_cork(&self.tcp, on)?;
+            self.corked = on;
+        }
+        Ok(())
     }
 }
 
@@ -213,7 +249,7 @@ impl AsyncWrite for SendfileIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         if is_placeholder(buf) {
-            return self.poll_send_file(cx, buf.len());
+            return self.get_mut().poll_send_file(cx, buf.len());
         }
         Pin::new(&mut self.tcp).poll_write(cx, buf)
     }
@@ -225,11 +261,14 @@ impl AsyncWrite for SendfileIo {
     ) -> Poll<io::Result<usize>> {
         match bufs.iter().position(|b| is_placeholder(b)) {
             Some(first) if bufs[..first].iter().all(|b| b.is_empty()) => {
-                self.poll_send_file(cx, bufs[first].len())
+                self.get_mut().poll_send_file(cx, bufs[first].len())
             }
-            // The real bytes before the first placeholder (the response head); the caller comes back
-            // for the rest.
-            Some(first) => Pin::new(&mut self.tcp).poll_write_vectored(cx, &bufs[..first]),
+            // The real bytes before the first placeholder (the response head), corked so that they
+            // leave with the file's first bytes; the caller comes back for the rest.
+            Some(first) => {
+                self.cork(true)?;
+                Pin::new(&mut self.tcp).poll_write_vectored(cx, &bufs[..first])
+            }
             None => Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs),
         }
     }
@@ -306,6 +345,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_socket_is_corked_from_the_head_to_the_last_file_byte() {
+        let sink = FileSink::default();
+        let (mut io, mut client) = pair(&sink).await;
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let len = 2 * REGION_LEN + 100;
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut body = SendfileBody::new(sink.clone(), file_range(&data, 0, len as u64));
+        let corked = |io: &SendfileIo| rustix::net::sockopt::tcp_cork(&io.tcp).unwrap();
+        assert!(!corked(&io));
+
+        let mut head = Bytes::from_static(b"head");
+        let mut seen = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let mut frame = frame.unwrap().into_data().unwrap();
+            while !head.is_empty() || !frame.is_empty() {
+                let slices = [IoSlice::new(&head), IoSlice::new(&frame)];
+                let n = io.write_vectored(&slices).await.unwrap();
+                let from_head = n.min(head.len());
+                head = head.slice(from_head..);
+                frame = frame.slice(n - from_head..);
+                // Corked as soon as the head is written, until the body's very last byte.
+                seen.push(corked(&io));
+            }
+        }
+        assert!(!corked(&io), "the last frame uncorks the socket");
+        assert_eq!(seen.pop(), Some(false));
+        assert!(!seen.is_empty() && seen.iter().all(|&c| c), "{seen:?}");
+        drop(io);
+        let got = reader.await.unwrap();
+        assert_eq!(&got[..4], b"head");
+        assert!(got[4..] == data[..], "the file's bytes, in order");
+    }
+
+    #[tokio::test]
     async fn a_placeholder_without_its_file_range_is_never_written() {
         let sink = FileSink::default();
         let (mut io, mut client) = pair(&sink).await;
@@ -317,13 +394,13 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("out of step"), "{err}");
         // Queued, but for another length.
-        sink.push(file_range(b"0123456789abc", 0, 13));
+        sink.push(file_range(b"0123456789abc", 0, 13), true);
         let err = io.write(&stray).await.unwrap_err();
         assert!(err.to_string().contains("out of step"), "{err}");
         // A file cut short of its range.
         let sink = FileSink::default();
         let (mut io2, mut client2) = pair(&sink).await;
-        sink.push(file_range(b"abc", 0, 10));
+        sink.push(file_range(b"abc", 0, 10), true);
         let err = io2.write_all(&stray).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         drop((io, io2));
