@@ -158,6 +158,18 @@ impl Authority {
 
     /// Whether `caller` may do everything `wants` lists.
     pub fn authorize(&self, caller: &Caller, wants: &[Scope]) -> Decision {
+        self.authorize_asking(caller, wants, &[])
+    }
+
+    /// [`authorize`](Self::authorize), with a challenge that also names `optional`: scopes the request
+    /// can use but does not need (a mount's source, which turns the request into a plain upload when it
+    /// is missing), so that a token client asks for them too.
+    pub fn authorize_asking(
+        &self,
+        caller: &Caller,
+        wants: &[Scope],
+        optional: &[Scope],
+    ) -> Decision {
         let allowed = if wants.is_empty() {
             // GET /v2/: every authenticated caller; anonymous ones only where the base is open.
             caller.identity != Identity::Anonymous
@@ -168,12 +180,13 @@ impl Authority {
         if allowed {
             return Decision::Allow;
         }
+        let asked: Vec<Scope> = wants.iter().chain(optional).cloned().collect();
         match (&caller.identity, &caller.grants) {
             (Identity::Anonymous, _) => Decision::Unauthorized {
-                challenge: self.challenge(wants, false),
+                challenge: self.challenge(&asked, false),
             },
             (Identity::User(_), Some(_)) => Decision::Unauthorized {
-                challenge: self.challenge(wants, true),
+                challenge: self.challenge(&asked, true),
             },
             (Identity::User(_), None) => Decision::Denied,
         }

@@ -1,31 +1,32 @@
 //! Authentication and authorization at the HTTP edge: a middleware that asks the [`Authority`] whether a
 //! request may go ahead, before any handler runs.
 //!
-//! The middleware parses the request into an [`Endpoint`] with the very function the dispatcher uses, so
-//! the repository it authorizes is exactly the repository the handler will touch: percent escapes (`%2F`),
-//! `..`, empty components and uppercase are refused by that parser as NAME_INVALID, never normalised into
-//! another name. A request that does not parse is passed on untouched: the dispatcher parses it the same
-//! way and answers the error, so it can reach no repository.
+//! A request is parsed once. The middleware parses it into an [`Endpoint`] (path and query, by the one
+//! set of decoding rules in `endpoint.rs`), authorizes that endpoint, and hands exactly that parse to the
+//! dispatcher as [`Authorized`]; the dispatcher of a guarded router never parses the request again, and
+//! nothing rewrites it in between. So the repository authorized is the repository the handler touches:
+//! percent escapes (`%2F`), `..`, empty components and uppercase are refused by that parser as
+//! NAME_INVALID, never normalised into another name, and an escaped query key (`%6Dount=`) means the
+//! same to both. A request that does not parse is answered with its error here: it reaches no handler.
 //!
 //! Each endpoint needs the actions of [`scopes`] (registry:2's mapping). Writes need pull as well as push,
-//! as in registry:2 and in the scopes Docker clients request. A cross-repository mount also needs pull on
-//! its source; when the caller may not pull the source (or names none, meaning "any repository"), the
-//! mount parameters are dropped and the request becomes an ordinary upload, which the spec allows when a
-//! mount cannot be done: the caller learns nothing about the other repository and still gets its 202.
+//! as in registry:2 and in the scopes Docker clients request. Two reads reach a repository other than the
+//! one the path names, and each is authorized where it is performed, with the caller's [`Access`]: a
+//! cross-repository mount reads its source (the mount handler mounts only from a source the caller may
+//! pull, and otherwise starts an ordinary upload, which the spec allows when a mount cannot be done: the
+//! caller learns nothing about the other repository and still gets its 202), and containerd's `?ns=`
+//! reads a cached repository (the handler reads it only if the caller may pull it).
 //!
-//! Allowed requests carry an [`Access`] and their parsed [`Endpoint`] in their extensions (the catalog
-//! handler filters with the one, the dispatcher routes on the other without parsing again), and
-//! their responses carry the [`AuthenticatedUser`] for the access log. Refusals are spec error bodies:
-//! 401 UNAUTHORIZED with `WWW-Authenticate`, or 403 DENIED. Nothing secret is logged or echoed: the
+//! Refusals are spec error bodies: 401 UNAUTHORIZED with `WWW-Authenticate`, or 403 DENIED. Allowed
+//! responses carry the [`AuthenticatedUser`] for the access log. Nothing secret is logged or echoed: the
 //! `Authorization` header is read here and nowhere else.
 
 use std::sync::Arc;
 
 use ::auth::{Action, Authority, Caller, Decision, Scope};
 use axum::extract::{Request, State};
+use axum::http::HeaderValue;
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use axum::http::uri::PathAndQuery;
-use axum::http::{HeaderValue, Uri};
 use axum::middleware::Next;
 use axum::response::Response;
 use registry::{DEFAULT_CATALOG_PAGE, MAX_PAGE, Page, Registry};
@@ -34,7 +35,8 @@ use crate::endpoint::{BlobOp, Endpoint, ManifestOp, UploadStartKind};
 use crate::error::ApiError;
 use crate::middleware::RequestId;
 
-/// What an allowed request's caller may see, for handlers that filter listings.
+/// What an allowed request's caller may do beyond the request itself, for handlers that read another
+/// repository than the path's or filter listings.
 #[derive(Clone)]
 pub struct Access {
     authority: Arc<Authority>,
@@ -42,10 +44,29 @@ pub struct Access {
 }
 
 impl Access {
-    /// Whether the caller's catalog shows `repo`.
+    pub fn new(authority: Arc<Authority>, caller: Caller) -> Access {
+        Access { authority, caller }
+    }
+
+    /// Whether the caller's catalog shows `repo` (a catalog grant shows every repository).
     pub fn lists(&self, repo: &str) -> bool {
         self.authority.lists(&self.caller, repo)
     }
+
+    /// Whether the caller may read `repo`'s content: the check of every read of a repository the
+    /// request's path does not name (a mount's source, a `?ns=` mirror lookup). A catalog grant is not
+    /// enough: it shows names, never content.
+    pub fn may_pull(&self, repo: &str) -> bool {
+        self.authority.may(&self.caller, repo, Action::Pull)
+    }
+}
+
+/// A request the middleware allowed: the one parse of it that was authorized, and what its caller may
+/// do. The guarded router's dispatcher routes on this and nothing else.
+#[derive(Clone)]
+pub struct Authorized {
+    pub endpoint: Endpoint,
+    pub access: Access,
 }
 
 /// The user a response was served to (in the response's extensions), for the access log.
@@ -59,10 +80,12 @@ pub async fn authorize(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let Ok(endpoint) = Endpoint::parse(req.method(), req.uri().path(), req.uri().query()) else {
-        return next.run(req).await;
-    };
     let request_id = RequestId::of(&req);
+    let endpoint = match Endpoint::parse(req.method(), req.uri().path(), req.uri().query()) {
+        Ok(endpoint) => endpoint,
+        // Unparseable: it names no repository, so there is nothing to authorize and nothing to reach.
+        Err(e) => return e.into_response(&request_id),
+    };
     // A header that is not visible ASCII cannot be credentials; it is refused like wrong ones.
     let header = match req.headers().get(AUTHORIZATION) {
         None => None,
@@ -72,39 +95,11 @@ pub async fn authorize(
         Ok(caller) => caller,
         Err(decision) => return refuse(decision, &request_id),
     };
-
-    let mut wants = scopes(&endpoint);
-    // The dispatcher takes the parsed endpoint from the request rather than parsing the path again,
-    // unless the query was rewritten below (then it parses the new one).
-    let mut parsed = Some(endpoint.clone());
-    if let Endpoint::UploadStart {
-        name,
-        kind: UploadStartKind::Mount { from, .. },
-    } = &endpoint
-    {
-        let readable = from
-            .as_ref()
-            .is_some_and(|f| authority.may(&caller, f.as_str(), Action::Pull));
-        if !readable {
-            drop_mount(&mut req);
-            parsed = None;
-            wants = vec![Scope::repository(
-                name.as_str(),
-                &[Action::Pull, Action::Push],
-            )];
-        }
-    }
-
-    match authority.authorize(&caller, &wants) {
+    match authority.authorize_asking(&caller, &scopes(&endpoint), &optional_scopes(&endpoint)) {
         Decision::Allow => {
             let user = caller.identity.user().map(str::to_string);
-            req.extensions_mut().insert(Access {
-                authority: authority.clone(),
-                caller,
-            });
-            if let Some(endpoint) = parsed {
-                req.extensions_mut().insert(endpoint);
-            }
+            let access = Access::new(authority.clone(), caller);
+            req.extensions_mut().insert(Authorized { endpoint, access });
             let mut resp = next.run(req).await;
             if let Some(user) = user {
                 resp.extensions_mut().insert(AuthenticatedUser(user));
@@ -116,7 +111,9 @@ pub async fn authorize(
 }
 
 /// The scopes a request needs, as registry:2 maps them: reads need pull; uploads and manifest puts need
-/// pull and push (a mount also pull on its source); deletes need delete; the catalog its own scope.
+/// pull and push; deletes need delete; the catalog its own scope. A mount's source is not among them:
+/// the mount handler checks it (see the module comment), so a mount from a repository the caller may not
+/// read is an ordinary upload, not a refusal.
 pub fn scopes(endpoint: &Endpoint) -> Vec<Scope> {
     use Action::{Delete, Pull, Push};
     let repo = |name: &oci::RepoName, actions: &[Action]| Scope::repository(name.as_str(), actions);
@@ -133,19 +130,23 @@ pub fn scopes(endpoint: &Endpoint) -> Vec<Scope> {
             BlobOp::Get | BlobOp::Head => vec![repo(name, &[Pull])],
             BlobOp::Delete => vec![repo(name, &[Delete])],
         },
-        Endpoint::UploadStart { name, kind } => {
-            let mut wants = vec![repo(name, &[Pull, Push])];
-            if let UploadStartKind::Mount {
-                from: Some(from), ..
-            } = kind
-                && from != name
-            {
-                wants.push(repo(from, &[Pull]));
-            }
-            wants
-        }
+        Endpoint::UploadStart { name, .. } => vec![repo(name, &[Pull, Push])],
         // Cancelling an upload is part of pushing, not a deletion of content.
         Endpoint::Upload { name, .. } => vec![repo(name, &[Pull, Push])],
+    }
+}
+
+/// The scopes a request can use beyond [`scopes`], named in its challenge so that a token client asks
+/// for them: pull on a mount's source.
+pub fn optional_scopes(endpoint: &Endpoint) -> Vec<Scope> {
+    match endpoint {
+        Endpoint::UploadStart {
+            name,
+            kind: UploadStartKind::Mount {
+                from: Some(from), ..
+            },
+        } if from != name => vec![Scope::repository(from.as_str(), &[Action::Pull])],
+        _ => Vec::new(),
     }
 }
 
@@ -198,33 +199,6 @@ fn refuse(decision: Decision, request_id: &str) -> Response {
         Decision::Allow => registry::Error::Denied.into(),
     };
     error.into_response(request_id)
-}
-
-/// Removes `mount` and `from` from the request's query, turning a mount into an ordinary upload start (or
-/// a monolithic one when `digest` is there too).
-fn drop_mount(req: &mut Request) {
-    let uri = req.uri();
-    let kept: Vec<&str> = uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|kv| {
-            let key = kv.split_once('=').map_or(*kv, |(k, _)| k);
-            !kv.is_empty() && key != "mount" && key != "from"
-        })
-        .collect();
-    let path_and_query = if kept.is_empty() {
-        uri.path().to_string()
-    } else {
-        format!("{}?{}", uri.path(), kept.join("&"))
-    };
-    let mut parts = uri.clone().into_parts();
-    parts.path_and_query = PathAndQuery::try_from(path_and_query).ok();
-    // The parts came from a valid URI and only lost query pairs, so this cannot fail; if it somehow did,
-    // the request keeps its URI, and the scopes already computed still require push on the target.
-    if let Ok(new) = Uri::from_parts(parts) {
-        *req.uri_mut() = new;
-    }
 }
 
 #[cfg(test)]
@@ -313,7 +287,7 @@ mod tests {
                 Method::POST,
                 "/v2/a/blobs/uploads/".into(),
                 Some(format!("mount={d}&from=b/c")),
-                vec!["repository:a:pull,push", "repository:b/c:pull"],
+                vec!["repository:a:pull,push"],
             ),
             (
                 Method::POST,
@@ -358,30 +332,6 @@ mod tests {
                 want,
                 "{method} {path}"
             );
-        }
-    }
-
-    #[test]
-    fn dropping_a_mount_keeps_the_other_parameters() {
-        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        for (query, want) in [
-            (
-                format!("mount={d}&from=secret"),
-                "/v2/a/blobs/uploads/".to_string(),
-            ),
-            (format!("mount={d}"), "/v2/a/blobs/uploads/".to_string()),
-            (
-                format!("from=secret&digest={d}&mount={d}"),
-                format!("/v2/a/blobs/uploads/?digest={d}"),
-            ),
-        ] {
-            let mut req = Request::builder()
-                .method(Method::POST)
-                .uri(format!("/v2/a/blobs/uploads/?{query}"))
-                .body(axum::body::Body::empty())
-                .unwrap();
-            drop_mount(&mut req);
-            assert_eq!(req.uri().to_string(), want);
         }
     }
 }

@@ -86,17 +86,19 @@ pub enum Endpoint {
         n: Option<usize>,
         last: Option<String>,
     },
-    /// `GET|HEAD|PUT|DELETE /v2/<name>/manifests/<reference>`.
+    /// `GET|HEAD|PUT|DELETE /v2/<name>/manifests/<reference>[?ns=]`.
     Manifest {
         name: RepoName,
         reference: Reference,
         op: ManifestOp,
+        ns: Option<Namespace>,
     },
-    /// `GET|HEAD|DELETE /v2/<name>/blobs/<digest>`.
+    /// `GET|HEAD|DELETE /v2/<name>/blobs/<digest>[?ns=]`.
     Blob {
         name: RepoName,
         digest: Digest,
         op: BlobOp,
+        ns: Option<Namespace>,
     },
     /// `POST /v2/<name>/blobs/uploads/`.
     UploadStart {
@@ -115,6 +117,26 @@ pub enum Endpoint {
         digest: Digest,
         artifact_type: Option<String>,
     },
+}
+
+/// containerd's `?ns=` on a read: the registry host a mirror request is really for
+/// (`/v2/library/alpine/manifests/3?ns=docker.io`). Only a host's characters (letters, digits, `.-:`) are
+/// kept; anything else is no namespace at all, as if the parameter were absent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Namespace(String);
+
+impl Namespace {
+    fn parse(raw: &str) -> Option<Namespace> {
+        let host = !raw.is_empty()
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b));
+        host.then(|| Namespace(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// The resource a path addresses, before the method is looked at.
@@ -203,6 +225,7 @@ impl Endpoint {
                 Ok(Endpoint::Manifest {
                     name,
                     reference: manifest_reference(reference)?,
+                    ns: query.namespace_of(matches!(op, ManifestOp::Get | ManifestOp::Head)),
                     op,
                 })
             }
@@ -217,6 +240,7 @@ impl Endpoint {
                 Ok(Endpoint::Blob {
                     name,
                     digest: digest_segment(digest)?,
+                    ns: query.namespace_of(matches!(op, BlobOp::Get | BlobOp::Head)),
                     op,
                 })
             }
@@ -409,6 +433,11 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// containerd's `ns`, on a read (`read`); writes and deletes name their repository alone.
+    fn namespace_of(&self, read: bool) -> Option<Namespace> {
+        self.get("ns").filter(|_| read).and_then(Namespace::parse)
+    }
+
     /// `n`, the page size of tag and catalog listings.
     fn n(&self) -> Result<Option<usize>, Error> {
         self.get("n")
@@ -457,6 +486,9 @@ mod tests {
         let esc = D.replace(':', "%3A");
         let mount = format!("mount={D}&from=other/repo");
         let mount_bad_from = format!("mount={D}&from=Bad..Name");
+        let mount_escaped = format!("%6Dount={}&%66rom=other%2Frepo", D.replace(':', "%3a"));
+        let mount_upper = format!("MOUNT={D}&From=other/repo");
+        let mount_twice = format!("mount={D}&from=first&mount={D2}&from=second");
         let digest_q = format!("digest={D}");
         let tags_last = "n=10&last=v1.0".to_string();
         let blob_path = format!("/v2/a/b/blobs/{D}");
@@ -481,11 +513,11 @@ mod tests {
             (Method::GET, "/v2/a/b/c/tags/list", Some(&tags_last), Want::Ok(Endpoint::Tags { name: name("a/b/c"), n: Some(10), last: Some("v1.0".into()) })),
             (Method::PUT, "/v2/a/tags/list", None, E(405, "UNSUPPORTED")),
             (Method::GET, "/v2/tags/list", None, E(400, "NAME_INVALID")),
-            (Method::GET, "/v2/a/b/manifests/latest", None, Want::Ok(Endpoint::Manifest { name: name("a/b"), reference: tag("latest"), op: ManifestOp::Get })),
-            (Method::HEAD, "/v2/a/manifests/v1", None, Want::Ok(Endpoint::Manifest { name: name("a"), reference: tag("v1"), op: ManifestOp::Head })),
-            (Method::PUT, "/v2/a/manifests/v1", None, Want::Ok(Endpoint::Manifest { name: name("a"), reference: tag("v1"), op: ManifestOp::Put })),
-            (Method::DELETE, &man_digest, None, Want::Ok(Endpoint::Manifest { name: name("a"), reference: Reference::Digest(d()), op: ManifestOp::Delete })),
-            (Method::GET, &man_digest_esc, None, Want::Ok(Endpoint::Manifest { name: name("a"), reference: Reference::Digest(d()), op: ManifestOp::Get })),
+            (Method::GET, "/v2/a/b/manifests/latest", None, Want::Ok(Endpoint::Manifest { name: name("a/b"), reference: tag("latest"), op: ManifestOp::Get, ns: None })),
+            (Method::HEAD, "/v2/a/manifests/v1", None, Want::Ok(Endpoint::Manifest { name: name("a"), reference: tag("v1"), op: ManifestOp::Head, ns: None })),
+            (Method::PUT, "/v2/a/manifests/v1", None, Want::Ok(Endpoint::Manifest { name: name("a"), reference: tag("v1"), op: ManifestOp::Put, ns: None })),
+            (Method::DELETE, &man_digest, None, Want::Ok(Endpoint::Manifest { name: name("a"), reference: Reference::Digest(d()), op: ManifestOp::Delete, ns: None })),
+            (Method::GET, &man_digest_esc, None, Want::Ok(Endpoint::Manifest { name: name("a"), reference: Reference::Digest(d()), op: ManifestOp::Get, ns: None })),
             (Method::POST, "/v2/a/manifests/v1", None, E(405, "UNSUPPORTED")),
             (Method::GET, "/v2/a/manifests/sha256:totallywrong", None, E(400, "DIGEST_INVALID")),
             (Method::GET, "/v2/a/manifests/-bad", None, E(400, "MANIFEST_INVALID")),
@@ -494,20 +526,31 @@ mod tests {
             (Method::GET, "/v2/a/manifests/", None, E(400, "MANIFEST_INVALID")),
             (Method::GET, "/v2/manifests/latest", None, E(400, "NAME_INVALID")),
             // a repository whose name ends in "manifests" is still read from the right
-            (Method::GET, "/v2/x/manifests/manifests/latest", None, Want::Ok(Endpoint::Manifest { name: name("x/manifests"), reference: tag("latest"), op: ManifestOp::Get })),
-            (Method::GET, &blob_path, None, Want::Ok(Endpoint::Blob { name: name("a/b"), digest: d(), op: BlobOp::Get })),
-            (Method::HEAD, &blob_esc, None, Want::Ok(Endpoint::Blob { name: name("a/b"), digest: d(), op: BlobOp::Head })),
-            (Method::DELETE, &blob_path, None, Want::Ok(Endpoint::Blob { name: name("a/b"), digest: d(), op: BlobOp::Delete })),
+            (Method::GET, "/v2/x/manifests/manifests/latest", None, Want::Ok(Endpoint::Manifest { name: name("x/manifests"), reference: tag("latest"), op: ManifestOp::Get, ns: None })),
+            (Method::GET, &blob_path, None, Want::Ok(Endpoint::Blob { name: name("a/b"), digest: d(), op: BlobOp::Get, ns: None })),
+            (Method::HEAD, &blob_esc, None, Want::Ok(Endpoint::Blob { name: name("a/b"), digest: d(), op: BlobOp::Head, ns: None })),
+            (Method::DELETE, &blob_path, None, Want::Ok(Endpoint::Blob { name: name("a/b"), digest: d(), op: BlobOp::Delete, ns: None })),
             (Method::PUT, &blob_path, None, E(405, "UNSUPPORTED")),
             (Method::GET, "/v2/a/blobs/sha256:totallywrong", None, E(400, "DIGEST_INVALID")),
             (Method::GET, &md5, None, E(400, "DIGEST_INVALID")),
             (Method::GET, "/v2/a/blobs/..", None, E(400, "DIGEST_INVALID")),
-            (Method::GET, &blobs_named_repo, None, Want::Ok(Endpoint::Blob { name: name("blobs/uploads"), digest: digest(D2), op: BlobOp::Get })),
+            (Method::GET, &blobs_named_repo, None, Want::Ok(Endpoint::Blob { name: name("blobs/uploads"), digest: digest(D2), op: BlobOp::Get, ns: None })),
             (Method::POST, "/v2/a/b/blobs/uploads/", None, Want::Ok(Endpoint::UploadStart { name: name("a/b"), kind: UploadStartKind::Session })),
             (Method::POST, "/v2/a/blobs/uploads", None, Want::Ok(Endpoint::UploadStart { name: name("a"), kind: UploadStartKind::Session })),
             (Method::POST, "/v2/a/blobs/uploads/", Some(&digest_q), Want::Ok(Endpoint::UploadStart { name: name("a"), kind: UploadStartKind::Monolithic(d()) })),
             (Method::POST, "/v2/a/blobs/uploads/", Some(&mount), Want::Ok(Endpoint::UploadStart { name: name("a"), kind: UploadStartKind::Mount { digest: d(), from: Some(name("other/repo")) } })),
             (Method::POST, "/v2/a/blobs/uploads/", Some(&mount_bad_from), E(400, "NAME_INVALID")),
+            // query keys and values decode by one rule (this parse is the only reader of the query):
+            // an escaped key is the key, a differently cased one is another key, the first of two wins
+            (Method::POST, "/v2/a/blobs/uploads/", Some(&mount_escaped), Want::Ok(Endpoint::UploadStart { name: name("a"), kind: UploadStartKind::Mount { digest: d(), from: Some(name("other/repo")) } })),
+            (Method::POST, "/v2/a/blobs/uploads/", Some(&mount_upper), Want::Ok(Endpoint::UploadStart { name: name("a"), kind: UploadStartKind::Session })),
+            (Method::POST, "/v2/a/blobs/uploads/", Some(&mount_twice), Want::Ok(Endpoint::UploadStart { name: name("a"), kind: UploadStartKind::Mount { digest: d(), from: Some(name("first")) } })),
+            (Method::GET, "/v2/a/manifests/v1", Some("ns=docker.io"), Want::Ok(Endpoint::Manifest { name: name("a"), reference: tag("v1"), op: ManifestOp::Get, ns: Some(Namespace("docker.io".into())) })),
+            (Method::HEAD, &blob_path, Some("%6Es=docker%2Eio&ns=quay.io"), Want::Ok(Endpoint::Blob { name: name("a/b"), digest: d(), op: BlobOp::Head, ns: Some(Namespace("docker.io".into())) })),
+            (Method::GET, &blob_path, Some("ns=a/b"), Want::Ok(Endpoint::Blob { name: name("a/b"), digest: d(), op: BlobOp::Get, ns: None })),
+            (Method::GET, &blob_path, Some("NS=docker.io"), Want::Ok(Endpoint::Blob { name: name("a/b"), digest: d(), op: BlobOp::Get, ns: None })),
+            (Method::PUT, "/v2/a/manifests/v1", Some("ns=docker.io"), Want::Ok(Endpoint::Manifest { name: name("a"), reference: tag("v1"), op: ManifestOp::Put, ns: None })),
+            (Method::DELETE, &blob_path, Some("ns=docker.io"), Want::Ok(Endpoint::Blob { name: name("a/b"), digest: d(), op: BlobOp::Delete, ns: None })),
             (Method::POST, "/v2/a/blobs/uploads/", Some("mount=sha256:nope"), E(400, "DIGEST_INVALID")),
             (Method::POST, "/v2/a/blobs/uploads/", Some("digest=sha256:totallywrong"), E(400, "DIGEST_INVALID")),
             (Method::GET, "/v2/a/blobs/uploads/", None, E(405, "UNSUPPORTED")),

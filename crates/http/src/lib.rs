@@ -51,14 +51,15 @@ pub fn router_with_auth(registry: Registry, authority: Option<Arc<::auth::Author
     // outside `/v2/` (`Endpoint::parse`). A fallback rather than routes: routes for `/v2/{*rest}` made
     // axum match the path, percent-decode the rest into a parameter and record the matched route, on
     // every request, for a dispatcher that reads none of it.
-    let mut app = Router::new().fallback(handlers::dispatch);
-    if let Some(authority) = authority {
-        // Inside the request context, so refusals carry the request id and version header too.
-        app = app.layer(axum::middleware::from_fn_with_state(
-            authority,
-            auth::authorize,
-        ));
-    }
+    let app = match authority {
+        None => Router::new().fallback(handlers::dispatch),
+        // The guarded dispatcher routes only on the parse the middleware authorized (see `auth`). The
+        // middleware sits inside the request context, so refusals carry the request id and version
+        // header too.
+        Some(authority) => Router::new().fallback(handlers::dispatch_authorized).layer(
+            axum::middleware::from_fn_with_state(authority, auth::authorize),
+        ),
+    };
     app.layer(middleware::RequestContextLayer)
         .with_state(registry)
 }

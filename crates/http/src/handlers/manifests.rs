@@ -22,6 +22,7 @@ use registry::proxy::STALE_WARNING;
 use super::{Result, empty};
 use crate::auth::Access;
 use crate::body;
+use crate::endpoint::Namespace;
 use crate::headers::{CONTENT_DIGEST, OCI_SUBJECT, content_length, digest_and_etag, text, value};
 
 /// containerd's answer to a mirror request that named its namespace (`?ns=`).
@@ -62,11 +63,11 @@ pub async fn get(
     Ok(resp)
 }
 
-/// What a read request says about containerd's mirror lookups: its query (for `?ns=`) and, when auth
-/// is on, what its caller may read.
+/// What a read request says about containerd's mirror lookups: its parsed `?ns=` and, when auth is on,
+/// what its caller may read.
 #[derive(Clone, Copy, Default)]
 pub struct MirrorLookup<'a> {
-    pub query: Option<&'a str>,
+    pub ns: Option<&'a Namespace>,
     pub access: Option<&'a Access>,
 }
 
@@ -74,9 +75,10 @@ pub struct MirrorLookup<'a> {
 /// `/v2/library/alpine/...?ns=docker.io`, which is the cached repository `docker.io/library/alpine` when
 /// a cached namespace has the prefix `docker.io`. Any other `ns` is ignored (the name stands as sent).
 ///
-/// The auth middleware authorised the name in the path; the repository read here may be another one,
-/// so a caller who may not pull it is answered as if no `ns` were given (never with the cached content
-/// an `access:` rule keeps from them).
+/// The auth middleware authorized the name in the path; the repository read here is another one, so it
+/// is authorized here, where it is read: a caller who may not pull it is answered as if no `ns` were
+/// given (never with the cached content an `access:` rule keeps from them; a catalog grant, which shows
+/// names, is not enough).
 ///
 /// The name as sent is borrowed, not copied: that is every request but a mirror's.
 pub(super) fn namespaced<'a>(
@@ -84,19 +86,12 @@ pub(super) fn namespaced<'a>(
     name: &'a RepoName,
     lookup: MirrorLookup<'_>,
 ) -> (Cow<'a, RepoName>, Option<HeaderValue>) {
-    let ns = lookup.query.and_then(|q| {
-        q.split('&')
-            .find_map(|pair| pair.strip_prefix("ns="))
-            // A registry host: no escapes to decode in a name we could match.
-            .filter(|ns| {
-                ns.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b))
-            })
-    });
-    let full = ns.and_then(|ns| Some((registry.proxy_namespace(ns, name)?, ns)));
+    let full = lookup
+        .ns
+        .and_then(|ns| Some((registry.proxy_namespace(ns.as_str(), name)?, ns)));
     match full {
-        Some((full, ns)) if lookup.access.is_none_or(|a| a.lists(full.as_str())) => {
-            (Cow::Owned(full), HeaderValue::from_str(ns).ok())
+        Some((full, ns)) if lookup.access.is_none_or(|a| a.may_pull(full.as_str())) => {
+            (Cow::Owned(full), HeaderValue::from_str(ns.as_str()).ok())
         }
         _ => (Cow::Borrowed(name), None),
     }

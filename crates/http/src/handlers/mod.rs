@@ -1,4 +1,5 @@
-//! One handler file per resource group; this module parses the endpoint and hands the request to it.
+//! One handler file per resource group; this module routes the request's one parse to it: parsed here on
+//! an open router, taken from the auth middleware's [`Authorized`] on a guarded one.
 //!
 //! Handlers return `Result<Response, ApiError>`; the error becomes a response here, where the request id
 //! is known, so that an internal error is logged and answered with the same id.
@@ -10,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use registry::Registry;
 
+use crate::auth::{Access, Authorized};
 use crate::endpoint::{BlobOp, Endpoint, ManifestOp, UploadOp, UploadStartKind};
 use crate::error::ApiError;
 use crate::middleware::RequestId;
@@ -21,22 +23,45 @@ mod manifests;
 mod referrers;
 mod uploads;
 
+use manifests::MirrorLookup;
+
 type Result<T = Response, E = ApiError> = std::result::Result<T, E>;
 
-pub async fn dispatch(State(registry): State<Registry>, mut req: Request) -> Response {
+/// The dispatcher of an open router (no auth): parses the request, the only parse it gets.
+pub async fn dispatch(State(registry): State<Registry>, req: Request) -> Response {
     let request_id = RequestId::of(&req);
-    // The auth middleware, when there is one, already parsed this very request (see `auth`).
-    let parsed = match req.extensions_mut().remove::<Endpoint>() {
-        Some(endpoint) => Ok(endpoint),
-        None => Endpoint::parse(req.method(), req.uri().path(), req.uri().query()),
-    };
-    let endpoint = match parsed {
-        Ok(endpoint) => endpoint,
-        Err(e) => return e.into_response(&request_id),
-    };
-    let mut resp = route(&registry, &endpoint, req)
+    match Endpoint::parse(req.method(), req.uri().path(), req.uri().query()) {
+        Ok(endpoint) => respond(&registry, endpoint, None, req, &request_id).await,
+        Err(e) => e.into_response(&request_id),
+    }
+}
+
+/// The dispatcher of a guarded router: routes on the parse the auth middleware authorized
+/// ([`Authorized`]), never on a parse of its own, so that what is performed is what was allowed. A
+/// request without one did not come through the middleware, which is a wiring bug: refused, not served.
+pub async fn dispatch_authorized(State(registry): State<Registry>, mut req: Request) -> Response {
+    let request_id = RequestId::of(&req);
+    match req.extensions_mut().remove::<Authorized>() {
+        Some(Authorized { endpoint, access }) => {
+            respond(&registry, endpoint, Some(&access), req, &request_id).await
+        }
+        None => {
+            tracing::error!(request_id = %request_id, "a guarded request reached the dispatcher unauthorized");
+            ApiError::from(registry::Error::Denied).into_response(&request_id)
+        }
+    }
+}
+
+async fn respond(
+    registry: &Registry,
+    endpoint: Endpoint,
+    access: Option<&Access>,
+    req: Request,
+    request_id: &RequestId,
+) -> Response {
+    let mut resp = route(registry, &endpoint, access, req)
         .await
-        .unwrap_or_else(|e| e.into_response(&request_id));
+        .unwrap_or_else(|e| e.into_response(request_id));
     // Handed to the access log through the response, so the path is parsed once per request here; moved,
     // not copied, once the handler is done with it.
     if let Some(name) = endpoint.into_repository() {
@@ -46,15 +71,17 @@ pub async fn dispatch(State(registry): State<Registry>, mut req: Request) -> Res
     resp
 }
 
-async fn route(registry: &Registry, endpoint: &Endpoint, req: Request) -> Result {
-    let lookup = manifests::MirrorLookup {
-        query: req.uri().query(),
-        access: req.extensions().get::<crate::auth::Access>(),
-    };
+/// Calls the handler of `endpoint`. `access` is the caller's, on a guarded router: the handlers that read
+/// a repository the path does not name check it there.
+async fn route(
+    registry: &Registry,
+    endpoint: &Endpoint,
+    access: Option<&Access>,
+    req: Request,
+) -> Result {
     match endpoint {
         Endpoint::Base => Ok(base::get()),
         Endpoint::Catalog { n, last } => {
-            let access = req.extensions().get::<crate::auth::Access>();
             discovery::catalog(registry, *n, last.clone(), access).await
         }
         Endpoint::Tags { name, n, last } => discovery::tags(registry, name, *n, last.clone()).await,
@@ -62,27 +89,45 @@ async fn route(registry: &Registry, endpoint: &Endpoint, req: Request) -> Result
             name,
             reference,
             op,
-        } => match op {
-            ManifestOp::Get => manifests::get(registry, name, reference, false, lookup).await,
-            ManifestOp::Head => manifests::get(registry, name, reference, true, lookup).await,
-            ManifestOp::Put => manifests::put(registry, name, reference, req).await,
-            ManifestOp::Delete => manifests::delete(registry, name, reference).await,
-        },
-        Endpoint::Blob { name, digest, op } => match op {
-            BlobOp::Get => {
-                let sink = req.extensions().get();
-                blobs::get(registry, name, digest, req.headers(), sink, lookup).await
+            ns,
+        } => {
+            let lookup = MirrorLookup {
+                ns: ns.as_ref(),
+                access,
+            };
+            match op {
+                ManifestOp::Get => manifests::get(registry, name, reference, false, lookup).await,
+                ManifestOp::Head => manifests::get(registry, name, reference, true, lookup).await,
+                ManifestOp::Put => manifests::put(registry, name, reference, req).await,
+                ManifestOp::Delete => manifests::delete(registry, name, reference).await,
             }
-            BlobOp::Head => blobs::head(registry, name, digest, lookup).await,
-            BlobOp::Delete => blobs::delete(registry, name, digest).await,
-        },
+        }
+        Endpoint::Blob {
+            name,
+            digest,
+            op,
+            ns,
+        } => {
+            let lookup = MirrorLookup {
+                ns: ns.as_ref(),
+                access,
+            };
+            match op {
+                BlobOp::Get => {
+                    let sink = req.extensions().get();
+                    blobs::get(registry, name, digest, req.headers(), sink, lookup).await
+                }
+                BlobOp::Head => blobs::head(registry, name, digest, lookup).await,
+                BlobOp::Delete => blobs::delete(registry, name, digest).await,
+            }
+        }
         Endpoint::UploadStart { name, kind } => match kind {
             UploadStartKind::Session => uploads::start(registry, name).await,
             UploadStartKind::Monolithic(digest) => {
                 uploads::monolithic(registry, name, digest, req).await
             }
             UploadStartKind::Mount { digest, from } => {
-                uploads::mount(registry, name, digest, from.as_ref()).await
+                uploads::mount(registry, name, digest, from.as_ref(), access).await
             }
         },
         Endpoint::Upload { name, id, op } => match op {
@@ -126,26 +171,41 @@ mod tests {
         Registry::new(Arc::new(blobs), Arc::new(meta), registry::Config::default())
     }
 
-    /// The auth middleware hands its parse over in the extensions; the dispatcher routes on it instead
-    /// of parsing the path a second time.
+    /// A guarded router's dispatcher routes on the parse the middleware authorized, never on a parse of
+    /// its own, and refuses a request that carries none.
     #[tokio::test]
-    async fn an_endpoint_parsed_upstream_is_not_parsed_again() {
+    async fn a_guarded_dispatcher_routes_only_on_the_authorized_parse() {
         let dir = tempfile::tempdir().unwrap();
         let registry = registry(dir.path());
-        let get = |with: Option<Endpoint>| {
-            let mut req = Request::get("/v2/nothing/tags/list")
+        let get = || {
+            Request::get("/v2/nothing/tags/list")
                 .body(Body::empty())
-                .unwrap();
-            if let Some(e) = with {
-                req.extensions_mut().insert(e);
-            }
-            req
+                .unwrap()
         };
-        // Parsed here: the tags of a repository that does not exist.
-        let resp = dispatch(State(registry.clone()), get(None)).await;
+        // Open: parsed here, the tags of a repository that does not exist.
+        let resp = dispatch(State(registry.clone()), get()).await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-        // Handed over (a different endpoint, to tell them apart): the base endpoint answers.
-        let resp = dispatch(State(registry), get(Some(Endpoint::Base))).await;
+        // Guarded without the middleware's parse: refused, though the path parses.
+        let resp = dispatch_authorized(State(registry.clone()), get()).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        // Guarded with it (a different endpoint, to tell them apart): the base endpoint answers.
+        let htpasswd = dir.path().join("htpasswd");
+        std::fs::write(&htpasswd, "").unwrap();
+        let settings = ::auth::Settings {
+            htpasswd: Some(::auth::HtpasswdSettings {
+                realm: "test".into(),
+                path: htpasswd,
+            }),
+            token: None,
+            access: None,
+        };
+        let authority = Arc::new(::auth::Authority::new(&settings).unwrap().unwrap());
+        let mut req = get();
+        req.extensions_mut().insert(Authorized {
+            endpoint: Endpoint::Base,
+            access: Access::new(authority, ::auth::Caller::anonymous()),
+        });
+        let resp = dispatch_authorized(State(registry), req).await;
         assert_eq!(resp.status(), StatusCode::OK);
     }
 }

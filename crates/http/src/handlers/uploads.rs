@@ -13,6 +13,7 @@ use oci::{Digest, RepoName};
 use registry::{BlobInfo, Chunk, Error, MountOutcome, Registry, UploadId, UploadStatus};
 
 use super::{Result, empty};
+use crate::auth::Access;
 use crate::body;
 use crate::error::ApiError;
 use crate::headers::{
@@ -39,12 +40,25 @@ pub async fn monolithic(
 }
 
 /// POST `?mount=`: link a blob the registry already has, or fall back to a session.
+///
+/// The mount reads its source, a repository the path does not name, so it is authorized here, where it
+/// is performed: on a guarded router (`access`) only from a source the caller may pull, and never from
+/// "any repository" (no `from`); otherwise the request is the ordinary upload the spec allows when a
+/// mount cannot be done, telling the caller nothing about the source.
 pub async fn mount(
     registry: &Registry,
     name: &RepoName,
     digest: &Digest,
     from: Option<&RepoName>,
+    access: Option<&Access>,
 ) -> Result {
+    let readable = match access {
+        None => true,
+        Some(access) => from.is_some_and(|from| access.may_pull(from.as_str())),
+    };
+    if !readable {
+        return start(registry, name).await;
+    }
     match registry.mount_blob(name, digest, from).await? {
         MountOutcome::Mounted(info) => Ok(created(name, &info)),
         MountOutcome::Started(status) => Ok(session(name, &status, StatusCode::ACCEPTED)),

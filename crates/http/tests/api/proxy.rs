@@ -329,3 +329,84 @@ async fn a_namespace_lookup_needs_pull_access_to_the_cached_repository() {
     .await
     .assert_error(403, "DENIED");
 }
+
+/// A token granting `registry:catalog:*` shows every name in the catalog, but content only where it
+/// grants pull: containerd's `?ns=` must not turn the catalog grant into a read of the cache, however
+/// the parameter is spelled.
+#[tokio::test]
+async fn a_catalog_grant_does_not_read_the_cache_through_a_namespace() {
+    use auth::Authority;
+    use serde_json::json;
+
+    use crate::auth::{key_file, token_settings};
+
+    let up = OneImage::new();
+    let config = ProxyConfig {
+        namespaces: vec![Namespace {
+            prefix: "docker.io".into(),
+            upstream: up.clone(),
+            official_library: true,
+        }],
+        revalidate_after: Duration::ZERO,
+        eviction: None,
+    };
+    let h = Harness::with_app(registry::Config::default(), |reg, dir| async move {
+        let authority = Authority::new(&token_settings(&dir)).unwrap().unwrap();
+        berth_http::router_with_auth(reg.with_proxy(config, None), Some(Arc::new(authority)))
+    })
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = |access: serde_json::Value| {
+        let claims = json!({
+            "iss": "test-issuer", "sub": "dave", "aud": "berth.test",
+            "exp": now + 300, "nbf": now - 5, "iat": now - 5, "access": access,
+        });
+        let pem = std::fs::read(key_file("rsa-key.pem")).unwrap();
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap();
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        format!(
+            "Bearer {}",
+            jsonwebtoken::encode(&header, &claims, &key).unwrap()
+        )
+    };
+    let local = json!({"type": "repository", "name": "library/alpine", "actions": ["pull"]});
+    let catalog = json!({"type": "registry", "name": "catalog", "actions": ["*"]});
+    let cached =
+        json!({"type": "repository", "name": "docker.io/library/alpine", "actions": ["pull"]});
+    let lister = token(json!([local, catalog]));
+    let layer = Digest::sha256_of(&up.layer);
+    for uri in [
+        "/v2/library/alpine/manifests/3?ns=docker.io".to_string(),
+        "/v2/library/alpine/manifests/3?%6Es=docker%2Eio".to_string(),
+        "/v2/library/alpine/manifests/3?ns=docker.io&ns=docker.io".to_string(),
+        format!("/v2/library/alpine/blobs/{layer}?ns=docker.io"),
+    ] {
+        for method in [Method::GET, Method::HEAD] {
+            let r = h
+                .call(
+                    method.clone(),
+                    &uri,
+                    &[("authorization", lister.as_str())],
+                    None,
+                )
+                .await;
+            assert_eq!(r.status.as_u16(), 404, "{method} {uri}");
+            assert!(!r.has_header("oci-namespace"), "{method} {uri}");
+        }
+    }
+    // With pull on the cached repository, the same request reads the cache.
+    let reader = token(json!([local, cached]));
+    let r = h
+        .call(
+            Method::GET,
+            "/v2/library/alpine/manifests/3?%6Es=docker%2Eio",
+            &[("authorization", reader.as_str())],
+            None,
+        )
+        .await;
+    r.assert_status(200);
+    assert_eq!(r.body, up.manifest);
+}

@@ -194,3 +194,65 @@ async fn expired_ill_signed_and_misaddressed_tokens_are_401() {
         .await
         .assert_status(200);
 }
+
+/// A token that may push `team-a/x` and nothing else mounts from no other repository, whatever the
+/// spelling of the mount's keys; with pull on the source too it mounts.
+#[tokio::test]
+async fn a_token_mounts_only_from_a_source_it_may_pull() {
+    let f = Fixture::new(token_settings);
+    let secret = f.seed("team-b/secret").await;
+    let manifest: Value = serde_json::from_slice(&secret).unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pusher = bearer(json!([repo("team-a/x", &["pull", "push"])]));
+    for query in [
+        format!("%6Dount={layer}&%66rom=team-b/secret"),
+        format!("mount={layer}&from=team-b/secret"),
+        format!("mount={layer}"),
+    ] {
+        let r = f
+            .call(
+                Method::POST,
+                &format!("/v2/team-a/x/blobs/uploads/?{query}"),
+                Some(&pusher),
+                None,
+            )
+            .await;
+        r.assert_status(202);
+        f.get(&format!("/v2/team-a/x/blobs/{layer}"), Some(&pusher))
+            .await
+            .assert_error(404, "BLOB_UNKNOWN");
+    }
+    // A catalog grant shows names, not content: still no mount.
+    let lister = bearer(json!([
+        repo("team-a/x", &["pull", "push"]),
+        {"type": "registry", "name": "catalog", "actions": ["*"]}
+    ]));
+    let r = f
+        .call(
+            Method::POST,
+            &format!("/v2/team-a/x/blobs/uploads/?mount={layer}&from=team-b/secret"),
+            Some(&lister),
+            None,
+        )
+        .await;
+    r.assert_status(202);
+    let both = bearer(json!([
+        repo("team-a/x", &["pull", "push"]),
+        repo("team-b/secret", &["pull"])
+    ]));
+    let r = f
+        .call(
+            Method::POST,
+            &format!("/v2/team-a/x/blobs/uploads/?%6Dount={layer}&%66rom=team-b%2Fsecret"),
+            Some(&both),
+            None,
+        )
+        .await;
+    r.assert_status(201);
+    f.get(&format!("/v2/team-a/x/blobs/{layer}"), Some(&both))
+        .await
+        .assert_status(200);
+}

@@ -160,3 +160,56 @@ async fn a_mount_from_an_unreadable_repository_becomes_a_plain_upload() {
         .await;
     r.assert_error(403, "DENIED");
 }
+
+/// The hole a review found: escaped, duplicated and differently cased query keys must mean to the
+/// authorization exactly what they mean to the handler, so that no spelling of a mount from an unreadable
+/// repository links its blob (bob may push `team-a/*` only), and whether a digest exists anywhere cannot
+/// be told from the status.
+#[tokio::test]
+async fn no_spelling_of_a_mount_reads_an_unreadable_repository() {
+    let (f, secret) = fixture().await;
+    let bob = basic("bob", "builder");
+    let manifest: serde_json::Value = serde_json::from_slice(&secret).unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let escaped_layer = layer.replace(':', "%3A");
+    let absent = Digest::sha256_of(b"in no repository").to_string();
+    for d in [&layer, &absent] {
+        for query in [
+            format!("%6Dount={d}&%66rom=private/secret"),
+            format!("%6dount={d}&%66rom=private%2Fsecret"),
+            format!("m%6Funt={d}"),
+            format!("%6Dount={d}"),
+            format!("mount={escaped_layer}&from=private/secret"),
+            format!("mount={d}&from=team-a/x&from=private/secret"),
+            format!("mount={d}&%66rom=private/secret&from=team-a/x"),
+            format!("mount={d}&from=team-a/x&%66rom=private/secret"),
+            format!("MOUNT={d}&FROM=private/secret"),
+            format!("mount={d}&from=private/secret&digest={d}"),
+            format!("mount={d}&from=private/secret&mount={d}"),
+            format!("mount={d}&from=private/secret+"),
+            format!("mount={d}&from=private/secret%00"),
+        ] {
+            let r = f
+                .call(
+                    Method::POST,
+                    &format!("/v2/team-a/x/blobs/uploads/?{query}"),
+                    Some(&bob),
+                    None,
+                )
+                .await;
+            // An upload session, or an invalid request; never 201 Created, for a digest that exists
+            // elsewhere or for one that exists nowhere alike.
+            assert!(
+                matches!(r.status.as_u16(), 202 | 400),
+                "{query}: {}",
+                r.status
+            );
+            f.get(&format!("/v2/team-a/x/blobs/{layer}"), Some(&bob))
+                .await
+                .assert_error(404, "BLOB_UNKNOWN");
+        }
+    }
+}
