@@ -59,6 +59,7 @@ pub fn read(top: &mut Section<'_>) -> Result<auth::Settings, ConfigError> {
     let ctx = top.ctx();
     let mut raw = RawAuth::default();
     let mut a = top.section("auth")?;
+    let providers: Vec<String> = a.keys().map(str::to_string).collect();
     if a.keys().any(|k| k == "htpasswd") {
         let mut h = a.section("htpasswd")?;
         raw.htpasswd = Some(RawHtpasswd {
@@ -91,6 +92,18 @@ pub fn read(top: &mut Section<'_>) -> Result<auth::Settings, ConfigError> {
         );
     }
     a.finish();
+    // An `auth` section is a request for authentication: one berth cannot honour (a typo such as
+    // `htpaswd`, a provider it lacks) must not start an open registry. registry:2 refuses it too.
+    if !providers.is_empty() && raw.htpasswd.is_none() && raw.token.is_none() {
+        return Err(ConfigError::Malformed {
+            key: "auth".into(),
+            reason: format!(
+                "names no authentication berth has ({}); berth authenticates with htpasswd or \
+                 token, and does not start an open registry when auth is configured",
+                providers.join(", ")
+            ),
+        });
+    }
 
     raw.access = top.keys().any(|k| k == "access");
     let mut access = top.section("access")?;

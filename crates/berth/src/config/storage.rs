@@ -51,8 +51,6 @@ pub enum Driver {
     /// Blobs in an S3 bucket (`blobs::s3`); SQLite metadata, if no database is configured, stays in
     /// [`DEFAULT_ROOT`].
     S3(Box<S3Config>),
-    /// A registry:2 driver berth has no backend for (`azure`, `gcs`, `inmemory`, ...).
-    Unsupported(String),
 }
 
 /// registry:2's `storage.s3` keys that the S3 backend uses. Credentials, region and endpoint left out
@@ -124,11 +122,11 @@ const S3_IGNORED_KEYS: &[(&str, &str)] = &[
 
 impl StorageConfig {
     /// The directory of the filesystem store and of the SQLite database: the configured root, or
-    /// [`DEFAULT_ROOT`] while the configured driver has no backend in berth.
+    /// [`DEFAULT_ROOT`] with S3 blobs.
     pub fn local_root(&self) -> &Path {
         match &self.driver {
             Driver::Filesystem { root } => root,
-            Driver::S3(_) | Driver::Unsupported(_) => Path::new(DEFAULT_ROOT),
+            Driver::S3(_) => Path::new(DEFAULT_ROOT),
         }
     }
 
@@ -137,7 +135,6 @@ impl StorageConfig {
         match &self.driver {
             Driver::Filesystem { .. } => "filesystem",
             Driver::S3(_) => "s3",
-            Driver::Unsupported(name) => name,
         }
     }
 }
@@ -216,17 +213,15 @@ pub fn read(mut s: Section<'_>) -> Result<StorageConfig, ConfigError> {
             s3.finish();
         }
         Some(other) => {
-            let origin = s.origin(other);
-            // Its parameters are the driver's business; the driver itself is what is reported.
-            s.accept(other);
-            ctx.warn(
-                &origin,
-                WarningKind::Ignored,
-                format!(
-                    "berth has no {other} storage driver (filesystem and s3 only); blobs are \
-                     stored on the filesystem under {DEFAULT_ROOT} instead"
+            // Starting anyway would store pushes somewhere the operator did not configure (a
+            // container's ephemeral disk): registry:2 refuses an unknown driver, and so does berth.
+            return Err(ConfigError::Malformed {
+                key: s.origin(other).to_string(),
+                reason: format!(
+                    "berth has no {other} storage driver; it stores blobs with filesystem or s3 \
+                     (S3-compatible services included)"
                 ),
-            );
+            });
         }
         None => {}
     }
@@ -319,7 +314,13 @@ impl RawStorage {
                 ),
             },
             Some("s3") => Driver::S3(Box::new(self.s3.unwrap_or_default().validate(ctx)?)),
-            Some(other) => Driver::Unsupported(other.to_string()),
+            // `read` refused every other driver.
+            Some(other) => {
+                return Err(ConfigError::Malformed {
+                    key: format!("storage.{other}"),
+                    reason: "not a storage driver berth has".into(),
+                });
+            }
         };
         let purging_enabled = parse_or(&self.purge_enabled, true, parse_bool)?;
         let defaults = UploadPurging::default();
@@ -461,7 +462,6 @@ impl StorageConfig {
                 mapping([("rootdirectory", root.display().to_string().into())]),
             ),
             Driver::S3(s3) => ("s3", s3.to_yaml()),
-            Driver::Unsupported(name) => (name.as_str(), Value::Null),
         };
         let purging = match &self.upload_purging {
             None => mapping([("enabled", false.into())]),

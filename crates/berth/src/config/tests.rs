@@ -267,13 +267,21 @@ fn the_storage_section() {
         Path::new("/var/lib/registry")
     );
 
-    // Drivers berth does not have: reported, and the data stays local.
-    let l = load_ok("storage:\n  azure:\n    accountname: a\n    accountkey: k\n");
-    assert_eq!(warned(&l), [("storage.azure", Ignored)]);
-    assert_eq!(l.config.storage.driver, Driver::Unsupported("azure".into()));
-    assert_eq!(l.config.storage.local_root(), Path::new(DEFAULT_ROOT));
-    let l = load_ok("storage: inmemory\n");
-    assert_eq!(warned(&l), [("storage.inmemory", Ignored)]);
+    // Drivers berth does not have: the start is refused (pushes would land on a disk nobody
+    // configured), naming the driver, in the long and the short form and from a variable.
+    for (yaml, key) in [
+        (
+            "storage:\n  azure:\n    accountname: a\n    accountkey: k\n",
+            "storage.azure",
+        ),
+        ("storage:\n  gcs:\n    bucket: b\n", "storage.gcs"),
+        ("storage:\n  swift:\n    container: c\n", "storage.swift"),
+        ("storage: inmemory\n", "storage.inmemory"),
+    ] {
+        let e = error(yaml);
+        assert!(e.starts_with(key), "{yaml}: {e}");
+        assert!(e.contains("no ") && e.contains("storage driver"), "{e}");
+    }
 }
 
 #[test]
@@ -704,4 +712,47 @@ fn the_printed_configuration_masks_secrets_and_reads_back_the_same() {
             .to_yaml();
         assert_eq!(once, again, "{sample}");
     }
+}
+
+/// An `auth` section that yields no authenticator berth has refuses the start: a typo or a provider
+/// berth lacks must not leave the registry open. An empty `auth` is no authentication, as in registry:2.
+#[test]
+fn auth_without_a_usable_provider_refuses_the_start() {
+    for yaml in [
+        "auth:\n  htpaswd:\n    realm: r\n    path: /auth/htpasswd\n",
+        "auth:\n  silly:\n    realm: r\n    service: s\n",
+        "auth: silly\n",
+        "auth:\n  ldap:\n    url: ldap://x\n",
+    ] {
+        let e = error(yaml);
+        assert!(
+            e.starts_with("auth: names no authentication"),
+            "{yaml}: {e}"
+        );
+    }
+    let misspelt = [
+        ("REGISTRY_AUTH", "htpaswd"),
+        ("REGISTRY_AUTH_HTPASWD_REALM", "Registry Realm"),
+        ("REGISTRY_AUTH_HTPASWD_PATH", "/auth/htpasswd"),
+    ];
+    let e = load(Some(REGISTRY2_IMAGE), &env(&misspelt))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.starts_with("auth: names no authentication berth has (htpaswd)"),
+        "{e}"
+    );
+    // Beside a provider berth has, an unknown key is a warning, as elsewhere.
+    let l = load_ok(
+        "auth:\n  htpasswd:\n    realm: r\n    path: /auth/htpasswd\n  silly:\n    realm: r\n",
+    );
+    assert!(l.config.auth.htpasswd.is_some());
+    assert_eq!(
+        l.config.auth,
+        load_ok("auth:\n  htpasswd:\n    realm: r\n    path: /auth/htpasswd\n")
+            .config
+            .auth
+    );
+    assert!(load_ok("auth: {}\n").config.auth.htpasswd.is_none());
 }
