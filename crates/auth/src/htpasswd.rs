@@ -85,10 +85,11 @@ impl Htpasswd {
             path: path.to_path_buf(),
             source: missing_hint(source),
         })?;
-        let entries = read(path)?;
+        let entries = Arc::new(read(path)?);
         if entries.is_empty() {
             tracing::warn!(path = %path.display(), "the htpasswd file lists no users: nobody can log in");
         }
+        warn_of_empty_passwords(path, &entries);
         let dummy = dummy_hash(entries.max_cost);
         Ok(Htpasswd {
             inner: Arc::new(Inner {
@@ -96,7 +97,7 @@ impl Htpasswd {
                 check_every,
                 cache: VerifiedCache::new(ttl),
                 state: Mutex::new(State {
-                    entries: Arc::new(entries),
+                    entries,
                     dummy: Arc::new(dummy),
                     stamp: Some(stamp),
                     checked: Instant::now(),
@@ -109,6 +110,11 @@ impl Htpasswd {
     /// Whether `password` is `user`'s. Runs bcrypt on the blocking pool unless the same credentials
     /// verified recently against the same file.
     pub async fn verify(&self, user: &str, password: &str) -> bool {
+        // An empty password is no secret (and no client sends one on purpose: `docker login` refuses
+        // it): never accepted, whatever the file holds. It tells nothing about the user.
+        if password.is_empty() {
+            return false;
+        }
         if self.reload_due() {
             let this = self.clone();
             // A failed join only means the check did not run; the next request retries it.
@@ -167,10 +173,12 @@ impl Htpasswd {
         }
         match read(path) {
             Ok(entries) => {
+                let entries = Arc::new(entries);
+                warn_of_empty_passwords(path, &entries);
                 let dummy = dummy_hash(entries.max_cost);
                 let users = entries.len();
                 let mut s = self.inner.lock();
-                s.entries = Arc::new(entries);
+                s.entries = entries;
                 s.dummy = Arc::new(dummy);
                 s.generation += 1;
                 tracing::info!(path = %path.display(), users, "htpasswd file reloaded");
@@ -207,6 +215,36 @@ fn missing_hint(e: std::io::Error) -> std::io::Error {
         )
     } else {
         e
+    }
+}
+
+/// The users whose entry is the hash of an empty password, sorted. One bcrypt per entry: call it off
+/// the async threads.
+pub fn users_with_empty_passwords(entries: &Entries) -> Vec<String> {
+    let mut users: Vec<String> = entries
+        .users
+        .iter()
+        .filter(|(_, hash)| bcrypt::verify("", hash).unwrap_or(false))
+        .map(|(user, _)| user.clone())
+        .collect();
+    users.sort();
+    users
+}
+
+/// Warns, from a thread of its own so that neither the start nor a reload waits for the bcrypt runs, of
+/// each user whose entry holds an empty password: `verify` refuses empty passwords, so that user cannot
+/// log in, and the operator should know why.
+fn warn_of_empty_passwords(path: &Path, entries: &Arc<Entries>) {
+    let (path, entries) = (path.to_path_buf(), entries.clone());
+    let spawned = std::thread::Builder::new()
+        .name("htpasswd-check".into())
+        .spawn(move || {
+            for user in users_with_empty_passwords(&entries) {
+                tracing::warn!(path = %path.display(), user = %user, "the htpasswd entry of this user has an empty password, which berth never accepts: the user cannot log in");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not check the htpasswd file for empty passwords");
     }
 }
 
@@ -250,6 +288,34 @@ mod tests {
         // Cached successes still refuse other passwords.
         assert!(h.verify("alice", "secret").await);
         assert!(!h.verify("alice", "secret2").await);
+    }
+
+    /// A file saved with a byte-order mark keeps its first user; an entry whose password is empty
+    /// never logs in, and is named by the check that warns of it.
+    #[tokio::test]
+    async fn a_byte_order_mark_and_empty_passwords() {
+        let empty = format!("dave:{}", bcrypt::hash("", 4).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("htpasswd");
+        std::fs::write(&path, format!("\u{feff}{ALICE}\n{empty}\n{BOB}\n")).unwrap();
+        let h = Htpasswd::load(&path).unwrap();
+        assert!(
+            h.verify("alice", "secret").await,
+            "the first user after the mark"
+        );
+        assert!(h.verify("bob", "builder").await);
+        assert!(!h.verify("dave", "").await, "an empty password is refused");
+        assert!(!h.verify("dave", "x").await);
+        assert_eq!(users_with_empty_passwords(&h.entries()), ["dave"]);
+        // A mark or control character anywhere else in a name is a broken line.
+        for bad in [
+            format!("{BOB}\n\u{feff}{ALICE}\n"),
+            "ca\u{1b}[2Jrol:$2y$04$uXBlXEosibWkICVGh9UHbOUSv9pYf1gBQButjm7hJsqgk7SfzhHgy\n"
+                .to_string(),
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(Htpasswd::load(&path).is_err());
+        }
     }
 
     #[test]

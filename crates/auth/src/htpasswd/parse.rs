@@ -48,6 +48,9 @@ impl std::fmt::Debug for Entries {
 /// Parses the text of the file at `path` (the path only names it in errors).
 pub fn parse(text: &str, path: &Path) -> Result<Entries, Error> {
     let mut entries = Entries::default();
+    // Editors on Windows start UTF-8 files with a byte-order mark; left in, it would become part of the
+    // first user's name and lock that user out without a word.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
         let line = raw.trim();
@@ -64,6 +67,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Entries, Error> {
         };
         if user.is_empty() {
             return Err(fail("the user name is empty".to_string()));
+        }
+        // No client can send such a name (and a log line would have to escape it): a stray mark or
+        // control character is a broken file, said at once rather than found by a locked-out user.
+        if user.chars().any(|c| c.is_control() || c == '\u{feff}') {
+            return Err(fail(format!(
+                "the user name {user:?} holds a control character or byte-order mark"
+            )));
         }
         let cost = bcrypt_cost(hash).map_err(|kind| {
             fail(format!(
