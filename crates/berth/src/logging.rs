@@ -28,6 +28,7 @@ mod access;
 #[cfg(test)]
 mod captured;
 mod clock;
+mod escape;
 mod fields;
 mod writer;
 

@@ -8,6 +8,7 @@
 //! subscriber would (berth's logging holds itself to that with a test), or decline a line, which then goes
 //! through tracing as before.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -24,6 +25,8 @@ pub struct AccessRecord<'a> {
     /// The kind of endpoint (`manifest`, `blob`, ...), for counting by route without parsing paths.
     pub route: &'a str,
     pub path: &'a str,
+    /// The query string with secrets masked ([`masked_query`]); empty when there is none.
+    pub query: &'a str,
     /// Empty when the request named none.
     pub repository: &'a str,
     pub status: u16,
@@ -57,6 +60,7 @@ impl AccessRecord<'_> {
             method = %self.method,
             route = %self.route,
             path = %self.path,
+            query = %self.query,
             repository = %self.repository,
             status = self.status,
             bytes_in = self.bytes_in,
@@ -78,6 +82,47 @@ impl AccessRecord<'_> {
     pub fn duration_tenths_ms(&self) -> u64 {
         Millis(self.duration).tenths()
     }
+}
+
+/// Words that mark a query parameter as a secret, wherever they appear in its (decoded, lowercased)
+/// name: `access_token`, `password`, `X-Amz-Signature`, `X-Amz-Credential`, `api_key`, ... The API
+/// itself takes none, but clients and proxies put credentials in URLs, and a log is read by more people
+/// than the registry's users.
+const SECRET_WORDS: [&str; 7] = [
+    "token",
+    "passw",
+    "secret",
+    "signature",
+    "credential",
+    "key",
+    "auth",
+];
+
+/// The query string `raw` as the access line shows it: as sent, except the value of every parameter
+/// whose name holds a [secret word](SECRET_WORDS), which becomes `REDACTED`. Names are compared decoded
+/// (`%74oken` is `token`), by the same decoding the endpoint parser applies. Borrowed when nothing is
+/// masked, which is every request of the API.
+pub fn masked_query(raw: &str) -> Cow<'_, str> {
+    let secret = |key: &str| {
+        let decoded = crate::endpoint::percent_decode(&key.replace('+', " "))
+            .map_or_else(|| key.to_ascii_lowercase(), |k| k.to_ascii_lowercase());
+        SECRET_WORDS.iter().any(|w| decoded.contains(w))
+    };
+    let pairs = || {
+        raw.split('&')
+            .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+    };
+    if !pairs().any(|(k, v)| !v.is_empty() && secret(k)) {
+        return Cow::Borrowed(raw);
+    }
+    let masked: Vec<String> = raw
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !v.is_empty() && secret(k) => format!("{k}=REDACTED"),
+            _ => kv.to_string(),
+        })
+        .collect();
+    Cow::Owned(masked.join("&"))
 }
 
 /// Writes access-log lines instead of the tracing event (see the module comment).
@@ -125,6 +170,38 @@ impl fmt::Display for Millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_in_queries_are_masked() {
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let kept = [
+            "".to_string(),
+            "n=10&last=a%2Fb".to_string(),
+            format!("mount={d}&from=team/app"),
+            format!("%6Dount={d}&%66rom=x"),
+            "ns=docker.io".to_string(),
+            "token=".to_string(),
+        ];
+        for q in &kept {
+            assert!(matches!(masked_query(q), Cow::Borrowed(_)), "{q}");
+        }
+        let masked = [
+            ("access_token=abc.def&n=1", "access_token=REDACTED&n=1"),
+            ("n=1&password=hunter2", "n=1&password=REDACTED"),
+            ("%74oken=abc", "%74oken=REDACTED"),
+            (
+                "X-Amz-Signature=ff&X-Amz-Credential=AK%2F1",
+                "X-Amz-Signature=REDACTED&X-Amz-Credential=REDACTED",
+            ),
+            (
+                "API_KEY=k&last=x&Authorization=Basic%20eA",
+                "API_KEY=REDACTED&last=x&Authorization=REDACTED",
+            ),
+        ];
+        for (q, want) in masked {
+            assert_eq!(masked_query(q), want);
+        }
+    }
 
     #[test]
     fn millis_print_as_the_float_did() {

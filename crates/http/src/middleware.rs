@@ -273,11 +273,13 @@ impl Drop for SentThen {
     fn drop(&mut self) {
         let l = &self.line;
         let path = l.uri.path();
+        let query = crate::access::masked_query(l.uri.query().unwrap_or_default());
         AccessRecord {
             request_id: l.request_id.as_str(),
             method: l.method.as_str(),
             route: endpoint_kind(path),
             path,
+            query: &query,
             repository: l.repository.as_ref().map_or("", |r| r.as_str()),
             status: l.status,
             bytes_in: l

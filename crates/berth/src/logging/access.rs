@@ -23,6 +23,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
 
+use super::escape::push_escaped;
 use super::fields::decimal;
 use super::with_fields;
 use crate::config::log::LogFormat;
@@ -92,6 +93,7 @@ impl<W, T: FormatTime> TextAccessLog<W, T> {
             ("method", r.method),
             ("route", r.route),
             ("path", r.path),
+            ("query", r.query),
             ("repository", r.repository),
         ];
         for (name, value) in text {
@@ -119,12 +121,13 @@ impl<W, T: FormatTime> TextAccessLog<W, T> {
     }
 }
 
-/// ` name=value`: a field the subscriber writes through `Display` (`%`), which adds nothing around it.
+/// ` name=value`: a field the subscriber writes through `Display` (`%`), which adds nothing around it
+/// but the escapes of control characters (`logging::escape`, as `TextFields` writes every value).
 fn pair(line: &mut String, name: &str, value: &str) {
     line.push(' ');
     line.push_str(name);
     line.push('=');
-    line.push_str(value);
+    push_escaped(line, value);
 }
 
 #[cfg(test)]
@@ -153,6 +156,7 @@ mod tests {
             method: "GET",
             route: "manifest",
             path: "/v2/bench/hot/manifests/latest",
+            query: "",
             repository: "bench/hot",
             status: 200,
             bytes_in: 0,
@@ -176,6 +180,7 @@ mod tests {
                 method: "PUT",
                 route: "other",
                 path: "/v2/a b/\"quoted\"=x",
+                query: "n=1&access_token=REDACTED",
                 repository: "",
                 status: 500,
                 bytes_in: u64::MAX,
@@ -183,6 +188,13 @@ mod tests {
                 user: "alice",
                 user_agent: "",
                 duration: Duration::from_secs(12_345),
+                ..base
+            },
+            // A token's subject and a path are the client's text: escaped on both paths alike.
+            AccessRecord {
+                user: "dave\n2026-11-23T09:00:00.123456Z  INFO forged",
+                user_agent: "x\u{1b}[2Jy",
+                path: "/v2/a\rb",
                 ..base
             },
         ]);
@@ -227,6 +239,7 @@ mod tests {
                 );
                 let expected = through_tracing.take_text();
                 assert!(expected.contains(" INFO berth_http::middleware: request "));
+                assert_eq!(expected.lines().count(), 1, "{expected}");
                 assert_eq!(direct.take_text(), expected);
             }
         }

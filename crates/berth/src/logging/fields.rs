@@ -7,6 +7,11 @@
 //! Here a plain field is `write_str(name)`, `=`, and its value's `Debug`, which is the same text; anything
 //! else (the message, errors with their sources, `r#` names, `log.` fields, any field when colours are
 //! on) is handed to the default visitor itself, so the output stays byte for byte the default's.
+//!
+//! One difference, on purpose: every value's control characters are escaped ([`super::escape`]), so that
+//! a client's text (a user name, a tag) can never end the line and forge another. The default visitor
+//! writes `%` values raw, and escapes only some control characters, in messages and errors only. Lines
+//! without control characters are unchanged.
 
 use std::fmt;
 
@@ -14,6 +19,8 @@ use tracing::field::{Field, Visit};
 use tracing_subscriber::field::{RecordFields, VisitOutput};
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
+
+use super::escape::Escaped;
 
 /// The text format's [`FormatFields`] (see the module comment).
 #[derive(Clone, Copy, Debug, Default)]
@@ -95,8 +102,9 @@ impl Visit for TextVisitor<'_> {
         if self.result.is_err() {
             return;
         }
-        if field.name() == "message" || !self.plain {
-            self.delegate(|v| v.record_str(field, value));
+        if field.name() == "message" {
+            // As the default visitor writes a message: its text, unquoted (here escaped).
+            self.delegate(|v| v.record_debug(field, &Escaped(format_args!("{value}"))));
         } else {
             // The default visitor writes a string field quoted, as its `Debug`.
             self.record_debug(field, &value);
@@ -107,7 +115,11 @@ impl Visit for TextVisitor<'_> {
         if self.result.is_err() {
             return;
         }
-        self.delegate(|v| v.record_error(field, value));
+        // The default visitor's text for an error and its sources (coloured with colours on), from a
+        // copy of the chain whose messages are escaped. Errors are rare: the copy costs nothing that
+        // matters.
+        let escaped = EscapedError::of(value);
+        self.delegate(|v| v.record_error(field, &escaped));
     }
 
     // Numbers (the access line's status and byte counts) in decimal, as their `Debug` writes them.
@@ -130,7 +142,7 @@ impl Visit for TextVisitor<'_> {
             return;
         }
         if !self.is_plain(name) {
-            return self.delegate(|v| v.record_debug(field, value));
+            return self.delegate(|v| v.record_debug(field, &Escaped(value)));
         }
         let w = &mut self.writer;
         let pad = if self.is_empty { "" } else { " " };
@@ -139,7 +151,39 @@ impl Visit for TextVisitor<'_> {
             .write_str(pad)
             .and_then(|()| w.write_str(name))
             .and_then(|()| w.write_char('='))
-            .and_then(|()| write!(w, "{value:?}"));
+            .and_then(|()| write!(w, "{:?}", Escaped(value)));
+    }
+}
+
+/// A copy of an error chain with each message escaped ([`super::escape`]).
+#[derive(Debug)]
+struct EscapedError {
+    message: String,
+    source: Option<Box<EscapedError>>,
+}
+
+impl EscapedError {
+    fn of(error: &(dyn std::error::Error + 'static)) -> EscapedError {
+        let mut message = String::new();
+        super::escape::push_escaped(&mut message, &error.to_string());
+        EscapedError {
+            message,
+            source: error.source().map(|s| Box::new(EscapedError::of(s))),
+        }
+    }
+}
+
+impl fmt::Display for EscapedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for EscapedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -231,6 +275,32 @@ mod tests {
             let (default, fast) = both(ansi, events);
             assert!(default.lines().count() >= 6, "{default}");
             assert_eq!(fast, default, "ansi {ansi}");
+        }
+    }
+
+    /// A value a client chose cannot end the line or drive a terminal, whichever way it is logged: as a
+    /// `%` field (a failed login's user name), a string, a `?` field, in the message, in an error.
+    #[test]
+    fn client_text_stays_on_its_line() {
+        for ansi in [false, true] {
+            let (_, fast) = both(ansi, || {
+                tracing::info!(user = %"alice\n2026-12-06T00:00:00.000000Z  INFO berth: admin logged in\u{1b}[2J\r", "authentication failed");
+                tracing::info!(user = "x\ny", tag = ?"a\u{1b}b", "tag {}", "v1\nforged");
+                tracing::warn!(
+                    error = &Outer(io::Error::other("inner\nforged")) as &dyn std::error::Error,
+                    "e"
+                );
+                tracing::warn!(
+                    error = &io::Error::other("lone\u{85}\nforged") as &dyn std::error::Error,
+                    "e"
+                );
+            });
+            assert_eq!(fast.lines().count(), 4, "ansi {ansi}: {fast}");
+            assert!(!fast.contains('\r') && !fast.contains('\u{85}'), "{fast:?}");
+            if !ansi {
+                assert!(fast.contains(r"user=alice\n2026-12-06T00:00:00.000000Z  INFO berth: admin logged in\x1b[2J\r authentication failed") || fast.contains(r"authentication failed user=alice\n2026-12-06T00:00:00.000000Z  INFO berth: admin logged in\x1b[2J\r"), "{fast}");
+                assert!(!fast.contains('\u{1b}'), "{fast:?}");
+            }
         }
     }
 
