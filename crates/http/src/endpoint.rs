@@ -508,6 +508,8 @@ mod tests {
             (Method::GET, "/v2/_catalog", Some("n=5&last=a%2Fb"), Want::Ok(Endpoint::Catalog { n: Some(5), last: Some("a/b".into()) })),
             (Method::GET, "/v2/_catalog", None, Want::Ok(Endpoint::Catalog { n: None, last: None })),
             (Method::GET, "/v2/_catalog", Some("n=-1"), E(400, "SIZE_INVALID")),
+            (Method::GET, "/v2/_catalog", Some("%6E=5&n=1000000&%6Cast=a%2Fb&last=z"), Want::Ok(Endpoint::Catalog { n: Some(5), last: Some("a/b".into()) })),
+            (Method::GET, "/v2/_catalog", Some("N=5&Last=b"), Want::Ok(Endpoint::Catalog { n: None, last: None })),
             (Method::GET, "/v2/_catalog", Some("n=ten"), E(400, "SIZE_INVALID")),
             (Method::DELETE, "/v2/_catalog", None, E(405, "UNSUPPORTED")),
             (Method::GET, "/v2/a/b/c/tags/list", Some(&tags_last), Want::Ok(Endpoint::Tags { name: name("a/b/c"), n: Some(10), last: Some("v1.0".into()) })),
