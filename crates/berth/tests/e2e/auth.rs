@@ -319,3 +319,115 @@ fn a_missing_htpasswd_file_stops_the_start_with_a_hint() {
         "no listening line"
     );
 }
+
+/// The access-policy bypass of the hostile-input review, against the real binary: bob may push
+/// `team-a/**` only, and a mount whose query keys are escaped must not hand him a blob of `private/app`;
+/// the access log shows the query as sent.
+#[test]
+fn an_escaped_mount_does_not_reach_a_repository_the_caller_may_not_read() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, HTPASSWD).unwrap_or_else(|e| panic!("htpasswd: {e}"));
+    let config = dir.path().join("config.yml");
+    let yaml = format!(
+        "auth:\n  htpasswd:\n    realm: berth-e2e\n    path: {}\naccess:\n  rules:\n    \
+         - repositories: [\"team-a/**\"]\n      users: [bob]\n      actions: [pull, push]\n    \
+         - repositories: [\"**\"]\n      users: [alice]\n      actions: [pull, push, delete]\n",
+        htpasswd.display()
+    );
+    std::fs::write(&config, yaml).unwrap_or_else(|e| panic!("config: {e}"));
+    let server = Server::start_with(Options {
+        config: Some(config),
+        ..Options::default()
+    });
+    let tools = Tools::new();
+    let base = server.base_url();
+    let secret = b"the private layer's bytes".to_vec();
+    let digest = sha256(&secret);
+    let blob_file = dir.path().join("blob");
+    std::fs::write(&blob_file, &secret).unwrap_or_else(|e| panic!("blob: {e}"));
+    let pushed = tools.curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-u",
+        "alice:secret",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &format!("@{}", blob_file.display()),
+        &format!("{base}/v2/private/app/blobs/uploads/?digest={digest}"),
+    ]);
+    assert_eq!(pushed.stdout.trim(), "201", "{}", pushed.describe());
+    let status = |method: &str, url: &str| {
+        let out = tools.curl(&[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-u",
+            "bob:builder",
+            "-X",
+            method,
+            "--path-as-is",
+            url,
+        ]);
+        out.stdout.trim().to_string()
+    };
+    for query in [
+        format!("%6Dount={digest}&%66rom=private/app"),
+        format!("%6Dount={digest}"),
+        format!("mount={digest}&from=private/app"),
+    ] {
+        let code = status(
+            "POST",
+            &format!("{base}/v2/team-a/x/blobs/uploads/?{query}"),
+        );
+        assert_eq!(code, "202", "{query}");
+        assert_eq!(
+            status("GET", &format!("{base}/v2/team-a/x/blobs/{digest}")),
+            "404"
+        );
+    }
+    let log = server.log_tail();
+    assert!(
+        log.contains(&format!("query=%6Dount={digest}&%66rom=private/app")),
+        "{log}"
+    );
+}
+
+/// An `auth` section berth cannot use stops the start, as in registry:2, rather than serving an open
+/// registry; so does a storage driver berth lacks.
+#[test]
+fn a_misspelt_auth_provider_or_unknown_driver_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
+    for (yaml, says) in [
+        (
+            "auth:\n  htpaswd:\n    realm: r\n    path: /etc/htpasswd\n",
+            "htpaswd",
+        ),
+        ("storage:\n  gcs:\n    bucket: b\n", "gcs"),
+    ] {
+        let config = dir.path().join("config.yml");
+        std::fs::write(&config, yaml).unwrap_or_else(|e| panic!("config: {e}"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("serve")
+            .arg(&config)
+            .env("REGISTRY_HTTP_ADDR", "127.0.0.1:0")
+            .current_dir(dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run berth: {e}"));
+        assert!(!out.status.success(), "{yaml}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).is_empty(),
+            "no listening line"
+        );
+    }
+}
