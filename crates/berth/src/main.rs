@@ -162,7 +162,7 @@ fn check_config(path: Option<&Path>, env: &HashMap<String, String>) -> ExitCode 
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    match serde_yaml::to_string(&loaded.config.to_yaml()) {
+    match config::yaml::to_string(&loaded.config.to_yaml()) {
         Ok(yaml) => {
             print!("{yaml}");
             ExitCode::SUCCESS

@@ -10,11 +10,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde_yaml::Value;
-
 use super::read::{Section, Setting, non_empty, parse_or, scalars};
 use super::values::parse_bool;
-use super::yaml::Node;
+use super::yaml::{NOTHING, Node, Printed, flag, seq, text};
 use super::{ConfigError, WarningKind, mapping};
 
 /// `auth` and `access` as read.
@@ -199,28 +197,28 @@ impl RawAuth {
 }
 
 /// The `auth` and `access` sections of the effective configuration (absent when not configured).
-pub fn to_yaml(settings: &auth::Settings) -> Vec<(&'static str, Value)> {
-    let path = |p: &PathBuf| Value::from(p.display().to_string());
-    let strings = |v: &[String]| Value::Sequence(v.iter().map(|s| s.as_str().into()).collect());
+pub fn to_yaml(settings: &auth::Settings) -> Vec<(&'static str, Printed)> {
+    let path = |p: &PathBuf| text(p.display().to_string());
+    let strings = |v: &[String]| seq(v.iter().map(|s| text(s.as_str())));
     let mut providers = Vec::new();
     if let Some(h) = &settings.htpasswd {
         providers.push((
             "htpasswd",
-            mapping([("realm", h.realm.as_str().into()), ("path", path(&h.path))]),
+            mapping([("realm", text(h.realm.as_str())), ("path", path(&h.path))]),
         ));
     }
     if let Some(t) = &settings.token {
         providers.push((
             "token",
             mapping([
-                ("realm", t.realm.as_str().into()),
-                ("service", t.service.as_str().into()),
-                ("issuer", t.issuer.as_str().into()),
+                ("realm", text(t.realm.as_str())),
+                ("service", text(t.service.as_str())),
+                ("issuer", text(t.issuer.as_str())),
                 (
                     "rootcertbundle",
-                    t.rootcertbundle.as_ref().map_or(Value::Null, path),
+                    t.rootcertbundle.as_ref().map_or(NOTHING, path),
                 ),
-                ("jwks", t.jwks.as_ref().map_or(Value::Null, path)),
+                ("jwks", t.jwks.as_ref().map_or(NOTHING, path)),
             ]),
         ));
     }
@@ -229,30 +227,25 @@ pub fn to_yaml(settings: &auth::Settings) -> Vec<(&'static str, Value)> {
         out.push(("auth", mapping(providers)));
     }
     if let Some(a) = &settings.access {
-        let groups: serde_yaml::Mapping = a
+        let groups = a
             .groups
             .iter()
-            .map(|(name, users)| (Value::from(name.as_str()), strings(users)))
-            .collect();
-        let rules = a
-            .rules
-            .iter()
-            .map(|r| {
-                mapping([
-                    ("repositories", strings(&r.repositories)),
-                    ("actions", strings(&r.actions)),
-                    ("users", strings(&r.users)),
-                    ("groups", strings(&r.groups)),
-                    ("anonymous", r.anonymous.into()),
-                ])
-            })
-            .collect();
+            .map(|(name, users)| (name.as_str(), strings(users)));
+        let rules = a.rules.iter().map(|r| {
+            mapping([
+                ("repositories", strings(&r.repositories)),
+                ("actions", strings(&r.actions)),
+                ("users", strings(&r.users)),
+                ("groups", strings(&r.groups)),
+                ("anonymous", flag(r.anonymous)),
+            ])
+        });
         out.push((
             "access",
             mapping([
-                ("openbase", a.openbase.into()),
-                ("groups", Value::Mapping(groups)),
-                ("rules", Value::Sequence(rules)),
+                ("openbase", flag(a.openbase)),
+                ("groups", mapping(groups)),
+                ("rules", seq(rules)),
             ]),
         ));
     }
@@ -390,13 +383,7 @@ access:
     fn effective_yaml_round_trips() {
         let text = "auth:\n  htpasswd:\n    realm: r\n    path: /p\naccess:\n  rules:\n    - repositories: ['a/*']\n      actions: [pull]\n      anonymous: true\n";
         let s = load(text, &[]).unwrap();
-        let printed = serde_yaml::to_string(&Value::Mapping(
-            to_yaml(&s)
-                .into_iter()
-                .map(|(k, v)| (Value::from(k), v))
-                .collect(),
-        ))
-        .unwrap();
+        let printed = crate::config::yaml::to_string(&mapping(to_yaml(&s))).unwrap();
         assert_eq!(load(&printed, &[]).unwrap(), s);
     }
 }

@@ -7,10 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_yaml::Value;
-
 use super::read::{Section, Setting, non_empty, parse_or};
 use super::values::{format_duration, parse_bool, parse_choice, parse_duration, parse_int};
+use super::yaml::{NOTHING, Printed, flag, number, text};
 use super::{ConfigError, Secret, mapping, masked};
 
 /// libpq's `sslmode` values.
@@ -218,22 +217,22 @@ impl DatabaseConfig {
         })
     }
 
-    pub fn to_yaml(&self) -> Value {
-        let opt = |v: &Option<String>| v.as_deref().map_or(Value::Null, Value::from);
+    pub fn to_yaml(&self) -> Printed {
+        let opt = |v: &Option<String>| v.as_deref().map_or(NOTHING, text);
         let path = |v: &Option<PathBuf>| {
             v.as_ref()
-                .map_or(Value::Null, |p| p.display().to_string().into())
+                .map_or(NOTHING, |p| text(p.display().to_string()))
         };
-        let duration = |v: &Option<Duration>| v.map_or(Value::Null, |d| format_duration(d).into());
-        let count = |v: &Option<u32>| v.map_or(Value::Null, Value::from);
+        let duration = |v: &Option<Duration>| v.map_or(NOTHING, |d| text(format_duration(d)));
+        let count = |v: &Option<u32>| v.map_or(NOTHING, number);
         mapping([
-            ("enabled", self.enabled.into()),
-            ("host", self.host.as_str().into()),
-            ("port", self.port.into()),
+            ("enabled", flag(self.enabled)),
+            ("host", text(self.host.as_str())),
+            ("port", number(self.port)),
             ("user", opt(&self.user)),
             ("password", masked(&self.password)),
             ("dbname", opt(&self.dbname)),
-            ("sslmode", self.sslmode.as_str().into()),
+            ("sslmode", text(self.sslmode.as_str())),
             ("sslcert", path(&self.sslcert)),
             ("sslkey", path(&self.sslkey)),
             ("sslrootcert", path(&self.sslrootcert)),

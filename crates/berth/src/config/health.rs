@@ -8,10 +8,9 @@
 
 use std::time::Duration;
 
-use serde_yaml::Value;
-
 use super::read::{Section, Setting, parse_or};
 use super::values::{format_duration, parse_bool, parse_duration, parse_int};
+use super::yaml::{Printed, flag, number, text};
 use super::{ConfigError, mapping};
 
 /// registry:2's default interval.
@@ -84,13 +83,13 @@ impl RawHealth {
 }
 
 impl HealthConfig {
-    pub fn to_yaml(&self) -> Value {
+    pub fn to_yaml(&self) -> Printed {
         mapping([(
             "storagedriver",
             mapping([
-                ("enabled", self.enabled.into()),
-                ("interval", format_duration(self.interval).into()),
-                ("threshold", self.threshold.into()),
+                ("enabled", flag(self.enabled)),
+                ("interval", text(format_duration(self.interval))),
+                ("threshold", number(self.threshold)),
             ]),
         )])
     }

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use berth_http::site::{BaseUrl, ExtraHeaders, Prefix, Site};
 use berth_http::tls::TlsVersion;
-use serde_yaml::Value;
 
 use super::read::{Ctx, Section, Setting, non_empty, parse_or, scalars};
 use super::values::{format_duration, parse_addr, parse_bool, parse_choice, parse_duration};
+use super::yaml::{NOTHING, Printed, flag, seq, text};
 use super::{ConfigError, Secret, WarningKind, mapping, masked};
 
 /// Where berth listens when nothing says otherwise: loopback only, so a first run exposes nothing.
@@ -241,67 +241,67 @@ impl RawTls {
 }
 
 impl HttpConfig {
-    pub fn to_yaml(&self) -> Value {
-        let mut headers = serde_yaml::Mapping::new();
+    pub fn to_yaml(&self) -> Printed {
+        // One entry per header name, with its values in order (a name may be set more than once).
+        let mut headers: Vec<(&str, Vec<Printed>)> = Vec::new();
         for (name, value) in self.site.headers.iter() {
-            let key = Value::from(name.as_str());
-            let text = Value::from(value.to_str().unwrap_or("<not text>"));
-            match headers.get_mut(&key) {
-                Some(Value::Sequence(values)) => values.push(text),
-                _ => {
-                    headers.insert(key, Value::Sequence(vec![text]));
-                }
+            let value = text(value.to_str().unwrap_or("<not text>"));
+            match headers.iter_mut().find(|(have, _)| *have == name.as_str()) {
+                Some((_, values)) => values.push(value),
+                None => headers.push((name.as_str(), vec![value])),
             }
         }
         let mut entries = vec![
-            ("addr", self.addr.to_string().into()),
-            ("prefix", self.site.prefix.to_string().into()),
+            ("addr", text(self.addr.to_string())),
+            ("prefix", text(self.site.prefix.to_string())),
         ];
         if let Some(url) = &self.site.base_url {
-            entries.push(("host", url.to_string().into()));
+            entries.push(("host", text(url.to_string())));
         }
         entries.extend([
             ("secret", masked(&self.secret)),
-            ("relativeurls", self.relative_urls.into()),
+            ("relativeurls", flag(self.relative_urls)),
             (
                 "draintimeout",
                 self.drain_timeout
-                    .map_or(Value::Null, |d| format_duration(d).into()),
+                    .map_or(NOTHING, |d| text(format_duration(d))),
             ),
-            ("headers", Value::Mapping(headers)),
+            (
+                "headers",
+                mapping(
+                    headers
+                        .into_iter()
+                        .map(|(name, values)| (name, seq(values))),
+                ),
+            ),
         ]);
         if let Some(tls) = &self.tls {
-            let path = |p: &PathBuf| Value::from(p.display().to_string());
+            let path = |p: &PathBuf| text(p.display().to_string());
             entries.push((
                 "tls",
                 mapping([
                     ("certificate", path(&tls.certificate)),
                     ("key", path(&tls.key)),
-                    (
-                        "clientcas",
-                        Value::Sequence(tls.client_cas.iter().map(path).collect()),
-                    ),
-                    ("minimumtls", tls.minimum_version.to_string().into()),
+                    ("clientcas", seq(tls.client_cas.iter().map(path))),
+                    ("minimumtls", text(tls.minimum_version.to_string())),
                 ]),
             ));
         }
         let prometheus = match &self.debug.prometheus {
-            Some(path) => mapping([("enabled", true.into()), ("path", path.as_str().into())]),
-            None => mapping([("enabled", false.into())]),
+            Some(path) => mapping([("enabled", flag(true)), ("path", text(path.as_str()))]),
+            None => mapping([("enabled", flag(false))]),
         };
         entries.push((
             "debug",
             mapping([
                 (
                     "addr",
-                    self.debug
-                        .addr
-                        .map_or(Value::Null, |a| a.to_string().into()),
+                    self.debug.addr.map_or(NOTHING, |a| text(a.to_string())),
                 ),
                 ("prometheus", prometheus),
             ]),
         ));
-        entries.push(("http2", mapping([("disabled", self.http2_disabled.into())])));
+        entries.push(("http2", mapping([("disabled", flag(self.http2_disabled))])));
         mapping(entries)
     }
 }

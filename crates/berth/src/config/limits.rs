@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use berth_http::limits::Limits;
 use registry::cached::CacheSettings;
-use serde_yaml::Value;
 
 use super::read::{Section, Setting, parse_or};
 use super::values::{format_duration, parse_duration, parse_int};
+use super::yaml::{Printed, number, text};
 use super::{ConfigError, mapping};
 
 /// The validated `limits`.
@@ -127,31 +127,23 @@ fn count(
 }
 
 impl LimitsConfig {
-    pub fn to_yaml(&self) -> Value {
+    pub fn to_yaml(&self) -> Printed {
         let l = &self.server;
-        let n = |v: usize| Value::from(v as u64);
+        let n = |v: usize| number(v as u64);
+        let duration = |d| text(format_duration(d));
         mapping([
-            (
-                "headerreadtimeout",
-                format_duration(l.header_read_timeout).into(),
-            ),
-            ("idletimeout", format_duration(l.idle_timeout).into()),
-            ("stalltimeout", format_duration(l.stall_timeout).into()),
-            (
-                "handshaketimeout",
-                format_duration(l.handshake_timeout).into(),
-            ),
+            ("headerreadtimeout", duration(l.header_read_timeout)),
+            ("idletimeout", duration(l.idle_timeout)),
+            ("stalltimeout", duration(l.stall_timeout)),
+            ("handshaketimeout", duration(l.handshake_timeout)),
             ("maxconnections", n(l.max_connections)),
-            ("maxhttp2streams", Value::from(l.max_http2_streams)),
+            ("maxhttp2streams", number(l.max_http2_streams)),
             (
                 "maxconcurrentuploads",
                 n(self.max_concurrent_uploads.unwrap_or(0)),
             ),
             ("maxmanifestbytes", n(self.max_manifest_bytes)),
-            (
-                "metadatacachettl",
-                format_duration(self.metadata_cache.ttl).into(),
-            ),
+            ("metadatacachettl", duration(self.metadata_cache.ttl)),
             ("metadatacachesize", n(self.metadata_cache.max_bytes)),
         ])
     }
@@ -218,7 +210,7 @@ mod tests {
             }
         );
 
-        let printed = serde_yaml::to_string(&got.to_yaml()).unwrap();
+        let printed = crate::config::yaml::to_string(&got.to_yaml()).unwrap();
         for line in [
             "headerreadtimeout: 5s",
             "idletimeout: 2m",

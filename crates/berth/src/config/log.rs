@@ -1,11 +1,9 @@
 //! The `log` section: level, formatter (text or JSON), static fields on every line, access log on or off
 //! (and registry:2's deprecated top-level `loglevel`). Applied by `crate::logging`.
 
-use serde_yaml::Value;
-
 use super::read::{Section, Setting, parse_or};
 use super::values::{parse_bool, parse_choice};
-use super::yaml::Node;
+use super::yaml::{Node, Printed, flag, text};
 use super::{ConfigError, WarningKind, mapping};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,28 +156,23 @@ impl RawLog {
 }
 
 impl LogConfig {
-    pub fn to_yaml(&self) -> Value {
-        let fields: serde_yaml::Mapping = self
+    pub fn to_yaml(&self) -> Printed {
+        let fields = self
             .fields
             .iter()
-            .map(|(k, v)| (Value::from(k.as_str()), Value::from(v.as_str())))
-            .collect();
+            .map(|(k, v)| (k.as_str(), text(v.as_str())));
         mapping([
-            ("level", self.level.as_str().into()),
+            ("level", text(self.level.as_str())),
             (
                 "formatter",
-                match self.formatter {
+                text(match self.formatter {
                     LogFormat::Text => "text",
                     LogFormat::Json => "json",
-                }
-                .into(),
+                }),
             ),
-            ("fields", Value::Mapping(fields)),
-            (
-                "accesslog",
-                mapping([("disabled", (!self.access_log).into())]),
-            ),
-            ("reportcaller", self.report_caller.into()),
+            ("fields", mapping(fields)),
+            ("accesslog", mapping([("disabled", flag(!self.access_log))])),
+            ("reportcaller", flag(self.report_caller)),
         ])
     }
 }

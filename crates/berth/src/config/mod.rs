@@ -21,8 +21,6 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use serde_yaml::{Mapping, Value};
-
 pub mod auth;
 pub mod database;
 mod env;
@@ -34,9 +32,10 @@ pub mod proxy;
 mod read;
 pub mod storage;
 pub mod values;
-mod yaml;
+pub mod yaml;
 
 use read::{Ctx, Section};
+use yaml::{NOTHING, Printed, mapping, text};
 
 /// The variable registry:2 reads the configuration file's path from when none is given.
 pub const CONFIG_PATH_VAR: &str = "REGISTRY_CONFIGURATION_PATH";
@@ -251,40 +250,29 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
 
 impl Config {
     /// The effective configuration in registry:2's layout, defaults filled in and secrets masked.
-    pub fn to_yaml(&self) -> Value {
-        let mut out = Mapping::new();
-        out.insert("version".into(), VERSION.into());
-        out.insert("log".into(), self.log.to_yaml());
-        out.insert("storage".into(), self.storage.to_yaml());
-        out.insert("http".into(), self.http.to_yaml());
-        for (key, value) in auth::to_yaml(&self.auth) {
-            out.insert(key.into(), value);
-        }
-        out.insert("health".into(), self.health.to_yaml());
+    pub fn to_yaml(&self) -> Printed {
+        let mut out = vec![
+            ("version", text(VERSION)),
+            ("log", self.log.to_yaml()),
+            ("storage", self.storage.to_yaml()),
+            ("http", self.http.to_yaml()),
+        ];
+        out.extend(auth::to_yaml(&self.auth));
+        out.push(("health", self.health.to_yaml()));
         if let Some(proxy) = &self.proxy {
-            out.insert("proxy".into(), proxy.to_yaml());
+            out.push(("proxy", proxy.to_yaml()));
         }
-        out.insert("database".into(), self.database.to_yaml());
-        out.insert("limits".into(), self.limits.to_yaml());
-        Value::Mapping(out)
+        out.push(("database", self.database.to_yaml()));
+        out.push(("limits", self.limits.to_yaml()));
+        mapping(out)
     }
 }
 
-/// A YAML mapping from `(key, value)` pairs, for the sections' `to_yaml`.
-pub fn mapping<'a>(entries: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
-    Value::Mapping(
-        entries
-            .into_iter()
-            .map(|(k, v)| (Value::from(k), v))
-            .collect(),
-    )
-}
-
 /// A secret as printed: masked when set.
-pub fn masked(secret: &Option<Secret>) -> Value {
+pub fn masked(secret: &Option<Secret>) -> Printed {
     match secret {
-        Some(_) => Secret::MASK.into(),
-        None => Value::Null,
+        Some(_) => text(Secret::MASK),
+        None => NOTHING,
     }
 }
 

@@ -14,11 +14,9 @@
 
 use std::time::Duration;
 
-use serde_yaml::Value;
-
 use super::read::{Section, Setting, non_empty, parse_or};
 use super::values::{format_duration, parse_duration};
-use super::yaml::Node;
+use super::yaml::{NOTHING, Node, Printed, seq, text};
 use super::{ConfigError, Secret, mapping, masked};
 
 /// registry:2's default `ttl`: cached content expires after a week.
@@ -269,44 +267,34 @@ impl ProxyConfig {
             .collect()
     }
 
-    pub fn to_yaml(&self) -> Value {
+    pub fn to_yaml(&self) -> Printed {
         let mut entries = vec![
             (
                 "remoteurl",
-                self.remote_url.as_deref().map_or(Value::Null, Value::from),
+                self.remote_url.as_deref().map_or(NOTHING, text),
             ),
-            (
-                "username",
-                self.username.as_deref().map_or(Value::Null, Value::from),
-            ),
+            ("username", self.username.as_deref().map_or(NOTHING, text)),
             ("password", masked(&self.password)),
             (
                 "ttl",
-                format_duration(self.ttl.unwrap_or(Duration::ZERO)).into(),
+                text(format_duration(self.ttl.unwrap_or(Duration::ZERO))),
             ),
             (
                 "maxsize",
-                self.max_size.map_or(Value::Null, |n| n.to_string().into()),
+                self.max_size.map_or(NOTHING, |n| text(n.to_string())),
             ),
-            ("revalidate", format_duration(self.revalidate).into()),
+            ("revalidate", text(format_duration(self.revalidate))),
         ];
         if !self.upstreams.is_empty() {
-            let list = self
-                .upstreams
-                .iter()
-                .map(|u| {
-                    mapping([
-                        ("prefix", u.prefix.as_str().into()),
-                        ("remoteurl", u.remote_url.as_str().into()),
-                        (
-                            "username",
-                            u.username.as_deref().map_or(Value::Null, Value::from),
-                        ),
-                        ("password", masked(&u.password)),
-                    ])
-                })
-                .collect();
-            entries.push(("upstreams", Value::Sequence(list)));
+            let upstreams = self.upstreams.iter().map(|u| {
+                mapping([
+                    ("prefix", text(u.prefix.as_str())),
+                    ("remoteurl", text(u.remote_url.as_str())),
+                    ("username", u.username.as_deref().map_or(NOTHING, text)),
+                    ("password", masked(&u.password)),
+                ])
+            });
+            entries.push(("upstreams", seq(upstreams)));
         }
         mapping(entries)
     }

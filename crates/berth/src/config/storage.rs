@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use registry::UploadPurging;
-use serde_yaml::Value;
 
 use super::read::{Section, Setting, non_empty, parse_or};
 use super::values::{format_duration, parse_bool, parse_choice, parse_duration, parse_int};
+use super::yaml::{NOTHING, Printed, flag, number, text};
 use super::{ConfigError, Secret, WarningKind, mapping, masked};
 
 /// Where berth keeps its data when no storage is configured (relative to the working directory).
@@ -455,72 +455,68 @@ impl RawS3 {
 }
 
 impl StorageConfig {
-    pub fn to_yaml(&self) -> Value {
+    pub fn to_yaml(&self) -> Printed {
         let driver = match &self.driver {
             Driver::Filesystem { root } => (
                 "filesystem",
-                mapping([("rootdirectory", root.display().to_string().into())]),
+                mapping([("rootdirectory", text(root.display().to_string()))]),
             ),
             Driver::S3(s3) => ("s3", s3.to_yaml()),
         };
         let purging = match &self.upload_purging {
-            None => mapping([("enabled", false.into())]),
+            None => mapping([("enabled", flag(false))]),
             Some(p) => mapping([
-                ("enabled", true.into()),
-                ("age", format_duration(p.age).into()),
-                ("interval", format_duration(p.interval).into()),
-                ("dryrun", p.dry_run.into()),
+                ("enabled", flag(true)),
+                ("age", text(format_duration(p.age))),
+                ("interval", text(format_duration(p.interval))),
+                ("dryrun", flag(p.dry_run)),
             ]),
         };
         let mut entries = vec![
             driver,
-            ("delete", mapping([("enabled", self.delete_enabled.into())])),
+            ("delete", mapping([("enabled", flag(self.delete_enabled))])),
             (
                 "maintenance",
                 mapping([
                     ("uploadpurging", purging),
-                    ("readonly", mapping([("enabled", self.read_only.into())])),
+                    ("readonly", mapping([("enabled", flag(self.read_only))])),
                 ]),
             ),
             (
                 "redirect",
                 mapping([
-                    ("disable", self.redirect_disabled.into()),
-                    ("enabled", self.redirect.is_some().into()),
+                    ("disable", flag(self.redirect_disabled)),
+                    ("enabled", flag(self.redirect.is_some())),
                     (
                         "expirydelay",
-                        self.redirect
-                            .map_or(Value::Null, |d| format_duration(d).into()),
+                        self.redirect.map_or(NOTHING, |d| text(format_duration(d))),
                     ),
                 ]),
             ),
         ];
         if let Some(cache) = &self.blob_descriptor_cache {
-            entries.push((
-                "cache",
-                mapping([("blobdescriptor", cache.as_str().into())]),
-            ));
+            entries.push(("cache", mapping([("blobdescriptor", text(cache.as_str()))])));
         }
         mapping(entries)
     }
 }
 
 impl S3Config {
-    fn to_yaml(&self) -> Value {
-        let opt = |v: &Option<String>| v.as_deref().map_or(Value::Null, Value::from);
+    fn to_yaml(&self) -> Printed {
+        let opt = |v: &Option<String>| v.as_deref().map_or(NOTHING, text);
         mapping([
             ("accesskey", opt(&self.access_key)),
             ("secretkey", masked(&self.secret_key)),
             ("region", opt(&self.region)),
             ("regionendpoint", opt(&self.region_endpoint)),
-            ("bucket", self.bucket.as_str().into()),
+            ("bucket", text(self.bucket.as_str())),
             ("rootdirectory", opt(&self.root_directory)),
-            ("forcepathstyle", self.force_path_style.into()),
-            ("secure", self.secure.into()),
-            ("skipverify", self.skip_verify.into()),
-            ("chunksize", self.chunk_size.into()),
+            ("forcepathstyle", flag(self.force_path_style)),
+            ("secure", flag(self.secure)),
+            ("skipverify", flag(self.skip_verify)),
+            ("chunksize", number(self.chunk_size)),
             ("sessiontoken", masked(&self.session_token)),
-            ("encrypt", self.encrypt.into()),
+            ("encrypt", flag(self.encrypt)),
             ("keyid", opt(&self.key_id)),
             ("storageclass", opt(&self.storage_class)),
         ])
@@ -634,7 +630,8 @@ mod tests {
     #[test]
     fn the_secrets_are_masked_when_printed() {
         let (l, _) = load_s3(FULL, &[]);
-        let printed = serde_yaml::to_string(&l.config.storage.to_yaml()).unwrap_or_default();
+        let printed =
+            crate::config::yaml::to_string(&l.config.storage.to_yaml()).unwrap_or_default();
         assert!(printed.contains("bucket: reg"), "{printed}");
         assert!(
             !printed.contains("SK") && !printed.contains("TOK"),

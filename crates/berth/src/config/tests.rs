@@ -687,14 +687,14 @@ fn the_printed_configuration_masks_secrets_and_reads_back_the_same() {
         secrets[1], secrets[2]
     )
     .replace("a-long-random-http-secret", secrets[0]);
-    let printed = serde_yaml::to_string(&load_ok(&text).config.to_yaml()).unwrap();
+    let printed = yaml::to_string(&load_ok(&text).config.to_yaml()).unwrap();
     for s in secrets {
         assert!(!printed.contains(s), "{s} printed:\n{printed}");
     }
     assert_eq!(printed.matches(Secret::MASK).count(), 3, "{printed}");
 
     let s3 = "storage:\n  s3:\n    bucket: b\n    region: r\n    secretkey: s3cr3t-s3\n";
-    let printed = serde_yaml::to_string(&load_ok(s3).config.to_yaml()).unwrap();
+    let printed = yaml::to_string(&load_ok(s3).config.to_yaml()).unwrap();
     assert!(!printed.contains("s3cr3t-s3") && printed.contains(Secret::MASK));
 
     // What is printed is a configuration that means the same.
@@ -707,9 +707,7 @@ fn the_printed_configuration_masks_secrets_and_reads_back_the_same() {
         REFERENCE,
     ] {
         let once = load_ok(sample).config.to_yaml();
-        let again = load_ok(&serde_yaml::to_string(&once).unwrap())
-            .config
-            .to_yaml();
+        let again = load_ok(&yaml::to_string(&once).unwrap()).config.to_yaml();
         assert_eq!(once, again, "{sample}");
     }
 }

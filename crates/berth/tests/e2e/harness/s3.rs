@@ -87,6 +87,8 @@ impl S3Bucket {
 
 #[cfg(test)]
 mod tests {
+    use saphyr::{LoadableYamlNode, Yaml};
+
     use super::*;
 
     #[test]
@@ -100,13 +102,18 @@ mod tests {
             root: "/berth-e2e-1-0-0".into(),
         };
         let yaml = b.config_yaml();
-        let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
-        let s3 = &v["storage"]["s3"];
+        let docs = Yaml::load_from_str(&yaml).unwrap();
+        let s3 = &docs[0]["storage"]["s3"];
         assert_eq!(s3["regionendpoint"].as_str(), Some("http://127.0.0.1:3900"));
         assert_eq!(s3["secretkey"].as_str(), Some("0123"));
         assert_eq!(s3["rootdirectory"].as_str(), Some("/berth-e2e-1-0-0"));
         assert_eq!(s3["forcepathstyle"].as_bool(), Some(true));
         assert_eq!(s3["secure"].as_bool(), Some(false));
-        assert_eq!(s3["chunksize"].as_u64(), Some(CHUNK_SIZE));
+        assert_eq!(
+            s3["chunksize"]
+                .as_integer()
+                .and_then(|n| u64::try_from(n).ok()),
+            Some(CHUNK_SIZE)
+        );
     }
 }
