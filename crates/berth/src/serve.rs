@@ -23,12 +23,12 @@ use berth_http::tls::{TlsAcceptor, TlsSettings};
 use blobs::BlobStore;
 use blobs::fs::FsBlobStore;
 use blobs::s3::{S3BlobStore, S3Settings};
-use metadata::MetadataStore;
+use metadata::Metadata;
 use metadata::postgres::PostgresStore;
 use metadata::sqlite::SqliteStore;
 use registry::Registry;
-use registry::cached::CachedMetadataStore;
-use registry::instrumented::{InstrumentedBlobStore, InstrumentedMetadataStore};
+use registry::cached::CachedCatalog;
+use registry::instrumented::{InstrumentedBlobStore, InstrumentedMetadata};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -51,7 +51,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let root = std::path::absolute(configured_root)
         .with_context(|| format!("resolving the data directory {}", configured_root.display()))?;
     let (blobs, blobs_name) = open_blobs(&config, &root)?;
-    let (meta, metadata_name): (Arc<dyn MetadataStore>, &str) = if config.database.enabled {
+    let (meta, metadata_name): (Metadata, &str) = if config.database.enabled {
         let db = &config.database;
         let store = PostgresStore::connect(&db.postgres_settings()?)
             .await
@@ -63,12 +63,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                     db.dbname.as_deref().unwrap_or_default()
                 )
             })?;
-        (Arc::new(store), "metadata_postgres")
+        (Metadata::of(Arc::new(store)), "metadata_postgres")
     } else {
         let db = root.join("metadata.sqlite");
         let store = SqliteStore::open(&db)
             .with_context(|| format!("opening the metadata database {}", db.display()))?;
-        (Arc::new(store), "metadata_sqlite")
+        (Metadata::of(Arc::new(store)), "metadata_sqlite")
     };
     let mut blobs = blobs;
     let mut meta = meta;
@@ -82,15 +82,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             blobs_name,
             metrics.storage_observer(),
         ));
-        meta = Arc::new(InstrumentedMetadataStore::new(
-            meta,
-            backend,
-            metrics.storage_observer(),
-        ));
+        meta = InstrumentedMetadata::wrap(meta, backend, metrics.storage_observer());
     }
     // Outside the timing decorator, so the metrics time the database, not the cache's hits.
     if config.limits.metadata_cache.enabled() {
-        meta = Arc::new(CachedMetadataStore::new(meta, config.limits.metadata_cache));
+        meta.catalog = Arc::new(CachedCatalog::new(
+            meta.catalog,
+            config.limits.metadata_cache,
+        ));
     }
     let registry = Registry::new(
         blobs,

@@ -110,6 +110,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Storage for immutable, content-addressed blobs and for the bytes of uploads in progress.
 ///
+/// No method has a default: a decorator implements every one, so none can be left to a default that
+/// differs from what the store it wraps does.
+///
 /// Contract shared by all backends (checked by [`testsuite`]):
 /// - A blob becomes visible to `stat`/`read` only through `upload_commit`, all at once and durably:
 ///   a crash at any moment leaves it either absent or whole.
@@ -140,16 +143,14 @@ pub trait BlobStore: Send + Sync + 'static {
     /// bytes can be read back with `upload_read` but need not be durable yet; `upload_commit` makes them
     /// durable, as it does anyway. A pull-through cache's fetch writes this way: should the process die,
     /// its upload is purged rather than continued, so waiting for the disk after every segment would only
-    /// make the clients reading the fetch wait for it too. Decorators must forward it. By default the
-    /// same as `upload_write` (S3: every part written is durable anyway).
+    /// make the clients reading the fetch wait for it too. A backend whose writes are durable anyway
+    /// (S3: every part written is) answers it with `upload_write`.
     async fn upload_write_unsynced(
         &self,
         id: &UploadId,
         offset: u64,
         data: ByteStream,
-    ) -> Result<u64> {
-        self.upload_write(id, offset, data).await
-    }
+    ) -> Result<u64>;
 
     /// Streams the first `len` bytes of upload `id` (used to hash with an algorithm that was not computed
     /// while the bytes streamed in).
@@ -157,12 +158,9 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Streams bytes `from..len` of upload `id` (`from <= len`): [`upload_read`](Self::upload_read) for
     /// a reader that already has the first `from` bytes (a pull-through cache's client that fell behind
-    /// the fetch's in-memory window). `UploadNotFound` as there. By default reads from the start and
-    /// drops the first `from` bytes; the filesystem seeks. Decorators must forward it.
-    async fn upload_read_from(&self, id: &UploadId, from: u64, len: u64) -> Result<ByteStream> {
-        let stream = self.upload_read(id, len).await?;
-        Ok(skip_bytes(stream, from))
-    }
+    /// the fetch's in-memory window). `UploadNotFound` as there. The filesystem seeks; a backend that
+    /// cannot may read from the start and drop the first `from` bytes ([`skip_bytes`]).
+    async fn upload_read_from(&self, id: &UploadId, from: u64, len: u64) -> Result<ByteStream>;
 
     /// Makes the first `len` bytes of upload `id` the committed blob `digest`, durably, and removes the
     /// upload. The caller has verified the digest. `UploadNotFound` if the upload holds fewer than `len` bytes
@@ -184,16 +182,13 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn check(&self) -> Result<()>;
 
     /// A URL from which any client may GET the committed blob `digest` straight from the storage for
-    /// about `expires`, bypassing this process (S3: a presigned URL); `None` (the default) when the
-    /// backend has no such thing. Computed without checking that the blob exists: the caller knows.
-    async fn redirect_url(&self, digest: &Digest, expires: Duration) -> Result<Option<String>> {
-        let _ = (digest, expires);
-        Ok(None)
-    }
+    /// about `expires`, bypassing this process (S3: a presigned URL); `None` when the backend has no
+    /// such thing. Computed without checking that the blob exists: the caller knows.
+    async fn redirect_url(&self, digest: &Digest, expires: Duration) -> Result<Option<String>>;
 }
 
 /// `stream` without its first `n` bytes.
-fn skip_bytes(stream: ByteStream, n: u64) -> ByteStream {
+pub fn skip_bytes(stream: ByteStream, n: u64) -> ByteStream {
     use futures_util::StreamExt;
     Box::pin(
         stream

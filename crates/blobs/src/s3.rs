@@ -131,9 +131,24 @@ impl BlobStore for S3BlobStore {
         self.write(id, offset, data).await
     }
 
+    /// Every part written is durable already: the same as `upload_write`.
+    async fn upload_write_unsynced(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        data: ByteStream,
+    ) -> Result<u64> {
+        self.write(id, offset, data).await
+    }
+
     /// `UploadNotFound` also when the upload holds fewer than `len` bytes, as in `upload_commit`.
     async fn upload_read(&self, id: &UploadId, len: u64) -> Result<ByteStream> {
         self.read_upload(id, len).await
+    }
+
+    /// Read from the start, the first `from` bytes dropped: the parts are read in order anyway.
+    async fn upload_read_from(&self, id: &UploadId, from: u64, len: u64) -> Result<ByteStream> {
+        Ok(crate::skip_bytes(self.read_upload(id, len).await?, from))
     }
 
     async fn upload_commit(&self, id: &UploadId, len: u64, digest: &Digest) -> Result<()> {

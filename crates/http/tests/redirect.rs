@@ -38,8 +38,24 @@ impl BlobStore for Redirecting {
     ) -> blobs::Result<u64> {
         self.0.upload_write(id, offset, data).await
     }
+    async fn upload_write_unsynced(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        data: ByteStream,
+    ) -> blobs::Result<u64> {
+        self.0.upload_write_unsynced(id, offset, data).await
+    }
     async fn upload_read(&self, id: &UploadId, len: u64) -> blobs::Result<ByteStream> {
         self.0.upload_read(id, len).await
+    }
+    async fn upload_read_from(
+        &self,
+        id: &UploadId,
+        from: u64,
+        len: u64,
+    ) -> blobs::Result<ByteStream> {
+        self.0.upload_read_from(id, from, len).await
     }
     async fn upload_commit(&self, id: &UploadId, len: u64, d: &Digest) -> blobs::Result<()> {
         self.0.upload_commit(id, len, d).await

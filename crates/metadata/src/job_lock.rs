@@ -1,8 +1,8 @@
 //! Job locks: background work (upload purging, later GC) that must run on one registry replica at a time.
 //!
 //! Replicas share nothing but their stores, so the metadata store is where they agree on who runs a job:
-//! [`MetadataStore::try_job_lock`](crate::MetadataStore::try_job_lock) takes a named lock without waiting
-//! and gives a [`JobLock`] that holds it until dropped. The lock must never outlive its holder, or a
+//! [`JobLocks::try_job_lock`] takes a named lock without waiting and gives a [`JobLock`] that holds it
+//! until dropped. The lock must never outlive its holder, or a
 //! replica killed mid-job would stop the job everywhere for good, so each backend ties it to something
 //! that dies with the process:
 //!
@@ -15,41 +15,41 @@
 //! A job that runs for a while asks [`JobLock::is_held`] between steps: a PostgreSQL session can be cut
 //! (a failover, an administrator's `pg_terminate_backend`), after which another replica may take the lock.
 
-use std::fs::File;
+use crate::Result;
+
+/// Background work on one replica at a time.
+#[async_trait::async_trait]
+pub trait JobLocks: Send + Sync + 'static {
+    /// Takes the job lock `name` (ASCII letters, digits, `-`, `_`; at most 64 bytes) without waiting:
+    /// `None` if another holder has it, whether in this process or in another replica on the same
+    /// database. Not reentrant: a second call while the first lock is held gives `None`. The lock is
+    /// released when the [`JobLock`] is dropped, and also when its holder dies (see the module comment).
+    async fn try_job_lock(&self, name: &str) -> Result<Option<JobLock>>;
+}
+
+/// What keeps a lock in a backend; dropping it releases the lock.
+#[async_trait::async_trait]
+pub trait LockHolder: Send + Sync + 'static {
+    /// Whether the lock is still this holder's (see [`JobLock::is_held`]).
+    async fn is_held(&self) -> bool;
+
+    /// What holds it, for `Debug` (`file`, `postgres`, ...).
+    fn kind(&self) -> &'static str;
+}
 
 /// A job lock, held until dropped.
 pub struct JobLock {
     name: String,
-    holder: Holder,
-}
-
-/// What keeps the lock; dropping it releases the lock.
-pub(crate) enum Holder {
-    /// A store only this process uses: nothing to hold.
-    Local,
-    /// The open descriptor that carries the `flock`.
-    File(
-        #[expect(
-            dead_code,
-            reason = "never read: holding it open is what keeps the lock"
-        )]
-        File,
-    ),
-    /// The session that holds the advisory lock.
-    Postgres(crate::postgres::LockSession),
+    holder: Box<dyn LockHolder>,
 }
 
 impl JobLock {
-    pub(crate) fn new(name: &str, holder: Holder) -> JobLock {
+    /// The lock of job `name`, kept by `holder`; `name` must be [valid](check_name).
+    pub fn new(name: &str, holder: Box<dyn LockHolder>) -> JobLock {
         JobLock {
             name: name.to_string(),
             holder,
         }
-    }
-
-    /// A lock that excludes nobody, for stores no other process uses (the trait's default).
-    pub fn local(name: &str) -> JobLock {
-        JobLock::new(name, Holder::Local)
     }
 
     /// The job's name.
@@ -61,23 +61,15 @@ impl JobLock {
     /// should stop, since another replica may have taken the lock since. Bounded: a server that does not
     /// answer within a few seconds counts as lost.
     pub async fn is_held(&self) -> bool {
-        match &self.holder {
-            Holder::Local | Holder::File(_) => true,
-            Holder::Postgres(session) => session.is_alive().await,
-        }
+        self.holder.is_held().await
     }
 }
 
 impl std::fmt::Debug for JobLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match self.holder {
-            Holder::Local => "local",
-            Holder::File(_) => "file",
-            Holder::Postgres(_) => "postgres",
-        };
         f.debug_struct("JobLock")
             .field("name", &self.name)
-            .field("kind", &kind)
+            .field("kind", &self.holder.kind())
             .finish()
     }
 }

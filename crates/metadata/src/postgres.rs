@@ -1,4 +1,4 @@
-//! The PostgreSQL backend of [`MetadataStore`]: one database shared by any number of registry replicas.
+//! The PostgreSQL backend of every metadata role: one database shared by any number of registry replicas.
 //!
 //! Same schema (`schema.rs`, rendered for [`Dialect::Postgres`](crate::schema::Dialect::Postgres)) and same semantics as the SQLite
 //! backend, so the shared suite runs unchanged against both. What a server adds:
@@ -17,11 +17,11 @@
 //! - A server that cannot be reached (refused, lost, the pool's wait exceeded) is reported as
 //!   [`Error::Unavailable`] once the retries are spent, which the registry answers with 503.
 
-mod cache;
 mod job_lock;
 mod migrate;
 mod ops;
 mod pool;
+mod proxy_entries;
 mod retry;
 mod tls;
 
@@ -32,10 +32,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use oci::{Digest, RepoName, Tag};
 
 use crate::{
-    CacheEntry, Error, JobLock, MetadataStore, NewManifest, Referrer, Result, StoredManifest,
-    UploadSession,
+    Catalog, Error, JobLock, JobLocks, NewManifest, ProxyEntries, ProxyEntry, Referrer, Result,
+    StoredManifest, UploadSession, UploadSessions,
 };
-pub(crate) use job_lock::LockSession;
 use pool::Pool;
 pub use retry::PgError;
 use retry::{Backoff, Failure, Safety};
@@ -163,7 +162,7 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// A [`MetadataStore`] in a PostgreSQL database. Cheap to clone (the pool is shared).
+/// Every metadata role in a PostgreSQL database. Cheap to clone (the pool is shared).
 #[derive(Clone)]
 pub struct PostgresStore {
     inner: Arc<Inner>,
@@ -241,7 +240,7 @@ impl PostgresStore {
 }
 
 #[async_trait::async_trait]
-impl MetadataStore for PostgresStore {
+impl Catalog for PostgresStore {
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
         run!(
             self,
@@ -328,7 +327,10 @@ impl MetadataStore for PostgresStore {
             c, repo, subject
         ))
     }
+}
 
+#[async_trait::async_trait]
+impl UploadSessions for PostgresStore {
     async fn save_upload(
         &self,
         session: &UploadSession,
@@ -363,35 +365,47 @@ impl MetadataStore for PostgresStore {
             limit
         ))
     }
+}
 
-    async fn touch_cache_entries(&self, entries: &[CacheEntry]) -> Result<()> {
+#[async_trait::async_trait]
+impl JobLocks for PostgresStore {
+    async fn try_job_lock(&self, name: &str) -> Result<Option<JobLock>> {
+        crate::job_lock::check_name(name)?;
+        job_lock::try_lock(&self.inner.pool, name).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ProxyEntries for PostgresStore {
+    async fn touch_proxy_entries(&self, entries: &[ProxyEntry]) -> Result<()> {
         // Upserts that only move times forward: applying a batch twice changes nothing.
-        run!(self, Safety::Idempotent, tx | c | cache::touch(c, entries))
+        run!(
+            self,
+            Safety::Idempotent,
+            tx | c | proxy_entries::touch(c, entries)
+        )
     }
 
-    async fn oldest_cache_entries(
+    async fn oldest_proxy_entries(
         &self,
         pulled_before: i64,
         limit: usize,
-    ) -> Result<Vec<CacheEntry>> {
-        run!(self, Safety::Idempotent, |c| cache::oldest(
+    ) -> Result<Vec<ProxyEntry>> {
+        run!(self, Safety::Idempotent, |c| proxy_entries::oldest(
             c,
             pulled_before,
             limit
         ))
     }
 
-    async fn cache_size(&self) -> Result<u64> {
-        run!(self, Safety::Idempotent, |c| cache::size(c))
+    async fn proxy_entries_size(&self) -> Result<u64> {
+        run!(self, Safety::Idempotent, |c| proxy_entries::size(c))
     }
 
-    async fn remove_cache_entry(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        run!(self, Safety::AtMostOnce, |c| cache::remove(c, repo, digest))
-    }
-
-    async fn try_job_lock(&self, name: &str) -> Result<Option<JobLock>> {
-        crate::job_lock::check_name(name)?;
-        job_lock::try_lock(&self.inner.pool, name).await
+    async fn remove_proxy_entry(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        run!(self, Safety::AtMostOnce, |c| proxy_entries::remove(
+            c, repo, digest
+        ))
     }
 }
 

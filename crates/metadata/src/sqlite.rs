@@ -1,4 +1,4 @@
-//! The SQLite backend of [`MetadataStore`]: one database file, good for a single registry node.
+//! The SQLite backend of every metadata role: one database file, good for a single registry node.
 //!
 //! rusqlite is blocking, so every call runs on tokio's blocking pool (`spawn_blocking`) and never stalls
 //! the async workers. Connections:
@@ -17,8 +17,8 @@
 //! lock can fail with "database is locked" however long the busy timeout, because another writer
 //! changed its snapshot.
 
-mod cache;
 mod ops;
+mod proxy_entries;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -30,11 +30,11 @@ use rustix::fs::{FlockOperation, flock};
 use rustix::io::Errno;
 use tokio::sync::Semaphore;
 
-use crate::job_lock::{self, Holder};
+use crate::job_lock;
 use crate::schema::{self, Dialect};
 use crate::{
-    CacheEntry, Error, JobLock, MetadataStore, NewManifest, Referrer, Result, StoredManifest,
-    UploadSession,
+    Catalog, Error, JobLock, JobLocks, LockHolder, NewManifest, ProxyEntries, ProxyEntry, Referrer,
+    Result, StoredManifest, UploadSession, UploadSessions,
 };
 
 /// How many read-only connections the pool opens. Small on purpose: reads are short, and every
@@ -44,7 +44,7 @@ const READERS: usize = 4;
 /// How long a statement waits for a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A [`MetadataStore`] in one SQLite database file. Cheap to clone (the connections are shared).
+/// Every metadata role in one SQLite database file. Cheap to clone (the connections are shared).
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -266,7 +266,7 @@ fn migrate(conn: &Connection) -> Result<()> {
 }
 
 #[async_trait::async_trait]
-impl MetadataStore for SqliteStore {
+impl Catalog for SqliteStore {
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
         let (repo, digest) = (repo.clone(), digest.clone());
         self.write_tx(move |tx| ops::link_blob(tx, &repo, &digest, size))
@@ -352,7 +352,10 @@ impl MetadataStore for SqliteStore {
         self.read(move |conn| ops::referrers(conn, &repo, &subject))
             .await
     }
+}
 
+#[async_trait::async_trait]
+impl UploadSessions for SqliteStore {
     async fn save_upload(
         &self,
         session: &UploadSession,
@@ -383,31 +386,10 @@ impl MetadataStore for SqliteStore {
         self.read(move |conn| ops::stale_uploads(conn, updated_before, after.as_deref(), limit))
             .await
     }
+}
 
-    async fn touch_cache_entries(&self, entries: &[CacheEntry]) -> Result<()> {
-        let entries = entries.to_vec();
-        self.write_tx(move |tx| cache::touch(tx, &entries)).await
-    }
-
-    async fn oldest_cache_entries(
-        &self,
-        pulled_before: i64,
-        limit: usize,
-    ) -> Result<Vec<CacheEntry>> {
-        self.read(move |conn| cache::oldest(conn, pulled_before, limit))
-            .await
-    }
-
-    async fn cache_size(&self) -> Result<u64> {
-        self.read(cache::size).await
-    }
-
-    async fn remove_cache_entry(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let (repo, digest) = (repo.clone(), digest.clone());
-        self.write(move |conn| cache::remove(conn, &repo, &digest))
-            .await
-    }
-
+#[async_trait::async_trait]
+impl JobLocks for SqliteStore {
     /// An exclusive `flock` on `<database>-job-<name>.lock`: every process on this machine that opens
     /// the database (a second server, `berth gc`) sees it, and the kernel releases it with the holder.
     async fn try_job_lock(&self, name: &str) -> Result<Option<JobLock>> {
@@ -423,12 +405,61 @@ impl MetadataStore for SqliteStore {
                 .open(&path)
                 .map_err(|e| Error::Backend(Box::new(e)))?;
             match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => Ok(Some(JobLock::new(&name, Holder::File(file)))),
+                Ok(()) => Ok(Some(JobLock::new(&name, Box::new(FlockHolder(file))))),
                 Err(e) if e == Errno::WOULDBLOCK => Ok(None),
                 Err(e) => Err(Error::Backend(Box::new(std::io::Error::from(e)))),
             }
         })
         .await
+    }
+}
+
+/// The open descriptor that carries a job lock's `flock`: the kernel releases the lock with it, so it
+/// holds for as long as it is open.
+struct FlockHolder(
+    #[expect(
+        dead_code,
+        reason = "never read: holding it open is what keeps the lock"
+    )]
+    std::fs::File,
+);
+
+#[async_trait::async_trait]
+impl LockHolder for FlockHolder {
+    async fn is_held(&self) -> bool {
+        true
+    }
+
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+}
+
+#[async_trait::async_trait]
+impl ProxyEntries for SqliteStore {
+    async fn touch_proxy_entries(&self, entries: &[ProxyEntry]) -> Result<()> {
+        let entries = entries.to_vec();
+        self.write_tx(move |tx| proxy_entries::touch(tx, &entries))
+            .await
+    }
+
+    async fn oldest_proxy_entries(
+        &self,
+        pulled_before: i64,
+        limit: usize,
+    ) -> Result<Vec<ProxyEntry>> {
+        self.read(move |conn| proxy_entries::oldest(conn, pulled_before, limit))
+            .await
+    }
+
+    async fn proxy_entries_size(&self) -> Result<u64> {
+        self.read(proxy_entries::size).await
+    }
+
+    async fn remove_proxy_entry(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let (repo, digest) = (repo.clone(), digest.clone());
+        self.write(move |conn| proxy_entries::remove(conn, &repo, &digest))
+            .await
     }
 }
 

@@ -1,10 +1,12 @@
-//! The backend-agnostic test suite every [`MetadataStore`] must pass.
+//! The backend-agnostic test suites, one per role of the store: every backend runs all four, and every
+//! decorator the suite of each role it implements.
 //!
-//! Each case is a `pub async fn` taking a fresh, empty store; [`metadata_store_tests!`](crate::metadata_store_tests)
-//! turns them into one named `#[tokio::test]` per case, so a backend runs the whole suite with one line:
+//! Each case is a `pub async fn` taking a fresh, empty store of its role; each role's macro turns its
+//! cases into one named `#[tokio::test]` per case, so a store runs a whole suite with one line:
 //!
 //! ```text
-//! metadata::metadata_store_tests!(async { metadata::sqlite::SqliteStore::open_temporary().unwrap() });
+//! metadata::catalog_tests!(async { metadata::sqlite::SqliteStore::open_temporary().unwrap() });
+//! metadata::upload_session_tests!(async { metadata::sqlite::SqliteStore::open_temporary().unwrap() });
 //! ```
 //!
 //! The expression is evaluated (and awaited) once per test, and must give a store nobody else uses:
@@ -12,22 +14,31 @@
 //! Behaviour that only makes sense for one backend (reopening a file, migrations) is tested beside
 //! that backend, not here.
 //!
-//! The pull-through cache's entries have their own macro,
-//! [`metadata_cache_entry_tests!`](crate::metadata_cache_entry_tests).
+//! | role | macro | cases |
+//! | --- | --- | --- |
+//! | [`Catalog`](crate::Catalog) | [`catalog_tests!`](crate::catalog_tests) | `catalog.rs`, `listing.rs` |
+//! | [`UploadSessions`](crate::UploadSessions) | [`upload_session_tests!`](crate::upload_session_tests) | `uploads.rs` |
+//! | [`ProxyEntries`](crate::ProxyEntries) | [`proxy_entry_tests!`](crate::proxy_entry_tests) | `proxy_entries.rs` |
+//! | [`JobLocks`](crate::JobLocks) | [`job_lock_tests!`](crate::job_lock_tests) | `job_lock.rs` |
 //!
-//! Job locks need two stores on one database (two replicas): their cases take a pair, and
-//! [`metadata_job_lock_tests!`](crate::metadata_job_lock_tests) runs them the same way.
+//! Job locks need two stores on one database (two replicas): their cases take a pair.
+//!
+//! A store that needs a server writes `catalog_tests!(optional: $make)` (and so on), where `$make` gives
+//! a future of `Option<store>`: `None` (no server configured) makes each case pass after printing that
+//! it skipped, so a run without the server says so case by case instead of passing silently.
+//!
+//! Every case must be listed in its macro: a case missing from the list is never run.
 
-mod blobs_manifests;
-mod cache_entries;
+mod catalog;
 mod job_lock;
 mod listing;
+mod proxy_entries;
 mod uploads;
 
-pub use blobs_manifests::*;
-pub use cache_entries::*;
+pub use catalog::*;
 pub use job_lock::*;
 pub use listing::*;
+pub use proxy_entries::*;
 pub use uploads::*;
 
 use bytes::Bytes;
@@ -35,52 +46,12 @@ use oci::{Digest, RepoName, Tag, media_type};
 
 use crate::NewManifest;
 
-/// Expands into one `#[tokio::test]` per case of [`testsuite`](crate::testsuite), each building its
-/// store with `$make` (an expression giving a future of the store, e.g. an `async` block).
-///
-/// A backend that needs a server writes `metadata_store_tests!(optional: $make)`, where `$make` gives a
-/// future of `Option<store>`: `None` (no server configured) makes each case pass after printing that
-/// it skipped, so a run without the server says so case by case instead of passing silently.
-///
-/// Every case must be listed here: a case missing from this list is never run.
+/// The cases of one role, each a `#[tokio::test]` building its store with `$make`; `$wrap` makes the
+/// store an `Option` (`Some` for a store that is always there, the identity for `optional:`).
+#[doc(hidden)]
 #[macro_export]
-macro_rules! metadata_store_tests {
-    (optional: $make:expr) => {
-        $crate::metadata_store_tests!(@list ::std::convert::identity, $make);
-    };
-    ($make:expr) => {
-        $crate::metadata_store_tests!(@list ::std::option::Option::Some, $make);
-    };
-    (@list $wrap:path, $make:expr) => {
-        $crate::metadata_store_tests!(@cases $wrap, $make;
-            link_linked_known_unlink,
-            blob_links_are_per_repository,
-            put_manifest_with_linked_blobs,
-            put_manifest_missing_blob_stores_nothing,
-            put_manifest_blob_of_another_repo_is_missing,
-            put_manifest_missing_child_stores_nothing,
-            put_index_with_present_children,
-            put_same_digest_twice_is_idempotent,
-            manifests_are_per_repository,
-            tag_moves_to_the_new_manifest,
-            concurrent_tag_moves_end_on_one_value,
-            delete_manifest_removes_its_tags,
-            delete_tag_keeps_the_manifest,
-            repo_exists_needs_a_manifest,
-            list_repos_in_byte_order,
-            list_tags_in_byte_order,
-            list_tags_paginates,
-            list_repos_paginates,
-            referrers_by_subject,
-            deleted_referrer_disappears,
-            upload_create_get_delete,
-            upload_compare_and_swap,
-            concurrent_upload_updates_have_one_winner,
-            concurrent_writers_do_not_fail,
-            stale_uploads_by_last_update,
-        );
-    };
-    (@cases $wrap:path, $make:expr; $($case:ident),* $(,)?) => {
+macro_rules! __metadata_cases {
+    ($wrap:path, $make:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
@@ -94,39 +65,92 @@ macro_rules! metadata_store_tests {
     };
 }
 
-/// Like [`metadata_store_tests!`](crate::metadata_store_tests), for the pull-through cache's entries
-/// (`touch_cache_entries` and the rest), which the backends implement and decorators forward.
+/// Expands into one `#[tokio::test]` per case of the [`Catalog`](crate::Catalog) suite.
 #[macro_export]
-macro_rules! metadata_cache_entry_tests {
+macro_rules! catalog_tests {
     (optional: $make:expr) => {
-        $crate::metadata_store_tests!(@cases ::std::convert::identity, $make;
-            cache_entries_oldest_first_with_sizes,
-            cache_entries_move_forward_only,
-            cache_entries_are_removed_one_by_one,
-        );
+        $crate::catalog_tests!(@list ::std::convert::identity, $make);
     };
     ($make:expr) => {
-        $crate::metadata_store_tests!(@cases ::std::option::Option::Some, $make;
-            cache_entries_oldest_first_with_sizes,
-            cache_entries_move_forward_only,
-            cache_entries_are_removed_one_by_one,
+        $crate::catalog_tests!(@list ::std::option::Option::Some, $make);
+    };
+    (@list $wrap:path, $make:expr) => {
+        $crate::__metadata_cases!($wrap, $make;
+            link_linked_known_unlink,
+            blob_links_are_per_repository,
+            put_manifest_with_linked_blobs,
+            put_manifest_missing_blob_stores_nothing,
+            put_manifest_blob_of_another_repo_is_missing,
+            put_manifest_missing_child_stores_nothing,
+            put_index_with_present_children,
+            put_same_digest_twice_is_idempotent,
+            manifests_are_per_repository,
+            tag_moves_to_the_new_manifest,
+            concurrent_tag_moves_end_on_one_value,
+            delete_manifest_removes_its_tags,
+            delete_tag_keeps_the_manifest,
+            concurrent_writers_do_not_fail,
+            repo_exists_needs_a_manifest,
+            list_repos_in_byte_order,
+            list_tags_in_byte_order,
+            list_tags_paginates,
+            list_repos_paginates,
+            referrers_by_subject,
+            deleted_referrer_disappears,
         );
     };
 }
 
-/// Like [`metadata_store_tests!`](crate::metadata_store_tests), for the cases that need two stores on
-/// one database (job locks): `$make` gives a future of `(store, store)` (or with `optional:`, of
-/// `Option<(store, store)>`), both stores opened on the same fresh database.
+/// Expands into one `#[tokio::test]` per case of the [`UploadSessions`](crate::UploadSessions) suite.
 #[macro_export]
-macro_rules! metadata_job_lock_tests {
+macro_rules! upload_session_tests {
     (optional: $make:expr) => {
-        $crate::metadata_job_lock_tests!(@list ::std::convert::identity, $make);
+        $crate::upload_session_tests!(@list ::std::convert::identity, $make);
     };
     ($make:expr) => {
-        $crate::metadata_job_lock_tests!(@list ::std::option::Option::Some, $make);
+        $crate::upload_session_tests!(@list ::std::option::Option::Some, $make);
     };
     (@list $wrap:path, $make:expr) => {
-        $crate::metadata_job_lock_tests!(@cases $wrap, $make;
+        $crate::__metadata_cases!($wrap, $make;
+            upload_create_get_delete,
+            upload_compare_and_swap,
+            concurrent_upload_updates_have_one_winner,
+            stale_uploads_by_last_update,
+        );
+    };
+}
+
+/// Expands into one `#[tokio::test]` per case of the [`ProxyEntries`](crate::ProxyEntries) suite.
+#[macro_export]
+macro_rules! proxy_entry_tests {
+    (optional: $make:expr) => {
+        $crate::proxy_entry_tests!(@list ::std::convert::identity, $make);
+    };
+    ($make:expr) => {
+        $crate::proxy_entry_tests!(@list ::std::option::Option::Some, $make);
+    };
+    (@list $wrap:path, $make:expr) => {
+        $crate::__metadata_cases!($wrap, $make;
+            proxy_entries_oldest_first_with_sizes,
+            proxy_entries_move_forward_only,
+            proxy_entries_are_removed_one_by_one,
+        );
+    };
+}
+
+/// Expands into one `#[tokio::test]` per case of the [`JobLocks`](crate::JobLocks) suite: `$make` gives
+/// a future of `(store, store)` (or with `optional:`, of `Option<(store, store)>`), both stores opened
+/// on the same fresh database.
+#[macro_export]
+macro_rules! job_lock_tests {
+    (optional: $make:expr) => {
+        $crate::job_lock_tests!(@list ::std::convert::identity, $make);
+    };
+    ($make:expr) => {
+        $crate::job_lock_tests!(@list ::std::option::Option::Some, $make);
+    };
+    (@list $wrap:path, $make:expr) => {
+        $crate::job_lock_tests!(@cases $wrap, $make;
             job_lock_is_held_by_one_store_at_a_time,
             job_locks_of_different_jobs_are_independent,
             job_lock_is_released_on_drop,

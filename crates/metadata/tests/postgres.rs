@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use berth_metadata as metadata;
 use bytes::Bytes;
 use metadata::postgres::{PoolSettings, PostgresStore, Settings, SslMode, TlsFiles};
-use metadata::{Error, MetadataStore, NewManifest, UploadSession};
+use metadata::{Catalog, Error, JobLocks, NewManifest, UploadSession, UploadSessions};
 use oci::{Digest, RepoName, Tag};
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, NoTls};
@@ -25,9 +25,10 @@ mod tls;
 const URL_ENV: &str = "BERTH_TEST_POSTGRES_URL";
 const TLS_ENV: &str = "BERTH_TEST_POSTGRES_TLS";
 
-metadata::metadata_store_tests!(optional: fresh_store());
-metadata::metadata_job_lock_tests!(optional: fresh_pair());
-metadata::metadata_cache_entry_tests!(optional: fresh_store());
+metadata::catalog_tests!(optional: fresh_store());
+metadata::upload_session_tests!(optional: fresh_store());
+metadata::proxy_entry_tests!(optional: fresh_store());
+metadata::job_lock_tests!(optional: fresh_pair());
 
 /// The server to test against, or `None` (after saying so) when none is configured.
 fn server() -> Option<tokio_postgres::Config> {

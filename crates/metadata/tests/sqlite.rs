@@ -7,19 +7,21 @@ use std::sync::Arc;
 use berth_metadata as metadata;
 use bytes::Bytes;
 use metadata::sqlite::SqliteStore;
-use metadata::{Error, MetadataStore, NewManifest, UploadSession};
+use metadata::{Catalog, Error, JobLocks, NewManifest, UploadSession, UploadSessions};
 use oci::{Digest, RepoName, Tag};
 
-metadata::metadata_store_tests!(async {
+metadata::catalog_tests!(async { SqliteStore::open_temporary().expect("temporary sqlite store") });
+
+metadata::upload_session_tests!(async {
     SqliteStore::open_temporary().expect("temporary sqlite store")
 });
 
-metadata::metadata_cache_entry_tests!(async {
+metadata::proxy_entry_tests!(async {
     SqliteStore::open_temporary().expect("temporary sqlite store")
 });
 
 // Two stores on one file, as two processes on one machine would open it.
-metadata::metadata_job_lock_tests!(async {
+metadata::job_lock_tests!(async {
     let a = SqliteStore::open_temporary().expect("temporary sqlite store");
     let b = SqliteStore::open(a.path()).expect("second store on the same file");
     (a, b)

@@ -54,9 +54,9 @@ impl Registry {
         // A cached repository answers from the cache, or else from its upstream.
         let route = self.proxy_route(repo);
         let repo = route.as_ref().map_or(repo, |r| &r.local);
-        let size = match self.meta.linked_blob(repo, digest).await? {
+        let size = match self.meta.catalog.linked_blob(repo, digest).await? {
             Some(size) => size,
-            None => match self.meta.manifest(repo, digest).await? {
+            None => match self.meta.catalog.manifest(repo, digest).await? {
                 Some(m) => m.payload.len() as u64,
                 None => match &route {
                     Some(route) => self.fetch_blob_size(route, digest).await?,
@@ -93,9 +93,9 @@ impl Registry {
         // A cached repository answers from the cache, or else joins the blob's upstream fetch.
         let route = self.proxy_route(repo);
         let repo = route.as_ref().map_or(repo, |r| &r.local);
-        let Some(size) = self.meta.linked_blob(repo, digest).await? else {
+        let Some(size) = self.meta.catalog.linked_blob(repo, digest).await? else {
             // As registry:2, a manifest of the repository is readable through the blob endpoints too.
-            return match self.meta.manifest(repo, digest).await? {
+            return match self.meta.catalog.manifest(repo, digest).await? {
                 Some(m) => manifest_as_blob(digest, m.payload, range).map(|c| (c, None)),
                 None => match &route {
                     Some(route) => Ok((self.fetch_blob(route, digest, range).await?, None)),
@@ -138,7 +138,8 @@ impl Registry {
         let Some(expires) = self.config.blob_redirect else {
             return Ok(None);
         };
-        if self.proxy_route(repo).is_some() || self.meta.linked_blob(repo, digest).await?.is_none()
+        if self.proxy_route(repo).is_some()
+            || self.meta.catalog.linked_blob(repo, digest).await?.is_none()
         {
             return Ok(None);
         }
@@ -158,7 +159,7 @@ impl Registry {
         if !self.config.delete_enabled {
             return Err(Error::Unsupported("deletes are disabled".into()));
         }
-        if self.meta.unlink_blob(repo, digest).await? {
+        if self.meta.catalog.unlink_blob(repo, digest).await? {
             Ok(())
         } else {
             Err(Error::BlobUnknown(digest.clone()))

@@ -1,4 +1,4 @@
-//! A [`CachedMetadataStore`]: an in-memory cache in front of any [`MetadataStore`] for the three lookups
+//! A [`CachedCatalog`]: an in-memory cache in front of any [`Catalog`] for the three lookups
 //! every pull makes (a manifest by digest, a tag's manifest, a blob's link to a repository), so that a
 //! hot pull is answered from memory without a query or a hop to a blocking thread.
 //!
@@ -20,9 +20,9 @@
 //! - **Memory is bounded.** Entries are charged their payload plus a fixed overhead, and the least
 //!   recently used (CLOCK: one reference bit, second chance) are evicted beyond `max_bytes`.
 //!
-//! Errors are never cached; everything else (uploads, listings, referrers, job locks, the pull-through
-//! cache's entries) passes straight through: a method not forwarded here would fall back to the trait's
-//! default, which for job locks is wrong on a shared database.
+//! Errors are never cached; the catalog's other methods (listings, referrers, `known_blob`) pass
+//! straight through. It decorates the catalog alone: the registry's other roles (uploads, job locks,
+//! the pull-through cache's entries) never pass here.
 //!
 //! Why a `std::sync::Mutex` around one map: every critical section is a hash lookup and a clone, never
 //! held across an `.await`; on a hit that is far cheaper than the query and the thread hop it replaces.
@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use metadata::{MetadataStore, NewManifest, Referrer, StoredManifest, UploadSession};
+use metadata::{Catalog, NewManifest, Referrer, StoredManifest};
 use oci::{Digest, RepoName, Tag};
 
 /// How the cache behaves.
@@ -73,9 +73,9 @@ pub const ENTRY_OVERHEAD: usize = 256;
 /// only drops concurrent fills of the repositories sharing its stripe.
 const STRIPES: usize = 32;
 
-/// A [`MetadataStore`] that answers repeated pull lookups from memory (see the module comment).
-pub struct CachedMetadataStore {
-    inner: Arc<dyn MetadataStore>,
+/// A [`Catalog`] that answers repeated pull lookups from memory (see the module comment).
+pub struct CachedCatalog {
+    inner: Arc<dyn Catalog>,
     settings: CacheSettings,
     /// Bumped by every invalidation; a fill remembers it before its query.
     epoch: AtomicU64,
@@ -134,9 +134,9 @@ struct Slot {
     id: u64,
 }
 
-impl CachedMetadataStore {
-    pub fn new(inner: Arc<dyn MetadataStore>, settings: CacheSettings) -> CachedMetadataStore {
-        CachedMetadataStore {
+impl CachedCatalog {
+    pub fn new(inner: Arc<dyn Catalog>, settings: CacheSettings) -> CachedCatalog {
+        CachedCatalog {
             inner,
             settings,
             epoch: AtomicU64::new(0),
@@ -284,7 +284,7 @@ impl CachedMetadataStore {
     }
 }
 
-/// The start of a fill: see [`CachedMetadataStore::begin`].
+/// The start of a fill: see [`CachedCatalog::begin`].
 #[derive(Clone, Copy)]
 struct Fill {
     epoch: u64,
@@ -401,7 +401,7 @@ where
 }
 
 #[async_trait::async_trait]
-impl MetadataStore for CachedMetadataStore {
+impl Catalog for CachedCatalog {
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> metadata::Result<()> {
         let out = self.inner.link_blob(repo, digest, size).await;
         self.invalidate(repo, |e| forget(&mut e.links, digest));
@@ -555,54 +555,5 @@ impl MetadataStore for CachedMetadataStore {
         subject: &Digest,
     ) -> metadata::Result<Vec<Referrer>> {
         self.inner.referrers(repo, subject).await
-    }
-
-    async fn save_upload(
-        &self,
-        session: &UploadSession,
-        expected_offset: Option<u64>,
-    ) -> metadata::Result<bool> {
-        self.inner.save_upload(session, expected_offset).await
-    }
-
-    async fn upload(&self, id: &str) -> metadata::Result<Option<UploadSession>> {
-        self.inner.upload(id).await
-    }
-
-    async fn delete_upload(&self, id: &str) -> metadata::Result<bool> {
-        self.inner.delete_upload(id).await
-    }
-
-    async fn stale_uploads(
-        &self,
-        updated_before: i64,
-        after: Option<&str>,
-        limit: usize,
-    ) -> metadata::Result<Vec<UploadSession>> {
-        self.inner.stale_uploads(updated_before, after, limit).await
-    }
-
-    async fn try_job_lock(&self, name: &str) -> metadata::Result<Option<metadata::JobLock>> {
-        self.inner.try_job_lock(name).await
-    }
-
-    async fn touch_cache_entries(&self, entries: &[metadata::CacheEntry]) -> metadata::Result<()> {
-        self.inner.touch_cache_entries(entries).await
-    }
-
-    async fn oldest_cache_entries(
-        &self,
-        pulled_before: i64,
-        limit: usize,
-    ) -> metadata::Result<Vec<metadata::CacheEntry>> {
-        self.inner.oldest_cache_entries(pulled_before, limit).await
-    }
-
-    async fn cache_size(&self) -> metadata::Result<u64> {
-        self.inner.cache_size().await
-    }
-
-    async fn remove_cache_entry(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
-        self.inner.remove_cache_entry(repo, digest).await
     }
 }

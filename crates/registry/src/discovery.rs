@@ -38,7 +38,7 @@ impl Registry {
         // A cached repository lists the tags pulled through it so far.
         let route = self.proxy_route(repo);
         let repo = route.as_ref().map_or(repo, |r| &r.local);
-        if !self.meta.repo_exists(repo).await? {
+        if !self.meta.catalog.repo_exists(repo).await? {
             return Err(Error::NameUnknown(repo.clone()));
         }
         let limit = page.limit(DEFAULT_TAGS_PAGE);
@@ -47,6 +47,7 @@ impl Registry {
         }
         let items = self
             .meta
+            .catalog
             .list_tags(repo, page.last.as_deref(), limit + 1)
             .await?;
         Ok(split_page(items, limit))
@@ -60,6 +61,7 @@ impl Registry {
         }
         let items = self
             .meta
+            .catalog
             .list_repos(page.last.as_deref(), limit + 1)
             .await?;
         Ok(split_page(items, limit))
@@ -75,7 +77,7 @@ impl Registry {
     ) -> Result<Referrers> {
         let route = self.proxy_route(repo);
         let repo = route.as_ref().map_or(repo, |r| &r.local);
-        let mut manifests = self.meta.referrers(repo, subject).await?;
+        let mut manifests = self.meta.catalog.referrers(repo, subject).await?;
         if let Some(wanted) = artifact_type {
             manifests.retain(|r| r.artifact_type.as_deref() == Some(wanted));
         }

@@ -1,5 +1,5 @@
 //! Decorators that time every storage operation: an [`InstrumentedBlobStore`] and an
-//! [`InstrumentedMetadataStore`] wrap any backend, implement the same trait, and report each call's
+//! [`InstrumentedMetadata`] wrap any backend, implement the same traits, and report each call's
 //! duration and outcome to a [`StorageObserver`].
 //!
 //! Why decorators: the backends stay free of metrics code and the registry stays free of `if metrics`
@@ -18,7 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use blobs::{BlobReader, BlobStore, ByteStream, UploadId};
-use metadata::{MetadataStore, NewManifest, Referrer, StoredManifest, UploadSession};
+use metadata::{
+    Catalog, Metadata, NewManifest, ProxyEntries, Referrer, StoredManifest, UploadSession,
+    UploadSessions,
+};
 use oci::{Digest, RepoName, Tag};
 
 /// One storage call: which store, which backend, which method.
@@ -204,23 +207,41 @@ impl BlobStore for InstrumentedBlobStore {
     }
 }
 
-/// A [`MetadataStore`] that reports the duration of every call of the one it wraps.
-pub struct InstrumentedMetadataStore {
-    inner: Arc<dyn MetadataStore>,
+/// The roles of a [`Metadata`] that report the duration of every call: the catalog, the upload
+/// sessions and the pull-through cache's entries. Job locks are not wrapped ([`wrap`](Self::wrap) keeps
+/// the backend's): a lock held for hours is not a storage latency.
+pub struct InstrumentedMetadata {
+    inner: Metadata,
     backend: &'static str,
     observer: Arc<dyn StorageObserver>,
 }
 
-impl InstrumentedMetadataStore {
+impl InstrumentedMetadata {
     pub fn new(
-        inner: Arc<dyn MetadataStore>,
+        inner: Metadata,
         backend: &'static str,
         observer: Arc<dyn StorageObserver>,
-    ) -> InstrumentedMetadataStore {
-        InstrumentedMetadataStore {
+    ) -> InstrumentedMetadata {
+        InstrumentedMetadata {
             inner,
             backend,
             observer,
+        }
+    }
+
+    /// `inner` with its timed roles in place of its own.
+    pub fn wrap(
+        inner: Metadata,
+        backend: &'static str,
+        observer: Arc<dyn StorageObserver>,
+    ) -> Metadata {
+        let jobs = inner.jobs.clone();
+        let timed = Arc::new(InstrumentedMetadata::new(inner, backend, observer));
+        Metadata {
+            catalog: timed.clone(),
+            uploads: timed.clone(),
+            jobs,
+            proxy_entries: timed,
         }
     }
 
@@ -234,24 +255,24 @@ impl InstrumentedMetadataStore {
 }
 
 #[async_trait::async_trait]
-impl MetadataStore for InstrumentedMetadataStore {
+impl Catalog for InstrumentedMetadata {
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> metadata::Result<()> {
-        let fut = self.inner.link_blob(repo, digest, size);
+        let fut = self.inner.catalog.link_blob(repo, digest, size);
         timed(&*self.observer, self.op("link_blob"), fut).await
     }
 
     async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<Option<u64>> {
-        let fut = self.inner.linked_blob(repo, digest);
+        let fut = self.inner.catalog.linked_blob(repo, digest);
         timed(&*self.observer, self.op("linked_blob"), fut).await
     }
 
     async fn known_blob(&self, digest: &Digest) -> metadata::Result<Option<u64>> {
-        let fut = self.inner.known_blob(digest);
+        let fut = self.inner.catalog.known_blob(digest);
         timed(&*self.observer, self.op("known_blob"), fut).await
     }
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
-        let fut = self.inner.unlink_blob(repo, digest);
+        let fut = self.inner.catalog.unlink_blob(repo, digest);
         timed(&*self.observer, self.op("unlink_blob"), fut).await
     }
 
@@ -261,7 +282,7 @@ impl MetadataStore for InstrumentedMetadataStore {
         manifest: &NewManifest,
         tag: Option<&Tag>,
     ) -> metadata::Result<()> {
-        let fut = self.inner.put_manifest(repo, manifest, tag);
+        let fut = self.inner.catalog.put_manifest(repo, manifest, tag);
         timed(&*self.observer, self.op("put_manifest"), fut).await
     }
 
@@ -270,7 +291,7 @@ impl MetadataStore for InstrumentedMetadataStore {
         repo: &RepoName,
         digest: &Digest,
     ) -> metadata::Result<Option<StoredManifest>> {
-        let fut = self.inner.manifest(repo, digest);
+        let fut = self.inner.catalog.manifest(repo, digest);
         timed(&*self.observer, self.op("manifest"), fut).await
     }
 
@@ -279,22 +300,22 @@ impl MetadataStore for InstrumentedMetadataStore {
         repo: &RepoName,
         tag: &Tag,
     ) -> metadata::Result<Option<StoredManifest>> {
-        let fut = self.inner.tagged_manifest(repo, tag);
+        let fut = self.inner.catalog.tagged_manifest(repo, tag);
         timed(&*self.observer, self.op("tagged_manifest"), fut).await
     }
 
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
-        let fut = self.inner.delete_manifest(repo, digest);
+        let fut = self.inner.catalog.delete_manifest(repo, digest);
         timed(&*self.observer, self.op("delete_manifest"), fut).await
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> metadata::Result<bool> {
-        let fut = self.inner.delete_tag(repo, tag);
+        let fut = self.inner.catalog.delete_tag(repo, tag);
         timed(&*self.observer, self.op("delete_tag"), fut).await
     }
 
     async fn repo_exists(&self, repo: &RepoName) -> metadata::Result<bool> {
-        let fut = self.inner.repo_exists(repo);
+        let fut = self.inner.catalog.repo_exists(repo);
         timed(&*self.observer, self.op("repo_exists"), fut).await
     }
 
@@ -304,12 +325,12 @@ impl MetadataStore for InstrumentedMetadataStore {
         after: Option<&str>,
         limit: usize,
     ) -> metadata::Result<Vec<String>> {
-        let fut = self.inner.list_tags(repo, after, limit);
+        let fut = self.inner.catalog.list_tags(repo, after, limit);
         timed(&*self.observer, self.op("list_tags"), fut).await
     }
 
     async fn list_repos(&self, after: Option<&str>, limit: usize) -> metadata::Result<Vec<String>> {
-        let fut = self.inner.list_repos(after, limit);
+        let fut = self.inner.catalog.list_repos(after, limit);
         timed(&*self.observer, self.op("list_repos"), fut).await
     }
 
@@ -318,26 +339,29 @@ impl MetadataStore for InstrumentedMetadataStore {
         repo: &RepoName,
         subject: &Digest,
     ) -> metadata::Result<Vec<Referrer>> {
-        let fut = self.inner.referrers(repo, subject);
+        let fut = self.inner.catalog.referrers(repo, subject);
         timed(&*self.observer, self.op("referrers"), fut).await
     }
+}
 
+#[async_trait::async_trait]
+impl UploadSessions for InstrumentedMetadata {
     async fn save_upload(
         &self,
         session: &UploadSession,
         expected_offset: Option<u64>,
     ) -> metadata::Result<bool> {
-        let fut = self.inner.save_upload(session, expected_offset);
+        let fut = self.inner.uploads.save_upload(session, expected_offset);
         timed(&*self.observer, self.op("save_upload"), fut).await
     }
 
     async fn upload(&self, id: &str) -> metadata::Result<Option<UploadSession>> {
-        let fut = self.inner.upload(id);
+        let fut = self.inner.uploads.upload(id);
         timed(&*self.observer, self.op("upload"), fut).await
     }
 
     async fn delete_upload(&self, id: &str) -> metadata::Result<bool> {
-        let fut = self.inner.delete_upload(id);
+        let fut = self.inner.uploads.delete_upload(id);
         timed(&*self.observer, self.op("delete_upload"), fut).await
     }
 
@@ -347,37 +371,40 @@ impl MetadataStore for InstrumentedMetadataStore {
         after: Option<&str>,
         limit: usize,
     ) -> metadata::Result<Vec<UploadSession>> {
-        let fut = self.inner.stale_uploads(updated_before, after, limit);
+        let fut = self
+            .inner
+            .uploads
+            .stale_uploads(updated_before, after, limit);
         timed(&*self.observer, self.op("stale_uploads"), fut).await
     }
+}
 
-    /// Forwarded untimed: a lock held for hours is not a storage latency. Without this forward every
-    /// replica exporting metrics would get the trait's always-granted local lock and purge at once.
-    async fn try_job_lock(&self, name: &str) -> metadata::Result<Option<metadata::JobLock>> {
-        self.inner.try_job_lock(name).await
+#[async_trait::async_trait]
+impl ProxyEntries for InstrumentedMetadata {
+    async fn touch_proxy_entries(&self, entries: &[metadata::ProxyEntry]) -> metadata::Result<()> {
+        let fut = self.inner.proxy_entries.touch_proxy_entries(entries);
+        timed(&*self.observer, self.op("touch_proxy_entries"), fut).await
     }
 
-    async fn touch_cache_entries(&self, entries: &[metadata::CacheEntry]) -> metadata::Result<()> {
-        let fut = self.inner.touch_cache_entries(entries);
-        timed(&*self.observer, self.op("touch_cache_entries"), fut).await
-    }
-
-    async fn oldest_cache_entries(
+    async fn oldest_proxy_entries(
         &self,
         pulled_before: i64,
         limit: usize,
-    ) -> metadata::Result<Vec<metadata::CacheEntry>> {
-        let fut = self.inner.oldest_cache_entries(pulled_before, limit);
-        timed(&*self.observer, self.op("oldest_cache_entries"), fut).await
+    ) -> metadata::Result<Vec<metadata::ProxyEntry>> {
+        let fut = self
+            .inner
+            .proxy_entries
+            .oldest_proxy_entries(pulled_before, limit);
+        timed(&*self.observer, self.op("oldest_proxy_entries"), fut).await
     }
 
-    async fn cache_size(&self) -> metadata::Result<u64> {
-        let fut = self.inner.cache_size();
-        timed(&*self.observer, self.op("cache_size"), fut).await
+    async fn proxy_entries_size(&self) -> metadata::Result<u64> {
+        let fut = self.inner.proxy_entries.proxy_entries_size();
+        timed(&*self.observer, self.op("proxy_entries_size"), fut).await
     }
 
-    async fn remove_cache_entry(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
-        let fut = self.inner.remove_cache_entry(repo, digest);
-        timed(&*self.observer, self.op("remove_cache_entry"), fut).await
+    async fn remove_proxy_entry(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
+        let fut = self.inner.proxy_entries.remove_proxy_entry(repo, digest);
+        timed(&*self.observer, self.op("remove_proxy_entry"), fut).await
     }
 }

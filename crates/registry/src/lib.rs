@@ -1,5 +1,5 @@
-//! The registry: every operation of the OCI Distribution Spec, written once over a [`BlobStore`] and a
-//! [`MetadataStore`], knowing nothing of HTTP or of which backend holds the bytes.
+//! The registry: every operation of the OCI Distribution Spec, written once over a [`BlobStore`] and the
+//! roles of a [`Metadata`], knowing nothing of HTTP or of which backend holds the bytes.
 //!
 //! The HTTP layer parses requests into `oci` types and calls one method here per endpoint; every outcome
 //! is a value or an [`Error`] variant that names the spec's error code.
@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use blobs::BlobStore;
-use metadata::MetadataStore;
+use metadata::Metadata;
 
 mod blob;
 pub mod cached;
@@ -69,7 +69,7 @@ impl Default for Config {
 #[derive(Clone)]
 pub struct Registry {
     blobs: Arc<dyn BlobStore>,
-    meta: Arc<dyn MetadataStore>,
+    meta: Metadata,
     config: Config,
     /// Serialises the requests working on one upload (see [`keyed_lock`] for why).
     upload_locks: keyed_lock::KeyedLocks,
@@ -82,14 +82,12 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(
-        blobs: Arc<dyn BlobStore>,
-        meta: Arc<dyn MetadataStore>,
-        config: Config,
-    ) -> Registry {
+    /// A registry over `blobs` and `meta` (a backend's `Arc`, or a [`Metadata`] whose roles were
+    /// decorated).
+    pub fn new(blobs: Arc<dyn BlobStore>, meta: impl Into<Metadata>, config: Config) -> Registry {
         Registry {
             blobs,
-            meta,
+            meta: meta.into(),
             upload_slots: upload_limit::UploadSlots::new(config.max_concurrent_uploads),
             config,
             upload_locks: Default::default(),

@@ -80,7 +80,7 @@ impl Registry {
         older_than: SystemTime,
         dry_run: bool,
     ) -> Result<Option<PurgeReport>> {
-        let Some(lock) = self.meta.try_job_lock(UPLOAD_PURGE_JOB).await? else {
+        let Some(lock) = self.meta.jobs.try_job_lock(UPLOAD_PURGE_JOB).await? else {
             return Ok(None);
         };
         self.purge(older_than, dry_run, Some(&lock)).await.map(Some)
@@ -110,6 +110,7 @@ impl Registry {
             }
             let page = self
                 .meta
+                .uploads
                 .stale_uploads(cutoff, after.as_deref(), PAGE)
                 .await?;
             let Some(last) = page.last() else { break };
@@ -128,7 +129,7 @@ impl Registry {
     /// dry run, would be) purged.
     async fn purge_upload(&self, id: &str, cutoff: i64, dry_run: bool) -> Result<bool> {
         let _guard = self.upload_locks.lock(id).await;
-        match self.meta.upload(id).await? {
+        match self.meta.uploads.upload(id).await? {
             Some(session) if session.updated_at < cutoff => {}
             // Moved meanwhile, or finished or cancelled: not abandoned.
             _ => return Ok(false),
@@ -142,7 +143,7 @@ impl Registry {
             // with no bytes (purged next time), never bytes nobody knows about.
             self.blobs.upload_delete(&upload).await?;
         }
-        self.meta.delete_upload(id).await?;
+        self.meta.uploads.delete_upload(id).await?;
         Ok(true)
     }
 
@@ -192,7 +193,7 @@ impl Registry {
                 "lost the job lock; trying to take it again"
             );
         }
-        match self.meta.try_job_lock(UPLOAD_PURGE_JOB).await {
+        match self.meta.jobs.try_job_lock(UPLOAD_PURGE_JOB).await {
             Ok(Some(lock)) => {
                 tracing::info!(job = lock.name(), "this replica purges abandoned uploads");
                 Some(lock)
@@ -218,7 +219,7 @@ impl Registry {
 
     /// Health probe of the metadata store: one cheap query.
     pub async fn check_metadata(&self) -> Result<()> {
-        self.meta.list_repos(None, 1).await?;
+        self.meta.catalog.list_repos(None, 1).await?;
         Ok(())
     }
 }
@@ -270,7 +271,7 @@ mod tests {
     use std::sync::Arc;
 
     use blobs::fs::FsBlobStore;
-    use metadata::MetadataStore;
+    use metadata::JobLocks;
     use metadata::sqlite::SqliteStore;
     use oci::RepoName;
 

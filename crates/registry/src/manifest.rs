@@ -44,8 +44,8 @@ impl Registry {
             return self.cached_manifest(&route, reference).await;
         }
         let found = match reference {
-            Reference::Tag(tag) => self.meta.tagged_manifest(repo, tag).await?,
-            Reference::Digest(digest) => self.meta.manifest(repo, digest).await?,
+            Reference::Tag(tag) => self.meta.catalog.tagged_manifest(repo, tag).await?,
+            Reference::Digest(digest) => self.meta.catalog.manifest(repo, digest).await?,
         };
         match found {
             Some(m) => Ok(ManifestContent {
@@ -103,7 +103,7 @@ impl Registry {
             children: unique(parsed.manifests.iter().map(|d| &d.digest)),
         };
         // One transaction checks every reference, stores the manifest and moves the tag.
-        self.meta.put_manifest(repo, &manifest, tag).await?;
+        self.meta.catalog.put_manifest(repo, &manifest, tag).await?;
         Ok(PutManifestOutcome { digest, subject })
     }
 
@@ -114,8 +114,8 @@ impl Registry {
             return Err(Error::Unsupported("deletes are disabled".into()));
         }
         let existed = match reference {
-            Reference::Digest(digest) => self.meta.delete_manifest(repo, digest).await?,
-            Reference::Tag(tag) => self.meta.delete_tag(repo, tag).await?,
+            Reference::Digest(digest) => self.meta.catalog.delete_manifest(repo, digest).await?,
+            Reference::Tag(tag) => self.meta.catalog.delete_tag(repo, tag).await?,
         };
         if existed {
             Ok(())

@@ -134,7 +134,7 @@ impl Registry {
         size: u64,
     ) -> Option<ServedBytes> {
         let proxy = self.proxy.as_ref()?;
-        self.record_pull(repo, digest, metadata::CacheEntryKind::Blob, size);
+        self.record_pull(repo, digest, metadata::ProxyEntryKind::Blob, size);
         proxy.observer.event(CacheEvent::Hit(CacheKind::Blob));
         Some(ServedBytes(Arc::clone(&proxy.observer)))
     }

@@ -55,7 +55,7 @@ impl Registry {
         };
         // The blob store creates the upload's bytes on the first write; until then the session alone
         // stands for an empty upload.
-        if !self.meta.save_upload(&session, None).await? {
+        if !self.meta.uploads.save_upload(&session, None).await? {
             return Err(Error::internal(format!("upload id {id} already in use")));
         }
         Ok(UploadStatus { id, offset: 0 })
@@ -89,15 +89,15 @@ impl Registry {
     ) -> Result<MountOutcome> {
         self.writable_in(repo)?;
         let size = match from {
-            Some(from) => self.meta.linked_blob(from, digest).await?,
-            None => self.meta.known_blob(digest).await?,
+            Some(from) => self.meta.catalog.linked_blob(from, digest).await?,
+            None => self.meta.catalog.known_blob(digest).await?,
         };
         if let Some(size) = size {
             // The metadata says the blob exists; the bytes must too, or the mount would link a hole.
             // The digest's lock keeps eviction from deleting them between the check and the link.
             let _blob = self.lock_blob(digest).await;
             if self.blobs.stat(digest).await?.is_some() {
-                self.meta.link_blob(repo, digest, size).await?;
+                self.meta.catalog.link_blob(repo, digest, size).await?;
                 return Ok(MountOutcome::Mounted(BlobInfo {
                     digest: digest.clone(),
                     size,
@@ -168,8 +168,8 @@ impl Registry {
                 Err(e) => return Err(e.into()),
             },
         }
-        self.meta.link_blob(repo, digest, size).await?;
-        self.meta.delete_upload(&session.id).await?;
+        self.meta.catalog.link_blob(repo, digest, size).await?;
+        self.meta.uploads.delete_upload(&session.id).await?;
         Ok(BlobInfo {
             digest: digest.clone(),
             size,
@@ -184,14 +184,14 @@ impl Registry {
         // Bytes before the session: if the second step fails, the session is left pointing at nothing and
         // its next write fails cleanly, rather than orphaned bytes nobody knows about.
         self.blobs.upload_delete(id).await?;
-        self.meta.delete_upload(id.as_str()).await?;
+        self.meta.uploads.delete_upload(id.as_str()).await?;
         Ok(())
     }
 
     /// The session of upload `id`, if it belongs to `repo`. Another repository naming the id learns
     /// nothing: the answer is the same as for an id that does not exist.
     async fn session(&self, repo: &RepoName, id: &UploadId) -> Result<UploadSession> {
-        match self.meta.upload(id.as_str()).await? {
+        match self.meta.uploads.upload(id.as_str()).await? {
             Some(s) if &s.repo == repo => Ok(s),
             _ => Err(Error::BlobUploadUnknown),
         }
@@ -268,11 +268,16 @@ impl Registry {
             updated_at: unix_now(),
             ..session
         };
-        if self.meta.save_upload(&next, Some(old_offset)).await? {
+        if self
+            .meta
+            .uploads
+            .save_upload(&next, Some(old_offset))
+            .await?
+        {
             return Ok(next);
         }
         // Another request moved the upload while this one wrote: this chunk lost the race.
-        match self.meta.upload(id.as_str()).await? {
+        match self.meta.uploads.upload(id.as_str()).await? {
             Some(current) => Err(Error::UploadOutOfOrder {
                 offset: current.offset,
             }),
@@ -320,7 +325,7 @@ impl Registry {
         if let Err(e) = self.blobs.upload_delete(id).await {
             tracing::warn!(upload = %id, error = %e, "could not delete upload bytes");
         }
-        if let Err(e) = self.meta.delete_upload(id.as_str()).await {
+        if let Err(e) = self.meta.uploads.delete_upload(id.as_str()).await {
             tracing::warn!(upload = %id, error = %e, "could not delete upload session");
         }
     }

@@ -6,7 +6,7 @@ mod common;
 use berth_registry as registry;
 use bytes::Bytes;
 use common::*;
-use metadata::MetadataStore;
+use metadata::Catalog;
 use registry::{ByteRange, Error};
 
 #[tokio::test]

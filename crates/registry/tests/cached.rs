@@ -1,4 +1,4 @@
-//! The metadata cache: it keeps every backend's contract (the shared suite runs through it), answers
+//! The metadata cache: it keeps the catalog's contract (the catalog suite runs through it), answers
 //! repeated lookups without the store underneath, sees this process's writes at once and another
 //! writer's within its TTL, and stays within its memory budget.
 
@@ -9,30 +9,30 @@ use std::time::{Duration, Instant};
 use berth_registry as registry;
 use bytes::Bytes;
 use metadata::sqlite::SqliteStore;
-use metadata::{MetadataStore, NewManifest, Referrer, StoredManifest, UploadSession};
+use metadata::{Catalog, NewManifest, Referrer, StoredManifest};
 use oci::{Digest, RepoName, Tag};
-use registry::cached::{CacheSettings, CachedMetadataStore, ENTRY_OVERHEAD};
+use registry::cached::{CacheSettings, CachedCatalog, ENTRY_OVERHEAD};
 use tokio::sync::Notify;
 
 mod metadata_suite {
     use super::*;
 
-    metadata::metadata_store_tests!(async {
+    metadata::catalog_tests!(async {
         let sqlite = SqliteStore::open_temporary().expect("temporary sqlite store");
-        CachedMetadataStore::new(Arc::new(sqlite), CacheSettings::default())
+        CachedCatalog::new(Arc::new(sqlite), CacheSettings::default())
     });
 }
 
 /// A store that counts the calls that reach it, and can hold a `tagged_manifest` answer until told.
 struct Counting {
-    inner: Arc<dyn MetadataStore>,
+    inner: Arc<dyn Catalog>,
     calls: Mutex<HashMap<&'static str, usize>>,
     /// When set, `tagged_manifest` queries, then waits for this before answering.
     hold: Mutex<Option<Arc<Notify>>>,
 }
 
 impl Counting {
-    fn new(inner: Arc<dyn MetadataStore>) -> Arc<Counting> {
+    fn new(inner: Arc<dyn Catalog>) -> Arc<Counting> {
         Arc::new(Counting {
             inner,
             calls: Mutex::default(),
@@ -50,7 +50,7 @@ impl Counting {
 }
 
 #[async_trait::async_trait]
-impl MetadataStore for Counting {
+impl Catalog for Counting {
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> metadata::Result<()> {
         self.count("link_blob");
         self.inner.link_blob(repo, digest, size).await
@@ -126,46 +126,6 @@ impl MetadataStore for Counting {
     ) -> metadata::Result<Vec<Referrer>> {
         self.inner.referrers(repo, subject).await
     }
-    async fn save_upload(
-        &self,
-        session: &UploadSession,
-        expected_offset: Option<u64>,
-    ) -> metadata::Result<bool> {
-        self.inner.save_upload(session, expected_offset).await
-    }
-    async fn upload(&self, id: &str) -> metadata::Result<Option<UploadSession>> {
-        self.inner.upload(id).await
-    }
-    async fn try_job_lock(&self, name: &str) -> metadata::Result<Option<metadata::JobLock>> {
-        self.inner.try_job_lock(name).await
-    }
-    async fn touch_cache_entries(&self, entries: &[metadata::CacheEntry]) -> metadata::Result<()> {
-        self.inner.touch_cache_entries(entries).await
-    }
-    async fn oldest_cache_entries(
-        &self,
-        pulled_before: i64,
-        limit: usize,
-    ) -> metadata::Result<Vec<metadata::CacheEntry>> {
-        self.inner.oldest_cache_entries(pulled_before, limit).await
-    }
-    async fn cache_size(&self) -> metadata::Result<u64> {
-        self.inner.cache_size().await
-    }
-    async fn remove_cache_entry(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
-        self.inner.remove_cache_entry(repo, digest).await
-    }
-    async fn delete_upload(&self, id: &str) -> metadata::Result<bool> {
-        self.inner.delete_upload(id).await
-    }
-    async fn stale_uploads(
-        &self,
-        updated_before: i64,
-        after: Option<&str>,
-        limit: usize,
-    ) -> metadata::Result<Vec<UploadSession>> {
-        self.inner.stale_uploads(updated_before, after, limit).await
-    }
 }
 
 fn repo(name: &str) -> RepoName {
@@ -197,10 +157,10 @@ fn manifest(label: &str, padding: usize) -> NewManifest {
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// A cache with `ttl` over a counted temporary SQLite store.
-fn cached(ttl: Duration, max_bytes: usize) -> (CachedMetadataStore, Arc<Counting>) {
+fn cached(ttl: Duration, max_bytes: usize) -> (CachedCatalog, Arc<Counting>) {
     let sqlite = SqliteStore::open_temporary().unwrap();
     let counting = Counting::new(Arc::new(sqlite));
-    let cache = CachedMetadataStore::new(counting.clone(), CacheSettings { ttl, max_bytes });
+    let cache = CachedCatalog::new(counting.clone(), CacheSettings { ttl, max_bytes });
     (cache, counting)
 }
 
@@ -331,7 +291,7 @@ async fn another_writer_is_seen_within_the_ttl() {
     let path = dir.path().join("metadata.sqlite");
     let writer = SqliteStore::open(&path).unwrap();
     let ttl = Duration::from_millis(400);
-    let reader = CachedMetadataStore::new(
+    let reader = CachedCatalog::new(
         Arc::new(SqliteStore::open(&path).unwrap()),
         CacheSettings {
             ttl,
@@ -468,47 +428,4 @@ async fn a_zero_ttl_caches_nothing() {
     }
     assert_eq!(inner.calls("tagged_manifest"), 3);
     assert_eq!(cache.cached_entries(), 0);
-}
-
-/// Job locks pass through: the trait's default would grant every call, so jobs would run twice.
-#[tokio::test]
-async fn job_locks_are_the_store_s() {
-    let (cache, _inner) = cached(HOUR, 1 << 20);
-    let held = cache.try_job_lock("gc").await.unwrap();
-    assert!(held.is_some());
-    assert!(
-        cache.try_job_lock("gc").await.unwrap().is_none(),
-        "granted twice"
-    );
-    drop(held);
-    assert!(cache.try_job_lock("gc").await.unwrap().is_some());
-}
-
-/// The pull-through cache's entries pass through: the trait's defaults refuse, so eviction would fail.
-#[tokio::test]
-async fn pull_through_cache_entries_are_the_store_s() {
-    let (cache, _inner) = cached(HOUR, 1 << 20);
-    let entry = metadata::CacheEntry {
-        repo: repo("mirror/app"),
-        digest: Digest::sha256_of(b"layer"),
-        kind: metadata::CacheEntryKind::Blob,
-        size: 42,
-        pulled_at: 1_000,
-    };
-    cache
-        .touch_cache_entries(std::slice::from_ref(&entry))
-        .await
-        .unwrap();
-    assert_eq!(cache.cache_size().await.unwrap(), 42);
-    assert_eq!(
-        cache.oldest_cache_entries(2_000, 10).await.unwrap(),
-        std::slice::from_ref(&entry)
-    );
-    assert!(
-        cache
-            .remove_cache_entry(&entry.repo, &entry.digest)
-            .await
-            .unwrap()
-    );
-    assert_eq!(cache.cache_size().await.unwrap(), 0);
 }

@@ -6,7 +6,7 @@ mod common;
 use berth_registry as registry;
 use bytes::Bytes;
 use common::*;
-use metadata::MetadataStore;
+use metadata::Catalog;
 use oci::RepoName;
 use oci::media_type::OCI_MANIFEST;
 use registry::{DEFAULT_CATALOG_PAGE, Error, MAX_PAGE, Page, Registry};

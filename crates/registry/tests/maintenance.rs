@@ -11,7 +11,7 @@ use berth_registry as registry;
 use blobs::BlobStore;
 use common::faulty::{FaultyBlobs, FaultyMeta};
 use common::*;
-use metadata::MetadataStore;
+use metadata::UploadSessions;
 use registry::{Error, Registry, UploadPurging};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -193,7 +193,7 @@ async fn health_probes_report_failing_stores() {
     let env = Env::new();
     let blobs = FaultyBlobs::new(env.blobs.clone());
     let meta = FaultyMeta::new(env.meta.clone());
-    let reg = Registry::new(blobs.clone(), meta.clone(), registry::Config::default());
+    let reg = Registry::new(blobs.clone(), meta.metadata(), registry::Config::default());
     assert!(reg.check_storage().await.is_ok());
     assert!(reg.check_metadata().await.is_ok());
 

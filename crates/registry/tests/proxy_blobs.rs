@@ -16,7 +16,7 @@ use blobs::BlobStore;
 use common::faulty::FaultyBlobs;
 use common::{content, pull, push, read_all, repo};
 use futures_util::StreamExt;
-use metadata::MetadataStore;
+use metadata::Catalog;
 use proxy_common::{FakeUpstream, Fault, cache, cache_over, linked};
 use registry::ByteRange;
 use registry::proxy::{CacheEvent, CacheKind};
@@ -433,7 +433,7 @@ async fn readers_get_bytes_before_the_upload_session_is_saved_and_nothing_is_wri
     let meta = FaultyMeta::new(env.meta.clone());
     let saves = Arc::new(Semaphore::new(0));
     *meta.saves.lock().unwrap() = Some(saves.clone());
-    let reg = registry::Registry::new(env.blobs.clone(), meta.clone(), Default::default())
+    let reg = registry::Registry::new(env.blobs.clone(), meta.metadata(), Default::default())
         .with_proxy(
             ProxyConfig {
                 namespaces: vec![Namespace {

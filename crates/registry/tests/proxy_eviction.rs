@@ -10,7 +10,7 @@ use berth_registry as registry;
 use blobs::BlobStore;
 use bytes::Bytes;
 use common::{Env, content, pull, push, repo, tag};
-use metadata::{CacheEntryKind, MetadataStore};
+use metadata::{Catalog, ProxyEntries, ProxyEntryKind};
 use oci::{Digest, RepoName};
 use proxy_common::{FakeUpstream, cache_with, linked};
 use registry::proxy::{CacheEvent, Eviction};
@@ -76,7 +76,7 @@ async fn content_not_pulled_within_the_age_limit_goes() {
     let limits = eviction(None, Some(Duration::from_secs(7 * DAY as u64)));
     let (env, events) = cache_with(&up, "", false, HOUR, Some(limits.clone()));
     pull_image(&env, &cached, &blobs).await;
-    let entries = env.meta.oldest_cache_entries(i64::MAX, 10).await.unwrap();
+    let entries = env.meta.oldest_proxy_entries(i64::MAX, 10).await.unwrap();
     assert_eq!(entries.len(), 3, "a manifest and two blobs: {entries:?}");
 
     // Within the limit: nothing goes.
@@ -100,7 +100,7 @@ async fn content_not_pulled_within_the_age_limit_goes() {
     }
     assert!(
         env.meta
-            .oldest_cache_entries(i64::MAX, 10)
+            .oldest_proxy_entries(i64::MAX, 10)
             .await
             .unwrap()
             .is_empty()
@@ -133,30 +133,30 @@ async fn the_least_recently_pulled_go_first_until_the_cache_fits() {
     env.reg.flush_cache_pulls().await.unwrap();
     let later: Vec<_> = env
         .meta
-        .oldest_cache_entries(i64::MAX, 10)
+        .oldest_proxy_entries(i64::MAX, 10)
         .await
         .unwrap()
         .into_iter()
         .filter(|e| e.repo == ca)
-        .map(|e| metadata::CacheEntry {
+        .map(|e| metadata::ProxyEntry {
             pulled_at: now() + 60,
             ..e
         })
         .collect();
-    env.meta.touch_cache_entries(&later).await.unwrap();
-    assert!(env.meta.cache_size().await.unwrap() > 100_000);
+    env.meta.touch_proxy_entries(&later).await.unwrap();
+    assert!(env.meta.proxy_entries_size().await.unwrap() > 100_000);
 
     let report = env.reg.evict_cache(&limits).await.unwrap();
     assert_eq!(report.entries, 3, "org/b's manifest and blobs");
-    assert!(env.meta.cache_size().await.unwrap() <= 60_000);
+    assert!(env.meta.proxy_entries_size().await.unwrap() <= 60_000);
     assert!(env.meta.manifest(&cb, &mb).await.unwrap().is_none());
     assert!(env.meta.manifest(&ca, &ma).await.unwrap().is_some());
     for d in &blobs_a {
         assert!(pull(&env.reg, &ca, d).await.is_ok());
     }
-    let kinds: Vec<CacheEntryKind> = env
+    let kinds: Vec<ProxyEntryKind> = env
         .meta
-        .oldest_cache_entries(i64::MAX, 10)
+        .oldest_proxy_entries(i64::MAX, 10)
         .await
         .unwrap()
         .iter()
@@ -212,7 +212,7 @@ async fn without_eviction_nothing_is_recorded() {
     env.reg.flush_cache_pulls().await.unwrap();
     assert!(
         env.meta
-            .oldest_cache_entries(i64::MAX, 10)
+            .oldest_proxy_entries(i64::MAX, 10)
             .await
             .unwrap()
             .is_empty()
@@ -255,7 +255,7 @@ async fn eviction_racing(how: Link) {
     let limits = eviction(Some(0), Some(Duration::ZERO));
     let mut env = Env::new();
     let meta = FaultyMeta::new(env.meta.clone());
-    env.reg = registry::Registry::new(env.blobs.clone(), meta.clone(), Default::default())
+    env.reg = registry::Registry::new(env.blobs.clone(), meta.metadata(), Default::default())
         .with_proxy(
             ProxyConfig {
                 namespaces: vec![Namespace {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use berth_registry as registry;
 use bytes::Bytes;
 use common::{push_image, repo, tag};
-use metadata::MetadataStore;
+use metadata::Catalog;
 use proxy_common::{FakeUpstream, Fault, cache};
 use registry::Error;
 use registry::proxy::{CacheEvent, CacheKind};

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use berth_registry as registry;
 use bytes::Bytes;
 use common::*;
-use metadata::MetadataStore;
+use metadata::{Catalog, UploadSessions};
 use oci::media_type::OCI_MANIFEST;
 use registry::{Config, Error, Page, Registry};
 

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::faulty::{FaultyBlobs, FaultyMeta};
 use common::*;
 use futures_util::{StreamExt, stream};
-use metadata::MetadataStore;
+use metadata::{Catalog, UploadSessions};
 use registry::{Chunk, Error, MountOutcome, Registry, UploadId};
 
 #[tokio::test]
@@ -551,7 +551,7 @@ async fn concurrent_chunks_for_one_upload_cannot_corrupt_it() {
 async fn a_lost_compare_and_swap_is_reported_as_out_of_order() {
     let env = Env::new();
     let faulty = FaultyMeta::new(env.meta.clone());
-    let reg = env.registry_with_meta(faulty.clone());
+    let reg = env.registry_with_meta(faulty.metadata());
     let r = repo("app");
     let st = reg.start_upload(&r).await.unwrap();
     reg.upload_chunk(&r, &st.id, exact(b"hello", 0))
@@ -574,7 +574,7 @@ async fn backend_failures_are_internal_errors() {
     let digest = push(&env.reg, &r, &data).await;
     let meta = FaultyMeta::new(env.meta.clone());
     let blobs = FaultyBlobs::new(env.blobs.clone());
-    let reg = Registry::new(blobs.clone(), meta.clone(), env.reg.config().clone());
+    let reg = Registry::new(blobs.clone(), meta.metadata(), env.reg.config().clone());
     let st = reg.start_upload(&r).await.unwrap();
 
     let internal = |res: registry::Result<()>| matches!(res, Err(Error::Internal(_)));

@@ -44,7 +44,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use oci::Digest;
 
@@ -205,6 +205,10 @@ impl BlobStore for FsBlobStore {
         let layout = self.layout.clone();
         blocking(move || maintenance::check(&layout)).await??;
         Ok(())
+    }
+    /// No URL to hand out: every byte is served by this process (zero-copy where it can).
+    async fn redirect_url(&self, _digest: &Digest, _expires: Duration) -> Result<Option<String>> {
+        Ok(None)
     }
 }
 

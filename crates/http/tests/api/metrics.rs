@@ -10,7 +10,7 @@ use axum::http::{Method, Request};
 use berth_http::metrics::{CONTENT_TYPE_OPENMETRICS, Metrics};
 use http_body_util::BodyExt;
 use registry::Registry;
-use registry::instrumented::{InstrumentedBlobStore, InstrumentedMetadataStore};
+use registry::instrumented::{InstrumentedBlobStore, InstrumentedMetadata};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tower::ServiceExt;
@@ -36,11 +36,11 @@ impl Setup {
                 "fs",
                 metrics.storage_observer(),
             )),
-            Arc::new(InstrumentedMetadataStore::new(
-                Arc::new(meta),
+            InstrumentedMetadata::wrap(
+                metadata::Metadata::of(Arc::new(meta)),
                 "sqlite",
                 metrics.storage_observer(),
-            )),
+            ),
             registry::Config::default(),
         );
         metrics.watch_uploads(&registry);

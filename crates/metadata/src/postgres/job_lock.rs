@@ -18,8 +18,7 @@ use tokio_postgres::types::Type;
 
 use super::pool::Pool;
 use super::retry::{Backoff, Failure, Safety};
-use crate::job_lock::Holder;
-use crate::{JobLock, Result};
+use crate::{JobLock, LockHolder, Result};
 
 /// The first key of every job lock: "brth" as a big-endian integer.
 const NAMESPACE: i32 = i32::from_be_bytes(*b"brth");
@@ -35,13 +34,14 @@ const KEEPALIVE_RETRIES: u32 = 3;
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The session that holds an advisory lock; dropping it ends the session, which releases the lock.
-pub(crate) struct LockSession {
+struct LockSession {
     client: Client,
 }
 
-impl LockSession {
+#[async_trait::async_trait]
+impl LockHolder for LockSession {
     /// Whether the session (and so the lock) is still there: one round trip.
-    pub(crate) async fn is_alive(&self) -> bool {
+    async fn is_held(&self) -> bool {
         if self.client.is_closed() {
             return false;
         }
@@ -49,6 +49,10 @@ impl LockSession {
             tokio::time::timeout(PING_TIMEOUT, self.client.simple_query("SELECT 1")).await,
             Ok(Ok(_))
         )
+    }
+
+    fn kind(&self) -> &'static str {
+        "postgres"
     }
 }
 
@@ -70,7 +74,7 @@ pub(super) async fn try_lock(pool: &Pool, name: &str) -> Result<Option<JobLock>>
     let mut backoff = Backoff::new(Safety::Idempotent);
     loop {
         match attempt(pool, name).await {
-            Ok(Some(session)) => return Ok(Some(JobLock::new(name, Holder::Postgres(session)))),
+            Ok(Some(session)) => return Ok(Some(JobLock::new(name, Box::new(session)))),
             Ok(None) => return Ok(None),
             Err(failure) => match backoff.next_delay(&failure) {
                 Some(delay) => tokio::time::sleep(delay).await,

@@ -1,4 +1,4 @@
-//! The queries behind each [`MetadataStore`](crate::MetadataStore) method on PostgreSQL, one function per
+//! The queries behind each metadata role's method on PostgreSQL, one function per
 //! method, each the SQL it runs.
 //!
 //! The SQL is SQLite's (`sqlite/ops.rs`) with `$N` placeholders and three differences that matter on a
@@ -20,7 +20,6 @@
 
 use std::collections::HashSet;
 
-use bytes::Bytes;
 use oci::{Digest, RepoName, Tag};
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, Type};
@@ -28,6 +27,7 @@ use tokio_postgres::types::{FromSql, Type};
 use super::now;
 use super::pool::Conn;
 use super::retry::Failure;
+use crate::rows::{self, sql_limit};
 use crate::{Error, NewManifest, Referrer, StoredManifest, UploadSession};
 
 type Result<T> = std::result::Result<T, Failure>;
@@ -39,24 +39,15 @@ fn get<'r, T: FromSql<'r>>(row: &'r Row, idx: usize) -> Result<T> {
 }
 
 fn parse_digest(text: &str) -> Result<Digest> {
-    text.parse()
-        .map_err(|e| Error::Corrupt(format!("stored digest {text:?}: {e}")).into())
+    Ok(rows::digest(text)?)
 }
 
-/// A stored BIGINT that must be a size or an offset.
 fn unsigned(value: i64, what: &str) -> Result<u64> {
-    u64::try_from(value).map_err(|_| Error::Corrupt(format!("negative {what}: {value}")).into())
+    Ok(rows::unsigned(value, what)?)
 }
 
-/// A size or offset as BIGINT. Nothing real reaches 2^63 bytes; refusing is better than wrapping.
 fn signed(value: u64, what: &str) -> Result<i64> {
-    i64::try_from(value)
-        .map_err(|_| Error::Backend(format!("{what} {value} is out of range").into()).into())
-}
-
-/// SQL `LIMIT` for a `usize` (anything past `i64::MAX` is as good as unlimited).
-fn sql_limit(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
+    Ok(rows::signed(value, what)?)
 }
 
 /// Locks the row of repository `repo`, creating it if needed, and returns its id. The lock (held to
@@ -289,15 +280,10 @@ pub(super) async fn put_manifest(
     Ok(())
 }
 
-/// A `StoredManifest` from the columns `(digest, media_type, payload, subject)`.
+/// A `StoredManifest` from the columns of `rows::ManifestRow`.
 fn stored_manifest(row: &Row) -> Result<StoredManifest> {
-    let subject: Option<String> = get(row, 3)?;
-    Ok(StoredManifest {
-        digest: parse_digest(&get::<String>(row, 0)?)?,
-        media_type: get(row, 1)?,
-        payload: Bytes::from(get::<Vec<u8>>(row, 2)?),
-        subject: subject.as_deref().map(parse_digest).transpose()?,
-    })
+    let row = (get(row, 0)?, get(row, 1)?, get(row, 2)?, get(row, 3)?);
+    Ok(rows::stored_manifest(row)?)
 }
 
 pub(super) async fn manifest(
@@ -523,20 +509,17 @@ pub(super) async fn save_upload(
     Ok(written == 1)
 }
 
-/// An `UploadSession` from the columns `(id, repo, byte_offset, hash_state, started_at, updated_at)`.
+/// An `UploadSession` from the columns of `rows::UploadRow`.
 fn upload_session(row: &Row) -> Result<UploadSession> {
-    let id: String = get(row, 0)?;
-    let repo = get::<String>(row, 1)?
-        .parse()
-        .map_err(|e| Error::Corrupt(format!("upload {id}: {e}")))?;
-    Ok(UploadSession {
-        repo,
-        offset: unsigned(get(row, 2)?, "upload offset")?,
-        hash_state: get(row, 3)?,
-        started_at: get(row, 4)?,
-        updated_at: get(row, 5)?,
-        id,
-    })
+    let row = (
+        get(row, 0)?,
+        get(row, 1)?,
+        get(row, 2)?,
+        get(row, 3)?,
+        get(row, 4)?,
+        get(row, 5)?,
+    );
+    Ok(rows::upload_session(row)?)
 }
 
 pub(super) async fn upload(c: &mut Conn<'_>, id: &str) -> Result<Option<UploadSession>> {

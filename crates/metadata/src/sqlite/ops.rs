@@ -1,4 +1,4 @@
-//! The queries behind each [`MetadataStore`](crate::MetadataStore) method, as plain synchronous functions
+//! The queries behind each method of the catalog and the upload sessions, as plain synchronous functions
 //! over one connection or transaction.
 //!
 //! Kept apart from the connection handling so that each operation reads as the SQL it runs. The caller
@@ -12,10 +12,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use oci::{Digest, RepoName, Tag};
 use rusqlite::{Connection, OptionalExtension, Row};
 
+use crate::rows::{self, ManifestRow, UPLOAD_COLUMNS, UploadRow, sql_limit};
 use crate::{Error, NewManifest, Referrer, Result, StoredManifest, UploadSession};
 
 /// Unix seconds now. A clock before 1970 reads as 0 rather than failing a write.
@@ -23,16 +23,6 @@ pub(super) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// SQL `LIMIT` for a `usize` (anything past `i64::MAX` is as good as unlimited).
-fn sql_limit(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
-fn parse_digest(text: &str) -> Result<Digest> {
-    text.parse()
-        .map_err(|e| Error::Corrupt(format!("stored digest {text:?}: {e}")))
 }
 
 /// The id of repository `repo`, creating its row if needed.
@@ -194,20 +184,8 @@ pub(super) fn put_manifest(
     Ok(())
 }
 
-/// The columns of a `StoredManifest`, as read: `(digest, media_type, payload, subject)`.
-type ManifestRow = (String, String, Vec<u8>, Option<String>);
-
 fn manifest_row(row: &Row<'_>) -> rusqlite::Result<ManifestRow> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-}
-
-fn stored_manifest((digest, media_type, payload, subject): ManifestRow) -> Result<StoredManifest> {
-    Ok(StoredManifest {
-        digest: parse_digest(&digest)?,
-        media_type,
-        payload: Bytes::from(payload),
-        subject: subject.as_deref().map(parse_digest).transpose()?,
-    })
 }
 
 pub(super) fn manifest(
@@ -222,7 +200,7 @@ pub(super) fn manifest(
     )?
     .query_row((repo.as_str(), digest.to_string()), manifest_row)
     .optional()?
-    .map(stored_manifest)
+    .map(rows::stored_manifest)
     .transpose()
 }
 
@@ -240,7 +218,7 @@ pub(super) fn tagged_manifest(
     )?
     .query_row((repo.as_str(), tag.as_str()), manifest_row)
     .optional()?
-    .map(stored_manifest)
+    .map(rows::stored_manifest)
     .transpose()
 }
 
@@ -345,7 +323,7 @@ pub(super) fn referrers(
     rows.map(|row| {
         let (digest, media_type, size, artifact_type, annotations) = row?;
         Ok(Referrer {
-            digest: parse_digest(&digest)?,
+            digest: rows::digest(&digest)?,
             media_type,
             size,
             artifact_type,
@@ -397,11 +375,6 @@ pub(super) fn save_upload(
     Ok(written == 1)
 }
 
-/// The columns of an upload session, in the order [`upload_row`] reads them.
-const UPLOAD_COLUMNS: &str = "id, repo, byte_offset, hash_state, started_at, updated_at";
-
-type UploadRow = (String, String, u64, Vec<u8>, i64, i64);
-
 fn upload_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UploadRow> {
     Ok((
         row.get(0)?,
@@ -413,21 +386,6 @@ fn upload_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UploadRow> {
     ))
 }
 
-fn upload_session(row: UploadRow) -> Result<UploadSession> {
-    let (id, repo, offset, hash_state, started_at, updated_at) = row;
-    let repo = repo
-        .parse()
-        .map_err(|e| Error::Corrupt(format!("upload {id}: {e}")))?;
-    Ok(UploadSession {
-        id,
-        repo,
-        offset,
-        hash_state,
-        started_at,
-        updated_at,
-    })
-}
-
 pub(super) fn upload(conn: &Connection, id: &str) -> Result<Option<UploadSession>> {
     let row = conn
         .prepare_cached(&format!(
@@ -435,7 +393,7 @@ pub(super) fn upload(conn: &Connection, id: &str) -> Result<Option<UploadSession
         ))?
         .query_row([id], upload_row)
         .optional()?;
-    row.map(upload_session).transpose()
+    row.map(rows::upload_session).transpose()
 }
 
 /// Sessions not updated since `updated_before`, a page at a time in id order.
@@ -456,7 +414,7 @@ pub(super) fn stale_uploads(
             upload_row,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    rows.into_iter().map(upload_session).collect()
+    rows.into_iter().map(crate::rows::upload_session).collect()
 }
 
 pub(super) fn delete_upload(conn: &Connection, id: &str) -> Result<bool> {

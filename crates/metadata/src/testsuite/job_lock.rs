@@ -4,14 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{JobLock, MetadataStore};
+use crate::{JobLock, JobLocks};
 
 /// How long a released lock may take to be free for the other store: PostgreSQL releases a session's
 /// locks when the server has processed its end, a moment after the client closed the connection.
 const RELEASE_BOUND: Duration = Duration::from_secs(10);
 
 /// Takes `name` through `store`, failing the test on an error.
-async fn take(store: &impl MetadataStore, name: &str) -> Option<JobLock> {
+async fn take(store: &impl JobLocks, name: &str) -> Option<JobLock> {
     store
         .try_job_lock(name)
         .await
@@ -19,7 +19,7 @@ async fn take(store: &impl MetadataStore, name: &str) -> Option<JobLock> {
 }
 
 /// Takes `name` through `store`, retrying until [`RELEASE_BOUND`] passes.
-pub async fn take_within_bound(store: &impl MetadataStore, name: &str) -> JobLock {
+pub async fn take_within_bound(store: &impl JobLocks, name: &str) -> JobLock {
     let deadline = Instant::now() + RELEASE_BOUND;
     loop {
         if let Some(lock) = take(store, name).await {
@@ -34,7 +34,7 @@ pub async fn take_within_bound(store: &impl MetadataStore, name: &str) -> JobLoc
 }
 
 /// While one store holds a job lock, neither the other store nor the holder itself gets it again.
-pub async fn job_lock_is_held_by_one_store_at_a_time<S: MetadataStore>(a: S, b: S) {
+pub async fn job_lock_is_held_by_one_store_at_a_time<S: JobLocks>(a: S, b: S) {
     let held = take(&a, "purge")
         .await
         .unwrap_or_else(|| panic!("a free job lock was refused"));
@@ -53,7 +53,7 @@ pub async fn job_lock_is_held_by_one_store_at_a_time<S: MetadataStore>(a: S, b: 
 }
 
 /// Locks of different jobs are independent.
-pub async fn job_locks_of_different_jobs_are_independent<S: MetadataStore>(a: S, b: S) {
+pub async fn job_locks_of_different_jobs_are_independent<S: JobLocks>(a: S, b: S) {
     let _purge = take(&a, "purge").await.expect("purge is free");
     let gc = take(&b, "gc").await;
     assert!(gc.is_some(), "holding purge kept gc from being taken");
@@ -62,7 +62,7 @@ pub async fn job_locks_of_different_jobs_are_independent<S: MetadataStore>(a: S,
 
 /// Dropping the lock releases it: the other store takes it (within a short bound), and the first store
 /// is then refused in turn.
-pub async fn job_lock_is_released_on_drop<S: MetadataStore>(a: S, b: S) {
+pub async fn job_lock_is_released_on_drop<S: JobLocks>(a: S, b: S) {
     let held = take(&a, "purge").await.expect("purge is free");
     assert!(take(&b, "purge").await.is_none());
     drop(held);
@@ -75,7 +75,7 @@ pub async fn job_lock_is_released_on_drop<S: MetadataStore>(a: S, b: S) {
 }
 
 /// Many tries at once from both stores: exactly one wins.
-pub async fn concurrent_job_lock_tries_have_one_winner<S: MetadataStore + Clone>(a: S, b: S) {
+pub async fn concurrent_job_lock_tries_have_one_winner<S: JobLocks + Clone>(a: S, b: S) {
     let tries: Vec<_> = (0..8)
         .map(|i| {
             let store = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -94,7 +94,7 @@ pub async fn concurrent_job_lock_tries_have_one_winner<S: MetadataStore + Clone>
 }
 
 /// A name that could not be a file name (or is empty) is refused, not mangled.
-pub async fn job_lock_names_are_checked<S: MetadataStore>(a: S, _b: S) {
+pub async fn job_lock_names_are_checked<S: JobLocks>(a: S, _b: S) {
     for bad in ["", "../x", "a/b", "a b"] {
         assert!(
             a.try_job_lock(bad).await.is_err(),

@@ -1,7 +1,7 @@
 //! Suite cases for what the registry lists: repositories, tags (order and pagination) and referrers.
 
 use super::{blob, image, repo, tag};
-use crate::{MetadataStore, Referrer};
+use crate::{Catalog, Referrer};
 
 /// A deterministic shuffle of `0..n` (for `n` not a multiple of 7), so that insertion order never
 /// matches listing order by accident.
@@ -31,7 +31,7 @@ where
     }
 }
 
-pub async fn repo_exists_needs_a_manifest<S: MetadataStore>(store: S) {
+pub async fn repo_exists_needs_a_manifest<S: Catalog>(store: S) {
     let r = repo("only/blobs");
     assert!(!store.repo_exists(&r).await.unwrap());
     store.link_blob(&r, &blob("layer"), 1).await.unwrap();
@@ -52,7 +52,7 @@ pub async fn repo_exists_needs_a_manifest<S: MetadataStore>(store: S) {
     assert!(store.list_repos(None, 100).await.unwrap().is_empty());
 }
 
-pub async fn list_repos_in_byte_order<S: MetadataStore>(store: S) {
+pub async fn list_repos_in_byte_order<S: Catalog>(store: S) {
     // Byte order: '-' (0x2d) < '.' < '/' < '0' < '_' (0x5f) < 'a'.
     let want = ["a", "a-b", "a.b", "a/b", "a0", "a_b", "aa", "b"];
     let m = image("m", []);
@@ -75,7 +75,7 @@ pub async fn list_repos_in_byte_order<S: MetadataStore>(store: S) {
     assert!(store.list_repos(None, 0).await.unwrap().is_empty());
 }
 
-pub async fn list_tags_in_byte_order<S: MetadataStore>(store: S) {
+pub async fn list_tags_in_byte_order<S: Catalog>(store: S) {
     // Digits, then uppercase, then '_', then lowercase; and '-' < '.' < '_' inside a name.
     let want = [
         "1", "A", "Latest", "Z", "_x", "a", "a-b", "a.b", "a_b", "aa", "latest",
@@ -108,7 +108,7 @@ pub async fn list_tags_in_byte_order<S: MetadataStore>(store: S) {
     );
 }
 
-pub async fn list_tags_paginates<S: MetadataStore>(store: S) {
+pub async fn list_tags_paginates<S: Catalog>(store: S) {
     const N: usize = 250;
     let r = repo("many");
     let m = image("m", []);
@@ -137,7 +137,7 @@ pub async fn list_tags_paginates<S: MetadataStore>(store: S) {
     assert_eq!(mid, ["t16", "t160", "t161"]);
 }
 
-pub async fn list_repos_paginates<S: MetadataStore>(store: S) {
+pub async fn list_repos_paginates<S: Catalog>(store: S) {
     const N: usize = 250;
     let m = image("m", []);
     for i in scrambled(N) {
@@ -161,7 +161,7 @@ pub async fn list_repos_paginates<S: MetadataStore>(store: S) {
     assert_eq!(page, want[100..200]);
 }
 
-pub async fn referrers_by_subject<S: MetadataStore>(store: S) {
+pub async fn referrers_by_subject<S: Catalog>(store: S) {
     let r = repo("app");
     // The subject was never pushed: referrers may arrive first.
     let subject = blob("not-pushed-yet");
@@ -221,7 +221,7 @@ pub async fn referrers_by_subject<S: MetadataStore>(store: S) {
     assert_eq!(stored.subject, Some(subject));
 }
 
-pub async fn deleted_referrer_disappears<S: MetadataStore>(store: S) {
+pub async fn deleted_referrer_disappears<S: Catalog>(store: S) {
     let r = repo("app");
     let subject = image("subject", []);
     store

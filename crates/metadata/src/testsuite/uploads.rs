@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::repo;
-use crate::{MetadataStore, UploadSession};
+use crate::{Catalog, UploadSession, UploadSessions};
 
 fn session(id: &str, offset: u64, state: &[u8]) -> UploadSession {
     UploadSession {
@@ -16,7 +16,8 @@ fn session(id: &str, offset: u64, state: &[u8]) -> UploadSession {
     }
 }
 
-pub async fn upload_create_get_delete<S: MetadataStore>(store: S) {
+/// Also a catalog: that an upload makes no repository is a promise between the two roles of a backend.
+pub async fn upload_create_get_delete<S: UploadSessions + Catalog>(store: S) {
     assert_eq!(store.upload("u1").await.unwrap(), None);
     let s = session("u1", 0, b"\x00state\xff");
     assert!(store.save_upload(&s, None).await.unwrap());
@@ -39,7 +40,7 @@ pub async fn upload_create_get_delete<S: MetadataStore>(store: S) {
     assert!(store.list_repos(None, 100).await.unwrap().is_empty());
 }
 
-pub async fn upload_compare_and_swap<S: MetadataStore>(store: S) {
+pub async fn upload_compare_and_swap<S: UploadSessions>(store: S) {
     let s0 = session("u", 0, b"h0");
     assert!(store.save_upload(&s0, None).await.unwrap());
 
@@ -67,7 +68,7 @@ pub async fn upload_compare_and_swap<S: MetadataStore>(store: S) {
 }
 
 /// Many tasks try to advance the same upload from the same offset: exactly one wins.
-pub async fn concurrent_upload_updates_have_one_winner<S: MetadataStore>(store: S) {
+pub async fn concurrent_upload_updates_have_one_winner<S: UploadSessions>(store: S) {
     const TASKS: u64 = 16;
     let store = Arc::new(store);
     assert!(
@@ -99,7 +100,7 @@ pub async fn concurrent_upload_updates_have_one_winner<S: MetadataStore>(store: 
 
 /// `stale_uploads` lists the sessions last updated strictly before the cutoff, in id order, a page at a
 /// time; an update moves a session out of the list.
-pub async fn stale_uploads_by_last_update<S: MetadataStore>(store: S) {
+pub async fn stale_uploads_by_last_update<S: UploadSessions>(store: S) {
     let at = |id: &str, updated_at: i64| UploadSession {
         updated_at,
         ..session(id, 0, b"")

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use metadata::{CacheEntry, CacheEntryKind};
+use metadata::{ProxyEntry, ProxyEntryKind};
 use oci::{Digest, RepoName};
 
 use super::CacheEvent;
@@ -52,10 +52,10 @@ pub struct EvictionReport {
 
 /// Pulls of cached content not written yet: the latest time per repository and digest.
 #[derive(Default)]
-pub(crate) struct Pulls(Mutex<HashMap<(RepoName, Digest), CacheEntry>>);
+pub(crate) struct Pulls(Mutex<HashMap<(RepoName, Digest), ProxyEntry>>);
 
 impl Pulls {
-    fn take(&self) -> Vec<CacheEntry> {
+    fn take(&self) -> Vec<ProxyEntry> {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         map.drain().map(|(_, e)| e).collect()
     }
@@ -67,7 +67,7 @@ impl Registry {
         &self,
         repo: &RepoName,
         digest: &Digest,
-        kind: CacheEntryKind,
+        kind: ProxyEntryKind,
         size: u64,
     ) {
         let Some(proxy) = self.proxy.as_ref().filter(|p| p.records) else {
@@ -77,7 +77,7 @@ impl Registry {
             let mut map = proxy.pulls.0.lock().unwrap_or_else(PoisonError::into_inner);
             map.insert(
                 (repo.clone(), digest.clone()),
-                CacheEntry {
+                ProxyEntry {
                     repo: repo.clone(),
                     digest: digest.clone(),
                     kind,
@@ -104,20 +104,20 @@ impl Registry {
         &self,
         repo: &RepoName,
         digest: &Digest,
-        kind: CacheEntryKind,
+        kind: ProxyEntryKind,
         size: u64,
     ) {
         if !self.proxy.as_ref().is_some_and(|p| p.records) {
             return;
         }
-        let entry = CacheEntry {
+        let entry = ProxyEntry {
             repo: repo.clone(),
             digest: digest.clone(),
             kind,
             size,
             pulled_at: unix_now(),
         };
-        if let Err(e) = self.meta.touch_cache_entries(&[entry]).await {
+        if let Err(e) = self.meta.proxy_entries.touch_proxy_entries(&[entry]).await {
             tracing::warn!(%repo, %digest, error = %e, "recording cached content for eviction failed");
         }
     }
@@ -131,7 +131,7 @@ impl Registry {
         if pulls.is_empty() {
             return Ok(());
         }
-        self.meta.touch_cache_entries(&pulls).await?;
+        self.meta.proxy_entries.touch_proxy_entries(&pulls).await?;
         Ok(())
     }
 
@@ -151,7 +151,11 @@ impl Registry {
         if let Some(age) = eviction.max_age {
             let cut = now.saturating_sub(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
             loop {
-                let page = self.meta.oldest_cache_entries(cut, PAGE).await?;
+                let page = self
+                    .meta
+                    .proxy_entries
+                    .oldest_proxy_entries(cut, PAGE)
+                    .await?;
                 let progress = self.evict_page(&page, None, &mut report).await?;
                 if page.len() < PAGE || !progress {
                     break;
@@ -160,11 +164,15 @@ impl Registry {
         }
         if let Some(max) = eviction.max_bytes {
             loop {
-                let total = self.meta.cache_size().await?;
+                let total = self.meta.proxy_entries.proxy_entries_size().await?;
                 if total <= max {
                     break;
                 }
-                let page = self.meta.oldest_cache_entries(i64::MAX, PAGE).await?;
+                let page = self
+                    .meta
+                    .proxy_entries
+                    .oldest_proxy_entries(i64::MAX, PAGE)
+                    .await?;
                 let progress = self
                     .evict_page(&page, Some((total, max)), &mut report)
                     .await?;
@@ -191,7 +199,7 @@ impl Registry {
     /// anything was removed (entries being fetched are skipped; a page of them only is no progress).
     async fn evict_page(
         &self,
-        page: &[CacheEntry],
+        page: &[ProxyEntry],
         mut fit: Option<(u64, u64)>,
         report: &mut EvictionReport,
     ) -> Result<bool> {
@@ -213,7 +221,7 @@ impl Registry {
     }
 
     /// Removes one entry and what it stands for. `false` if it was skipped (being fetched).
-    async fn evict_entry(&self, e: &CacheEntry) -> Result<bool> {
+    async fn evict_entry(&self, e: &ProxyEntry) -> Result<bool> {
         let cached_here = self
             .proxy_route(&e.repo)
             .is_some_and(|route| route.local == e.repo);
@@ -222,20 +230,23 @@ impl Registry {
                 return Ok(false);
             }
             match e.kind {
-                CacheEntryKind::Manifest => {
-                    self.meta.delete_manifest(&e.repo, &e.digest).await?;
+                ProxyEntryKind::Manifest => {
+                    self.meta
+                        .catalog
+                        .delete_manifest(&e.repo, &e.digest)
+                        .await?;
                 }
-                CacheEntryKind::Blob => {
+                ProxyEntryKind::Blob => {
                     // A push, mount or fetch of this process that found the bytes present links them
                     // under the same lock, so it either linked before this looks or finds them gone.
                     let _blob = self.lock_blob(&e.digest).await;
-                    self.meta.unlink_blob(&e.repo, &e.digest).await?;
-                    if self.meta.known_blob(&e.digest).await?.is_none() {
+                    self.meta.catalog.unlink_blob(&e.repo, &e.digest).await?;
+                    if self.meta.catalog.known_blob(&e.digest).await?.is_none() {
                         self.blobs.delete(&e.digest).await?;
                         // Another replica holds no lock of this process: one of its pushes that found
                         // the bytes present just before they went would link nothing. berth has no
                         // grace-period sweep yet, so that stays possible across replicas, but never silent.
-                        if self.meta.known_blob(&e.digest).await?.is_some() {
+                        if self.meta.catalog.known_blob(&e.digest).await?.is_some() {
                             tracing::error!(digest = %e.digest, "a push linked this blob while eviction deleted its bytes: push it again");
                         }
                     }
@@ -244,7 +255,10 @@ impl Registry {
         } else {
             tracing::info!(repo = %e.repo, digest = %e.digest, "forgetting a cache entry of a repository that is no longer cached");
         }
-        self.meta.remove_cache_entry(&e.repo, &e.digest).await?;
+        self.meta
+            .proxy_entries
+            .remove_proxy_entry(&e.repo, &e.digest)
+            .await?;
         Ok(true)
     }
 
@@ -255,7 +269,7 @@ impl Registry {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let lock = match self.meta.try_job_lock(EVICTION_JOB).await {
+            let lock = match self.meta.jobs.try_job_lock(EVICTION_JOB).await {
                 Ok(Some(lock)) => lock,
                 // Another replica evicts this round; pulls gathered here still get written.
                 Ok(None) => {

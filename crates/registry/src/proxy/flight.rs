@@ -210,7 +210,7 @@ impl Registry {
             key,
             route: route.clone(),
             blobs: Arc::clone(&self.blobs),
-            meta: Arc::clone(&self.meta),
+            meta: self.meta.clone(),
             observer: Arc::clone(&proxy.observer),
             records: proxy.records,
             blob_locks: self.blob_locks.clone(),

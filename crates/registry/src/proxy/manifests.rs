@@ -11,7 +11,7 @@
 //! A fetched manifest is stored without the reference check of a push: its blobs are fetched when a
 //! client asks for them (most clients skip the layers they already have), not up front.
 
-use metadata::{CacheEntryKind, NewManifest, StoredManifest};
+use metadata::{NewManifest, ProxyEntryKind, StoredManifest};
 use oci::manifest::Manifest;
 use oci::{Digest, Reference, Tag};
 
@@ -30,7 +30,7 @@ impl Registry {
     ) -> Result<ManifestContent> {
         match reference {
             Reference::Digest(digest) => {
-                if let Some(m) = self.meta.manifest(&route.local, digest).await? {
+                if let Some(m) = self.meta.catalog.manifest(&route.local, digest).await? {
                     return Ok(self.hit(route, m));
                 }
                 let m = self.fetch_manifest(route, reference, None).await?;
@@ -45,7 +45,7 @@ impl Registry {
             Some(p) => &p.fresh,
             None => return Err(Error::internal("cached_tag without a proxy")),
         };
-        let Some(cached) = self.meta.tagged_manifest(&route.local, tag).await? else {
+        let Some(cached) = self.meta.catalog.tagged_manifest(&route.local, tag).await? else {
             let m = self
                 .fetch_manifest(route, &Reference::Tag(tag.clone()), None)
                 .await?;
@@ -92,7 +92,7 @@ impl Registry {
             Ok(None) => {
                 // The upstream no longer has the tag: neither does the mirror.
                 fresh.forget(&route.local, tag);
-                self.meta.delete_tag(&route.local, tag).await?;
+                self.meta.catalog.delete_tag(&route.local, tag).await?;
                 Err(Error::ManifestUnknown(tag.to_string()))
             }
             Err(e) => {
@@ -172,12 +172,15 @@ impl Registry {
             blobs: Vec::new(),
             children: Vec::new(),
         };
-        self.meta.put_manifest(&route.local, &manifest, tag).await?;
+        self.meta
+            .catalog
+            .put_manifest(&route.local, &manifest, tag)
+            .await?;
         let size = manifest.payload.len() as u64;
         self.record_cached(
             &route.local,
             &manifest.digest,
-            CacheEntryKind::Manifest,
+            ProxyEntryKind::Manifest,
             size,
         )
         .await;
@@ -192,7 +195,7 @@ impl Registry {
     fn hit(&self, route: &Route, m: StoredManifest) -> ManifestContent {
         self.observe(CacheEvent::Hit(CacheKind::Manifest));
         let size = m.payload.len() as u64;
-        self.record_pull(&route.local, &m.digest, CacheEntryKind::Manifest, size);
+        self.record_pull(&route.local, &m.digest, ProxyEntryKind::Manifest, size);
         ManifestContent {
             digest: m.digest,
             media_type: m.media_type,

@@ -10,7 +10,10 @@ use std::time::SystemTime;
 
 use blobs::{BlobReader, BlobStore, ByteStream, UploadId};
 use futures_util::{StreamExt, future};
-use metadata::{CacheEntry, MetadataStore, NewManifest, Referrer, StoredManifest, UploadSession};
+use metadata::{
+    Catalog, Metadata, NewManifest, ProxyEntries, ProxyEntry, Referrer, StoredManifest,
+    UploadSession, UploadSessions,
+};
 use oci::{Digest, RepoName, Tag};
 use tokio::sync::Semaphore;
 
@@ -19,7 +22,7 @@ use tokio::sync::Semaphore;
 /// semaphore makes each `link_blob` wait for a permit of it (counted in `links_waiting` while it waits),
 /// and while `saves` holds one makes each `save_upload` wait for a permit of it.
 pub struct FaultyMeta {
-    pub inner: Arc<dyn MetadataStore>,
+    pub inner: Metadata,
     pub fail: AtomicBool,
     pub race: AtomicBool,
     pub links: std::sync::Mutex<Option<Arc<Semaphore>>>,
@@ -29,15 +32,26 @@ pub struct FaultyMeta {
 }
 
 impl FaultyMeta {
-    pub fn new(inner: Arc<dyn MetadataStore>) -> Arc<FaultyMeta> {
+    /// Wraps the catalog, upload sessions and cache entries of `inner` (job locks are not its concern).
+    pub fn new(inner: impl Into<Metadata>) -> Arc<FaultyMeta> {
         Arc::new(FaultyMeta {
-            inner,
+            inner: inner.into(),
             fail: AtomicBool::new(false),
             race: AtomicBool::new(false),
             links: Default::default(),
             links_waiting: AtomicUsize::new(0),
             saves: Default::default(),
         })
+    }
+
+    /// The metadata with this store in place of the roles it wraps.
+    pub fn metadata(self: &Arc<Self>) -> Metadata {
+        Metadata {
+            catalog: self.clone(),
+            uploads: self.clone(),
+            jobs: self.inner.jobs.clone(),
+            proxy_entries: self.clone(),
+        }
     }
 
     fn check(&self) -> metadata::Result<()> {
@@ -50,7 +64,7 @@ impl FaultyMeta {
 }
 
 #[async_trait::async_trait]
-impl MetadataStore for FaultyMeta {
+impl Catalog for FaultyMeta {
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> metadata::Result<()> {
         self.check()?;
         let held = self
@@ -66,19 +80,19 @@ impl MetadataStore for FaultyMeta {
                 .map_err(|_| metadata::Error::Backend("the held link was abandoned".into()))?
                 .forget();
         }
-        self.inner.link_blob(repo, digest, size).await
+        self.inner.catalog.link_blob(repo, digest, size).await
     }
     async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<Option<u64>> {
         self.check()?;
-        self.inner.linked_blob(repo, digest).await
+        self.inner.catalog.linked_blob(repo, digest).await
     }
     async fn known_blob(&self, digest: &Digest) -> metadata::Result<Option<u64>> {
         self.check()?;
-        self.inner.known_blob(digest).await
+        self.inner.catalog.known_blob(digest).await
     }
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
         self.check()?;
-        self.inner.unlink_blob(repo, digest).await
+        self.inner.catalog.unlink_blob(repo, digest).await
     }
     async fn put_manifest(
         &self,
@@ -87,7 +101,7 @@ impl MetadataStore for FaultyMeta {
         tag: Option<&Tag>,
     ) -> metadata::Result<()> {
         self.check()?;
-        self.inner.put_manifest(repo, manifest, tag).await
+        self.inner.catalog.put_manifest(repo, manifest, tag).await
     }
     async fn manifest(
         &self,
@@ -95,7 +109,7 @@ impl MetadataStore for FaultyMeta {
         digest: &Digest,
     ) -> metadata::Result<Option<StoredManifest>> {
         self.check()?;
-        self.inner.manifest(repo, digest).await
+        self.inner.catalog.manifest(repo, digest).await
     }
     async fn tagged_manifest(
         &self,
@@ -103,19 +117,19 @@ impl MetadataStore for FaultyMeta {
         tag: &Tag,
     ) -> metadata::Result<Option<StoredManifest>> {
         self.check()?;
-        self.inner.tagged_manifest(repo, tag).await
+        self.inner.catalog.tagged_manifest(repo, tag).await
     }
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
         self.check()?;
-        self.inner.delete_manifest(repo, digest).await
+        self.inner.catalog.delete_manifest(repo, digest).await
     }
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> metadata::Result<bool> {
         self.check()?;
-        self.inner.delete_tag(repo, tag).await
+        self.inner.catalog.delete_tag(repo, tag).await
     }
     async fn repo_exists(&self, repo: &RepoName) -> metadata::Result<bool> {
         self.check()?;
-        self.inner.repo_exists(repo).await
+        self.inner.catalog.repo_exists(repo).await
     }
     async fn list_tags(
         &self,
@@ -124,11 +138,11 @@ impl MetadataStore for FaultyMeta {
         limit: usize,
     ) -> metadata::Result<Vec<String>> {
         self.check()?;
-        self.inner.list_tags(repo, after, limit).await
+        self.inner.catalog.list_tags(repo, after, limit).await
     }
     async fn list_repos(&self, after: Option<&str>, limit: usize) -> metadata::Result<Vec<String>> {
         self.check()?;
-        self.inner.list_repos(after, limit).await
+        self.inner.catalog.list_repos(after, limit).await
     }
     async fn referrers(
         &self,
@@ -136,8 +150,12 @@ impl MetadataStore for FaultyMeta {
         subject: &Digest,
     ) -> metadata::Result<Vec<Referrer>> {
         self.check()?;
-        self.inner.referrers(repo, subject).await
+        self.inner.catalog.referrers(repo, subject).await
     }
+}
+
+#[async_trait::async_trait]
+impl UploadSessions for FaultyMeta {
     async fn save_upload(
         &self,
         session: &UploadSession,
@@ -160,17 +178,25 @@ impl MetadataStore for FaultyMeta {
                 offset: expected + 1,
                 ..session.clone()
             };
-            assert!(self.inner.save_upload(&rival, Some(expected)).await?);
+            assert!(
+                self.inner
+                    .uploads
+                    .save_upload(&rival, Some(expected))
+                    .await?
+            );
         }
-        self.inner.save_upload(session, expected_offset).await
+        self.inner
+            .uploads
+            .save_upload(session, expected_offset)
+            .await
     }
     async fn upload(&self, id: &str) -> metadata::Result<Option<UploadSession>> {
         self.check()?;
-        self.inner.upload(id).await
+        self.inner.uploads.upload(id).await
     }
     async fn delete_upload(&self, id: &str) -> metadata::Result<bool> {
         self.check()?;
-        self.inner.delete_upload(id).await
+        self.inner.uploads.delete_upload(id).await
     }
     async fn stale_uploads(
         &self,
@@ -179,27 +205,40 @@ impl MetadataStore for FaultyMeta {
         limit: usize,
     ) -> metadata::Result<Vec<UploadSession>> {
         self.check()?;
-        self.inner.stale_uploads(updated_before, after, limit).await
+        self.inner
+            .uploads
+            .stale_uploads(updated_before, after, limit)
+            .await
     }
-    async fn touch_cache_entries(&self, entries: &[CacheEntry]) -> metadata::Result<()> {
+}
+
+#[async_trait::async_trait]
+impl ProxyEntries for FaultyMeta {
+    async fn touch_proxy_entries(&self, entries: &[ProxyEntry]) -> metadata::Result<()> {
         self.check()?;
-        self.inner.touch_cache_entries(entries).await
+        self.inner.proxy_entries.touch_proxy_entries(entries).await
     }
-    async fn oldest_cache_entries(
+    async fn oldest_proxy_entries(
         &self,
         pulled_before: i64,
         limit: usize,
-    ) -> metadata::Result<Vec<CacheEntry>> {
+    ) -> metadata::Result<Vec<ProxyEntry>> {
         self.check()?;
-        self.inner.oldest_cache_entries(pulled_before, limit).await
+        self.inner
+            .proxy_entries
+            .oldest_proxy_entries(pulled_before, limit)
+            .await
     }
-    async fn cache_size(&self) -> metadata::Result<u64> {
+    async fn proxy_entries_size(&self) -> metadata::Result<u64> {
         self.check()?;
-        self.inner.cache_size().await
+        self.inner.proxy_entries.proxy_entries_size().await
     }
-    async fn remove_cache_entry(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
+    async fn remove_proxy_entry(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
         self.check()?;
-        self.inner.remove_cache_entry(repo, digest).await
+        self.inner
+            .proxy_entries
+            .remove_proxy_entry(repo, digest)
+            .await
     }
 }
 
@@ -389,5 +428,13 @@ impl BlobStore for FaultyBlobs {
     async fn check(&self) -> blobs::Result<()> {
         FaultyBlobs::check(self)?;
         self.inner.check().await
+    }
+    async fn redirect_url(
+        &self,
+        digest: &Digest,
+        expires: std::time::Duration,
+    ) -> blobs::Result<Option<String>> {
+        self.check()?;
+        self.inner.redirect_url(digest, expires).await
     }
 }

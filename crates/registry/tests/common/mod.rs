@@ -12,7 +12,7 @@ use berth_registry as registry;
 use blobs::fs::FsBlobStore;
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
-use metadata::MetadataStore;
+use metadata::Metadata;
 use metadata::sqlite::SqliteStore;
 use oci::{Digest, DigestAlgorithm, Reference, RepoName};
 use registry::{ByteStream, Chunk, Config, Registry};
@@ -74,7 +74,7 @@ impl Env {
     }
 
     /// A registry over the same blob store and `meta` in place of the SQLite store.
-    pub fn registry_with_meta(&self, meta: Arc<dyn MetadataStore>) -> Registry {
+    pub fn registry_with_meta(&self, meta: impl Into<Metadata>) -> Registry {
         Registry::new(self.blobs.clone(), meta, self.reg.config().clone())
     }
 }

@@ -306,7 +306,7 @@ pub fn cache_over(
 /// The size `digest` is linked with in `name`, once it is: a fetch lets its readers finish as soon as
 /// the bytes are verified, and commits, records and links the blob in its own time just after.
 pub async fn linked(env: &Env, name: &RepoName, digest: &Digest) -> u64 {
-    use metadata::MetadataStore;
+    use metadata::Catalog;
     let wait = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             if let Some(size) = env.meta.linked_blob(name, digest).await.unwrap() {

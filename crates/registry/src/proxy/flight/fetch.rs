@@ -8,7 +8,7 @@ use std::sync::{Arc, PoisonError};
 use blobs::BlobStore;
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
-use metadata::{CacheEntry, CacheEntryKind, MetadataStore, UploadSession};
+use metadata::{Metadata, ProxyEntry, ProxyEntryKind, UploadSession};
 use oci::ResumableHasher;
 
 use tokio::sync::{mpsc, watch};
@@ -34,7 +34,7 @@ pub(super) struct Fetch {
     pub(super) key: Key,
     pub(super) route: Route,
     pub(super) blobs: Arc<dyn BlobStore>,
-    pub(super) meta: Arc<dyn MetadataStore>,
+    pub(super) meta: Metadata,
     pub(super) observer: Arc<dyn CacheObserver>,
     /// Whether cached content is recorded for eviction.
     pub(super) records: bool,
@@ -67,7 +67,12 @@ impl Fetch {
         {
             tracing::warn!(%digest, "saving a cache fetch's upload session panicked");
         }
-        if let Err(e) = self.meta.delete_upload(self.flight.upload.as_str()).await {
+        if let Err(e) = self
+            .meta
+            .uploads
+            .delete_upload(self.flight.upload.as_str())
+            .await
+        {
             tracing::warn!(%digest, error = %e, "removing a cache fetch's upload session failed");
         }
         self.flight.update(|s| {
@@ -106,14 +111,14 @@ impl Fetch {
             return;
         }
         let (repo, digest) = (&self.key.0, &self.key.1);
-        let entry = CacheEntry {
+        let entry = ProxyEntry {
             repo: repo.clone(),
             digest: digest.clone(),
-            kind: CacheEntryKind::Blob,
+            kind: ProxyEntryKind::Blob,
             size,
             pulled_at: unix_now(),
         };
-        if let Err(e) = self.meta.touch_cache_entries(&[entry]).await {
+        if let Err(e) = self.meta.proxy_entries.touch_proxy_entries(&[entry]).await {
             tracing::warn!(%repo, %digest, error = %e, "recording a cached blob for eviction failed");
         }
     }
@@ -134,11 +139,11 @@ impl Fetch {
             started_at: now,
             updated_at: now,
         };
-        let meta = Arc::clone(&self.meta);
+        let uploads = Arc::clone(&self.meta.uploads);
         let (tx, rx) = watch::channel(None);
         let task = tokio::spawn(async move {
             // A fresh random id: nothing to lose a compare-and-swap to.
-            let result = meta
+            let result = uploads
                 .save_upload(&session, None)
                 .await
                 .map(|_| ())
@@ -155,7 +160,13 @@ impl Fetch {
     async fn fetch(&self, save: &mut Option<JoinHandle<()>>) -> Result<u64, Failure> {
         let (repo, digest) = (&self.key.0, &self.key.1);
         // An earlier flight may have linked it between this requester's miss and this flight's start.
-        if let Some(size) = self.meta.linked_blob(repo, digest).await.map_err(storage)? {
+        if let Some(size) = self
+            .meta
+            .catalog
+            .linked_blob(repo, digest)
+            .await
+            .map_err(storage)?
+        {
             return Ok(size);
         }
         self.observe(CacheEvent::Miss(CacheKind::Blob));
@@ -195,6 +206,7 @@ impl Fetch {
             self.flight.update(|s| s.stored = true);
             self.record(size).await;
             self.meta
+                .catalog
                 .link_blob(repo, digest, size)
                 .await
                 .map_err(storage)?;
@@ -222,6 +234,7 @@ impl Fetch {
         self.flight.update(|s| s.stored = true);
         self.record(size).await;
         self.meta
+            .catalog
             .link_blob(repo, digest, size)
             .await
             .map_err(storage)?;

@@ -1,11 +1,12 @@
-//! The pull-through cache's entries on SQLite: one query function per `MetadataStore` method.
+//! The pull-through cache's entries on SQLite: one query function per `ProxyEntries` method.
 
 use oci::{Digest, RepoName};
 use rusqlite::{Connection, Row};
 
-use crate::{CacheEntry, CacheEntryKind, Error, Result};
+use crate::rows::ProxyEntryRow;
+use crate::{Error, ProxyEntry, Result};
 
-pub(super) fn touch(tx: &Connection, entries: &[CacheEntry]) -> Result<()> {
+pub(super) fn touch(tx: &Connection, entries: &[ProxyEntry]) -> Result<()> {
     let mut upsert = tx.prepare_cached(
         "INSERT INTO proxy_cache_entries (repo, digest, kind, size, pulled_at)
          VALUES (?1, ?2, ?3, ?4, ?5)
@@ -33,19 +34,16 @@ pub(super) fn oldest(
     conn: &Connection,
     pulled_before: i64,
     limit: usize,
-) -> Result<Vec<CacheEntry>> {
+) -> Result<Vec<ProxyEntry>> {
     let rows = conn
         .prepare_cached(
             "SELECT repo, digest, kind, size, pulled_at FROM proxy_cache_entries
              WHERE pulled_at < ?1
              ORDER BY pulled_at, repo, digest LIMIT ?2",
         )?
-        .query_map(
-            (pulled_before, i64::try_from(limit).unwrap_or(i64::MAX)),
-            raw,
-        )?
+        .query_map((pulled_before, crate::rows::sql_limit(limit)), raw)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    rows.into_iter().map(entry).collect()
+    rows.into_iter().map(crate::rows::proxy_entry).collect()
 }
 
 pub(super) fn size(conn: &Connection) -> Result<u64> {
@@ -62,9 +60,7 @@ pub(super) fn remove(conn: &Connection, repo: &RepoName, digest: &Digest) -> Res
     Ok(removed > 0)
 }
 
-type Raw = (String, String, String, i64, i64);
-
-fn raw(row: &Row<'_>) -> rusqlite::Result<Raw> {
+fn raw(row: &Row<'_>) -> rusqlite::Result<ProxyEntryRow> {
     Ok((
         row.get(0)?,
         row.get(1)?,
@@ -72,15 +68,4 @@ fn raw(row: &Row<'_>) -> rusqlite::Result<Raw> {
         row.get(3)?,
         row.get(4)?,
     ))
-}
-
-fn entry((repo, digest, kind, size, pulled_at): Raw) -> Result<CacheEntry> {
-    let corrupt = |what: &str, value: &str| Error::Corrupt(format!("cache entry {what} {value:?}"));
-    Ok(CacheEntry {
-        repo: repo.parse().map_err(|_| corrupt("repository", &repo))?,
-        digest: digest.parse().map_err(|_| corrupt("digest", &digest))?,
-        kind: CacheEntryKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
-        size: u64::try_from(size).map_err(|_| corrupt("size", &size.to_string()))?,
-        pulled_at,
-    })
 }

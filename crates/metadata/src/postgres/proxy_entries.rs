@@ -6,11 +6,11 @@ use tokio_postgres::types::Type;
 
 use super::pool::Conn;
 use super::retry::Failure;
-use crate::{CacheEntry, CacheEntryKind, Error};
+use crate::{Error, ProxyEntry};
 
 type Result<T> = std::result::Result<T, Failure>;
 
-pub(super) async fn touch(tx: &mut Conn<'_>, entries: &[CacheEntry]) -> Result<()> {
+pub(super) async fn touch(tx: &mut Conn<'_>, entries: &[ProxyEntry]) -> Result<()> {
     for e in entries {
         let size = i64::try_from(e.size).map_err(|_| {
             Failure::from(Error::Backend(
@@ -41,8 +41,8 @@ pub(super) async fn oldest(
     c: &mut Conn<'_>,
     pulled_before: i64,
     limit: usize,
-) -> Result<Vec<CacheEntry>> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+) -> Result<Vec<ProxyEntry>> {
+    let limit = crate::rows::sql_limit(limit);
     let rows = c
         .query(
             "SELECT repo, digest, kind, size, pulled_at FROM proxy_cache_entries
@@ -86,17 +86,13 @@ fn get<'r, T: tokio_postgres::types::FromSql<'r>>(row: &'r Row, idx: usize) -> R
         .map_err(|e| Error::Corrupt(format!("cache entry column {idx}: {e}")).into())
 }
 
-fn entry(row: &Row) -> Result<CacheEntry> {
-    let (repo, digest, kind): (String, String, String) = (get(row, 0)?, get(row, 1)?, get(row, 2)?);
-    let (size, pulled_at): (i64, i64) = (get(row, 3)?, get(row, 4)?);
-    let corrupt = |what: &str, value: &str| -> Failure {
-        Error::Corrupt(format!("cache entry {what} {value:?}")).into()
-    };
-    Ok(CacheEntry {
-        repo: repo.parse().map_err(|_| corrupt("repository", &repo))?,
-        digest: digest.parse().map_err(|_| corrupt("digest", &digest))?,
-        kind: CacheEntryKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
-        size: u64::try_from(size).map_err(|_| corrupt("size", &size.to_string()))?,
-        pulled_at,
-    })
+fn entry(row: &Row) -> Result<ProxyEntry> {
+    let row = (
+        get(row, 0)?,
+        get(row, 1)?,
+        get(row, 2)?,
+        get(row, 3)?,
+        get(row, 4)?,
+    );
+    Ok(crate::rows::proxy_entry(row)?)
 }

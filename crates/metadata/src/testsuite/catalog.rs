@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use super::{blob, image, index, repo, tag};
-use crate::{Error, MetadataStore};
+use crate::{Catalog, Error};
 
-pub async fn link_linked_known_unlink<S: MetadataStore>(store: S) {
+pub async fn link_linked_known_unlink<S: Catalog>(store: S) {
     let (r, d) = (repo("lib/app"), blob("layer"));
     assert_eq!(store.linked_blob(&r, &d).await.unwrap(), None);
     assert_eq!(store.known_blob(&d).await.unwrap(), None);
@@ -26,7 +26,7 @@ pub async fn link_linked_known_unlink<S: MetadataStore>(store: S) {
     assert!(!store.unlink_blob(&repo("nobody"), &d).await.unwrap());
 }
 
-pub async fn blob_links_are_per_repository<S: MetadataStore>(store: S) {
+pub async fn blob_links_are_per_repository<S: Catalog>(store: S) {
     let (a, b, d) = (repo("a"), repo("b"), blob("shared"));
     store.link_blob(&a, &d, 7).await.unwrap();
     assert_eq!(store.linked_blob(&b, &d).await.unwrap(), None);
@@ -39,7 +39,7 @@ pub async fn blob_links_are_per_repository<S: MetadataStore>(store: S) {
     assert_eq!(store.known_blob(&d).await.unwrap(), Some(7));
 }
 
-pub async fn put_manifest_with_linked_blobs<S: MetadataStore>(store: S) {
+pub async fn put_manifest_with_linked_blobs<S: Catalog>(store: S) {
     let r = repo("lib/app");
     let (config, layer) = (blob("config"), blob("layer"));
     store.link_blob(&r, &config, 10).await.unwrap();
@@ -70,7 +70,7 @@ pub async fn put_manifest_with_linked_blobs<S: MetadataStore>(store: S) {
     assert_eq!(store.list_tags(&r, None, 100).await.unwrap(), vec!["v1"]);
 }
 
-pub async fn put_manifest_missing_blob_stores_nothing<S: MetadataStore>(store: S) {
+pub async fn put_manifest_missing_blob_stores_nothing<S: Catalog>(store: S) {
     let r = repo("lib/app");
     let (present, missing1, missing2) = (blob("present"), blob("missing1"), blob("missing2"));
     store.link_blob(&r, &present, 1).await.unwrap();
@@ -102,7 +102,7 @@ pub async fn put_manifest_missing_blob_stores_nothing<S: MetadataStore>(store: S
     assert!(store.list_tags(&fresh, None, 100).await.unwrap().is_empty());
 }
 
-pub async fn put_manifest_blob_of_another_repo_is_missing<S: MetadataStore>(store: S) {
+pub async fn put_manifest_blob_of_another_repo_is_missing<S: Catalog>(store: S) {
     let (a, b, d) = (repo("a"), repo("b"), blob("layer"));
     store.link_blob(&a, &d, 5).await.unwrap();
     let m = image("m", [d.clone()]);
@@ -123,7 +123,7 @@ pub async fn put_manifest_blob_of_another_repo_is_missing<S: MetadataStore>(stor
     );
 }
 
-pub async fn put_manifest_missing_child_stores_nothing<S: MetadataStore>(store: S) {
+pub async fn put_manifest_missing_child_stores_nothing<S: Catalog>(store: S) {
     let r = repo("multi");
     let present = image("amd64", []);
     store.put_manifest(&r, &present, None).await.unwrap();
@@ -154,7 +154,7 @@ pub async fn put_manifest_missing_child_stores_nothing<S: MetadataStore>(store: 
     );
 }
 
-pub async fn put_index_with_present_children<S: MetadataStore>(store: S) {
+pub async fn put_index_with_present_children<S: Catalog>(store: S) {
     let r = repo("multi");
     let (amd, arm) = (image("amd64", []), image("arm64", []));
     store.put_manifest(&r, &amd, None).await.unwrap();
@@ -171,7 +171,7 @@ pub async fn put_index_with_present_children<S: MetadataStore>(store: S) {
     );
 }
 
-pub async fn put_same_digest_twice_is_idempotent<S: MetadataStore>(store: S) {
+pub async fn put_same_digest_twice_is_idempotent<S: Catalog>(store: S) {
     let r = repo("app");
     let d = blob("layer");
     store.link_blob(&r, &d, 3).await.unwrap();
@@ -194,7 +194,7 @@ pub async fn put_same_digest_twice_is_idempotent<S: MetadataStore>(store: S) {
     assert!(!store.repo_exists(&r).await.unwrap());
 }
 
-pub async fn manifests_are_per_repository<S: MetadataStore>(store: S) {
+pub async fn manifests_are_per_repository<S: Catalog>(store: S) {
     let (a, b) = (repo("a"), repo("b"));
     let m = image("m", []);
     store
@@ -217,7 +217,7 @@ pub async fn manifests_are_per_repository<S: MetadataStore>(store: S) {
     );
 }
 
-pub async fn tag_moves_to_the_new_manifest<S: MetadataStore>(store: S) {
+pub async fn tag_moves_to_the_new_manifest<S: Catalog>(store: S) {
     let r = repo("app");
     let (one, two) = (image("one", []), image("two", []));
     store
@@ -248,7 +248,7 @@ pub async fn tag_moves_to_the_new_manifest<S: MetadataStore>(store: S) {
 
 /// Many tasks move one tag at once while readers watch it: every move succeeds, readers always see
 /// some manifest (never none), and the tag ends on one of the pushed manifests.
-pub async fn concurrent_tag_moves_end_on_one_value<S: MetadataStore>(store: S) {
+pub async fn concurrent_tag_moves_end_on_one_value<S: Catalog>(store: S) {
     const WRITERS: usize = 24;
     let store = Arc::new(store);
     let r = repo("race");
@@ -303,7 +303,7 @@ pub async fn concurrent_tag_moves_end_on_one_value<S: MetadataStore>(store: S) {
     );
 }
 
-pub async fn delete_manifest_removes_its_tags<S: MetadataStore>(store: S) {
+pub async fn delete_manifest_removes_its_tags<S: Catalog>(store: S) {
     let r = repo("app");
     let d = blob("layer");
     store.link_blob(&r, &d, 1).await.unwrap();
@@ -345,7 +345,7 @@ pub async fn delete_manifest_removes_its_tags<S: MetadataStore>(store: S) {
     );
 }
 
-pub async fn delete_tag_keeps_the_manifest<S: MetadataStore>(store: S) {
+pub async fn delete_tag_keeps_the_manifest<S: Catalog>(store: S) {
     let r = repo("app");
     let m = image("m", []);
     store.put_manifest(&r, &m, Some(&tag("v1"))).await.unwrap();
@@ -362,7 +362,7 @@ pub async fn delete_tag_keeps_the_manifest<S: MetadataStore>(store: S) {
 
 /// Many tasks link blobs, push manifests and delete them in several repositories at once, all
 /// succeeding (no "database is locked" or the like), with every result visible afterwards.
-pub async fn concurrent_writers_do_not_fail<S: MetadataStore>(store: S) {
+pub async fn concurrent_writers_do_not_fail<S: Catalog>(store: S) {
     const TASKS: usize = 16;
     const ROUNDS: usize = 8;
     let store = Arc::new(store);

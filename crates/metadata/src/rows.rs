@@ -1,0 +1,81 @@
+//! Rows as both backends read them, and the one decoder of each: a backend reads a row's columns into
+//! the tuple here (with its driver's own getters), and this module turns it into the domain value,
+//! reporting anything the schema cannot hold as [`Error::Corrupt`]. The SQL differs between the
+//! dialects (placeholders, locking); what a row means does not.
+
+use bytes::Bytes;
+use oci::Digest;
+
+use crate::{Error, ProxyEntry, ProxyEntryKind, Result, StoredManifest, UploadSession};
+
+/// A stored manifest's columns `(digest, media_type, payload, subject)`.
+pub(crate) type ManifestRow = (String, String, Vec<u8>, Option<String>);
+
+/// The columns of an upload session, in this order.
+pub(crate) const UPLOAD_COLUMNS: &str = "id, repo, byte_offset, hash_state, started_at, updated_at";
+/// The row those columns make.
+pub(crate) type UploadRow = (String, String, i64, Vec<u8>, i64, i64);
+
+/// A pull-through cache entry's columns `(repo, digest, kind, size, pulled_at)`.
+pub(crate) type ProxyEntryRow = (String, String, String, i64, i64);
+
+pub(crate) fn digest(text: &str) -> Result<Digest> {
+    text.parse()
+        .map_err(|e| Error::Corrupt(format!("stored digest {text:?}: {e}")))
+}
+
+/// A stored BIGINT that must be a size or an offset.
+pub(crate) fn unsigned(value: i64, what: &str) -> Result<u64> {
+    u64::try_from(value).map_err(|_| Error::Corrupt(format!("negative {what}: {value}")))
+}
+
+/// A size or offset as BIGINT. Nothing real reaches 2^63 bytes; refusing is better than wrapping.
+pub(crate) fn signed(value: u64, what: &str) -> Result<i64> {
+    i64::try_from(value)
+        .map_err(|_| Error::Backend(format!("{what} {value} is out of range").into()))
+}
+
+/// SQL `LIMIT` for a `usize` (anything past `i64::MAX` is as good as unlimited).
+pub(crate) fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn stored_manifest(
+    (digest_text, media_type, payload, subject): ManifestRow,
+) -> Result<StoredManifest> {
+    Ok(StoredManifest {
+        digest: digest(&digest_text)?,
+        media_type,
+        payload: Bytes::from(payload),
+        subject: subject.as_deref().map(digest).transpose()?,
+    })
+}
+
+pub(crate) fn upload_session(
+    (id, repo, offset, hash_state, started_at, updated_at): UploadRow,
+) -> Result<UploadSession> {
+    let repo = repo
+        .parse()
+        .map_err(|e| Error::Corrupt(format!("upload {id}: {e}")))?;
+    Ok(UploadSession {
+        offset: unsigned(offset, "upload offset")?,
+        id,
+        repo,
+        hash_state,
+        started_at,
+        updated_at,
+    })
+}
+
+pub(crate) fn proxy_entry(
+    (repo, digest, kind, size, pulled_at): ProxyEntryRow,
+) -> Result<ProxyEntry> {
+    let corrupt = |what: &str, value: &str| Error::Corrupt(format!("cache entry {what} {value:?}"));
+    Ok(ProxyEntry {
+        repo: repo.parse().map_err(|_| corrupt("repository", &repo))?,
+        digest: digest.parse().map_err(|_| corrupt("digest", &digest))?,
+        kind: ProxyEntryKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+        size: u64::try_from(size).map_err(|_| corrupt("size", &size.to_string()))?,
+        pulled_at,
+    })
+}
