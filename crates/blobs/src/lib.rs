@@ -19,6 +19,11 @@ use oci::Digest;
 pub mod fs;
 pub mod s3;
 #[cfg(any(test, feature = "testsuite"))]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code, built into the library for other crates' tests: a panic is a failed case"
+)]
 pub mod testsuite;
 
 /// A stream of bytes, in or out. Chunks are bounded by the producer's buffer size: nothing here ever

@@ -2,6 +2,12 @@
 //! serving: its range must name exactly the bytes `body` would stream, whole blob or range, and keep
 //! naming them after the blob is deleted.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 use std::os::unix::fs::FileExt;
 
 use berth_blobs::fs::FsBlobStore;

@@ -2,6 +2,12 @@
 //! stray files never pose as blobs, that uploads survive reopening the store, and that nothing is ever
 //! written outside the root.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 use std::io;
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,12 @@
 //! Filesystem housekeeping as it shows on disk: which files of `tmp/` a purge removes (stale ones only,
 //! and none in a dry run), and that the health check notices a broken layout.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 use std::fs::{self, File};
 use std::io;
 use std::path::Path;

@@ -2,6 +2,12 @@
 //! its own random root in the bucket `BERTH_TEST_S3_BUCKET`. Without the `BERTH_TEST_S3_*` variables
 //! every case prints that it skipped (and fails under CI).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 use berth_blobs::s3::S3BlobStore;
 use berth_blobs::s3::testing::test_server_settings;
 

@@ -3,6 +3,12 @@
 //! in `scripts/test`), each test under its own root; without it they print that they skipped (and fail
 //! under CI). The retry and unavailability tests need no server.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;

@@ -18,7 +18,7 @@
 //! reads a cached repository (the handler reads it only if the caller may pull it).
 //!
 //! Refusals are spec error bodies: 401 UNAUTHORIZED with `WWW-Authenticate`, or 403 DENIED. Allowed
-//! responses carry the [`AuthenticatedUser`] for the access log. Nothing secret is logged or echoed: the
+//! responses carry the `middleware::AuthenticatedUser` for the access log. Nothing secret is logged or echoed: the
 //! `Authorization` header is read here and nowhere else.
 
 use std::sync::Arc;
@@ -33,7 +33,7 @@ use registry::{DEFAULT_CATALOG_PAGE, MAX_PAGE, Page, Registry};
 
 use crate::endpoint::{BlobOp, Endpoint, ManifestOp, UploadStartKind};
 use crate::error::ApiError;
-use crate::middleware::RequestId;
+use crate::middleware::{AuthenticatedUser, RequestId};
 
 /// What an allowed request's caller may do beyond the request itself, for handlers that read another
 /// repository than the path's or filter listings.
@@ -68,10 +68,6 @@ pub struct Authorized {
     pub endpoint: Endpoint,
     pub access: Access,
 }
-
-/// The user a response was served to (in the response's extensions), for the access log.
-#[derive(Clone, Debug)]
-pub struct AuthenticatedUser(pub String);
 
 /// The middleware; install it with `axum::middleware::from_fn_with_state(authority, auth::authorize)`
 /// inside the request-context middleware, so refusals carry the request id and version header too.

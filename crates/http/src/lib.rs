@@ -26,17 +26,15 @@ pub mod error;
 mod handlers;
 pub mod headers;
 pub mod health;
-pub mod limits;
 pub mod metrics;
 pub mod middleware;
-pub mod sendfile;
-mod server;
+mod runtime;
 pub mod site;
-pub mod tls;
 
 pub use endpoint::Endpoint;
 pub use error::ApiError;
-pub use server::ServeOptions;
+pub use runtime::server::ServeOptions;
+pub use runtime::{limits, sendfile, tls};
 
 /// The application: the `/v2/` API over `registry`, with request ids, logging and the version header on
 /// every response.
@@ -84,5 +82,5 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
 ) -> io::Result<()> {
-    server::run(listener, router, shutdown, options).await
+    runtime::server::run(listener, router, shutdown, options).await
 }

@@ -149,7 +149,7 @@ fn begin(mut req: Request) -> (Request, AccessLine) {
 /// done.
 fn finish(mut resp: Response, mut line: AccessLine) -> Response {
     // Set by the auth middleware on requests it allowed for an authenticated user.
-    if let Some(u) = resp.extensions().get::<crate::auth::AuthenticatedUser>() {
+    if let Some(u) = resp.extensions().get::<AuthenticatedUser>() {
         line.user = u.0.clone();
     }
     // Nothing reads it after this layer: taken rather than copied.
@@ -232,6 +232,10 @@ fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
+
+/// The user a response was served to, set on the response by the auth middleware, for the access log.
+#[derive(Clone, Debug)]
+pub struct AuthenticatedUser(pub String);
 
 /// The repository a request addressed, set on the response by the dispatcher (which parsed the path).
 #[derive(Clone, Debug)]

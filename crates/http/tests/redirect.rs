@@ -3,6 +3,12 @@
 //! served as usual. The store here is the filesystem one behind a decorator that hands out URLs, so the
 //! test needs no S3 server (the S3 URLs themselves are tested against Garage in berth-blobs).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

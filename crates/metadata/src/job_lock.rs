@@ -44,7 +44,7 @@ pub struct JobLock {
 }
 
 impl JobLock {
-    /// The lock of job `name`, kept by `holder`; `name` must be [valid](check_name).
+    /// The lock of job `name`, kept by `holder`; `name` must be a valid job name (the backends check it).
     pub fn new(name: &str, holder: Box<dyn LockHolder>) -> JobLock {
         JobLock {
             name: name.to_string(),

@@ -34,6 +34,11 @@ mod rows;
 pub mod schema;
 pub mod sqlite;
 #[cfg(any(test, feature = "testsuite"))]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code, built into the library for other crates' tests: a panic is a failed case"
+)]
 pub mod testsuite;
 mod uploads;
 

@@ -8,6 +8,12 @@
 //! missing URL fails instead, so CI cannot skip them by accident. The TLS tests also need the directory
 //! of the server's CA certificates in `BERTH_TEST_POSTGRES_TLS` (`scripts/postgres.sh` makes them).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -1,6 +1,12 @@
 //! The SQLite backend: the shared suite over a temporary file, plus what only a file-backed store has
 //! (reopening, migrations, several connections or processes on one file, surviving an abrupt exit).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 use std::path::Path;
 use std::sync::Arc;
 

@@ -1,6 +1,12 @@
 //! Reading and deleting blobs through repositories: repository-scoped access, ranges, manifests served
 //! through the blob endpoints, deletes.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 mod common;
 
 use berth_registry as registry;

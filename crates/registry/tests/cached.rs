@@ -2,6 +2,12 @@
 //! repeated lookups without the store underneath, sees this process's writes at once and another
 //! writer's within its TTL, and stays within its memory budget.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

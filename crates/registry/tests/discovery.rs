@@ -1,6 +1,12 @@
 //! Tags, catalog and referrers over real storage: pagination (`n`, `last`, caps and defaults), unknown
 //! repositories, and the referrers filter.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 mod common;
 
 use berth_registry as registry;

@@ -1,6 +1,12 @@
 //! The timing decorators: they keep every backend's contract (the shared suites run through them), and
 //! they report each call once, with its store, backend, method and outcome.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -1,6 +1,12 @@
 //! Housekeeping over real storage: purging abandoned uploads (by the age of their last update, in pages,
 //! dry runs, stale temporary files, the periodic purger) and the health probes.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 mod common;
 
 use std::fs::File;

@@ -1,5 +1,11 @@
 //! Manifest pushes, pulls and deletes over real storage: validation, reference checks, digests, tags.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 mod common;
 
 use berth_registry as registry;

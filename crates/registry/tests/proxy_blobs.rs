@@ -3,6 +3,12 @@
 //! ranges work while the blob is still being fetched, and cached blobs are served with no upstream
 //! request at all.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 mod common;
 mod proxy_common;
 

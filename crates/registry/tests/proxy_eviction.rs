@@ -1,6 +1,12 @@
 //! Eviction of the pull-through cache: by age and by size (least recently pulled first), through the
 //! same deletes a client would make, never touching local repositories, and counted in the metrics.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 mod common;
 mod proxy_common;
 

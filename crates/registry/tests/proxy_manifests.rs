@@ -3,6 +3,12 @@
 //! upstream fails, upstream failures mapped to spec errors when nothing is cached; cached namespaces are
 //! read-only while local repositories beside them keep working.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 mod common;
 mod proxy_common;
 

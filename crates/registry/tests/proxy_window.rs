@@ -3,6 +3,12 @@
 //! client neither holds the fetch back nor keeps the in-memory window from moving on (it then reads
 //! storage, and still gets the right bytes).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 mod common;
 mod proxy_common;
 

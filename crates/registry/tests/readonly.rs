@@ -1,6 +1,12 @@
 //! Read-only mode (registry:2's `storage.maintenance.readonly`): every write is refused with UNSUPPORTED
 //! and a message saying why, every read still works, and nothing in storage changes.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 mod common;
 
 use std::time::SystemTime;

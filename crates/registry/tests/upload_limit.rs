@@ -1,6 +1,12 @@
 //! The cap on uploads in progress: a request streaming bytes into an upload holds a slot until it ends;
 //! one more is refused with `TooManyRequests` and leaves its upload as it was, so the client can retry.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;

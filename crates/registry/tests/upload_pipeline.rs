@@ -3,6 +3,12 @@
 //! are on disk and while later batches are still being hashed, must leave the upload exactly where it was
 //! recorded, and resumable from there to the right digest.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 mod common;
 
 use std::sync::atomic::Ordering;

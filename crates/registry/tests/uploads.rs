@@ -1,6 +1,12 @@
 //! Blob uploads through the registry over real storage: chunking, ordering, declared lengths, digests,
 //! restarts, repository ownership, mounts, and backend failures.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 mod common;
 
 use std::sync::Arc;

@@ -30,6 +30,11 @@ mod manifest;
 mod settings;
 mod status;
 #[cfg(feature = "testkit")]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code, built into the library for other crates' tests: a panic is a failed case"
+)]
 pub mod testkit;
 
 pub use settings::{Credentials, Settings, SettingsError};

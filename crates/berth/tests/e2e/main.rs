@@ -5,6 +5,12 @@
 //! One test binary (rather than one per file) so cargo links it once; nextest still runs each test in its
 //! own process, and `.config/nextest.toml` keeps the heavy ones from running all at once.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 mod harness;
 
 mod api;

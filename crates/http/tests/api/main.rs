@@ -6,6 +6,12 @@
 //! The harness fails any test that sees a 500 or a response without the API version header or a request
 //! id: those hold for every response, so every request checks them.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 mod harness;
 
 mod access_log;

@@ -2,6 +2,12 @@
 //! htpasswd, over TLS), the testkit's fault proxy in front of it when a test needs failures or a bearer
 //! gate, and the testkit's token server. Nothing is mocked: every byte crosses a socket.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
 mod auth;
 mod blobs;
 mod faults;
