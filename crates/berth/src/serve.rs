@@ -285,7 +285,7 @@ impl Signals {
 /// the filesystem under `root`.
 fn open_blobs(config: &Config, root: &Path) -> anyhow::Result<(Arc<dyn BlobStore>, &'static str)> {
     if let Driver::S3(s3) = &config.storage.driver {
-        let settings = S3Settings::resolve(s3.options(), |name| std::env::var(name).ok())
+        let settings = S3Settings::resolve((**s3).clone(), |name| std::env::var(name).ok())
             .context("configuring the S3 blob store")?;
         let store = S3BlobStore::open(&settings).context("opening the S3 blob store")?;
         tracing::info!(

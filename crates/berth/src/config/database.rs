@@ -230,7 +230,7 @@ impl DatabaseConfig {
             ("host", text(self.host.as_str())),
             ("port", number(self.port)),
             ("user", opt(&self.user)),
-            ("password", masked(&self.password)),
+            ("password", masked(self.password.is_some())),
             ("dbname", opt(&self.dbname)),
             ("sslmode", text(self.sslmode.as_str())),
             ("sslcert", path(&self.sslcert)),

@@ -259,7 +259,7 @@ impl HttpConfig {
             entries.push(("host", text(url.to_string())));
         }
         entries.extend([
-            ("secret", masked(&self.secret)),
+            ("secret", masked(self.secret.is_some())),
             ("relativeurls", flag(self.relative_urls)),
             (
                 "draintimeout",

@@ -269,11 +269,9 @@ impl Config {
 }
 
 /// A secret as printed: masked when set.
-pub fn masked(secret: &Option<Secret>) -> Printed {
-    match secret {
-        Some(_) => text(Secret::MASK),
-        None => NOTHING,
-    }
+/// A secret as printed: the mask when one is set.
+pub fn masked(set: bool) -> Printed {
+    if set { text(Secret::MASK) } else { NOTHING }
 }
 
 #[cfg(test)]

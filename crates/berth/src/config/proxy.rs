@@ -274,7 +274,7 @@ impl ProxyConfig {
                 self.remote_url.as_deref().map_or(NOTHING, text),
             ),
             ("username", self.username.as_deref().map_or(NOTHING, text)),
-            ("password", masked(&self.password)),
+            ("password", masked(self.password.is_some())),
             (
                 "ttl",
                 text(format_duration(self.ttl.unwrap_or(Duration::ZERO))),
@@ -291,7 +291,7 @@ impl ProxyConfig {
                     ("prefix", text(u.prefix.as_str())),
                     ("remoteurl", text(u.remote_url.as_str())),
                     ("username", u.username.as_deref().map_or(NOTHING, text)),
-                    ("password", masked(&u.password)),
+                    ("password", masked(u.password.is_some())),
                 ])
             });
             entries.push(("upstreams", seq(upstreams)));

@@ -14,7 +14,9 @@ use registry::UploadPurging;
 use super::read::{Section, Setting, non_empty, parse_or};
 use super::values::{format_duration, parse_bool, parse_choice, parse_duration, parse_int};
 use super::yaml::{NOTHING, Printed, flag, number, text};
-use super::{ConfigError, Secret, WarningKind, mapping, masked};
+use blobs::s3::{DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, S3Options};
+
+use super::{ConfigError, WarningKind, mapping, masked};
 
 /// Where berth keeps its data when no storage is configured (relative to the working directory).
 pub const DEFAULT_ROOT: &str = "./berth-data";
@@ -50,39 +52,9 @@ pub enum Driver {
     },
     /// Blobs in an S3 bucket (`blobs::s3`); SQLite metadata, if no database is configured, stays in
     /// [`DEFAULT_ROOT`].
-    S3(Box<S3Config>),
+    S3(Box<S3Options>),
 }
 
-/// registry:2's `storage.s3` keys that the S3 backend uses. Credentials, region and endpoint left out
-/// here are taken from the AWS environment variables when the store opens (`blobs::s3::S3Settings`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct S3Config {
-    pub access_key: Option<String>,
-    pub secret_key: Option<Secret>,
-    /// `sessiontoken`: temporary credentials' token.
-    pub session_token: Option<Secret>,
-    pub region: Option<String>,
-    pub region_endpoint: Option<String>,
-    pub bucket: String,
-    /// Key prefix of everything berth stores in the bucket.
-    pub root_directory: Option<String>,
-    pub force_path_style: bool,
-    /// HTTPS to the endpoint (registry:2's default).
-    pub secure: bool,
-    pub skip_verify: bool,
-    /// Multipart part size in bytes (at least 5 MiB, S3's minimum part).
-    pub chunk_size: u64,
-    /// `encrypt`: server-side encryption of every object (SSE-S3, or SSE-KMS with `keyid`).
-    pub encrypt: bool,
-    pub key_id: Option<String>,
-    /// `storageclass`; `None` for the bucket's default (registry:2's `NONE`).
-    pub storage_class: Option<String>,
-}
-
-/// S3's smallest part, registry:2's minimum `chunksize`.
-pub const S3_MIN_CHUNK: u64 = 5 * 1024 * 1024;
-/// registry:2's default `chunksize`.
-pub const S3_DEFAULT_CHUNK: u64 = 10 * 1024 * 1024;
 /// How long a redirect's presigned URL is valid unless `redirect.expirydelay` says otherwise (registry:2's).
 pub const DEFAULT_REDIRECT_EXPIRY: Duration = Duration::from_secs(20 * 60);
 
@@ -391,7 +363,7 @@ impl RawStorage {
 }
 
 impl RawS3 {
-    fn validate(self, ctx: &super::read::Ctx) -> Result<S3Config, ConfigError> {
+    fn validate(self, ctx: &super::read::Ctx) -> Result<S3Options, ConfigError> {
         let bucket = non_empty(&self.bucket)?.ok_or_else(|| ConfigError::Malformed {
             key: "storage.s3.bucket".into(),
             reason: "required with the s3 driver".into(),
@@ -432,23 +404,22 @@ impl RawS3 {
         // registry:2 writes STANDARD unless told NONE; berth leaves the bucket's default unless told.
         let storage_class =
             non_empty(&self.storage_class)?.filter(|c| !c.eq_ignore_ascii_case("none"));
-        let chunk_size = parse_or(&self.chunk_size, S3_DEFAULT_CHUNK, |t| {
-            parse_int(t, S3_MIN_CHUNK, 5 * 1024 * 1024 * 1024)
+        let chunk_size = parse_or(&self.chunk_size, DEFAULT_CHUNK_SIZE, |t| {
+            parse_int(t, MIN_CHUNK_SIZE, 5 * 1024 * 1024 * 1024)
         })?;
-        Ok(S3Config {
+        Ok(S3Options {
             access_key: self.access_key.map(|s| s.text),
-            secret_key: self.secret_key.map(|s| Secret::new(s.text)),
+            secret_key: self.secret_key.map(|s| s.text),
             region,
             region_endpoint,
             bucket,
             root_directory: self.root_directory.map(|s| s.text),
             force_path_style: parse_or(&self.force_path_style, false, parse_bool)?,
             secure: parse_or(&self.secure, true, parse_bool)?,
-            skip_verify,
             chunk_size,
-            session_token: self.session_token.map(|s| Secret::new(s.text)),
+            session_token: self.session_token.map(|s| s.text),
             encrypt,
-            key_id,
+            kms_key_id: key_id,
             storage_class,
         })
     }
@@ -461,7 +432,7 @@ impl StorageConfig {
                 "filesystem",
                 mapping([("rootdirectory", text(root.display().to_string()))]),
             ),
-            Driver::S3(s3) => ("s3", s3.to_yaml()),
+            Driver::S3(s3) => ("s3", s3_to_yaml(s3)),
         };
         let purging = match &self.upload_purging {
             None => mapping([("enabled", flag(false))]),
@@ -501,45 +472,24 @@ impl StorageConfig {
     }
 }
 
-impl S3Config {
-    fn to_yaml(&self) -> Printed {
-        let opt = |v: &Option<String>| v.as_deref().map_or(NOTHING, text);
-        mapping([
-            ("accesskey", opt(&self.access_key)),
-            ("secretkey", masked(&self.secret_key)),
-            ("region", opt(&self.region)),
-            ("regionendpoint", opt(&self.region_endpoint)),
-            ("bucket", text(self.bucket.as_str())),
-            ("rootdirectory", opt(&self.root_directory)),
-            ("forcepathstyle", flag(self.force_path_style)),
-            ("secure", flag(self.secure)),
-            ("skipverify", flag(self.skip_verify)),
-            ("chunksize", number(self.chunk_size)),
-            ("sessiontoken", masked(&self.session_token)),
-            ("encrypt", flag(self.encrypt)),
-            ("keyid", opt(&self.key_id)),
-            ("storageclass", opt(&self.storage_class)),
-        ])
-    }
-
-    /// What the S3 backend is given; the AWS environment fills the gaps when it opens.
-    pub fn options(&self) -> blobs::s3::S3Options {
-        blobs::s3::S3Options {
-            access_key: self.access_key.clone(),
-            secret_key: self.secret_key.as_ref().map(|s| s.expose().to_string()),
-            session_token: self.session_token.as_ref().map(|s| s.expose().to_string()),
-            region: self.region.clone(),
-            region_endpoint: self.region_endpoint.clone(),
-            bucket: self.bucket.clone(),
-            root_directory: self.root_directory.clone(),
-            force_path_style: self.force_path_style,
-            secure: self.secure,
-            chunk_size: self.chunk_size,
-            encrypt: self.encrypt,
-            kms_key_id: self.key_id.clone(),
-            storage_class: self.storage_class.clone(),
-        }
-    }
+/// `storage.s3` as printed, the secrets masked.
+fn s3_to_yaml(s3: &S3Options) -> Printed {
+    let opt = |v: &Option<String>| v.as_deref().map_or(NOTHING, text);
+    mapping([
+        ("accesskey", opt(&s3.access_key)),
+        ("secretkey", masked(s3.secret_key.is_some())),
+        ("region", opt(&s3.region)),
+        ("regionendpoint", opt(&s3.region_endpoint)),
+        ("bucket", text(s3.bucket.as_str())),
+        ("rootdirectory", opt(&s3.root_directory)),
+        ("forcepathstyle", flag(s3.force_path_style)),
+        ("secure", flag(s3.secure)),
+        ("chunksize", number(s3.chunk_size)),
+        ("sessiontoken", masked(s3.session_token.is_some())),
+        ("encrypt", flag(s3.encrypt)),
+        ("keyid", opt(&s3.kms_key_id)),
+        ("storageclass", opt(&s3.storage_class)),
+    ])
 }
 
 #[cfg(test)]
@@ -549,7 +499,7 @@ mod tests {
     use super::super::{Loaded, WarningKind, load};
     use super::*;
 
-    fn load_s3(yaml: &str, vars: &[(&str, &str)]) -> (Loaded, S3Config) {
+    fn load_s3(yaml: &str, vars: &[(&str, &str)]) -> (Loaded, S3Options) {
         let env: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -577,7 +527,7 @@ mod tests {
     fn every_key_reaches_the_backend() {
         let (l, s3) = load_s3(FULL, &[]);
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
-        let o = s3.options();
+        let o = &s3;
         assert_eq!(
             (o.access_key.as_deref(), o.secret_key.as_deref()),
             (Some("AK"), Some("SK"))
@@ -609,8 +559,8 @@ mod tests {
             ],
         );
         assert_eq!(s3.bucket, "other");
-        assert_eq!(s3.secret_key.as_ref().map(Secret::expose), Some("from-env"));
-        assert_eq!(s3.chunk_size, S3_MIN_CHUNK);
+        assert_eq!(s3.secret_key.as_deref(), Some("from-env"));
+        assert_eq!(s3.chunk_size, MIN_CHUNK_SIZE);
         // A whole s3 section from the environment alone.
         let (_, s3) = load_s3(
             "log:\n  level: info\n",
@@ -623,7 +573,7 @@ mod tests {
             ],
         );
         assert_eq!(s3.region_endpoint.as_deref(), Some("http://127.0.0.1:3900"));
-        assert_eq!(s3.chunk_size, S3_DEFAULT_CHUNK);
+        assert_eq!(s3.chunk_size, DEFAULT_CHUNK_SIZE);
         assert!(s3.secure && !s3.force_path_style, "registry:2's defaults");
     }
 

@@ -296,7 +296,7 @@ fn s3_is_parsed_for_the_s3_backend() {
         panic!("{:?}", l.config.storage.driver)
     };
     assert_eq!(s3.bucket, "berth");
-    assert_eq!(s3.secret_key.as_ref().map(Secret::expose), Some("SK"));
+    assert_eq!(s3.secret_key.as_deref(), Some("SK"));
     assert_eq!(s3.region_endpoint.as_deref(), Some("http://127.0.0.1:3900"));
     assert!(s3.force_path_style && !s3.secure);
     assert_eq!(s3.chunk_size, 10 * 1024 * 1024);

@@ -68,23 +68,74 @@ pub enum SettingsError {
     Invalid { key: &'static str, reason: String },
 }
 
-/// registry:2's `storage.s3` as configured: `None` where the file and `REGISTRY_STORAGE_S3_*` said
-/// nothing, so that the AWS environment can fill in.
-#[derive(Clone, Default)]
+/// registry:2's `storage.s3` as configured, each key named once, here: `None` where the file and
+/// `REGISTRY_STORAGE_S3_*` said nothing, so that the AWS environment can fill in. The `berth` binary's
+/// configuration reader fills it and prints it; [`S3Settings::resolve`] completes it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct S3Options {
+    /// `accesskey`
     pub access_key: Option<String>,
+    /// `secretkey`
     pub secret_key: Option<String>,
+    /// `sessiontoken`: temporary credentials' token.
     pub session_token: Option<String>,
+    /// `region`
     pub region: Option<String>,
+    /// `regionendpoint`
     pub region_endpoint: Option<String>,
+    /// `bucket`
     pub bucket: String,
+    /// `rootdirectory`: key prefix of everything stored in the bucket.
     pub root_directory: Option<String>,
+    /// `forcepathstyle`
     pub force_path_style: bool,
+    /// `secure`: HTTPS to the endpoint (registry:2's default).
     pub secure: bool,
+    /// `chunksize`: multipart part size in bytes (at least [`MIN_CHUNK_SIZE`]).
     pub chunk_size: u64,
+    /// `encrypt`: server-side encryption of every object (SSE-S3, or SSE-KMS with `keyid`).
     pub encrypt: bool,
+    /// `keyid`
     pub kms_key_id: Option<String>,
+    /// `storageclass`; `None` for the bucket's default (registry:2's `NONE`).
     pub storage_class: Option<String>,
+}
+
+impl Default for S3Options {
+    /// registry:2's defaults: HTTPS, virtual-host addressing, 10 MiB parts.
+    fn default() -> Self {
+        S3Options {
+            access_key: None,
+            secret_key: None,
+            session_token: None,
+            region: None,
+            region_endpoint: None,
+            bucket: String::new(),
+            root_directory: None,
+            force_path_style: false,
+            secure: true,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            encrypt: false,
+            kms_key_id: None,
+            storage_class: None,
+        }
+    }
+}
+
+/// Never prints the secret key or the session token.
+impl std::fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Options")
+            .field("access_key", &self.access_key)
+            .field("region", &self.region)
+            .field("region_endpoint", &self.region_endpoint)
+            .field("bucket", &self.bucket)
+            .field("root_directory", &self.root_directory)
+            .field("force_path_style", &self.force_path_style)
+            .field("secure", &self.secure)
+            .field("chunk_size", &self.chunk_size)
+            .finish_non_exhaustive()
+    }
 }
 
 impl S3Settings {
