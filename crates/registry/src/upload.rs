@@ -219,14 +219,10 @@ impl Registry {
             .blobs
             .upload_write(id, session.offset, meter.wrap(chunk.body, limit))
             .await;
-        let mismatch = |what: String| match chunk.length {
-            Some(_) => Error::SizeInvalid(what),
-            None => Error::BlobUploadInvalid(what),
-        };
         let new_len = match written {
             Ok(n) => n,
             Err(blobs::Error::Source(_)) if meter.overflowed().await => {
-                return Err(mismatch(format!(
+                return Err(Error::SizeInvalid(format!(
                     "the body is longer than the declared {} bytes",
                     limit.unwrap_or_default()
                 )));
@@ -250,7 +246,7 @@ impl Registry {
         if let Some(declared) = limit
             && tally.received != declared
         {
-            return Err(mismatch(format!(
+            return Err(Error::SizeInvalid(format!(
                 "{} bytes received, {declared} declared",
                 tally.received
             )));
@@ -332,7 +328,9 @@ impl Registry {
 }
 
 /// How many bytes the chunk says it carries, after checking that what it says is consistent and starts
-/// where the upload ends.
+/// where the upload ends: the one home of the rules about a chunk's declaration. A range that is no
+/// range is BLOB_UPLOAD_INVALID; a Content-Length that disagrees with the range, like a body that
+/// disagrees with either (checked in `append`), is SIZE_INVALID.
 fn declared_length(offset: u64, chunk: &Chunk) -> Result<Option<u64>> {
     let from_range = match chunk.range {
         None => None,
@@ -347,7 +345,7 @@ fn declared_length(offset: u64, chunk: &Chunk) -> Result<Option<u64>> {
         },
     };
     match (chunk.length, from_range) {
-        (Some(len), Some(range)) if len != range => Err(Error::BlobUploadInvalid(format!(
+        (Some(len), Some(range)) if len != range => Err(Error::SizeInvalid(format!(
             "Content-Length {len} disagrees with a Content-Range of {range} bytes"
         ))),
         (len, range) => Ok(len.or(range)),

@@ -1,8 +1,8 @@
 //! Blob uploads: `POST .../blobs/uploads/` (a session, a monolithic push or a mount) and the session URL
 //! `.../blobs/uploads/<id>` (GET status, PATCH a chunk, PUT to finish, DELETE to cancel).
 //!
-//! Bodies stream into the registry chunk by chunk; see [`crate::body`] for how a body that does not match
-//! its Content-Length is caught and blamed on the client.
+//! Bodies stream into the registry chunk by chunk; the registry judges whether a chunk's body matches what
+//! its headers declared (see [`crate::body`] for who owns which rule).
 
 use axum::body::HttpBody as _;
 use axum::extract::Request;
@@ -34,8 +34,7 @@ pub async fn monolithic(
     digest: &Digest,
     req: Request,
 ) -> Result {
-    let (chunk, fault) = chunk(req)?;
-    let info = fault.overrule(registry.push_blob(name, digest, chunk).await)?;
+    let info = registry.push_blob(name, digest, chunk(req)?).await?;
     Ok(created(name, &info))
 }
 
@@ -78,9 +77,9 @@ pub async fn chunk_patch(
     id: &UploadId,
     req: Request,
 ) -> Result {
-    let (chunk, fault) = chunk(req)?;
-    let status = fault
-        .overrule(registry.upload_chunk(name, id, chunk).await)
+    let status = registry
+        .upload_chunk(name, id, chunk(req)?)
+        .await
         .map_err(|e| locate(e, name, id))?;
     Ok(session(name, &status, StatusCode::ACCEPTED))
 }
@@ -95,20 +94,11 @@ pub async fn finish(
 ) -> Result {
     // A body known to be empty is no chunk at all (the usual closing PUT after PATCHes).
     let empty_body = req.body().is_end_stream() || content_length(req.headers())? == Some(0);
-    let (info, fault) = if empty_body {
-        (registry.finish_upload(name, id, digest, None).await, None)
-    } else {
-        let (chunk, fault) = chunk(req)?;
-        (
-            registry.finish_upload(name, id, digest, Some(chunk)).await,
-            Some(fault),
-        )
-    };
-    let info = match fault {
-        Some(fault) => fault.overrule(info),
-        None => info,
-    }
-    .map_err(|e| locate(e, name, id))?;
+    let last = if empty_body { None } else { Some(chunk(req)?) };
+    let info = registry
+        .finish_upload(name, id, digest, last)
+        .await
+        .map_err(|e| locate(e, name, id))?;
     Ok(created(name, &info))
 }
 
@@ -119,7 +109,9 @@ pub async fn cancel(registry: &Registry, name: &RepoName, id: &UploadId) -> Resu
 }
 
 /// The request as a [`Chunk`]: its body streamed, with the Content-Range and Content-Length it declared.
-fn chunk(req: Request) -> Result<(Chunk, body::BodyFault), ApiError> {
+/// Whether the two agree with each other and with the body is the registry's to judge
+/// (`registry::upload`), so that each size rule has one home and one error.
+fn chunk(req: Request) -> Result<Chunk, ApiError> {
     let headers = req.headers();
     let length = content_length(headers)?;
     let range = match headers.get(CONTENT_RANGE) {
@@ -131,24 +123,11 @@ fn chunk(req: Request) -> Result<(Chunk, body::BodyFault), ApiError> {
             Some(parse_content_range(raw)?)
         }
     };
-    // The parser guarantees end >= start; the saturating add only guards `0-18446744073709551615`.
-    if let (Some((start, end)), Some(length)) = (range, length)
-        && (end - start).saturating_add(1) != length
-    {
-        return Err(Error::SizeInvalid(format!(
-            "Content-Range {start}-{end} does not span the Content-Length of {length} bytes"
-        ))
-        .into());
-    }
-    let (stream, fault) = body::stream(req.into_body(), length);
-    Ok((
-        Chunk {
-            range,
-            length,
-            body: stream,
-        },
-        fault,
-    ))
+    Ok(Chunk {
+        range,
+        length,
+        body: body::stream(req.into_body()),
+    })
 }
 
 /// The headers of a live session: where it is and how much it holds.
