@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::Error;
-use crate::cache::{DEFAULT_TTL, VerifiedCache};
+use crate::recent::{DEFAULT_TTL, RecentVerifications};
 
 mod parse;
 
@@ -39,7 +39,7 @@ pub struct Htpasswd {
 struct Inner {
     path: PathBuf,
     check_every: Duration,
-    cache: VerifiedCache,
+    cache: RecentVerifications,
     state: Mutex<State>,
 }
 
@@ -95,7 +95,7 @@ impl Htpasswd {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 check_every,
-                cache: VerifiedCache::new(ttl),
+                cache: RecentVerifications::new(ttl),
                 state: Mutex::new(State {
                     entries,
                     dummy: Arc::new(dummy),

@@ -21,12 +21,12 @@ use std::fmt;
 use std::str::FromStr;
 
 pub mod authority;
-pub mod cache;
 pub mod challenge;
 pub mod credentials;
 pub mod error;
 pub mod htpasswd;
 pub mod policy;
+pub mod recent;
 pub mod settings;
 pub mod token;
 

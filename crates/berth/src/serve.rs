@@ -94,7 +94,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let registry = Registry::new(
         blobs,
         meta,
-        registry::Config {
+        registry::Settings {
             delete_enabled: config.storage.delete_enabled,
             read_only: config.storage.read_only,
             max_concurrent_uploads: config.limits.max_concurrent_uploads,
@@ -104,7 +104,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let registry = match &config.proxy {
         Some(proxy) => registry.with_proxy(
-            registry::proxy::ProxyConfig {
+            registry::proxy::ProxySettings {
                 namespaces: proxy
                     .namespaces()
                     .context("setting up the proxy's upstreams")?,
@@ -186,7 +186,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let drain = config.http.drain_timeout.unwrap_or(DRAIN_TIMEOUT);
     let mut limits = config.limits.server.clone();
     limits.drain_timeout = drain;
-    let options = berth_http::ServeOptions {
+    let options = berth_http::ServeSettings {
         limits,
         tls,
         http2: !config.http.http2_disabled,

@@ -63,9 +63,7 @@ use self::api::Bucket;
 use self::keys::Keys;
 use crate::{BlobReader, BlobStore, ByteStream, Result, UploadId};
 
-pub use self::settings::{
-    DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, S3Options, S3Settings, SettingsError,
-};
+pub use self::settings::{DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, S3Config, S3Settings, SettingsError};
 
 /// The largest blob the S3 backend stores with part size `chunk_size` (see `s3/parts.rs`): S3's 5 TiB
 /// object limit, or a little less at the smallest part size.

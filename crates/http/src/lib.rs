@@ -33,7 +33,7 @@ pub mod site;
 
 pub use endpoint::Endpoint;
 pub use error::ApiError;
-pub use runtime::server::ServeOptions;
+pub use runtime::server::ServeSettings;
 pub use runtime::{limits, sendfile, tls};
 
 /// The application: the `/v2/` API over `registry`, with request ids, logging and the version header on
@@ -62,14 +62,14 @@ pub fn router_with_auth(registry: Registry, authority: Option<Arc<::auth::Author
         .with_state(registry)
 }
 
-/// Serves `router` on an already-bound `listener` with the default [`ServeOptions`] (plain HTTP, the
+/// Serves `router` on an already-bound `listener` with the default [`ServeSettings`] (plain HTTP, the
 /// default [`limits::Limits`]) until `shutdown` completes; see [`serve_with`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    serve_with(listener, router, shutdown, ServeOptions::default()).await
+    serve_with(listener, router, shutdown, ServeSettings::default()).await
 }
 
 /// Serves `router` on an already-bound `listener` until `shutdown` completes, then stops accepting, lets
@@ -80,7 +80,7 @@ pub async fn serve_with(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    options: ServeOptions,
+    options: ServeSettings,
 ) -> io::Result<()> {
     runtime::server::run(listener, router, shutdown, options).await
 }

@@ -102,9 +102,9 @@ fn app(redirect: Option<Duration>) -> (tempfile::TempDir, axum::Router) {
         "s3",
         Arc::new(Nobody),
     ));
-    let config = registry::Config {
+    let config = registry::Settings {
         blob_redirect: redirect,
-        ..registry::Config::default()
+        ..registry::Settings::default()
     };
     let registry = Registry::new(blobs, Arc::new(meta), config);
     (dir, berth_http::router(registry))

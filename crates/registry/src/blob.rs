@@ -135,7 +135,7 @@ impl Registry {
     /// redirect never reveals a blob the repository may not read) and the store has such URLs. `None`:
     /// serve it with `get_blob` (also for cached repositories and for manifests read as blobs).
     pub async fn blob_redirect(&self, repo: &RepoName, digest: &Digest) -> Result<Option<String>> {
-        let Some(expires) = self.config.blob_redirect else {
+        let Some(expires) = self.settings.blob_redirect else {
             return Ok(None);
         };
         if self.proxy_route(repo).is_some()
@@ -156,7 +156,7 @@ impl Registry {
     /// DELETE of a blob: unlinks it from `repo` (bytes are swept later by GC). Unsupported when deletes are off.
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         self.writable_in(repo)?;
-        if !self.config.delete_enabled {
+        if !self.settings.delete_enabled {
             return Err(Error::Unsupported("deletes are disabled".into()));
         }
         if self.meta.catalog.unlink_blob(repo, digest).await? {

@@ -33,7 +33,7 @@ pub use upload::{Chunk, MountOutcome, UploadStatus};
 
 /// Settings that change what the registry allows.
 #[derive(Clone, Debug)]
-pub struct Config {
+pub struct Settings {
     /// Whether manifests, tags and blobs may be deleted (registry:2's `storage.delete.enabled`).
     pub delete_enabled: bool,
     /// Read-only mode (registry:2's `storage.maintenance.readonly`): every write is refused with
@@ -52,9 +52,9 @@ pub struct Config {
 /// bounds that memory near 128 MiB while leaving room for dozens of clients pushing several layers each.
 pub const DEFAULT_MAX_CONCURRENT_UPLOADS: usize = 128;
 
-impl Default for Config {
+impl Default for Settings {
     fn default() -> Self {
-        Config {
+        Settings {
             delete_enabled: false,
             read_only: false,
             max_manifest_bytes: 4 * 1024 * 1024,
@@ -70,7 +70,7 @@ impl Default for Config {
 pub struct Registry {
     blobs: Arc<dyn BlobStore>,
     meta: Metadata,
-    config: Config,
+    settings: Settings,
     /// Serialises the requests working on one upload (see [`keyed_lock`] for why).
     upload_locks: keyed_lock::KeyedLocks,
     /// Serialises linking a blob whose bytes exist with deleting unlinked bytes (see [`keyed_lock`]).
@@ -84,25 +84,29 @@ pub struct Registry {
 impl Registry {
     /// A registry over `blobs` and `meta` (a backend's `Arc`, or a [`Metadata`] whose roles were
     /// decorated).
-    pub fn new(blobs: Arc<dyn BlobStore>, meta: impl Into<Metadata>, config: Config) -> Registry {
+    pub fn new(
+        blobs: Arc<dyn BlobStore>,
+        meta: impl Into<Metadata>,
+        settings: Settings,
+    ) -> Registry {
         Registry {
             blobs,
             meta: meta.into(),
-            upload_slots: upload_limit::UploadSlots::new(config.max_concurrent_uploads),
-            config,
+            upload_slots: upload_limit::UploadSlots::new(settings.max_concurrent_uploads),
+            settings,
             upload_locks: Default::default(),
             blob_locks: Default::default(),
             proxy: None,
         }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// The one rule of read-only mode, checked first by every operation that writes.
     fn writable(&self) -> Result<()> {
-        if self.config.read_only {
+        if self.settings.read_only {
             return Err(Error::Unsupported(
                 "the registry is in read-only mode (maintenance): pushes and deletes are refused, pulls work"
                     .into(),

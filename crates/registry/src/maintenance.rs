@@ -155,7 +155,7 @@ impl Registry {
     /// [`UPLOAD_PURGE_JOB`] keeps it for as long as it lives, and the others try again every interval,
     /// so one of them takes over within an interval of the holder's death (or of its lock being lost).
     pub async fn run_upload_purger(self, settings: UploadPurging) {
-        if self.config.read_only {
+        if self.settings.read_only {
             tracing::info!("upload purging is off: the registry is in read-only mode");
             return;
         }
@@ -276,7 +276,7 @@ mod tests {
     use oci::RepoName;
 
     use super::*;
-    use crate::Config;
+    use crate::Settings;
 
     /// Two replicas over one directory: one blob store, two metadata stores on the same database file (as
     /// two processes would open it). Returns them with the second replica's store, to take locks with.
@@ -286,8 +286,8 @@ mod tests {
         let db = dir.path().join("metadata.sqlite");
         let meta_a = Arc::new(SqliteStore::open(&db).expect("first store"));
         let meta_b = Arc::new(SqliteStore::open(&db).expect("second store"));
-        let a = Registry::new(blobs.clone(), meta_a, Config::default());
-        let b = Registry::new(blobs, meta_b.clone(), Config::default());
+        let a = Registry::new(blobs.clone(), meta_a, Settings::default());
+        let b = Registry::new(blobs, meta_b.clone(), Settings::default());
         (dir, a, b, meta_b)
     }
 

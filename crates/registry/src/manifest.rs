@@ -68,7 +68,7 @@ impl Registry {
         payload: Bytes,
     ) -> Result<PutManifestOutcome> {
         self.writable_in(repo)?;
-        let limit = self.config.max_manifest_bytes;
+        let limit = self.settings.max_manifest_bytes;
         if payload.len() > limit {
             return Err(Error::ManifestTooLarge {
                 size: payload.len() as u64,
@@ -110,7 +110,7 @@ impl Registry {
     /// DELETE of a manifest by digest (with its tags), or of a tag alone.
     pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
         self.writable_in(repo)?;
-        if !self.config.delete_enabled {
+        if !self.settings.delete_enabled {
             return Err(Error::Unsupported("deletes are disabled".into()));
         }
         let existed = match reference {

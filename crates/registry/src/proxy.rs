@@ -46,7 +46,7 @@ pub const STALE_WARNING: &str = "110 - \"Response is stale\"";
 
 /// What the cache mirrors and how.
 #[derive(Clone, Debug)]
-pub struct ProxyConfig {
+pub struct ProxySettings {
     /// Cached namespaces; repositories outside them are local (pushed to this registry).
     pub namespaces: Vec<Namespace>,
     /// A tag confirmed by the upstream within this long is served without asking again.
@@ -55,9 +55,9 @@ pub struct ProxyConfig {
     pub eviction: Option<Eviction>,
 }
 
-impl Default for ProxyConfig {
+impl Default for ProxySettings {
     fn default() -> Self {
-        ProxyConfig {
+        ProxySettings {
             namespaces: Vec::new(),
             revalidate_after: DEFAULT_REVALIDATE_AFTER,
             eviction: None,
@@ -80,7 +80,7 @@ impl Registry {
     /// This registry with a pull-through cache of `config`'s namespaces, reporting to `observer`.
     pub fn with_proxy(
         mut self,
-        config: ProxyConfig,
+        config: ProxySettings,
         observer: Option<Arc<dyn CacheObserver>>,
     ) -> Registry {
         let routes = route::Routes::new(config.namespaces);

@@ -199,7 +199,11 @@ async fn health_probes_report_failing_stores() {
     let env = Env::new();
     let blobs = FaultyBlobs::new(env.blobs.clone());
     let meta = FaultyMeta::new(env.meta.clone());
-    let reg = Registry::new(blobs.clone(), meta.metadata(), registry::Config::default());
+    let reg = Registry::new(
+        blobs.clone(),
+        meta.metadata(),
+        registry::Settings::default(),
+    );
     assert!(reg.check_storage().await.is_ok());
     assert!(reg.check_metadata().await.is_ok());
 

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use common::*;
 use oci::Reference;
 use oci::media_type::{DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
-use registry::{Config, Error};
+use registry::{Error, Settings};
 
 const CONFIG: &[u8] = br#"{"architecture":"amd64","os":"linux"}"#;
 
@@ -108,9 +108,9 @@ async fn push_by_digest_checks_the_digest_with_its_algorithm() {
 
 #[tokio::test]
 async fn invalid_and_oversized_manifests_are_refused() {
-    let env = Env::with_config(Config {
+    let env = Env::with_config(Settings {
         max_manifest_bytes: 1000,
-        ..Config::default()
+        ..Settings::default()
     });
     let r = repo("app");
     let c = push(&env.reg, &r, CONFIG).await;

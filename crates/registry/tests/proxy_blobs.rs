@@ -429,7 +429,7 @@ async fn a_commit_that_fails_after_the_clients_got_their_bytes_caches_nothing() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_get_bytes_before_the_upload_session_is_saved_and_nothing_is_written_before_it() {
     use common::faulty::FaultyMeta;
-    use registry::proxy::{Namespace, ProxyConfig};
+    use registry::proxy::{Namespace, ProxySettings};
 
     let up = FakeUpstream::new();
     let name = repo("org/app");
@@ -441,7 +441,7 @@ async fn readers_get_bytes_before_the_upload_session_is_saved_and_nothing_is_wri
     *meta.saves.lock().unwrap() = Some(saves.clone());
     let reg = registry::Registry::new(env.blobs.clone(), meta.metadata(), Default::default())
         .with_proxy(
-            ProxyConfig {
+            ProxySettings {
                 namespaces: vec![Namespace {
                     prefix: String::new(),
                     upstream: up.clone(),

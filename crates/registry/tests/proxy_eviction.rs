@@ -252,7 +252,7 @@ async fn eviction_racing(how: Link) {
 
     use common::faulty::FaultyMeta;
     use registry::MountOutcome;
-    use registry::proxy::{Namespace, ProxyConfig};
+    use registry::proxy::{Namespace, ProxySettings};
     use tokio::sync::Semaphore;
 
     let up = FakeUpstream::new();
@@ -263,7 +263,7 @@ async fn eviction_racing(how: Link) {
     let meta = FaultyMeta::new(env.meta.clone());
     env.reg = registry::Registry::new(env.blobs.clone(), meta.metadata(), Default::default())
         .with_proxy(
-            ProxyConfig {
+            ProxySettings {
                 namespaces: vec![Namespace {
                     prefix: "hub".into(),
                     upstream: up.clone(),

@@ -16,17 +16,17 @@ use bytes::Bytes;
 use common::*;
 use metadata::{Catalog, UploadSessions};
 use oci::media_type::OCI_MANIFEST;
-use registry::{Config, Error, Page, Registry};
+use registry::{Error, Page, Registry, Settings};
 
 /// A registry over `env`'s stores in read-only mode (deletes enabled, so only the mode refuses them).
 fn read_only(env: &Env) -> Registry {
     Registry::new(
         env.blobs.clone(),
         env.meta.clone(),
-        Config {
+        Settings {
             read_only: true,
             delete_enabled: true,
-            ..Config::default()
+            ..Settings::default()
         },
     )
 }

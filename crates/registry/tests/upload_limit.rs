@@ -15,7 +15,7 @@ use berth_registry as registry;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use oci::{Digest, RepoName};
-use registry::{ByteStream, Chunk, Config, Error, Registry};
+use registry::{ByteStream, Chunk, Error, Registry, Settings};
 use tokio::sync::mpsc;
 
 fn registry_with_cap(dir: &std::path::Path, max: Option<usize>) -> Registry {
@@ -24,9 +24,9 @@ fn registry_with_cap(dir: &std::path::Path, max: Option<usize>) -> Registry {
     Registry::new(
         Arc::new(blobs),
         Arc::new(meta),
-        Config {
+        Settings {
             max_concurrent_uploads: max,
-            ..Config::default()
+            ..Settings::default()
         },
     )
 }

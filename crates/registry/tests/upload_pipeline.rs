@@ -25,7 +25,7 @@ const MIB: usize = 1 << 20;
 async fn a_write_failing_mid_chunk_records_nothing_and_the_upload_resumes() {
     let env = Env::new();
     let store = FaultyBlobs::new(env.blobs.clone());
-    let reg = Registry::new(store.clone(), env.meta.clone(), env.reg.config().clone());
+    let reg = Registry::new(store.clone(), env.meta.clone(), env.reg.settings().clone());
     let r = repo("team/big");
     let data = content(5 * MIB + 777, 9);
     let first = 3 * MIB / 2;

@@ -581,7 +581,7 @@ async fn backend_failures_are_internal_errors() {
     let digest = push(&env.reg, &r, &data).await;
     let meta = FaultyMeta::new(env.meta.clone());
     let blobs = FaultyBlobs::new(env.blobs.clone());
-    let reg = Registry::new(blobs.clone(), meta.metadata(), env.reg.config().clone());
+    let reg = Registry::new(blobs.clone(), meta.metadata(), env.reg.settings().clone());
     let st = reg.start_upload(&r).await.unwrap();
 
     let internal = |res: registry::Result<()>| matches!(res, Err(Error::Internal(_)));

@@ -3,7 +3,7 @@
 //! per connection, of uploads in progress, and the size of a manifest; and the metadata cache's two
 //! bounds: how stale it may be (`metadatacachettl`, how late a write by another replica is seen) and
 //! how much memory it may take (`metadatacachesize`). Every key is optional; the defaults are
-//! `berth_http::limits::Limits::default()`, `registry::Config::default()` and
+//! `berth_http::limits::Limits::default()`, `registry::Settings::default()` and
 //! `registry::cached::CacheSettings::default()`, chosen for a registry behind a few hundred clients. The drain timeout stays where registry:2 has it,
 //! `http.draintimeout`.
 
@@ -33,7 +33,7 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        let registry = registry::Config::default();
+        let registry = registry::Settings::default();
         LimitsConfig {
             server: Limits::default(),
             max_concurrent_uploads: registry.max_concurrent_uploads,

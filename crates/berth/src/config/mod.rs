@@ -50,7 +50,7 @@ pub struct Config {
     pub auth: ::auth::Settings,
     pub health: health::HealthConfig,
     /// `proxy`: the pull-through cache, when configured.
-    pub proxy: Option<proxy::ProxyConfig>,
+    pub proxy: Option<proxy::ProxySettings>,
     pub database: database::DatabaseConfig,
     /// berth's `limits`.
     pub limits: limits::LimitsConfig,

@@ -23,7 +23,7 @@ use super::{ConfigError, Secret, mapping, masked};
 pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProxyConfig {
+pub struct ProxySettings {
     /// `remoteurl`: `http(s)://host[:port]` of the upstream of every repository no prefix claims.
     pub remote_url: Option<String>,
     pub username: Option<String>,
@@ -69,7 +69,7 @@ struct RawUpstream {
 }
 
 /// `None` when the section is absent.
-pub fn read(mut s: Section<'_>) -> Result<Option<ProxyConfig>, ConfigError> {
+pub fn read(mut s: Section<'_>) -> Result<Option<ProxySettings>, ConfigError> {
     let present = s.keys().next().is_some();
     let mut raw = RawProxy {
         remote_url: s.scalar("remoteurl")?,
@@ -124,7 +124,7 @@ fn url(s: &Setting) -> Result<String, ConfigError> {
 }
 
 impl RawProxy {
-    fn validate(self) -> Result<ProxyConfig, ConfigError> {
+    fn validate(self) -> Result<ProxySettings, ConfigError> {
         if self.remote_url.is_none() && self.upstreams.is_empty() {
             return Err(ConfigError::Malformed {
                 key: "proxy.remoteurl".into(),
@@ -158,7 +158,7 @@ impl RawProxy {
                 password: u.password.map(|s| Secret::new(s.text)),
             });
         }
-        Ok(ProxyConfig {
+        Ok(ProxySettings {
             remote_url: self.remote_url.as_ref().map(url).transpose()?,
             username: non_empty(&self.username)?,
             password: self.password.map(|s| Secret::new(s.text)),
@@ -221,7 +221,7 @@ pub fn official_library(prefix: &str, remote_url: &str) -> bool {
         )
 }
 
-impl ProxyConfig {
+impl ProxySettings {
     /// Eviction as `ttl` (not pulled for that long) and `maxsize` ask for it; `None` with neither.
     pub fn eviction(&self) -> Option<registry::proxy::Eviction> {
         (self.ttl.is_some() || self.max_size.is_some()).then_some(registry::proxy::Eviction {
@@ -307,7 +307,7 @@ mod tests {
     use super::super::{Secret, load};
     use super::*;
 
-    fn proxy(yaml: &str) -> Result<ProxyConfig, String> {
+    fn proxy(yaml: &str) -> Result<ProxySettings, String> {
         load(Some(yaml), &HashMap::new())
             .map(|l| l.config.proxy.expect("a proxy section"))
             .map_err(|e| e.to_string())

@@ -14,7 +14,7 @@ use registry::UploadPurging;
 use super::read::{Section, Setting, non_empty, parse_or};
 use super::values::{format_duration, parse_bool, parse_choice, parse_duration, parse_int};
 use super::yaml::{NOTHING, Printed, flag, number, text};
-use blobs::s3::{DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, S3Options};
+use blobs::s3::{DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, S3Config};
 
 use super::{ConfigError, WarningKind, mapping, masked};
 
@@ -52,7 +52,7 @@ pub enum Driver {
     },
     /// Blobs in an S3 bucket (`blobs::s3`); SQLite metadata, if no database is configured, stays in
     /// [`DEFAULT_ROOT`].
-    S3(Box<S3Options>),
+    S3(Box<S3Config>),
 }
 
 /// How long a redirect's presigned URL is valid unless `redirect.expirydelay` says otherwise (registry:2's).
@@ -363,7 +363,7 @@ impl RawStorage {
 }
 
 impl RawS3 {
-    fn validate(self, ctx: &super::read::Ctx) -> Result<S3Options, ConfigError> {
+    fn validate(self, ctx: &super::read::Ctx) -> Result<S3Config, ConfigError> {
         let bucket = non_empty(&self.bucket)?.ok_or_else(|| ConfigError::Malformed {
             key: "storage.s3.bucket".into(),
             reason: "required with the s3 driver".into(),
@@ -407,7 +407,7 @@ impl RawS3 {
         let chunk_size = parse_or(&self.chunk_size, DEFAULT_CHUNK_SIZE, |t| {
             parse_int(t, MIN_CHUNK_SIZE, 5 * 1024 * 1024 * 1024)
         })?;
-        Ok(S3Options {
+        Ok(S3Config {
             access_key: self.access_key.map(|s| s.text),
             secret_key: self.secret_key.map(|s| s.text),
             region,
@@ -473,7 +473,7 @@ impl StorageConfig {
 }
 
 /// `storage.s3` as printed, the secrets masked.
-fn s3_to_yaml(s3: &S3Options) -> Printed {
+fn s3_to_yaml(s3: &S3Config) -> Printed {
     let opt = |v: &Option<String>| v.as_deref().map_or(NOTHING, text);
     mapping([
         ("accesskey", opt(&s3.access_key)),
@@ -499,7 +499,7 @@ mod tests {
     use super::super::{Loaded, WarningKind, load};
     use super::*;
 
-    fn load_s3(yaml: &str, vars: &[(&str, &str)]) -> (Loaded, S3Options) {
+    fn load_s3(yaml: &str, vars: &[(&str, &str)]) -> (Loaded, S3Config) {
         let env: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -72,7 +72,7 @@ pub enum SettingsError {
 /// `REGISTRY_STORAGE_S3_*` said nothing, so that the AWS environment can fill in. The `berth` binary's
 /// configuration reader fills it and prints it; [`S3Settings::resolve`] completes it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct S3Options {
+pub struct S3Config {
     /// `accesskey`
     pub access_key: Option<String>,
     /// `secretkey`
@@ -101,10 +101,10 @@ pub struct S3Options {
     pub storage_class: Option<String>,
 }
 
-impl Default for S3Options {
+impl Default for S3Config {
     /// registry:2's defaults: HTTPS, virtual-host addressing, 10 MiB parts.
     fn default() -> Self {
-        S3Options {
+        S3Config {
             access_key: None,
             secret_key: None,
             session_token: None,
@@ -123,9 +123,9 @@ impl Default for S3Options {
 }
 
 /// Never prints the secret key or the session token.
-impl std::fmt::Debug for S3Options {
+impl std::fmt::Debug for S3Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Options")
+        f.debug_struct("S3Config")
             .field("access_key", &self.access_key)
             .field("region", &self.region)
             .field("region_endpoint", &self.region_endpoint)
@@ -143,7 +143,7 @@ impl S3Settings {
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` (or
     /// `AWS_DEFAULT_REGION`), `AWS_ENDPOINT_URL_S3` (or `AWS_ENDPOINT_URL`).
     pub fn resolve(
-        options: S3Options,
+        options: S3Config,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<S3Settings, SettingsError> {
         let env = |name: &str| env(name).filter(|v| !v.is_empty());
@@ -243,12 +243,12 @@ impl S3Settings {
 mod tests {
     use super::*;
 
-    fn options() -> S3Options {
-        S3Options {
+    fn options() -> S3Config {
+        S3Config {
             bucket: "b".into(),
             secure: true,
             chunk_size: DEFAULT_CHUNK_SIZE,
-            ..S3Options::default()
+            ..S3Config::default()
         }
     }
 

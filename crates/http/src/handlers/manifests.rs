@@ -110,7 +110,7 @@ pub async fn put(
         .filter(|ct| !ct.is_empty())
         .map(str::to_string);
     let declared = content_length(req.headers())?;
-    let limit = registry.config().max_manifest_bytes;
+    let limit = registry.settings().max_manifest_bytes;
     let payload = body::read_limited(req.into_body(), declared, limit).await?;
 
     let outcome = registry

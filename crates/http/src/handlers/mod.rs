@@ -168,7 +168,11 @@ mod tests {
     fn registry(dir: &std::path::Path) -> Registry {
         let blobs = ::blobs::fs::FsBlobStore::open(dir.join("blobs")).unwrap();
         let meta = metadata::sqlite::SqliteStore::open(&dir.join("metadata.sqlite")).unwrap();
-        Registry::new(Arc::new(blobs), Arc::new(meta), registry::Config::default())
+        Registry::new(
+            Arc::new(blobs),
+            Arc::new(meta),
+            registry::Settings::default(),
+        )
     }
 
     /// A guarded router's dispatcher routes on the parse the middleware authorized, never on a parse of

@@ -20,7 +20,7 @@
 //! - `drain_timeout`: after a shutdown signal, how long requests in flight may take before their
 //!   connections are cut (registry:2's `http.draintimeout`).
 //!
-//! The cap on concurrent uploads is not here: it is the registry's (`registry::Config`), because only the
+//! The cap on concurrent uploads is not here: it is the registry's (`registry::Settings`), because only the
 //! registry knows when an upload is streaming bytes in.
 
 use std::future::Future;

@@ -43,7 +43,7 @@ use crate::tls::TlsAcceptor;
 
 /// How the server treats connections: its limits, TLS, and whether HTTP/2 is offered.
 #[derive(Clone, Debug)]
-pub struct ServeOptions {
+pub struct ServeSettings {
     pub limits: Limits,
     /// `None`: plain HTTP.
     pub tls: Option<TlsAcceptor>,
@@ -52,9 +52,9 @@ pub struct ServeOptions {
     pub http2: bool,
 }
 
-impl Default for ServeOptions {
+impl Default for ServeSettings {
     fn default() -> Self {
-        ServeOptions {
+        ServeSettings {
             limits: Limits::default(),
             tls: None,
             http2: true,
@@ -78,7 +78,7 @@ pub(crate) async fn run(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    options: ServeOptions,
+    options: ServeSettings,
 ) -> io::Result<()> {
     let limits = options.limits.clone();
     let shared = Arc::new(Shared {
@@ -173,7 +173,7 @@ pub(crate) async fn run(
 }
 
 /// hyper's connection builder with the limits applied.
-fn builder(options: &ServeOptions) -> auto::Builder<TokioExecutor> {
+fn builder(options: &ServeSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

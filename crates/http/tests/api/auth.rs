@@ -48,9 +48,9 @@ impl Fixture {
         let registry = Registry::new(
             Arc::new(blobs),
             Arc::new(meta),
-            registry::Config {
+            registry::Settings {
                 delete_enabled: true,
-                ..registry::Config::default()
+                ..registry::Settings::default()
             },
         );
         let authority = Authority::new(&settings(dir.path())).unwrap().unwrap();

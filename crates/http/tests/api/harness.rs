@@ -87,17 +87,17 @@ impl Resp {
 
 impl Harness {
     pub fn new() -> Harness {
-        Harness::with(registry::Config::default())
+        Harness::with(registry::Settings::default())
     }
 
     pub fn with_deletes() -> Harness {
-        Harness::with(registry::Config {
+        Harness::with(registry::Settings {
             delete_enabled: true,
-            ..registry::Config::default()
+            ..registry::Settings::default()
         })
     }
 
-    pub fn with(config: registry::Config) -> Harness {
+    pub fn with(config: registry::Settings) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let blobs = blobs::fs::FsBlobStore::open(dir.path().join("blobs")).unwrap();
         let meta =
@@ -113,7 +113,7 @@ impl Harness {
     /// of their directory (the blob store is in `<dir>/blobs`): the API mounted under a prefix, beside
     /// health probes, and so on.
     pub async fn with_app<F>(
-        config: registry::Config,
+        config: registry::Settings,
         build: impl FnOnce(Registry, PathBuf) -> F,
     ) -> Harness
     where

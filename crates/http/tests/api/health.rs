@@ -25,7 +25,7 @@ fn settings(threshold: u32) -> CheckSettings {
 async fn checked(threshold: u32) -> (Harness, Health, PathBuf) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let h = Harness::with_app(
-        registry::Config::default(),
+        registry::Settings::default(),
         |reg: Registry, dir| async move {
             let health = Health::start(reg.clone(), settings(threshold)).await;
             let _ = tx.send((health.clone(), dir));
@@ -78,13 +78,16 @@ fn repair_storage(dir: &Path) {
 
 #[tokio::test]
 async fn liveness_always_answers() {
-    let h = Harness::with_app(registry::Config::default(), |reg: Registry, _| async move {
-        mount(
-            berth_http::router(reg),
-            &Site::default(),
-            Health::unchecked(),
-        )
-    })
+    let h = Harness::with_app(
+        registry::Settings::default(),
+        |reg: Registry, _| async move {
+            mount(
+                berth_http::router(reg),
+                &Site::default(),
+                Health::unchecked(),
+            )
+        },
+    )
     .await;
     let r = h.get("/healthz").await;
     r.assert_status(200);

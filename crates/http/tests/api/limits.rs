@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use berth_http::ServeOptions;
+use berth_http::ServeSettings;
 use berth_http::limits::Limits;
 use registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,7 +36,7 @@ impl Running {
     }
 }
 
-pub async fn serve_app(app: Router, options: ServeOptions) -> Running {
+pub async fn serve_app(app: Router, options: ServeSettings) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -51,10 +51,10 @@ pub async fn serve_app(app: Router, options: ServeOptions) -> Running {
     Running { addr, stop, task }
 }
 
-fn with(limits: Limits) -> ServeOptions {
-    ServeOptions {
+fn with(limits: Limits) -> ServeSettings {
+    ServeSettings {
         limits,
-        ..ServeOptions::default()
+        ..ServeSettings::default()
     }
 }
 
@@ -301,9 +301,9 @@ fn registry_with_upload_cap(max: usize) -> (tempfile::TempDir, Registry, Router)
     let registry = Registry::new(
         Arc::new(blobs),
         Arc::new(meta),
-        registry::Config {
+        registry::Settings {
             max_concurrent_uploads: Some(max),
-            ..registry::Config::default()
+            ..registry::Settings::default()
         },
     );
     let app = berth_http::router(registry.clone());

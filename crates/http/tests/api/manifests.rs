@@ -151,9 +151,9 @@ async fn content_type_parameters_are_ignored() {
 #[tokio::test]
 async fn oversized_manifests_are_413_declared_or_streamed() {
     const LIMIT: usize = 1024;
-    let h = Harness::with(registry::Config {
+    let h = Harness::with(registry::Settings {
         max_manifest_bytes: LIMIT,
-        ..registry::Config::default()
+        ..registry::Settings::default()
     });
     // A manifest within the limit goes in, and a body of exactly the limit is read (and judged as JSON).
     let m = h.image("a", "v1").await;

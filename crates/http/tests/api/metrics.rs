@@ -41,7 +41,7 @@ impl Setup {
                 "sqlite",
                 metrics.storage_observer(),
             ),
-            registry::Config::default(),
+            registry::Settings::default(),
         );
         metrics.watch_uploads(&registry);
         let app = metrics.instrument(berth_http::router(registry));
@@ -221,7 +221,7 @@ async fn the_endpoint_serves_the_exposition() {
 #[tokio::test]
 async fn uploads_in_progress_follow_the_registry() {
     let s = Setup::new();
-    let running = serve_app(s.app.clone(), berth_http::ServeOptions::default()).await;
+    let running = serve_app(s.app.clone(), berth_http::ServeSettings::default()).await;
     let loc = start_upload(running.addr).await;
     let gauge = "berth_uploads_in_progress";
     assert_eq!(s.sample(gauge), 0.0);

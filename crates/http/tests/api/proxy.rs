@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::stream;
 use oci::{Digest, Reference, RepoName};
 use registry::proxy::{
-    CacheObserver, ManifestHead, Namespace, ProxyConfig, Upstream, UpstreamBlob, UpstreamError,
+    CacheObserver, ManifestHead, Namespace, ProxySettings, Upstream, UpstreamBlob, UpstreamError,
     UpstreamManifest,
 };
 
@@ -118,7 +118,7 @@ pub(crate) async fn observed_mirror(
     upstream: &Arc<OneImage>,
     observer: Option<Arc<dyn CacheObserver>>,
 ) -> Harness {
-    let config = ProxyConfig {
+    let config = ProxySettings {
         namespaces: vec![Namespace {
             prefix: "docker.io".into(),
             upstream: upstream.clone(),
@@ -127,7 +127,7 @@ pub(crate) async fn observed_mirror(
         revalidate_after: Duration::ZERO,
         eviction: None,
     };
-    Harness::with_app(registry::Config::default(), |reg, _| async move {
+    Harness::with_app(registry::Settings::default(), |reg, _| async move {
         berth_http::router(reg.with_proxy(config, observer))
     })
     .await
@@ -263,7 +263,7 @@ async fn a_namespace_lookup_needs_pull_access_to_the_cached_repository() {
     use crate::auth::{HTPASSWD, REALM, basic, rule, strings};
 
     let up = OneImage::new();
-    let config = ProxyConfig {
+    let config = ProxySettings {
         namespaces: vec![Namespace {
             prefix: "docker.io".into(),
             upstream: up.clone(),
@@ -272,7 +272,7 @@ async fn a_namespace_lookup_needs_pull_access_to_the_cached_repository() {
         revalidate_after: Duration::ZERO,
         eviction: None,
     };
-    let h = Harness::with_app(registry::Config::default(), |reg, dir| async move {
+    let h = Harness::with_app(registry::Settings::default(), |reg, dir| async move {
         let htpasswd = dir.join("htpasswd");
         std::fs::write(&htpasswd, HTPASSWD).unwrap();
         let settings = Settings {
@@ -341,7 +341,7 @@ async fn a_catalog_grant_does_not_read_the_cache_through_a_namespace() {
     use crate::auth::{key_file, token_settings};
 
     let up = OneImage::new();
-    let config = ProxyConfig {
+    let config = ProxySettings {
         namespaces: vec![Namespace {
             prefix: "docker.io".into(),
             upstream: up.clone(),
@@ -350,7 +350,7 @@ async fn a_catalog_grant_does_not_read_the_cache_through_a_namespace() {
         revalidate_after: Duration::ZERO,
         eviction: None,
     };
-    let h = Harness::with_app(registry::Config::default(), |reg, dir| async move {
+    let h = Harness::with_app(registry::Settings::default(), |reg, dir| async move {
         let authority = Authority::new(&token_settings(&dir)).unwrap().unwrap();
         berth_http::router_with_auth(reg.with_proxy(config, None), Some(Arc::new(authority)))
     })

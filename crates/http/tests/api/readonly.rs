@@ -7,10 +7,10 @@ use oci::Digest;
 use crate::harness::Harness;
 
 fn read_only() -> Harness {
-    Harness::with(registry::Config {
+    Harness::with(registry::Settings {
         read_only: true,
         delete_enabled: true,
-        ..registry::Config::default()
+        ..registry::Settings::default()
     })
 }
 

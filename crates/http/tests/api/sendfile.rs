@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_http::ServeOptions;
+use berth_http::ServeSettings;
 use berth_http::limits::Limits;
 use berth_http::metrics::Metrics;
 use berth_http::sendfile::bytes_sent;
@@ -45,7 +45,7 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
 async fn harness() -> (Harness, PathBuf) {
     let root = Arc::new(Mutex::new(PathBuf::new()));
     let captured = Arc::clone(&root);
-    let h = Harness::with_app(registry::Config::default(), |registry, dir| async move {
+    let h = Harness::with_app(registry::Settings::default(), |registry, dir| async move {
         *captured.lock().unwrap() = dir.join("blobs");
         berth_http::router(registry)
     })
@@ -76,10 +76,10 @@ async fn until_closed(root: &Path, limit: Duration) -> Duration {
     started.elapsed()
 }
 
-fn options(limits: Limits) -> ServeOptions {
-    ServeOptions {
+fn options(limits: Limits) -> ServeSettings {
+    ServeSettings {
         limits,
-        ..ServeOptions::default()
+        ..ServeSettings::default()
     }
 }
 
@@ -180,7 +180,7 @@ async fn keep_alive_gets_heads_and_ranges_are_sent_from_the_file_byte_for_byte()
     let small = pattern(1000, 2);
     let big_digest = h.push_blob("sf/test", &big).await;
     let small_digest = h.push_blob("sf/test", &small).await;
-    let running = serve_app(h.app.clone(), ServeOptions::default()).await;
+    let running = serve_app(h.app.clone(), ServeSettings::default()).await;
     let before = bytes_sent();
 
     let mut c = plain(running.addr).await;
@@ -240,7 +240,7 @@ async fn a_pull_through_cache_hit_is_sent_from_the_file_and_counted_as_served_fr
     let up = OneImage::new();
     let served = Arc::new(ServedFromCache::default());
     let h = observed_mirror(&up, Some(served.clone())).await;
-    let running = serve_app(h.app.clone(), ServeOptions::default()).await;
+    let running = serve_app(h.app.clone(), ServeSettings::default()).await;
     let path = format!(
         "/v2/docker.io/library/alpine/blobs/{}",
         Digest::sha256_of(&up.layer)
@@ -296,7 +296,7 @@ async fn pipelined_requests_get_their_own_bytes_in_order() {
     let two = pattern(MIB + 17, 12);
     let one_digest = h.push_blob("sf/test", &one).await;
     let two_digest = h.push_blob("sf/test", &two).await;
-    let running = serve_app(h.app.clone(), ServeOptions::default()).await;
+    let running = serve_app(h.app.clone(), ServeSettings::default()).await;
 
     // Every request in one write: hyper may read the next head while a body is still being sent.
     let mut c = plain(running.addr).await;
@@ -335,7 +335,7 @@ async fn a_blob_larger_than_the_socket_buffers_read_slowly_arrives_whole() {
     let (h, _) = harness().await;
     let data = pattern(12 * MIB + 7, 3);
     let digest = h.push_blob("sf/test", &data).await;
-    let running = serve_app(h.app.clone(), ServeOptions::default()).await;
+    let running = serve_app(h.app.clone(), ServeSettings::default()).await;
     let before = bytes_sent();
 
     // A small receive window, drained a little at a time: the server's sends are partial, many times.
@@ -438,7 +438,7 @@ async fn a_download_in_flight_finishes_during_a_graceful_shutdown() {
     let (h, root) = harness().await;
     let data = pattern(16 * MIB, 6);
     let digest = h.push_blob("sf/test", &data).await;
-    let running = serve_app(h.app.clone(), ServeOptions::default()).await;
+    let running = serve_app(h.app.clone(), ServeSettings::default()).await;
 
     let mut c = plain(running.addr).await;
     let a = c.start_get(&blob_path(&digest)).await;
@@ -467,7 +467,7 @@ async fn h2c_downloads_take_the_normal_path_byte_for_byte() {
     let (h, _) = harness().await;
     let data = pattern(3 * MIB + 1, 7);
     let digest = h.push_blob("sf/test", &data).await;
-    let running = serve_app(h.app.clone(), ServeOptions::default()).await;
+    let running = serve_app(h.app.clone(), ServeSettings::default()).await;
 
     let tcp = TcpStream::connect(running.addr).await.unwrap();
     let (mut send, conn) =
@@ -508,9 +508,9 @@ async fn tls_downloads_take_the_normal_path_byte_for_byte() {
     let digest = h.push_blob("sf/test", &data).await;
     let ca = Ca::new("test CA");
     let files = Files::new(&ca.server());
-    let options = ServeOptions {
+    let options = ServeSettings {
         tls: Some(TlsAcceptor::new(&files.settings()).unwrap()),
-        ..ServeOptions::default()
+        ..ServeSettings::default()
     };
     let running: Running = serve_app(h.app.clone(), options).await;
 
@@ -544,13 +544,13 @@ async fn tls_downloads_take_the_normal_path_byte_for_byte() {
 async fn the_metrics_count_the_bytes_sent_from_the_file() {
     let metrics = Metrics::new();
     let instrumented = metrics.clone();
-    let h = Harness::with_app(registry::Config::default(), |registry, _| async move {
+    let h = Harness::with_app(registry::Settings::default(), |registry, _| async move {
         instrumented.instrument(berth_http::router(registry))
     })
     .await;
     let data = pattern(MIB + 3, 9);
     let digest = h.push_blob("sf/test", &data).await;
-    let running = serve_app(h.app.clone(), ServeOptions::default()).await;
+    let running = serve_app(h.app.clone(), ServeSettings::default()).await;
     let before = bytes_sent();
 
     let mut c = plain(running.addr).await;

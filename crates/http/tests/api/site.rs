@@ -12,9 +12,9 @@ use crate::harness::{Harness, Resp};
 
 /// A registry with deletes enabled, mounted per `site`, with unchecked health probes.
 pub async fn mounted(site: Site) -> Harness {
-    let config = registry::Config {
+    let config = registry::Settings {
         delete_enabled: true,
-        ..registry::Config::default()
+        ..registry::Settings::default()
     };
     Harness::with_app(config, |reg: Registry, _| async move {
         mount(berth_http::router(reg), &site, Health::unchecked())

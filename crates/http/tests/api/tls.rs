@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_http::ServeOptions;
+use berth_http::ServeSettings;
 use berth_http::limits::Limits;
 use berth_http::tls::{TlsAcceptor, TlsError, TlsSettings, TlsVersion};
 use rcgen::{
@@ -133,9 +133,9 @@ fn replace(path: &Path, text: &str) {
 
 async fn serve_tls(settings: &TlsSettings) -> (Harness, Running) {
     let h = Harness::new();
-    let options = ServeOptions {
+    let options = ServeSettings {
         tls: Some(TlsAcceptor::new(settings).unwrap()),
-        ..ServeOptions::default()
+        ..ServeSettings::default()
     };
     let running = serve_app(h.app.clone(), options).await;
     (h, running)
@@ -386,7 +386,7 @@ async fn a_stalled_handshake_neither_blocks_others_nor_lasts() {
     let ca = Ca::new("test CA");
     let files = Files::new(&ca.server());
     let h = Harness::new();
-    let options = ServeOptions {
+    let options = ServeSettings {
         tls: Some(TlsAcceptor::new(&files.settings()).unwrap()),
         limits: Limits {
             handshake_timeout: Duration::from_secs(1),
@@ -394,7 +394,7 @@ async fn a_stalled_handshake_neither_blocks_others_nor_lasts() {
             header_read_timeout: Duration::from_secs(60),
             ..Limits::default()
         },
-        ..ServeOptions::default()
+        ..ServeSettings::default()
     };
     let running = serve_app(h.app.clone(), options).await;
 

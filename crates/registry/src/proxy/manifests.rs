@@ -109,7 +109,7 @@ impl Registry {
         reference: &Reference,
         expect: Option<&Digest>,
     ) -> Result<UpstreamManifest> {
-        let limit = self.config.max_manifest_bytes;
+        let limit = self.settings.max_manifest_bytes;
         let got = route
             .upstream
             .manifest_get(&route.remote, reference, limit)

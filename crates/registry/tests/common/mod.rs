@@ -15,7 +15,7 @@ use futures_util::{StreamExt, stream};
 use metadata::Metadata;
 use metadata::sqlite::SqliteStore;
 use oci::{Digest, DigestAlgorithm, Reference, RepoName};
-use registry::{ByteStream, Chunk, Config, Registry};
+use registry::{ByteStream, Chunk, Registry, Settings};
 use tempfile::TempDir;
 
 pub mod faulty;
@@ -30,17 +30,17 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        Env::with_config(Config::default())
+        Env::with_config(Settings::default())
     }
 
     pub fn with_deletes() -> Env {
-        Env::with_config(Config {
+        Env::with_config(Settings {
             delete_enabled: true,
-            ..Config::default()
+            ..Settings::default()
         })
     }
 
-    pub fn with_config(config: Config) -> Env {
+    pub fn with_config(config: Settings) -> Env {
         let dir = tempfile::tempdir().expect("temp dir");
         let (blobs, meta) = open_stores(dir.path());
         let reg = Registry::new(blobs.clone(), meta.clone(), config);
@@ -61,7 +61,7 @@ impl Env {
             meta,
             reg,
         } = self;
-        let config = reg.config().clone();
+        let config = reg.settings().clone();
         drop((reg, blobs, meta));
         let (blobs, meta) = open_stores(dir.path());
         let reg = Registry::new(blobs.clone(), meta.clone(), config);
@@ -75,7 +75,7 @@ impl Env {
 
     /// A registry over the same blob store and `meta` in place of the SQLite store.
     pub fn registry_with_meta(&self, meta: impl Into<Metadata>) -> Registry {
-        Registry::new(self.blobs.clone(), meta, self.reg.config().clone())
+        Registry::new(self.blobs.clone(), meta, self.reg.settings().clone())
     }
 }
 

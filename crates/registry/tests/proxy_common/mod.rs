@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use oci::{Digest, Reference, RepoName};
 use registry::proxy::{
-    CacheEvent, CacheObserver, Eviction, ManifestHead, Namespace, ProxyConfig, Upstream,
+    CacheEvent, CacheObserver, Eviction, ManifestHead, Namespace, ProxySettings, Upstream,
     UpstreamBlob, UpstreamError, UpstreamManifest,
 };
 use registry::{ByteStream, Registry};
@@ -267,7 +267,7 @@ pub fn cache_with(
 ) -> (Env, Arc<Events>) {
     let mut env = Env::new();
     let events = Arc::new(Events::default());
-    let config = ProxyConfig {
+    let config = ProxySettings {
         namespaces: vec![Namespace {
             prefix: prefix.into(),
             upstream: upstream.clone(),
@@ -290,8 +290,8 @@ pub fn cache_over(
     env: &Env,
     disk: Arc<dyn blobs::BlobStore>,
 ) -> Registry {
-    Registry::new(disk, env.meta.clone(), registry::Config::default()).with_proxy(
-        ProxyConfig {
+    Registry::new(disk, env.meta.clone(), registry::Settings::default()).with_proxy(
+        ProxySettings {
             namespaces: vec![Namespace {
                 prefix: String::new(),
                 upstream: upstream.clone(),

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use auth::{Authority, HtpasswdSettings};
-use berth_http::ServeOptions;
+use berth_http::ServeSettings;
 use berth_upstream::testkit::{
     FaultProxy, Kind, TokenField, TokenRequest, TokenServer, TokenServerConfig,
 };
@@ -199,7 +199,7 @@ async fn basic_upstream() -> (Origin, FaultProxy, tempfile::TempDir) {
     };
     let authority = Authority::new(&settings).unwrap().unwrap();
     let router = berth_http::router_with_auth(origin.registry.clone(), Some(Arc::new(authority)));
-    let url = origin.serve(router, ServeOptions::default()).await;
+    let url = origin.serve(router, ServeSettings::default()).await;
     let proxy = FaultProxy::start(&url).await.unwrap();
     (origin, proxy, dir)
 }

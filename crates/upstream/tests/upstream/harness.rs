@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use berth_http::ServeOptions;
+use berth_http::ServeSettings;
 use berth_upstream::{HttpUpstream, Settings};
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
@@ -46,7 +46,11 @@ impl Origin {
         let blobs = blobs::fs::FsBlobStore::open(dir.path().join("blobs")).unwrap();
         let meta =
             metadata::sqlite::SqliteStore::open(&dir.path().join("metadata.sqlite")).unwrap();
-        let registry = Registry::new(Arc::new(blobs), Arc::new(meta), registry::Config::default());
+        let registry = Registry::new(
+            Arc::new(blobs),
+            Arc::new(meta),
+            registry::Settings::default(),
+        );
         let mut origin = Origin {
             registry: registry.clone(),
             url: String::new(),
@@ -54,14 +58,14 @@ impl Origin {
             _stops: Vec::new(),
         };
         origin.url = origin
-            .serve(berth_http::router(registry), ServeOptions::default())
+            .serve(berth_http::router(registry), ServeSettings::default())
             .await;
         origin
     }
 
     /// Serves `router` (over this registry, or anything else) on another port; returns its
     /// `http://127.0.0.1:PORT` (or `https://` with TLS in `options`).
-    pub async fn serve(&mut self, router: Router, options: ServeOptions) -> String {
+    pub async fn serve(&mut self, router: Router, options: ServeSettings) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let scheme = if options.tls.is_some() {

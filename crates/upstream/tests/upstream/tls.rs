@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use berth_http::ServeOptions;
+use berth_http::ServeSettings;
 use berth_http::tls::{TlsAcceptor, TlsSettings, TlsVersion};
 use berth_upstream::{HttpUpstream, SettingsError};
 use rcgen::{
@@ -48,9 +48,9 @@ async fn an_https_upstream_is_trusted_through_the_extra_ca() {
     let image = origin.seed_image("lib/app", "v1", b"layer over tls").await;
     let dir = tempfile::tempdir().unwrap();
     let (ca_pem, tls) = certificates(dir.path());
-    let options = ServeOptions {
+    let options = ServeSettings {
         tls: Some(TlsAcceptor::new(&tls).unwrap()),
-        ..ServeOptions::default()
+        ..ServeSettings::default()
     };
     let url = origin
         .serve(berth_http::router(origin.registry.clone()), options)

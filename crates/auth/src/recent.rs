@@ -25,19 +25,19 @@ const MAX_ENTRIES: usize = 4096;
 
 type Key = [u8; 32];
 
-pub struct VerifiedCache {
+pub struct RecentVerifications {
     secret: [u8; 32],
     ttl: Duration,
     entries: Mutex<HashMap<Key, (Instant, u64)>>,
 }
 
-impl VerifiedCache {
-    pub fn new(ttl: Duration) -> VerifiedCache {
+impl RecentVerifications {
+    pub fn new(ttl: Duration) -> RecentVerifications {
         // Two v4 UUIDs: 244 random bits from the OS, through a dependency the workspace already has.
         let mut secret = [0u8; 32];
         secret[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
         secret[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        VerifiedCache {
+        RecentVerifications {
             secret,
             ttl,
             entries: Mutex::new(HashMap::new()),
@@ -84,7 +84,7 @@ mod tests {
 
     #[test]
     fn remembers_per_generation_and_expires() {
-        let cache = VerifiedCache::new(Duration::from_millis(200));
+        let cache = RecentVerifications::new(Duration::from_millis(200));
         let k = cache.key("alice", "pw");
         assert!(!cache.hit(&k, 1));
         cache.insert(k, 1);
@@ -97,19 +97,19 @@ mod tests {
 
     #[test]
     fn keys_separate_user_and_password() {
-        let cache = VerifiedCache::new(DEFAULT_TTL);
+        let cache = RecentVerifications::new(DEFAULT_TTL);
         assert_ne!(cache.key("ab", "c"), cache.key("a", "bc"));
         assert_eq!(cache.key("a", "b"), cache.key("a", "b"));
         // Another process (another secret) names the same credentials differently.
         assert_ne!(
             cache.key("a", "b"),
-            VerifiedCache::new(DEFAULT_TTL).key("a", "b")
+            RecentVerifications::new(DEFAULT_TTL).key("a", "b")
         );
     }
 
     #[test]
     fn stays_bounded() {
-        let cache = VerifiedCache::new(DEFAULT_TTL);
+        let cache = RecentVerifications::new(DEFAULT_TTL);
         for i in 0..(MAX_ENTRIES + 10) {
             cache.insert(cache.key(&i.to_string(), "pw"), 1);
         }
