@@ -33,7 +33,7 @@ use crate::{Error, NewManifest, Referrer, StoredManifest, UploadSession};
 type Result<T> = std::result::Result<T, Failure>;
 
 /// Column `idx` of `row`; a value of another type than the schema's is corrupt data (or a bug).
-fn get<'r, T: FromSql<'r>>(row: &'r Row, idx: usize) -> Result<T> {
+pub(super) fn get<'r, T: FromSql<'r>>(row: &'r Row, idx: usize) -> Result<T> {
     row.try_get(idx)
         .map_err(|e| Error::Corrupt(format!("column {idx}: {}", super::PgError(e))).into())
 }

@@ -4,6 +4,7 @@ use oci::{Digest, RepoName};
 use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 
+use super::ops::get;
 use super::pool::Conn;
 use super::retry::Failure;
 use crate::{Error, ProxyEntry};
@@ -79,11 +80,6 @@ pub(super) async fn remove(c: &mut Conn<'_>, repo: &RepoName, digest: &Digest) -
         )
         .await?;
     Ok(removed > 0)
-}
-
-fn get<'r, T: tokio_postgres::types::FromSql<'r>>(row: &'r Row, idx: usize) -> Result<T> {
-    row.try_get(idx)
-        .map_err(|e| Error::Corrupt(format!("cache entry column {idx}: {e}")).into())
 }
 
 fn entry(row: &Row) -> Result<ProxyEntry> {
