@@ -10,6 +10,7 @@
 //! | [`UploadSessions`] | uploads in progress and their hash state | `upload_session_tests!` |
 //! | [`JobLocks`] | background work on one replica at a time | `job_lock_tests!` |
 //! | [`ProxyEntries`] | what the pull-through cache holds, for eviction | `proxy_entry_tests!` |
+//! | [`GcMarks`] | which blobs nothing references, since when, and which a sweep is deleting | `gc_mark_tests!` |
 //!
 //! Every method is one atomic domain operation (one transaction), so the registry never has to hold a
 //! lock across calls: tag moves, manifest puts with their reference checks, and upload progress are each
@@ -22,11 +23,13 @@ use std::sync::Arc;
 use oci::Digest;
 
 pub use catalog::{Catalog, NewManifest, Referrer, StoredManifest};
+pub use gc_marks::GcMarks;
 pub use job_lock::{JobLock, JobLocks, LockHolder};
 pub use proxy_entries::{ProxyEntries, ProxyEntry, ProxyEntryKind};
 pub use uploads::{UploadSession, UploadSessions};
 
 mod catalog;
+mod gc_marks;
 mod job_lock;
 pub mod postgres;
 mod proxy_entries;
@@ -50,26 +53,28 @@ pub struct Metadata {
     pub uploads: Arc<dyn UploadSessions>,
     pub jobs: Arc<dyn JobLocks>,
     pub proxy_entries: Arc<dyn ProxyEntries>,
+    pub gc: Arc<dyn GcMarks>,
 }
 
 impl Metadata {
     /// Every role served by one store.
     pub fn of<S>(store: Arc<S>) -> Metadata
     where
-        S: Catalog + UploadSessions + JobLocks + ProxyEntries,
+        S: Catalog + UploadSessions + JobLocks + ProxyEntries + GcMarks,
     {
         Metadata {
             catalog: store.clone(),
             uploads: store.clone(),
             jobs: store.clone(),
-            proxy_entries: store,
+            proxy_entries: store.clone(),
+            gc: store,
         }
     }
 }
 
 impl<S> From<Arc<S>> for Metadata
 where
-    S: Catalog + UploadSessions + JobLocks + ProxyEntries,
+    S: Catalog + UploadSessions + JobLocks + ProxyEntries + GcMarks,
 {
     fn from(store: Arc<S>) -> Metadata {
         Metadata::of(store)
@@ -81,6 +86,9 @@ pub enum Error {
     /// `put_manifest`: this blob is not linked to the repository.
     #[error("blob {0} is not in the repository")]
     MissingBlob(Digest),
+    /// `link_blob`: a sweep claimed this blob and is deleting its bytes (see [`GcMarks`]).
+    #[error("blob {0} is being deleted by the garbage collector")]
+    BlobDeleting(Digest),
     /// `put_manifest`: this child manifest does not exist in the repository.
     #[error("manifest {0} is not in the repository")]
     MissingManifest(Digest),

@@ -17,6 +17,7 @@
 //! - A server that cannot be reached (refused, lost, the pool's wait exceeded) is reported as
 //!   [`Error::Unavailable`] once the retries are spent, which the registry answers with 503.
 
+mod gc_marks;
 mod job_lock;
 mod migrate;
 mod ops;
@@ -32,8 +33,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use oci::{Digest, RepoName, Tag};
 
 use crate::{
-    Catalog, Error, JobLock, JobLocks, NewManifest, ProxyEntries, ProxyEntry, Referrer, Result,
-    StoredManifest, UploadSession, UploadSessions,
+    Catalog, Error, GcMarks, JobLock, JobLocks, NewManifest, ProxyEntries, ProxyEntry, Referrer,
+    Result, StoredManifest, UploadSession, UploadSessions,
 };
 use pool::Pool;
 pub use retry::PgError;
@@ -260,9 +261,11 @@ impl Catalog for PostgresStore {
     }
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        run!(self, Safety::AtMostOnce, |c| ops::unlink_blob(
-            c, repo, digest
-        ))
+        run!(
+            self,
+            Safety::AtMostOnce,
+            tx | c | ops::unlink_blob(c, repo, digest)
+        )
     }
 
     async fn put_manifest(
@@ -372,6 +375,48 @@ impl JobLocks for PostgresStore {
     async fn try_job_lock(&self, name: &str) -> Result<Option<JobLock>> {
         crate::job_lock::check_name(name)?;
         job_lock::try_lock(&self.inner.pool, name).await
+    }
+}
+
+#[async_trait::async_trait]
+impl GcMarks for PostgresStore {
+    async fn reserve_blob(&self, digest: &Digest, size: u64) -> Result<bool> {
+        // Idempotent: a second reservation only moves the touch forward.
+        run!(self, Safety::Idempotent, |c| gc_marks::reserve(
+            c, digest, size
+        ))
+    }
+
+    async fn unreferenced_blobs(
+        &self,
+        touched_before: i64,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<(Digest, u64)>> {
+        run!(self, Safety::Idempotent, |c| gc_marks::unreferenced(
+            c,
+            touched_before,
+            after,
+            limit
+        ))
+    }
+
+    async fn claim_blob(&self, digest: &Digest, touched_before: i64) -> Result<bool> {
+        // At most once: a claim that committed unseen would answer "not claimed" the second time, and
+        // its blob would wait for the next sweep's `claimed_blobs`.
+        run!(
+            self,
+            Safety::AtMostOnce,
+            tx | c | gc_marks::claim(c, digest, touched_before)
+        )
+    }
+
+    async fn release_blob(&self, digest: &Digest) -> Result<()> {
+        run!(self, Safety::Idempotent, |c| gc_marks::release(c, digest))
+    }
+
+    async fn claimed_blobs(&self, limit: usize) -> Result<Vec<Digest>> {
+        run!(self, Safety::Idempotent, |c| gc_marks::claimed(c, limit))
     }
 }
 

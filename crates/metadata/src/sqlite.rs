@@ -17,6 +17,7 @@
 //! lock can fail with "database is locked" however long the busy timeout, because another writer
 //! changed its snapshot.
 
+mod gc_marks;
 mod ops;
 mod proxy_entries;
 
@@ -33,8 +34,8 @@ use tokio::sync::Semaphore;
 use crate::job_lock;
 use crate::schema::{self, Dialect};
 use crate::{
-    Catalog, Error, JobLock, JobLocks, LockHolder, NewManifest, ProxyEntries, ProxyEntry, Referrer,
-    Result, StoredManifest, UploadSession, UploadSessions,
+    Catalog, Error, GcMarks, JobLock, JobLocks, LockHolder, NewManifest, ProxyEntries, ProxyEntry,
+    Referrer, Result, StoredManifest, UploadSession, UploadSessions,
 };
 
 /// How many read-only connections the pool opens. Small on purpose: reads are short, and every
@@ -286,7 +287,7 @@ impl Catalog for SqliteStore {
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let (repo, digest) = (repo.clone(), digest.clone());
-        self.write(move |conn| ops::unlink_blob(conn, &repo, &digest))
+        self.write_tx(move |tx| ops::unlink_blob(tx, &repo, &digest))
             .await
     }
 
@@ -432,6 +433,42 @@ impl LockHolder for FlockHolder {
 
     fn kind(&self) -> &'static str {
         "file"
+    }
+}
+
+#[async_trait::async_trait]
+impl GcMarks for SqliteStore {
+    async fn reserve_blob(&self, digest: &Digest, size: u64) -> Result<bool> {
+        let digest = digest.clone();
+        self.write(move |conn| gc_marks::reserve(conn, &digest, size))
+            .await
+    }
+
+    async fn unreferenced_blobs(
+        &self,
+        touched_before: i64,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<(Digest, u64)>> {
+        let after = after.cloned();
+        self.read(move |conn| gc_marks::unreferenced(conn, touched_before, after.as_ref(), limit))
+            .await
+    }
+
+    async fn claim_blob(&self, digest: &Digest, touched_before: i64) -> Result<bool> {
+        let digest = digest.clone();
+        self.write_tx(move |tx| gc_marks::claim(tx, &digest, touched_before))
+            .await
+    }
+
+    async fn release_blob(&self, digest: &Digest) -> Result<()> {
+        let digest = digest.clone();
+        self.write(move |conn| gc_marks::release(conn, &digest))
+            .await
+    }
+
+    async fn claimed_blobs(&self, limit: usize) -> Result<Vec<Digest>> {
+        self.read(move |conn| gc_marks::claimed(conn, limit)).await
     }
 }
 

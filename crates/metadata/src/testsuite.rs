@@ -20,6 +20,7 @@
 //! | [`UploadSessions`](crate::UploadSessions) | [`upload_session_tests!`](crate::upload_session_tests) | `uploads.rs` |
 //! | [`ProxyEntries`](crate::ProxyEntries) | [`proxy_entry_tests!`](crate::proxy_entry_tests) | `proxy_entries.rs` |
 //! | [`JobLocks`](crate::JobLocks) | [`job_lock_tests!`](crate::job_lock_tests) | `job_lock.rs` |
+//! | [`GcMarks`](crate::GcMarks) (with the catalog) | [`gc_mark_tests!`](crate::gc_mark_tests) | `gc_marks.rs` |
 //!
 //! Job locks need two stores on one database (two replicas): their cases take a pair.
 //!
@@ -30,12 +31,14 @@
 //! Every case must be listed in its macro: a case missing from the list is never run.
 
 mod catalog;
+mod gc_marks;
 mod job_lock;
 mod listing;
 mod proxy_entries;
 mod uploads;
 
 pub use catalog::*;
+pub use gc_marks::*;
 pub use job_lock::*;
 pub use listing::*;
 pub use proxy_entries::*;
@@ -134,6 +137,27 @@ macro_rules! proxy_entry_tests {
             proxy_entries_oldest_first_with_sizes,
             proxy_entries_move_forward_only,
             proxy_entries_are_removed_one_by_one,
+        );
+    };
+}
+
+/// Expands into one `#[tokio::test]` per case of the [`GcMarks`](crate::GcMarks) suite, for stores that
+/// are also the [`Catalog`](crate::Catalog) (the cases link and reference blobs through it).
+#[macro_export]
+macro_rules! gc_mark_tests {
+    (optional: $make:expr) => {
+        $crate::gc_mark_tests!(@list ::std::convert::identity, $make);
+    };
+    ($make:expr) => {
+        $crate::gc_mark_tests!(@list ::std::option::Option::Some, $make);
+    };
+    (@list $wrap:path, $make:expr) => {
+        $crate::__metadata_cases!($wrap, $make;
+            gc_candidates_are_the_blobs_no_manifest_references,
+            gc_a_claimed_blob_is_unlinked_and_cannot_be_reserved_until_released,
+            gc_a_referenced_blob_is_never_claimed,
+            gc_a_manifest_cannot_reference_a_claimed_blob,
+            gc_claims_racing_links_never_leave_a_claimed_blob_linked,
         );
     };
 }

@@ -84,6 +84,11 @@ impl From<metadata::Error> for Error {
             metadata::Error::MissingBlob(d) | metadata::Error::MissingManifest(d) => {
                 Error::ManifestBlobUnknown(d)
             }
+            // Only when a sweep with no grace period claims a blob between a push's reservation and its
+            // link: the push's bytes may be gone, and the client pushing again is the way back.
+            metadata::Error::BlobDeleting(d) => Error::Unavailable(format!(
+                "blob {d} was being deleted by the garbage collector; push it again"
+            )),
             metadata::Error::Unavailable(e) => {
                 tracing::warn!(cause = %e, "metadata database unavailable");
                 Error::Unavailable("the metadata database cannot be reached".into())

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use blobs::{BlobReader, BlobStore, ByteStream, UploadId};
 use metadata::{
-    Catalog, Metadata, NewManifest, ProxyEntries, Referrer, StoredManifest, UploadSession,
+    Catalog, GcMarks, Metadata, NewManifest, ProxyEntries, Referrer, StoredManifest, UploadSession,
     UploadSessions,
 };
 use oci::{Digest, RepoName, Tag};
@@ -208,7 +208,7 @@ impl BlobStore for InstrumentedBlobStore {
 }
 
 /// The roles of a [`Metadata`] that report the duration of every call: the catalog, the upload
-/// sessions and the pull-through cache's entries. Job locks are not wrapped ([`wrap`](Self::wrap) keeps
+/// sessions, the pull-through cache's entries and the garbage collector's marks. Job locks are not wrapped ([`wrap`](Self::wrap) keeps
 /// the backend's): a lock held for hours is not a storage latency.
 pub struct InstrumentedMetadata {
     inner: Metadata,
@@ -241,7 +241,8 @@ impl InstrumentedMetadata {
             catalog: timed.clone(),
             uploads: timed.clone(),
             jobs,
-            proxy_entries: timed,
+            proxy_entries: timed.clone(),
+            gc: timed,
         }
     }
 
@@ -406,5 +407,41 @@ impl ProxyEntries for InstrumentedMetadata {
     async fn remove_proxy_entry(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<bool> {
         let fut = self.inner.proxy_entries.remove_proxy_entry(repo, digest);
         timed(&*self.observer, self.op("remove_proxy_entry"), fut).await
+    }
+}
+
+#[async_trait::async_trait]
+impl GcMarks for InstrumentedMetadata {
+    async fn reserve_blob(&self, digest: &Digest, size: u64) -> metadata::Result<bool> {
+        let fut = self.inner.gc.reserve_blob(digest, size);
+        timed(&*self.observer, self.op("reserve_blob"), fut).await
+    }
+
+    async fn unreferenced_blobs(
+        &self,
+        touched_before: i64,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> metadata::Result<Vec<(Digest, u64)>> {
+        let fut = self
+            .inner
+            .gc
+            .unreferenced_blobs(touched_before, after, limit);
+        timed(&*self.observer, self.op("unreferenced_blobs"), fut).await
+    }
+
+    async fn claim_blob(&self, digest: &Digest, touched_before: i64) -> metadata::Result<bool> {
+        let fut = self.inner.gc.claim_blob(digest, touched_before);
+        timed(&*self.observer, self.op("claim_blob"), fut).await
+    }
+
+    async fn release_blob(&self, digest: &Digest) -> metadata::Result<()> {
+        let fut = self.inner.gc.release_blob(digest);
+        timed(&*self.observer, self.op("release_blob"), fut).await
+    }
+
+    async fn claimed_blobs(&self, limit: usize) -> metadata::Result<Vec<Digest>> {
+        let fut = self.inner.gc.claimed_blobs(limit);
+        timed(&*self.observer, self.op("claimed_blobs"), fut).await
     }
 }

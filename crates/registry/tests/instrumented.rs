@@ -70,6 +70,7 @@ mod metadata_suite {
     metadata::catalog_tests!(async { timed_sqlite() });
     metadata::upload_session_tests!(async { timed_sqlite() });
     metadata::proxy_entry_tests!(async { timed_sqlite() });
+    metadata::gc_mark_tests!(async { timed_sqlite() });
 }
 
 #[tokio::test]

@@ -91,14 +91,27 @@ pub(super) async fn link_blob(
     size: u64,
 ) -> Result<()> {
     let repo_id = ensure_repo(tx, repo).await?;
+    let wanted = digest;
     let (digest, size) = (digest.to_string(), signed(size, "blob size")?);
     // A digest names its content, so a second link with another size is a caller bug; the first size
-    // recorded (the one verified when the bytes were stored) stands.
-    tx.execute(
-        "INSERT INTO blobs (digest, size) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING",
-        &[(&digest, Type::TEXT), (&size, Type::INT8)],
-    )
-    .await?;
+    // recorded (the one verified when the bytes were stored) stands. The link touches the blob for the
+    // garbage collector, unless a sweep claimed it: its bytes are going, so it may not be linked. (The
+    // upsert waits for a claim holding the row and then sees its mark.)
+    let touched = tx
+        .execute(
+            "INSERT INTO blobs (digest, size, touched_at) VALUES ($1, $2, $3)
+             ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at
+             WHERE blobs.deleting_since IS NULL",
+            &[
+                (&digest, Type::TEXT),
+                (&size, Type::INT8),
+                (&now(), Type::INT8),
+            ],
+        )
+        .await?;
+    if touched == 0 {
+        return Err(Error::BlobDeleting(wanted.clone()).into());
+    }
     tx.execute(
         "INSERT INTO repository_blobs (repo_id, digest, linked_at) VALUES ($1, $2, $3)
          ON CONFLICT (repo_id, digest) DO NOTHING",
@@ -153,16 +166,20 @@ pub(super) async fn unlink_blob(
     repo: &RepoName,
     digest: &Digest,
 ) -> Result<bool> {
+    let digest = digest.to_string();
     let removed = c
         .execute(
             "DELETE FROM repository_blobs
              WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
-            &[
-                (&repo.as_str(), Type::TEXT),
-                (&digest.to_string(), Type::TEXT),
-            ],
+            &[(&repo.as_str(), Type::TEXT), (&digest, Type::TEXT)],
         )
         .await?;
+    // The grace period of a blob that may have lost its last link starts now.
+    c.execute(
+        "UPDATE blobs SET touched_at = $2 WHERE digest = $1",
+        &[(&digest, Type::TEXT), (&now(), Type::INT8)],
+    )
+    .await?;
     Ok(removed > 0)
 }
 
@@ -187,6 +204,19 @@ pub(super) async fn put_manifest(
     let blobs: Vec<String> = manifest.blobs.iter().map(Digest::to_string).collect();
     let children: Vec<String> = manifest.children.iter().map(Digest::to_string).collect();
     if !blobs.is_empty() {
+        // FOR SHARE on the blob rows first: a sweep's claim (which locks the row for update) waits for
+        // our commit and then sees our reference, or we wait for its commit and then find the blob
+        // being deleted, its links gone.
+        let live = tx
+            .query(
+                "SELECT digest FROM blobs WHERE digest = ANY($1) AND deleting_since IS NULL
+                 FOR SHARE",
+                &[(&blobs, Type::TEXT_ARRAY)],
+            )
+            .await?;
+        if let Some(missing) = first_missing(&manifest.blobs, &live)? {
+            return Err(Error::MissingBlob(missing.clone()).into());
+        }
         // FOR SHARE: an unlink of one of these waits for our commit instead of slipping in before it.
         let found = tx
             .query(
@@ -342,6 +372,17 @@ pub(super) async fn delete_manifest(
     let digest = digest.to_string();
     let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
         [(&repo_id, Type::INT8), (&digest, Type::TEXT)];
+    // The blobs it referenced may have lost their last reference: their grace period starts now.
+    tx.execute(
+        "UPDATE blobs SET touched_at = $3 WHERE digest IN
+           (SELECT blob_digest FROM manifest_blobs WHERE repo_id = $1 AND manifest_digest = $2)",
+        &[
+            (&repo_id, Type::INT8),
+            (&digest, Type::TEXT),
+            (&now(), Type::INT8),
+        ],
+    )
+    .await?;
     for sql in [
         "DELETE FROM tags WHERE repo_id = $1 AND manifest_digest = $2",
         "DELETE FROM manifest_blobs WHERE repo_id = $1 AND manifest_digest = $2",

@@ -50,13 +50,21 @@ pub(super) fn link_blob(
     size: u64,
 ) -> Result<()> {
     let repo_id = ensure_repo(tx, repo)?;
+    let wanted = digest;
     let digest = digest.to_string();
     // A digest names its content, so a second link with another size is a caller bug; the first size
-    // recorded (the one verified when the bytes were stored) stands.
-    tx.prepare_cached(
-        "INSERT INTO blobs (digest, size) VALUES (?1, ?2) ON CONFLICT (digest) DO NOTHING",
-    )?
-    .execute((&digest, size))?;
+    // recorded (the one verified when the bytes were stored) stands. The link touches the blob for the
+    // garbage collector, unless a sweep claimed it: its bytes are going, so it may not be linked.
+    let touched = tx
+        .prepare_cached(
+            "INSERT INTO blobs (digest, size, touched_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at
+             WHERE blobs.deleting_since IS NULL",
+        )?
+        .execute((&digest, size, now()))?;
+    if touched == 0 {
+        return Err(Error::BlobDeleting(wanted.clone()));
+    }
     tx.prepare_cached(
         "INSERT INTO repository_blobs (repo_id, digest, linked_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (repo_id, digest) DO NOTHING",
@@ -96,13 +104,17 @@ pub(super) fn known_blob(conn: &Connection, digest: &Digest) -> Result<Option<u6
     Ok(size)
 }
 
-pub(super) fn unlink_blob(conn: &Connection, repo: &RepoName, digest: &Digest) -> Result<bool> {
-    let removed = conn
+pub(super) fn unlink_blob(tx: &Connection, repo: &RepoName, digest: &Digest) -> Result<bool> {
+    let digest = digest.to_string();
+    let removed = tx
         .prepare_cached(
             "DELETE FROM repository_blobs
              WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
         )?
-        .execute((repo.as_str(), digest.to_string()))?;
+        .execute((repo.as_str(), &digest))?;
+    // The grace period of a blob that may have lost its last link starts now.
+    tx.prepare_cached("UPDATE blobs SET touched_at = ?2 WHERE digest = ?1")?
+        .execute((&digest, now()))?;
     Ok(removed > 0)
 }
 
@@ -228,6 +240,12 @@ pub(super) fn delete_manifest(tx: &Connection, repo: &RepoName, digest: &Digest)
         return Ok(false);
     };
     let digest = digest.to_string();
+    // The blobs it referenced may have lost their last reference: their grace period starts now.
+    tx.prepare_cached(
+        "UPDATE blobs SET touched_at = ?3 WHERE digest IN
+           (SELECT blob_digest FROM manifest_blobs WHERE repo_id = ?1 AND manifest_digest = ?2)",
+    )?
+    .execute((repo_id, &digest, now()))?;
     for sql in [
         "DELETE FROM tags WHERE repo_id = ?1 AND manifest_digest = ?2",
         "DELETE FROM manifest_blobs WHERE repo_id = ?1 AND manifest_digest = ?2",

@@ -32,7 +32,8 @@ pub struct FaultyMeta {
 }
 
 impl FaultyMeta {
-    /// Wraps the catalog, upload sessions and cache entries of `inner` (job locks are not its concern).
+    /// Wraps the catalog, upload sessions and cache entries of `inner` (job locks and the collector's
+    /// marks are not its concern).
     pub fn new(inner: impl Into<Metadata>) -> Arc<FaultyMeta> {
         Arc::new(FaultyMeta {
             inner: inner.into(),
@@ -51,6 +52,7 @@ impl FaultyMeta {
             uploads: self.clone(),
             jobs: self.inner.jobs.clone(),
             proxy_entries: self.clone(),
+            gc: self.inner.gc.clone(),
         }
     }
 

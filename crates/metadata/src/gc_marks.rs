@@ -1,0 +1,55 @@
+//! The garbage collector's role: which blobs no manifest references, since when, and which a sweep is
+//! deleting, so that deletion is logical first and no push ever links bytes a sweep is removing.
+//!
+//! The protocol between a sweep and everything that makes a blob's bytes visible and links them (a push,
+//! a mount, a pull-through fetch):
+//!
+//! 1. The writer [`reserve_blob`](GcMarks::reserve_blob)s the digest *before* it makes the bytes
+//!    visible or checks that they are there, and links them after. The reservation touches the blob, so
+//!    no sweep claims it for the grace period; if a sweep already claimed it, the reservation is refused
+//!    until the sweep released it (the writer waits and tries again, then writes the bytes anew).
+//! 2. The sweep lists candidates ([`unreferenced_blobs`](GcMarks::unreferenced_blobs)), then for each
+//!    [`claim_blob`](GcMarks::claim_blob)s it: one transaction that checks again that no manifest
+//!    references it and nothing touched it since the cut-off, unlinks it from every repository and marks
+//!    it being deleted. Then the sweep deletes the bytes and [`release_blob`](GcMarks::release_blob)s it.
+//!
+//! A claim and a reservation (or a manifest put referencing the blob) of the same digest are ordered by
+//! the database (SQLite: one writer; PostgreSQL: row locks on the blob and its links), so either the claim
+//! sees the touch or the reference and leaves the blob, or the writer sees the claim and waits.
+
+use oci::Digest;
+
+use crate::Result;
+
+/// The garbage collector's view of blobs.
+#[async_trait::async_trait]
+pub trait GcMarks: Send + Sync + 'static {
+    /// Records that blob `digest` (of `size` bytes) is wanted now: call before making its bytes visible
+    /// (or relying on them being there) and linking it. `false` while a sweep is deleting it: its bytes
+    /// may vanish, so the caller must wait for the sweep to release it, then reserve again and write the
+    /// bytes anew.
+    async fn reserve_blob(&self, digest: &Digest, size: u64) -> Result<bool>;
+
+    /// Blobs that no manifest references, that nothing touched at or after `touched_before` (Unix
+    /// seconds) and that no sweep is deleting: the candidates of a sweep, with their sizes, in digest
+    /// order strictly after `after`, at most `limit`.
+    async fn unreferenced_blobs(
+        &self,
+        touched_before: i64,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<(Digest, u64)>>;
+
+    /// Claims `digest` for deletion if it is still a candidate as `unreferenced_blobs(touched_before)`
+    /// defines it: in one transaction, unlinks it from every repository and marks it being deleted.
+    /// Returns whether it was claimed (`false`: it was referenced, touched or claimed meanwhile).
+    async fn claim_blob(&self, digest: &Digest, touched_before: i64) -> Result<bool>;
+
+    /// Forgets claimed blob `digest` once its bytes are gone: it may be reserved (pushed) again.
+    /// Forgetting a blob that is not claimed does nothing.
+    async fn release_blob(&self, digest: &Digest) -> Result<()>;
+
+    /// Blobs claimed and not released (a sweep that stopped between the two), in digest order, at most
+    /// `limit`: the next sweep deletes their bytes and releases them.
+    async fn claimed_blobs(&self, limit: usize) -> Result<Vec<Digest>>;
+}

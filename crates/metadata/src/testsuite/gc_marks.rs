@@ -1,0 +1,195 @@
+//! Cases of the garbage collector's marks. They need the catalog too (a blob is linked and referenced
+//! through it), so they run against stores that are both: every backend.
+//!
+//! Times are Unix seconds: "everything touched so far" is a cut-off one second ahead of now, "nothing
+//! touched since this second" a cut-off of now.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{blob, image, repo};
+use crate::{Catalog, Error, GcMarks};
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A cut-off after every touch so far (a grace period of nothing).
+fn everything() -> i64 {
+    now() + 1
+}
+
+pub async fn gc_candidates_are_the_blobs_no_manifest_references<S: Catalog + GcMarks>(store: S) {
+    let r = repo("app");
+    let (loose, used, unlinked) = (blob("loose"), blob("used"), blob("unlinked"));
+    store.link_blob(&r, &loose, 1).await.unwrap();
+    store.link_blob(&r, &used, 2).await.unwrap();
+    store.link_blob(&r, &unlinked, 3).await.unwrap();
+    store.unlink_blob(&r, &unlinked).await.unwrap();
+    store
+        .put_manifest(&r, &image("m", [used.clone()]), None)
+        .await
+        .unwrap();
+    let mut want = vec![(loose.clone(), 1), (unlinked.clone(), 3)];
+    want.sort();
+    assert_eq!(
+        store
+            .unreferenced_blobs(everything(), None, 10)
+            .await
+            .unwrap(),
+        want
+    );
+    // Paged in digest order.
+    let first = store
+        .unreferenced_blobs(everything(), None, 1)
+        .await
+        .unwrap();
+    assert_eq!(first, want[..1]);
+    let rest = store
+        .unreferenced_blobs(everything(), Some(&first[0].0), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest, want[1..]);
+    // Touched this very second: not before a cut-off of now.
+    assert!(
+        store
+            .unreferenced_blobs(now() - 1, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Deleting the manifest frees what it referenced.
+    let m = image("m", [used.clone()]);
+    assert!(store.delete_manifest(&r, &m.digest).await.unwrap());
+    let found = store
+        .unreferenced_blobs(everything(), None, 10)
+        .await
+        .unwrap();
+    assert!(found.contains(&(used, 2)), "{found:?}");
+}
+
+pub async fn gc_a_claimed_blob_is_unlinked_and_cannot_be_reserved_until_released<
+    S: Catalog + GcMarks,
+>(
+    store: S,
+) {
+    let (a, b, d) = (repo("a"), repo("b"), blob("layer"));
+    store.link_blob(&a, &d, 9).await.unwrap();
+    store.link_blob(&b, &d, 9).await.unwrap();
+    // Touched after the cut-off: not claimed.
+    assert!(!store.claim_blob(&d, now() - 1).await.unwrap());
+    assert!(store.claim_blob(&d, everything()).await.unwrap());
+    assert!(
+        !store.claim_blob(&d, everything()).await.unwrap(),
+        "claimed twice"
+    );
+    assert_eq!(store.linked_blob(&a, &d).await.unwrap(), None);
+    assert_eq!(store.linked_blob(&b, &d).await.unwrap(), None);
+    assert_eq!(store.known_blob(&d).await.unwrap(), None);
+    assert!(!store.reserve_blob(&d, 9).await.unwrap());
+    assert!(matches!(
+        store.link_blob(&a, &d, 9).await,
+        Err(Error::BlobDeleting(x)) if x == d
+    ));
+    assert_eq!(store.claimed_blobs(10).await.unwrap(), vec![d.clone()]);
+    assert!(
+        store
+            .unreferenced_blobs(everything(), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    store.release_blob(&d).await.unwrap();
+    assert!(store.claimed_blobs(10).await.unwrap().is_empty());
+    assert!(store.reserve_blob(&d, 9).await.unwrap());
+    store.link_blob(&a, &d, 9).await.unwrap();
+    assert_eq!(store.linked_blob(&a, &d).await.unwrap(), Some(9));
+    // Releasing a blob nobody claimed changes nothing.
+    store.release_blob(&d).await.unwrap();
+    assert_eq!(store.linked_blob(&a, &d).await.unwrap(), Some(9));
+}
+
+pub async fn gc_a_referenced_blob_is_never_claimed<S: Catalog + GcMarks>(store: S) {
+    let r = repo("app");
+    let d = blob("layer");
+    store.link_blob(&r, &d, 5).await.unwrap();
+    store
+        .put_manifest(&r, &image("m", [d.clone()]), None)
+        .await
+        .unwrap();
+    assert!(!store.claim_blob(&d, everything()).await.unwrap());
+    assert_eq!(store.linked_blob(&r, &d).await.unwrap(), Some(5));
+    // A reservation of a blob nobody has heard of makes it known to the collector.
+    let fresh = blob("fresh");
+    assert!(store.reserve_blob(&fresh, 3).await.unwrap());
+    assert_eq!(
+        store
+            .unreferenced_blobs(everything(), None, 10)
+            .await
+            .unwrap(),
+        vec![(fresh, 3)]
+    );
+}
+
+/// A manifest put that references a claimed blob fails as if the blob were missing; one that came
+/// first keeps the blob from being claimed.
+pub async fn gc_a_manifest_cannot_reference_a_claimed_blob<S: Catalog + GcMarks>(store: S) {
+    let r = repo("app");
+    let d = blob("layer");
+    store.link_blob(&r, &d, 5).await.unwrap();
+    assert!(store.claim_blob(&d, everything()).await.unwrap());
+    assert!(matches!(
+        store.put_manifest(&r, &image("m", [d.clone()]), None).await,
+        Err(Error::MissingBlob(x)) if x == d
+    ));
+}
+
+/// Writers that reserve and link, and sweeps that claim and release, on the same digests at once: a
+/// claimed blob is never linked anywhere while it is claimed, and every reservation or link either
+/// succeeded before the claim (so the claim saw the touch... or unlinked it) or was refused.
+pub async fn gc_claims_racing_links_never_leave_a_claimed_blob_linked<S: Catalog + GcMarks>(
+    store: S,
+) {
+    const DIGESTS: usize = 12;
+    let store = Arc::new(store);
+    let r = repo("race");
+    let mut tasks = Vec::new();
+    for i in 0..DIGESTS {
+        let d = blob(&format!("race-{i}"));
+        store.link_blob(&r, &d, 1).await.unwrap();
+        let (writer, sweeper) = (Arc::clone(&store), Arc::clone(&store));
+        let (rw, dw, ds) = (r.clone(), d.clone(), d.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..4 {
+                if writer.reserve_blob(&dw, 1).await.unwrap() {
+                    match writer.link_blob(&rw, &dw, 1).await {
+                        Ok(()) | Err(Error::BlobDeleting(_)) => {}
+                        Err(e) => panic!("link: {e}"),
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        }));
+        let rs = r.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..4 {
+                if sweeper.claim_blob(&ds, everything()).await.unwrap() {
+                    assert_eq!(
+                        sweeper.linked_blob(&rs, &ds).await.unwrap(),
+                        None,
+                        "a claimed blob is linked"
+                    );
+                    sweeper.release_blob(&ds).await.unwrap();
+                }
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(store.claimed_blobs(100).await.unwrap().is_empty());
+}
