@@ -13,6 +13,7 @@ mod blob;
 pub mod cached;
 mod discovery;
 mod error;
+pub mod gc;
 pub mod instrumented;
 mod keyed_lock;
 mod maintenance;

@@ -94,8 +94,9 @@ impl Registry {
         };
         if let Some(size) = size {
             // The metadata says the blob exists; the bytes must too, or the mount would link a hole.
-            // The digest's lock keeps eviction from deleting them between the check and the link.
-            let _blob = self.lock_blob(digest).await;
+            // Holding the blob keeps eviction and the garbage collector from deleting them between the
+            // check and the link.
+            let _blob = self.hold_blob(digest, size).await?;
             if self.blobs.stat(digest).await?.is_some() {
                 self.meta.catalog.link_blob(repo, digest, size).await?;
                 return Ok(MountOutcome::Mounted(BlobInfo {
@@ -157,9 +158,10 @@ impl Registry {
         }
         let size = session.offset;
         // Bytes first, durable, then the link: a crash in between leaves an unlinked blob for GC to
-        // sweep, never a link to bytes that are not there. The digest's lock keeps eviction from
-        // deleting bytes found present before they are linked.
-        let _blob = self.lock_blob(digest).await;
+        // sweep, never a link to bytes that are not there. Holding the blob keeps eviction and the
+        // garbage collector from deleting bytes found present (or just committed) before they are
+        // linked (see `crate::gc`).
+        let _blob = self.hold_blob(digest, size).await?;
         match self.blobs.stat(digest).await? {
             Some(_) => self.blobs.upload_delete(id).await?,
             None => match self.blobs.upload_commit(id, size, digest).await {

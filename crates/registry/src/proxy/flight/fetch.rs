@@ -22,6 +22,7 @@ const TAIL_LIMIT: u64 = 2 * SEGMENT;
 /// Chunks in flight between the receiver and the writer (their bytes are in the window already).
 const CHANNEL_CHUNKS: usize = 64;
 use crate::ByteStream;
+use crate::gc;
 use crate::keyed_lock::KeyedLocks;
 use crate::proxy::{
     CacheEvent, CacheKind, CacheObserver, Route, UpstreamCall, UpstreamOutcome, outcome,
@@ -197,7 +198,7 @@ impl Fetch {
         // The bytes are already here (pushed or cached through another repository): the upstream has
         // just confirmed this repository may read them, which is all that was missing.
         let held = self.blob_locks.lock_digest(digest).await;
-        if let Some(size) = self.blobs.stat(digest).await.map_err(storage)? {
+        if let Some(size) = self.present(digest).await? {
             drop(blob.body);
             self.observe(CacheEvent::Upstream(
                 UpstreamCall::BlobGet,
@@ -227,6 +228,11 @@ impl Fetch {
         ));
         let size = result?;
         let _blob = self.blob_locks.lock_digest(digest).await;
+        // Reserved before the bytes become visible, so no sweep claims them before the link (see
+        // `crate::gc`).
+        gc::reserve(&*self.meta.gc, digest, size)
+            .await
+            .map_err(storage)?;
         self.blobs
             .upload_commit(&self.flight.upload, size, digest)
             .await
@@ -239,6 +245,19 @@ impl Fetch {
             .await
             .map_err(storage)?;
         Ok(size)
+    }
+
+    /// The size of `digest`'s bytes if they are here, reserved against the garbage collector (see
+    /// `crate::gc`) before being relied on: found, reserved, then found again, since a sweep may have
+    /// deleted them between the first look and the reservation. The caller holds the digest's lock.
+    async fn present(&self, digest: &oci::Digest) -> Result<Option<u64>, Failure> {
+        let Some(size) = self.blobs.stat(digest).await.map_err(storage)? else {
+            return Ok(None);
+        };
+        gc::reserve(&*self.meta.gc, digest, size)
+            .await
+            .map_err(storage)?;
+        self.blobs.stat(digest).await.map_err(storage)
     }
 
     /// Streams the upstream's body into the upload while hashing it and sharing each chunk with the

@@ -1,0 +1,190 @@
+//! Garbage collection of blobs: the bytes no manifest references any more, swept while the registry
+//! serves, after a grace period, on one replica at a time.
+//!
+//! Why it never loses a byte anything references (the protocol is drawn in `metadata::GcMarks`):
+//! - Deletion is logical first. A sweep lists the blobs no manifest references that nothing touched
+//!   for the grace period, and *claims* each in one metadata transaction that checks again, unlinks it
+//!   from every repository and marks it being deleted. Only then are its bytes deleted, and the claim
+//!   released.
+//! - Everything that makes a blob's bytes visible or relies on them being there and then links them (a
+//!   push's commit, a mount, a pull-through fetch) first *holds* the blob ([`Registry::hold_blob`]):
+//!   this process's lock on the digest, and a reservation in the metadata, which touches the blob so no
+//!   sweep claims it for the grace period, and waits while a sweep (of any replica) has it claimed.
+//!   So either the claim sees the touch and leaves the blob, or the writer waits for the bytes to be
+//!   gone and writes them anew.
+//! - A manifest cannot reference a claimed blob (its links are gone, and the metadata refuses it).
+//!
+//! The sweep runs under the job lock [`GC_JOB`]; a sweep that died between a claim and its release
+//! leaves the claim, which the next sweep finishes first.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use metadata::JobLock;
+use oci::Digest;
+
+use crate::keyed_lock::KeyedGuard;
+use crate::{Error, Registry, Result};
+
+/// The job lock a sweep holds: one replica sweeps at a time.
+pub const GC_JOB: &str = "gc";
+
+/// How many candidates a sweep reads at a time.
+const PAGE: usize = 500;
+
+/// How long a writer waits for a sweep to release a blob it claimed before answering 503: a sweep
+/// holds a claim for one deletion, so this is only reached when the sweeping replica died mid-way
+/// (its next sweep, or another replica's, finishes the claim).
+const RESERVE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// What a sweep is asked to do.
+#[derive(Clone, Copy, Debug)]
+pub struct GcOptions {
+    /// How long a blob stays after anything last wanted it (a link, an unlink, the deletion of a
+    /// manifest that referenced it, a push reserving it). Zero sweeps at once: safe only while no push
+    /// is in flight.
+    pub grace: Duration,
+    /// Say what would go, remove nothing.
+    pub dry_run: bool,
+}
+
+/// What a sweep did (or, in a dry run, would do).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Blobs whose bytes were deleted (or would be), in digest order of their sweep.
+    pub blobs: Vec<Digest>,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Claims a stopped sweep had left, finished by this one.
+    pub resumed: usize,
+    pub dry_run: bool,
+    pub took: Duration,
+}
+
+impl std::fmt::Display for GcReport {
+    /// The summary line every run ends with.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = if self.dry_run { "would free" } else { "freed" };
+        write!(
+            f,
+            "garbage collection {verb} {} blobs, {} bytes, in {:.1} s",
+            self.blobs.len(),
+            self.bytes,
+            self.took.as_secs_f64()
+        )?;
+        if self.resumed > 0 {
+            write!(
+                f,
+                " (and finished {} claims a stopped run left)",
+                self.resumed
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// This process's lock on a digest and the metadata's reservation of it, held from before a writer
+/// relies on the blob's bytes being there until it has linked them.
+pub(crate) struct BlobHold {
+    _lock: KeyedGuard,
+}
+
+impl Registry {
+    /// Holds blob `digest` of `size` bytes for a writer (see the module comment): waits while a sweep
+    /// has it claimed, up to [`RESERVE_PATIENCE`], then answers UNAVAILABLE.
+    pub(crate) async fn hold_blob(&self, digest: &Digest, size: u64) -> Result<BlobHold> {
+        let lock = self.lock_blob(digest).await;
+        reserve(&*self.meta.gc, digest, size).await?;
+        Ok(BlobHold { _lock: lock })
+    }
+
+    /// Sweeps once under the job lock [`GC_JOB`]; `None`, having done nothing, when another holder
+    /// (replica or `berth garbage-collect`) has it. Refused in read-only mode unless it is a dry run.
+    pub async fn collect_garbage(&self, options: GcOptions) -> Result<Option<GcReport>> {
+        if !options.dry_run {
+            self.writable()?;
+        }
+        let Some(lock) = self.meta.jobs.try_job_lock(GC_JOB).await? else {
+            return Ok(None);
+        };
+        self.sweep(options, &lock).await.map(Some)
+    }
+
+    async fn sweep(&self, options: GcOptions, lock: &JobLock) -> Result<GcReport> {
+        let started = Instant::now();
+        let mut report = GcReport {
+            dry_run: options.dry_run,
+            ..GcReport::default()
+        };
+        if !options.dry_run {
+            for digest in self.meta.gc.claimed_blobs(usize::MAX).await? {
+                self.delete_claimed(&digest).await?;
+                report.resumed += 1;
+            }
+        }
+        // Touched at or before the second that is `grace` ago (so a grace of zero takes everything).
+        let cutoff = unix_seconds(SystemTime::now().checked_sub(options.grace)).saturating_add(1);
+        let mut after: Option<Digest> = None;
+        loop {
+            if !lock.is_held().await {
+                tracing::warn!(job = GC_JOB, "lost the job lock while collecting; stopping");
+                break;
+            }
+            let page = self
+                .meta
+                .gc
+                .unreferenced_blobs(cutoff, after.as_ref(), PAGE)
+                .await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (digest, size) in page {
+                if options.dry_run || self.collect(&digest, cutoff).await? {
+                    report.bytes += size;
+                    report.blobs.push(digest);
+                }
+            }
+        }
+        report.took = started.elapsed();
+        Ok(report)
+    }
+
+    /// Claims, deletes and releases one candidate. `false` when it was wanted again meanwhile.
+    async fn collect(&self, digest: &Digest, cutoff: i64) -> Result<bool> {
+        // This process's writers wait on the lock rather than on the metadata's claim.
+        let _lock = self.lock_blob(digest).await;
+        if !self.meta.gc.claim_blob(digest, cutoff).await? {
+            return Ok(false);
+        }
+        self.delete_claimed(digest).await?;
+        Ok(true)
+    }
+
+    /// Deletes a claimed blob's bytes (if still there), then releases the claim.
+    async fn delete_claimed(&self, digest: &Digest) -> Result<()> {
+        self.blobs.delete(digest).await?;
+        self.meta.gc.release_blob(digest).await?;
+        tracing::debug!(%digest, "garbage collected");
+        Ok(())
+    }
+}
+
+/// Reserves `digest` in the metadata, waiting (with growing pauses) while a sweep has it claimed.
+pub(crate) async fn reserve(gc: &dyn metadata::GcMarks, digest: &Digest, size: u64) -> Result<()> {
+    let deadline = Instant::now() + RESERVE_PATIENCE;
+    let mut pause = Duration::from_millis(20);
+    while !gc.reserve_blob(digest, size).await? {
+        if Instant::now() >= deadline {
+            return Err(Error::Unavailable(format!(
+                "blob {digest} is being deleted by the garbage collector; try again later"
+            )));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+    Ok(())
+}
+
+/// Unix seconds of `at` (`None`: before the epoch, which is 0).
+fn unix_seconds(at: Option<SystemTime>) -> i64 {
+    at.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
