@@ -40,6 +40,31 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Delete the blobs no manifest references that nothing wanted for the grace period, while the
+    /// registry keeps serving (registry:2's `garbage-collect`, without its need to stop the registry).
+    /// Prints each blob deleted and a summary line.
+    #[command(alias = "gc")]
+    GarbageCollect {
+        #[arg(value_name = "CONFIG")]
+        config_file: Option<PathBuf>,
+        /// Print what would be deleted, delete nothing.
+        #[arg(long, short = 'd')]
+        dry_run: bool,
+        /// Keep blobs wanted within this long (e.g. 30m, 2h; 0 takes every unreferenced blob now, safe
+        /// only while nothing is pushed); default: the configuration's `gc.grace` (1h).
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<String>,
+    },
+}
+
+/// What the command line asks for, once the configuration file is known.
+enum Action {
+    Serve,
+    CheckConfig,
+    GarbageCollect {
+        dry_run: bool,
+        grace: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,12 +100,20 @@ fn bound_malloc_arenas() {
 fn main() -> ExitCode {
     bound_malloc_arenas();
     let cli = Cli::parse();
-    let (path, check) = match cli.command {
-        None => (Ok(cli.config), false),
-        Some(Command::Serve { config_file }) => (one_path(config_file, cli.config), false),
+    let (path, action) = match cli.command {
+        None => (Ok(cli.config), Action::Serve),
+        Some(Command::Serve { config_file }) => (one_path(config_file, cli.config), Action::Serve),
         Some(Command::Config {
             action: ConfigAction::Check { config_file },
-        }) => (one_path(config_file, cli.config), true),
+        }) => (one_path(config_file, cli.config), Action::CheckConfig),
+        Some(Command::GarbageCollect {
+            config_file,
+            dry_run,
+            grace,
+        }) => (
+            one_path(config_file, cli.config),
+            Action::GarbageCollect { dry_run, grace },
+        ),
     };
     let path = match path {
         Ok(path) => path,
@@ -95,10 +128,12 @@ fn main() -> ExitCode {
             .filter(|p| !p.is_empty())
             .map(PathBuf::from)
     });
-    if check {
-        check_config(path.as_deref(), &env)
-    } else {
-        serve(path.as_deref(), &env)
+    match action {
+        Action::Serve => serve(path.as_deref(), &env),
+        Action::CheckConfig => check_config(path.as_deref(), &env),
+        Action::GarbageCollect { dry_run, grace } => {
+            garbage_collect(path.as_deref(), &env, dry_run, grace.as_deref())
+        }
     }
 }
 
@@ -144,6 +179,54 @@ fn serve(path: Option<&Path>, env: &HashMap<String, String>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `berth garbage-collect`: one sweep over the stores the configuration names, beside a running registry
+/// or without one. Exits 1 when another sweep holds the job lock.
+fn garbage_collect(
+    path: Option<&Path>,
+    env: &HashMap<String, String>,
+    dry_run: bool,
+    grace: Option<&str>,
+) -> ExitCode {
+    let loaded = match load(path, env) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let grace = match grace.map(config::values::parse_duration) {
+        None => loaded.config.gc.grace,
+        Some(Ok(d)) => d,
+        Some(Err(why)) => {
+            eprintln!("berth: --grace: {why}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(&loaded.config.log);
+    let options = registry::gc::GcOptions { grace, dry_run };
+    match serve::collect_garbage(&loaded.config, options) {
+        Ok(Some(report)) => {
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            for digest in &report.blobs {
+                println!("{verb} blob {digest}");
+            }
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!(
+                "berth: another garbage collection holds the job lock `{}`; try again later",
+                registry::gc::GC_JOB
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
             eprintln!("berth: {e:#}");
             ExitCode::FAILURE
         }
@@ -210,6 +293,22 @@ mod tests {
         ));
         let cli = parse(&["config", "check", "--config", "e.yml"]).unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("e.yml")));
+
+        let cli = parse(&["garbage-collect", "f.yml", "--dry-run", "--grace", "0"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::GarbageCollect { config_file: Some(p), dry_run: true, grace: Some(g) })
+                if p == Path::new("f.yml") && g == "0"
+        ));
+        let cli = parse(&["gc", "-d"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::GarbageCollect {
+                config_file: None,
+                dry_run: true,
+                grace: None
+            })
+        ));
 
         assert!(parse(&["frobnicate"]).is_err());
         assert!(parse(&["config"]).is_err());

@@ -45,31 +45,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let configured_root = config.storage.local_root();
-    std::fs::create_dir_all(configured_root)
-        .with_context(|| format!("creating the data directory {}", configured_root.display()))?;
-    let root = std::path::absolute(configured_root)
-        .with_context(|| format!("resolving the data directory {}", configured_root.display()))?;
-    let (blobs, blobs_name) = open_blobs(&config, &root)?;
-    let (meta, metadata_name): (Metadata, &str) = if config.database.enabled {
-        let db = &config.database;
-        let store = PostgresStore::connect(&db.postgres_settings()?)
-            .await
-            .with_context(|| {
-                format!(
-                    "connecting to the metadata database {}:{}/{}",
-                    db.host,
-                    db.port,
-                    db.dbname.as_deref().unwrap_or_default()
-                )
-            })?;
-        (Metadata::of(Arc::new(store)), "metadata_postgres")
-    } else {
-        let db = root.join("metadata.sqlite");
-        let store = SqliteStore::open(&db)
-            .with_context(|| format!("opening the metadata database {}", db.display()))?;
-        (Metadata::of(Arc::new(store)), "metadata_sqlite")
-    };
+    let Stores {
+        root,
+        blobs,
+        blobs_name,
+        meta,
+        metadata_name,
+    } = open_stores(&config).await?;
     let mut blobs = blobs;
     let mut meta = meta;
     let exported = config.http.debug.addr.is_some() && config.http.debug.prometheus.is_some();
@@ -91,17 +73,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config.limits.metadata_cache,
         ));
     }
-    let registry = Registry::new(
-        blobs,
-        meta,
-        registry::Settings {
-            delete_enabled: config.storage.delete_enabled,
-            read_only: config.storage.read_only,
-            max_concurrent_uploads: config.limits.max_concurrent_uploads,
-            max_manifest_bytes: config.limits.max_manifest_bytes,
-            blob_redirect: config.storage.redirect,
-        },
-    );
+    let registry = Registry::new(blobs, meta, registry_settings(&config));
     let registry = match &config.proxy {
         Some(proxy) => registry.with_proxy(
             registry::proxy::ProxySettings {
@@ -160,6 +132,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     if let Some(purging) = config.storage.upload_purging.clone() {
         tokio::spawn(registry.clone().run_upload_purger(purging));
+    }
+    if let Some(interval) = config.gc.interval {
+        tokio::spawn(
+            registry
+                .clone()
+                .run_garbage_collector(interval, config.gc.grace),
+        );
     }
 
     // Handlers first, so a signal sent as soon as the line below is read is already ours to handle.
@@ -283,6 +262,81 @@ impl Signals {
 /// The blob store the configuration names, and its driver's name (registry:2's, for the metrics): S3
 /// (credentials, region and endpoint the file leaves out come from the AWS environment variables), or
 /// the filesystem under `root`.
+/// One garbage collection over the stores `config` names, on a runtime of its own (`berth
+/// garbage-collect`). `None` when another sweep holds the job lock.
+pub fn collect_garbage(
+    config: &Config,
+    options: registry::gc::GcOptions,
+) -> anyhow::Result<Option<registry::gc::GcReport>> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let stores = open_stores(config).await?;
+        let registry = Registry::new(stores.blobs, stores.meta, registry_settings(config));
+        registry
+            .collect_garbage(options)
+            .await
+            .context("collecting garbage")
+    })
+}
+
+/// The stores the configuration names, opened, with the names their metrics and health checks use.
+pub struct Stores {
+    /// The local data directory, absolute (the filesystem blobs' and SQLite's home).
+    pub root: std::path::PathBuf,
+    pub blobs: Arc<dyn BlobStore>,
+    pub blobs_name: &'static str,
+    pub meta: Metadata,
+    pub metadata_name: &'static str,
+}
+
+/// Opens the blob store and the metadata database the configuration names (creating the data
+/// directory when they live there). Shared by `serve` and the maintenance commands.
+pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
+    let configured_root = config.storage.local_root();
+    std::fs::create_dir_all(configured_root)
+        .with_context(|| format!("creating the data directory {}", configured_root.display()))?;
+    let root = std::path::absolute(configured_root)
+        .with_context(|| format!("resolving the data directory {}", configured_root.display()))?;
+    let (blobs, blobs_name) = open_blobs(config, &root)?;
+    let (meta, metadata_name) = if config.database.enabled {
+        let db = &config.database;
+        let store = PostgresStore::connect(&db.postgres_settings()?)
+            .await
+            .with_context(|| {
+                format!(
+                    "connecting to the metadata database {}:{}/{}",
+                    db.host,
+                    db.port,
+                    db.dbname.as_deref().unwrap_or_default()
+                )
+            })?;
+        (Metadata::of(Arc::new(store)), "metadata_postgres")
+    } else {
+        let db = root.join("metadata.sqlite");
+        let store = SqliteStore::open(&db)
+            .with_context(|| format!("opening the metadata database {}", db.display()))?;
+        (Metadata::of(Arc::new(store)), "metadata_sqlite")
+    };
+    Ok(Stores {
+        root,
+        blobs,
+        blobs_name,
+        meta,
+        metadata_name,
+    })
+}
+
+/// What the configuration allows the registry.
+pub fn registry_settings(config: &Config) -> registry::Settings {
+    registry::Settings {
+        delete_enabled: config.storage.delete_enabled,
+        read_only: config.storage.read_only,
+        max_concurrent_uploads: config.limits.max_concurrent_uploads,
+        max_manifest_bytes: config.limits.max_manifest_bytes,
+        blob_redirect: config.storage.redirect,
+    }
+}
+
 fn open_blobs(config: &Config, root: &Path) -> anyhow::Result<(Arc<dyn BlobStore>, &'static str)> {
     if let Driver::S3(s3) = &config.storage.driver {
         let settings = S3Settings::resolve((**s3).clone(), |name| std::env::var(name).ok())

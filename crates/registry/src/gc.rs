@@ -109,6 +109,36 @@ impl Registry {
         self.sweep(options, &lock).await.map(Some)
     }
 
+    /// Sweeps forever, every `interval` (the first time one `interval` after start, at most an hour),
+    /// keeping blobs for `grace`. Of several replicas running this, the one holding the job lock
+    /// [`GC_JOB`] sweeps; the lock is taken again each round, so another replica takes over within an
+    /// interval of the holder's death. Failures are logged and retried at the next round. Returns at
+    /// once in read-only mode.
+    pub async fn run_garbage_collector(self, interval: Duration, grace: Duration) {
+        if self.settings.read_only {
+            tracing::info!("garbage collection is off: the registry is in read-only mode");
+            return;
+        }
+        let interval = interval.max(Duration::from_secs(1));
+        tokio::time::sleep(interval.min(Duration::from_secs(3600))).await;
+        loop {
+            let options = GcOptions {
+                grace,
+                dry_run: false,
+            };
+            match self.collect_garbage(options).await {
+                Ok(Some(report)) => {
+                    tracing::info!(blobs = report.blobs.len(), bytes = report.bytes, "{report}")
+                }
+                Ok(None) => tracing::debug!("another replica holds the garbage collection lock"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "garbage collection failed; trying again next round")
+                }
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
     async fn sweep(&self, options: GcOptions, lock: &JobLock) -> Result<GcReport> {
         let started = Instant::now();
         let mut report = GcReport {

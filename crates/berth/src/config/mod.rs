@@ -13,7 +13,7 @@
 //! secrets masked.
 //!
 //! Sections: `version` (here), [`log`], [`storage`], [`http`], [`auth`] (with berth's `access`),
-//! [`health`], [`proxy`], [`database`] (GitLab's spelling), berth's [`limits`], and the registry:2
+//! [`health`], [`proxy`], [`database`] (GitLab's spelling), berth's [`limits`] and [`gc`], and the registry:2
 //! sections berth does not implement, which are reported by name (here). A feature's section is read and
 //! validated in its file, and its settings are handed to the crate that implements it; what is not
 //! implemented yet says so in a warning from its section's file.
@@ -24,6 +24,7 @@ use std::fmt;
 pub mod auth;
 pub mod database;
 mod env;
+pub mod gc;
 pub mod health;
 pub mod http;
 pub mod limits;
@@ -54,6 +55,8 @@ pub struct Config {
     pub database: database::DatabaseConfig,
     /// berth's `limits`.
     pub limits: limits::LimitsConfig,
+    /// berth's `gc`.
+    pub gc: gc::GcConfig,
 }
 
 /// A configuration and what was said about it while reading.
@@ -232,6 +235,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
     let proxy = proxy::read(top.section("proxy")?)?;
     let database = database::read(top.section("database")?)?;
     let limits = limits::read(top.section("limits")?)?;
+    let gc = gc::read(top.section("gc")?)?;
     for (key, why) in IGNORED_SECTIONS {
         top.ignore(key, why);
     }
@@ -245,6 +249,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
         proxy,
         database,
         limits,
+        gc,
     })
 }
 
@@ -264,6 +269,7 @@ impl Config {
         }
         out.push(("database", self.database.to_yaml()));
         out.push(("limits", self.limits.to_yaml()));
+        out.push(("gc", self.gc.to_yaml()));
         mapping(out)
     }
 }

@@ -754,3 +754,35 @@ fn auth_without_a_usable_provider_refuses_the_start() {
     );
     assert!(load_ok("auth: {}\n").config.auth.htpasswd.is_none());
 }
+
+/// berth's `gc` section: on by default, every 24h with a 1h grace; each key changes what it says.
+#[test]
+fn gc_schedules_and_grace() {
+    let defaults = load_ok("version: 0.1\n").config.gc;
+    assert_eq!(defaults.interval, Some(Duration::from_secs(24 * 3600)));
+    assert_eq!(defaults.grace, Duration::from_secs(3600));
+    let off = load_ok("gc:\n  enabled: false\n").config.gc;
+    assert_eq!(off.interval, None);
+    let set = load_ok("gc:\n  interval: 6h\n  grace: 30m\n").config.gc;
+    assert_eq!(
+        (set.interval, set.grace),
+        (
+            Some(Duration::from_secs(6 * 3600)),
+            Duration::from_secs(1800)
+        )
+    );
+    let env = load_env(None, &[("REGISTRY_GC_GRACE", "2h")]).config.gc;
+    assert_eq!(env.grace, Duration::from_secs(7200));
+    let e = error("gc:\n  interval: 30s\n");
+    assert!(e.starts_with("gc.interval: \"30s\""), "{e}");
+    // Printed and read back, the same.
+    let printed = yaml::to_string(&load_ok("gc:\n  interval: 6h\n").config.to_yaml()).unwrap();
+    assert_eq!(load_ok(&printed).config.gc, set_interval_only());
+}
+
+fn set_interval_only() -> gc::GcConfig {
+    gc::GcConfig {
+        interval: Some(Duration::from_secs(6 * 3600)),
+        grace: gc::DEFAULT_GRACE,
+    }
+}

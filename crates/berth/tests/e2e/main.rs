@@ -19,6 +19,7 @@ mod buildah;
 mod config;
 mod crash;
 mod curl;
+mod gc;
 mod limits;
 mod metrics;
 mod outage;

@@ -1,0 +1,150 @@
+//! Garbage collection against the real binary: skopeo pushes two images that share a layer into two
+//! repositories, one is deleted, and `berth garbage-collect` run beside the serving registry frees
+//! exactly the blobs only the deleted image had, on disk; the dry run frees nothing; the other image
+//! pulls back byte for byte, and the deleted one can be pushed again.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::harness::clients::version;
+use crate::harness::images::{layout_blobs, sample_image, write_image_layout};
+use crate::harness::{Server, Tools, repo};
+
+fn oci(dir: &Path, tag: &str) -> String {
+    format!("oci:{}:{tag}", dir.display())
+}
+
+/// `berth garbage-collect` over the server's data directory, with `args`; its stdout.
+fn gc(server: &Server, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("garbage-collect")
+        .args(args)
+        .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", server.root())
+        .env("REGISTRY_STORAGE_DELETE_ENABLED", "true")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run berth: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "garbage-collect {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn on_disk(server: &Server, digest: &str) -> bool {
+    let hex = digest.trim_start_matches("sha256:");
+    server
+        .root()
+        .join("blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .exists()
+}
+
+#[test]
+fn garbage_collect_frees_exactly_what_only_a_deleted_image_had() {
+    eprintln!("{}", version("skopeo"));
+    let server = Server::start();
+    let tools = Tools::new();
+    let host = server.host();
+    let (doomed, kept) = (sample_image("gc-doomed"), sample_image("gc-kept"));
+    let (ra, rb) = (repo("gc-a"), repo("gc-b"));
+    for (img, r) in [(&doomed, &ra), (&kept, &rb)] {
+        let src = tools.scratch(&format!("src-{r}"));
+        write_image_layout(&src, "v1", img);
+        tools.skopeo(&[
+            "copy",
+            "--dest-tls-verify=false",
+            &oci(&src, "v1"),
+            &format!("docker://{host}/{r}:v1"),
+        ]);
+    }
+    let shared: Vec<&str> = doomed
+        .layers
+        .iter()
+        .filter(|l| kept.layers.iter().any(|k| k.digest == l.digest))
+        .map(|l| l.digest.as_str())
+        .collect();
+    assert_eq!(shared.len(), 1, "the two images share their big layer");
+    let only_doomed: Vec<&crate::harness::images::Blob> = std::iter::once(&doomed.config)
+        .chain(doomed.layers.iter())
+        .filter(|b| !shared.contains(&b.digest.as_str()))
+        .collect();
+
+    // Everything is referenced: nothing to free.
+    let before = gc(&server, &["--grace", "0"]);
+    assert!(before.contains("freed 0 blobs, 0 bytes"), "{before}");
+
+    tools.skopeo(&[
+        "delete",
+        "--tls-verify=false",
+        &format!("docker://{host}/{ra}:v1"),
+    ]);
+    let dry = gc(&server, &["--dry-run", "--grace", "0"]);
+    for b in &only_doomed {
+        assert!(
+            dry.contains(&format!("would delete blob {}", b.digest)),
+            "{dry}"
+        );
+        assert!(
+            on_disk(&server, &b.digest),
+            "the dry run deleted {}",
+            b.digest
+        );
+    }
+    assert!(!dry.contains(shared[0]), "{dry}");
+
+    // A grace period keeps what was wanted recently (the deletion just touched them).
+    let graced = gc(&server, &["--grace", "1h"]);
+    assert!(graced.contains("freed 0 blobs"), "{graced}");
+
+    let freed = gc(&server, &["--grace", "0"]);
+    let bytes: usize = only_doomed.iter().map(|b| b.bytes.len()).sum();
+    assert!(
+        freed.contains(&format!("freed {} blobs, {bytes} bytes", only_doomed.len())),
+        "{freed}"
+    );
+    for b in &only_doomed {
+        assert!(
+            !on_disk(&server, &b.digest),
+            "{} is still on disk",
+            b.digest
+        );
+    }
+    assert!(on_disk(&server, shared[0]));
+
+    // The kept image pulls back byte for byte, while the registry keeps serving.
+    let dst = tools.scratch("dst-kept");
+    tools.skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--preserve-digests",
+        &format!("docker://{host}/{rb}:v1"),
+        &oci(&dst, "v1"),
+    ]);
+    let pulled = layout_blobs(&dst);
+    for b in std::iter::once(&kept.config).chain(kept.layers.iter()) {
+        assert_eq!(pulled.get(&b.digest), Some(&b.bytes), "{}", b.digest);
+    }
+    // The deleted image can be pushed again, and pulls back whole.
+    let src = tools.scratch("src-again");
+    write_image_layout(&src, "v1", &doomed);
+    tools.skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &oci(&src, "v1"),
+        &format!("docker://{host}/{ra}:v2"),
+    ]);
+    let dst = tools.scratch("dst-again");
+    tools.skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{host}/{ra}:v2"),
+        &oci(&dst, "v2"),
+    ]);
+    let pulled = layout_blobs(&dst);
+    for b in &only_doomed {
+        assert_eq!(pulled.get(&b.digest), Some(&b.bytes), "{}", b.digest);
+    }
+}
