@@ -50,6 +50,10 @@ enum Command {
         /// Print what would be deleted, delete nothing.
         #[arg(long, short = 'd')]
         dry_run: bool,
+        /// Also delete the manifests no tag reaches (the children of a tagged index, the subject and
+        /// the referrers of a tagged manifest stay), with their blobs; default: `gc.deleteuntagged`.
+        #[arg(long, short = 'm')]
+        delete_untagged: bool,
         /// Keep blobs wanted within this long (e.g. 30m, 2h; 0 takes every unreferenced blob now, safe
         /// only while nothing is pushed); default: the configuration's `gc.grace` (1h).
         #[arg(long, value_name = "DURATION")]
@@ -63,6 +67,7 @@ enum Action {
     CheckConfig,
     GarbageCollect {
         dry_run: bool,
+        delete_untagged: bool,
         grace: Option<String>,
     },
 }
@@ -109,10 +114,15 @@ fn main() -> ExitCode {
         Some(Command::GarbageCollect {
             config_file,
             dry_run,
+            delete_untagged,
             grace,
         }) => (
             one_path(config_file, cli.config),
-            Action::GarbageCollect { dry_run, grace },
+            Action::GarbageCollect {
+                dry_run,
+                delete_untagged,
+                grace,
+            },
         ),
     };
     let path = match path {
@@ -131,9 +141,17 @@ fn main() -> ExitCode {
     match action {
         Action::Serve => serve(path.as_deref(), &env),
         Action::CheckConfig => check_config(path.as_deref(), &env),
-        Action::GarbageCollect { dry_run, grace } => {
-            garbage_collect(path.as_deref(), &env, dry_run, grace.as_deref())
-        }
+        Action::GarbageCollect {
+            dry_run,
+            delete_untagged,
+            grace,
+        } => garbage_collect(
+            path.as_deref(),
+            &env,
+            dry_run,
+            delete_untagged,
+            grace.as_deref(),
+        ),
     }
 }
 
@@ -191,6 +209,7 @@ fn garbage_collect(
     path: Option<&Path>,
     env: &HashMap<String, String>,
     dry_run: bool,
+    delete_untagged: bool,
     grace: Option<&str>,
 ) -> ExitCode {
     let loaded = match load(path, env) {
@@ -209,10 +228,17 @@ fn garbage_collect(
         }
     };
     logging::init(&loaded.config.log);
-    let options = registry::gc::GcOptions { grace, dry_run };
+    let options = registry::gc::GcOptions {
+        grace,
+        dry_run,
+        delete_untagged: delete_untagged || loaded.config.gc.delete_untagged,
+    };
     match serve::collect_garbage(&loaded.config, options) {
         Ok(Some(report)) => {
             let verb = if dry_run { "would delete" } else { "deleted" };
+            for (repo, digest) in &report.manifests {
+                println!("{verb} manifest {repo}@{digest}");
+            }
             for digest in &report.blobs {
                 println!("{verb} blob {digest}");
             }
@@ -297,15 +323,16 @@ mod tests {
         let cli = parse(&["garbage-collect", "f.yml", "--dry-run", "--grace", "0"]).unwrap();
         assert!(matches!(
             cli.command,
-            Some(Command::GarbageCollect { config_file: Some(p), dry_run: true, grace: Some(g) })
+            Some(Command::GarbageCollect { config_file: Some(p), dry_run: true, delete_untagged: false, grace: Some(g) })
                 if p == Path::new("f.yml") && g == "0"
         ));
-        let cli = parse(&["gc", "-d"]).unwrap();
+        let cli = parse(&["gc", "-d", "-m"]).unwrap();
         assert!(matches!(
             cli.command,
             Some(Command::GarbageCollect {
                 config_file: None,
                 dry_run: true,
+                delete_untagged: true,
                 grace: None
             })
         ));

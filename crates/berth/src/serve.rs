@@ -134,11 +134,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(registry.clone().run_upload_purger(purging));
     }
     if let Some(interval) = config.gc.interval {
-        tokio::spawn(
-            registry
-                .clone()
-                .run_garbage_collector(interval, config.gc.grace),
-        );
+        tokio::spawn(registry.clone().run_garbage_collector(
+            interval,
+            config.gc.grace,
+            config.gc.delete_untagged,
+        ));
     }
 
     // Handlers first, so a signal sent as soon as the line below is read is already ours to handle.

@@ -17,7 +17,7 @@
 //! the database (SQLite: one writer; PostgreSQL: row locks on the blob and its links), so either the claim
 //! sees the touch or the reference and leaves the blob, or the writer sees the claim and waits.
 
-use oci::Digest;
+use oci::{Digest, RepoName};
 
 use crate::Result;
 
@@ -52,4 +52,25 @@ pub trait GcMarks: Send + Sync + 'static {
     /// Blobs claimed and not released (a sweep that stopped between the two), in digest order, at most
     /// `limit`: the next sweep deletes their bytes and releases them.
     async fn claimed_blobs(&self, limit: usize) -> Result<Vec<Digest>>;
+
+    /// The manifests of `repo` that no tag reaches, pushed before `created_before` (Unix seconds), in
+    /// digest order. A tag reaches the manifest it points at; a manifest reaches the children of an
+    /// index, its `subject`, and its referrers (the manifests whose subject it is). So the children of a
+    /// tagged index stay, and so do the signatures and SBOMs of a tagged image; an untagged index
+    /// takes its children and referrers with it.
+    async fn unreachable_manifests(
+        &self,
+        repo: &RepoName,
+        created_before: i64,
+    ) -> Result<Vec<Digest>>;
+
+    /// Deletes manifest `digest` of `repo` as `Catalog::delete_manifest` does, in one transaction that
+    /// first checks again that it is one of `unreachable_manifests(repo, created_before)` (a tag pushed
+    /// meanwhile keeps it). Returns whether it was deleted.
+    async fn delete_unreachable_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        created_before: i64,
+    ) -> Result<bool>;
 }

@@ -418,6 +418,31 @@ impl GcMarks for PostgresStore {
     async fn claimed_blobs(&self, limit: usize) -> Result<Vec<Digest>> {
         run!(self, Safety::Idempotent, |c| gc_marks::claimed(c, limit))
     }
+
+    async fn unreachable_manifests(
+        &self,
+        repo: &RepoName,
+        created_before: i64,
+    ) -> Result<Vec<Digest>> {
+        run!(self, Safety::Idempotent, |c| gc_marks::unreachable(
+            c,
+            repo,
+            created_before
+        ))
+    }
+
+    async fn delete_unreachable_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        created_before: i64,
+    ) -> Result<bool> {
+        run!(
+            self,
+            Safety::AtMostOnce,
+            tx | c | gc_marks::delete_unreachable(c, repo, digest, created_before)
+        )
+    }
 }
 
 #[async_trait::async_trait]

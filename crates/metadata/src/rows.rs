@@ -79,3 +79,23 @@ pub(crate) fn proxy_entry(
         pulled_at,
     })
 }
+
+/// The manifests of one repository (`$1`) that no tag reaches, created before `$2`, in digest order: the
+/// closure of the tagged manifests over the edges parent -> child, manifest -> subject and subject ->
+/// referrer. Written once for both dialects (SQLite's `?N` reads `$N` as the same numbered parameter);
+/// one recursive term, as PostgreSQL requires.
+pub(crate) const UNREACHABLE_MANIFESTS: &str = "
+WITH RECURSIVE edges (src, dst) AS (
+    SELECT parent_digest, child_digest FROM manifest_children WHERE repo_id = $1
+    UNION ALL
+    SELECT digest, subject FROM manifests WHERE repo_id = $1 AND subject IS NOT NULL
+    UNION ALL
+    SELECT subject, digest FROM manifests WHERE repo_id = $1 AND subject IS NOT NULL
+), reach (digest) AS (
+    SELECT manifest_digest FROM tags WHERE repo_id = $1
+    UNION
+    SELECT e.dst FROM edges e JOIN reach r ON e.src = r.digest
+)
+SELECT digest FROM manifests
+WHERE repo_id = $1 AND created_at < $2 AND digest NOT IN (SELECT digest FROM reach)
+ORDER BY digest";

@@ -470,6 +470,27 @@ impl GcMarks for SqliteStore {
     async fn claimed_blobs(&self, limit: usize) -> Result<Vec<Digest>> {
         self.read(move |conn| gc_marks::claimed(conn, limit)).await
     }
+
+    async fn unreachable_manifests(
+        &self,
+        repo: &RepoName,
+        created_before: i64,
+    ) -> Result<Vec<Digest>> {
+        let repo = repo.clone();
+        self.read(move |conn| gc_marks::unreachable(conn, &repo, created_before))
+            .await
+    }
+
+    async fn delete_unreachable_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        created_before: i64,
+    ) -> Result<bool> {
+        let (repo, digest) = (repo.clone(), digest.clone());
+        self.write_tx(move |tx| gc_marks::delete_unreachable(tx, &repo, &digest, created_before))
+            .await
+    }
 }
 
 #[async_trait::async_trait]

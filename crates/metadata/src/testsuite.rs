@@ -158,6 +158,7 @@ macro_rules! gc_mark_tests {
             gc_a_referenced_blob_is_never_claimed,
             gc_a_manifest_cannot_reference_a_claimed_blob,
             gc_claims_racing_links_never_leave_a_claimed_blob_linked,
+            gc_unreachable_manifests_are_what_no_tag_reaches,
         );
     };
 }

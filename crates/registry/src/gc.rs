@@ -20,7 +20,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use metadata::JobLock;
-use oci::Digest;
+use oci::{Digest, RepoName};
 
 use crate::keyed_lock::KeyedGuard;
 use crate::{Error, Registry, Result};
@@ -45,6 +45,10 @@ pub struct GcOptions {
     pub grace: Duration,
     /// Say what would go, remove nothing.
     pub dry_run: bool,
+    /// Also delete the manifests no tag reaches (`metadata::GcMarks::unreachable_manifests`), pushed
+    /// before the grace period, first: their blobs then go in the same run when the grace is zero, else
+    /// in a run after the grace period.
+    pub delete_untagged: bool,
 }
 
 /// What a sweep did (or, in a dry run, would do).
@@ -52,6 +56,8 @@ pub struct GcOptions {
 pub struct GcReport {
     /// Blobs whose bytes were deleted (or would be), in digest order of their sweep.
     pub blobs: Vec<Digest>,
+    /// Manifests deleted (or that would be) because no tag reaches them.
+    pub manifests: Vec<(RepoName, Digest)>,
     /// Their bytes.
     pub bytes: u64,
     /// Claims a stopped sweep had left, finished by this one.
@@ -66,9 +72,10 @@ impl std::fmt::Display for GcReport {
         let verb = if self.dry_run { "would free" } else { "freed" };
         write!(
             f,
-            "garbage collection {verb} {} blobs, {} bytes, in {:.1} s",
+            "garbage collection {verb} {} blobs, {} bytes, {} untagged manifests, in {:.1} s",
             self.blobs.len(),
             self.bytes,
+            self.manifests.len(),
             self.took.as_secs_f64()
         )?;
         if self.resumed > 0 {
@@ -110,11 +117,16 @@ impl Registry {
     }
 
     /// Sweeps forever, every `interval` (the first time one `interval` after start, at most an hour),
-    /// keeping blobs for `grace`. Of several replicas running this, the one holding the job lock
+    /// keeping blobs for `grace` (and, with `delete_untagged`, deleting the manifests no tag reaches). Of several replicas running this, the one holding the job lock
     /// [`GC_JOB`] sweeps; the lock is taken again each round, so another replica takes over within an
     /// interval of the holder's death. Failures are logged and retried at the next round. Returns at
     /// once in read-only mode.
-    pub async fn run_garbage_collector(self, interval: Duration, grace: Duration) {
+    pub async fn run_garbage_collector(
+        self,
+        interval: Duration,
+        grace: Duration,
+        delete_untagged: bool,
+    ) {
         if self.settings.read_only {
             tracing::info!("garbage collection is off: the registry is in read-only mode");
             return;
@@ -125,6 +137,7 @@ impl Registry {
             let options = GcOptions {
                 grace,
                 dry_run: false,
+                delete_untagged,
             };
             match self.collect_garbage(options).await {
                 Ok(Some(report)) => {
@@ -153,6 +166,10 @@ impl Registry {
         }
         // Touched at or before the second that is `grace` ago (so a grace of zero takes everything).
         let cutoff = unix_seconds(SystemTime::now().checked_sub(options.grace)).saturating_add(1);
+        if options.delete_untagged {
+            self.delete_untagged(options.dry_run, cutoff, lock, &mut report)
+                .await?;
+        }
         let mut after: Option<Digest> = None;
         loop {
             if !lock.is_held().await {
@@ -175,6 +192,44 @@ impl Registry {
         }
         report.took = started.elapsed();
         Ok(report)
+    }
+
+    /// Deletes (or, in a dry run, lists) the manifests no tag reaches, repository by repository.
+    async fn delete_untagged(
+        &self,
+        dry_run: bool,
+        cutoff: i64,
+        lock: &JobLock,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let mut after: Option<String> = None;
+        loop {
+            let repos = self.meta.catalog.list_repos(after.as_deref(), PAGE).await?;
+            let Some(last) = repos.last() else {
+                return Ok(());
+            };
+            after = Some(last.clone());
+            if !lock.is_held().await {
+                return Ok(());
+            }
+            for name in repos {
+                // Names came from the catalog, so they parse; one that does not is skipped.
+                let Ok(repo) = name.parse::<RepoName>() else {
+                    continue;
+                };
+                for digest in self.meta.gc.unreachable_manifests(&repo, cutoff).await? {
+                    let gone = dry_run
+                        || self
+                            .meta
+                            .gc
+                            .delete_unreachable_manifest(&repo, &digest, cutoff)
+                            .await?;
+                    if gone {
+                        report.manifests.push((repo.clone(), digest));
+                    }
+                }
+            }
+        }
     }
 
     /// Claims, deletes and releases one candidate. `false` when it was wanted again meanwhile.

@@ -444,4 +444,26 @@ impl GcMarks for InstrumentedMetadata {
         let fut = self.inner.gc.claimed_blobs(limit);
         timed(&*self.observer, self.op("claimed_blobs"), fut).await
     }
+
+    async fn unreachable_manifests(
+        &self,
+        repo: &RepoName,
+        created_before: i64,
+    ) -> metadata::Result<Vec<Digest>> {
+        let fut = self.inner.gc.unreachable_manifests(repo, created_before);
+        timed(&*self.observer, self.op("unreachable_manifests"), fut).await
+    }
+
+    async fn delete_unreachable_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        created_before: i64,
+    ) -> metadata::Result<bool> {
+        let fut = self
+            .inner
+            .gc
+            .delete_unreachable_manifest(repo, digest, created_before);
+        timed(&*self.observer, self.op("delete_unreachable_manifest"), fut).await
+    }
 }

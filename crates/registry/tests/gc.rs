@@ -17,7 +17,7 @@ use berth_registry as registry;
 use blobs::BlobStore;
 use common::{Env, by_digest, content, pull, push, push_image, repo};
 use metadata::sqlite::SqliteStore;
-use metadata::{GcMarks, Metadata};
+use metadata::{Catalog, GcMarks, Metadata};
 use oci::Digest;
 use registry::gc::{GcOptions, GcReport};
 use registry::{Error, Registry, Settings};
@@ -27,6 +27,7 @@ fn at_once() -> GcOptions {
     GcOptions {
         grace: Duration::ZERO,
         dry_run: false,
+        delete_untagged: false,
     }
 }
 
@@ -78,7 +79,7 @@ async fn the_grace_period_and_a_dry_run_keep_everything() {
         &env.reg,
         GcOptions {
             grace: Duration::from_secs(3600),
-            dry_run: false,
+            ..at_once()
         },
     )
     .await;
@@ -86,8 +87,8 @@ async fn the_grace_period_and_a_dry_run_keep_everything() {
     let dry = collect(
         &env.reg,
         GcOptions {
-            grace: Duration::ZERO,
             dry_run: true,
+            ..at_once()
         },
     )
     .await;
@@ -178,6 +179,21 @@ impl GcMarks for HeldClaims {
     async fn claimed_blobs(&self, limit: usize) -> metadata::Result<Vec<Digest>> {
         self.inner.claimed_blobs(limit).await
     }
+    async fn unreachable_manifests(
+        &self,
+        r: &oci::RepoName,
+        before: i64,
+    ) -> metadata::Result<Vec<Digest>> {
+        self.inner.unreachable_manifests(r, before).await
+    }
+    async fn delete_unreachable_manifest(
+        &self,
+        r: &oci::RepoName,
+        d: &Digest,
+        before: i64,
+    ) -> metadata::Result<bool> {
+        self.inner.delete_unreachable_manifest(r, d, before).await
+    }
 }
 
 /// Two replicas over one store and one database. Replica A's sweep has claimed a blob and is held
@@ -262,4 +278,51 @@ async fn a_sweep_is_skipped_while_another_holds_the_lock() {
     assert!(on_disk(&env, &d).await);
     drop(held);
     assert_eq!(collect(&env.reg, at_once()).await.blobs, vec![d]);
+}
+
+/// With `delete_untagged`, a manifest no tag reaches goes, and with a grace of zero its blobs in the
+/// same run; a tagged image and the children of a tagged index stay; the dry run only lists.
+#[tokio::test]
+async fn untagged_manifests_go_with_their_blobs() {
+    let env = Env::new();
+    let r = repo("app");
+    let (kept, _) = push_image(&env.reg, &r, "v1", 1).await;
+    let (loose, loose_manifest) = push_image(&env.reg, &r, "temporary", 2).await;
+    // Untag it: the same manifest stays, by digest only.
+    env.meta
+        .delete_tag(&r, &"temporary".parse().unwrap())
+        .await
+        .unwrap();
+    let options = GcOptions {
+        delete_untagged: true,
+        ..at_once()
+    };
+    let dry = collect(
+        &env.reg,
+        GcOptions {
+            dry_run: true,
+            ..options
+        },
+    )
+    .await;
+    assert_eq!(dry.manifests, vec![(r.clone(), loose.clone())]);
+    assert!(env.reg.get_manifest(&r, &by_digest(&loose)).await.is_ok());
+
+    let report = collect(&env.reg, options).await;
+    assert_eq!(report.manifests, vec![(r.clone(), loose.clone())]);
+    let m: serde_json::Value = serde_json::from_str(&loose_manifest).unwrap();
+    let mut blobs: Vec<Digest> = [&m["config"]["digest"], &m["layers"][0]["digest"]]
+        .iter()
+        .map(|d| d.as_str().unwrap().parse().unwrap())
+        .collect();
+    blobs.sort();
+    let mut freed = report.blobs.clone();
+    freed.sort();
+    assert_eq!(freed, blobs, "its blobs went in the same run");
+    assert!(matches!(
+        env.reg.get_manifest(&r, &by_digest(&loose)).await,
+        Err(Error::ManifestUnknown(_))
+    ));
+    assert!(env.reg.get_manifest(&r, &by_digest(&kept)).await.is_ok());
+    assert!(collect(&env.reg, options).await.manifests.is_empty());
 }

@@ -6,6 +6,7 @@
 //!   enabled: true     # sweep on a schedule (default true)
 //!   interval: 24h     # how often (default 24h)
 //!   grace: 1h         # how long a blob nothing references stays (default 1h)
+//!   deleteuntagged: false  # also delete the manifests no tag reaches (default false)
 //! ```
 //!
 //! The grace period is also what `berth garbage-collect` uses unless `--grace` says otherwise. It
@@ -27,6 +28,8 @@ pub struct GcConfig {
     /// Sweep every this long while serving; `None` when `enabled: false`.
     pub interval: Option<Duration>,
     pub grace: Duration,
+    /// `deleteuntagged`: scheduled sweeps also delete the manifests no tag reaches.
+    pub delete_untagged: bool,
 }
 
 impl Default for GcConfig {
@@ -34,6 +37,7 @@ impl Default for GcConfig {
         GcConfig {
             interval: Some(DEFAULT_INTERVAL),
             grace: DEFAULT_GRACE,
+            delete_untagged: false,
         }
     }
 }
@@ -44,6 +48,7 @@ pub fn read(mut s: Section<'_>) -> Result<GcConfig, ConfigError> {
         s.scalar("interval")?,
         s.scalar("grace")?,
     );
+    let untagged = s.scalar("deleteuntagged")?;
     s.finish();
     let interval = parse_or(&interval, DEFAULT_INTERVAL, |t| match parse_duration(t)? {
         d if d < Duration::from_secs(60) => Err("must be at least 1m".to_string()),
@@ -52,6 +57,7 @@ pub fn read(mut s: Section<'_>) -> Result<GcConfig, ConfigError> {
     Ok(GcConfig {
         interval: parse_or(&enabled, true, parse_bool)?.then_some(interval),
         grace: parse_or(&grace, DEFAULT_GRACE, parse_duration)?,
+        delete_untagged: parse_or(&untagged, false, parse_bool)?,
     })
 }
 
@@ -64,6 +70,7 @@ impl GcConfig {
                 text(format_duration(self.interval.unwrap_or(DEFAULT_INTERVAL))),
             ),
             ("grace", text(format_duration(self.grace))),
+            ("deleteuntagged", flag(self.delete_untagged)),
         ])
     }
 }

@@ -773,6 +773,13 @@ fn gc_schedules_and_grace() {
     );
     let env = load_env(None, &[("REGISTRY_GC_GRACE", "2h")]).config.gc;
     assert_eq!(env.grace, Duration::from_secs(7200));
+    assert!(!env.delete_untagged);
+    assert!(
+        load_ok("gc:\n  deleteuntagged: true\n")
+            .config
+            .gc
+            .delete_untagged
+    );
     let e = error("gc:\n  interval: 30s\n");
     assert!(e.starts_with("gc.interval: \"30s\""), "{e}");
     // Printed and read back, the same.
@@ -784,5 +791,6 @@ fn set_interval_only() -> gc::GcConfig {
     gc::GcConfig {
         interval: Some(Duration::from_secs(6 * 3600)),
         grace: gc::DEFAULT_GRACE,
+        delete_untagged: false,
     }
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use crate::harness::clients::version;
 use crate::harness::images::{layout_blobs, sample_image, write_image_layout};
-use crate::harness::{Server, Tools, repo};
+use crate::harness::{Server, Tools, push_image, repo};
 
 fn oci(dir: &Path, tag: &str) -> String {
     format!("oci:{}:{tag}", dir.display())
@@ -146,5 +146,40 @@ fn garbage_collect_frees_exactly_what_only_a_deleted_image_had() {
     let pulled = layout_blobs(&dst);
     for b in &only_doomed {
         assert_eq!(pulled.get(&b.digest), Some(&b.bytes), "{}", b.digest);
+    }
+}
+
+/// `--delete-untagged` deletes a manifest pushed by digest only (no tag reaches it) with its blobs,
+/// and leaves a tagged one.
+#[test]
+fn delete_untagged_takes_a_manifest_pushed_by_digest_only() {
+    let server = Server::start();
+    let api = server.api();
+    let r = repo("gc-untagged");
+    let (loose, tagged) = (sample_image("gc-loose"), sample_image("gc-tagged"));
+    let resp = push_image(&api, &r, &loose.manifest.digest, &loose);
+    assert_eq!(resp.status, 201, "{}", resp.describe());
+    let resp = push_image(&api, &r, "v1", &tagged);
+    assert_eq!(resp.status, 201, "{}", resp.describe());
+
+    let plain = gc(&server, &["--grace", "0"]);
+    assert!(
+        plain.contains("freed 0 blobs"),
+        "without -m nothing goes: {plain}"
+    );
+    let out = gc(&server, &["-m", "--grace", "0"]);
+    assert!(
+        out.contains(&format!("deleted manifest {r}@{}", loose.manifest.digest)),
+        "{out}"
+    );
+    assert!(out.contains("1 untagged manifests"), "{out}");
+    assert_eq!(
+        api.get_manifest(&r, &loose.manifest.digest).unwrap().status,
+        404
+    );
+    assert!(!on_disk(&server, &loose.config.digest));
+    assert_eq!(api.manifest_ok(&r, "v1"), tagged.manifest.bytes);
+    for b in std::iter::once(&tagged.config).chain(tagged.layers.iter()) {
+        assert!(on_disk(&server, &b.digest), "{}", b.digest);
     }
 }

@@ -3,11 +3,11 @@
 //! `crate::gc_marks` for the protocol): a claim locks the blob's row, then its links, and only then
 //! checks; the others take the blob's row in share or update mode first.
 
-use oci::Digest;
+use oci::{Digest, RepoName};
 use tokio_postgres::types::Type;
 
 use super::now;
-use super::ops::get;
+use super::ops::{self, get};
 use super::pool::Conn;
 use super::retry::Failure;
 use crate::rows::{self, sql_limit};
@@ -126,4 +126,70 @@ pub(super) async fn claimed(c: &mut Conn<'_>, limit: usize) -> Result<Vec<Digest
         .iter()
         .map(|row| Ok(rows::digest(&get::<String>(row, 0)?)?))
         .collect()
+}
+
+pub(super) async fn unreachable(
+    c: &mut Conn<'_>,
+    repo: &RepoName,
+    created_before: i64,
+) -> Result<Vec<Digest>> {
+    let Some(row) = c
+        .query_opt(
+            "SELECT id FROM repositories WHERE name = $1",
+            &[(&repo.as_str(), Type::TEXT)],
+        )
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    let repo_id: i64 = get(&row, 0)?;
+    let found = c
+        .query(
+            rows::UNREACHABLE_MANIFESTS,
+            &[(&repo_id, Type::INT8), (&created_before, Type::INT8)],
+        )
+        .await?;
+    found
+        .iter()
+        .map(|row| Ok(rows::digest(&get::<String>(row, 0)?)?))
+        .collect()
+}
+
+pub(super) async fn delete_unreachable(
+    tx: &mut Conn<'_>,
+    repo: &RepoName,
+    digest: &Digest,
+    created_before: i64,
+) -> Result<bool> {
+    // The repository's row, locked as every manifest write of it locks it: a tag pushed meanwhile is
+    // either committed before our check (and seen) or waits for our commit.
+    let Some(row) = tx
+        .query_opt(
+            "SELECT id FROM repositories WHERE name = $1 FOR NO KEY UPDATE",
+            &[(&repo.as_str(), Type::TEXT)],
+        )
+        .await?
+    else {
+        return Ok(false);
+    };
+    let repo_id: i64 = get(&row, 0)?;
+    let still: bool = get(
+        &tx.query_one(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM ({}) AS u WHERE u.digest = $3)",
+                rows::UNREACHABLE_MANIFESTS
+            ),
+            &[
+                (&repo_id, Type::INT8),
+                (&created_before, Type::INT8),
+                (&digest.to_string(), Type::TEXT),
+            ],
+        )
+        .await?,
+        0,
+    )?;
+    if !still {
+        return Ok(false);
+    }
+    ops::delete_manifest(tx, repo, digest).await
 }

@@ -1,10 +1,10 @@
 //! The garbage collector's marks on SQLite: one query function per `GcMarks` method. SQLite has one
 //! writer at a time, so a claim and a reservation of one digest are simply ordered.
 
-use oci::Digest;
+use oci::{Digest, RepoName};
 use rusqlite::Connection;
 
-use super::ops::now;
+use super::ops::{self, now};
 use crate::Result;
 use crate::rows::{self, sql_limit};
 
@@ -78,4 +78,47 @@ pub(super) fn claimed(conn: &Connection, limit: usize) -> Result<Vec<Digest>> {
         .query_map([sql_limit(limit)], |row| row.get::<_, String>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     found.iter().map(|d| rows::digest(d)).collect()
+}
+
+/// `rows::UNREACHABLE_MANIFESTS` with SQLite's numbered placeholders (`?N` for `$N`).
+fn unreachable_sql() -> String {
+    rows::UNREACHABLE_MANIFESTS.replace('$', "?")
+}
+
+pub(super) fn unreachable(
+    conn: &Connection,
+    repo: &RepoName,
+    created_before: i64,
+) -> Result<Vec<Digest>> {
+    let Some(repo_id) = ops::repo_id(conn, repo)? else {
+        return Ok(Vec::new());
+    };
+    let found = conn
+        .prepare_cached(&unreachable_sql())?
+        .query_map((repo_id, created_before), |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    found.iter().map(|d| rows::digest(d)).collect()
+}
+
+pub(super) fn delete_unreachable(
+    tx: &Connection,
+    repo: &RepoName,
+    digest: &Digest,
+    created_before: i64,
+) -> Result<bool> {
+    let Some(repo_id) = ops::repo_id(tx, repo)? else {
+        return Ok(false);
+    };
+    let still: bool = tx
+        .prepare_cached(&format!(
+            "SELECT EXISTS (SELECT 1 FROM ({}) AS u WHERE u.digest = ?3)",
+            unreachable_sql()
+        ))?
+        .query_row((repo_id, created_before, digest.to_string()), |row| {
+            row.get(0)
+        })?;
+    if !still {
+        return Ok(false);
+    }
+    ops::delete_manifest(tx, repo, digest)
 }

@@ -35,7 +35,7 @@ fn ensure_repo(tx: &Connection, repo: &RepoName) -> Result<i64> {
     Ok(id)
 }
 
-fn repo_id(conn: &Connection, repo: &RepoName) -> Result<Option<i64>> {
+pub(super) fn repo_id(conn: &Connection, repo: &RepoName) -> Result<Option<i64>> {
     let id = conn
         .prepare_cached("SELECT id FROM repositories WHERE name = ?1")?
         .query_row([repo.as_str()], |row| row.get(0))

@@ -193,3 +193,114 @@ pub async fn gc_claims_racing_links_never_leave_a_claimed_blob_linked<S: Catalog
     }
     assert!(store.claimed_blobs(100).await.unwrap().is_empty());
 }
+
+/// Which manifests no tag reaches: a tagged index keeps its children, a tagged image its referrers, a
+/// tagged referrer its subject; an untagged index goes with its untagged children, an untagged image
+/// with its referrers. Only manifests pushed before the cut-off count.
+pub async fn gc_unreachable_manifests_are_what_no_tag_reaches<S: Catalog + GcMarks>(store: S) {
+    let r = repo("app");
+    let layer = blob("layer");
+    store.link_blob(&r, &layer, 1).await.unwrap();
+    let put = |m: crate::NewManifest, t: Option<&'static str>| {
+        let (store, r) = (&store, r.clone());
+        async move {
+            let tag = t.map(super::tag);
+            store.put_manifest(&r, &m, tag.as_ref()).await.unwrap();
+            m.digest
+        }
+    };
+    let image_of = |label: &str| image(label, [layer.clone()]);
+    let with_subject = |label: &str, subject: &oci::Digest| {
+        let mut m = image(label, []);
+        m.subject = Some(subject.clone());
+        m
+    };
+    // Kept: a tagged image and its signature; a tagged index and its children; the subject of a
+    // tagged referrer.
+    let tagged = put(image_of("tagged"), Some("v1")).await;
+    let signature = put(with_subject("signature", &tagged), None).await;
+    let (amd, arm) = (
+        put(image_of("amd64"), None).await,
+        put(image_of("arm64"), None).await,
+    );
+    let tagged_index = put(
+        super::index("multi", [amd.clone(), arm.clone()]),
+        Some("multi"),
+    )
+    .await;
+    let subject_of_tagged = put(image_of("signed-base"), None).await;
+    let tagged_sbom = put(with_subject("sbom", &subject_of_tagged), Some("sbom")).await;
+    // Gone: an untagged image and its referrer; an untagged index and its only child.
+    let loose = put(image_of("loose"), None).await;
+    let loose_sig = put(with_subject("loose-sig", &loose), None).await;
+    let child = put(image_of("child"), None).await;
+    let loose_index = put(super::index("loose-index", [child.clone()]), None).await;
+
+    let mut want = vec![loose.clone(), loose_sig, child, loose_index];
+    want.sort();
+    assert_eq!(
+        store.unreachable_manifests(&r, everything()).await.unwrap(),
+        want
+    );
+    for kept in [
+        tagged,
+        signature,
+        amd,
+        arm,
+        tagged_index,
+        subject_of_tagged,
+        tagged_sbom,
+    ] {
+        assert!(!want.contains(&kept));
+    }
+    // Pushed this very second: not before a cut-off of now.
+    assert!(
+        store
+            .unreachable_manifests(&r, now() - 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .unreachable_manifests(&repo("nobody"), everything())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Deleting checks again: a tag pushed meanwhile keeps the manifest.
+    store
+        .put_manifest(&r, &image_of("loose"), Some(&super::tag("late")))
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .delete_unreachable_manifest(&r, &loose, everything())
+            .await
+            .unwrap()
+    );
+    assert!(store.manifest(&r, &loose).await.unwrap().is_some());
+    let rest = store.unreachable_manifests(&r, everything()).await.unwrap();
+    assert_eq!(
+        rest.len(),
+        2,
+        "the loose image's signature is reached again too"
+    );
+    for d in &rest {
+        assert!(
+            store
+                .delete_unreachable_manifest(&r, d, everything())
+                .await
+                .unwrap()
+        );
+        assert!(store.manifest(&r, d).await.unwrap().is_none());
+    }
+    assert!(
+        store
+            .unreachable_manifests(&r, everything())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
