@@ -4,7 +4,6 @@
 //! pulls back byte for byte, and the deleted one can be pushed again.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::harness::clients::version;
 use crate::harness::images::{layout_blobs, sample_image, write_image_layout};
@@ -14,13 +13,12 @@ fn oci(dir: &Path, tag: &str) -> String {
     format!("oci:{}:{tag}", dir.display())
 }
 
-/// `berth garbage-collect` over the server's data directory, with `args`; its stdout.
-fn gc(server: &Server, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("garbage-collect")
-        .args(args)
-        .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", server.root())
-        .env("REGISTRY_STORAGE_DELETE_ENABLED", "true")
+/// `berth garbage-collect` over the server's stores, with `args`; its stdout.
+pub fn gc(server: &Server, args: &[&str]) -> String {
+    let mut all = vec!["garbage-collect"];
+    all.extend_from_slice(args);
+    let out = server
+        .berth(&all)
         .output()
         .unwrap_or_else(|e| panic!("cannot run berth: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();

@@ -671,3 +671,68 @@ fn curl(
     let status = status.unwrap_or_else(|| panic!("no status line: {}", out.describe()));
     CurlResp { status, headers }
 }
+
+#[test]
+fn a_sweep_beside_the_replicas_loses_nothing_pushed_meanwhile() {
+    sweep_beside_replicas(Storage::Filesystem);
+}
+
+#[test]
+fn a_sweep_beside_the_replicas_loses_nothing_pushed_meanwhile_over_s3() {
+    sweep_beside_replicas(Storage::S3);
+}
+
+/// An image is deleted, and once its blobs are past a short grace period, `berth garbage-collect`
+/// sweeps them while the same image (the very same blobs) is pushed again into other repositories
+/// through the balancer: whichever of the sweep and a push gets to a blob first, every image pushed
+/// pulls back whole, byte for byte.
+fn sweep_beside_replicas(storage: Storage) {
+    let Some(d) = deploy(&test_name(), storage, &[]) else {
+        return;
+    };
+    let api = d.api();
+    let img = sample_image("gc-replicas");
+    let old = repo("gc-old");
+    let resp = crate::harness::push_image(&api, &old, "v1", &img);
+    assert_eq!(resp.status, 201, "{}", resp.describe());
+    let resp = api
+        .delete(&format!("/v2/{old}/manifests/{}", img.manifest.digest))
+        .unwrap_or_else(|e| panic!("DELETE: {e}"));
+    assert_eq!(resp.status, 202, "{}", resp.describe());
+    // Past the sweep's grace period (whole seconds), so its blobs are candidates.
+    std::thread::sleep(Duration::from_millis(3200));
+
+    let pushes: Vec<String> = (0..4).map(|i| repo(&format!("gc-new-{i}"))).collect();
+    let pusher = {
+        let (api, img, pushes) = (d.api(), img.clone(), pushes.clone());
+        std::thread::spawn(move || {
+            for r in &pushes {
+                let resp = crate::harness::push_image(&api, r, "v1", &img);
+                assert_eq!(resp.status, 201, "{r}: {}", resp.describe());
+            }
+        })
+    };
+    let out = d.servers[0]
+        .berth(&["garbage-collect", "--grace", "2s"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run berth: {e}"));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pusher.join().unwrap_or_else(|_| panic!("a push failed"));
+
+    for r in &pushes {
+        assert_eq!(api.manifest_ok(r, "v1"), img.manifest.bytes, "{r}");
+        for b in img.blobs() {
+            let got = api.get_ok(&format!("/v2/{r}/blobs/{}", b.digest));
+            assert_eq!(got, b.bytes, "{r} {}", b.digest);
+        }
+    }
+    let gone = api
+        .get_manifest(&old, "v1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(gone.status, 404);
+}

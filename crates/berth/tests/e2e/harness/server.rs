@@ -335,13 +335,9 @@ impl Server {
         }
     }
 
-    fn spawn(&mut self) {
-        self.note("starting berth");
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.log.display()));
+    /// `berth` with `args` (a command and its flags), configured as this server is (its storage, its
+    /// database, its variables, its configuration file), to run the maintenance commands beside it.
+    pub fn berth(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(binary());
         // Nothing from the caller's environment may configure the server under test.
         for (key, _) in std::env::vars_os() {
@@ -351,7 +347,7 @@ impl Server {
                 cmd.env_remove(&key);
             }
         }
-        cmd.arg("serve");
+        cmd.args(args);
         if let Some(config) = self
             .shared
             .s3_config
@@ -365,22 +361,33 @@ impl Server {
         } else {
             cmd.current_dir(&self.shared.workdir);
         }
-        cmd.env("REGISTRY_HTTP_ADDR", "127.0.0.1:0")
-            .env(
-                "REGISTRY_STORAGE_DELETE_ENABLED",
-                if self.options.delete_enabled {
-                    "true"
-                } else {
-                    "false"
-                },
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log));
+        cmd.env(
+            "REGISTRY_STORAGE_DELETE_ENABLED",
+            if self.options.delete_enabled {
+                "true"
+            } else {
+                "false"
+            },
+        );
         if let Some(db) = &self.shared.database {
             cmd.envs(db.env());
         }
         cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    fn spawn(&mut self) {
+        self.note("starting berth");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.log.display()));
+        let mut cmd = self.berth(&["serve"]);
+        cmd.env("REGISTRY_HTTP_ADDR", "127.0.0.1:0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
         die_with_parent(&mut cmd);
         let mut child = cmd
             .spawn()
