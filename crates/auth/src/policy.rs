@@ -18,9 +18,7 @@ use std::collections::{BTreeMap, HashSet};
 use crate::settings::AccessSettings;
 use crate::{Action, Error};
 
-mod pattern;
-
-pub use pattern::Pattern;
+pub use oci::Pattern;
 
 /// The loaded policy.
 #[derive(Clone, Debug)]
@@ -139,7 +137,7 @@ fn load_rule(
         .iter()
         .enumerate()
         .map(|(j, p)| {
-            Pattern::parse(p).map_err(|e| Error::config(format!("{key}.repositories[{j}]"), e))
+            Pattern::repository(p).map_err(|e| Error::config(format!("{key}.repositories[{j}]"), e))
         })
         .collect::<Result<Vec<_>, _>>()?;
     if raw.actions.is_empty() {

@@ -334,6 +334,7 @@ pub fn registry_settings(config: &Config) -> registry::Settings {
         max_concurrent_uploads: config.limits.max_concurrent_uploads,
         max_manifest_bytes: config.limits.max_manifest_bytes,
         blob_redirect: config.storage.redirect,
+        immutable_tags: config.immutable_tags.clone(),
     }
 }
 

@@ -120,7 +120,7 @@ pub fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
         Error::NameUnknown(_) => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
         Error::SizeInvalid(_) => (StatusCode::BAD_REQUEST, "SIZE_INVALID"),
         Error::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
-        Error::Denied => (StatusCode::FORBIDDEN, "DENIED"),
+        Error::Denied | Error::TagImmutable { .. } => (StatusCode::FORBIDDEN, "DENIED"),
         Error::Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
         Error::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
         Error::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "SIZE_INVALID"),
@@ -210,9 +210,10 @@ mod tests {
             Error::ManifestTooLarge { .. } => 16,
             Error::Internal(_) => 17,
             Error::Unavailable(_) => 18,
+            Error::TagImmutable { .. } => 19,
         }
     }
-    const VARIANTS: usize = 19;
+    const VARIANTS: usize = 20;
 
     fn table() -> Vec<(Error, u16, &'static str)> {
         let d = Digest::sha256_of(b"x");
@@ -237,6 +238,14 @@ mod tests {
             (Error::SizeInvalid("x".into()), 400, "SIZE_INVALID"),
             (Error::Unauthorized, 401, "UNAUTHORIZED"),
             (Error::Denied, 403, "DENIED"),
+            (
+                Error::TagImmutable {
+                    repo: "a/b".parse().unwrap(),
+                    tag: "v1".parse().unwrap(),
+                },
+                403,
+                "DENIED",
+            ),
             (Error::Unsupported("x".into()), 405, "UNSUPPORTED"),
             (Error::TooManyRequests, 429, "TOOMANYREQUESTS"),
             (Error::Unavailable("x".into()), 503, "UNAVAILABLE"),

@@ -89,6 +89,9 @@ pub enum Error {
     /// `link_blob`: a sweep claimed this blob and is deleting its bytes (see [`GcMarks`]).
     #[error("blob {0} is being deleted by the garbage collector")]
     BlobDeleting(Digest),
+    /// `put_manifest`: the tag is immutable and points at another manifest.
+    #[error("tag {0} is immutable")]
+    TagImmutable(oci::Tag),
     /// `put_manifest`: this child manifest does not exist in the repository.
     #[error("manifest {0} is not in the repository")]
     MissingManifest(Digest),

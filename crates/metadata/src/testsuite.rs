@@ -93,6 +93,7 @@ macro_rules! catalog_tests {
             delete_manifest_removes_its_tags,
             delete_tag_keeps_the_manifest,
             concurrent_writers_do_not_fail,
+            an_immutable_tag_is_never_moved,
             repo_exists_needs_a_manifest,
             list_repos_in_byte_order,
             list_tags_in_byte_order,
@@ -230,6 +231,7 @@ pub(crate) fn image(label: &str, blobs: impl IntoIterator<Item = Digest>) -> New
         annotations: None,
         blobs,
         children: Vec::new(),
+        tag_immutable: false,
     }
 }
 

@@ -54,6 +54,7 @@ fn manifest(label: &str, blobs: &[Digest]) -> NewManifest {
         annotations: None,
         blobs: blobs.to_vec(),
         children: Vec::new(),
+        tag_immutable: false,
     }
 }
 

@@ -8,7 +8,9 @@ pub mod hash;
 pub mod manifest;
 pub mod media_type;
 pub mod name;
+pub mod pattern;
 
 pub use digest::{Digest, DigestAlgorithm, DigestError};
 pub use hash::ResumableHasher;
 pub use name::{NameError, Reference, RepoName, Tag};
+pub use pattern::Pattern;

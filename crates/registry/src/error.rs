@@ -44,6 +44,10 @@ pub enum Error {
     /// DENIED: authenticated, but not allowed.
     #[error("requested access to the resource is denied")]
     Denied,
+    /// DENIED, with the reason: the tag is immutable (`tags.immutable`), so it may not be moved to
+    /// another manifest or deleted.
+    #[error("tag {tag} of {repo} is immutable: it may not be moved or deleted")]
+    TagImmutable { repo: RepoName, tag: oci::Tag },
     /// UNSUPPORTED: the operation is not enabled here (deletes when deletion is off, and the like).
     #[error("the operation is unsupported: {0}")]
     Unsupported(String),

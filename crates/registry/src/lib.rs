@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use blobs::BlobStore;
 use metadata::Metadata;
+use oci::{RepoName, Tag};
 
 mod blob;
 pub mod cached;
@@ -47,6 +48,23 @@ pub struct Settings {
     /// Blob GETs are answered with a redirect to the storage (a URL valid this long) when the blob store
     /// offers one (`BlobStore::redirect_url`: S3); `None`, the default, serves every byte itself.
     pub blob_redirect: Option<std::time::Duration>,
+    /// Tags that may be created but never moved to another manifest or deleted (`tags.immutable`).
+    pub immutable_tags: Vec<ImmutableTags>,
+}
+
+/// One rule of immutable tags: the tags matching `tags` (every tag when it is empty) of the repositories
+/// matching `repositories`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImmutableTags {
+    pub repositories: Vec<oci::Pattern>,
+    pub tags: Vec<oci::Pattern>,
+}
+
+impl ImmutableTags {
+    fn covers(&self, repo: &RepoName, tag: &Tag) -> bool {
+        self.repositories.iter().any(|p| p.matches(repo.as_str()))
+            && (self.tags.is_empty() || self.tags.iter().any(|p| p.matches(tag.as_str())))
+    }
 }
 
 /// The default cap on uploads in progress: each holds a file and a write buffer of up to 1 MiB, so this
@@ -61,6 +79,7 @@ impl Default for Settings {
             max_manifest_bytes: 4 * 1024 * 1024,
             max_concurrent_uploads: Some(DEFAULT_MAX_CONCURRENT_UPLOADS),
             blob_redirect: None,
+            immutable_tags: Vec::new(),
         }
     }
 }
@@ -114,6 +133,14 @@ impl Registry {
             ));
         }
         Ok(())
+    }
+
+    /// Whether `tag` of `repo` is immutable (`Settings::immutable_tags`).
+    fn tag_is_immutable(&self, repo: &RepoName, tag: &Tag) -> bool {
+        self.settings
+            .immutable_tags
+            .iter()
+            .any(|rule| rule.covers(repo, tag))
     }
 
     /// How many uploads are streaming bytes in right now (for the metrics).

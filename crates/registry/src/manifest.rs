@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use metadata::NewManifest;
 use oci::manifest::Manifest;
-use oci::{Digest, Reference, RepoName};
+use oci::{Digest, Reference, RepoName, Tag};
 
 use crate::{Error, Registry, Result};
 
@@ -101,9 +101,19 @@ impl Registry {
             // Foreign layers are fetched from their URLs, never from here, so they need not be linked.
             blobs: unique(parsed.required_blobs().map(|d| &d.digest)),
             children: unique(parsed.manifests.iter().map(|d| &d.digest)),
+            tag_immutable: tag.is_some_and(|t| self.tag_is_immutable(repo, t)),
         };
-        // One transaction checks every reference, stores the manifest and moves the tag.
-        self.meta.catalog.put_manifest(repo, &manifest, tag).await?;
+        // One transaction checks every reference, stores the manifest and moves the tag (unless it is
+        // immutable and on another manifest).
+        match self.meta.catalog.put_manifest(repo, &manifest, tag).await {
+            Err(metadata::Error::TagImmutable(tag)) => {
+                return Err(Error::TagImmutable {
+                    repo: repo.clone(),
+                    tag,
+                });
+            }
+            other => other?,
+        }
         Ok(PutManifestOutcome { digest, subject })
     }
 
@@ -112,6 +122,12 @@ impl Registry {
         self.writable_in(repo)?;
         if !self.settings.delete_enabled {
             return Err(Error::Unsupported("deletes are disabled".into()));
+        }
+        if let Some(tag) = self.immutable_tag_of(repo, reference).await? {
+            return Err(Error::TagImmutable {
+                repo: repo.clone(),
+                tag,
+            });
         }
         let existed = match reference {
             Reference::Digest(digest) => self.meta.catalog.delete_manifest(repo, digest).await?,
@@ -130,4 +146,53 @@ impl Registry {
 fn unique<'a>(digests: impl Iterator<Item = &'a Digest>) -> Vec<Digest> {
     let mut seen = HashSet::new();
     digests.filter(|d| seen.insert(*d)).cloned().collect()
+}
+
+impl Registry {
+    /// An immutable tag a delete of `reference` would remove: the tag itself, or one pointing at the
+    /// manifest by digest (deleting a manifest removes its tags). Only repositories an immutable rule
+    /// covers pay for looking.
+    async fn immutable_tag_of(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<Tag>> {
+        let covered = self
+            .settings
+            .immutable_tags
+            .iter()
+            .any(|rule| rule.repositories.iter().any(|p| p.matches(repo.as_str())));
+        if !covered {
+            return Ok(None);
+        }
+        let digest = match reference {
+            Reference::Tag(tag) => {
+                return Ok(self.tag_is_immutable(repo, tag).then(|| tag.clone()));
+            }
+            Reference::Digest(digest) => digest,
+        };
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .meta
+                .catalog
+                .list_tags(repo, after.as_deref(), crate::MAX_PAGE)
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(None);
+            };
+            after = Some(last.clone());
+            for name in page {
+                let Ok(tag) = name.parse::<Tag>() else {
+                    continue;
+                };
+                if self.tag_is_immutable(repo, &tag)
+                    && let Some(m) = self.meta.catalog.tagged_manifest(repo, &tag).await?
+                    && m.digest == *digest
+                {
+                    return Ok(Some(tag));
+                }
+            }
+        }
+    }
 }

@@ -13,7 +13,7 @@
 //! secrets masked.
 //!
 //! Sections: `version` (here), [`log`], [`storage`], [`http`], [`auth`] (with berth's `access`),
-//! [`health`], [`proxy`], [`database`] (GitLab's spelling), berth's [`limits`] and [`gc`], and the registry:2
+//! [`health`], [`proxy`], [`database`] (GitLab's spelling), berth's [`limits`], [`gc`] and [`tags`], and the registry:2
 //! sections berth does not implement, which are reported by name (here). A feature's section is read and
 //! validated in its file, and its settings are handed to the crate that implements it; what is not
 //! implemented yet says so in a warning from its section's file.
@@ -32,6 +32,7 @@ pub mod log;
 pub mod proxy;
 mod read;
 pub mod storage;
+pub mod tags;
 pub mod values;
 pub mod yaml;
 
@@ -57,6 +58,8 @@ pub struct Config {
     pub limits: limits::LimitsConfig,
     /// berth's `gc`.
     pub gc: gc::GcConfig,
+    /// `tags.immutable` (berth's).
+    pub immutable_tags: Vec<registry::ImmutableTags>,
 }
 
 /// A configuration and what was said about it while reading.
@@ -236,6 +239,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
     let database = database::read(top.section("database")?)?;
     let limits = limits::read(top.section("limits")?)?;
     let gc = gc::read(top.section("gc")?)?;
+    let immutable_tags = tags::read(top.section("tags")?)?;
     for (key, why) in IGNORED_SECTIONS {
         top.ignore(key, why);
     }
@@ -250,6 +254,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
         database,
         limits,
         gc,
+        immutable_tags,
     })
 }
 
@@ -270,6 +275,7 @@ impl Config {
         out.push(("database", self.database.to_yaml()));
         out.push(("limits", self.limits.to_yaml()));
         out.push(("gc", self.gc.to_yaml()));
+        out.push(("tags", tags::to_yaml(&self.immutable_tags)));
         mapping(out)
     }
 }

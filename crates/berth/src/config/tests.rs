@@ -794,3 +794,43 @@ fn set_interval_only() -> gc::GcConfig {
         delete_untagged: false,
     }
 }
+
+/// berth's `tags.immutable`: rules of repository and tag patterns; a bad pattern or an unknown key in
+/// a rule stops the start, naming it.
+#[test]
+fn immutable_tags_are_read_strictly() {
+    let l = load_ok(
+        "tags:\n  immutable:\n    - repositories: [\"prod/**\"]\n      tags: [\"v*\"]\n    - repositories: [base]\n",
+    );
+    let rules = &l.config.immutable_tags;
+    assert_eq!(rules.len(), 2);
+    let (prod, app): (oci::RepoName, oci::RepoName) =
+        ("prod/a".parse().unwrap(), "base".parse().unwrap());
+    assert!(rules[0].repositories[0].matches(prod.as_str()) && rules[0].tags[0].matches("v1"));
+    assert!(rules[1].repositories[0].matches(app.as_str()) && rules[1].tags.is_empty());
+    assert!(load_ok("version: 0.1\n").config.immutable_tags.is_empty());
+    for (yaml, key) in [
+        (
+            "tags:\n  immutable:\n    - repositories: [\"Prod/*\"]\n",
+            "tags.immutable.0.repositories",
+        ),
+        (
+            "tags:\n  immutable:\n    - repositories: [a]\n      tags: [\"v/1\"]\n",
+            "tags.immutable.0.tags",
+        ),
+        (
+            "tags:\n  immutable:\n    - repositories: [a]\n      tag: [v1]\n",
+            "tags.immutable.0.tag",
+        ),
+        (
+            "tags:\n  immutable:\n    - tags: [v1]\n",
+            "tags.immutable.0.repositories",
+        ),
+    ] {
+        let e = error(yaml);
+        assert!(e.starts_with(key), "{yaml}: {e}");
+    }
+    // Printed and read back, the same.
+    let printed = yaml::to_string(&l.config.to_yaml()).unwrap();
+    assert_eq!(load_ok(&printed).config.immutable_tags, *rules);
+}

@@ -29,4 +29,5 @@ mod replicas;
 mod shutdown;
 mod skopeo;
 mod startup;
+mod tags;
 mod tls;

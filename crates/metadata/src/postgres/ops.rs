@@ -242,6 +242,20 @@ pub(super) async fn put_manifest(
     }
 
     let digest = manifest.digest.to_string();
+    // The repository's row is locked (`lock_repo`), so no other tag write of it runs meanwhile.
+    if let Some(tag) = tag.filter(|_| manifest.tag_immutable) {
+        let current = tx
+            .query_opt(
+                "SELECT manifest_digest FROM tags WHERE repo_id = $1 AND name = $2",
+                &[(&repo_id, Type::INT8), (&tag.as_str(), Type::TEXT)],
+            )
+            .await?;
+        if let Some(row) = current
+            && get::<String>(&row, 0)? != digest
+        {
+            return Err(Error::TagImmutable(tag.clone()).into());
+        }
+    }
     let now = now();
     let size = signed(manifest.payload.len() as u64, "manifest size")?;
     let subject = manifest.subject.as_ref().map(Digest::to_string);

@@ -147,6 +147,15 @@ pub(super) fn put_manifest(
     }
 
     let digest = manifest.digest.to_string();
+    if let Some(tag) = tag.filter(|_| manifest.tag_immutable) {
+        let current: Option<String> = tx
+            .prepare_cached("SELECT manifest_digest FROM tags WHERE repo_id = ?1 AND name = ?2")?
+            .query_row((repo_id, tag.as_str()), |row| row.get(0))
+            .optional()?;
+        if current.is_some_and(|d| d != digest) {
+            return Err(Error::TagImmutable(tag.clone()));
+        }
+    }
     let now = now();
     // Same digest, same bytes: a second put of it changes nothing but the tag.
     tx.prepare_cached(

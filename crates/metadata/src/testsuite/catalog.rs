@@ -399,3 +399,48 @@ pub async fn concurrent_writers_do_not_fail<S: Catalog>(store: S) {
     assert_eq!(tags, TASKS * ROUNDS);
     assert_eq!(store.list_repos(None, 100).await.unwrap().len(), 4);
 }
+
+/// An immutable tag is created, and confirmed on the same manifest, but never moved; the failed put
+/// stores nothing.
+pub async fn an_immutable_tag_is_never_moved<S: Catalog>(store: S) {
+    let r = repo("app");
+    let (one, two) = (image("one", []), image("two", []));
+    let immutable = |m: &crate::NewManifest| crate::NewManifest {
+        tag_immutable: true,
+        ..m.clone()
+    };
+    let v1 = tag("v1");
+    store
+        .put_manifest(&r, &immutable(&one), Some(&v1))
+        .await
+        .unwrap();
+    store
+        .put_manifest(&r, &immutable(&one), Some(&v1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.put_manifest(&r, &immutable(&two), Some(&v1)).await,
+        Err(Error::TagImmutable(t)) if t == v1
+    ));
+    assert_eq!(
+        store
+            .tagged_manifest(&r, &v1)
+            .await
+            .unwrap()
+            .unwrap()
+            .digest,
+        one.digest
+    );
+    assert_eq!(store.manifest(&r, &two.digest).await.unwrap(), None);
+    // Without the flag the tag moves as ever.
+    store.put_manifest(&r, &two, Some(&v1)).await.unwrap();
+    assert_eq!(
+        store
+            .tagged_manifest(&r, &v1)
+            .await
+            .unwrap()
+            .unwrap()
+            .digest,
+        two.digest
+    );
+}

@@ -1,10 +1,11 @@
-//! Repository patterns of the access policy: `team-a/*`, `team-a/**`, `**`, `*/cache`.
+//! Patterns of repository names and tags, as the configuration writes them: `team-a/*`, `team-a/**`,
+//! `**`, `*/cache` for repositories (the access policy, immutable tags), `v*`, `release-*` for tags.
 //!
 //! `*` matches within one path component (any run of characters but `/`); `**` matches across components
-//! (any run of characters, `/` included). Everything else matches itself. Repository names are lowercase
-//! by the distribution spec's grammar, so a pattern with an uppercase letter (or any character a name can
-//! never hold) could never match anything: it is refused when the configuration is loaded rather than
-//! silently granting nothing.
+//! (any run of characters, `/` included; tags have no `/`, so there both mean the same). Everything else
+//! matches itself. A pattern holding a character the names it is for can never hold (an uppercase letter
+//! in a repository pattern) could never match anything: it is refused when the configuration is loaded
+//! rather than silently matching nothing.
 //!
 //! Matching is a dynamic programme over (pattern position, name position), linear in their product, so no
 //! pattern can make a match take exponential time.
@@ -27,7 +28,8 @@ enum Token {
 }
 
 impl Pattern {
-    pub fn parse(text: &str) -> Result<Pattern, String> {
+    /// A pattern of repository names.
+    pub fn repository(text: &str) -> Result<Pattern, String> {
         if text.is_empty() {
             return Err("a repository pattern cannot be empty".to_string());
         }
@@ -40,6 +42,27 @@ impl Pattern {
                  '.', '_', '-' and '/', plus '*' and '**' as wildcards"
             ));
         }
+        Pattern::tokens(text)
+    }
+
+    /// A pattern of tags.
+    pub fn tag(text: &str) -> Result<Pattern, String> {
+        if text.is_empty() {
+            return Err("a tag pattern cannot be empty".to_string());
+        }
+        if let Some(bad) = text
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "._-*".contains(*c)))
+        {
+            return Err(format!(
+                "{text:?} holds {bad:?}; tags (and patterns) use letters, digits, '.', '_' and '-', \
+                 plus '*' as a wildcard"
+            ));
+        }
+        Pattern::tokens(text)
+    }
+
+    fn tokens(text: &str) -> Result<Pattern, String> {
         if text.contains("***") {
             return Err(format!("{text:?}: use '*' or '**', not three stars"));
         }
@@ -64,6 +87,11 @@ impl Pattern {
             text: text.to_string(),
             tokens,
         })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// Whether `name` matches the whole pattern.
@@ -135,7 +163,7 @@ mod tests {
             ("a.b", "axb", false),
         ];
         for (pattern, name, want) in table {
-            let p = Pattern::parse(pattern).unwrap();
+            let p = Pattern::repository(pattern).unwrap();
             assert_eq!(p.matches(name), *want, "{pattern} vs {name}");
         }
     }
@@ -151,13 +179,24 @@ mod tests {
             "team/[ab]",
             "a?",
         ] {
-            assert!(Pattern::parse(bad).is_err(), "{bad:?}");
+            assert!(Pattern::repository(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tag_patterns() {
+        let semver = Pattern::tag("v*.*.*").unwrap();
+        assert!(semver.matches("v1.2.3") && semver.matches("v10.0.0-rc.1"));
+        assert!(!semver.matches("latest") && !semver.matches("v1.2"));
+        assert!(Pattern::tag("Release_*").unwrap().matches("Release_2026"));
+        for bad in ["", "a/b", "a b", "v?", "[v]*"] {
+            assert!(Pattern::tag(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn many_stars_stay_fast() {
-        let p = Pattern::parse(&"*a".repeat(40)).unwrap();
+        let p = Pattern::repository(&"*a".repeat(40)).unwrap();
         let name = "a".repeat(200) + "b";
         let started = std::time::Instant::now();
         assert!(!p.matches(&name));
