@@ -91,7 +91,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(registry.clone().run_cache_eviction(eviction));
     }
     if let Some(metrics) = &metrics {
-        metrics.watch_uploads(&registry);
+        metrics.watch_registry(&registry);
     }
     // Certificates are loaded before binding, so a missing or mismatched file stops the start.
     let tls = match &config.http.tls {

@@ -32,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -131,10 +131,11 @@ impl Metrics {
         Arc::new(self.inner.cache.clone())
     }
 
-    /// Exports `registry`'s count of uploads in progress, read at each scrape.
-    pub fn watch_uploads(&self, registry: &registry::Registry) {
+    /// Exports what `registry` knows of itself (uploads in progress, what garbage collection deleted),
+    /// read at each scrape.
+    pub fn watch_registry(&self, registry: &registry::Registry) {
         self.lock()
-            .register_collector(Box::new(UploadsInProgress(registry.clone())));
+            .register_collector(Box::new(RegistryState(registry.clone())));
     }
 
     /// The exposition, in the OpenMetrics text format.
@@ -206,15 +207,17 @@ impl StorageObserver for StorageMetrics {
 }
 
 /// The registry's own count, read at scrape time (a gauge kept beside it could drift from it).
-struct UploadsInProgress(registry::Registry);
+/// What the registry knows of itself, read at each scrape: uploads in progress and what garbage
+/// collection deleted.
+struct RegistryState(registry::Registry);
 
-impl fmt::Debug for UploadsInProgress {
+impl fmt::Debug for RegistryState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("UploadsInProgress")
+        f.write_str("RegistryState")
     }
 }
 
-impl Collector for UploadsInProgress {
+impl Collector for RegistryState {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let n = i64::try_from(self.0.uploads_in_progress()).unwrap_or(i64::MAX);
         let gauge = ConstGauge::new(n);
@@ -224,6 +227,41 @@ impl Collector for UploadsInProgress {
             None,
             gauge.metric_type(),
         )?;
-        gauge.encode(metric)
+        gauge.encode(metric)?;
+        let gc = self.0.gc_totals();
+        for (name, help, value) in [
+            (
+                "berth_gc_runs",
+                "Garbage collections this process ran to their end",
+                gc.runs,
+            ),
+            (
+                "berth_gc_blobs_deleted",
+                "Blobs garbage collection deleted",
+                gc.blobs,
+            ),
+            (
+                "berth_gc_bytes_freed",
+                "Bytes of the blobs garbage collection deleted",
+                gc.bytes,
+            ),
+            (
+                "berth_gc_manifests_deleted",
+                "Untagged manifests garbage collection deleted",
+                gc.manifests,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        let last = ConstGauge::new(i64::try_from(gc.last_run).unwrap_or(i64::MAX));
+        let metric = encoder.encode_descriptor(
+            "berth_gc_last_run_timestamp_seconds",
+            "When this process's last garbage collection ended (Unix seconds; 0: none yet)",
+            None,
+            last.metric_type(),
+        )?;
+        last.encode(metric)
     }
 }

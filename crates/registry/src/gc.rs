@@ -17,6 +17,7 @@
 //! The sweep runs under the job lock [`GC_JOB`]; a sweep that died between a claim and its release
 //! leaves the claim, which the next sweep finishes first.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use metadata::JobLock;
@@ -89,6 +90,53 @@ impl std::fmt::Display for GcReport {
     }
 }
 
+/// What this process's sweeps deleted since it started, for the metrics.
+#[derive(Debug, Default)]
+pub struct GcTotals {
+    runs: AtomicU64,
+    blobs: AtomicU64,
+    bytes: AtomicU64,
+    manifests: AtomicU64,
+    last_run: AtomicU64,
+}
+
+/// [`GcTotals`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GcTotalsSnapshot {
+    /// Sweeps that ran to their end (dry runs not counted).
+    pub runs: u64,
+    pub blobs: u64,
+    pub bytes: u64,
+    pub manifests: u64,
+    /// Unix seconds of the end of the last sweep; 0 before any.
+    pub last_run: u64,
+}
+
+impl GcTotals {
+    fn add(&self, report: &GcReport) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        self.blobs
+            .fetch_add(report.blobs.len() as u64, Ordering::Relaxed);
+        self.bytes.fetch_add(report.bytes, Ordering::Relaxed);
+        self.manifests
+            .fetch_add(report.manifests.len() as u64, Ordering::Relaxed);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.last_run.store(now, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> GcTotalsSnapshot {
+        GcTotalsSnapshot {
+            runs: self.runs.load(Ordering::Relaxed),
+            blobs: self.blobs.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            manifests: self.manifests.load(Ordering::Relaxed),
+            last_run: self.last_run.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// This process's lock on a digest and the metadata's reservation of it, held from before a writer
 /// relies on the blob's bytes being there until it has linked them.
 pub(crate) struct BlobHold {
@@ -113,7 +161,16 @@ impl Registry {
         let Some(lock) = self.meta.jobs.try_job_lock(GC_JOB).await? else {
             return Ok(None);
         };
-        self.sweep(options, &lock).await.map(Some)
+        let report = self.sweep(options, &lock).await?;
+        if !report.dry_run {
+            self.gc_totals.add(&report);
+        }
+        Ok(Some(report))
+    }
+
+    /// What this process's sweeps deleted so far (for the metrics).
+    pub fn gc_totals(&self) -> GcTotalsSnapshot {
+        self.gc_totals.snapshot()
     }
 
     /// Sweeps forever, every `interval` (the first time one `interval` after start, at most an hour),

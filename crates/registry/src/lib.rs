@@ -99,6 +99,8 @@ pub struct Registry {
     upload_slots: upload_limit::UploadSlots,
     /// The pull-through cache, when namespaces are mirrored (see [`proxy`]).
     proxy: Option<Arc<proxy::Proxy>>,
+    /// What this process's garbage collections deleted (see [`gc`]).
+    gc_totals: Arc<gc::GcTotals>,
 }
 
 impl Registry {
@@ -117,6 +119,7 @@ impl Registry {
             upload_locks: Default::default(),
             blob_locks: Default::default(),
             proxy: None,
+            gc_totals: Default::default(),
         }
     }
 

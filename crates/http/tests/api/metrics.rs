@@ -22,6 +22,7 @@ struct Setup {
     _dir: tempfile::TempDir,
     metrics: Metrics,
     app: Router,
+    registry: Registry,
 }
 
 impl Setup {
@@ -43,12 +44,13 @@ impl Setup {
             ),
             registry::Settings::default(),
         );
-        metrics.watch_uploads(&registry);
-        let app = metrics.instrument(berth_http::router(registry));
+        metrics.watch_registry(&registry);
+        let app = metrics.instrument(berth_http::router(registry.clone()));
         Setup {
             _dir: dir,
             metrics,
             app,
+            registry,
         }
     }
 
@@ -247,4 +249,41 @@ async fn wait_for(s: &Setup, key: &str, value: f64) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("{key} stayed at {}, expected {value}", s.sample(key));
+}
+
+/// What garbage collection deleted is counted, with when it last ran.
+#[tokio::test]
+async fn garbage_collection_is_counted() {
+    let s = Setup::new();
+    assert_eq!(s.sample("berth_gc_runs_total"), 0.0);
+    assert_eq!(s.sample("berth_gc_last_run_timestamp_seconds"), 0.0);
+    let data = b"a blob nothing will reference";
+    let d = oci::Digest::sha256_of(data);
+    let (status, _) = s
+        .call(
+            Method::POST,
+            &format!("/v2/team/app/blobs/uploads/?digest={d}"),
+            data,
+        )
+        .await;
+    assert_eq!(status, 201);
+    let options = registry::gc::GcOptions {
+        grace: std::time::Duration::ZERO,
+        dry_run: false,
+        delete_untagged: false,
+    };
+    let report = s.registry.collect_garbage(options).await.unwrap().unwrap();
+    assert_eq!(report.blobs, vec![d]);
+    assert_eq!(s.sample("berth_gc_runs_total"), 1.0);
+    assert_eq!(s.sample("berth_gc_blobs_deleted_total"), 1.0);
+    assert_eq!(s.sample("berth_gc_bytes_freed_total"), data.len() as f64);
+    assert_eq!(s.sample("berth_gc_manifests_deleted_total"), 0.0);
+    assert!(s.sample("berth_gc_last_run_timestamp_seconds") > 1.7e9);
+    // A dry run is not a run.
+    let dry = registry::gc::GcOptions {
+        dry_run: true,
+        ..options
+    };
+    s.registry.collect_garbage(dry).await.unwrap().unwrap();
+    assert_eq!(s.sample("berth_gc_runs_total"), 1.0);
 }
