@@ -163,16 +163,9 @@ pub(super) async fn delete_unreachable(
 ) -> Result<bool> {
     // The repository's row, locked as every manifest write of it locks it: a tag pushed meanwhile is
     // either committed before our check (and seen) or waits for our commit.
-    let Some(row) = tx
-        .query_opt(
-            "SELECT id FROM repositories WHERE name = $1 FOR NO KEY UPDATE",
-            &[(&repo.as_str(), Type::TEXT)],
-        )
-        .await?
-    else {
+    let Some(repo_id) = ops::lock_existing_repo(tx, repo).await? else {
         return Ok(false);
     };
-    let repo_id: i64 = get(&row, 0)?;
     let still: bool = get(
         &tx.query_one(
             &format!(

@@ -367,22 +367,26 @@ pub(super) async fn tagged_manifest(
     row.as_ref().map(stored_manifest).transpose()
 }
 
+/// Locks the row of repository `repo` as every manifest write of it does, if it exists; its id.
+pub(super) async fn lock_existing_repo(tx: &mut Conn<'_>, repo: &RepoName) -> Result<Option<i64>> {
+    let row = tx
+        .query_opt(
+            "SELECT id FROM repositories WHERE name = $1 FOR NO KEY UPDATE",
+            &[(&repo.as_str(), Type::TEXT)],
+        )
+        .await?;
+    row.map(|row| get(&row, 0)).transpose()
+}
+
 /// Removes the manifest with its tags and its reference rows (children first: the keys point at it).
 pub(super) async fn delete_manifest(
     tx: &mut Conn<'_>,
     repo: &RepoName,
     digest: &Digest,
 ) -> Result<bool> {
-    let Some(row) = tx
-        .query_opt(
-            "SELECT id FROM repositories WHERE name = $1 FOR NO KEY UPDATE",
-            &[(&repo.as_str(), Type::TEXT)],
-        )
-        .await?
-    else {
+    let Some(repo_id) = lock_existing_repo(tx, repo).await? else {
         return Ok(false);
     };
-    let repo_id: i64 = get(&row, 0)?;
     let digest = digest.to_string();
     let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
         [(&repo_id, Type::INT8), (&digest, Type::TEXT)];
