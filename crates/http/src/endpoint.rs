@@ -11,8 +11,9 @@
 //! - a bad repository name, including any `%` escape in it (`%2F`, `%2E`), `..` or an empty component:
 //!   NAME_INVALID;
 //! - a bad digest (in a blob, referrers or manifest URL, or in `?digest=`/`?mount=`): DIGEST_INVALID;
-//! - a bad tag: MANIFEST_INVALID. The spec has no tag code; NAME_INVALID describes the repository name,
-//!   while the tag is the manifest's reference, so a manifest error says more to the client;
+//! - a bad tag: MANIFEST_INVALID on a push. The spec has no tag code; NAME_INVALID describes the
+//!   repository name, while the tag is the manifest's reference, so a manifest error says more to the
+//!   client. A read or delete of a bad tag is MANIFEST_UNKNOWN (404): nothing can be stored under it;
 //! - an upload id that cannot be one of ours: BLOB_UPLOAD_UNKNOWN (it names no upload);
 //! - a bad `n`: SIZE_INVALID (the spec has no pagination code; `n` is the page's size);
 //! - a known path with a method it does not serve: 405 UNSUPPORTED;
@@ -222,9 +223,20 @@ impl Endpoint {
                     Method::DELETE => ManifestOp::Delete,
                     _ => return Err(wrong_method("a manifest")),
                 };
+                let reference = match manifest_reference(reference) {
+                    Ok(r) => r,
+                    // Nothing is ever stored under a tag that breaks the grammar, so a read or delete
+                    // of one names no manifest: 404, as registry:2 answers and the conformance suite
+                    // expects (it asks for `.INVALID_MANIFEST_NAME`). A push of one is the client's
+                    // mistake: 400.
+                    Err(Error::ManifestInvalid(_)) if op != ManifestOp::Put => {
+                        return Err(Error::ManifestUnknown(clip(reference).to_string()).into());
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 Ok(Endpoint::Manifest {
                     name,
-                    reference: manifest_reference(reference)?,
+                    reference,
                     ns: query.namespace_of(matches!(op, ManifestOp::Get | ManifestOp::Head)),
                     op,
                 })
@@ -522,10 +534,13 @@ mod tests {
             (Method::GET, &man_digest_esc, None, Want::Ok(Endpoint::Manifest { name: name("a"), reference: Reference::Digest(d()), op: ManifestOp::Get, ns: None })),
             (Method::POST, "/v2/a/manifests/v1", None, E(405, "UNSUPPORTED")),
             (Method::GET, "/v2/a/manifests/sha256:totallywrong", None, E(400, "DIGEST_INVALID")),
-            (Method::GET, "/v2/a/manifests/-bad", None, E(400, "MANIFEST_INVALID")),
-            (Method::GET, "/v2/a/manifests/..", None, E(400, "MANIFEST_INVALID")),
-            (Method::GET, "/v2/a/manifests/x%2Fy", None, E(400, "MANIFEST_INVALID")),
-            (Method::GET, "/v2/a/manifests/", None, E(400, "MANIFEST_INVALID")),
+            (Method::GET, "/v2/a/manifests/-bad", None, E(404, "MANIFEST_UNKNOWN")),
+            (Method::HEAD, "/v2/a/manifests/.INVALID_MANIFEST_NAME", None, E(404, "MANIFEST_UNKNOWN")),
+            (Method::DELETE, "/v2/a/manifests/..", None, E(404, "MANIFEST_UNKNOWN")),
+            (Method::GET, "/v2/a/manifests/x%2Fy", None, E(404, "MANIFEST_UNKNOWN")),
+            (Method::GET, "/v2/a/manifests/", None, E(404, "MANIFEST_UNKNOWN")),
+            (Method::PUT, "/v2/a/manifests/-bad", None, E(400, "MANIFEST_INVALID")),
+            (Method::PUT, "/v2/a/manifests/.INVALID_MANIFEST_NAME", None, E(400, "MANIFEST_INVALID")),
             (Method::GET, "/v2/manifests/latest", None, E(400, "NAME_INVALID")),
             // a repository whose name ends in "manifests" is still read from the right
             (Method::GET, "/v2/x/manifests/manifests/latest", None, Want::Ok(Endpoint::Manifest { name: name("x/manifests"), reference: tag("latest"), op: ManifestOp::Get, ns: None })),

@@ -86,7 +86,8 @@ fn number(s: &str) -> Option<u64> {
 }
 
 /// An upload chunk's `Content-Range: start-end` (inclusive). Also accepted: a `bytes ` or `bytes=` unit
-/// prefix and a `/total` suffix, which some clients send.
+/// prefix and a `/total` suffix, which some clients send, when the total is `*` or a number the range
+/// fits in (RFC 9110's grammar); anything else after the range is refused.
 pub fn parse_content_range(raw: &str) -> Result<(u64, u64), Error> {
     let bad = || Error::BlobUploadInvalid(format!("malformed Content-Range {raw:?}"));
     let mut spec = raw.trim();
@@ -95,12 +96,22 @@ pub fn parse_content_range(raw: &str) -> Result<(u64, u64), Error> {
             spec = rest.trim_start();
         }
     }
-    let spec = spec.split_once('/').map_or(spec, |(range, _total)| range);
+    let (spec, total) = match spec.split_once('/') {
+        Some((range, total)) => (range, Some(total)),
+        None => (spec, None),
+    };
     let (start, end) = spec.split_once('-').ok_or_else(bad)?;
     let start = number(start.trim()).ok_or_else(bad)?;
     let end = number(end.trim()).ok_or_else(bad)?;
     if end < start {
         return Err(bad());
+    }
+    match total {
+        None | Some("*") => {}
+        Some(total) => match number(total) {
+            Some(total) if total > end => {}
+            _ => return Err(bad()),
+        },
     }
     Ok((start, end))
 }
@@ -174,7 +185,22 @@ mod tests {
         for (raw, want) in ok {
             assert_eq!(parse_content_range(raw).ok(), Some(*want), "{raw:?}");
         }
-        for raw in ["", "-", "5-", "-5", "9-0", "a-b", "0-+1", "bytes */10"] {
+        for raw in [
+            "",
+            "-",
+            "5-",
+            "-5",
+            "9-0",
+            "a-b",
+            "0-+1",
+            "bytes */10",
+            // The total must hold the range, and be a number or `*`.
+            "0-4/1",
+            "0-4/4",
+            "bytes 5-9/*garbage",
+            "5-9/ten",
+            "5-9/",
+        ] {
             assert!(
                 matches!(parse_content_range(raw), Err(Error::BlobUploadInvalid(_))),
                 "{raw:?}"
