@@ -102,6 +102,9 @@ pub enum Error {
     /// timeout, server shutting down). Nothing was written; the caller may retry later.
     #[error("metadata backend unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database's disk is full: nothing was written; the same write may succeed once space is freed.
+    #[error("metadata storage full: {0}")]
+    Full(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The database failed.
     #[error("metadata backend: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),

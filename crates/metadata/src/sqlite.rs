@@ -78,9 +78,14 @@ impl From<OpenError> for Error {
 }
 
 /// Every SQLite failure is a backend failure; the domain errors (`MissingBlob`, ...) are decided by the
-/// queries themselves, never inferred from a constraint violation.
+/// queries themselves, never inferred from a constraint violation. A full disk is the exception: the
+/// transaction wrote nothing and the same write may succeed once space is freed, so it is `Full` (the
+/// registry answers 503 with Retry-After, not 500).
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            return Error::Full(Box::new(e));
+        }
         Error::Backend(Box::new(e))
     }
 }
@@ -524,6 +529,20 @@ impl ProxyEntries for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_unavailable_not_a_failure() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".into()),
+        );
+        assert!(matches!(Error::from(full), Error::Full(_)));
+        let other = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            None,
+        );
+        assert!(matches!(Error::from(other), Error::Backend(_)));
+    }
 
     fn pragma(conn: &Connection, name: &str) -> String {
         conn.query_row(&format!("PRAGMA {name}"), [], |row| {

@@ -93,6 +93,10 @@ impl From<metadata::Error> for Error {
             metadata::Error::BlobDeleting(d) => Error::Unavailable(format!(
                 "blob {d} was being deleted by the garbage collector; push it again"
             )),
+            metadata::Error::Full(e) => {
+                tracing::warn!(cause = %e, "metadata storage is full");
+                Error::Unavailable(STORAGE_FULL.into())
+            }
             metadata::Error::Unavailable(e) => {
                 tracing::warn!(cause = %e, "metadata database unavailable");
                 Error::Unavailable("the metadata database cannot be reached".into())
@@ -100,6 +104,14 @@ impl From<metadata::Error> for Error {
             other => Error::Internal(other.into()),
         }
     }
+}
+
+/// What a client is told when a write failed for want of space.
+const STORAGE_FULL: &str = "the registry's storage is full; try again later";
+
+/// Whether an IO error says the storage has no space left (or the user's quota is spent).
+fn storage_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded
 }
 
 /// The blob store's failures as the domain sees them. Only a range outside the blob is the client's doing;
@@ -111,6 +123,12 @@ impl From<blobs::Error> for Error {
             blobs::Error::Unavailable(e) => {
                 tracing::warn!(cause = %e, "blob storage unavailable");
                 Error::Unavailable("the blob storage cannot be reached".into())
+            }
+            // A full disk (or quota) is not a bug: nothing became visible, and the same request may
+            // succeed once space is freed. The client is told so, with Retry-After.
+            blobs::Error::Io(e) if storage_full(&e) => {
+                tracing::warn!(cause = %e, "blob storage is full");
+                Error::Unavailable(STORAGE_FULL.into())
             }
             other => Error::Internal(other.into()),
         }

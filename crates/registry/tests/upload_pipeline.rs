@@ -22,7 +22,7 @@ use registry::{Error, Registry};
 const MIB: usize = 1 << 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_failing_mid_chunk_records_nothing_and_the_upload_resumes() {
+async fn a_disk_filling_mid_chunk_is_unavailable_records_nothing_and_the_upload_resumes() {
     let env = Env::new();
     let store = FaultyBlobs::new(env.blobs.clone());
     let reg = Registry::new(store.clone(), env.meta.clone(), env.reg.settings().clone());
@@ -41,7 +41,11 @@ async fn a_write_failing_mid_chunk_records_nothing_and_the_upload_resumes() {
     let failed = reg
         .upload_chunk(&r, &st.id, exact(&data[first..], first as u64))
         .await;
-    assert!(matches!(failed, Err(Error::Internal(_))), "{failed:?}");
+    // A full disk is no bug: 503 with Retry-After, saying why.
+    assert!(
+        matches!(&failed, Err(Error::Unavailable(m)) if m.contains("storage is full")),
+        "{failed:?}"
+    );
     assert_eq!(
         reg.upload_status(&r, &st.id).await.unwrap().offset,
         first as u64,

@@ -343,7 +343,8 @@ impl FaultyBlobs {
         if limit == DISARMED {
             Ok(written)
         } else {
-            Err(blobs::Error::Io(io::Error::other(
+            Err(blobs::Error::Io(io::Error::new(
+                io::ErrorKind::StorageFull,
                 "no space left on device",
             )))
         }
