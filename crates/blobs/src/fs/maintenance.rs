@@ -45,7 +45,12 @@ pub(super) fn purge_temporary(
     Ok(purged)
 }
 
-/// The layout's directories are there, are directories, and the root can be listed.
+/// Below this many bytes free (for an unprivileged writer), the storage counts as full: a blob write
+/// would fail, so readiness fails too, until space is freed.
+const FULL_BELOW: u64 = 64 * 1024;
+
+/// The layout's directories are there, are directories, the root can be listed, and its filesystem has
+/// room to write.
 pub(super) fn check(layout: &Layout) -> io::Result<()> {
     for dir in [
         layout.root().to_path_buf(),
@@ -62,5 +67,13 @@ pub(super) fn check(layout: &Layout) -> io::Result<()> {
     }
     // Listing proves the permissions still allow reading, which a metadata call does not.
     fs::read_dir(layout.root())?.next().transpose()?;
+    let vfs = rustix::fs::statvfs(layout.root())?;
+    let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+    if free < FULL_BELOW {
+        return Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!("no space left on the blob storage ({free} bytes free)"),
+        ));
+    }
     Ok(())
 }

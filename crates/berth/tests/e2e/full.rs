@@ -1,0 +1,113 @@
+//! A full disk, for real: the data directory on a small tmpfs the test mounts (as root, as CI runs).
+//! While it is full, `/readyz` fails and a push is answered 503 UNAVAILABLE saying the storage is full
+//! (never 500); once space is freed, both recover and nothing that was acknowledged is lost.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::harness::{BlobPush, Options, Server, repo};
+
+/// A tmpfs mounted over a directory, unmounted (lazily, whatever still holds it) when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn wait_for_readiness(server: &Server, status: u16) {
+    let api = server.api();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = api
+            .get("/readyz", &[])
+            .unwrap_or_else(|e| panic!("/readyz: {e}"));
+        if r.status == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz answers {}, want {status}",
+            r.describe()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_full_disk_fails_readiness_and_pushes_with_503_until_space_is_freed() {
+    let mut server = Server::start_with(Options {
+        env: vec![(
+            "REGISTRY_HEALTH_STORAGEDRIVER_INTERVAL".into(),
+            "200ms".into(),
+        )],
+        ..Options::default()
+    });
+    server.stop();
+    let root = server.root().to_path_buf();
+    let Some(_tmpfs) = Tmpfs::mount(&root, "8m") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "mounting a tmpfs failed under CI (the suite runs as root there)"
+        );
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    server.start_again();
+    let api = server.api();
+    let r = repo("full");
+    let kept = vec![7u8; 100_000];
+    let kept_digest = api
+        .push_blob(&r, &kept, BlobPush::Monolithic)
+        .unwrap_or_else(|e| panic!("push before the disk fills: {e}"));
+    wait_for_readiness(&server, 200);
+
+    // Fill what is left.
+    let filler = root.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .output();
+    wait_for_readiness(&server, 503);
+    let resp = api
+        .request(
+            "POST",
+            &format!(
+                "/v2/{r}/blobs/uploads/?digest={}",
+                crate::harness::sha256(&[1u8; 300_000])
+            ),
+            &[("content-type", "application/octet-stream")],
+            Some(&[1u8; 300_000]),
+        )
+        .unwrap_or_else(|e| panic!("push while full: {e}"));
+    assert_eq!(resp.status, 503, "{}", resp.describe());
+    assert_eq!(resp.error_codes(), ["UNAVAILABLE"]);
+    assert!(
+        String::from_utf8_lossy(&resp.body).contains("storage is full"),
+        "{}",
+        resp.describe()
+    );
+    assert!(resp.header("retry-after").is_some(), "{}", resp.describe());
+
+    std::fs::remove_file(&filler).unwrap_or_else(|e| panic!("removing the filler: {e}"));
+    wait_for_readiness(&server, 200);
+    let again = api
+        .push_blob(&r, &[1u8; 300_000], BlobPush::Monolithic)
+        .unwrap_or_else(|e| panic!("push once space is back: {e}"));
+    assert_eq!(again, crate::harness::sha256(&[1u8; 300_000]));
+    assert_eq!(api.get_ok(&format!("/v2/{r}/blobs/{kept_digest}")), kept);
+    server.stop();
+}
