@@ -223,22 +223,26 @@ impl Registry {
             .await;
         let new_len = match written {
             Ok(n) => n,
-            Err(blobs::Error::Source(_)) if meter.overflowed().await => {
-                return Err(Error::SizeInvalid(format!(
-                    "the body is longer than the declared {} bytes",
-                    limit.unwrap_or_default()
-                )));
+            Err(e) => {
+                let refusal = match e {
+                    blobs::Error::Source(_) if meter.overflowed().await => {
+                        Error::SizeInvalid(format!(
+                            "the body is longer than the declared {} bytes",
+                            limit.unwrap_or_default()
+                        ))
+                    }
+                    blobs::Error::Source(e) => {
+                        Error::BlobUploadInvalid(format!("reading the body failed: {e}"))
+                    }
+                    blobs::Error::UploadNotFound(_) => {
+                        tracing::warn!(upload = %id, "upload session has no bytes in the blob store");
+                        return Err(Error::BlobUploadUnknown);
+                    }
+                    e => e.into(),
+                };
+                self.cut_unrecorded(id, session.offset).await;
+                return Err(refusal);
             }
-            Err(blobs::Error::Source(e)) => {
-                return Err(Error::BlobUploadInvalid(format!(
-                    "reading the body failed: {e}"
-                )));
-            }
-            Err(blobs::Error::UploadNotFound(_)) => {
-                tracing::warn!(upload = %id, "upload session has no bytes in the blob store");
-                return Err(Error::BlobUploadUnknown);
-            }
-            Err(e) => return Err(e.into()),
         };
         // The bytes are durable; the hash of the last batch may still be running.
         let tally = meter
@@ -248,6 +252,7 @@ impl Registry {
         if let Some(declared) = limit
             && tally.received != declared
         {
+            self.cut_unrecorded(id, session.offset).await;
             return Err(Error::SizeInvalid(format!(
                 "{} bytes received, {declared} declared",
                 tally.received
@@ -280,6 +285,16 @@ impl Registry {
                 offset: current.offset,
             }),
             None => Err(Error::BlobUploadUnknown),
+        }
+    }
+
+    /// Cuts what a failed write left in upload `id` past its recorded `offset`. The next write would cut
+    /// it anyway; cutting it now keeps a failure (a full disk above all) from holding the space until
+    /// the upload is resumed or purged. Best effort: a failure here changes nothing the client sees.
+    async fn cut_unrecorded(&self, id: &UploadId, offset: u64) {
+        let nothing: ByteStream = Box::pin(futures_util::stream::empty());
+        if let Err(e) = self.blobs.upload_write(id, offset, nothing).await {
+            tracing::debug!(upload = %id, error = %e, "could not cut a failed write's bytes");
         }
     }
 

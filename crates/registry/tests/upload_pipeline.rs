@@ -51,6 +51,14 @@ async fn a_disk_filling_mid_chunk_is_unavailable_records_nothing_and_the_upload_
         first as u64,
         "nothing of the failed chunk is recorded"
     );
+    // Nor does it hold the disk: the bytes it left are cut at once, not at the next write or purge.
+    let file = env.dir.path().join("blobs/uploads").join(st.id.as_str());
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        first as u64,
+        "{}",
+        file.display()
+    );
 
     // The client resends it from the recorded offset; the bytes the failure left behind are cut off.
     let done = reg
