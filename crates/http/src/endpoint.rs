@@ -166,6 +166,14 @@ impl Endpoint {
         }
     }
 
+    /// containerd's `?ns=` of a manifest or blob read, if it named one.
+    pub fn namespace(&self) -> Option<&Namespace> {
+        match self {
+            Endpoint::Manifest { ns, .. } | Endpoint::Blob { ns, .. } => ns.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The repository the endpoint addresses, taken out of it (see [`repository`](Self::repository)).
     pub fn into_repository(self) -> Option<RepoName> {
         match self {

@@ -79,6 +79,10 @@ async fn route(
     access: Option<&Access>,
     req: Request,
 ) -> Result {
+    let lookup = MirrorLookup {
+        ns: endpoint.namespace(),
+        access,
+    };
     match endpoint {
         Endpoint::Base => Ok(base::get()),
         Endpoint::Catalog { n, last } => {
@@ -89,38 +93,23 @@ async fn route(
             name,
             reference,
             op,
-            ns,
-        } => {
-            let lookup = MirrorLookup {
-                ns: ns.as_ref(),
-                access,
-            };
-            match op {
-                ManifestOp::Get => manifests::get(registry, name, reference, false, lookup).await,
-                ManifestOp::Head => manifests::get(registry, name, reference, true, lookup).await,
-                ManifestOp::Put => manifests::put(registry, name, reference, req).await,
-                ManifestOp::Delete => manifests::delete(registry, name, reference).await,
-            }
-        }
+            ..
+        } => match op {
+            ManifestOp::Get => manifests::get(registry, name, reference, false, lookup).await,
+            ManifestOp::Head => manifests::get(registry, name, reference, true, lookup).await,
+            ManifestOp::Put => manifests::put(registry, name, reference, req).await,
+            ManifestOp::Delete => manifests::delete(registry, name, reference).await,
+        },
         Endpoint::Blob {
-            name,
-            digest,
-            op,
-            ns,
-        } => {
-            let lookup = MirrorLookup {
-                ns: ns.as_ref(),
-                access,
-            };
-            match op {
-                BlobOp::Get => {
-                    let sink = req.extensions().get();
-                    blobs::get(registry, name, digest, req.headers(), sink, lookup).await
-                }
-                BlobOp::Head => blobs::head(registry, name, digest, lookup).await,
-                BlobOp::Delete => blobs::delete(registry, name, digest).await,
+            name, digest, op, ..
+        } => match op {
+            BlobOp::Get => {
+                let sink = req.extensions().get();
+                blobs::get(registry, name, digest, req.headers(), sink, lookup).await
             }
-        }
+            BlobOp::Head => blobs::head(registry, name, digest, lookup).await,
+            BlobOp::Delete => blobs::delete(registry, name, digest).await,
+        },
         Endpoint::UploadStart { name, kind } => match kind {
             UploadStartKind::Session => uploads::start(registry, name).await,
             UploadStartKind::Monolithic(digest) => {
