@@ -59,9 +59,11 @@ async fn respond(
     req: Request,
     request_id: &RequestId,
 ) -> Response {
-    let mut resp = route(registry, &endpoint, access, req)
-        .await
-        .unwrap_or_else(|e| e.into_response(request_id));
+    // What the handler left of the body is read away before the answer (see `crate::body`).
+    let (req, unread) = crate::body::keep_unread(req);
+    let routed = route(registry, &endpoint, access, req).await;
+    unread.drain().await;
+    let mut resp = routed.unwrap_or_else(|e| e.into_response(request_id));
     // Handed to the access log through the response, so the path is parsed once per request here; moved,
     // not copied, once the handler is done with it.
     if let Some(name) = endpoint.into_repository() {
