@@ -9,7 +9,7 @@ use crate::harness::clients::version;
 use crate::harness::images::{sample_image, write_image_layout};
 use crate::harness::{Options, Server, Tools, repo, sha256};
 
-mod token;
+pub(crate) mod token;
 
 // alice:secret, bob:builder (bcrypt, made with the bcrypt crate).
 const HTPASSWD: &str = "\
@@ -18,7 +18,7 @@ bob:$2y$04$XgDFieE2q.frxR1xK5HPDeLI3XzP43L0.hVuHDIUqZhDOzsk5QggK
 ";
 
 /// A server with htpasswd auth and the policy above; the returned directory holds its files.
-fn guarded_server() -> (Server, tempfile::TempDir) {
+pub(crate) fn guarded_server() -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
     let htpasswd = dir.path().join("htpasswd");
     std::fs::write(&htpasswd, HTPASSWD).unwrap_or_else(|e| panic!("htpasswd: {e}"));

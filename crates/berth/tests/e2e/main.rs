@@ -19,6 +19,7 @@ mod buildah;
 mod config;
 mod crash;
 mod curl;
+mod docker;
 mod full;
 mod gc;
 mod limits;

@@ -13,21 +13,27 @@ use upstream::testkit::{Fault, FaultProxy, Kind};
 use crate::harness::images::{layout_blobs, layout_ref, sample_image};
 use crate::harness::{Api, BlobPush, Options, Server, Tools, push_image, sha256};
 
-/// A mirror in front of an upstream berth, with the fault proxy between them.
-struct Mirror {
+/// A mirror in front of an upstream berth, with the fault proxy between them (also the mirror of the
+/// docker and containerd tests).
+pub(crate) struct Mirror {
     // Dropped in this order: the mirror, the proxy (on the runtime), the runtime, the upstream.
-    mirror: Server,
+    pub(crate) mirror: Server,
     /// The mirror's debug address, with its metrics.
     debug: Api,
-    proxy: FaultProxy,
+    pub(crate) proxy: FaultProxy,
     _rt: tokio::runtime::Runtime,
-    upstream: Server,
+    pub(crate) upstream: Server,
     _dir: tempfile::TempDir,
 }
 
 impl Mirror {
     /// `revalidate` is berth's `proxy.revalidate` (`0s`: every tag pull asks the upstream).
     fn start(revalidate: &str) -> Mirror {
+        Mirror::start_with(revalidate, "")
+    }
+
+    /// [`Mirror::start`] with more of the mirror's configuration (`auth`, `access`), as YAML.
+    pub(crate) fn start_with(revalidate: &str, more: &str) -> Mirror {
         let upstream = Server::start();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -43,7 +49,7 @@ impl Mirror {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nproxy:\n  remoteurl: {url}\n  revalidate: {revalidate}\n  upstreams:\n    - prefix: docker.io\n      remoteurl: {url}\n"
+                "version: 0.1\nproxy:\n  remoteurl: {url}\n  revalidate: {revalidate}\n  upstreams:\n    - prefix: docker.io\n      remoteurl: {url}\n{more}"
             ),
         )
         .unwrap_or_else(|e| panic!("{}: {e}", config.display()));
@@ -77,7 +83,7 @@ impl Mirror {
     }
 
     /// Blob GETs the upstream received.
-    fn blob_gets(&self) -> usize {
+    pub(crate) fn blob_gets(&self) -> usize {
         self.proxy.count("GET", Kind::Blob)
     }
 

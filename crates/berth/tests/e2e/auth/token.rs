@@ -16,8 +16,8 @@ use serde_json::json;
 use crate::harness::images::{sample_image, write_image_layout};
 use crate::harness::{Options, Server, Tools, repo};
 
-const SERVICE: &str = "berth-e2e";
-const ISSUER: &str = "e2e-token-service";
+pub(crate) const SERVICE: &str = "berth-e2e";
+pub(crate) const ISSUER: &str = "e2e-token-service";
 /// How long the token service keeps serving at most: it must stop by itself.
 const SERVICE_LIFETIME: Duration = Duration::from_secs(170);
 
@@ -28,13 +28,13 @@ fn key_file(name: &str) -> PathBuf {
 }
 
 /// The token service: serves until dropped (or its lifetime ends), one connection at a time.
-struct TokenService {
+pub(crate) struct TokenService {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
 }
 
 impl TokenService {
-    fn start() -> TokenService {
+    pub(crate) fn start() -> TokenService {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
         let addr = listener
             .local_addr()
@@ -58,8 +58,17 @@ impl TokenService {
         TokenService { addr, stop }
     }
 
-    fn realm(&self) -> String {
+    pub(crate) fn realm(&self) -> String {
         format!("http://{}/token", self.addr)
+    }
+
+    /// berth's configuration with this service's tokens (`auth.token`), to serve with.
+    pub(crate) fn config_yaml(&self) -> String {
+        format!(
+            "auth:\n  token:\n    realm: {}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+            self.realm(),
+            key_file("rsa-cert.pem").display()
+        )
     }
 }
 
@@ -147,15 +156,7 @@ fn skopeo_gets_tokens_from_the_token_service() {
     let service = TokenService::start();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
     let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "auth:\n  token:\n    realm: {}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
-            service.realm(),
-            key_file("rsa-cert.pem").display()
-        ),
-    )
-    .unwrap_or_else(|e| panic!("config: {e}"));
+    std::fs::write(&config, service.config_yaml()).unwrap_or_else(|e| panic!("config: {e}"));
     let server = Server::start_with(Options {
         config: Some(config),
         ..Options::default()

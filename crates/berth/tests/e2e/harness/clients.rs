@@ -3,6 +3,7 @@
 //! directory, registries.conf, policy and auth file, so nothing is read from, or left in, the user's or the
 //! machine's configuration. Each run is bounded by a timeout and fails with the whole command and output.
 
+use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -193,6 +194,12 @@ impl Tools {
 
     /// Runs a program with this test's environment, bounded by [`TOOL_TIMEOUT`].
     fn run(&self, program: &str, args: &[&str]) -> Output {
+        self.run_with(program, args, &[])
+    }
+
+    /// [`Tools::run`] with more variables, set last so they win (the docker CLI's `DOCKER_HOST` and
+    /// `DOCKER_CONFIG`, which this test's daemon decides).
+    pub fn run_with(&self, program: &str, args: &[&str], env: &[(&str, &OsStr)]) -> Output {
         let command = format!("{program} {}", args.join(" "));
         let mut cmd = Command::new(program);
         cmd.args(args)
@@ -208,6 +215,7 @@ impl Tools {
             .env_remove("DOCKER_CONFIG")
             .env_remove("CONTAINER_HOST")
             .env_remove("CONTAINER_CONNECTION")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

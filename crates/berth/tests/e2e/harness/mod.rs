@@ -3,6 +3,7 @@
 
 pub mod big_image;
 pub mod clients;
+pub mod dockerd;
 pub mod http;
 pub mod images;
 pub mod nginx;

@@ -575,7 +575,7 @@ pub fn parse_address_line(line: &str) -> Option<(SocketAddr, PathBuf)> {
 /// server too (PR_SET_PDEATHSIG), so no registry outlives its test. The signal follows the spawning thread,
 /// which is the test's own thread for as long as the `Server` is in use.
 #[cfg(target_os = "linux")]
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is async-signal-safe.
     unsafe {
@@ -589,7 +589,7 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
+pub fn die_with_parent(_cmd: &mut Command) {}
 
 fn signal(child: &Child, sig: libc::c_int) {
     let Ok(pid) = libc::pid_t::try_from(child.id()) else {

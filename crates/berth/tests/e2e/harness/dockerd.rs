@@ -1,0 +1,312 @@
+//! A docker daemon of the test's own: Debian's `dockerd` (which starts its own containerd) with its data
+//! root, exec root, pid file and socket in a temporary directory, no bridge and no iptables (it touches
+//! nothing of the machine's network), `vfs` storage (no kernel overlay needed), and the docker CLI pointed
+//! at it with a config directory of its own (so `docker login` writes nowhere else). Stopped with
+//! SIGTERM when dropped, SIGKILL after a timeout; killed by the kernel if the test process dies first.
+//!
+//! Docker Hub is never reached: the daemon's `HTTPS_PROXY` and `HTTP_PROXY` are a listener of the test
+//! that counts the connections it gets and closes them. Go never proxies loopback addresses, so the
+//! registries under test are reached directly, and a pull that would fall back from a mirror to Docker
+//! Hub fails at once and shows in [`Dockerd::hub_attempts`].
+
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::clients::{Output, Tools};
+
+/// A daemon starts in about a second; this bounds a start that hangs.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// dockerd stops its containerd on SIGTERM; after this it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What the daemon is started with beyond the fixed flags.
+#[derive(Clone, Debug, Default)]
+pub struct DockerdSettings {
+    /// `--registry-mirror` URLs (docker uses them for Docker Hub's images only).
+    pub mirrors: Vec<String>,
+    /// `--insecure-registry` hosts (loopback ones are insecure already).
+    pub insecure: Vec<String>,
+}
+
+/// A running dockerd and the CLI state that goes with it.
+pub struct Dockerd {
+    child: Child,
+    /// Holds the daemon's directories; the client state (HOME, DOCKER_CONFIG) is in `tools`.
+    dir: tempfile::TempDir,
+    tools: Tools,
+    hub: HubSink,
+}
+
+impl Dockerd {
+    /// Starts a daemon, or returns `None` (having said that `test` skipped) when dockerd is not installed,
+    /// except under CI, where that fails (`scripts/test` installs Debian's `docker.io`).
+    pub fn start(test: &str, settings: &DockerdSettings) -> Option<Dockerd> {
+        let Some(dockerd) = find_program("dockerd") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "dockerd is not installed under CI (scripts/test installs Debian's docker.io)"
+            );
+            eprintln!("SKIPPED {test}: dockerd is not installed (scripts/test installs docker.io)");
+            return None;
+        };
+        eprintln!("{}", super::clients::version(&dockerd.to_string_lossy()));
+        // Short: the socket's path must stay under the 108 bytes of a unix socket address.
+        let dir = tempfile::Builder::new()
+            .prefix("berth-dockerd-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+        let d = dir.path();
+        let hub = HubSink::start();
+        let log = std::fs::File::create(d.join("dockerd.log"))
+            .unwrap_or_else(|e| panic!("cannot create dockerd's log: {e}"));
+        let mut cmd = Command::new(&dockerd);
+        cmd.arg("--data-root")
+            .arg(d.join("root"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", d.join("docker.sock").display()))
+            .args([
+                "--iptables=false",
+                "--ip-masq=false",
+                "--bridge=none",
+                "--storage-driver=vfs",
+            ])
+            // Its own config file (none): the machine's /etc/docker/daemon.json must not apply.
+            .arg("--config-file")
+            .arg(d.join("daemon.json"));
+        for m in &settings.mirrors {
+            cmd.args(["--registry-mirror", m]);
+        }
+        for i in &settings.insecure {
+            cmd.args(["--insecure-registry", i]);
+        }
+        std::fs::write(d.join("daemon.json"), "{}")
+            .unwrap_or_else(|e| panic!("cannot write daemon.json: {e}"));
+        cmd.env("HTTPS_PROXY", hub.url())
+            .env("HTTP_PROXY", hub.url())
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(
+                log.try_clone()
+                    .unwrap_or_else(|e| panic!("dockerd's log: {e}")),
+            ))
+            .stderr(Stdio::from(log));
+        super::server::die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", dockerd.display()));
+        let daemon = Dockerd {
+            child,
+            dir,
+            tools: Tools::new(),
+            hub,
+        };
+        daemon.wait_ready();
+        Some(daemon)
+    }
+
+    /// The client state of this daemon's CLI (and skopeo's, for the tests' images).
+    pub fn tools(&self) -> &Tools {
+        &self.tools
+    }
+
+    /// `docker <args>` against this daemon; must succeed.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        let out = self.try_docker(args);
+        assert!(out.success, "{}\n{}", out.describe(), self.log_tail());
+        out
+    }
+
+    /// `docker <args>` against this daemon, whatever its exit code.
+    pub fn try_docker(&self, args: &[&str]) -> Output {
+        let host = format!("unix://{}", self.socket().display());
+        let config = self.tools.path("docker-config");
+        self.tools.run_with(
+            "docker",
+            args,
+            &[
+                ("DOCKER_HOST", OsStr::new(&host)),
+                ("DOCKER_CONFIG", config.as_os_str()),
+            ],
+        )
+    }
+
+    /// Loads the image `tag` of the OCI layout `layout` as `name` (`repo:tag`): skopeo writes a
+    /// docker-archive, `docker load` reads it.
+    pub fn load_layout(&self, layout: &Path, tag: &str, name: &str) {
+        let archive = self
+            .tools
+            .path(&format!("tmp/{}.tar", name.replace(['/', ':'], "_")));
+        let _ = std::fs::remove_file(&archive);
+        self.tools.skopeo(&[
+            "copy",
+            &format!("oci:{}:{tag}", layout.display()),
+            &format!("docker-archive:{}:{name}", archive.display()),
+        ]);
+        self.docker(&["load", "-i", &archive.to_string_lossy()]);
+    }
+
+    /// `docker image inspect --format <format> <image>`, trimmed.
+    pub fn inspect(&self, image: &str, format: &str) -> String {
+        self.docker(&["image", "inspect", "--format", format, image])
+            .stdout
+            .trim()
+            .to_owned()
+    }
+
+    /// Connections the daemon opened towards anything but a loopback registry (Docker Hub): refused.
+    pub fn hub_attempts(&self) -> usize {
+        self.hub.count.load(Ordering::SeqCst)
+    }
+
+    /// The last lines dockerd logged, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default();
+        // containerd's start-up and gRPC chatter says nothing about a failed pull or push.
+        let tail: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.contains("module=grpc") && !l.contains("loading plugin"))
+            .rev()
+            .take(40)
+            .collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("--- last lines of dockerd's log ---\n{}", tail.join("\n"))
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("docker.sock")
+    }
+
+    /// Waits until the API answers `GET /_ping` with `OK`.
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if ping(&self.socket()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not answer within {START_TIMEOUT:?}\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail());
+        }
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) has no memory effects; the pid is our child, not yet reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // dockerd stops the containerd it started; one left by a killed dockerd is ended here.
+        let pid_file = self.dir.path().join("exec/containerd/containerd.pid");
+        if let Some(pid) = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<libc::pid_t>().ok())
+            .filter(|&pid| pid > 1)
+        {
+            // SAFETY: as above; the pid is the containerd this daemon started (gone, or ours to end).
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// `GET /_ping` over the daemon's socket.
+fn ping(socket: &Path) -> bool {
+    let Ok(mut s) = UnixStream::connect(socket) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.") && answer.contains(" 200 ") && answer.ends_with("OK")
+}
+
+/// `name` on the PATH or in the sbin directories (off a non-root user's PATH).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The proxy every non-loopback connection of the daemon goes to: counts and closes each, for a bounded
+/// time (it must stop by itself).
+struct HubSink {
+    addr: std::net::SocketAddr,
+    count: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl HubSink {
+    fn start() -> HubSink {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("addr: {e}"));
+        listener
+            .set_nonblocking(true)
+            .unwrap_or_else(|e| panic!("nonblocking: {e}"));
+        let count = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (Arc::clone(&count), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        c.fetch_add(1, Ordering::SeqCst);
+                        drop(stream);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        HubSink { addr, count, stop }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for HubSink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
