@@ -84,6 +84,17 @@ pub struct FileRange {
     pub len: u64,
 }
 
+/// A committed blob, as [`BlobStore::list_blobs`] names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedBlob {
+    pub digest: Digest,
+    pub size: u64,
+    /// When its bytes were last written (fs: the file's mtime; S3: the object's `LastModified`): what a
+    /// grace period is measured from. A backend that cannot tell says now, so nothing is judged old
+    /// on a guess.
+    pub modified: SystemTime,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The upload session has no stored bytes (never written, committed or deleted).
@@ -136,6 +147,13 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Removes the committed blob `digest`. Returns whether it existed.
     async fn delete(&self, digest: &Digest) -> Result<bool>;
+
+    /// The committed blobs in digest order (`Digest`'s `Ord`: algorithm, then hex), strictly after
+    /// `after`, at most `limit` of them: a page, so that a walk of the whole store (garbage collection's
+    /// orphans, scrub) never holds every digest in memory. Fewer than `limit` means the walk is over.
+    /// Upload bytes and temporary data are never listed, nor anything under the blobs' tree that is not a
+    /// blob of the layout. A blob committed or deleted while a walk goes on may or may not be seen.
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<ListedBlob>>;
 
     /// Appends `data` to upload `id` starting at `offset`, creating the upload if `offset` is 0.
     /// Bytes the upload holds past `offset` are discarded first. Returns the new length once the bytes are

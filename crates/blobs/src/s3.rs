@@ -24,7 +24,8 @@
 //! `settings` (what is configured, and AWS's environment variables), `keys` (the layout), `parts` (part
 //! sizes that grow past 5,000 parts so that blobs up to S3's 5 TiB limit fit in 10,000 parts),
 //! `upload` (upload state, writes, reads back), `commit` (the only place a blob becomes visible),
-//! `read` (stat, ranged reads, delete), `maintenance` (purging, health).
+//! `read` (stat, ranged reads, delete), `list` (committed blobs in digest order), `maintenance`
+//! (purging, health).
 //!
 //! Several replicas may share a bucket: no state is kept in memory between calls, and an upload's state
 //! is found by listing its id's prefix, so a PATCH on one replica continues where a PATCH on another
@@ -41,6 +42,7 @@ mod api;
 mod client;
 mod commit;
 mod keys;
+mod list;
 mod maintenance;
 mod parts;
 mod read;
@@ -61,7 +63,7 @@ use oci::Digest;
 
 use self::api::Bucket;
 use self::keys::Keys;
-use crate::{BlobReader, BlobStore, ByteStream, Result, UploadId};
+use crate::{BlobReader, BlobStore, ByteStream, ListedBlob, Result, UploadId};
 
 pub use self::settings::{DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, S3Config, S3Settings, SettingsError};
 
@@ -123,6 +125,10 @@ impl BlobStore for S3BlobStore {
 
     async fn delete(&self, digest: &Digest) -> Result<bool> {
         self.delete_blob(digest).await
+    }
+
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<ListedBlob>> {
+        self.list_page(after, limit).await
     }
 
     async fn upload_write(&self, id: &UploadId, offset: u64, data: ByteStream) -> Result<u64> {

@@ -36,6 +36,13 @@ impl BlobStore for Redirecting {
     async fn delete(&self, d: &Digest) -> blobs::Result<bool> {
         self.0.delete(d).await
     }
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> blobs::Result<Vec<blobs::ListedBlob>> {
+        self.0.list_blobs(after, limit).await
+    }
     async fn upload_write(
         &self,
         id: &UploadId,

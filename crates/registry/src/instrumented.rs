@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use blobs::{BlobReader, BlobStore, ByteStream, UploadId};
+use blobs::{BlobReader, BlobStore, ByteStream, ListedBlob, UploadId};
 use metadata::{
     Catalog, GcMarks, Metadata, NewManifest, ProxyEntries, Referrer, StoredManifest, UploadSession,
     UploadSessions,
@@ -106,6 +106,19 @@ impl BlobStore for InstrumentedBlobStore {
             &*self.observer,
             self.op("delete"),
             self.inner.delete(digest),
+        )
+        .await
+    }
+
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> blobs::Result<Vec<ListedBlob>> {
+        timed(
+            &*self.observer,
+            self.op("list_blobs"),
+            self.inner.list_blobs(after, limit),
         )
         .await
     }

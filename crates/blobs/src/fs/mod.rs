@@ -34,6 +34,7 @@
 mod commit;
 mod durable;
 mod layout;
+mod list;
 mod lock;
 mod maintenance;
 mod read;
@@ -51,7 +52,7 @@ use oci::Digest;
 use self::durable::{create_dir_durable, remove_if_exists, sync_dir};
 use self::layout::{ALGORITHMS, Layout};
 use self::read::FileChunks;
-use crate::{BlobReader, BlobStore, ByteStream, Error, FileRange, Result, UploadId};
+use crate::{BlobReader, BlobStore, ByteStream, Error, FileRange, ListedBlob, Result, UploadId};
 
 pub use self::read::READ_BUF;
 pub use self::write::WRITE_BUF;
@@ -138,6 +139,12 @@ impl BlobStore for FsBlobStore {
         })
         .await??;
         Ok(existed)
+    }
+
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<ListedBlob>> {
+        let (layout, after) = (self.layout.clone(), after.cloned());
+        let page = blocking(move || list::list_blobs(&layout, after.as_ref(), limit)).await??;
+        Ok(page)
     }
 
     async fn upload_write(&self, id: &UploadId, offset: u64, data: ByteStream) -> Result<u64> {

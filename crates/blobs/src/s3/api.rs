@@ -1,5 +1,5 @@
 //! The S3 operations the backend uses, each one typed: objects (HEAD, GET with a range, PUT, DELETE,
-//! CopyObject, ListObjectsV2) and multipart uploads (create, UploadPartCopy, complete, abort, list).
+//! CopyObject, ListObjectsV2 by continuation token or after a key) and multipart uploads (create, UploadPartCopy, complete, abort, list).
 //! Nothing here knows the store's layout; `s3.rs` and its siblings decide which keys mean what.
 
 use std::ops::Range;
@@ -137,14 +137,7 @@ impl Bucket {
                 call = call.query("continuation-token", t);
             }
             let text = self.client.send(&call).await?.text(call.op).await?;
-            for block in xml::blocks(&text, "Contents") {
-                let key = xml::text(block, "Key");
-                let size = xml::text(block, "Size").and_then(|s| s.parse().ok());
-                match (key, size) {
-                    (Some(key), Some(size)) => objects.push(Object { key, size }),
-                    _ => return Err(protocol(call.op, "an entry without a key or size")),
-                }
-            }
+            objects.extend(contents(&text, call.op)?.into_iter().map(|(o, _)| o));
             let truncated = xml::text(&text, "IsTruncated").is_some_and(|t| t == "true");
             token = xml::text(&text, "NextContinuationToken");
             if !truncated {
@@ -157,6 +150,28 @@ impl Bucket {
                 ));
             }
         }
+    }
+
+    /// One page of the objects whose key starts with `prefix` and comes strictly after `start_after`, in
+    /// key order, at most `max_keys` (S3 caps it at 1,000), each with its `LastModified`; and whether
+    /// more follow.
+    pub async fn list_after(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max_keys: usize,
+    ) -> Result<(Vec<(Object, Option<SystemTime>)>, bool), S3Error> {
+        let mut call = Call::new("ListObjectsV2", Method::GET, None)
+            .query("list-type", "2")
+            .query("max-keys", max_keys.clamp(1, 1000).to_string())
+            .query("prefix", prefix);
+        if let Some(key) = start_after {
+            call = call.query("start-after", key);
+        }
+        let text = self.client.send(&call).await?.text(call.op).await?;
+        let objects = contents(&text, call.op)?;
+        let truncated = xml::text(&text, "IsTruncated").is_some_and(|t| t == "true");
+        Ok((objects, truncated))
     }
 
     /// Whether the bucket answers a listing (one key at most) under `prefix`: the health check.
@@ -290,6 +305,22 @@ impl Bucket {
             }
         }
     }
+}
+
+/// The `<Contents>` entries of a ListObjectsV2 answer, with their `LastModified` when it parses.
+fn contents(text: &str, op: &'static str) -> Result<Vec<(Object, Option<SystemTime>)>, S3Error> {
+    xml::blocks(text, "Contents")
+        .into_iter()
+        .map(|block| {
+            let key = xml::text(block, "Key");
+            let size = xml::text(block, "Size").and_then(|s| s.parse().ok());
+            let modified = xml::text(block, "LastModified").and_then(|t| time::parse_iso8601(&t));
+            match (key, size) {
+                (Some(key), Some(size)) => Ok((Object { key, size }, modified)),
+                _ => Err(protocol(op, "an entry without a key or size")),
+            }
+        })
+        .collect()
 }
 
 fn protocol(op: &'static str, detail: &str) -> S3Error {

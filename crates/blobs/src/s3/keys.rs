@@ -44,6 +44,16 @@ impl Keys {
         )
     }
 
+    /// The digest of a key listed under [`Keys::blobs`], or `None` for a key that is not exactly a
+    /// blob's (a stray object is not a blob).
+    pub fn parse_blob(&self, key: &str) -> Option<Digest> {
+        let rest = key.strip_prefix(&self.blobs())?;
+        let (algorithm, rest) = rest.split_once('/')?;
+        let (_, hex) = rest.split_once('/')?;
+        let digest: Digest = format!("{algorithm}:{hex}").parse().ok()?;
+        (self.blob(&digest) == key).then_some(digest)
+    }
+
     /// `<root>/uploads/<id>/`: everything upload `id` holds.
     pub fn upload(&self, id: &UploadId) -> String {
         format!("{}uploads/{}/", self.prefix, id.as_str())
@@ -97,6 +107,17 @@ mod tests {
             "reg/v1/uploads/u-2/5/00001",
         ] {
             assert_eq!(k.parse_part(&id, not_a_part), None, "{not_a_part}");
+        }
+        assert_eq!(k.parse_blob(&k.blob(&digest)), Some(digest.clone()));
+        let hex = digest.hex();
+        for not_a_blob in [
+            format!("reg/v1/blobs/sha256/e4/{hex}"),
+            format!("reg/v1/blobs/sha256/e3/{hex}/data"),
+            format!("reg/v1/blobs/sha256/e3/{}", hex.to_uppercase()),
+            format!("other/blobs/sha256/e3/{hex}"),
+            "reg/v1/blobs/sha256/e3/".to_string(),
+        ] {
+            assert_eq!(k.parse_blob(&not_a_blob), None, "{not_a_blob}");
         }
         let top = Keys::new("");
         assert_eq!(top.upload(&id), "uploads/u-1/");

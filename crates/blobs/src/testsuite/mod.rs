@@ -23,12 +23,14 @@
 
 mod blobs;
 mod data;
+mod listing;
 mod maintenance;
 mod stress;
 mod uploads;
 
 pub use self::blobs::*;
 pub use self::data::*;
+pub use self::listing::*;
 pub use self::maintenance::*;
 pub use self::stress::*;
 pub use self::uploads::*;
@@ -66,6 +68,8 @@ macro_rules! blob_store_tests {
             commit_shorter_than_written,
             commit_longer_than_held_is_not_found,
             delete_blob,
+            list_blobs_in_digest_order,
+            list_blobs_after_a_cursor,
             reader_outlives_delete,
             write_then_continue,
             write_below_length_discards_tail,

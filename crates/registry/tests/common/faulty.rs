@@ -378,6 +378,14 @@ impl BlobStore for FaultyBlobs {
         self.check()?;
         self.inner.delete(digest).await
     }
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> blobs::Result<Vec<blobs::ListedBlob>> {
+        self.check()?;
+        self.inner.list_blobs(after, limit).await
+    }
     async fn upload_write(
         &self,
         id: &UploadId,
