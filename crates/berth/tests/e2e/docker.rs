@@ -286,7 +286,7 @@ fn docker_registry_mirrors_pull_library_images_through_berth() {
     // The mirror asks for tokens, which the token service gives anyone for pulls: docker never sends
     // credentials to a mirror, so its pulls through it are anonymous.
     let service = TokenService::start();
-    let m = Mirror::start_with("1h", &service.config_yaml());
+    let m = Mirror::start_with("1h", true, &service.config_yaml());
     let img = sample_image("docker-mirror");
     let r = push_image(&m.upstream.api(), "library/alpine", "3.19", &img);
     assert_eq!(r.status, 201, "{}", r.describe());

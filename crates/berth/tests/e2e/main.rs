@@ -17,6 +17,7 @@ mod api;
 mod auth;
 mod buildah;
 mod config;
+mod containerd;
 mod crash;
 mod curl;
 mod docker;

@@ -29,11 +29,12 @@ pub(crate) struct Mirror {
 impl Mirror {
     /// `revalidate` is berth's `proxy.revalidate` (`0s`: every tag pull asks the upstream).
     fn start(revalidate: &str) -> Mirror {
-        Mirror::start_with(revalidate, "")
+        Mirror::start_with(revalidate, true, "")
     }
 
-    /// [`Mirror::start`] with more of the mirror's configuration (`auth`, `access`), as YAML.
-    pub(crate) fn start_with(revalidate: &str, more: &str) -> Mirror {
+    /// [`Mirror::start`] with more of the mirror's configuration (`auth`, `access`), as YAML. Without
+    /// `every_name` only the `docker.io` prefix is cached (no `remoteurl`): other names are local.
+    pub(crate) fn start_with(revalidate: &str, every_name: bool, more: &str) -> Mirror {
         let upstream = Server::start();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -49,7 +50,12 @@ impl Mirror {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nproxy:\n  remoteurl: {url}\n  revalidate: {revalidate}\n  upstreams:\n    - prefix: docker.io\n      remoteurl: {url}\n{more}"
+                "version: 0.1\nproxy:\n{remote}  revalidate: {revalidate}\n  upstreams:\n    - prefix: docker.io\n      remoteurl: {url}\n{more}",
+                remote = if every_name {
+                    format!("  remoteurl: {url}\n")
+                } else {
+                    String::new()
+                },
             ),
         )
         .unwrap_or_else(|e| panic!("{}: {e}", config.display()));

@@ -11,15 +11,13 @@
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::clients::{Output, Tools};
+use super::daemons::{HubSink, find_program, stop_child};
 
 /// A daemon starts in about a second; this bounds a start that hangs.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -167,7 +165,7 @@ impl Dockerd {
 
     /// Connections the daemon opened towards anything but a loopback registry (Docker Hub): refused.
     pub fn hub_attempts(&self) -> usize {
-        self.hub.count.load(Ordering::SeqCst)
+        self.hub.count()
     }
 
     /// The last lines dockerd logged, for failure messages.
@@ -210,29 +208,20 @@ impl Drop for Dockerd {
         if std::thread::panicking() {
             eprintln!("{}", self.log_tail());
         }
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: kill(2) has no memory effects; the pid is our child, not yet reaped.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_child(&mut self.child, STOP_TIMEOUT);
         // dockerd stops the containerd it started; one left by a killed dockerd is ended here.
         let pid_file = self.dir.path().join("exec/containerd/containerd.pid");
         if let Some(pid) = std::fs::read_to_string(pid_file)
             .ok()
             .and_then(|s| s.trim().parse::<libc::pid_t>().ok())
             .filter(|&pid| pid > 1)
+            // Only while that pid is still a containerd: a pid of a process long gone may be reused.
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "containerd")
+            })
         {
-            // SAFETY: as above; the pid is the containerd this daemon started (gone, or ours to end).
+            // SAFETY: kill(2) has no memory effects; the pid is the containerd this daemon started.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
             }
@@ -254,59 +243,4 @@ fn ping(socket: &Path) -> bool {
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
     answer.starts_with("HTTP/1.") && answer.contains(" 200 ") && answer.ends_with("OK")
-}
-
-/// `name` on the PATH or in the sbin directories (off a non-root user's PATH).
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// The proxy every non-loopback connection of the daemon goes to: counts and closes each, for a bounded
-/// time (it must stop by itself).
-struct HubSink {
-    addr: std::net::SocketAddr,
-    count: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-}
-
-impl HubSink {
-    fn start() -> HubSink {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("addr: {e}"));
-        listener
-            .set_nonblocking(true)
-            .unwrap_or_else(|e| panic!("nonblocking: {e}"));
-        let count = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (c, s) = (Arc::clone(&count), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(600);
-            while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        c.fetch_add(1, Ordering::SeqCst);
-                        drop(stream);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        HubSink { addr, count, stop }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for HubSink {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
 }

@@ -3,6 +3,8 @@
 
 pub mod big_image;
 pub mod clients;
+pub mod containerd;
+pub mod daemons;
 pub mod dockerd;
 pub mod http;
 pub mod images;
