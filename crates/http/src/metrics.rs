@@ -250,11 +250,29 @@ impl Collector for RegistryState {
                 "Untagged manifests garbage collection deleted",
                 gc.manifests,
             ),
+            (
+                "berth_gc_orphans_deleted",
+                "Orphaned blobs (bytes no metadata recorded) garbage collection deleted",
+                gc.orphans,
+            ),
+            (
+                "berth_gc_orphan_bytes_freed",
+                "Bytes of the orphaned blobs garbage collection deleted",
+                gc.orphan_bytes,
+            ),
         ] {
             let counter = ConstCounter::new(value);
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
             counter.encode(metric)?;
         }
+        let missing = ConstGauge::new(i64::try_from(gc.missing).unwrap_or(i64::MAX));
+        let metric = encoder.encode_descriptor(
+            "berth_gc_missing_blobs",
+            "Blobs the metadata records whose bytes the last garbage collection found missing",
+            None,
+            missing.metric_type(),
+        )?;
+        missing.encode(metric)?;
         let last = ConstGauge::new(i64::try_from(gc.last_run).unwrap_or(i64::MAX));
         let metric = encoder.encode_descriptor(
             "berth_gc_last_run_timestamp_seconds",

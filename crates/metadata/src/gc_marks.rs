@@ -21,6 +21,18 @@ use oci::{Digest, RepoName};
 
 use crate::Result;
 
+/// A blob as the metadata records it, whatever references it: what a walk of the whole store compares
+/// with the bytes the blob store holds (orphans, missing bytes, scrub).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedBlob {
+    pub digest: Digest,
+    pub size: u64,
+    /// When anything last wanted it (Unix seconds).
+    pub touched_at: i64,
+    /// A sweep claimed it and is deleting its bytes.
+    pub deleting: bool,
+}
+
 /// The garbage collector's view of blobs.
 #[async_trait::async_trait]
 pub trait GcMarks: Send + Sync + 'static {
@@ -52,6 +64,23 @@ pub trait GcMarks: Send + Sync + 'static {
     /// Blobs claimed and not released (a sweep that stopped between the two), in digest order, at most
     /// `limit`: the next sweep deletes their bytes and releases them.
     async fn claimed_blobs(&self, limit: usize) -> Result<Vec<Digest>>;
+
+    /// Every blob the metadata records (referenced or not, claimed or not), in digest order strictly
+    /// after `after`, at most `limit`: paged beside `BlobStore::list_blobs` to find bytes without a row
+    /// and rows without bytes.
+    async fn recorded_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<RecordedBlob>>;
+
+    /// Claims bytes that no row records (an orphan: a crash between a commit and its record, or a
+    /// database restored from an older backup) for deletion: records `digest` of `size` bytes as
+    /// claimed, as [`claim_blob`](Self::claim_blob) leaves a blob, if and only if no row records it.
+    /// Returns whether it was claimed (`false`: a writer reserved it meanwhile, and will link it). The
+    /// caller then deletes the bytes and [`release_blob`](Self::release_blob)s it; until then every
+    /// reservation of the digest is refused, as for any claim.
+    async fn claim_unrecorded_blob(&self, digest: &Digest, size: u64) -> Result<bool>;
 
     /// The manifests of `repo` that no tag reaches, pushed before `created_before` (Unix seconds), in
     /// digest order. A tag reaches the manifest it points at; a manifest reaches the children of an

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use oci::Digest;
 
 pub use catalog::{Catalog, NewManifest, Referrer, StoredManifest};
-pub use gc_marks::GcMarks;
+pub use gc_marks::{GcMarks, RecordedBlob};
 pub use job_lock::{JobLock, JobLocks, LockHolder};
 pub use proxy_entries::{ProxyEntries, ProxyEntry, ProxyEntryKind};
 pub use uploads::{UploadSession, UploadSessions};

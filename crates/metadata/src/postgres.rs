@@ -32,6 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use oci::{Digest, RepoName, Tag};
 
+use crate::RecordedBlob;
 use crate::{
     Catalog, Error, GcMarks, JobLock, JobLocks, NewManifest, ProxyEntries, ProxyEntry, Referrer,
     Result, StoredManifest, UploadSession, UploadSessions,
@@ -417,6 +418,24 @@ impl GcMarks for PostgresStore {
 
     async fn claimed_blobs(&self, limit: usize) -> Result<Vec<Digest>> {
         run!(self, Safety::Idempotent, |c| gc_marks::claimed(c, limit))
+    }
+
+    async fn recorded_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<RecordedBlob>> {
+        run!(self, Safety::Idempotent, |c| gc_marks::recorded(
+            c, after, limit
+        ))
+    }
+
+    async fn claim_unrecorded_blob(&self, digest: &Digest, size: u64) -> Result<bool> {
+        // At most once, as a claim: one that committed unseen would answer "not claimed" the second
+        // time, and its row would wait for the next sweep's `claimed_blobs`.
+        run!(self, Safety::AtMostOnce, |c| gc_marks::claim_unrecorded(
+            c, digest, size
+        ))
     }
 
     async fn unreachable_manifests(

@@ -31,6 +31,7 @@ use rustix::fs::{FlockOperation, flock};
 use rustix::io::Errno;
 use tokio::sync::Semaphore;
 
+use crate::RecordedBlob;
 use crate::job_lock;
 use crate::schema::{self, Dialect};
 use crate::{
@@ -474,6 +475,22 @@ impl GcMarks for SqliteStore {
 
     async fn claimed_blobs(&self, limit: usize) -> Result<Vec<Digest>> {
         self.read(move |conn| gc_marks::claimed(conn, limit)).await
+    }
+
+    async fn recorded_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<RecordedBlob>> {
+        let after = after.cloned();
+        self.read(move |conn| gc_marks::recorded(conn, after.as_ref(), limit))
+            .await
+    }
+
+    async fn claim_unrecorded_blob(&self, digest: &Digest, size: u64) -> Result<bool> {
+        let digest = digest.clone();
+        self.write(move |conn| gc_marks::claim_unrecorded(conn, &digest, size))
+            .await
     }
 
     async fn unreachable_manifests(

@@ -160,6 +160,8 @@ macro_rules! gc_mark_tests {
             gc_a_manifest_cannot_reference_a_claimed_blob,
             gc_claims_racing_links_never_leave_a_claimed_blob_linked,
             gc_unreachable_manifests_are_what_no_tag_reaches,
+            gc_recorded_blobs_pages_every_row,
+            gc_claim_unrecorded_only_without_a_row,
         );
     };
 }

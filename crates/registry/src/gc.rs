@@ -16,6 +16,12 @@
 //!
 //! The sweep runs under the job lock [`GC_JOB`]; a sweep that died between a claim and its release
 //! leaves the claim, which the next sweep finishes first.
+//!
+//! After the unreferenced blobs, a sweep walks the blob store beside the metadata (`gc/orphans.rs`):
+//! bytes no row records (a crash, a restored database) go by the same claim-delete-release, and rows
+//! whose bytes are missing are reported, never deleted.
+
+mod orphans;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -31,6 +37,11 @@ pub const GC_JOB: &str = "gc";
 
 /// How many candidates a sweep reads at a time.
 const PAGE: usize = 500;
+
+/// The youngest temporary data (a crashed commit's: fs `tmp/`, S3 multipart uploads) a sweep purges,
+/// whatever its grace: a commit in progress holds its temporary data for seconds to minutes, and a
+/// sweep with a grace of zero must not cut it. The upload purger removes them too, by its own age.
+const TEMPORARY_AGE: Duration = Duration::from_secs(3600);
 
 /// How long a writer waits for a sweep to release a blob it claimed before answering 503: a sweep
 /// holds a claim for one deletion, so this is only reached when the sweeping replica died mid-way
@@ -61,6 +72,14 @@ pub struct GcReport {
     pub manifests: Vec<(RepoName, Digest)>,
     /// Their bytes.
     pub bytes: u64,
+    /// Bytes no metadata row recorded, older than the grace period, deleted (or that would be).
+    pub orphans: Vec<Digest>,
+    /// Their bytes.
+    pub orphan_bytes: u64,
+    /// Blobs the metadata records whose bytes are missing: reported (and logged), never deleted.
+    pub missing: Vec<Digest>,
+    /// The blob store's stale temporary data purged (see `BlobStore::purge_temporary`).
+    pub temporaries: Vec<String>,
     /// Claims a stopped sweep had left, finished by this one.
     pub resumed: usize,
     pub dry_run: bool,
@@ -79,6 +98,29 @@ impl std::fmt::Display for GcReport {
             self.manifests.len(),
             self.took.as_secs_f64()
         )?;
+        if !self.orphans.is_empty() {
+            write!(
+                f,
+                "; {verb} {} orphaned blobs (bytes no metadata records), {} bytes",
+                self.orphans.len(),
+                self.orphan_bytes
+            )?;
+        }
+        if !self.temporaries.is_empty() {
+            let verb = if self.dry_run {
+                "would purge"
+            } else {
+                "purged"
+            };
+            write!(f, "; {verb} {} temporary items", self.temporaries.len())?;
+        }
+        if !self.missing.is_empty() {
+            write!(
+                f,
+                "; {} blobs the metadata records have no bytes (see the warnings)",
+                self.missing.len()
+            )?;
+        }
         if self.resumed > 0 {
             write!(
                 f,
@@ -97,6 +139,9 @@ pub struct GcTotals {
     blobs: AtomicU64,
     bytes: AtomicU64,
     manifests: AtomicU64,
+    orphans: AtomicU64,
+    orphan_bytes: AtomicU64,
+    missing: AtomicU64,
     last_run: AtomicU64,
 }
 
@@ -108,6 +153,11 @@ pub struct GcTotalsSnapshot {
     pub blobs: u64,
     pub bytes: u64,
     pub manifests: u64,
+    /// Orphaned blobs (bytes no metadata recorded) deleted, and their bytes.
+    pub orphans: u64,
+    pub orphan_bytes: u64,
+    /// Blobs recorded without bytes that the last sweep found (a gauge, not a total).
+    pub missing: u64,
     /// Unix seconds of the end of the last sweep; 0 before any.
     pub last_run: u64,
 }
@@ -120,6 +170,12 @@ impl GcTotals {
         self.bytes.fetch_add(report.bytes, Ordering::Relaxed);
         self.manifests
             .fetch_add(report.manifests.len() as u64, Ordering::Relaxed);
+        self.orphans
+            .fetch_add(report.orphans.len() as u64, Ordering::Relaxed);
+        self.orphan_bytes
+            .fetch_add(report.orphan_bytes, Ordering::Relaxed);
+        self.missing
+            .store(report.missing.len() as u64, Ordering::Relaxed);
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -132,6 +188,9 @@ impl GcTotals {
             blobs: self.blobs.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             manifests: self.manifests.load(Ordering::Relaxed),
+            orphans: self.orphans.load(Ordering::Relaxed),
+            orphan_bytes: self.orphan_bytes.load(Ordering::Relaxed),
+            missing: self.missing.load(Ordering::Relaxed),
             last_run: self.last_run.load(Ordering::Relaxed),
         }
     }
@@ -247,6 +306,13 @@ impl Registry {
                 }
             }
         }
+        self.reconcile(options.dry_run, cutoff, lock, &mut report)
+            .await?;
+        let stale = SystemTime::now().checked_sub(options.grace.max(TEMPORARY_AGE));
+        report.temporaries = self
+            .blobs
+            .purge_temporary(stale.unwrap_or(SystemTime::UNIX_EPOCH), options.dry_run)
+            .await?;
         report.took = started.elapsed();
         Ok(report)
     }

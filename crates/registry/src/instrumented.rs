@@ -458,6 +458,20 @@ impl GcMarks for InstrumentedMetadata {
         timed(&*self.observer, self.op("claimed_blobs"), fut).await
     }
 
+    async fn recorded_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> metadata::Result<Vec<metadata::RecordedBlob>> {
+        let fut = self.inner.gc.recorded_blobs(after, limit);
+        timed(&*self.observer, self.op("recorded_blobs"), fut).await
+    }
+
+    async fn claim_unrecorded_blob(&self, digest: &Digest, size: u64) -> metadata::Result<bool> {
+        let fut = self.inner.gc.claim_unrecorded_blob(digest, size);
+        timed(&*self.observer, self.op("claim_unrecorded_blob"), fut).await
+    }
+
     async fn unreachable_manifests(
         &self,
         repo: &RepoName,

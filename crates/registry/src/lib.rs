@@ -21,6 +21,7 @@ mod maintenance;
 mod manifest;
 mod meter;
 pub mod proxy;
+mod reconcile;
 mod upload;
 mod upload_limit;
 

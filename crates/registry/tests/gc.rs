@@ -179,6 +179,18 @@ impl GcMarks for HeldClaims {
     async fn claimed_blobs(&self, limit: usize) -> metadata::Result<Vec<Digest>> {
         self.inner.claimed_blobs(limit).await
     }
+    async fn recorded_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> metadata::Result<Vec<metadata::RecordedBlob>> {
+        self.inner.recorded_blobs(after, limit).await
+    }
+    async fn claim_unrecorded_blob(&self, d: &Digest, size: u64) -> metadata::Result<bool> {
+        let claimed = self.inner.claim_unrecorded_blob(d, size).await?;
+        self.gate.acquire().await.unwrap().forget();
+        Ok(claimed)
+    }
     async fn unreachable_manifests(
         &self,
         r: &oci::RepoName,
@@ -325,4 +337,171 @@ async fn untagged_manifests_go_with_their_blobs() {
     ));
     assert!(env.reg.get_manifest(&r, &by_digest(&kept)).await.is_ok());
     assert!(collect(&env.reg, options).await.manifests.is_empty());
+}
+
+/// Bytes committed straight into the store, with no metadata row: what a crash between a commit and
+/// its record leaves.
+async fn orphan(env: &Env, data: &[u8]) -> Digest {
+    let digest = Digest::sha256_of(data);
+    let id = blobs::UploadId::random();
+    let body: blobs::ByteStream = Box::pin(futures_util::stream::once(std::future::ready(Ok(
+        bytes::Bytes::copy_from_slice(data),
+    ))));
+    let len = env.blobs.upload_write(&id, 0, body).await.unwrap();
+    env.blobs.upload_commit(&id, len, &digest).await.unwrap();
+    digest
+}
+
+/// Bytes no row records go once older than the grace period (listed, not deleted, by a dry run); the
+/// blobs of an image, which rows record, stay.
+#[tokio::test]
+async fn orphaned_bytes_go_after_the_grace_period() {
+    let env = Env::new();
+    let r = repo("app");
+    let (image, _) = push_image(&env.reg, &r, "v1", 3).await;
+    let lost = orphan(&env, &content(7000, 4)).await;
+
+    let within_grace = GcOptions {
+        grace: Duration::from_secs(3600),
+        ..at_once()
+    };
+    let report = collect(&env.reg, within_grace).await;
+    assert!(report.orphans.is_empty(), "{report:?}");
+    assert!(on_disk(&env, &lost).await, "younger than the grace period");
+
+    let dry = collect(
+        &env.reg,
+        GcOptions {
+            dry_run: true,
+            ..at_once()
+        },
+    )
+    .await;
+    assert_eq!(
+        (dry.orphans.clone(), dry.orphan_bytes),
+        (vec![lost.clone()], 7000)
+    );
+    assert!(
+        dry.to_string()
+            .contains("would free 1 orphaned blobs (bytes no metadata records), 7000 bytes"),
+        "{dry}"
+    );
+    assert!(on_disk(&env, &lost).await, "a dry run deletes nothing");
+
+    let report = collect(&env.reg, at_once()).await;
+    assert_eq!(
+        (report.orphans.clone(), report.orphan_bytes),
+        (vec![lost.clone()], 7000)
+    );
+    assert!(
+        report
+            .to_string()
+            .contains("freed 1 orphaned blobs (bytes no metadata records), 7000 bytes"),
+        "{report}"
+    );
+    assert!(!on_disk(&env, &lost).await);
+    assert!(report.missing.is_empty());
+    assert!(
+        env.meta.claimed_blobs(10).await.unwrap().is_empty(),
+        "released"
+    );
+    let totals = env.reg.gc_totals();
+    assert_eq!((totals.orphans, totals.orphan_bytes), (1, 7000));
+    // The image pulls back whole.
+    let m = env.reg.get_manifest(&r, &by_digest(&image)).await.unwrap();
+    assert_eq!(m.digest, image);
+    let again = collect(&env.reg, at_once()).await;
+    assert!(
+        again.orphans.is_empty() && again.blobs.is_empty(),
+        "{again:?}"
+    );
+}
+
+/// A row whose bytes are gone is reported, every run, and nothing is deleted for it: the image that
+/// references it stays.
+#[tokio::test]
+async fn rows_whose_bytes_are_missing_are_reported_not_deleted() {
+    let env = Env::new();
+    let r = repo("app");
+    let layer_data = content(3000, 5);
+    let (image, _) = push_image(&env.reg, &r, "v1", 5).await;
+    let layer = Digest::sha256_of(&layer_data);
+    assert!(env.blobs.delete(&layer).await.unwrap());
+
+    for _ in 0..2 {
+        let report = collect(&env.reg, at_once()).await;
+        assert_eq!(report.missing, vec![layer.clone()]);
+        assert!(
+            report.blobs.is_empty() && report.orphans.is_empty(),
+            "{report:?}"
+        );
+        assert!(
+            report
+                .to_string()
+                .contains("1 blobs the metadata records have no bytes")
+        );
+    }
+    assert_eq!(env.reg.gc_totals().missing, 1);
+    assert!(env.reg.get_manifest(&r, &by_digest(&image)).await.is_ok());
+    assert_eq!(env.meta.known_blob(&layer).await.unwrap(), Some(3000));
+    // Within the grace period a row without bytes may be a push between reservation and commit.
+    let report = collect(
+        &env.reg,
+        GcOptions {
+            grace: Duration::from_secs(3600),
+            ..at_once()
+        },
+    )
+    .await;
+    assert!(report.missing.is_empty(), "{report:?}");
+}
+
+/// A sweep has claimed orphaned bytes and is held before deleting them; a push of the same blob must
+/// not find those bytes and link them (they are about to go) but wait, and write them anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_waits_for_an_orphan_being_deleted_and_keeps_its_bytes() {
+    let env = Env::new();
+    let r = repo("app");
+    let data = content(4096, 8);
+    let d = orphan(&env, &data).await;
+
+    let gate = Arc::new(Semaphore::new(0));
+    let sweeper_store = Arc::new(SqliteStore::open(&env.dir.path().join("metadata.db")).unwrap());
+    let sweeper = Registry::new(
+        env.blobs.clone(),
+        Metadata {
+            gc: Arc::new(HeldClaims {
+                inner: sweeper_store.clone(),
+                gate: gate.clone(),
+            }),
+            ..Metadata::of(sweeper_store)
+        },
+        Settings::default(),
+    );
+    let sweep = tokio::spawn(async move { sweeper.collect_garbage(at_once()).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while env.meta.claimed_blobs(10).await.unwrap() != vec![d.clone()] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sweep never claimed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(on_disk(&env, &d).await, "held before deleting the bytes");
+
+    let pusher = env.reg.clone();
+    let (pr, pdata) = (r.clone(), data.clone());
+    let push = tokio::spawn(async move { common::push(&pusher, &pr, &pdata).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !push.is_finished(),
+        "the push linked bytes a sweep was deleting"
+    );
+
+    gate.add_permits(1);
+    let report = sweep.await.unwrap().unwrap().unwrap();
+    assert_eq!(report.orphans, vec![d.clone()]);
+    assert_eq!(push.await.unwrap(), d);
+    assert!(on_disk(&env, &d).await, "the push wrote the bytes anew");
+    assert_eq!(pull(&env.reg, &r, &d).await.unwrap(), data);
 }

@@ -10,6 +10,7 @@ use super::now;
 use super::ops::{self, get};
 use super::pool::Conn;
 use super::retry::Failure;
+use crate::RecordedBlob;
 use crate::rows::{self, sql_limit};
 
 type Result<T> = std::result::Result<T, Failure>;
@@ -126,6 +127,50 @@ pub(super) async fn claimed(c: &mut Conn<'_>, limit: usize) -> Result<Vec<Digest
         .iter()
         .map(|row| Ok(rows::digest(&get::<String>(row, 0)?)?))
         .collect()
+}
+
+pub(super) async fn recorded(
+    c: &mut Conn<'_>,
+    after: Option<&Digest>,
+    limit: usize,
+) -> Result<Vec<RecordedBlob>> {
+    let after = after.map(Digest::to_string).unwrap_or_default();
+    let found = c
+        .query(
+            "SELECT digest, size, touched_at, deleting_since IS NOT NULL FROM blobs
+             WHERE digest > $1 ORDER BY digest LIMIT $2",
+            &[(&after, Type::TEXT), (&sql_limit(limit), Type::INT8)],
+        )
+        .await?;
+    found
+        .iter()
+        .map(|row| {
+            Ok(RecordedBlob {
+                digest: rows::digest(&get::<String>(row, 0)?)?,
+                size: rows::unsigned(get(row, 1)?, "blob size")?,
+                touched_at: get(row, 2)?,
+                deleting: get(row, 3)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn claim_unrecorded(c: &mut Conn<'_>, digest: &Digest, size: u64) -> Result<bool> {
+    // A reservation inserting the same digest at once waits for this insert's commit (or this one
+    // for it): then the loser's ON CONFLICT sees the winner's row.
+    let now = now();
+    let claimed = c
+        .execute(
+            "INSERT INTO blobs (digest, size, touched_at, deleting_since) VALUES ($1, $2, $3, $3)
+             ON CONFLICT (digest) DO NOTHING",
+            &[
+                (&digest.to_string(), Type::TEXT),
+                (&rows::signed(size, "blob size")?, Type::INT8),
+                (&now, Type::INT8),
+            ],
+        )
+        .await?;
+    Ok(claimed == 1)
 }
 
 pub(super) async fn unreachable(

@@ -5,8 +5,8 @@ use oci::{Digest, RepoName};
 use rusqlite::Connection;
 
 use super::ops::{self, now};
-use crate::Result;
 use crate::rows::{self, sql_limit};
+use crate::{RecordedBlob, Result};
 
 pub(super) fn reserve(tx: &Connection, digest: &Digest, size: u64) -> Result<bool> {
     let touched = tx
@@ -78,6 +78,55 @@ pub(super) fn claimed(conn: &Connection, limit: usize) -> Result<Vec<Digest>> {
         .query_map([sql_limit(limit)], |row| row.get::<_, String>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     found.iter().map(|d| rows::digest(d)).collect()
+}
+
+pub(super) fn recorded(
+    conn: &Connection,
+    after: Option<&Digest>,
+    limit: usize,
+) -> Result<Vec<RecordedBlob>> {
+    let found = conn
+        .prepare_cached(
+            "SELECT digest, size, touched_at, deleting_since IS NOT NULL FROM blobs
+             WHERE digest > ?1 ORDER BY digest LIMIT ?2",
+        )?
+        .query_map(
+            (
+                after.map(Digest::to_string).unwrap_or_default(),
+                sql_limit(limit),
+            ),
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, bool>(3)?,
+                ))
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    found
+        .into_iter()
+        .map(|(digest, size, touched_at, deleting)| {
+            Ok(RecordedBlob {
+                digest: rows::digest(&digest)?,
+                size: rows::unsigned(size, "blob size")?,
+                touched_at,
+                deleting,
+            })
+        })
+        .collect()
+}
+
+pub(super) fn claim_unrecorded(tx: &Connection, digest: &Digest, size: u64) -> Result<bool> {
+    let now = now();
+    let claimed = tx
+        .prepare_cached(
+            "INSERT INTO blobs (digest, size, touched_at, deleting_since) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT (digest) DO NOTHING",
+        )?
+        .execute((digest.to_string(), rows::signed(size, "blob size")?, now))?;
+    Ok(claimed == 1)
 }
 
 /// `rows::UNREACHABLE_MANIFESTS` with SQLite's numbered placeholders (`?N` for `$N`).
