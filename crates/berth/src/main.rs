@@ -13,16 +13,27 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod config;
+mod config_path;
+mod health_probe;
 mod logging;
 mod serve;
 
+/// `berth --version`: the crate's version and the commit it was built from (build.rs finds it).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BERTH_GIT_COMMIT"),
+    ")"
+);
+
 /// A private OCI container image registry, a drop-in for registry:2.
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, about)]
+#[command(name = "berth", version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// The configuration file (registry:2 YAML); else `REGISTRY_CONFIGURATION_PATH`, else none.
+    /// The configuration file (registry:2 YAML); else `REGISTRY_CONFIGURATION_PATH`, else
+    /// /etc/distribution/config.yml if it exists, else none.
     #[arg(long, short = 'c', global = true, value_name = "CONFIG")]
     config: Option<PathBuf>,
 }
@@ -59,17 +70,54 @@ enum Command {
         #[arg(long, value_name = "DURATION")]
         grace: Option<String>,
     },
+    /// Probe a running berth: exit 0 when its health endpoint answers 200 (the image's HEALTHCHECK:
+    /// there is no curl in it). Without URL, `/healthz` on the address the configuration names.
+    Health {
+        /// The endpoint to probe, plain HTTP (e.g. http://127.0.0.1:5000/healthz).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
 }
 
 /// What the command line asks for, once the configuration file is known.
 enum Action {
     Serve,
     CheckConfig,
+    Health {
+        url: Option<String>,
+    },
     GarbageCollect {
         dry_run: bool,
         delete_untagged: bool,
         grace: Option<String>,
     },
+}
+
+/// `berth health`: probes `url`, or the address the configuration names.
+fn health(url: Option<String>, path: Option<&Path>, env: &HashMap<String, String>) -> ExitCode {
+    let url = match url {
+        Some(url) => url,
+        None => match load(path, env)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|loaded| health_probe::url_for(&loaded.config))
+        {
+            Ok(url) => url,
+            Err(why) => {
+                eprintln!("berth: {why}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match health_probe::probe(&url) {
+        Ok(status) => {
+            println!("{status}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("berth: unhealthy: {why}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +155,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let (path, action) = match cli.command {
         None => (Ok(cli.config), Action::Serve),
+        Some(Command::Health { url }) => (Ok(cli.config), Action::Health { url }),
         Some(Command::Serve { config_file }) => (one_path(config_file, cli.config), Action::Serve),
         Some(Command::Config {
             action: ConfigAction::Check { config_file },
@@ -133,14 +182,11 @@ fn main() -> ExitCode {
         }
     };
     let env: HashMap<String, String> = std::env::vars().collect();
-    let path = path.or_else(|| {
-        env.get(config::CONFIG_PATH_VAR)
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-    });
+    let path = config_path::choose(path, &env, Path::new(config_path::DEFAULT_CONFIG_PATH));
     match action {
         Action::Serve => serve(path.as_deref(), &env),
         Action::CheckConfig => check_config(path.as_deref(), &env),
+        Action::Health { url } => health(url, path.as_deref(), &env),
         Action::GarbageCollect {
             dry_run,
             delete_untagged,

@@ -22,6 +22,7 @@ mod crash;
 mod curl;
 mod docker;
 mod full;
+mod image;
 mod gc;
 mod limits;
 mod metrics;

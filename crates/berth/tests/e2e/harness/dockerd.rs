@@ -209,6 +209,9 @@ impl Drop for Dockerd {
             eprintln!("{}", self.log_tail());
         }
         stop_child(&mut self.child, STOP_TIMEOUT);
+        // A container on the host network leaves dockerd's bind mount of that namespace behind (and a
+        // killed daemon its others): unmounted, or the directory could not be removed.
+        unmount_under(self.dir.path());
         // dockerd stops the containerd it started; one left by a killed dockerd is ended here.
         let pid_file = self.dir.path().join("exec/containerd/containerd.pid");
         if let Some(pid) = std::fs::read_to_string(pid_file)
@@ -225,6 +228,27 @@ impl Drop for Dockerd {
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
             }
+        }
+    }
+}
+
+/// Detaches every mount at or below `dir` (deepest first), as /proc/self/mountinfo lists them.
+fn unmount_under(dir: &Path) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for point in points {
+        let Ok(c) = std::ffi::CString::new(point.as_os_str().as_encoded_bytes()) else {
+            continue;
+        };
+        // SAFETY: umount2(2) with a valid NUL-terminated path; MNT_DETACH cannot block.
+        unsafe {
+            libc::umount2(c.as_ptr(), libc::MNT_DETACH);
         }
     }
 }

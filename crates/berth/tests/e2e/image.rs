@@ -1,0 +1,184 @@
+//! berth's image as users run it: `scripts/image` builds it (from this test's binary, so the test needs no
+//! release build), the test's own dockerd loads the docker-archive and runs it with `--network host`
+//! (only the address is overridden, to a free port), and docker pushes and pulls through it. What the
+//! image promises is checked on the running container: the configuration at /etc/distribution/config.yml
+//! read with no argument, data in /var/lib/registry, a non-root user, a HEALTHCHECK that `berth health`
+//! answers inside the image, the labels.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::Api;
+use crate::harness::dockerd::{Dockerd, DockerdSettings};
+use crate::harness::images::{sample_image, write_image_layout};
+
+/// The user the image runs as (scripts/image, Dockerfile).
+const USER: &str = "65532:65532";
+
+#[test]
+fn the_image_runs_in_docker_and_serves_pushes_and_pulls() {
+    let Some(docker) = Dockerd::start("image", &DockerdSettings::default()) else {
+        return;
+    };
+    let tools = docker.tools();
+    let archive = tools.path("tmp/berth-image.tar");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/image");
+    let name = "localhost/berth:e2e";
+    let built = tools.run_with(
+        &script.to_string_lossy(),
+        &[
+            "--binary",
+            env!("CARGO_BIN_EXE_berth"),
+            "--name",
+            name,
+            "--archive",
+            &archive.to_string_lossy(),
+        ],
+        &[],
+    );
+    assert!(built.success, "{}", built.describe());
+    docker.docker(&["load", "-i", &archive.to_string_lossy()]);
+
+    // The image's configuration.
+    let inspect = docker.docker(&["image", "inspect", name]);
+    let image: Value = serde_json::from_str(&inspect.stdout).unwrap();
+    let config = &image[0]["Config"];
+    assert_eq!(config["User"], USER);
+    assert_eq!(config["Entrypoint"], serde_json::json!(["/usr/bin/berth"]));
+    assert_eq!(config["Cmd"], serde_json::json!(["serve"]));
+    assert!(config["ExposedPorts"]["5000/tcp"].is_object(), "{config}");
+    assert!(
+        config["Volumes"]["/var/lib/registry"].is_object(),
+        "{config}"
+    );
+    assert_eq!(
+        config["Healthcheck"]["Test"],
+        serde_json::json!(["CMD", "/usr/bin/berth", "health"])
+    );
+    let labels = &config["Labels"];
+    assert_eq!(
+        labels["org.opencontainers.image.version"],
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(labels["org.opencontainers.image.revision"].is_string());
+
+    // Run as a user would, but on a free port (the host's network is shared). The health check is the
+    // image's own command, which follows the configured address; only its interval is shortened.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"));
+    let container = format!("berth-e2e-{}", std::process::id());
+    docker.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &container,
+        "--network",
+        "host",
+        "-e",
+        &format!("REGISTRY_HTTP_ADDR=127.0.0.1:{port}"),
+        "--health-interval",
+        "1s",
+        name,
+    ]);
+    let _stop = RemoveOnDrop(&docker, &container);
+    let api = Api::new(&format!("http://127.0.0.1:{port}"));
+    wait_until(&docker, &container, "the registry to answer", || {
+        api.get("/v2/", &[]).is_ok_and(|r| r.status == 200)
+    });
+    // The image's configuration file was read with no argument: its header is on every answer.
+    let r = api.get("/v2/", &[]).unwrap();
+    assert_eq!(r.header("X-Content-Type-Options"), Some("nosniff"));
+    wait_until(&docker, &container, "the health check to pass", || {
+        docker
+            .try_docker(&[
+                "inspect",
+                "--format",
+                "{{.State.Health.Status}}",
+                &container,
+            ])
+            .stdout
+            .trim()
+            == "healthy"
+    });
+    // Not root: the server process's real and effective ids.
+    let pid = docker
+        .docker(&["inspect", "--format", "{{.State.Pid}}", &container])
+        .stdout
+        .trim()
+        .to_owned();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap_or_default();
+    assert_eq!(
+        uid.split_whitespace().nth(1),
+        Some("65532"),
+        "berth runs as {uid:?}"
+    );
+
+    // docker pushes and pulls through it; the blobs land in the volume at /var/lib/registry.
+    let img = sample_image("image-run");
+    let layout = tools.scratch("layout");
+    write_image_layout(&layout, "v1", &img);
+    let remote = format!("127.0.0.1:{port}/e2e/image:v1");
+    docker.load_layout(&layout, "v1", &remote);
+    let push = docker.docker(&["push", &remote]);
+    docker.docker(&["rmi", &remote]);
+    let pull = docker.docker(&["pull", &remote]);
+    let digest = |out: &str, marker: &str| -> String {
+        out.lines()
+            .find_map(|l| {
+                Some(
+                    l.split_once(marker)?
+                        .1
+                        .split_whitespace()
+                        .next()?
+                        .to_owned(),
+                )
+            })
+            .unwrap_or_else(|| panic!("no {marker:?} in:\n{out}"))
+    };
+    assert_eq!(
+        digest(&pull.stdout, "Digest: "),
+        digest(&push.stdout, "digest: ")
+    );
+    let mounts = docker
+        .docker(&["inspect", "--format", "{{json .Mounts}}", &container])
+        .stdout;
+    let mounts: Value = serde_json::from_str(&mounts).unwrap();
+    let volume = mounts
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["Destination"] == "/var/lib/registry"))
+        .unwrap_or_else(|| panic!("no volume at /var/lib/registry: {mounts}"));
+    let source = Path::new(volume["Source"].as_str().unwrap_or_default());
+    assert!(
+        source.join("blobs/sha256").is_dir() && source.join("metadata.sqlite").is_file(),
+        "nothing stored in the volume {}",
+        source.display()
+    );
+}
+
+/// `docker rm -f` of the container when the test ends, however it ends.
+struct RemoveOnDrop<'a>(&'a Dockerd, &'a str);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.try_docker(&["rm", "-f", "-v", self.1]);
+    }
+}
+
+fn wait_until(docker: &Dockerd, container: &str, what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ok() {
+        if Instant::now() > deadline {
+            let logs = docker.try_docker(&["logs", container]);
+            panic!("waited 60 s for {what}\n{}", logs.describe());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
