@@ -155,6 +155,12 @@ pub trait BlobStore: Send + Sync + 'static {
     /// blob of the layout. A blob committed or deleted while a walk goes on may or may not be seen.
     async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<ListedBlob>>;
 
+    /// Moves the committed blob `digest` out of the served tree into the backend's quarantine (fs:
+    /// `quarantine/`, S3: a `quarantine/` prefix), where nothing reads it but an operator: its bytes
+    /// failed verification, and must never be served as the blob (nor kept from being pushed again).
+    /// Once it returns the blob is gone for `stat`, `read` and `list_blobs`. Returns whether it existed.
+    async fn quarantine(&self, digest: &Digest) -> Result<bool>;
+
     /// Appends `data` to upload `id` starting at `offset`, creating the upload if `offset` is 0.
     /// Bytes the upload holds past `offset` are discarded first. Returns the new length once the bytes are
     /// durable. Fails with `UploadOffset` if the upload holds fewer than `offset` bytes, `UploadNotFound`

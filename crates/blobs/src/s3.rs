@@ -11,6 +11,8 @@
 //! │           └── e3b0c442...b855         appears only whole: CopyObject or CompleteMultipartUpload
 //! │                                       (incomplete multipart uploads here are crashed commits,
 //! │                                        aborted by age by purge_temporary)
+//! ├── quarantine/
+//! │   └── sha256-e3b0...b855              blobs whose bytes failed verification (scrub --repair)
 //! └── uploads/
 //!     └── <upload id>/
 //!         └── <chunk size>/
@@ -129,6 +131,10 @@ impl BlobStore for S3BlobStore {
 
     async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<ListedBlob>> {
         self.list_page(after, limit).await
+    }
+
+    async fn quarantine(&self, digest: &Digest) -> Result<bool> {
+        self.quarantine_blob(digest).await
     }
 
     async fn upload_write(&self, id: &UploadId, offset: u64, data: ByteStream) -> Result<u64> {

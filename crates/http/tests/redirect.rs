@@ -43,6 +43,9 @@ impl BlobStore for Redirecting {
     ) -> blobs::Result<Vec<blobs::ListedBlob>> {
         self.0.list_blobs(after, limit).await
     }
+    async fn quarantine(&self, d: &Digest) -> blobs::Result<bool> {
+        self.0.quarantine(d).await
+    }
     async fn upload_write(
         &self,
         id: &UploadId,

@@ -11,6 +11,7 @@
 //! | [`JobLocks`] | background work on one replica at a time | `job_lock_tests!` |
 //! | [`ProxyEntries`] | what the pull-through cache holds, for eviction | `proxy_entry_tests!` |
 //! | [`GcMarks`] | which blobs nothing references, since when, and which a sweep is deleting | `gc_mark_tests!` |
+//! | [`ScrubProgress`] | where a stopped scrub continues | `scrub_progress_tests!` |
 //!
 //! Every method is one atomic domain operation (one transaction), so the registry never has to hold a
 //! lock across calls: tag moves, manifest puts with their reference checks, and upload progress are each
@@ -26,6 +27,7 @@ pub use catalog::{Catalog, NewManifest, Referrer, StoredManifest};
 pub use gc_marks::{GcMarks, RecordedBlob};
 pub use job_lock::{JobLock, JobLocks, LockHolder};
 pub use proxy_entries::{ProxyEntries, ProxyEntry, ProxyEntryKind};
+pub use scrub_progress::{ScrubCursor, ScrubProgress};
 pub use uploads::{UploadSession, UploadSessions};
 
 mod catalog;
@@ -35,6 +37,7 @@ pub mod postgres;
 mod proxy_entries;
 mod rows;
 pub mod schema;
+mod scrub_progress;
 pub mod sqlite;
 #[cfg(any(test, feature = "testsuite"))]
 #[allow(
@@ -54,27 +57,29 @@ pub struct Metadata {
     pub jobs: Arc<dyn JobLocks>,
     pub proxy_entries: Arc<dyn ProxyEntries>,
     pub gc: Arc<dyn GcMarks>,
+    pub scrub: Arc<dyn ScrubProgress>,
 }
 
 impl Metadata {
     /// Every role served by one store.
     pub fn of<S>(store: Arc<S>) -> Metadata
     where
-        S: Catalog + UploadSessions + JobLocks + ProxyEntries + GcMarks,
+        S: Catalog + UploadSessions + JobLocks + ProxyEntries + GcMarks + ScrubProgress,
     {
         Metadata {
             catalog: store.clone(),
             uploads: store.clone(),
             jobs: store.clone(),
             proxy_entries: store.clone(),
-            gc: store,
+            gc: store.clone(),
+            scrub: store,
         }
     }
 }
 
 impl<S> From<Arc<S>> for Metadata
 where
-    S: Catalog + UploadSessions + JobLocks + ProxyEntries + GcMarks,
+    S: Catalog + UploadSessions + JobLocks + ProxyEntries + GcMarks + ScrubProgress,
 {
     fn from(store: Arc<S>) -> Metadata {
         Metadata::of(store)

@@ -24,6 +24,7 @@ mod ops;
 mod pool;
 mod proxy_entries;
 mod retry;
+mod scrub_progress;
 mod tls;
 
 use std::str::FromStr;
@@ -37,6 +38,7 @@ use crate::{
     Catalog, Error, GcMarks, JobLock, JobLocks, NewManifest, ProxyEntries, ProxyEntry, Referrer,
     Result, StoredManifest, UploadSession, UploadSessions,
 };
+use crate::{ScrubCursor, ScrubProgress};
 use pool::Pool;
 pub use retry::PgError;
 use retry::{Backoff, Failure, Safety};
@@ -461,6 +463,20 @@ impl GcMarks for PostgresStore {
             Safety::AtMostOnce,
             tx | c | gc_marks::delete_unreachable(c, repo, digest, created_before)
         )
+    }
+}
+
+#[async_trait::async_trait]
+impl ScrubProgress for PostgresStore {
+    async fn scrub_cursor(&self) -> Result<Option<ScrubCursor>> {
+        run!(self, Safety::Idempotent, |c| scrub_progress::load(c))
+    }
+
+    async fn save_scrub_cursor(&self, cursor: Option<&ScrubCursor>) -> Result<()> {
+        // Idempotent: the same row written again.
+        run!(self, Safety::Idempotent, |c| scrub_progress::save(
+            c, cursor
+        ))
     }
 }
 

@@ -49,6 +49,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", INITIAL),
     (2, "proxy_cache", PROXY_CACHE),
     (3, "gc", GC),
+    (5, "scrub", SCRUB),
 ];
 
 /// Every migration, rendered for `dialect`, in the order to apply them.
@@ -204,6 +205,20 @@ ALTER TABLE blobs ADD COLUMN touched_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE blobs ADD COLUMN deleting_since BIGINT;
 UPDATE blobs SET touched_at = @NOW@;
 CREATE INDEX blobs_by_touched_at ON blobs (touched_at);
+";
+
+/// Version 5: where a stopped scrub continues (`ScrubProgress`): one row at most (`id` 1), the last
+/// digest verified and the counts so far, deleted when a scrub finishes.
+const SCRUB: &str = "
+CREATE TABLE scrub_progress (
+    id BIGINT NOT NULL PRIMARY KEY,
+    after_digest @KEY@ NOT NULL,
+    started_at BIGINT NOT NULL,
+    checked BIGINT NOT NULL,
+    bytes BIGINT NOT NULL,
+    corrupt BIGINT NOT NULL,
+    missing BIGINT NOT NULL
+);
 ";
 
 #[cfg(test)]

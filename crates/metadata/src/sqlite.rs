@@ -20,6 +20,7 @@
 mod gc_marks;
 mod ops;
 mod proxy_entries;
+mod scrub_progress;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -21,6 +21,7 @@
 //! | [`ProxyEntries`](crate::ProxyEntries) | [`proxy_entry_tests!`](crate::proxy_entry_tests) | `proxy_entries.rs` |
 //! | [`JobLocks`](crate::JobLocks) | [`job_lock_tests!`](crate::job_lock_tests) | `job_lock.rs` |
 //! | [`GcMarks`](crate::GcMarks) (with the catalog) | [`gc_mark_tests!`](crate::gc_mark_tests) | `gc_marks.rs` |
+//! | [`ScrubProgress`](crate::ScrubProgress) | [`scrub_progress_tests!`](crate::scrub_progress_tests) | `scrub_progress.rs` |
 //!
 //! Job locks need two stores on one database (two replicas): their cases take a pair.
 //!
@@ -35,6 +36,7 @@ mod gc_marks;
 mod job_lock;
 mod listing;
 mod proxy_entries;
+mod scrub_progress;
 mod uploads;
 
 pub use catalog::*;
@@ -42,6 +44,7 @@ pub use gc_marks::*;
 pub use job_lock::*;
 pub use listing::*;
 pub use proxy_entries::*;
+pub use scrub_progress::*;
 pub use uploads::*;
 
 use bytes::Bytes;
@@ -162,6 +165,22 @@ macro_rules! gc_mark_tests {
             gc_unreachable_manifests_are_what_no_tag_reaches,
             gc_recorded_blobs_pages_every_row,
             gc_claim_unrecorded_only_without_a_row,
+        );
+    };
+}
+
+/// Expands into one `#[tokio::test]` per case of the [`ScrubProgress`](crate::ScrubProgress) suite.
+#[macro_export]
+macro_rules! scrub_progress_tests {
+    (optional: $make:expr) => {
+        $crate::scrub_progress_tests!(@list ::std::convert::identity, $make);
+    };
+    ($make:expr) => {
+        $crate::scrub_progress_tests!(@list ::std::option::Option::Some, $make);
+    };
+    (@list $wrap:path, $make:expr) => {
+        $crate::__metadata_cases!($wrap, $make;
+            scrub_cursor_is_saved_replaced_and_forgotten,
         );
     };
 }

@@ -28,6 +28,10 @@ metadata::proxy_entry_tests!(async {
 
 metadata::gc_mark_tests!(async { SqliteStore::open_temporary().expect("temporary sqlite store") });
 
+metadata::scrub_progress_tests!(async {
+    SqliteStore::open_temporary().expect("temporary sqlite store")
+});
+
 // Two stores on one file, as two processes on one machine would open it.
 metadata::job_lock_tests!(async {
     let a = SqliteStore::open_temporary().expect("temporary sqlite store");

@@ -392,7 +392,7 @@ pub(crate) async fn reserve(gc: &dyn metadata::GcMarks, digest: &Digest, size: u
 }
 
 /// Unix seconds of `at` (`None`: before the epoch, which is 0).
-fn unix_seconds(at: Option<SystemTime>) -> i64 {
+pub(crate) fn unix_seconds(at: Option<SystemTime>) -> i64 {
     at.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

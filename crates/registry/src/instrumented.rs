@@ -123,6 +123,15 @@ impl BlobStore for InstrumentedBlobStore {
         .await
     }
 
+    async fn quarantine(&self, digest: &Digest) -> blobs::Result<bool> {
+        timed(
+            &*self.observer,
+            self.op("quarantine"),
+            self.inner.quarantine(digest),
+        )
+        .await
+    }
+
     async fn upload_write(
         &self,
         id: &UploadId,
@@ -249,13 +258,16 @@ impl InstrumentedMetadata {
         observer: Arc<dyn StorageObserver>,
     ) -> Metadata {
         let jobs = inner.jobs.clone();
+        // A few writes per scrub: not worth timing, and one role less to forward.
+        let scrub = inner.scrub.clone();
         let timed = Arc::new(InstrumentedMetadata::new(inner, backend, observer));
         Metadata {
             catalog: timed.clone(),
             uploads: timed.clone(),
             jobs,
             proxy_entries: timed.clone(),
-            gc: timed,
+            gc: timed.clone(),
+            scrub,
         }
     }
 

@@ -22,6 +22,7 @@ mod manifest;
 mod meter;
 pub mod proxy;
 mod reconcile;
+pub mod scrub;
 mod upload;
 mod upload_limit;
 

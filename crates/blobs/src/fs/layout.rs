@@ -64,6 +64,20 @@ impl Layout {
         self.checked(self.uploads_dir().join(id.as_str()))
     }
 
+    /// `quarantine/`
+    pub(super) fn quarantine_dir(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+
+    /// `quarantine/<algorithm>-<hex>`: where blob `digest`'s bytes go when they failed verification.
+    pub(super) fn quarantine_path(&self, digest: &Digest) -> PathBuf {
+        self.checked(self.quarantine_dir().join(format!(
+            "{}-{}",
+            digest.algorithm().as_str(),
+            digest.hex()
+        )))
+    }
+
     /// `tmp/`
     pub(super) fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")

@@ -9,7 +9,7 @@ use std::fs;
 use std::io;
 use std::time::SystemTime;
 
-use super::durable::remove_if_exists;
+use super::durable::{create_dir_durable, remove_if_exists, sync_dir};
 use super::layout::Layout;
 
 /// Removes (unless `dry_run`) the regular files of `tmp/` last modified before `older_than`; returns their
@@ -43,6 +43,21 @@ pub(super) fn purge_temporary(
         purged.push(format!("tmp/{}", entry.file_name().to_string_lossy()));
     }
     Ok(purged)
+}
+
+/// Moves blob `digest` into `quarantine/` (created as needed), durably: a rename on the same
+/// filesystem, so the blob leaves `blobs/` at once and whole. Whether it existed.
+pub(super) fn quarantine(layout: &Layout, digest: &oci::Digest) -> io::Result<bool> {
+    create_dir_durable(&layout.quarantine_dir())?;
+    match fs::rename(layout.blob_path(digest), layout.quarantine_path(digest)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    // Both directories changed: a blob that comes back after a crash would be served again.
+    sync_dir(&layout.fanout_dir(digest))?;
+    sync_dir(&layout.quarantine_dir())?;
+    Ok(true)
 }
 
 /// Below this many bytes free (for an unprivileged writer), the storage counts as full: a blob write

@@ -14,9 +14,12 @@
 //! │           └── ab12...         (128 hex digits)
 //! ├── uploads/
 //! │   └── <upload id>             bytes an upload holds so far; renamed into blobs/ on commit
-//! └── tmp/
-//!     └── <random>                temporary files (the empty blob before it is published)
-//!                                 (left behind only by a crash; purged by age, see maintenance)
+//! ├── tmp/
+//! │   └── <random>                temporary files (the empty blob before it is published)
+//! │                               (left behind only by a crash; purged by age, see maintenance)
+//! └── quarantine/
+//!     └── sha256-e3b0...b855      blobs whose bytes failed verification (`berth scrub --repair`),
+//!                                 moved out of blobs/ so they are never served; for an operator
 //! ```
 //!
 //! Everything sits on one filesystem, so moving a file from `uploads/` or `tmp/` into `blobs/` is an
@@ -145,6 +148,12 @@ impl BlobStore for FsBlobStore {
         let (layout, after) = (self.layout.clone(), after.cloned());
         let page = blocking(move || list::list_blobs(&layout, after.as_ref(), limit)).await??;
         Ok(page)
+    }
+
+    async fn quarantine(&self, digest: &Digest) -> Result<bool> {
+        let (layout, digest) = (self.layout.clone(), digest.clone());
+        let moved = blocking(move || maintenance::quarantine(&layout, &digest)).await??;
+        Ok(moved)
     }
 
     async fn upload_write(&self, id: &UploadId, offset: u64, data: ByteStream) -> Result<u64> {

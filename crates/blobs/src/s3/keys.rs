@@ -54,6 +54,17 @@ impl Keys {
         (self.blob(&digest) == key).then_some(digest)
     }
 
+    /// `<root>/quarantine/<algorithm>-<hex>`: where blob `digest` goes when its bytes failed
+    /// verification (outside `blobs/`, so never served nor listed).
+    pub fn quarantine(&self, digest: &Digest) -> String {
+        format!(
+            "{}quarantine/{}-{}",
+            self.prefix,
+            digest.algorithm().as_str(),
+            digest.hex()
+        )
+    }
+
     /// `<root>/uploads/<id>/`: everything upload `id` holds.
     pub fn upload(&self, id: &UploadId) -> String {
         format!("{}uploads/{}/", self.prefix, id.as_str())

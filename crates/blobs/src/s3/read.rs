@@ -13,6 +13,9 @@ use super::api::{content_length, content_range_total};
 use super::client::S3Error;
 use crate::{BlobReader, Error, Result};
 
+/// The largest object CopyObject copies (S3's limit).
+const MAX_COPY: u64 = 5 << 30;
+
 impl S3BlobStore {
     pub(crate) async fn stat_blob(&self, digest: &Digest) -> Result<Option<u64>> {
         Ok(self.bucket.head(&self.keys.blob(digest)).await?)
@@ -75,6 +78,26 @@ impl S3BlobStore {
             None => Ok(None),
             Some(size) => Err(Error::RangeNotSatisfiable { range, size }),
         }
+    }
+
+    /// Copies the blob under the quarantine prefix on the server, then deletes it. CopyObject takes
+    /// objects up to 5 GiB; a larger blob is refused (it stays where it is, and the caller says so).
+    pub(crate) async fn quarantine_blob(&self, digest: &Digest) -> Result<bool> {
+        let key = self.keys.blob(digest);
+        let Some(size) = self.bucket.head(&key).await? else {
+            return Ok(false);
+        };
+        if size > MAX_COPY {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!("{digest} is {size} bytes, over CopyObject's 5 GiB: not quarantined"),
+            )));
+        }
+        self.bucket
+            .copy(&key, &self.keys.quarantine(digest))
+            .await?;
+        self.bucket.delete(&key).await?;
+        Ok(true)
     }
 
     pub(crate) async fn delete_blob(&self, digest: &Digest) -> Result<bool> {

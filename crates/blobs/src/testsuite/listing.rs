@@ -155,3 +155,24 @@ pub async fn list_blobs_after_a_cursor(store: &dyn BlobStore) {
         Some(0)
     );
 }
+
+/// A quarantined blob is gone for `stat`, `read` and the listing, and can be committed again; the
+/// others stay. Quarantining what is not there says so.
+pub async fn quarantine_takes_a_blob_out_of_service(store: &dyn BlobStore) {
+    let bad = put(store, &pattern(431, 0..9000)).await;
+    let good = put(store, &pattern(432, 0..100)).await;
+    assert_eq!(store.quarantine(&bad).await.ok(), Some(true));
+    assert!(matches!(store.stat(&bad).await, Ok(None)));
+    assert!(matches!(store.read(&bad, None).await, Ok(None)));
+    let listed = store.list_blobs(None, 1000).await.ok().unwrap_or_default();
+    assert!(
+        listed.iter().all(|b| b.digest != bad),
+        "listed after quarantine"
+    );
+    assert!(listed.iter().any(|b| b.digest == good));
+    assert_eq!(store.stat(&good).await.ok(), Some(Some(100)));
+    assert_eq!(store.quarantine(&bad).await.ok(), Some(false));
+    // Pushed again, the blob is served again.
+    assert_eq!(put(store, &pattern(431, 0..9000)).await, bad);
+    assert_eq!(store.stat(&bad).await.ok(), Some(Some(9000)));
+}

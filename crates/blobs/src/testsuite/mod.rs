@@ -70,6 +70,7 @@ macro_rules! blob_store_tests {
             delete_blob,
             list_blobs_in_digest_order,
             list_blobs_after_a_cursor,
+            quarantine_takes_a_blob_out_of_service,
             reader_outlives_delete,
             write_then_continue,
             write_below_length_discards_tail,

@@ -53,6 +53,7 @@ impl FaultyMeta {
             jobs: self.inner.jobs.clone(),
             proxy_entries: self.clone(),
             gc: self.inner.gc.clone(),
+            scrub: self.inner.scrub.clone(),
         }
     }
 
@@ -385,6 +386,10 @@ impl BlobStore for FaultyBlobs {
     ) -> blobs::Result<Vec<blobs::ListedBlob>> {
         self.check()?;
         self.inner.list_blobs(after, limit).await
+    }
+    async fn quarantine(&self, digest: &Digest) -> blobs::Result<bool> {
+        self.check()?;
+        self.inner.quarantine(digest).await
     }
     async fn upload_write(
         &self,
