@@ -63,6 +63,7 @@ fn the_image_runs_in_docker_and_serves_pushes_and_pulls() {
         env!("CARGO_PKG_VERSION")
     );
     assert!(labels["org.opencontainers.image.revision"].is_string());
+    dockerfile_agrees(config);
 
     // Run as a user would, but on a free port (the host's network is shared). The health check is the
     // image's own command, which follows the configured address; only its interval is shortened.
@@ -181,4 +182,98 @@ fn wait_until(docker: &Dockerd, container: &str, what: &str, mut ok: impl FnMut(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The Dockerfile's final stage says what scripts/image did: each instruction against the image's config.
+fn dockerfile_agrees(config: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Dockerfile");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // Instructions with their continuation lines joined, from `FROM scratch` on.
+    let joined = text.replace("\\\n", " ");
+    let stage = joined
+        .split_once("FROM scratch")
+        .map(|(_, s)| s)
+        .unwrap_or_else(|| panic!("no FROM scratch stage in the Dockerfile"));
+    let mut seen = Vec::new();
+    for line in stage.lines().map(str::trim) {
+        let Some((instruction, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let json = |s: &str| -> Value {
+            serde_json::from_str(s).unwrap_or_else(|e| panic!("Dockerfile {instruction} {s}: {e}"))
+        };
+        match instruction {
+            "USER" => assert_eq!(config["User"], rest),
+            "EXPOSE" => assert!(config["ExposedPorts"][rest].is_object(), "EXPOSE {rest}"),
+            "VOLUME" => assert!(config["Volumes"][rest].is_object(), "VOLUME {rest}"),
+            "WORKDIR" => assert_eq!(config["WorkingDir"], rest),
+            "ENTRYPOINT" => assert_eq!(config["Entrypoint"], json(rest)),
+            "CMD" => assert_eq!(config["Cmd"], json(rest)),
+            "HEALTHCHECK" => {
+                let (flags, cmd) = rest
+                    .split_once("CMD ")
+                    .unwrap_or_else(|| panic!("HEALTHCHECK without CMD: {rest}"));
+                let mut test = vec![Value::from("CMD")];
+                test.extend(json(cmd).as_array().cloned().unwrap_or_default());
+                assert_eq!(config["Healthcheck"]["Test"], Value::Array(test));
+                for flag in flags.split_whitespace() {
+                    let (key, value) = flag
+                        .trim_start_matches("--")
+                        .split_once('=')
+                        .unwrap_or_else(|| panic!("HEALTHCHECK flag {flag}"));
+                    let (field, want) = match key {
+                        "interval" => ("Interval", seconds(value)),
+                        "timeout" => ("Timeout", seconds(value)),
+                        "start-period" => ("StartPeriod", seconds(value)),
+                        "retries" => ("Retries", value.parse().unwrap_or_default()),
+                        other => panic!("HEALTHCHECK flag {other} is not checked"),
+                    };
+                    assert_eq!(config["Healthcheck"][field], want, "HEALTHCHECK --{key}");
+                }
+            }
+            "LABEL" => {
+                for (key, value) in labels_of(rest) {
+                    assert_eq!(config["Labels"][&key], value, "LABEL {key}");
+                }
+            }
+            _ => continue,
+        }
+        seen.push(instruction);
+    }
+    for wanted in [
+        "USER",
+        "EXPOSE",
+        "VOLUME",
+        "WORKDIR",
+        "ENTRYPOINT",
+        "CMD",
+        "HEALTHCHECK",
+        "LABEL",
+    ] {
+        assert!(seen.contains(&wanted), "the Dockerfile has no {wanted}");
+    }
+}
+
+/// `30s` as the nanoseconds docker stores.
+fn seconds(value: &str) -> u64 {
+    let secs: u64 = value
+        .strip_suffix('s')
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("a duration in seconds: {value}"));
+    secs * 1_000_000_000
+}
+
+/// `key="value" key="value"` of a LABEL instruction.
+fn labels_of(rest: &str) -> Vec<(String, String)> {
+    rest.split('"')
+        .collect::<Vec<_>>()
+        .chunks(2)
+        .filter_map(|pair| match pair {
+            [key, value] => Some((
+                key.trim().trim_end_matches('=').to_owned(),
+                (*value).to_owned(),
+            )),
+            _ => None,
+        })
+        .collect()
 }
