@@ -70,6 +70,16 @@ enum Command {
         #[arg(long, value_name = "DURATION")]
         grace: Option<String>,
     },
+    /// Apply the configuration's retention rules once: delete the tags no rule keeps (and, where a
+    /// rule says `untagged`, the old manifests no tag reaches). Prints each deletion, a line per rule
+    /// and a summary; the garbage collector frees the bytes afterwards.
+    Retention {
+        #[arg(value_name = "CONFIG")]
+        config_file: Option<PathBuf>,
+        /// Print what would be deleted, delete nothing.
+        #[arg(long, short = 'd')]
+        dry_run: bool,
+    },
     /// Probe a running berth: exit 0 when its health endpoint answers 200 (the image's HEALTHCHECK:
     /// there is no curl in it). Without URL, `/healthz` on the address the configuration names.
     Health {
@@ -90,6 +100,9 @@ enum Action {
         dry_run: bool,
         delete_untagged: bool,
         grace: Option<String>,
+    },
+    Retention {
+        dry_run: bool,
     },
 }
 
@@ -173,6 +186,13 @@ fn main() -> ExitCode {
                 grace,
             },
         ),
+        Some(Command::Retention {
+            config_file,
+            dry_run,
+        }) => (
+            one_path(config_file, cli.config),
+            Action::Retention { dry_run },
+        ),
     };
     let path = match path {
         Ok(path) => path,
@@ -198,6 +218,7 @@ fn main() -> ExitCode {
             delete_untagged,
             grace.as_deref(),
         ),
+        Action::Retention { dry_run } => retention(path.as_deref(), &env, dry_run),
     }
 }
 
@@ -295,6 +316,50 @@ fn garbage_collect(
             eprintln!(
                 "berth: another garbage collection holds the job lock `{}`; try again later",
                 registry::gc::GC_JOB
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `berth retention`: the retention rules applied once. Exits 1 when another run holds the job lock.
+fn retention(path: Option<&Path>, env: &HashMap<String, String>, dry_run: bool) -> ExitCode {
+    let loaded = match load(path, env) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(&loaded.config.log);
+    if loaded.config.retention.rules.is_empty() {
+        eprintln!(
+            "berth: the configuration has no retention rules (retention.rules); nothing to do"
+        );
+        return ExitCode::FAILURE;
+    }
+    match serve::apply_retention(&loaded.config, dry_run) {
+        Ok(Some(report)) => {
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            for rule in &report.rules {
+                for (repo, tag, digest) in &rule.tags {
+                    println!("{verb} tag {repo}:{tag} ({digest})");
+                }
+                for (repo, digest) in &rule.manifests {
+                    println!("{verb} manifest {repo}@{digest}");
+                }
+            }
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!(
+                "berth: another retention run holds the job lock `{}`; try again later",
+                registry::retention::RETENTION_JOB
             );
             ExitCode::FAILURE
         }

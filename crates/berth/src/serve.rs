@@ -39,6 +39,14 @@ use crate::config::storage::Driver;
 /// otherwise (a client stalled mid-upload must not keep the process alive forever).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often the manifest pulls noted in memory are written (see `registry::pulls`): what a crash can
+/// lose of pull times, which retention's `pulledwithin` only reads in days.
+const PULL_RECORDING: Duration = Duration::from_secs(10);
+
+/// How often the quotas are measured for the metrics (pushes are checked against the database itself,
+/// not against this measurement).
+const QUOTA_METERING: Duration = Duration::from_secs(60);
+
 pub fn run(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(serve(config))
@@ -133,6 +141,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(purging) = config.storage.upload_purging.clone() {
         tokio::spawn(registry.clone().run_upload_purger(purging));
     }
+    tokio::spawn(registry.clone().run_pull_recorder(PULL_RECORDING));
+    if !config.quotas.is_empty() {
+        tokio::spawn(registry.clone().run_quota_meter(QUOTA_METERING));
+    }
+    if let Some(interval) = config.retention.interval {
+        tokio::spawn(
+            registry
+                .clone()
+                .run_retention(config.retention.rules.clone(), interval),
+        );
+    }
     if let Some(interval) = config.gc.interval {
         tokio::spawn(registry.clone().run_garbage_collector(
             interval,
@@ -192,7 +211,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
     let mut app = berth_http::site::mount(
-        berth_http::router_with_auth(registry, authority),
+        berth_http::router_with_auth(registry.clone(), authority),
         &config.http.site,
         health,
     );
@@ -217,6 +236,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             timeout_s = drain.as_secs(),
             "requests still running after the drain timeout; exiting anyway"
         ),
+    }
+    if let Err(e) = registry.flush_pulls().await {
+        tracing::warn!(error = %e, "recording the last manifest pulls failed");
     }
     tracing::info!("stopped");
     Ok(())
@@ -262,20 +284,49 @@ impl Signals {
 /// The blob store the configuration names, and its driver's name (registry:2's, for the metrics): S3
 /// (credentials, region and endpoint the file leaves out come from the AWS environment variables), or
 /// the filesystem under `root`.
-/// One garbage collection over the stores `config` names, on a runtime of its own (`berth
-/// garbage-collect`). `None` when another sweep holds the job lock.
+/// One garbage collection over the stores `config` names (`berth garbage-collect`). `None` when
+/// another sweep holds the job lock.
 pub fn collect_garbage(
     config: &Config,
     options: registry::gc::GcOptions,
 ) -> anyhow::Result<Option<registry::gc::GcReport>> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async {
-        let stores = open_stores(config).await?;
-        let registry = Registry::new(stores.blobs, stores.meta, registry_settings(config));
+    with_registry(config, async |registry| {
         registry
             .collect_garbage(options)
             .await
             .context("collecting garbage")
+    })
+}
+
+/// One application of the retention rules over the stores `config` names (`berth retention`). `None`
+/// when another run holds the job lock.
+pub fn apply_retention(
+    config: &Config,
+    dry_run: bool,
+) -> anyhow::Result<Option<registry::retention::RetentionReport>> {
+    with_registry(config, async |registry| {
+        registry
+            .apply_retention(&config.retention.rules, dry_run)
+            .await
+            .context("applying the retention rules")
+    })
+}
+
+/// Runs `job` on a registry over the stores `config` names, on a runtime of its own: the maintenance
+/// commands, beside a running registry or without one.
+pub fn with_registry<T>(
+    config: &Config,
+    job: impl AsyncFnOnce(Registry) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let stores = open_stores(config).await?;
+        job(Registry::new(
+            stores.blobs,
+            stores.meta,
+            registry_settings(config),
+        ))
+        .await
     })
 }
 
@@ -335,6 +386,7 @@ pub fn registry_settings(config: &Config) -> registry::Settings {
         max_manifest_bytes: config.limits.max_manifest_bytes,
         blob_redirect: config.storage.redirect,
         immutable_tags: config.immutable_tags.clone(),
+        quotas: config.quotas.clone(),
     }
 }
 

@@ -115,7 +115,8 @@ pub fn scopes(endpoint: &Endpoint) -> Vec<Scope> {
     let repo = |name: &oci::RepoName, actions: &[Action]| Scope::repository(name.as_str(), actions);
     match endpoint {
         Endpoint::Base => Vec::new(),
-        Endpoint::Catalog { .. } => vec![Scope::Catalog],
+        // The usage report lists repositories as the catalog does, filtered the same way.
+        Endpoint::Catalog { .. } | Endpoint::Usage { .. } => vec![Scope::Catalog],
         Endpoint::Tags { name, .. } | Endpoint::Referrers { name, .. } => vec![repo(name, &[Pull])],
         Endpoint::Manifest { name, op, .. } => match op {
             ManifestOp::Get | ManifestOp::Head => vec![repo(name, &[Pull])],
@@ -147,13 +148,34 @@ pub fn optional_scopes(endpoint: &Endpoint) -> Vec<Scope> {
 }
 
 /// A catalog page holding only the repositories `keep` accepts, with `more` telling whether another kept
-/// repository follows. Pages of the full catalog are read until the page is full, so `n`, `last` and the
-/// `Link` header work as without filtering (the cursor is always a repository the caller may see).
+/// repository follows (see [`filtered_page`]).
 pub async fn filtered_catalog(
     registry: &Registry,
     page: &Page,
     keep: impl Fn(&str) -> bool,
 ) -> Result<(Vec<String>, bool), registry::Error> {
+    filtered_page(
+        page,
+        |batch| async move { registry.catalog(&batch).await },
+        String::as_str,
+        keep,
+    )
+    .await
+}
+
+/// A page of a listing by repository name (`fetch`) holding only the entries whose `name` `keep`
+/// accepts, with `more` telling whether another kept entry follows. Pages of the full listing are read
+/// until the page is full, so `n`, `last` and the `Link` header work as without filtering (the cursor
+/// is always a repository the caller may see).
+pub async fn filtered_page<T, Fut>(
+    page: &Page,
+    fetch: impl Fn(Page) -> Fut,
+    name: impl Fn(&T) -> &str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<(Vec<T>, bool), registry::Error>
+where
+    Fut: Future<Output = Result<(Vec<T>, bool), registry::Error>>,
+{
     let limit = page.limit(DEFAULT_CATALOG_PAGE);
     let mut out = Vec::new();
     if limit == 0 {
@@ -161,21 +183,22 @@ pub async fn filtered_catalog(
     }
     let mut cursor = page.last.clone();
     loop {
-        let batch_page = Page {
+        let (batch, more) = fetch(Page {
             n: Some(MAX_PAGE),
             last: cursor.take(),
-        };
-        let (batch, more) = registry.catalog(&batch_page).await?;
-        for name in &batch {
-            if keep(name) {
+        })
+        .await?;
+        let next = batch.last().map(|last| name(last).to_string());
+        for entry in batch {
+            if keep(name(&entry)) {
                 if out.len() == limit {
                     return Ok((out, true));
                 }
-                out.push(name.clone());
+                out.push(entry);
             }
         }
-        match batch.last() {
-            Some(last) if more => cursor = Some(last.clone()),
+        match next {
+            Some(last) if more => cursor = Some(last),
             _ => return Ok((out, false)),
         }
     }

@@ -81,6 +81,12 @@ pub enum Endpoint {
         n: Option<usize>,
         last: Option<String>,
     },
+    /// `GET /v2/_berth/usage?n=&last=`: what each repository stores, and the quotas (berth's; no
+    /// repository name can start with `_`, so the path cannot clash with one).
+    Usage {
+        n: Option<usize>,
+        last: Option<String>,
+    },
     /// `GET /v2/<name>/tags/list?n=&last=`.
     Tags {
         name: RepoName,
@@ -144,6 +150,7 @@ impl Namespace {
 enum Shape<'a> {
     Base,
     Catalog,
+    Usage,
     Tags(&'a str),
     Manifest(&'a str, &'a str),
     Blob(&'a str, &'a str),
@@ -156,7 +163,7 @@ impl Endpoint {
     /// The repository the endpoint addresses, if any (for logs and authorization).
     pub fn repository(&self) -> Option<&RepoName> {
         match self {
-            Endpoint::Base | Endpoint::Catalog { .. } => None,
+            Endpoint::Base | Endpoint::Catalog { .. } | Endpoint::Usage { .. } => None,
             Endpoint::Tags { name, .. }
             | Endpoint::Manifest { name, .. }
             | Endpoint::Blob { name, .. }
@@ -177,7 +184,7 @@ impl Endpoint {
     /// The repository the endpoint addresses, taken out of it (see [`repository`](Self::repository)).
     pub fn into_repository(self) -> Option<RepoName> {
         match self {
-            Endpoint::Base | Endpoint::Catalog { .. } => None,
+            Endpoint::Base | Endpoint::Catalog { .. } | Endpoint::Usage { .. } => None,
             Endpoint::Tags { name, .. }
             | Endpoint::Manifest { name, .. }
             | Endpoint::Blob { name, .. }
@@ -207,6 +214,15 @@ impl Endpoint {
                     return Err(wrong_method("the catalog"));
                 }
                 Ok(Endpoint::Catalog {
+                    n: query.n()?,
+                    last: query.get("last").map(str::to_string),
+                })
+            }
+            Shape::Usage => {
+                if !is(&[Method::GET, Method::HEAD]) {
+                    return Err(wrong_method("the usage report"));
+                }
+                Ok(Endpoint::Usage {
                     n: query.n()?,
                     last: query.get("last").map(str::to_string),
                 })
@@ -323,6 +339,9 @@ fn shape(path: &str) -> Option<Shape<'_>> {
     };
     if rest == "_catalog" {
         return Some(Shape::Catalog);
+    }
+    if rest == "_berth/usage" {
+        return Some(Shape::Usage);
     }
     // Only the last three components decide the shape; rsplitn keeps the name (which has slashes of its
     // own) whole in the fourth piece.
@@ -527,6 +546,7 @@ mod tests {
             (Method::POST, "/v2/", None, E(405, "UNSUPPORTED")),
             (Method::GET, "/v2/_catalog", Some("n=5&last=a%2Fb"), Want::Ok(Endpoint::Catalog { n: Some(5), last: Some("a/b".into()) })),
             (Method::GET, "/v2/_catalog", None, Want::Ok(Endpoint::Catalog { n: None, last: None })),
+            (Method::GET, "/v2/_berth/usage", Some("n=2&last=a"), Want::Ok(Endpoint::Usage { n: Some(2), last: Some("a".into()) })),
             (Method::GET, "/v2/_catalog", Some("n=-1"), E(400, "SIZE_INVALID")),
             (Method::GET, "/v2/_catalog", Some("%6E=5&n=1000000&%6Cast=a%2Fb&last=z"), Want::Ok(Endpoint::Catalog { n: Some(5), last: Some("a/b".into()) })),
             (Method::GET, "/v2/_catalog", Some("N=5&Last=b"), Want::Ok(Endpoint::Catalog { n: None, last: None })),

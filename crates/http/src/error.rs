@@ -120,7 +120,9 @@ pub fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
         Error::NameUnknown(_) => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
         Error::SizeInvalid(_) => (StatusCode::BAD_REQUEST, "SIZE_INVALID"),
         Error::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
-        Error::Denied | Error::TagImmutable { .. } => (StatusCode::FORBIDDEN, "DENIED"),
+        Error::Denied | Error::TagImmutable { .. } | Error::OverQuota(_) => {
+            (StatusCode::FORBIDDEN, "DENIED")
+        }
         Error::Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
         Error::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
         Error::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "SIZE_INVALID"),
@@ -211,9 +213,10 @@ mod tests {
             Error::Internal(_) => 17,
             Error::Unavailable(_) => 18,
             Error::TagImmutable { .. } => 19,
+            Error::OverQuota(_) => 20,
         }
     }
-    const VARIANTS: usize = 20;
+    const VARIANTS: usize = 21;
 
     fn table() -> Vec<(Error, u16, &'static str)> {
         let d = Digest::sha256_of(b"x");
@@ -246,6 +249,7 @@ mod tests {
                 403,
                 "DENIED",
             ),
+            (Error::OverQuota("x".into()), 403, "DENIED"),
             (Error::Unsupported("x".into()), 405, "UNSUPPORTED"),
             (Error::TooManyRequests, 429, "TOOMANYREQUESTS"),
             (Error::Unavailable("x".into()), 503, "UNAVAILABLE"),

@@ -40,6 +40,7 @@ use registry::instrumented::{StorageObserver, StorageOp};
 
 mod cache;
 pub mod http;
+mod quota;
 
 /// The content type of the exposition.
 pub const CONTENT_TYPE_OPENMETRICS: &str =
@@ -136,6 +137,8 @@ impl Metrics {
     pub fn watch_registry(&self, registry: &registry::Registry) {
         self.lock()
             .register_collector(Box::new(RegistryState(registry.clone())));
+        self.lock()
+            .register_collector(Box::new(quota::QuotaState(registry.clone())));
     }
 
     /// The exposition, in the OpenMetrics text format.

@@ -28,7 +28,9 @@ pub use gc_marks::{GcMarks, RecordedBlob};
 pub use job_lock::{JobLock, JobLocks, LockHolder};
 pub use proxy_entries::{ProxyEntries, ProxyEntry, ProxyEntryKind};
 pub use scrub_progress::{ScrubCursor, ScrubProgress};
+pub use tag_ages::{ManifestPull, TagAge, TagAges};
 pub use uploads::{UploadSession, UploadSessions};
+pub use usage::{RepoUsage, Usage};
 
 mod catalog;
 mod gc_marks;
@@ -39,6 +41,7 @@ mod rows;
 pub mod schema;
 mod scrub_progress;
 pub mod sqlite;
+mod tag_ages;
 #[cfg(any(test, feature = "testsuite"))]
 #[allow(
     clippy::unwrap_used,
@@ -47,6 +50,7 @@ pub mod sqlite;
 )]
 pub mod testsuite;
 mod uploads;
+mod usage;
 
 /// The metadata as the registry holds it: one handle per role. A backend fills every field with itself
 /// ([`Metadata::of`]); a decorator replaces the fields of the roles it changes and keeps the others.
@@ -58,13 +62,22 @@ pub struct Metadata {
     pub proxy_entries: Arc<dyn ProxyEntries>,
     pub gc: Arc<dyn GcMarks>,
     pub scrub: Arc<dyn ScrubProgress>,
+    pub tag_ages: Arc<dyn TagAges>,
+    pub usage: Arc<dyn Usage>,
 }
 
 impl Metadata {
     /// Every role served by one store.
     pub fn of<S>(store: Arc<S>) -> Metadata
     where
-        S: Catalog + UploadSessions + JobLocks + ProxyEntries + GcMarks + ScrubProgress,
+        S: Catalog
+            + UploadSessions
+            + JobLocks
+            + ProxyEntries
+            + GcMarks
+            + ScrubProgress
+            + TagAges
+            + Usage,
     {
         Metadata {
             catalog: store.clone(),
@@ -72,14 +85,23 @@ impl Metadata {
             jobs: store.clone(),
             proxy_entries: store.clone(),
             gc: store.clone(),
-            scrub: store,
+            scrub: store.clone(),
+            tag_ages: store.clone(),
+            usage: store,
         }
     }
 }
 
 impl<S> From<Arc<S>> for Metadata
 where
-    S: Catalog + UploadSessions + JobLocks + ProxyEntries + GcMarks + ScrubProgress,
+    S: Catalog
+        + UploadSessions
+        + JobLocks
+        + ProxyEntries
+        + GcMarks
+        + ScrubProgress
+        + TagAges
+        + Usage,
 {
     fn from(store: Arc<S>) -> Metadata {
         Metadata::of(store)

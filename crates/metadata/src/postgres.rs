@@ -25,7 +25,9 @@ mod pool;
 mod proxy_entries;
 mod retry;
 mod scrub_progress;
+mod tag_ages;
 mod tls;
+mod usage;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -38,6 +40,7 @@ use crate::{
     Catalog, Error, GcMarks, JobLock, JobLocks, NewManifest, ProxyEntries, ProxyEntry, Referrer,
     Result, StoredManifest, UploadSession, UploadSessions,
 };
+use crate::{ManifestPull, RepoUsage, TagAge, TagAges, Usage};
 use crate::{ScrubCursor, ScrubProgress};
 use pool::Pool;
 pub use retry::PgError;
@@ -510,6 +513,57 @@ impl ProxyEntries for PostgresStore {
     async fn remove_proxy_entry(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         run!(self, Safety::AtMostOnce, |c| proxy_entries::remove(
             c, repo, digest
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl TagAges for PostgresStore {
+    async fn record_pulls(&self, pulls: &[ManifestPull]) -> Result<()> {
+        // Updates that only move times forward: applying a batch twice changes nothing.
+        run!(
+            self,
+            Safety::Idempotent,
+            tx | c | tag_ages::record_pulls(c, pulls)
+        )
+    }
+
+    async fn tag_ages(&self, repo: &RepoName) -> Result<Vec<TagAge>> {
+        run!(self, Safety::Idempotent, |c| tag_ages::tag_ages(c, repo))
+    }
+
+    async fn delete_tag_unchanged(&self, repo: &RepoName, age: &TagAge) -> Result<bool> {
+        // Conditional on the row read: a retry of a delete that committed finds nothing and says so,
+        // which only undercounts a report.
+        run!(self, Safety::Idempotent, |c| tag_ages::delete_unchanged(
+            c, repo, age
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl Usage for PostgresStore {
+    async fn repo_usage(&self, after: Option<&str>, limit: usize) -> Result<Vec<RepoUsage>> {
+        run!(self, Safety::Idempotent, |c| usage::repo_usage(
+            c, after, limit
+        ))
+    }
+
+    async fn repos_with_prefix(&self, prefix: &str) -> Result<Vec<RepoName>> {
+        run!(self, Safety::Idempotent, |c| usage::repos_with_prefix(
+            c, prefix
+        ))
+    }
+
+    async fn distinct_bytes(&self, repos: &[RepoName]) -> Result<u64> {
+        run!(self, Safety::Idempotent, |c| usage::distinct_bytes(
+            c, repos
+        ))
+    }
+
+    async fn linked_to_any(&self, repos: &[RepoName], digest: &Digest) -> Result<bool> {
+        run!(self, Safety::Idempotent, |c| usage::linked_to_any(
+            c, repos, digest
         ))
     }
 }

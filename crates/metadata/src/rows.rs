@@ -6,7 +6,9 @@
 use bytes::Bytes;
 use oci::Digest;
 
-use crate::{Error, ProxyEntry, ProxyEntryKind, Result, StoredManifest, UploadSession};
+use crate::{
+    Error, ProxyEntry, ProxyEntryKind, RepoUsage, Result, StoredManifest, TagAge, UploadSession,
+};
 
 /// A stored manifest's columns `(digest, media_type, payload, subject)`.
 pub(crate) type ManifestRow = (String, String, Vec<u8>, Option<String>);
@@ -18,6 +20,79 @@ pub(crate) type UploadRow = (String, String, i64, Vec<u8>, i64, i64);
 
 /// A pull-through cache entry's columns `(repo, digest, kind, size, pulled_at)`.
 pub(crate) type ProxyEntryRow = (String, String, String, i64, i64);
+
+/// A tag's age's columns `(tag, digest, pushed_at, pulled_at)`.
+pub(crate) type TagAgeRow = (String, String, i64, Option<i64>);
+
+/// The tags of repository `$1` with their ages, in tag order (`$N` placeholders; SQLite's `?N`
+/// replace them).
+pub(crate) const TAG_AGES: &str = "
+    SELECT t.name, t.manifest_digest, t.updated_at, m.pulled_at
+    FROM tags t
+    JOIN repositories r ON r.id = t.repo_id
+    JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest_digest
+    WHERE r.name = $1
+    ORDER BY t.name";
+
+/// A repository's usage's columns: name, bytes, shared bytes, manifests, tags, last manifest push,
+/// last tag push, last pull.
+pub(crate) type RepoUsageRow = (
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// Each repository's usage, in name order after `$1`, at most `$2` (see [`RepoUsageRow`]). The sums
+/// are cast because PostgreSQL sums BIGINTs into NUMERIC.
+pub(crate) const REPO_USAGE: &str = "
+    SELECT r.name,
+        (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM repository_blobs rb
+            JOIN blobs b ON b.digest = rb.digest WHERE rb.repo_id = r.id),
+        (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM repository_blobs rb
+            JOIN blobs b ON b.digest = rb.digest WHERE rb.repo_id = r.id
+            AND EXISTS (SELECT 1 FROM repository_blobs o
+                        WHERE o.digest = rb.digest AND o.repo_id <> r.id)),
+        (SELECT COUNT(*) FROM manifests m WHERE m.repo_id = r.id),
+        (SELECT COUNT(*) FROM tags t WHERE t.repo_id = r.id),
+        (SELECT MAX(m.created_at) FROM manifests m WHERE m.repo_id = r.id),
+        (SELECT MAX(t.updated_at) FROM tags t WHERE t.repo_id = r.id),
+        (SELECT MAX(m.pulled_at) FROM manifests m WHERE m.repo_id = r.id)
+    FROM repositories r
+    WHERE r.name > $1
+    ORDER BY r.name
+    LIMIT $2";
+
+/// The repositories whose name starts with `$1`, in name order (a comparison, not `LIKE`: `_` is a
+/// wildcard there and a legal character of names).
+pub(crate) const REPOS_WITH_PREFIX: &str = "
+    SELECT name FROM repositories
+    WHERE substr(name, 1, length($1)) = $1
+    ORDER BY name";
+
+/// A repository name as stored.
+pub(crate) fn repo_name(name: &str) -> Result<oci::RepoName> {
+    name.parse()
+        .map_err(|e| Error::Corrupt(format!("stored repository {name:?}: {e}")))
+}
+
+pub(crate) fn repo_usage(
+    (name, bytes, shared, manifests, tags, manifest_push, tag_push, last_pull): RepoUsageRow,
+) -> Result<RepoUsage> {
+    Ok(RepoUsage {
+        repo: repo_name(&name)?,
+        bytes: unsigned(bytes, "repository bytes")?,
+        shared_bytes: unsigned(shared, "shared bytes")?,
+        manifests: unsigned(manifests, "manifest count")?,
+        tags: unsigned(tags, "tag count")?,
+        last_push: manifest_push.max(tag_push),
+        last_pull,
+    })
+}
 
 pub(crate) fn digest(text: &str) -> Result<Digest> {
     text.parse()
@@ -64,6 +139,17 @@ pub(crate) fn upload_session(
         hash_state,
         started_at,
         updated_at,
+    })
+}
+
+pub(crate) fn tag_age((tag, digest_text, pushed_at, pulled_at): TagAgeRow) -> Result<TagAge> {
+    Ok(TagAge {
+        tag: tag
+            .parse()
+            .map_err(|e| Error::Corrupt(format!("stored tag {tag:?}: {e}")))?,
+        digest: digest(&digest_text)?,
+        pushed_at,
+        pulled_at,
     })
 }
 

@@ -49,6 +49,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", INITIAL),
     (2, "proxy_cache", PROXY_CACHE),
     (3, "gc", GC),
+    (4, "pulls", PULLS),
     (5, "scrub", SCRUB),
 ];
 
@@ -205,6 +206,12 @@ ALTER TABLE blobs ADD COLUMN touched_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE blobs ADD COLUMN deleting_since BIGINT;
 UPDATE blobs SET touched_at = @NOW@;
 CREATE INDEX blobs_by_touched_at ON blobs (touched_at);
+";
+
+/// Version 4: when each manifest was last pulled (Unix seconds; `NULL`, never since this version), for
+/// retention rules and usage reports. Written in batches by the registry, off the request path.
+const PULLS: &str = "
+ALTER TABLE manifests ADD COLUMN pulled_at BIGINT;
 ";
 
 /// Version 5: where a stopped scrub continues (`ScrubProgress`): one row at most (`id` 1), the last

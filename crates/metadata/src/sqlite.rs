@@ -21,6 +21,8 @@ mod gc_marks;
 mod ops;
 mod proxy_entries;
 mod scrub_progress;
+mod tag_ages;
+mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,6 +41,7 @@ use crate::{
     Catalog, Error, GcMarks, JobLock, JobLocks, LockHolder, NewManifest, ProxyEntries, ProxyEntry,
     Referrer, Result, StoredManifest, UploadSession, UploadSessions,
 };
+use crate::{ManifestPull, RepoUsage, TagAge, TagAges, Usage};
 
 /// How many read-only connections the pool opens. Small on purpose: reads are short, and every
 /// connection keeps its own page cache.
@@ -540,6 +543,53 @@ impl ProxyEntries for SqliteStore {
     async fn remove_proxy_entry(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let (repo, digest) = (repo.clone(), digest.clone());
         self.write(move |conn| proxy_entries::remove(conn, &repo, &digest))
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl TagAges for SqliteStore {
+    async fn record_pulls(&self, pulls: &[ManifestPull]) -> Result<()> {
+        let pulls = pulls.to_vec();
+        self.write_tx(move |tx| tag_ages::record_pulls(tx, &pulls))
+            .await
+    }
+
+    async fn tag_ages(&self, repo: &RepoName) -> Result<Vec<TagAge>> {
+        let repo = repo.clone();
+        self.read(move |conn| tag_ages::tag_ages(conn, &repo)).await
+    }
+
+    async fn delete_tag_unchanged(&self, repo: &RepoName, age: &TagAge) -> Result<bool> {
+        let (repo, age) = (repo.clone(), age.clone());
+        self.write(move |conn| tag_ages::delete_unchanged(conn, &repo, &age))
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl Usage for SqliteStore {
+    async fn repo_usage(&self, after: Option<&str>, limit: usize) -> Result<Vec<RepoUsage>> {
+        let after = after.map(str::to_string);
+        self.read(move |conn| usage::repo_usage(conn, after.as_deref(), limit))
+            .await
+    }
+
+    async fn repos_with_prefix(&self, prefix: &str) -> Result<Vec<RepoName>> {
+        let prefix = prefix.to_string();
+        self.read(move |conn| usage::repos_with_prefix(conn, &prefix))
+            .await
+    }
+
+    async fn distinct_bytes(&self, repos: &[RepoName]) -> Result<u64> {
+        let repos = repos.to_vec();
+        self.read(move |conn| usage::distinct_bytes(conn, &repos))
+            .await
+    }
+
+    async fn linked_to_any(&self, repos: &[RepoName], digest: &Digest) -> Result<bool> {
+        let (repos, digest) = (repos.to_vec(), digest.clone());
+        self.read(move |conn| usage::linked_to_any(conn, &repos, &digest))
             .await
     }
 }

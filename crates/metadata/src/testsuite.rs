@@ -22,6 +22,8 @@
 //! | [`JobLocks`](crate::JobLocks) | [`job_lock_tests!`](crate::job_lock_tests) | `job_lock.rs` |
 //! | [`GcMarks`](crate::GcMarks) (with the catalog) | [`gc_mark_tests!`](crate::gc_mark_tests) | `gc_marks.rs` |
 //! | [`ScrubProgress`](crate::ScrubProgress) | [`scrub_progress_tests!`](crate::scrub_progress_tests) | `scrub_progress.rs` |
+//! | [`TagAges`](crate::TagAges) (with the catalog) | [`tag_age_tests!`](crate::tag_age_tests) | `tag_ages.rs` |
+//! | [`Usage`](crate::Usage) (with the catalog and tag ages) | [`usage_tests!`](crate::usage_tests) | `usage.rs` |
 //!
 //! Job locks need two stores on one database (two replicas): their cases take a pair.
 //!
@@ -37,7 +39,9 @@ mod job_lock;
 mod listing;
 mod proxy_entries;
 mod scrub_progress;
+mod tag_ages;
 mod uploads;
+mod usage;
 
 pub use catalog::*;
 pub use gc_marks::*;
@@ -45,7 +49,9 @@ pub use job_lock::*;
 pub use listing::*;
 pub use proxy_entries::*;
 pub use scrub_progress::*;
+pub use tag_ages::*;
 pub use uploads::*;
+pub use usage::*;
 
 use bytes::Bytes;
 use oci::{Digest, RepoName, Tag, media_type};
@@ -181,6 +187,42 @@ macro_rules! scrub_progress_tests {
     (@list $wrap:path, $make:expr) => {
         $crate::__metadata_cases!($wrap, $make;
             scrub_cursor_is_saved_replaced_and_forgotten,
+        );
+    };
+}
+
+/// Expands into one `#[tokio::test]` per case of the [`TagAges`](crate::TagAges) suite, for stores that
+/// are also the [`Catalog`](crate::Catalog) (the cases push through it).
+#[macro_export]
+macro_rules! tag_age_tests {
+    (optional: $make:expr) => {
+        $crate::tag_age_tests!(@list ::std::convert::identity, $make);
+    };
+    ($make:expr) => {
+        $crate::tag_age_tests!(@list ::std::option::Option::Some, $make);
+    };
+    (@list $wrap:path, $make:expr) => {
+        $crate::__metadata_cases!($wrap, $make;
+            tag_ages_give_push_and_last_pull_times,
+            tag_ages_delete_only_a_tag_unchanged_since_read,
+        );
+    };
+}
+
+/// Expands into one `#[tokio::test]` per case of the [`Usage`](crate::Usage) suite, for stores that are
+/// also the [`Catalog`](crate::Catalog) and [`TagAges`](crate::TagAges) (the cases push and pull through
+/// them).
+#[macro_export]
+macro_rules! usage_tests {
+    (optional: $make:expr) => {
+        $crate::usage_tests!(@list ::std::convert::identity, $make);
+    };
+    ($make:expr) => {
+        $crate::usage_tests!(@list ::std::option::Option::Some, $make);
+    };
+    (@list $wrap:path, $make:expr) => {
+        $crate::__metadata_cases!($wrap, $make;
+            usage_per_repository_counts_shared_bytes,
         );
     };
 }

@@ -36,6 +36,8 @@ metadata::upload_session_tests!(optional: fresh_store());
 metadata::proxy_entry_tests!(optional: fresh_store());
 metadata::gc_mark_tests!(optional: fresh_store());
 metadata::scrub_progress_tests!(optional: fresh_store());
+metadata::tag_age_tests!(optional: fresh_store());
+metadata::usage_tests!(optional: fresh_store());
 metadata::job_lock_tests!(optional: fresh_pair());
 
 /// The server to test against, or `None` (after saying so) when none is configured.

@@ -32,6 +32,10 @@ metadata::scrub_progress_tests!(async {
     SqliteStore::open_temporary().expect("temporary sqlite store")
 });
 
+metadata::tag_age_tests!(async { SqliteStore::open_temporary().expect("temporary sqlite store") });
+
+metadata::usage_tests!(async { SqliteStore::open_temporary().expect("temporary sqlite store") });
+
 // Two stores on one file, as two processes on one machine would open it.
 metadata::job_lock_tests!(async {
     let a = SqliteStore::open_temporary().expect("temporary sqlite store");

@@ -94,6 +94,11 @@ impl Pattern {
         &self.text
     }
 
+    /// The text before the first wildcard: every name the pattern matches starts with it.
+    pub fn literal_prefix(&self) -> &str {
+        self.text.split('*').next().unwrap_or_default()
+    }
+
     /// Whether `name` matches the whole pattern.
     pub fn matches(&self, name: &str) -> bool {
         let name = name.as_bytes();

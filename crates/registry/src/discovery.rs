@@ -1,11 +1,11 @@
-//! Content discovery: tags, catalog, referrers.
+//! Content discovery: tags, catalog, referrers, and what each repository stores.
 //!
 //! Listings are paged with the spec's `n` and `last`. Each page is fetched with one entry more than asked,
 //! which tells whether another page follows without a second query.
 
 use oci::{Digest, RepoName};
 
-use crate::{Error, Referrer, Registry, Result};
+use crate::{Error, Referrer, Registry, RepoUsage, Result};
 
 /// Pagination as the spec's `n` and `last` query parameters give it.
 #[derive(Clone, Debug, Default)]
@@ -67,6 +67,21 @@ impl Registry {
         Ok(split_page(items, limit))
     }
 
+    /// What each repository stores (see `metadata::Usage`), in name order. Returns the page and whether
+    /// more follow.
+    pub async fn usage(&self, page: &Page) -> Result<(Vec<RepoUsage>, bool)> {
+        let limit = page.limit(DEFAULT_CATALOG_PAGE);
+        if limit == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let items = self
+            .meta
+            .usage
+            .repo_usage(page.last.as_deref(), limit + 1)
+            .await?;
+        Ok(split_page(items, limit))
+    }
+
     /// Manifests in `repo` whose subject is `subject`, optionally only those of `artifact_type`.
     /// A subject nobody refers to (or that does not exist) has no referrers: an empty list, not an error.
     pub async fn referrers(
@@ -96,7 +111,7 @@ impl Page {
 }
 
 /// Cuts a listing fetched with one entry more than `limit` into the page and whether more follow.
-fn split_page(mut items: Vec<String>, limit: usize) -> (Vec<String>, bool) {
+fn split_page<T>(mut items: Vec<T>, limit: usize) -> (Vec<T>, bool) {
     let more = items.len() > limit;
     items.truncate(limit);
     (items, more)

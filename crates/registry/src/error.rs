@@ -48,6 +48,10 @@ pub enum Error {
     /// another manifest or deleted.
     #[error("tag {tag} of {repo} is immutable: it may not be moved or deleted")]
     TagImmutable { repo: RepoName, tag: oci::Tag },
+    /// DENIED, with the reason: the push would take a set of repositories past its quota (`quotas`).
+    /// The text names the quota, what it holds and what the push needed.
+    #[error("quota exceeded: {0}")]
+    OverQuota(String),
     /// UNSUPPORTED: the operation is not enabled here (deletes when deletion is off, and the like).
     #[error("the operation is unsupported: {0}")]
     Unsupported(String),

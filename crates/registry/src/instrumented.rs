@@ -19,8 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use blobs::{BlobReader, BlobStore, ByteStream, ListedBlob, UploadId};
 use metadata::{
-    Catalog, GcMarks, Metadata, NewManifest, ProxyEntries, Referrer, StoredManifest, UploadSession,
-    UploadSessions,
+    Catalog, GcMarks, ManifestPull, Metadata, NewManifest, ProxyEntries, Referrer, RepoUsage,
+    StoredManifest, TagAge, TagAges, UploadSession, UploadSessions, Usage,
 };
 use oci::{Digest, RepoName, Tag};
 
@@ -268,6 +268,8 @@ impl InstrumentedMetadata {
             proxy_entries: timed.clone(),
             gc: timed.clone(),
             scrub,
+            tag_ages: timed.clone(),
+            usage: timed,
         }
     }
 
@@ -504,5 +506,50 @@ impl GcMarks for InstrumentedMetadata {
             .gc
             .delete_unreachable_manifest(repo, digest, created_before);
         timed(&*self.observer, self.op("delete_unreachable_manifest"), fut).await
+    }
+}
+
+#[async_trait::async_trait]
+impl TagAges for InstrumentedMetadata {
+    async fn record_pulls(&self, pulls: &[ManifestPull]) -> metadata::Result<()> {
+        let fut = self.inner.tag_ages.record_pulls(pulls);
+        timed(&*self.observer, self.op("record_pulls"), fut).await
+    }
+
+    async fn tag_ages(&self, repo: &RepoName) -> metadata::Result<Vec<TagAge>> {
+        let fut = self.inner.tag_ages.tag_ages(repo);
+        timed(&*self.observer, self.op("tag_ages"), fut).await
+    }
+
+    async fn delete_tag_unchanged(&self, repo: &RepoName, age: &TagAge) -> metadata::Result<bool> {
+        let fut = self.inner.tag_ages.delete_tag_unchanged(repo, age);
+        timed(&*self.observer, self.op("delete_tag_unchanged"), fut).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Usage for InstrumentedMetadata {
+    async fn repo_usage(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> metadata::Result<Vec<RepoUsage>> {
+        let fut = self.inner.usage.repo_usage(after, limit);
+        timed(&*self.observer, self.op("repo_usage"), fut).await
+    }
+
+    async fn repos_with_prefix(&self, prefix: &str) -> metadata::Result<Vec<RepoName>> {
+        let fut = self.inner.usage.repos_with_prefix(prefix);
+        timed(&*self.observer, self.op("repos_with_prefix"), fut).await
+    }
+
+    async fn distinct_bytes(&self, repos: &[RepoName]) -> metadata::Result<u64> {
+        let fut = self.inner.usage.distinct_bytes(repos);
+        timed(&*self.observer, self.op("distinct_bytes"), fut).await
+    }
+
+    async fn linked_to_any(&self, repos: &[RepoName], digest: &Digest) -> metadata::Result<bool> {
+        let fut = self.inner.usage.linked_to_any(repos, digest);
+        timed(&*self.observer, self.op("linked_to_any"), fut).await
     }
 }

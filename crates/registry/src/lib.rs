@@ -12,6 +12,7 @@ use oci::{RepoName, Tag};
 
 mod blob;
 pub mod cached;
+mod clock;
 mod discovery;
 mod error;
 pub mod gc;
@@ -21,7 +22,10 @@ mod maintenance;
 mod manifest;
 mod meter;
 pub mod proxy;
+mod pulls;
+pub mod quota;
 mod reconcile;
+pub mod retention;
 pub mod scrub;
 mod upload;
 mod upload_limit;
@@ -32,7 +36,7 @@ pub use discovery::{DEFAULT_CATALOG_PAGE, DEFAULT_TAGS_PAGE, MAX_PAGE, Page, Ref
 pub use error::{BoxError, Error, Result};
 pub use maintenance::{PurgeReport, UploadPurging};
 pub use manifest::{ManifestContent, PutManifestOutcome};
-pub use metadata::Referrer;
+pub use metadata::{Referrer, RepoUsage};
 pub use upload::{Chunk, MountOutcome, UploadStatus};
 
 /// Settings that change what the registry allows.
@@ -52,6 +56,8 @@ pub struct Settings {
     pub blob_redirect: Option<std::time::Duration>,
     /// Tags that may be created but never moved to another manifest or deleted (`tags.immutable`).
     pub immutable_tags: Vec<ImmutableTags>,
+    /// The most blob bytes sets of repositories may store (`quotas`; see [`quota`]).
+    pub quotas: Vec<quota::Quota>,
 }
 
 /// One rule of immutable tags: the tags matching `tags` (every tag when it is empty) of the repositories
@@ -82,6 +88,7 @@ impl Default for Settings {
             max_concurrent_uploads: Some(DEFAULT_MAX_CONCURRENT_UPLOADS),
             blob_redirect: None,
             immutable_tags: Vec::new(),
+            quotas: Vec::new(),
         }
     }
 }
@@ -103,6 +110,10 @@ pub struct Registry {
     proxy: Option<Arc<proxy::Proxy>>,
     /// What this process's garbage collections deleted (see [`gc`]).
     gc_totals: Arc<gc::GcTotals>,
+    /// Manifest pulls not written yet (see [`pulls`]).
+    pulls: Arc<pulls::PullLog>,
+    /// The quotas as last measured (see [`quota`]).
+    quota_measured: Arc<std::sync::Mutex<Vec<quota::QuotaUsage>>>,
 }
 
 impl Registry {
@@ -122,6 +133,8 @@ impl Registry {
             blob_locks: Default::default(),
             proxy: None,
             gc_totals: Default::default(),
+            pulls: Default::default(),
+            quota_measured: Default::default(),
         }
     }
 

@@ -34,7 +34,7 @@ pub struct PutManifestOutcome {
 }
 
 impl Registry {
-    /// GET/HEAD of a manifest by tag or digest.
+    /// GET of a manifest by tag or digest: a pull, noted for retention rules (see `pulls`).
     pub async fn get_manifest(
         &self,
         repo: &RepoName,
@@ -43,6 +43,28 @@ impl Registry {
         if let Some(route) = self.proxy_route(repo) {
             return self.cached_manifest(&route, reference).await;
         }
+        let found = self.stored_manifest(repo, reference).await?;
+        self.note_pull(repo, &found.digest);
+        Ok(found)
+    }
+
+    /// HEAD of a manifest: [`get_manifest`](Self::get_manifest) that is not a pull (see `pulls`).
+    pub async fn head_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<ManifestContent> {
+        if let Some(route) = self.proxy_route(repo) {
+            return self.cached_manifest(&route, reference).await;
+        }
+        self.stored_manifest(repo, reference).await
+    }
+
+    async fn stored_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<ManifestContent> {
         let found = match reference {
             Reference::Tag(tag) => self.meta.catalog.tagged_manifest(repo, tag).await?,
             Reference::Digest(digest) => self.meta.catalog.manifest(repo, digest).await?,

@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use metadata::UploadSession;
 use oci::{Digest, DigestAlgorithm, RepoName, ResumableHasher};
 
+use crate::clock::unix_now;
 use crate::meter::Meter;
 use crate::{BlobInfo, ByteStream, Error, Registry, Result, UploadId};
 
@@ -43,6 +44,7 @@ impl Registry {
     /// POST: starts an upload.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadStatus> {
         self.writable_in(repo)?;
+        self.check_quotas(repo, None).await?;
         let id = UploadId::random();
         let now = unix_now();
         let session = UploadSession {
@@ -98,6 +100,7 @@ impl Registry {
             // check and the link.
             let _blob = self.hold_blob(digest, size).await?;
             if self.blobs.stat(digest).await?.is_some() {
+                self.check_quotas(repo, Some((digest, size))).await?;
                 self.meta.catalog.link_blob(repo, digest, size).await?;
                 return Ok(MountOutcome::Mounted(BlobInfo {
                     digest: digest.clone(),
@@ -157,6 +160,10 @@ impl Registry {
             )));
         }
         let size = session.offset;
+        if let Err(e) = self.check_quotas(repo, Some((digest, size))).await {
+            self.discard_upload(id).await;
+            return Err(e);
+        }
         // Bytes first, durable, then the link: a crash in between leaves an unlinked blob for GC to
         // sweep, never a link to bytes that are not there. Holding the blob keeps eviction and the
         // garbage collector from deleting bytes found present (or just committed) before they are
@@ -367,12 +374,4 @@ fn declared_length(offset: u64, chunk: &Chunk) -> Result<Option<u64>> {
         ))),
         (len, range) => Ok(len.or(range)),
     }
-}
-
-/// Seconds since the Unix epoch, for session bookkeeping (a clock before 1970 counts as 0).
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

@@ -71,6 +71,8 @@ mod metadata_suite {
     metadata::upload_session_tests!(async { timed_sqlite() });
     metadata::proxy_entry_tests!(async { timed_sqlite() });
     metadata::gc_mark_tests!(async { timed_sqlite() });
+    metadata::tag_age_tests!(async { timed_sqlite() });
+    metadata::usage_tests!(async { timed_sqlite() });
 }
 
 #[tokio::test]

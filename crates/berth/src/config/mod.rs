@@ -13,7 +13,7 @@
 //! secrets masked.
 //!
 //! Sections: `version` (here), [`log`], [`storage`], [`http`], [`auth`] (with berth's `access`),
-//! [`health`], [`proxy`], [`database`] (GitLab's spelling), berth's [`limits`], [`gc`] and [`tags`], and the registry:2
+//! [`health`], [`proxy`], [`database`] (GitLab's spelling), berth's [`limits`], [`gc`], [`tags`], [`retention`] and [`quotas`], and the registry:2
 //! sections berth does not implement, which are reported by name (here). A feature's section is read and
 //! validated in its file, and its settings are handed to the crate that implements it; what is not
 //! implemented yet says so in a warning from its section's file.
@@ -30,7 +30,9 @@ pub mod http;
 pub mod limits;
 pub mod log;
 pub mod proxy;
+pub mod quotas;
 mod read;
+pub mod retention;
 pub mod storage;
 pub mod tags;
 pub mod values;
@@ -60,6 +62,10 @@ pub struct Config {
     pub gc: gc::GcConfig,
     /// `tags.immutable` (berth's).
     pub immutable_tags: Vec<registry::ImmutableTags>,
+    /// berth's `retention`.
+    pub retention: retention::RetentionConfig,
+    /// berth's `quotas`.
+    pub quotas: Vec<registry::quota::Quota>,
 }
 
 /// A configuration and what was said about it while reading.
@@ -240,6 +246,8 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
     let limits = limits::read(top.section("limits")?)?;
     let gc = gc::read(top.section("gc")?)?;
     let immutable_tags = tags::read(top.section("tags")?)?;
+    let retention = retention::read(top.section("retention")?)?;
+    let quotas = quotas::read(top.section("quotas")?)?;
     for (key, why) in IGNORED_SECTIONS {
         top.ignore(key, why);
     }
@@ -255,6 +263,8 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
         limits,
         gc,
         immutable_tags,
+        retention,
+        quotas,
     })
 }
 
@@ -276,6 +286,8 @@ impl Config {
         out.push(("limits", self.limits.to_yaml()));
         out.push(("gc", self.gc.to_yaml()));
         out.push(("tags", tags::to_yaml(&self.immutable_tags)));
+        out.push(("retention", self.retention.to_yaml()));
+        out.push(("quotas", quotas::to_yaml(&self.quotas)));
         mapping(out)
     }
 }

@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use super::read::{Section, Setting, non_empty, parse_or};
-use super::values::{format_duration, parse_duration};
+use super::values::{format_duration, parse_duration, parse_size};
 use super::yaml::{NOTHING, Node, Printed, seq, text};
 use super::{ConfigError, Secret, mapping, masked};
 
@@ -179,26 +179,6 @@ impl RawProxy {
             upstreams,
         })
     }
-}
-
-/// A size in bytes: a whole number with an optional binary unit (`500M`, `50G`, `50GiB`, `1T`).
-fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(digits);
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return Err("expected a size such as 500M, 50G or 1T (binary units)".into()),
-    };
-    number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(1u64 << shift))
-        .ok_or_else(|| "expected a size such as 500M, 50G or 1T (binary units)".into())
 }
 
 /// How often eviction runs when `ttl` or `maxsize` asks for it.

@@ -51,7 +51,8 @@ pub fn read(mut s: Section<'_>) -> Result<Vec<ImmutableTags>, ConfigError> {
     Ok(rules)
 }
 
-fn patterns(
+/// Each setting through `parse` (`Pattern::repository` or `Pattern::tag`).
+pub(super) fn patterns(
     settings: &[Setting],
     parse: fn(&str) -> Result<Pattern, String>,
 ) -> Result<Vec<Pattern>, ConfigError> {

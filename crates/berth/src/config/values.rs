@@ -23,6 +23,26 @@ pub fn parse_int(s: &str, min: u64, max: u64) -> Result<u64, String> {
     Ok(n)
 }
 
+/// A size in bytes: a whole number with an optional binary unit (`500M`, `50G`, `50GiB`, `1T`).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err("expected a size such as 500M, 50G or 1T (binary units)".into()),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| "expected a size such as 500M, 50G or 1T (binary units)".into())
+}
+
 /// A duration as Go's `time.ParseDuration` reads it (`10s`, `168h`, `1h30m`, `1.5h`, `500ms`), not negative.
 /// `0` needs no unit; any other bare number is refused (yaml.v2 would read it as nanoseconds, which is
 /// never what was meant).
@@ -65,6 +85,29 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("{ALLOWED}; this one is too long"));
     }
     Ok(Duration::from_nanos(total as u64))
+}
+
+/// An age as berth's lifecycle sections write it: whole days (`30d`) or a [`parse_duration`] duration.
+pub fn parse_age(s: &str) -> Result<Duration, String> {
+    match s.trim().strip_suffix('d') {
+        Some(days) if !days.is_empty() && days.bytes().all(|b| b.is_ascii_digit()) => days
+            .parse::<u64>()
+            .ok()
+            .and_then(|d| d.checked_mul(86_400))
+            .map(Duration::from_secs)
+            .ok_or_else(|| "too many days".to_string()),
+        _ => parse_duration(s).map_err(|e| format!("{e}, or whole days such as 30d")),
+    }
+}
+
+/// An age as [`parse_age`] reads it: whole days as `30d`, anything else as [`format_duration`].
+pub fn format_age(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs > 0 && secs.is_multiple_of(86_400) && d.subsec_nanos() == 0 {
+        format!("{}d", secs / 86_400)
+    } else {
+        format_duration(d)
+    }
 }
 
 /// A duration as registry:2 documents write them: `168h`, `10s`, `1h30m`, `500ms`.

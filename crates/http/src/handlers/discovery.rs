@@ -47,13 +47,18 @@ pub async fn catalog(
 
 /// `</path?n=N&last=X>; rel="next"` when more follow. `N` is the page size asked for, or, when the client
 /// left it to the registry, the size of this page. Tags and repository names need no escaping in a query.
-fn next_link(path: &str, n: Option<usize>, page: &[String], more: bool) -> Option<String> {
+pub(super) fn next_link(
+    path: &str,
+    n: Option<usize>,
+    page: &[String],
+    more: bool,
+) -> Option<String> {
     let last = page.last().filter(|_| more)?;
     let n = n.unwrap_or(page.len());
     Some(format!("<{path}?n={n}&last={last}>; rel=\"next\""))
 }
 
-fn listing(body: serde_json::Value, link: Option<String>) -> Response {
+pub(super) fn listing(body: serde_json::Value, link: Option<String>) -> Response {
     let content_type = (CONTENT_TYPE, HeaderValue::from_static("application/json"));
     match link {
         Some(link) => (

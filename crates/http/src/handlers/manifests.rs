@@ -38,7 +38,11 @@ pub async fn get(
     lookup: MirrorLookup<'_>,
 ) -> Result {
     let (name, namespace) = namespaced(registry, name, lookup);
-    let m = registry.get_manifest(&name, reference).await?;
+    let m = if head {
+        registry.head_manifest(&name, reference).await?
+    } else {
+        registry.get_manifest(&name, reference).await?
+    };
     let length = HeaderValue::from(m.payload.len());
     let body = if head {
         Body::empty()

@@ -22,6 +22,7 @@ mod discovery;
 mod manifests;
 mod referrers;
 mod uploads;
+mod usage;
 
 use manifests::MirrorLookup;
 
@@ -87,6 +88,7 @@ async fn route(
     };
     match endpoint {
         Endpoint::Base => Ok(base::get()),
+        Endpoint::Usage { n, last } => usage::report(registry, *n, last.clone(), access).await,
         Endpoint::Catalog { n, last } => {
             discovery::catalog(registry, *n, last.clone(), access).await
         }

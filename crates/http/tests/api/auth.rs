@@ -41,18 +41,25 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new(settings: impl FnOnce(&std::path::Path) -> Settings) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = blobs::fs::FsBlobStore::open(dir.path().join("blobs")).unwrap();
-        let meta =
-            metadata::sqlite::SqliteStore::open(&dir.path().join("metadata.sqlite")).unwrap();
-        let registry = Registry::new(
-            Arc::new(blobs),
-            Arc::new(meta),
+        Fixture::with(
+            settings,
             registry::Settings {
                 delete_enabled: true,
                 ..registry::Settings::default()
             },
-        );
+        )
+    }
+
+    /// [`new`](Self::new) with the registry's own settings.
+    pub fn with(
+        settings: impl FnOnce(&std::path::Path) -> Settings,
+        registry_settings: registry::Settings,
+    ) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = blobs::fs::FsBlobStore::open(dir.path().join("blobs")).unwrap();
+        let meta =
+            metadata::sqlite::SqliteStore::open(&dir.path().join("metadata.sqlite")).unwrap();
+        let registry = Registry::new(Arc::new(blobs), Arc::new(meta), registry_settings);
         let authority = Authority::new(&settings(dir.path())).unwrap().unwrap();
         let mut open = Harness::new();
         open.app = berth_http::router(registry.clone());

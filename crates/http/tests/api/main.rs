@@ -30,3 +30,4 @@ mod server;
 mod site;
 mod tls;
 mod uploads;
+mod usage;

@@ -27,6 +27,10 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
+        Setup::with(registry::Settings::default())
+    }
+
+    fn with(settings: registry::Settings) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Metrics::new();
         let blobs = blobs::fs::FsBlobStore::open(dir.path().join("blobs")).unwrap();
@@ -42,7 +46,7 @@ impl Setup {
                 "sqlite",
                 metrics.storage_observer(),
             ),
-            registry::Settings::default(),
+            settings,
         );
         metrics.watch_registry(&registry);
         let app = metrics.instrument(berth_http::router(registry.clone()));
@@ -286,4 +290,32 @@ async fn garbage_collection_is_counted() {
     };
     s.registry.collect_garbage(dry).await.unwrap().unwrap();
     assert_eq!(s.sample("berth_gc_runs_total"), 1.0);
+}
+
+#[tokio::test]
+async fn quota_usage_is_exported_once_measured() {
+    let s = Setup::with(registry::Settings {
+        quotas: vec![registry::quota::Quota {
+            repositories: vec![oci::Pattern::repository("team/**").unwrap()],
+            bytes: 1 << 20,
+        }],
+        ..registry::Settings::default()
+    });
+    assert!(
+        !s.metrics.render().unwrap().contains("berth_quota"),
+        "nothing before a measurement"
+    );
+    let data = b"a layer of the team";
+    let d = oci::Digest::sha256_of(data);
+    let uri = format!("/v2/team/app/blobs/uploads/?digest={d}");
+    assert_eq!(s.call(Method::POST, &uri, data).await.0, 201);
+    s.registry.quota_usage().await.unwrap();
+    assert_eq!(
+        s.sample("berth_quota_used_bytes{quota=\"team/**\"}"),
+        data.len() as f64
+    );
+    assert_eq!(
+        s.sample("berth_quota_limit_bytes{quota=\"team/**\"}"),
+        (1u64 << 20) as f64
+    );
 }

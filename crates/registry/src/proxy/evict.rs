@@ -23,6 +23,7 @@ use metadata::{ProxyEntry, ProxyEntryKind};
 use oci::{Digest, RepoName};
 
 use super::CacheEvent;
+use crate::clock::unix_now;
 use crate::{Registry, Result};
 
 /// Pulls gathered before a batch is written without waiting for the next round.
@@ -149,7 +150,7 @@ impl Registry {
         }
         self.flush_cache_pulls().await?;
         if let Some(age) = eviction.max_age {
-            let cut = now.saturating_sub(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
+            let cut = crate::clock::seconds_before(now, age);
             loop {
                 let page = self
                     .meta
@@ -289,10 +290,4 @@ impl Registry {
             drop(lock);
         }
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

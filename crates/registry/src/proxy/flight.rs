@@ -41,6 +41,7 @@ use oci::{Digest, RepoName};
 use tokio::sync::watch;
 
 use super::{Route, client_error};
+use crate::clock::unix_now;
 use crate::{BlobContent, ByteRange, Error, Registry, Result, UploadId};
 
 mod fetch;
@@ -417,12 +418,6 @@ impl std::fmt::Display for Failure {
 
 fn storage(e: impl std::fmt::Display) -> Failure {
     Failure::Storage(e.to_string())
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

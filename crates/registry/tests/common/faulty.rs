@@ -54,6 +54,8 @@ impl FaultyMeta {
             proxy_entries: self.clone(),
             gc: self.inner.gc.clone(),
             scrub: self.inner.scrub.clone(),
+            tag_ages: self.inner.tag_ages.clone(),
+            usage: self.inner.usage.clone(),
         }
     }
 

@@ -332,3 +332,102 @@ fn immutable_tags_are_read_strictly() {
     let printed = yaml::to_string(&l.config.to_yaml()).unwrap();
     assert_eq!(load_ok(&printed).config.immutable_tags, *rules);
 }
+
+#[test]
+fn retention_rules_are_read_strictly() {
+    let l = load_ok(
+        "retention:\n  interval: 6h\n  rules:\n    - repositories: [\"ci/**\"]\n      keep:\n        latest: 10\n        tags: [\"v*\"]\n        pushedwithin: 30d\n        pulledwithin: 12h\n      untagged: 7d\n    - repositories: [\"**\"]\n      untagged: 90d\n",
+    );
+    let r = &l.config.retention;
+    assert_eq!(r.interval, Some(Duration::from_secs(6 * 3600)));
+    assert_eq!(r.rules.len(), 2);
+    let day = |n: u64| Some(Duration::from_secs(n * 86_400));
+    let ci = &r.rules[0];
+    assert!(ci.repositories[0].matches("ci/a/b") && !ci.repositories[0].matches("prod/a"));
+    assert_eq!(ci.keep.latest, Some(10));
+    assert!(ci.keep.tags[0].matches("v1.2"));
+    assert_eq!(ci.keep.pushed_within, day(30));
+    assert_eq!(ci.keep.pulled_within, Some(Duration::from_secs(12 * 3600)));
+    assert_eq!(ci.untagged, day(7));
+    assert_eq!(r.rules[1].keep, registry::retention::Keep::default());
+    assert_eq!(r.rules[1].untagged, day(90));
+    // No rules: nothing scheduled, whatever `enabled` says.
+    assert_eq!(load_ok("version: 0.1\n").config.retention.interval, None);
+    let off = load_ok(
+        "retention:\n  enabled: false\n  rules:\n    - repositories: [a]\n      untagged: 1d\n",
+    );
+    assert_eq!(off.config.retention.interval, None);
+    for (yaml, key) in [
+        (
+            "retention:\n  rules:\n    - repositories: [a]\n",
+            "retention.rules.0.keep",
+        ),
+        (
+            "retention:\n  rules:\n    - repositories: [a]\n      keep: {}\n",
+            "retention.rules.0.keep",
+        ),
+        (
+            "retention:\n  rules:\n    - untagged: 1d\n",
+            "retention.rules.0.repositories",
+        ),
+        (
+            "retention:\n  rules:\n    - repositories: [a]\n      untaged: 1d\n",
+            "retention.rules.0.untaged",
+        ),
+        (
+            "retention:\n  rules:\n    - repositories: [a]\n      keep:\n        lastest: 3\n",
+            "retention.rules.0.keep.lastest",
+        ),
+        (
+            "retention:\n  rules:\n    - repositories: [a]\n      untagged: 7 days\n",
+            "retention.rules.0.untagged",
+        ),
+        (
+            "retention:\n  rules:\n    - repositories: [a]\n      keep:\n        latest: -1\n",
+            "retention.rules.0.keep.latest",
+        ),
+    ] {
+        let e = error(yaml);
+        assert!(e.starts_with(key), "{yaml}: {e}");
+    }
+    // Printed and read back, the same.
+    let printed = yaml::to_string(&l.config.to_yaml()).unwrap();
+    assert_eq!(load_ok(&printed).config.retention, *r);
+}
+
+#[test]
+fn quotas_are_read_strictly() {
+    let l = load_ok(
+        "quotas:\n  limits:\n    - repositories: [\"team-a/**\", \"shared/a-*\"]\n      size: 50G\n    - repositories: [b]\n      size: \"1024\"\n",
+    );
+    let q = &l.config.quotas;
+    assert_eq!(q.len(), 2);
+    assert_eq!(q[0].bytes, 50 << 30);
+    assert!(q[0].repositories[1].matches("shared/a-x"));
+    assert_eq!(q[1].bytes, 1024);
+    assert!(load_ok("version: 0.1\n").config.quotas.is_empty());
+    for (yaml, key) in [
+        (
+            "quotas:\n  limits:\n    - repositories: [a]\n",
+            "quotas.limits.0.size",
+        ),
+        (
+            "quotas:\n  limits:\n    - size: 1G\n",
+            "quotas.limits.0.repositories",
+        ),
+        (
+            "quotas:\n  limits:\n    - repositories: [a]\n      size: lots\n",
+            "quotas.limits.0.size",
+        ),
+        (
+            "quotas:\n  limits:\n    - repositories: [a]\n      size: 1G\n      sise: 2G\n",
+            "quotas.limits.0.sise",
+        ),
+        ("quotas:\n  limits: 5\n", "quotas.limits"),
+    ] {
+        let e = error(yaml);
+        assert!(e.starts_with(key), "{yaml}: {e}");
+    }
+    let printed = yaml::to_string(&l.config.to_yaml()).unwrap();
+    assert_eq!(load_ok(&printed).config.quotas, *q);
+}

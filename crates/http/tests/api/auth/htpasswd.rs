@@ -259,6 +259,52 @@ async fn the_catalog_shows_only_what_the_caller_may_pull() {
 }
 
 #[tokio::test]
+async fn the_usage_report_shows_only_what_the_caller_may_list() {
+    let quota = |pattern: &str| registry::quota::Quota {
+        repositories: vec![oci::Pattern::repository(pattern).unwrap()],
+        bytes: 1 << 30,
+    };
+    let f = Fixture::with(
+        htpasswd_settings,
+        registry::Settings {
+            quotas: vec![quota("public/**"), quota("**")],
+            ..registry::Settings::default()
+        },
+    );
+    for repo in ["private/a", "public/a", "team-a/app"] {
+        f.seed(repo).await;
+    }
+    let names = |r: &Resp, key: &str, field: &str| -> Vec<String> {
+        r.json()[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v[field].to_string())
+            .collect()
+    };
+    // Anonymous: the public repository, and the quota over public repositories only.
+    let r = f.get("/v2/_berth/usage", None).await;
+    r.assert_status(200);
+    assert_eq!(names(&r, "repositories", "name"), ["\"public/a\""]);
+    assert_eq!(names(&r, "quotas", "repositories"), ["[\"public/**\"]"]);
+    // bob: his team's too; the quota over everything covers private/a, which he cannot see.
+    let r = f
+        .get("/v2/_berth/usage", Some(&basic("bob", "builder")))
+        .await;
+    assert_eq!(
+        names(&r, "repositories", "name"),
+        ["\"public/a\"", "\"team-a/app\""]
+    );
+    assert_eq!(names(&r, "quotas", "repositories").len(), 1);
+    // alice sees everything.
+    let r = f
+        .get("/v2/_berth/usage", Some(&basic("alice", "secret")))
+        .await;
+    assert_eq!(names(&r, "repositories", "name").len(), 3);
+    assert_eq!(names(&r, "quotas", "repositories").len(), 2);
+}
+
+#[tokio::test]
 async fn the_catalog_is_challenged_when_anonymous_callers_have_no_rights() {
     let f = Fixture::new(|dir| Settings {
         access: None,

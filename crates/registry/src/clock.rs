@@ -1,0 +1,19 @@
+//! Wall-clock time as the metadata stores it: whole Unix seconds.
+
+use std::time::{Duration, SystemTime};
+
+/// Seconds since the Unix epoch (a clock before 1970 counts as 0).
+pub(crate) fn unix_now() -> i64 {
+    unix_seconds(Some(SystemTime::now()))
+}
+
+/// Unix seconds of `at` (`None`, or a time before the epoch: 0).
+pub(crate) fn unix_seconds(at: Option<SystemTime>) -> i64 {
+    at.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// `now` less `age`, in Unix seconds, saturating rather than wrapping.
+pub(crate) fn seconds_before(now: i64, age: Duration) -> i64 {
+    now.saturating_sub(i64::try_from(age.as_secs()).unwrap_or(i64::MAX))
+}
