@@ -20,6 +20,7 @@ mod config;
 mod containerd;
 mod crash;
 mod curl;
+mod deploy;
 mod docker;
 mod full;
 mod gc;
