@@ -11,11 +11,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use maintenance::Job;
 
 mod config;
 mod config_path;
 mod health_probe;
 mod logging;
+mod maintenance;
 mod serve;
 
 /// `berth --version`: the crate's version and the commit it was built from (build.rs finds it).
@@ -80,6 +82,20 @@ enum Command {
         #[arg(long, short = 'd')]
         dry_run: bool,
     },
+    /// Verify every blob's bytes against its digest and every blob the metadata records against the
+    /// store, at `scrub.rate`, continuing where a stopped scrub left off. Prints each corrupt or
+    /// missing blob and a summary line.
+    Scrub {
+        #[arg(value_name = "CONFIG")]
+        config_file: Option<PathBuf>,
+        /// Quarantine the blobs whose bytes are wrong: they are never served again (a pull answers
+        /// BLOB_UNKNOWN) until pushed anew.
+        #[arg(long)]
+        repair: bool,
+        /// Bytes hashed per second at most (e.g. 50M; 0: no limit); default: `scrub.rate` (100M).
+        #[arg(long, value_name = "SIZE")]
+        rate: Option<String>,
+    },
     /// Probe a running berth: exit 0 when its health endpoint answers 200 (the image's HEALTHCHECK:
     /// there is no curl in it). Without URL, `/healthz` on the address the configuration names.
     Health {
@@ -93,17 +109,8 @@ enum Command {
 enum Action {
     Serve,
     CheckConfig,
-    Health {
-        url: Option<String>,
-    },
-    GarbageCollect {
-        dry_run: bool,
-        delete_untagged: bool,
-        grace: Option<String>,
-    },
-    Retention {
-        dry_run: bool,
-    },
+    Health { url: Option<String> },
+    Job(maintenance::Job),
 }
 
 /// `berth health`: probes `url`, or the address the configuration names.
@@ -180,18 +187,26 @@ fn main() -> ExitCode {
             grace,
         }) => (
             one_path(config_file, cli.config),
-            Action::GarbageCollect {
+            Action::Job(Job::GarbageCollect {
                 dry_run,
                 delete_untagged,
                 grace,
-            },
+            }),
         ),
         Some(Command::Retention {
             config_file,
             dry_run,
         }) => (
             one_path(config_file, cli.config),
-            Action::Retention { dry_run },
+            Action::Job(Job::Retention { dry_run }),
+        ),
+        Some(Command::Scrub {
+            config_file,
+            repair,
+            rate,
+        }) => (
+            one_path(config_file, cli.config),
+            Action::Job(Job::Scrub { repair, rate }),
         ),
     };
     let path = match path {
@@ -207,18 +222,13 @@ fn main() -> ExitCode {
         Action::Serve => serve(path.as_deref(), &env),
         Action::CheckConfig => check_config(path.as_deref(), &env),
         Action::Health { url } => health(url, path.as_deref(), &env),
-        Action::GarbageCollect {
-            dry_run,
-            delete_untagged,
-            grace,
-        } => garbage_collect(
-            path.as_deref(),
-            &env,
-            dry_run,
-            delete_untagged,
-            grace.as_deref(),
-        ),
-        Action::Retention { dry_run } => retention(path.as_deref(), &env, dry_run),
+        Action::Job(job) => match load(path.as_deref(), &env) {
+            Ok(loaded) => maintenance::run(job, loaded),
+            Err(e) => {
+                eprintln!("berth: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -264,106 +274,6 @@ fn serve(path: Option<&Path>, env: &HashMap<String, String>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            eprintln!("berth: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `berth garbage-collect`: one sweep over the stores the configuration names, beside a running registry
-/// or without one. Exits 1 when another sweep holds the job lock.
-fn garbage_collect(
-    path: Option<&Path>,
-    env: &HashMap<String, String>,
-    dry_run: bool,
-    delete_untagged: bool,
-    grace: Option<&str>,
-) -> ExitCode {
-    let loaded = match load(path, env) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("berth: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let grace = match grace.map(config::values::parse_duration) {
-        None => loaded.config.gc.grace,
-        Some(Ok(d)) => d,
-        Some(Err(why)) => {
-            eprintln!("berth: --grace: {why}");
-            return ExitCode::from(2);
-        }
-    };
-    logging::init(&loaded.config.log);
-    let options = registry::gc::GcOptions {
-        grace,
-        dry_run,
-        delete_untagged: delete_untagged || loaded.config.gc.delete_untagged,
-    };
-    match serve::collect_garbage(&loaded.config, options) {
-        Ok(Some(report)) => {
-            let verb = if dry_run { "would delete" } else { "deleted" };
-            for (repo, digest) in &report.manifests {
-                println!("{verb} manifest {repo}@{digest}");
-            }
-            for digest in &report.blobs {
-                println!("{verb} blob {digest}");
-            }
-            println!("{report}");
-            ExitCode::SUCCESS
-        }
-        Ok(None) => {
-            eprintln!(
-                "berth: another garbage collection holds the job lock `{}`; try again later",
-                registry::gc::GC_JOB
-            );
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("berth: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `berth retention`: the retention rules applied once. Exits 1 when another run holds the job lock.
-fn retention(path: Option<&Path>, env: &HashMap<String, String>, dry_run: bool) -> ExitCode {
-    let loaded = match load(path, env) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("berth: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    logging::init(&loaded.config.log);
-    if loaded.config.retention.rules.is_empty() {
-        eprintln!(
-            "berth: the configuration has no retention rules (retention.rules); nothing to do"
-        );
-        return ExitCode::FAILURE;
-    }
-    match serve::apply_retention(&loaded.config, dry_run) {
-        Ok(Some(report)) => {
-            let verb = if dry_run { "would delete" } else { "deleted" };
-            for rule in &report.rules {
-                for (repo, tag, digest) in &rule.tags {
-                    println!("{verb} tag {repo}:{tag} ({digest})");
-                }
-                for (repo, digest) in &rule.manifests {
-                    println!("{verb} manifest {repo}@{digest}");
-                }
-            }
-            println!("{report}");
-            ExitCode::SUCCESS
-        }
-        Ok(None) => {
-            eprintln!(
-                "berth: another retention run holds the job lock `{}`; try again later",
-                registry::retention::RETENTION_JOB
-            );
-            ExitCode::FAILURE
-        }
-        Err(e) => {
             eprintln!("berth: {e:#}");
             ExitCode::FAILURE
         }
@@ -446,6 +356,21 @@ mod tests {
                 delete_untagged: true,
                 grace: None
             })
+        ));
+
+        let cli = parse(&["retention", "-d"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Retention {
+                config_file: None,
+                dry_run: true
+            })
+        ));
+        let cli = parse(&["scrub", "g.yml", "--repair", "--rate", "50M"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Scrub { config_file: Some(p), repair: true, rate: Some(r) })
+                if p == Path::new("g.yml") && r == "50M"
         ));
 
         assert!(parse(&["frobnicate"]).is_err());

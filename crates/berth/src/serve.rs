@@ -312,6 +312,17 @@ pub fn apply_retention(
     })
 }
 
+/// One scrub over the stores `config` names (`berth scrub`). `None` when another scrub holds the job
+/// lock.
+pub fn scrub(
+    config: &Config,
+    options: registry::scrub::ScrubOptions,
+) -> anyhow::Result<Option<registry::scrub::ScrubReport>> {
+    with_registry(config, async |registry| {
+        registry.scrub(options).await.context("scrubbing")
+    })
+}
+
 /// Runs `job` on a registry over the stores `config` names, on a runtime of its own: the maintenance
 /// commands, beside a running registry or without one.
 pub fn with_registry<T>(

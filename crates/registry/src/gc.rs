@@ -29,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use metadata::JobLock;
 use oci::{Digest, RepoName};
 
+use crate::clock::unix_seconds;
 use crate::keyed_lock::KeyedGuard;
 use crate::{Error, Registry, Result};
 
@@ -389,10 +390,4 @@ pub(crate) async fn reserve(gc: &dyn metadata::GcMarks, digest: &Digest, size: u
         pause = (pause * 2).min(Duration::from_secs(1));
     }
     Ok(())
-}
-
-/// Unix seconds of `at` (`None`: before the epoch, which is 0).
-pub(crate) fn unix_seconds(at: Option<SystemTime>) -> i64 {
-    at.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

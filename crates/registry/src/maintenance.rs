@@ -95,7 +95,7 @@ impl Registry {
         if !dry_run {
             self.writable()?;
         }
-        let cutoff = unix_seconds(older_than);
+        let cutoff = crate::clock::unix_seconds(Some(older_than));
         let mut report = PurgeReport::default();
         let mut after: Option<String> = None;
         loop {
@@ -245,13 +245,6 @@ fn log_report(report: &PurgeReport, dry_run: bool) {
         dry_run,
         "purged abandoned uploads"
     );
-}
-
-/// Whole seconds since the epoch, as sessions record time (a clock before 1970 counts as 0).
-fn unix_seconds(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Compile-time check: the purger is spawned on the multi-threaded runtime, so it must be `Send`.

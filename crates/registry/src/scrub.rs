@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 use metadata::{JobLock, ScrubCursor};
 use oci::{Digest, ResumableHasher};
 
-use crate::gc::unix_seconds;
+use crate::clock::unix_seconds;
 use crate::reconcile::{Pair, Walk};
 use crate::{Registry, Result};
 

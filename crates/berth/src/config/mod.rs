@@ -13,7 +13,7 @@
 //! secrets masked.
 //!
 //! Sections: `version` (here), [`log`], [`storage`], [`http`], [`auth`] (with berth's `access`),
-//! [`health`], [`proxy`], [`database`] (GitLab's spelling), berth's [`limits`], [`gc`], [`tags`], [`retention`] and [`quotas`], and the registry:2
+//! [`health`], [`proxy`], [`database`] (GitLab's spelling), berth's [`limits`], [`gc`], [`tags`], [`retention`], [`quotas`] and [`scrub`], and the registry:2
 //! sections berth does not implement, which are reported by name (here). A feature's section is read and
 //! validated in its file, and its settings are handed to the crate that implements it; what is not
 //! implemented yet says so in a warning from its section's file.
@@ -33,6 +33,7 @@ pub mod proxy;
 pub mod quotas;
 mod read;
 pub mod retention;
+pub mod scrub;
 pub mod storage;
 pub mod tags;
 pub mod values;
@@ -66,6 +67,8 @@ pub struct Config {
     pub retention: retention::RetentionConfig,
     /// berth's `quotas`.
     pub quotas: Vec<registry::quota::Quota>,
+    /// berth's `scrub`.
+    pub scrub: scrub::ScrubConfig,
 }
 
 /// A configuration and what was said about it while reading.
@@ -248,6 +251,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
     let immutable_tags = tags::read(top.section("tags")?)?;
     let retention = retention::read(top.section("retention")?)?;
     let quotas = quotas::read(top.section("quotas")?)?;
+    let scrub = scrub::read(top.section("scrub")?)?;
     for (key, why) in IGNORED_SECTIONS {
         top.ignore(key, why);
     }
@@ -265,6 +269,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
         immutable_tags,
         retention,
         quotas,
+        scrub,
     })
 }
 
@@ -288,6 +293,7 @@ impl Config {
         out.push(("tags", tags::to_yaml(&self.immutable_tags)));
         out.push(("retention", self.retention.to_yaml()));
         out.push(("quotas", quotas::to_yaml(&self.quotas)));
+        out.push(("scrub", self.scrub.to_yaml()));
         mapping(out)
     }
 }

@@ -33,6 +33,7 @@ mod proxy;
 mod quotas;
 mod replicas;
 mod retention;
+mod scrub;
 mod shutdown;
 mod skopeo;
 mod startup;

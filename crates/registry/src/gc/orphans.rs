@@ -52,7 +52,7 @@ impl Registry {
                     }
                 }
                 Pair::Stored(blob) => {
-                    if super::unix_seconds(Some(blob.modified)) >= cutoff {
+                    if crate::clock::unix_seconds(Some(blob.modified)) >= cutoff {
                         continue;
                     }
                     if dry_run || self.collect_orphan(&blob).await? {

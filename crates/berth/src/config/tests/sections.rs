@@ -431,3 +431,17 @@ fn quotas_are_read_strictly() {
     let printed = yaml::to_string(&l.config.to_yaml()).unwrap();
     assert_eq!(load_ok(&printed).config.quotas, *q);
 }
+
+#[test]
+fn scrub_rate_has_a_default_and_zero_lifts_it() {
+    assert_eq!(load_ok("version: 0.1\n").config.scrub.rate, Some(100 << 20));
+    assert_eq!(
+        load_ok("scrub:\n  rate: 10M\n").config.scrub.rate,
+        Some(10 << 20)
+    );
+    assert_eq!(load_ok("scrub:\n  rate: 0\n").config.scrub.rate, None);
+    let e = error("scrub:\n  rate: fast\n");
+    assert!(e.starts_with("scrub.rate"), "{e}");
+    let printed = yaml::to_string(&load_ok("scrub:\n  rate: 0\n").config.to_yaml()).unwrap();
+    assert_eq!(load_ok(&printed).config.scrub.rate, None);
+}
