@@ -9,7 +9,7 @@ from berthbench import suites  # noqa: E402 - the path above makes the package i
 from berthbench.main import main  # noqa: E402
 
 if __name__ == "__main__":
-    # `--suite s3` / `--suite proxy` run the suites of berthbench/suites.py; the default suite is main's.
+    # `--suite s3` / `proxy` / `gc` run the suites of berthbench/suites.py; the default suite is main's.
     suite, rest = suites.split_suite(sys.argv[1:])
     if suite == "default":
         main(rest)

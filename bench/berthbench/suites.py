@@ -1,5 +1,5 @@
-"""The benchmark's other suites (`--suite s3`, `--suite proxy`): their options, the servers they share,
-and their report.
+"""The benchmark's other suites (`--suite s3`, `--suite proxy`, `--suite gc`): their options, the
+servers they share, and their report.
 
 Why apart from main.py: the default suite compares berth with registry:2 and the machine's limits on
 the filesystem; these suites answer narrower questions (berth on Garage and PostgreSQL beside registry:2's
@@ -23,7 +23,7 @@ import time
 from . import machine, procs
 
 MiB = 1 << 20
-SUITES = ("default", "s3", "proxy")
+SUITES = ("default", "s3", "proxy", "gc")
 
 
 def split_suite(argv):
@@ -45,8 +45,8 @@ def split_suite(argv):
 def parse(suite, argv):
     p = argparse.ArgumentParser(
         prog=f"bench/run.sh --suite {suite}",
-        description="berth on S3 + PostgreSQL beside registry:2 on S3 (s3), or the pull-through cache"
-        " (proxy). See bench/README.md.",
+        description="berth on S3 + PostgreSQL beside registry:2 on S3 (s3), the pull-through cache"
+        " (proxy), or garbage collection of a generated registry (gc). See bench/README.md.",
     )
     p.add_argument("--quick", action="store_true", help="small sizes and 2 repetitions")
     p.add_argument("--reps", type=int, help="repetitions (default: s3 3, proxy 5; quick 2)")
@@ -56,7 +56,18 @@ def parse(suite, argv):
     p.add_argument("--out", default=None, help="results directory (default bench/results)")
     p.add_argument("--workdir", default="/var/tmp", help="where the temporary directories go (a disk)")
     p.add_argument("--repo", default=os.getcwd(), help="the berth repository (for the commit recorded)")
-    p.add_argument("--skip-registry2", action="store_true", help="s3: leave registry:2 out")
+    p.add_argument("--skip-registry2", action="store_true", help="s3, gc: leave registry:2 out")
+    p.add_argument("--scale", type=float, help="gc: the registry's size, 1.0 = 10,000 repositories (quick 0.1)")
+    p.add_argument(
+        "--cache",
+        default=os.path.expanduser("~/.cache/berth/bench-gc"),
+        help="gc: where the generated registries are kept between runs",
+    )
+    p.add_argument("--skip-s3", action="store_true", help="gc: leave Garage + PostgreSQL out")
+    p.add_argument("--skip-small", action="store_true", help="gc: no run at a tenth of the size (memory)")
+    p.add_argument("--windows", type=int, help="gc: latency windows per phase: without GC, during GC, beside a busy core (default 3)")
+    p.add_argument("--load-seconds", type=float, default=10.0, help="gc: seconds per latency window")
+    p.add_argument("--registry2-timeout", type=float, default=1800.0, help="gc: registry:2's dry run at most")
     p.add_argument(
         "--seed-seconds",
         type=float,
@@ -70,6 +81,10 @@ def parse(suite, argv):
         o.repo_count = 1000 if o.quick else 10000
         o.seed_seconds = o.seed_seconds or (60.0 if o.quick else 300.0)
         o.reps = o.reps or (2 if o.quick else 3)
+    elif suite == "gc":
+        o.scale = o.scale or (0.1 if o.quick else 1.0)
+        o.reps = o.reps or (2 if o.quick else 3)
+        o.windows = 2 if o.quick and o.windows is None else (3 if o.windows is None else o.windows)
     else:
         sizes = (16, 8, 4, 2, 1) if o.quick else (96, 64, 48, 32, 24, 16, 12, 8)
         o.layer_sizes = [s * MiB for s in sizes]
@@ -109,6 +124,10 @@ def main(argv):
             from . import s3suite
 
             rows = s3suite.run(o, work, ps, engines, meta)
+        elif suite == "gc":
+            from . import gcsuite
+
+            rows = gcsuite.run(o, work, ps, engines, meta)
         else:
             from . import proxysuite
 
