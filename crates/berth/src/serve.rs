@@ -76,10 +76,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     // Outside the timing decorator, so the metrics time the database, not the cache's hits.
     if config.limits.metadata_cache.enabled() {
-        meta.catalog = Arc::new(CachedCatalog::new(
+        let cached = Arc::new(CachedCatalog::new(
             meta.catalog,
             config.limits.metadata_cache,
         ));
+        // What other replicas (and this process's other roles) change is forgotten as it commits.
+        let changes = meta.changes.watch().await;
+        let follower = Arc::clone(&cached);
+        tokio::spawn(async move { follower.follow(changes).await });
+        meta.catalog = cached;
     }
     let registry = Registry::new(blobs, meta, registry_settings(&config));
     let registry = match &config.proxy {

@@ -12,6 +12,9 @@
 //! | [`ProxyEntries`] | what the pull-through cache holds, for eviction | `proxy_entry_tests!` |
 //! | [`GcMarks`] | which blobs nothing references, since when, and which a sweep is deleting | `gc_mark_tests!` |
 //! | [`ScrubProgress`] | where a stopped scrub continues | `scrub_progress_tests!` |
+//! | [`TagAges`] | when tags were pushed and their manifests pulled (retention) | `tag_age_tests!` |
+//! | [`Usage`] | bytes per repository and per set of repositories (quotas, usage report) | `usage_tests!` |
+//! | [`CatalogChanges`] | what any writer moved or removed, after commit (cache invalidation) | `catalog_change_tests!` |
 //!
 //! Every method is one atomic domain operation (one transaction), so the registry never has to hold a
 //! lock across calls: tag moves, manifest puts with their reference checks, and upload progress are each
@@ -24,6 +27,7 @@ use std::sync::Arc;
 use oci::Digest;
 
 pub use catalog::{Catalog, NewManifest, Referrer, StoredManifest};
+pub use changes::{CatalogChange, CatalogChanges, ChangeStream};
 pub use gc_marks::{GcMarks, RecordedBlob};
 pub use job_lock::{JobLock, JobLocks, LockHolder};
 pub use proxy_entries::{ProxyEntries, ProxyEntry, ProxyEntryKind};
@@ -33,6 +37,7 @@ pub use uploads::{UploadSession, UploadSessions};
 pub use usage::{RepoUsage, Usage};
 
 mod catalog;
+mod changes;
 mod gc_marks;
 mod job_lock;
 pub mod postgres;
@@ -64,21 +69,39 @@ pub struct Metadata {
     pub scrub: Arc<dyn ScrubProgress>,
     pub tag_ages: Arc<dyn TagAges>,
     pub usage: Arc<dyn Usage>,
+    pub changes: Arc<dyn CatalogChanges>,
+}
+
+/// Every role: what a backend implements.
+pub trait Store:
+    Catalog
+    + UploadSessions
+    + JobLocks
+    + ProxyEntries
+    + GcMarks
+    + ScrubProgress
+    + TagAges
+    + Usage
+    + CatalogChanges
+{
+}
+
+impl<S> Store for S where
+    S: Catalog
+        + UploadSessions
+        + JobLocks
+        + ProxyEntries
+        + GcMarks
+        + ScrubProgress
+        + TagAges
+        + Usage
+        + CatalogChanges
+{
 }
 
 impl Metadata {
     /// Every role served by one store.
-    pub fn of<S>(store: Arc<S>) -> Metadata
-    where
-        S: Catalog
-            + UploadSessions
-            + JobLocks
-            + ProxyEntries
-            + GcMarks
-            + ScrubProgress
-            + TagAges
-            + Usage,
-    {
+    pub fn of<S: Store>(store: Arc<S>) -> Metadata {
         Metadata {
             catalog: store.clone(),
             uploads: store.clone(),
@@ -87,22 +110,13 @@ impl Metadata {
             gc: store.clone(),
             scrub: store.clone(),
             tag_ages: store.clone(),
-            usage: store,
+            usage: store.clone(),
+            changes: store,
         }
     }
 }
 
-impl<S> From<Arc<S>> for Metadata
-where
-    S: Catalog
-        + UploadSessions
-        + JobLocks
-        + ProxyEntries
-        + GcMarks
-        + ScrubProgress
-        + TagAges
-        + Usage,
-{
+impl<S: Store> From<Arc<S>> for Metadata {
     fn from(store: Arc<S>) -> Metadata {
         Metadata::of(store)
     }

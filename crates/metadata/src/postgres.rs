@@ -17,6 +17,7 @@
 //! - A server that cannot be reached (refused, lost, the pool's wait exceeded) is reported as
 //!   [`Error::Unavailable`] once the retries are spent, which the registry answers with 503.
 
+mod changes;
 mod gc_marks;
 mod job_lock;
 mod migrate;
@@ -40,7 +41,7 @@ use crate::{
     Catalog, Error, GcMarks, JobLock, JobLocks, NewManifest, ProxyEntries, ProxyEntry, Referrer,
     Result, StoredManifest, UploadSession, UploadSessions,
 };
-use crate::{ManifestPull, RepoUsage, TagAge, TagAges, Usage};
+use crate::{CatalogChanges, ChangeStream, ManifestPull, RepoUsage, TagAge, TagAges, Usage};
 use crate::{ScrubCursor, ScrubProgress};
 use pool::Pool;
 pub use retry::PgError;
@@ -565,6 +566,13 @@ impl Usage for PostgresStore {
         run!(self, Safety::Idempotent, |c| usage::linked_to_any(
             c, repos, digest
         ))
+    }
+}
+
+#[async_trait::async_trait]
+impl CatalogChanges for PostgresStore {
+    async fn watch(&self) -> ChangeStream {
+        changes::watch(Arc::clone(&self.inner))
     }
 }
 

@@ -44,13 +44,22 @@ pub const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations
     applied_at BIGINT NOT NULL
 )";
 
-/// `(version, name, sql with placeholders)`, in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "initial", INITIAL),
-    (2, "proxy_cache", PROXY_CACHE),
-    (3, "gc", GC),
-    (4, "pulls", PULLS),
-    (5, "scrub", SCRUB),
+/// A migration's SQL: for both dialects (with placeholders), or for PostgreSQL alone (what SQLite has no
+/// counterpart of, such as notifications; SQLite records the version and does nothing).
+#[derive(Clone, Copy)]
+enum Sql {
+    Portable(&'static str),
+    PostgresOnly(&'static str),
+}
+
+/// `(version, name, sql)`, in order.
+const MIGRATIONS: &[(i64, &str, Sql)] = &[
+    (1, "initial", Sql::Portable(INITIAL)),
+    (2, "proxy_cache", Sql::Portable(PROXY_CACHE)),
+    (3, "gc", Sql::Portable(GC)),
+    (4, "pulls", Sql::Portable(PULLS)),
+    (5, "scrub", Sql::Portable(SCRUB)),
+    (6, "catalog_changes", Sql::PostgresOnly(CATALOG_CHANGES)),
 ];
 
 /// Every migration, rendered for `dialect`, in the order to apply them.
@@ -60,7 +69,12 @@ pub fn migrations(dialect: Dialect) -> Vec<Migration> {
         .map(|&(version, name, sql)| Migration {
             version,
             name,
-            sql: render(sql, dialect),
+            sql: match (sql, dialect) {
+                (Sql::Portable(sql), _) | (Sql::PostgresOnly(sql), Dialect::Postgres) => {
+                    render(sql, dialect)
+                }
+                (Sql::PostgresOnly(_), Dialect::Sqlite) => String::new(),
+            },
         })
         .collect()
 }
@@ -226,6 +240,26 @@ CREATE TABLE scrub_progress (
     corrupt BIGINT NOT NULL,
     missing BIGINT NOT NULL
 );
+";
+
+/// Version 6 (PostgreSQL): the catalog's change feed (`crate::CatalogChanges`). A tag moved or deleted,
+/// a manifest deleted or a blob unlinked notifies the channel `berth_catalog` with the repository's
+/// name, delivered at commit to every listening session (once per name and transaction). SQLite's
+/// store announces its own writes and polls for other processes' instead.
+const CATALOG_CHANGES: &str = "
+CREATE FUNCTION berth_notify_catalog() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('berth_catalog',
+        (SELECT name FROM repositories WHERE id = OLD.repo_id));
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER tags_changed AFTER UPDATE OR DELETE ON tags
+    FOR EACH ROW EXECUTE FUNCTION berth_notify_catalog();
+CREATE TRIGGER manifests_deleted AFTER DELETE ON manifests
+    FOR EACH ROW EXECUTE FUNCTION berth_notify_catalog();
+CREATE TRIGGER blob_links_deleted AFTER DELETE ON repository_blobs
+    FOR EACH ROW EXECUTE FUNCTION berth_notify_catalog();
 ";
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! lock can fail with "database is locked" however long the busy timeout, because another writer
 //! changed its snapshot.
 
+mod changes;
 mod gc_marks;
 mod ops;
 mod proxy_entries;
@@ -41,7 +42,9 @@ use crate::{
     Catalog, Error, GcMarks, JobLock, JobLocks, LockHolder, NewManifest, ProxyEntries, ProxyEntry,
     Referrer, Result, StoredManifest, UploadSession, UploadSessions,
 };
-use crate::{ManifestPull, RepoUsage, TagAge, TagAges, Usage};
+use crate::{
+    CatalogChange, CatalogChanges, ChangeStream, ManifestPull, RepoUsage, TagAge, TagAges, Usage,
+};
 
 /// How many read-only connections the pool opens. Small on purpose: reads are short, and every
 /// connection keeps its own page cache.
@@ -62,6 +65,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     /// One permit per pooled reader: holding a permit guarantees a connection is free in `readers`.
     read_permits: Arc<Semaphore>,
+    /// This process's committed changes, for the change feed.
+    changes: changes::Announcer,
     /// Keeps the directory of a store made by `open_temporary` alive as long as the store.
     #[cfg(any(test, feature = "testsuite"))]
     _temp_dir: Option<tempfile::TempDir>,
@@ -121,6 +126,13 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Announces `change` once `out` says the write committed (a failed write may also have committed,
+    /// so that is announced too: forgetting too much is harmless).
+    fn announced<T>(&self, out: Result<T>, change: CatalogChange) -> Result<T> {
+        self.inner.changes.announce(change);
+        out
     }
 
     /// Runs `f` on the writer connection in a blocking task.
@@ -196,6 +208,7 @@ impl Inner {
             writer: Mutex::new(writer),
             readers: Mutex::new(readers),
             read_permits: Arc::new(Semaphore::new(READERS)),
+            changes: changes::Announcer::new(),
             #[cfg(any(test, feature = "testsuite"))]
             _temp_dir: None,
         })
@@ -296,9 +309,11 @@ impl Catalog for SqliteStore {
     }
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let (repo, digest) = (repo.clone(), digest.clone());
-        self.write_tx(move |tx| ops::unlink_blob(tx, &repo, &digest))
-            .await
+        let (r, digest) = (repo.clone(), digest.clone());
+        let out = self
+            .write_tx(move |tx| ops::unlink_blob(tx, &r, &digest))
+            .await;
+        self.announced(out, CatalogChange::Repository(repo.clone()))
     }
 
     async fn put_manifest(
@@ -307,9 +322,15 @@ impl Catalog for SqliteStore {
         manifest: &NewManifest,
         tag: Option<&Tag>,
     ) -> Result<()> {
-        let (repo, manifest, tag) = (repo.clone(), manifest.clone(), tag.cloned());
-        self.write_tx(move |tx| ops::put_manifest(tx, &repo, &manifest, tag.as_ref()))
-            .await
+        let moves_a_tag = tag.is_some();
+        let (r, manifest, tag) = (repo.clone(), manifest.clone(), tag.cloned());
+        let out = self
+            .write_tx(move |tx| ops::put_manifest(tx, &r, &manifest, tag.as_ref()))
+            .await;
+        if moves_a_tag {
+            return self.announced(out, CatalogChange::Repository(repo.clone()));
+        }
+        out
     }
 
     async fn manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>> {
@@ -325,15 +346,19 @@ impl Catalog for SqliteStore {
     }
 
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let (repo, digest) = (repo.clone(), digest.clone());
-        self.write_tx(move |tx| ops::delete_manifest(tx, &repo, &digest))
-            .await
+        let (r, digest) = (repo.clone(), digest.clone());
+        let out = self
+            .write_tx(move |tx| ops::delete_manifest(tx, &r, &digest))
+            .await;
+        self.announced(out, CatalogChange::Repository(repo.clone()))
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        let (repo, tag) = (repo.clone(), tag.clone());
-        self.write(move |conn| ops::delete_tag(conn, &repo, &tag))
-            .await
+        let (r, tag) = (repo.clone(), tag.clone());
+        let out = self
+            .write(move |conn| ops::delete_tag(conn, &r, &tag))
+            .await;
+        self.announced(out, CatalogChange::Repository(repo.clone()))
     }
 
     async fn repo_exists(&self, repo: &RepoName) -> Result<bool> {
@@ -467,8 +492,14 @@ impl GcMarks for SqliteStore {
 
     async fn claim_blob(&self, digest: &Digest, touched_before: i64) -> Result<bool> {
         let digest = digest.clone();
-        self.write_tx(move |tx| gc_marks::claim(tx, &digest, touched_before))
-            .await
+        let out = self
+            .write_tx(move |tx| gc_marks::claim(tx, &digest, touched_before))
+            .await;
+        match out {
+            // A claim unlinks the blob from every repository, which it does not name.
+            Ok(true) | Err(_) => self.announced(out, CatalogChange::Everything),
+            Ok(false) => out,
+        }
     }
 
     async fn release_blob(&self, digest: &Digest) -> Result<()> {
@@ -513,9 +544,11 @@ impl GcMarks for SqliteStore {
         digest: &Digest,
         created_before: i64,
     ) -> Result<bool> {
-        let (repo, digest) = (repo.clone(), digest.clone());
-        self.write_tx(move |tx| gc_marks::delete_unreachable(tx, &repo, &digest, created_before))
-            .await
+        let (r, digest) = (repo.clone(), digest.clone());
+        let out = self
+            .write_tx(move |tx| gc_marks::delete_unreachable(tx, &r, &digest, created_before))
+            .await;
+        self.announced(out, CatalogChange::Repository(repo.clone()))
     }
 }
 
@@ -561,9 +594,11 @@ impl TagAges for SqliteStore {
     }
 
     async fn delete_tag_unchanged(&self, repo: &RepoName, age: &TagAge) -> Result<bool> {
-        let (repo, age) = (repo.clone(), age.clone());
-        self.write(move |conn| tag_ages::delete_unchanged(conn, &repo, &age))
-            .await
+        let (r, age) = (repo.clone(), age.clone());
+        let out = self
+            .write(move |conn| tag_ages::delete_unchanged(conn, &r, &age))
+            .await;
+        self.announced(out, CatalogChange::Repository(repo.clone()))
     }
 }
 
@@ -591,6 +626,13 @@ impl Usage for SqliteStore {
         let (repos, digest) = (repos.to_vec(), digest.clone());
         self.read(move |conn| usage::linked_to_any(conn, &repos, &digest))
             .await
+    }
+}
+
+#[async_trait::async_trait]
+impl CatalogChanges for SqliteStore {
+    async fn watch(&self) -> ChangeStream {
+        changes::watch(self).await
     }
 }
 

@@ -23,6 +23,7 @@
 //! | [`GcMarks`](crate::GcMarks) (with the catalog) | [`gc_mark_tests!`](crate::gc_mark_tests) | `gc_marks.rs` |
 //! | [`ScrubProgress`](crate::ScrubProgress) | [`scrub_progress_tests!`](crate::scrub_progress_tests) | `scrub_progress.rs` |
 //! | [`TagAges`](crate::TagAges) (with the catalog) | [`tag_age_tests!`](crate::tag_age_tests) | `tag_ages.rs` |
+//! | [`CatalogChanges`](crate::CatalogChanges) (two stores, with the catalog) | [`catalog_change_tests!`](crate::catalog_change_tests) | `changes.rs` |
 //! | [`Usage`](crate::Usage) (with the catalog and tag ages) | [`usage_tests!`](crate::usage_tests) | `usage.rs` |
 //!
 //! Job locks need two stores on one database (two replicas): their cases take a pair.
@@ -34,6 +35,7 @@
 //! Every case must be listed in its macro: a case missing from the list is never run.
 
 mod catalog;
+mod changes;
 mod gc_marks;
 mod job_lock;
 mod listing;
@@ -44,6 +46,7 @@ mod uploads;
 mod usage;
 
 pub use catalog::*;
+pub use changes::*;
 pub use gc_marks::*;
 pub use job_lock::*;
 pub use listing::*;
@@ -223,6 +226,24 @@ macro_rules! usage_tests {
     (@list $wrap:path, $make:expr) => {
         $crate::__metadata_cases!($wrap, $make;
             usage_per_repository_counts_shared_bytes,
+        );
+    };
+}
+
+/// Expands into one `#[tokio::test]` per case of the [`CatalogChanges`](crate::CatalogChanges) suite:
+/// `$make` gives two stores on one fresh database, as for [`job_lock_tests!`](crate::job_lock_tests).
+#[macro_export]
+macro_rules! catalog_change_tests {
+    (optional: $make:expr) => {
+        $crate::job_lock_tests!(@cases ::std::convert::identity, $make;
+            catalog_changes_of_this_process_name_the_repository,
+            catalog_changes_of_another_process_reach_the_watcher,
+        );
+    };
+    ($make:expr) => {
+        $crate::job_lock_tests!(@cases ::std::option::Option::Some, $make;
+            catalog_changes_of_this_process_name_the_repository,
+            catalog_changes_of_another_process_reach_the_watcher,
         );
     };
 }

@@ -39,6 +39,7 @@ metadata::scrub_progress_tests!(optional: fresh_store());
 metadata::tag_age_tests!(optional: fresh_store());
 metadata::usage_tests!(optional: fresh_store());
 metadata::job_lock_tests!(optional: fresh_pair());
+metadata::catalog_change_tests!(optional: fresh_pair());
 
 /// The server to test against, or `None` (after saying so) when none is configured.
 fn server() -> Option<tokio_postgres::Config> {

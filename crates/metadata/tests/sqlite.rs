@@ -43,6 +43,12 @@ metadata::job_lock_tests!(async {
     (a, b)
 });
 
+metadata::catalog_change_tests!(async {
+    let a = SqliteStore::open_temporary().expect("temporary sqlite store");
+    let b = SqliteStore::open(a.path()).expect("second store on the same file");
+    (a, b)
+});
+
 fn repo(s: &str) -> RepoName {
     s.parse().unwrap()
 }

@@ -12,11 +12,16 @@
 //!   A lookup that started before such a write and finishes after it does not store its (possibly old)
 //!   answer: writes bump an epoch per stripe of repositories, and a fill is dropped when the epoch of its
 //!   repository moved since it started.
-//! - **Other writers are seen within the TTL.** Another replica on the same PostgreSQL, or a `berth gc`
-//!   beside the server, writes to the database without passing here. Every entry, found or not found,
-//!   is trusted only for `ttl` after the moment its query *started*, so a change committed at time T is
-//!   seen by every lookup that starts after T + ttl. Manifest bytes are immutable (their digest is of
-//!   them), but whether a repository still holds them is not, so positive entries expire too.
+//! - **A miss is never remembered.** Only what was found is kept: a blob, manifest or tag pushed
+//!   through another replica is seen by the next lookup here (a client that pushes and then pulls
+//!   through a balancer sees its push).
+//! - **Other writers' changes are forgotten when the database says so.** Another replica on the same
+//!   PostgreSQL, or a `berth gc` beside the server, writes without passing here; the metadata's change
+//!   feed (`metadata::CatalogChanges`, followed by [`CachedCatalog::follow`]) names each repository
+//!   whose tags, manifests or links were moved or removed, as each commit lands (PostgreSQL notifies at
+//!   commit; SQLite finds another process's commits within a quarter second and then forgets
+//!   everything). As a last resort every entry is trusted only for `ttl` after its query *started*, so
+//!   even with the feed lost a change committed at T is seen by every lookup that starts after T + ttl.
 //! - **Memory is bounded.** Entries are charged their payload plus a fixed overhead, and the least
 //!   recently used (CLOCK: one reference bit, second chance) are evicted beyond `max_bytes`.
 //!
@@ -33,7 +38,8 @@ use std::time::{Duration, Instant};
 
 use hashbrown::Equivalent;
 
-use metadata::{Catalog, NewManifest, Referrer, StoredManifest};
+use futures_util::StreamExt;
+use metadata::{Catalog, CatalogChange, ChangeStream, NewManifest, Referrer, StoredManifest};
 use oci::{Digest, RepoName, Tag};
 
 use memory::{Fill, Memory};
@@ -121,12 +127,12 @@ impl Equivalent<Key> for KeyRef<'_> {
     }
 }
 
-/// The answer remembered under each [`Key`] (found or not found alike).
+/// The answer remembered under each [`Key`]: always something found.
 #[derive(Clone)]
 enum Value {
-    Manifest(Option<StoredManifest>),
-    Tag(Option<Digest>),
-    Link(Option<u64>),
+    Manifest(StoredManifest),
+    Tag(Digest),
+    Link(u64),
 }
 
 impl CachedCatalog {
@@ -147,18 +153,39 @@ impl CachedCatalog {
         self.memory.entries()
     }
 
+    /// Forgets what is remembered of `repo`.
+    pub fn forget_repository(&self, repo: &RepoName) {
+        self.memory.forget(repo, |_| true);
+    }
+
+    /// Forgets everything.
+    pub fn forget_everything(&self) {
+        self.memory.forget_all();
+    }
+
+    /// Forgets what `changes` say changed, for as long as they flow (a background task of `serve`).
+    pub async fn follow(&self, mut changes: ChangeStream) {
+        while let Some(change) = changes.next().await {
+            match change {
+                CatalogChange::Repository(repo) => self.forget_repository(&repo),
+                CatalogChange::Everything => self.forget_everything(),
+            }
+        }
+    }
+
     fn cached_manifest(
         &self,
         repo: &RepoName,
         digest: &Digest,
         now: Instant,
-    ) -> Option<Option<StoredManifest>> {
+    ) -> Option<StoredManifest> {
         match self.memory.get(repo, &KeyRef::Manifest(digest), now)? {
             Value::Manifest(m) => Some(m),
             _ => None,
         }
     }
 
+    /// Remembers `value` when it is something found.
     fn store_manifest(
         &self,
         repo: &RepoName,
@@ -166,14 +193,11 @@ impl CachedCatalog {
         fill: Fill,
         value: &Option<StoredManifest>,
     ) {
-        let cost = base(repo)
-            + value
-                .as_ref()
-                .map_or(0, |m| m.payload.len() + m.media_type.len());
-        let (key, value) = (
-            Key::Manifest(digest.clone()),
-            Value::Manifest(value.clone()),
-        );
+        let Some(m) = value else {
+            return;
+        };
+        let cost = base(repo) + m.payload.len() + m.media_type.len();
+        let (key, value) = (Key::Manifest(digest.clone()), Value::Manifest(m.clone()));
         self.memory.store(repo, key, value, cost, fill);
     }
 }
@@ -196,12 +220,14 @@ impl Catalog for CachedCatalog {
         let fill = self.memory.begin();
         if let Some(Value::Link(size)) = self.memory.get(repo, &KeyRef::Link(digest), fill.started)
         {
-            return Ok(size);
+            return Ok(Some(size));
         }
         let value = self.inner.linked_blob(repo, digest).await?;
-        let cost = base(repo) + digest.hex().len();
-        let key = Key::Link(digest.clone());
-        self.memory.store(repo, key, Value::Link(value), cost, fill);
+        if let Some(size) = value {
+            let cost = base(repo) + digest.hex().len();
+            let key = Key::Link(digest.clone());
+            self.memory.store(repo, key, Value::Link(size), cost, fill);
+        }
         Ok(value)
     }
 
@@ -238,7 +264,7 @@ impl Catalog for CachedCatalog {
     ) -> metadata::Result<Option<StoredManifest>> {
         let fill = self.memory.begin();
         if let Some(hit) = self.cached_manifest(repo, digest, fill.started) {
-            return Ok(hit);
+            return Ok(Some(hit));
         }
         let value = self.inner.manifest(repo, digest).await?;
         self.store_manifest(repo, digest, fill, &value);
@@ -251,23 +277,17 @@ impl Catalog for CachedCatalog {
         tag: &Tag,
     ) -> metadata::Result<Option<StoredManifest>> {
         let fill = self.memory.begin();
-        match self.memory.get(repo, &KeyRef::Tag(tag), fill.started) {
-            Some(Value::Tag(None)) => return Ok(None),
-            Some(Value::Tag(Some(digest))) => {
-                // A tag points at a manifest the repository holds; an entry saying it does not is
-                // older news than the tag's, so ask again.
-                if let Some(Some(m)) = self.cached_manifest(repo, &digest, fill.started) {
-                    return Ok(Some(m));
-                }
-            }
-            _ => {}
+        if let Some(Value::Tag(digest)) = self.memory.get(repo, &KeyRef::Tag(tag), fill.started)
+            && let Some(m) = self.cached_manifest(repo, &digest, fill.started)
+        {
+            return Ok(Some(m));
         }
         let value = self.inner.tagged_manifest(repo, tag).await?;
-        let digest = value.as_ref().map(|m| m.digest.clone());
-        let cost = base(repo) + tag.as_str().len();
-        self.memory
-            .store(repo, Key::Tag(tag.clone()), Value::Tag(digest), cost, fill);
         if let Some(m) = &value {
+            let cost = base(repo) + tag.as_str().len();
+            let entry = Value::Tag(m.digest.clone());
+            self.memory
+                .store(repo, Key::Tag(tag.clone()), entry, cost, fill);
             self.store_manifest(repo, &m.digest, fill, &value);
         }
         Ok(value)

@@ -260,6 +260,8 @@ impl InstrumentedMetadata {
         let jobs = inner.jobs.clone();
         // A few writes per scrub: not worth timing, and one role less to forward.
         let scrub = inner.scrub.clone();
+        // One long-lived stream, not calls to time.
+        let changes = inner.changes.clone();
         let timed = Arc::new(InstrumentedMetadata::new(inner, backend, observer));
         Metadata {
             catalog: timed.clone(),
@@ -270,6 +272,7 @@ impl InstrumentedMetadata {
             scrub,
             tag_ages: timed.clone(),
             usage: timed,
+            changes,
         }
     }
 

@@ -192,14 +192,26 @@ async fn repeated_lookups_are_served_without_the_store() {
         let got = cache.manifest(&r, &m.digest).await.unwrap().unwrap();
         assert_eq!(got.digest, m.digest);
         assert_eq!(cache.linked_blob(&r, &blob).await.unwrap(), Some(42));
-        // Answers that found nothing are cached as well (a blob HEAD that falls back to manifests).
+        // Answers that found nothing are never remembered: another replica may push it next.
         assert_eq!(cache.linked_blob(&r, &absent).await.unwrap(), None);
         assert_eq!(cache.manifest(&r, &absent).await.unwrap(), None);
         assert_eq!(cache.tagged_manifest(&r, &tag("nope")).await.unwrap(), None);
     }
-    assert_eq!(inner.calls("tagged_manifest"), 2, "v1 and nope, once each");
-    assert_eq!(inner.calls("manifest"), 1, "only the absent one");
-    assert_eq!(inner.calls("linked_blob"), 2, "the blob and the absent one");
+    assert_eq!(
+        inner.calls("tagged_manifest"),
+        4,
+        "v1 once, nope every time"
+    );
+    assert_eq!(
+        inner.calls("manifest"),
+        3,
+        "only the absent one, every time"
+    );
+    assert_eq!(
+        inner.calls("linked_blob"),
+        4,
+        "the blob once, the absent one every time"
+    );
     // Per repository: the same tag elsewhere is another lookup.
     assert_eq!(
         cache
@@ -208,7 +220,49 @@ async fn repeated_lookups_are_served_without_the_store() {
             .unwrap(),
         None
     );
-    assert_eq!(inner.calls("tagged_manifest"), 3);
+    assert_eq!(inner.calls("tagged_manifest"), 5);
+}
+
+/// What another writer changes is forgotten when the change feed says so, long before the TTL:
+/// the repository named, or everything.
+#[tokio::test]
+async fn the_change_feed_makes_the_cache_forget() {
+    let (cache, inner) = cached(HOUR, 1 << 20);
+    let cache = Arc::new(cache);
+    let (a, b) = (repo("a"), repo("b"));
+    let m = manifest("m", 0);
+    for r in [&a, &b] {
+        cache.put_manifest(r, &m, Some(&tag("v1"))).await.unwrap();
+        cache.tagged_manifest(r, &tag("v1")).await.unwrap().unwrap();
+    }
+    assert_eq!(inner.calls("tagged_manifest"), 2);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let feed: metadata::ChangeStream =
+        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|c| (c, rx))
+        }));
+    let follower = Arc::clone(&cache);
+    let following = tokio::spawn(async move { follower.follow(feed).await });
+    let settle = || tokio::time::sleep(Duration::from_millis(50));
+
+    tx.send(metadata::CatalogChange::Repository(a.clone()))
+        .unwrap();
+    settle().await;
+    cache.tagged_manifest(&a, &tag("v1")).await.unwrap();
+    cache.tagged_manifest(&b, &tag("v1")).await.unwrap();
+    assert_eq!(
+        inner.calls("tagged_manifest"),
+        3,
+        "a asked again, b still remembered"
+    );
+
+    tx.send(metadata::CatalogChange::Everything).unwrap();
+    settle().await;
+    assert_eq!(cache.cached_entries(), 0);
+    cache.tagged_manifest(&b, &tag("v1")).await.unwrap();
+    assert_eq!(inner.calls("tagged_manifest"), 4);
+    drop(tx);
+    following.await.unwrap();
 }
 
 #[tokio::test]
@@ -219,7 +273,7 @@ async fn own_writes_are_seen_at_once() {
     let v1 = tag("v1");
     let blob = Digest::sha256_of(b"layer");
 
-    // Negative entries first, then the writes that make them wrong.
+    // Misses first (not remembered), then the writes.
     assert_eq!(cache.tagged_manifest(&r, &v1).await.unwrap(), None);
     assert_eq!(cache.manifest(&r, &a.digest).await.unwrap(), None);
     assert_eq!(cache.linked_blob(&r, &blob).await.unwrap(), None);

@@ -135,6 +135,26 @@ impl Pool {
         self.connect_with(&config).await
     }
 
+    /// A connection of its own whose notifications (`LISTEN`) are handed to `notify`; the sender is
+    /// dropped when the connection ends, which is how the listener learns it must reconnect.
+    pub(super) async fn connect_listening(
+        &self,
+        notify: tokio::sync::mpsc::UnboundedSender<tokio_postgres::Notification>,
+    ) -> Result<Client, tokio_postgres::Error> {
+        match &self.tls {
+            None => {
+                let (client, connection) = self.config.connect(NoTls).await?;
+                tokio::spawn(forward_notifications(connection, notify));
+                Ok(client)
+            }
+            Some(tls) => {
+                let (client, connection) = self.config.connect(tls.clone()).await?;
+                tokio::spawn(forward_notifications(connection, notify));
+                Ok(client)
+            }
+        }
+    }
+
     async fn connect_with(
         &self,
         config: &tokio_postgres::Config,
@@ -193,6 +213,31 @@ where
 {
     if let Err(e) = connection.await {
         tracing::debug!(error = %super::PgError(e), "PostgreSQL connection ended");
+    }
+}
+
+/// Runs a connection's IO until it ends, handing its notifications to `notify`.
+async fn forward_notifications<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    notify: tokio::sync::mpsc::UnboundedSender<tokio_postgres::Notification>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
+        match message {
+            Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                if notify.send(n).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %super::PgError(e), "PostgreSQL listening connection ended");
+                return;
+            }
+        }
     }
 }
 

@@ -199,6 +199,17 @@ where
         state.bytes -= freed;
     }
 
+    /// Forgets every entry, and makes every fill in flight drop its answer.
+    pub(super) fn forget_all(&self) {
+        let mut state = self.lock();
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        state.stripes = [epoch; STRIPES];
+        state.groups.clear();
+        state.clock.clear();
+        state.live = 0;
+        state.bytes = 0;
+    }
+
     fn stripe(&self, group: &G) -> usize {
         (self.hasher.hash_one(group) % STRIPES as u64) as usize
     }

@@ -56,6 +56,7 @@ impl FaultyMeta {
             scrub: self.inner.scrub.clone(),
             tag_ages: self.inner.tag_ages.clone(),
             usage: self.inner.usage.clone(),
+            changes: self.inner.changes.clone(),
         }
     }
 
