@@ -1,5 +1,6 @@
 //! `limits`: berth's own section (registry:2 has none, and ignores it), bounding what clients can take
-//! from the server: timeouts against slow or idle clients, the number of connections, of HTTP/2 streams
+//! from the server: timeouts against slow or idle clients, the least a request body must bring per
+//! second, the number of connections, of HTTP/2 streams
 //! per connection, of uploads in progress, and the size of a manifest; and the metadata cache's two
 //! bounds: how stale it may be (`metadatacachettl`, how late a write by another replica is seen) and
 //! how much memory it may take (`metadatacachesize`). Every key is optional; the defaults are
@@ -13,7 +14,7 @@ use berth_http::limits::Limits;
 use registry::cached::CacheSettings;
 
 use super::read::{Section, Setting, parse_or};
-use super::values::{format_duration, parse_duration, parse_int};
+use super::values::{format_duration, parse_duration, parse_int, parse_size};
 use super::yaml::{Printed, number, text};
 use super::{ConfigError, mapping};
 
@@ -46,6 +47,8 @@ impl Default for LimitsConfig {
 /// Bounds of the counts: wide enough for any real deployment, narrow enough to catch a typo.
 const MAX_CONNECTIONS: u64 = 1_000_000;
 const MAX_STREAMS: u64 = 10_000;
+/// A minimum body rate above 1 GiB/s would refuse healthy clients on any network.
+const MAX_BODY_RATE: u64 = 1 << 30;
 const MAX_UPLOADS: u64 = 1_000_000;
 /// Manifests are JSON documents: 1 KiB to 64 MiB (the spec suggests accepting at least 4 MiB).
 const MANIFEST_BYTES: (u64, u64) = (1024, 64 * 1024 * 1024);
@@ -57,6 +60,8 @@ pub fn read(mut s: Section<'_>) -> Result<LimitsConfig, ConfigError> {
     let header = s.scalar("headerreadtimeout")?;
     let idle = s.scalar("idletimeout")?;
     let stall = s.scalar("stalltimeout")?;
+    let min_rate = s.scalar("minbodyrate")?;
+    let rate_window = s.scalar("bodyratewindow")?;
     let handshake = s.scalar("handshaketimeout")?;
     let connections = s.scalar("maxconnections")?;
     let streams = s.scalar("maxhttp2streams")?;
@@ -71,6 +76,15 @@ pub fn read(mut s: Section<'_>) -> Result<LimitsConfig, ConfigError> {
         header_read_timeout: timeout(&header, d.server.header_read_timeout)?,
         idle_timeout: timeout(&idle, d.server.idle_timeout)?,
         stall_timeout: timeout(&stall, d.server.stall_timeout)?,
+        min_body_rate: parse_or(&min_rate, d.server.min_body_rate, |t| {
+            match parse_size(t)? {
+                r if r > MAX_BODY_RATE => Err(format!(
+                    "must be at most {MAX_BODY_RATE} bytes per second (0 turns the minimum off)"
+                )),
+                r => Ok(r),
+            }
+        })?,
+        body_rate_window: timeout(&rate_window, d.server.body_rate_window)?,
         handshake_timeout: timeout(&handshake, d.server.handshake_timeout)?,
         max_connections: count(&connections, d.server.max_connections, 1, MAX_CONNECTIONS)?,
         max_http2_streams: parse_or(&streams, d.server.max_http2_streams, |t| {
@@ -135,6 +149,8 @@ impl LimitsConfig {
             ("headerreadtimeout", duration(l.header_read_timeout)),
             ("idletimeout", duration(l.idle_timeout)),
             ("stalltimeout", duration(l.stall_timeout)),
+            ("minbodyrate", number(l.min_body_rate)),
+            ("bodyratewindow", duration(l.body_rate_window)),
             ("handshaketimeout", duration(l.handshake_timeout)),
             ("maxconnections", n(l.max_connections)),
             ("maxhttp2streams", number(l.max_http2_streams)),
@@ -183,7 +199,7 @@ mod tests {
     #[test]
     fn every_key_is_read_and_printed_back() {
         let yaml = "limits:\n  headerreadtimeout: 5s\n  idletimeout: 2m\n  stalltimeout: 90s\n  \
-                    handshaketimeout: 3s\n  maxconnections: 64\n  maxhttp2streams: 16\n  \
+                    minbodyrate: 4K\n  bodyratewindow: 10s\n  handshaketimeout: 3s\n  maxconnections: 64\n  maxhttp2streams: 16\n  \
                     maxconcurrentuploads: 0\n  maxmanifestbytes: 8388608\n  \
                     metadatacachettl: 250ms\n  metadatacachesize: 1048576\n";
         let got = limits(yaml, &[]).unwrap();
@@ -193,6 +209,8 @@ mod tests {
                 header_read_timeout: Duration::from_secs(5),
                 idle_timeout: Duration::from_secs(120),
                 stall_timeout: Duration::from_secs(90),
+                min_body_rate: 4096,
+                body_rate_window: Duration::from_secs(10),
                 handshake_timeout: Duration::from_secs(3),
                 max_connections: 64,
                 max_http2_streams: 16,
@@ -215,6 +233,8 @@ mod tests {
             "headerreadtimeout: 5s",
             "idletimeout: 2m",
             "stalltimeout: 1m30s",
+            "minbodyrate: 4096",
+            "bodyratewindow: 10s",
             "maxconnections: 64",
             "maxconcurrentuploads: 0",
             "maxmanifestbytes: 8388608",
@@ -242,6 +262,19 @@ mod tests {
     }
 
     #[test]
+    fn the_minimum_body_rate_is_on_by_default_and_zero_turns_it_off() {
+        let on = limits("version: 0.1\n", &[]).unwrap().server;
+        assert_eq!(
+            (on.min_body_rate, on.body_rate_window),
+            (1024, Duration::from_secs(30))
+        );
+        let off = limits("limits:\n  minbodyrate: 0\n", &[]).unwrap().server;
+        assert_eq!(off.min_body_rate, 0);
+        let env = limits("version: 0.1\n", &[("REGISTRY_LIMITS_MINBODYRATE", "64K")]).unwrap();
+        assert_eq!(env.server.min_body_rate, 64 << 10);
+    }
+
+    #[test]
     fn variables_override_the_file() {
         let got = limits(
             "limits:\n  maxconnections: 64\n",
@@ -265,6 +298,14 @@ mod tests {
             (
                 "limits:\n  headerreadtimeout: 10\n",
                 "limits.headerreadtimeout: \"10\": expected a duration",
+            ),
+            (
+                "limits:\n  minbodyrate: 2G\n",
+                "limits.minbodyrate: \"2G\": must be at most 1073741824 bytes per second",
+            ),
+            (
+                "limits:\n  bodyratewindow: 0s\n",
+                "limits.bodyratewindow: \"0s\": must be longer than 0",
             ),
             (
                 "limits:\n  maxconnections: 0\n",

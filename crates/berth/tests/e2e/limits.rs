@@ -1,5 +1,6 @@
 //! berth's `limits` section takes effect in the binary: an idle connection is closed after
-//! `limits.idletimeout`, and uploads over `limits.maxconcurrentuploads` answer 429 with `Retry-After`.
+//! `limits.idletimeout`, uploads over `limits.maxconcurrentuploads` answer 429 with `Retry-After`, and
+//! connections that never complete a request do not keep other clients out at `limits.maxconnections`.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -44,6 +45,53 @@ fn an_idle_connection_is_closed_after_the_configured_idle_timeout() {
         idle >= Duration::from_millis(900) && idle < Duration::from_secs(10),
         "closed after {idle:?}"
     );
+}
+
+#[test]
+fn idle_and_slowloris_connections_past_the_cap_do_not_keep_clients_waiting() {
+    // The default cap (512) and header timeout (20 s): what an attacker meets.
+    let server = Server::start();
+    // 600 connections from one client, none completing a request: half silent, half sending a head a
+    // byte at a time (slowloris).
+    let mut idle = Vec::new();
+    let mut slow = Vec::new();
+    for i in 0..600 {
+        let tcp = TcpStream::connect(server.addr()).unwrap();
+        if i % 2 == 0 {
+            idle.push(tcp);
+        } else {
+            slow.push(tcp);
+        }
+    }
+    let head = format!("GET /v2/ HTTP/1.1\r\nHost: {}\r\nX-Slow: ", server.host());
+    for tcp in &mut slow {
+        let _ = tcp.write_all(head.as_bytes());
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let dribbler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                for tcp in &mut slow {
+                    let _ = tcp.write_all(b"a");
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Clients on connections of their own are answered at once, not after the 20 s header timeout.
+    for i in 0..5 {
+        let started = Instant::now();
+        let resp = server.api().get("/v2/", &[]).unwrap();
+        let took = started.elapsed();
+        assert_eq!(resp.status, 200, "{}", resp.describe());
+        assert!(took < Duration::from_secs(2), "request {i} took {took:?}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    dribbler.join().unwrap();
+    drop(idle);
 }
 
 #[test]

@@ -12,10 +12,19 @@
 //! - `stall_timeout`: a request whose client stops sending its body, or stops reading the response, without
 //!   closing (a stalled upload, a "slow read"). The body read fails (the registry then records nothing of
 //!   the chunk, so the upload stays resumable), or the connection is closed.
+//! - `min_body_rate` over `body_rate_window`: a request body that keeps coming, but too slowly to be
+//!   worth its place: a client dripping a byte every few seconds never trips the stall timeout, and 128
+//!   of them held every upload slot (issue 21). Each window of time spent waiting for the body must bring
+//!   `min_body_rate x body_rate_window` bytes, or the body read fails as a stalled one does. Only waiting
+//!   counts, as for the stall timeout, so a slow disk is not blamed on the client (as Kestrel's
+//!   `MinRequestBodyDataRate`, or Apache's `mod_reqtimeout` `MinRate`).
 //! - `handshake_timeout`: a TLS handshake that never completes. Handshakes run on the connection's own
 //!   task, never on the accept loop, so a slow one delays nobody else.
-//! - `max_connections`: the total. At the cap the server stops accepting; new connections wait in the
-//!   kernel's backlog until a slot frees (as Go's `LimitListener`), rather than being refused outright.
+//! - `max_connections`: the total. At the cap, a new connection takes the place of the connection that
+//!   has been quiet longest: one that has not completed a request head yet (silent, or dribbling it: a
+//!   slowloris) or is waiting for its next request, as nginx reuses its idle keep-alive connections
+//!   (`shed.rs`). A connection with a request in flight is never cut to make room; when every connection
+//!   has one, new connections wait in the kernel's backlog until a slot frees (as Go's `LimitListener`).
 //! - `max_http2_streams`: concurrent requests on one HTTP/2 connection.
 //! - `drain_timeout`: after a shutdown signal, how long requests in flight may take before their
 //!   connections are cut (registry:2's `http.draintimeout`).
@@ -44,6 +53,10 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub stall_timeout: Duration,
+    /// Bytes per second a request body must bring, over each `body_rate_window` of waiting for it; 0:
+    /// no minimum.
+    pub min_body_rate: u64,
+    pub body_rate_window: Duration,
     pub handshake_timeout: Duration,
     pub max_connections: usize,
     pub max_http2_streams: u32,
@@ -59,6 +72,12 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             // Longer than any pause of a healthy client between two packets of a body.
             stall_timeout: Duration::from_secs(60),
+            // Far below any real link (a push over 64 kbit/s shared by three layers brings ~2.7 KiB/s),
+            // far above a drip: a body must bring 30 KiB in every 30 s the server waits for it, so one
+            // upload slot costs an attacker 1 KiB/s, no longer a byte every minute. The window is long
+            // enough for TCP's retransmission back-off on a lossy link.
+            min_body_rate: 1024,
+            body_rate_window: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             // Below the common default of 1024 open files, leaving room for blob files and the database.
             max_connections: 512,
@@ -82,6 +101,13 @@ pub(crate) struct Activity {
 #[derive(Debug)]
 struct Counts {
     in_flight: AtomicUsize,
+    /// Told when the connection's request count falls to zero (the server's accept loop, when it waits
+    /// for a connection to become quiet at the cap).
+    quiet: Arc<QuietSignal>,
+    /// Whether the accept loop has asked this connection to close to make room.
+    shed: AtomicBool,
+    /// Woken when `shed` is set.
+    shed_asked: Notify,
     /// Whether any request has begun: until one has, the connection gets the shorter first limit.
     begun: AtomicBool,
     /// When the connection last had no request left in flight, in nanoseconds since `base`.
@@ -98,11 +124,40 @@ pub(crate) struct InFlight {
     counts: Arc<Counts>,
 }
 
+/// Wakes whoever waits for some connection to have no request in flight; costs a relaxed load per
+/// request end while nobody waits.
+#[derive(Debug, Default)]
+pub(crate) struct QuietSignal {
+    waiting: AtomicBool,
+    notify: Notify,
+}
+
+impl QuietSignal {
+    /// Whether anyone is to be told: set before looking for a quiet connection, cleared after.
+    pub fn set_waiting(&self, waiting: bool) {
+        self.waiting.store(waiting, Ordering::SeqCst);
+    }
+
+    pub fn notify(&self) -> &Notify {
+        &self.notify
+    }
+
+    fn became_quiet(&self) {
+        if self.waiting.load(Ordering::SeqCst) {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
 impl Activity {
-    pub fn new() -> Activity {
+    /// The activity of a connection accepted now (a quiet one, until its first request begins).
+    pub fn new(quiet: Arc<QuietSignal>) -> Activity {
         Activity {
             shared: Arc::new(Counts {
                 in_flight: AtomicUsize::new(0),
+                quiet,
+                shed: AtomicBool::new(false),
+                shed_asked: Notify::new(),
                 begun: AtomicBool::new(false),
                 idle_since: AtomicU64::new(0),
                 base: Instant::now(),
@@ -117,6 +172,56 @@ impl Activity {
         InFlight {
             counts: Arc::clone(&self.shared),
         }
+    }
+
+    /// Since when the connection has had no request in flight (since it was accepted, before its first
+    /// request); `None` while one is in flight.
+    pub fn quiet_since(&self) -> Option<Instant> {
+        let c = &self.shared;
+        if c.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        if !c.begun.load(Ordering::Acquire) {
+            return Some(c.base);
+        }
+        Some(c.base + Duration::from_nanos(c.idle_since.load(Ordering::Acquire)))
+    }
+
+    /// Whether the connection has no request in flight. Checked by the connection's own task, which is
+    /// also the only one that begins requests (hyper calls the service from the connection's future, for
+    /// HTTP/2 too), so the answer holds until that task polls the connection again.
+    pub fn is_quiet(&self) -> bool {
+        self.shared.in_flight.load(Ordering::Acquire) == 0
+    }
+
+    /// Whether a request has begun on the connection.
+    pub fn has_begun(&self) -> bool {
+        self.shared.begun.load(Ordering::Acquire)
+    }
+
+    /// Asks the connection to close to make room; false if it was asked already.
+    pub fn ask_to_shed(&self) -> bool {
+        let first = !self.shared.shed.swap(true, Ordering::AcqRel);
+        if first {
+            self.shared.shed_asked.notify_one();
+        }
+        first
+    }
+
+    /// Whether the connection was asked to close (and has not refused).
+    pub fn shed_asked(&self) -> bool {
+        self.shared.shed.load(Ordering::Acquire)
+    }
+
+    /// The connection refuses to close: a request began before it saw the request to.
+    pub fn refuse_shed(&self) {
+        self.shared.shed.store(false, Ordering::Release);
+        self.shared.quiet.notify.notify_waiters();
+    }
+
+    /// Completes when the connection is asked to close to make room.
+    pub async fn shed_requested(&self) {
+        self.shared.shed_asked.notified().await
     }
 
     /// Completes once the connection has had no request in flight for `idle` (`first` before its first
@@ -158,6 +263,7 @@ impl Drop for InFlight {
         counts.idle_since.fetch_max(now, Ordering::AcqRel);
         if counts.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             counts.ended.notify_one();
+            counts.quiet.became_quiet();
         }
     }
 }
@@ -239,18 +345,154 @@ impl StallTimer {
 #[error("the client sent no data for {0:?}")]
 pub struct BodyStalled(pub Duration);
 
-/// A request body that fails when the client sends nothing for the stall timeout while the handler waits
-/// for it. A handler that is busy elsewhere (not polling the body) is never timed.
+/// The error a request body slower than the minimum rate ends with.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the client sent {sent} bytes in {window:?} of waiting for its body, below the minimum of {rate} \
+     bytes per second (limits.minbodyrate)"
+)]
+pub struct BodyTooSlow {
+    pub sent: u64,
+    pub window: Duration,
+    pub rate: u64,
+}
+
+/// The minimum rate of a request body: at least `rate` bytes per second, over each `window` of time
+/// spent waiting for the client.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MinRate {
+    pub rate: u64,
+    pub window: Duration,
+}
+
+impl MinRate {
+    /// The minimum of `limits`, `None` when it is off.
+    pub fn of(limits: &Limits) -> Option<MinRate> {
+        (limits.min_body_rate > 0).then_some(MinRate {
+            rate: limits.min_body_rate,
+            window: limits.body_rate_window,
+        })
+    }
+
+    fn bytes_per_window(&self) -> u64 {
+        let bytes = u128::from(self.rate) * self.window.as_millis() / 1000;
+        u64::try_from(bytes).unwrap_or(u64::MAX)
+    }
+}
+
+/// How long the handler has waited on the client, for the minimum rate: windows of waiting time, each of
+/// which must bring its bytes. Only waiting counts (from a poll that found nothing to the frame that
+/// ends it), so a handler busy elsewhere (a slow disk, a full write pipeline: the client is then held
+/// back by TCP, not slow) costs the client nothing.
+struct RateWindow {
+    min: MinRate,
+    /// Waiting in the current window, up to `since`.
+    waited: Duration,
+    /// Bytes received in the current window.
+    sent: u64,
+    /// Since when the handler has been waiting, if it is.
+    since: Option<Instant>,
+}
+
+impl RateWindow {
+    /// When the current window ends if the wait goes on (`since` set).
+    fn deadline(&self, since: Instant) -> Instant {
+        since + self.min.window.saturating_sub(self.waited)
+    }
+
+    /// Counts a frame of `n` bytes; an error if it ended a window that fell short.
+    fn frame(&mut self, n: u64, now: Instant) -> Result<(), BodyTooSlow> {
+        if let Some(since) = self.since.take() {
+            self.waited += now - since;
+        }
+        self.sent += n;
+        if self.waited >= self.min.window {
+            self.end_window()?;
+        }
+        Ok(())
+    }
+
+    /// The window is over: its bytes suffice (a new window begins) or not.
+    fn end_window(&mut self) -> Result<(), BodyTooSlow> {
+        if self.sent < self.min.bytes_per_window() {
+            return Err(BodyTooSlow {
+                sent: self.sent,
+                window: self.min.window,
+                rate: self.min.rate,
+            });
+        }
+        self.waited = Duration::ZERO;
+        self.sent = 0;
+        Ok(())
+    }
+}
+
+/// A request body that fails when the client stalls: sends nothing for the stall timeout while the
+/// handler waits for it, or, with a minimum rate, brings less than the rate over a window of waiting (a
+/// client dripping a byte now and then holds an upload slot as long as it likes otherwise). A handler
+/// that is busy elsewhere (not polling the body) is never timed. One timer, set to whichever limit comes
+/// first.
 pub(crate) struct StallBody<B> {
     inner: B,
-    timer: StallTimer,
+    stall: Duration,
+    /// Since when the client has sent nothing while the handler waited.
+    silent_since: Option<Instant>,
+    rate: Option<RateWindow>,
+    sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl<B> StallBody<B> {
-    pub fn new(inner: B, limit: Duration) -> StallBody<B> {
+    pub fn new(inner: B, stall: Duration, min_rate: Option<MinRate>) -> StallBody<B> {
         StallBody {
             inner,
-            timer: StallTimer::new(limit),
+            stall,
+            silent_since: None,
+            rate: min_rate.map(|min| RateWindow {
+                min,
+                waited: Duration::ZERO,
+                sent: 0,
+                since: None,
+            }),
+            sleep: None,
+        }
+    }
+
+    /// The handler waits: whether a limit has run out (and which), else arms the timer for the first.
+    fn waiting(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Option<Box<dyn std::error::Error + Send + Sync>> {
+        loop {
+            let now = Instant::now();
+            let silent_since = *self.silent_since.get_or_insert(now);
+            let stall_at = silent_since + self.stall;
+            if now >= stall_at {
+                return Some(Box::new(BodyStalled(self.stall)));
+            }
+            let mut deadline = stall_at;
+            if let Some(rate) = &mut self.rate {
+                let since = *rate.since.get_or_insert(now);
+                let window_at = rate.deadline(since);
+                if now >= window_at {
+                    rate.waited = rate.min.window;
+                    rate.since = None;
+                    if let Err(e) = rate.end_window() {
+                        return Some(Box::new(e));
+                    }
+                    // A new window of waiting begins now.
+                    continue;
+                }
+                deadline = deadline.min(window_at);
+            }
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            if sleep.as_mut().poll(cx).is_pending() {
+                return None;
+            }
         }
     }
 }
@@ -270,13 +512,19 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.timer.progress();
+                this.silent_since = None;
+                if let (Some(rate), Some(Ok(f))) = (&mut this.rate, &frame) {
+                    let n = f.data_ref().map_or(0, |d| d.len() as u64);
+                    if let Err(e) = rate.frame(n, Instant::now()) {
+                        return Poll::Ready(Some(Err(Box::new(e))));
+                    }
+                }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending if this.timer.stalled(cx) => {
-                Poll::Ready(Some(Err(Box::new(BodyStalled(this.timer.limit)))))
-            }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => match this.waiting(cx) {
+                Some(e) => Poll::Ready(Some(Err(e))),
+                None => Poll::Pending,
+            },
         }
     }
 
@@ -375,7 +623,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_fires_only_without_requests_in_flight() {
-        let a = Activity::new();
+        let a = Activity::new(Arc::default());
         let first = Duration::from_secs(5);
         let idle = Duration::from_secs(30);
 
@@ -398,7 +646,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_idle_clock_starts_again_at_the_end_of_each_request() {
-        let a = Activity::new();
+        let a = Activity::new(Arc::default());
         let idle = Duration::from_secs(30);
         let started = Instant::now();
         let watch = tokio::spawn(a.idle(Duration::from_secs(5), idle));
@@ -429,7 +677,7 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(1);
         let frames = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
             .map(|b| Ok::<_, io::Error>(Frame::data(b)));
-        let mut body = StallBody::new(StreamBody::new(frames), Duration::from_secs(10));
+        let mut body = StallBody::new(StreamBody::new(frames), Duration::from_secs(10), None);
         tx.send(Bytes::from_static(b"abc")).await.unwrap();
         let frame = body.frame().await.unwrap().unwrap();
         assert_eq!(frame.into_data().unwrap(), "abc");
@@ -453,6 +701,110 @@ mod tests {
         assert!(err.is::<BodyStalled>(), "{err}");
         assert_eq!(waited.elapsed(), Duration::from_secs(10));
         sender.abort();
+    }
+
+    /// A body of `frames`, each sent `every` after the previous one, then the sender open and silent.
+    fn paced(
+        every: Duration,
+        frames: Vec<&'static [u8]>,
+    ) -> impl Body<Data = Bytes, Error = io::Error> + Unpin {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+        tokio::spawn(async move {
+            for f in frames {
+                tokio::time::sleep(every).await;
+                if tx.send(Bytes::from_static(f)).await.is_err() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1 << 20)).await;
+        });
+        let frames = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+            .map(|b| Ok::<_, io::Error>(Frame::data(b)));
+        StreamBody::new(frames)
+    }
+
+    /// Reads `body` to its first error: the bytes before it, and when it came.
+    async fn read_to_error(
+        mut body: impl Body<Data = Bytes, Error = Box<dyn std::error::Error + Send + Sync>> + Unpin,
+    ) -> (u64, Duration, Box<dyn std::error::Error + Send + Sync>) {
+        let started = Instant::now();
+        let mut n = 0;
+        loop {
+            match body.frame().await {
+                Some(Ok(f)) => n += f.into_data().map_or(0, |d| d.len() as u64),
+                Some(Err(e)) => return (n, started.elapsed(), e),
+                None => panic!("the body ended"),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dripping_body_is_cut_at_the_end_of_its_first_window() {
+        // 10 bytes a second over 10 s windows: 100 bytes per window. A byte every 2 s never stalls
+        // (60 s) but brings 5 bytes a window.
+        let min = MinRate {
+            rate: 10,
+            window: Duration::from_secs(10),
+        };
+        let drip = paced(Duration::from_secs(2), vec![b"x"; 1000]);
+        let body = StallBody::new(drip, Duration::from_secs(60), Some(min));
+        let (n, after, err) = read_to_error(body).await;
+        let slow = err
+            .downcast_ref::<BodyTooSlow>()
+            .unwrap_or_else(|| panic!("{err}"));
+        assert_eq!((slow.sent, slow.rate), (n, 10));
+        assert!(n <= 5, "{n} bytes");
+        assert_eq!(after, Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_at_the_minimum_rate_goes_on_and_one_that_slows_down_is_cut() {
+        let min = MinRate {
+            rate: 10,
+            window: Duration::from_secs(10),
+        };
+        // 60 bytes every 4 s (15 bytes a second) for 100 s, then 10 bytes every 4 s: the window that
+        // ends at 110 s brings 20 or 80 bytes (whichever window the frame at 100 s falls in).
+        let mut frames: Vec<&'static [u8]> = vec![&[0u8; 60]; 25];
+        frames.extend(vec![&[0u8; 10] as &[u8]; 100]);
+        let body = StallBody::new(
+            paced(Duration::from_secs(4), frames),
+            Duration::from_secs(60),
+            Some(min),
+        );
+        let (n, after, err) = read_to_error(body).await;
+        assert!(err.is::<BodyTooSlow>(), "{err}");
+        assert_eq!(n, 25 * 60 + 2 * 10);
+        assert_eq!(after, Duration::from_secs(110));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_the_handler_spends_elsewhere_is_not_the_clients() {
+        // The client has sent everything; the handler takes a frame every 20 s (a slow disk): far below
+        // the rate in wall time, yet the body never waited on the client.
+        let min = MinRate {
+            rate: 10,
+            window: Duration::from_secs(10),
+        };
+        let frames = futures_util::stream::iter(
+            (0..20).map(|_| Ok::<_, io::Error>(Frame::data(Bytes::from_static(b"x")))),
+        );
+        let mut body = StallBody::new(StreamBody::new(frames), Duration::from_secs(60), Some(min));
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            body.frame().await.unwrap().unwrap();
+        }
+        assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_minimum_rate_only_silence_counts() {
+        let drip = paced(Duration::from_secs(2), vec![b"x"; 100]);
+        let body = StallBody::new(drip, Duration::from_secs(5), None);
+        let (n, after, err) = read_to_error(body).await;
+        assert!(err.is::<BodyStalled>(), "{err}");
+        assert_eq!(n, 100);
+        assert_eq!(after, Duration::from_secs(200 + 5));
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,9 +6,12 @@
 //! small, and every limit is visible here:
 //! - the accept loop only accepts: a handshake, however slow, runs on the connection's task, bounded by
 //!   `handshake_timeout`;
-//! - at `max_connections` the loop stops accepting until a connection ends;
+//! - at `max_connections` the connection quiet longest (no request in flight: never sent a whole head,
+//!   or waiting for its next request) is closed to make room for the one just accepted (`shed.rs`);
+//!   when every connection has a request in flight, the loop holds the new one and stops accepting
+//!   until a connection ends (so at most `max_connections + 1` are open);
 //! - each connection is served by hyper with the header-read timeout, wrapped so that writes stall out
-//!   ([`StallIo`]), request bodies stall out ([`StallBody`]), and a watcher closes it once idle;
+//!   ([`StallIo`]), request bodies stall out or are cut when slower than the minimum rate ([`StallBody`]), and a watcher closes it once idle;
 //! - on shutdown the listener is dropped (new connections are refused), every connection is asked to
 //!   finish gracefully (in-flight requests complete, idle keep-alive connections close), and whatever is
 //!   still running after `drain_timeout` is cut off. An upload cut off this way is simply not recorded:
@@ -37,7 +40,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-use crate::limits::{Activity, Limits, StallBody, StallIo, Tracked};
+use super::shed::{Open, Registered};
+use crate::limits::{Activity, Limits, MinRate, StallBody, StallIo, Tracked};
 use crate::sendfile::{FileSink, SendfileIo};
 use crate::tls::TlsAcceptor;
 
@@ -74,6 +78,10 @@ struct Shared {
 /// before accepting again rather than spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// How long a keep-alive connection asked to make room may take to close gracefully (an HTTP/1 one
+/// closes at once; an HTTP/2 one says GOAWAY first) before it is cut.
+const SHED_GRACE: Duration = Duration::from_secs(1);
+
 pub(crate) async fn run(
     listener: TcpListener,
     router: Router,
@@ -88,6 +96,7 @@ pub(crate) async fn run(
         limits: limits.clone(),
     });
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let open = Arc::new(Open::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut shutdown = pin!(shutdown);
@@ -96,29 +105,6 @@ pub(crate) async fn run(
     loop {
         // Reap finished connections, so the set holds only live ones.
         while connections.try_join_next().is_some() {}
-        let slot = match Arc::clone(&slots).try_acquire_owned() {
-            Ok(slot) => {
-                at_cap = false;
-                slot
-            }
-            Err(_) => {
-                if !at_cap {
-                    tracing::warn!(
-                        max_connections = limits.max_connections,
-                        "connection limit reached: new connections wait until one closes"
-                    );
-                    at_cap = true;
-                }
-                tokio::select! {
-                    slot = Arc::clone(&slots).acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        // Never closed; if it were, there would be nothing left to serve with.
-                        Err(_) => break,
-                    },
-                    _ = &mut shutdown => break,
-                }
-            }
-        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = &mut shutdown => break,
@@ -134,14 +120,36 @@ pub(crate) async fn run(
                 }
             }
         };
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => {
+                at_cap = false;
+                slot
+            }
+            Err(_) => {
+                if !at_cap {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached: connections without a request in flight are closed \
+                         to make room, oldest first; when none is, new connections wait"
+                    );
+                    at_cap = true;
+                }
+                match make_room(&slots, &open, shutdown.as_mut()).await {
+                    Some(slot) => slot,
+                    None => break,
+                }
+            }
+        };
         // Registry traffic is request/response with small heads: Nagle's delay only adds latency.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
+        let (activity, registered) = open.register();
         connections.spawn(connection(
             tcp,
             peer,
-            slot,
+            (slot, registered),
+            activity,
             Arc::clone(&shared),
             stop_rx.clone(),
         ));
@@ -170,6 +178,42 @@ pub(crate) async fn run(
         connections.shutdown().await;
     }
     Ok(())
+}
+
+/// At the cap: a slot for the connection just accepted, made by asking the connection quiet longest to
+/// close, or, when every connection has a request in flight, waited for (until one ends, or becomes
+/// quiet and can be asked). `None` on shutdown.
+async fn make_room<F: Future<Output = ()>>(
+    slots: &Arc<Semaphore>,
+    open: &Open,
+    mut shutdown: Pin<&mut F>,
+) -> Option<OwnedSemaphorePermit> {
+    let mut asked = false;
+    loop {
+        // Registered before looking, so that a connection becoming quiet (or refusing) after the look
+        // is not missed.
+        let mut changed = pin!(open.quiet().notify().notified());
+        changed.as_mut().enable();
+        if !asked {
+            asked = open.shed_one();
+        }
+        // Told of every connection becoming quiet only while there was none to ask.
+        open.quiet().set_waiting(!asked);
+        tokio::select! {
+            biased;
+            slot = Arc::clone(slots).acquire_owned() => {
+                open.quiet().set_waiting(false);
+                // Never closed; if it were, there would be nothing left to serve with.
+                return slot.ok();
+            }
+            // A connection became quiet, or the one asked had begun a request and refused: look again.
+            _ = changed => asked = false,
+            _ = &mut shutdown => {
+                open.quiet().set_waiting(false);
+                return None;
+            }
+        }
+    }
 }
 
 /// hyper's connection builder with the limits applied.
@@ -204,18 +248,20 @@ fn is_per_connection(e: &io::Error) -> bool {
     )
 }
 
-/// One connection, from handshake to close. `_slot` frees its place under the cap when the task ends.
+/// One connection, from handshake to close. `_slot` frees its place under the cap, and leaves the open
+/// connections, when the task ends.
 async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
-    _slot: OwnedSemaphorePermit,
+    _slot: (OwnedSemaphorePermit, Registered),
+    activity: Activity,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
     let Some(tls) = shared.tls.clone() else {
         let sink = FileSink::default();
         let io = SendfileIo::new(tcp, sink.clone());
-        return http(io, peer, &shared, stop, Some(sink)).await;
+        return http(io, peer, &shared, activity, stop, Some(sink)).await;
     };
     let handshake = tokio::time::timeout(shared.limits.handshake_timeout, tls.accept(tcp));
     let stream = tokio::select! {
@@ -230,11 +276,16 @@ async fn connection(
                 return;
             }
         },
-        // A handshake is not a request in flight: nothing to wait for on shutdown.
+        // A handshake is not a request in flight: nothing to wait for on shutdown, nothing lost when
+        // closed to make room.
         _ = stop.wait_for(|stopping| *stopping) => return,
+        _ = activity.shed_requested() => {
+            tracing::debug!(%peer, "closing a connection in its TLS handshake to make room");
+            return;
+        }
     };
     // TLS encrypts every byte in user space: nothing to send from a file directly.
-    http(stream, peer, &shared, stop, None).await
+    http(stream, peer, &shared, activity, stop, None).await
 }
 
 /// Serves HTTP on an established (possibly TLS) connection until it closes, goes idle, or the server
@@ -243,17 +294,18 @@ async fn http<I>(
     io: I,
     peer: SocketAddr,
     shared: &Shared,
+    activity: Activity,
     mut stop: watch::Receiver<bool>,
     sink: Option<FileSink>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = &shared.limits;
-    let activity = Activity::new();
     let service = ConnectionService {
         router: shared.router.clone(),
         activity: activity.clone(),
         stall_timeout: limits.stall_timeout,
+        min_rate: MinRate::of(limits),
         sink,
     };
     let io = TokioIo::new(StallIo::new(io, limits.stall_timeout));
@@ -261,6 +313,8 @@ async fn http<I>(
     let first = limits.header_read_timeout.min(limits.idle_timeout);
     let mut idle = pin!(activity.idle(first, limits.idle_timeout));
     let mut closing = false;
+    let mut cut = pin!(tokio::time::sleep(Duration::MAX));
+    let mut shed = false;
     loop {
         tokio::select! {
             ended = conn.as_mut() => {
@@ -278,6 +332,26 @@ async fn http<I>(
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
+            _ = activity.shed_requested(), if !closing => {
+                // Checked on this task, the only one that begins requests: no request can begin
+                // between the check and the close.
+                if !activity.is_quiet() {
+                    activity.refuse_shed();
+                    continue;
+                }
+                if !activity.has_begun() {
+                    // No response was ever written: nothing to finish. (hyper's graceful shutdown
+                    // would wait for a head already begun, which is what a slowloris sends.)
+                    tracing::debug!(%peer, "closing a connection that sent no request, to make room");
+                    return;
+                }
+                tracing::debug!(%peer, "closing an idle keep-alive connection to make room");
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+                shed = true;
+                cut.as_mut().reset(tokio::time::Instant::now() + SHED_GRACE);
+            }
+            _ = &mut cut, if shed => return,
         }
     }
 }
@@ -290,6 +364,7 @@ struct ConnectionService {
     router: Router,
     activity: Activity,
     stall_timeout: Duration,
+    min_rate: Option<MinRate>,
     sink: Option<FileSink>,
 }
 
@@ -302,8 +377,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let in_flight = self.activity.begin();
-        let stall = self.stall_timeout;
-        let mut req = req.map(|body| StallBody::new(body, stall));
+        let (stall, min_rate) = (self.stall_timeout, self.min_rate);
+        let mut req = req.map(|body| StallBody::new(body, stall, min_rate));
         // HTTP/2 writes its own frames around body data: only HTTP/1 bodies go to the socket as they are.
         if let Some(sink) = &self.sink
             && matches!(req.version(), Version::HTTP_10 | Version::HTTP_11)

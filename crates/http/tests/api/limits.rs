@@ -192,20 +192,29 @@ async fn idle_connections_are_closed() {
 
 #[tokio::test]
 async fn the_connection_cap_holds_and_frees_slots() {
-    let h = Harness::new();
+    let (_dir, registry, app) = registry_with_upload_cap(10);
     let limits = Limits {
         max_connections: 2,
         ..patient()
     };
-    let running = serve_app(h.app.clone(), with(limits)).await;
+    let running = serve_app(app, with(limits)).await;
+    let (a, b) = (
+        start_upload(running.addr).await,
+        start_upload(running.addr).await,
+    );
 
-    // Two connections hold both slots (one idle, one after a request)...
-    let idle = TcpStream::connect(running.addr).await.unwrap();
-    let mut used = TcpStream::connect(running.addr).await.unwrap();
-    used.write_all(GET_BASE).await.unwrap();
-    assert!(read_head(&mut used, Duration::from_secs(5)).await.is_some());
+    // Two connections hold both slots with requests in flight (half-sent chunks)...
+    let mut busy = Vec::new();
+    for loc in [&a, &b] {
+        let mut s = TcpStream::connect(running.addr).await.unwrap();
+        let req =
+            format!("PATCH {loc} HTTP/1.1\r\nHost: test\r\nContent-Length: 20\r\n\r\nfirst ten.");
+        s.write_all(req.as_bytes()).await.unwrap();
+        busy.push(s);
+    }
+    wait_uploads(&registry, 2).await;
 
-    // ...so a third waits unanswered (the kernel queues it; berth does not accept it)...
+    // ...so a third waits unanswered: a request in flight is never cut to make room...
     let mut third = TcpStream::connect(running.addr).await.unwrap();
     third.write_all(GET_BASE).await.unwrap();
     assert_eq!(
@@ -213,13 +222,91 @@ async fn the_connection_cap_holds_and_frees_slots() {
         None,
         "served a connection over the cap"
     );
-    // ...until one of the two closes; then it is served.
-    drop(idle);
+    // ...until one of the two is done and closes; then it is served.
+    let mut done = busy.remove(0);
+    done.write_all(b"second ten").await.unwrap();
+    let head = read_head(&mut done, Duration::from_secs(5)).await.unwrap();
+    assert!(head.starts_with("HTTP/1.1 202"), "{head}");
+    drop(done);
     let head = read_head(&mut third, Duration::from_secs(5))
         .await
         .expect("the waiting connection was not served once a slot freed");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    drop((used, third));
+    drop((busy, third));
+    running.stop().await;
+}
+
+/// Opens `n` connections that hold a slot without ever completing a request: even ones send nothing,
+/// odd ones a request head a byte every 100 ms (slowloris), until the returned task is aborted.
+async fn attack(addr: SocketAddr, n: usize) -> JoinHandle<()> {
+    let mut idle = Vec::new();
+    let mut slow = Vec::new();
+    for i in 0..n {
+        let s = TcpStream::connect(addr).await.unwrap();
+        if i % 2 == 0 {
+            idle.push(s)
+        } else {
+            slow.push(s)
+        }
+    }
+    tokio::spawn(async move {
+        let _idle = idle;
+        for s in &mut slow {
+            let _ = s
+                .write_all(b"GET /v2/ HTTP/1.1\r\nHost: test\r\nX-Slow: ")
+                .await;
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            for s in &mut slow {
+                let _ = s.write_all(b"a").await;
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn idle_and_slowloris_connections_do_not_keep_other_clients_waiting() {
+    let h = Harness::new();
+    // The cap is small and the header timeout long: before the fix, a client past the cap waited for
+    // an attacker's connection to time out.
+    let limits = Limits {
+        max_connections: 32,
+        ..patient()
+    };
+    let running = serve_app(h.app.clone(), with(limits)).await;
+    let mut keep_alive = TcpStream::connect(running.addr).await.unwrap();
+    keep_alive.write_all(GET_BASE).await.unwrap();
+    assert!(
+        read_head(&mut keep_alive, Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+
+    // More attack connections than the cap: half silent, half dribbling their heads.
+    let attacker = attack(running.addr, 48).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Legitimate clients, one after another, are each answered quickly.
+    for i in 0..5 {
+        let started = Instant::now();
+        let mut s = TcpStream::connect(running.addr).await.unwrap();
+        s.write_all(GET_BASE).await.unwrap();
+        let head = read_head(&mut s, Duration::from_secs(2))
+            .await
+            .unwrap_or_else(|| {
+                panic!("client {i} waited 2 s behind idle and slowloris connections")
+            });
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "client {i} answered after {took:?}"
+        );
+    }
+    // The oldest quiet connection went first: the idle keep-alive one, closed.
+    let (_, _) = until_closed(&mut keep_alive, Duration::from_secs(2)).await;
+    attacker.abort();
     running.stop().await;
 }
 
@@ -379,6 +466,100 @@ async fn uploads_over_the_cap_answer_429_with_retry_after() {
     assert!(raw.starts_with("HTTP/1.1 202"), "{raw}");
     assert!(raw.contains("range: 0-3"), "{raw}");
     running.stop().await;
+}
+
+#[tokio::test]
+async fn an_upload_dripping_below_the_minimum_rate_is_cut_and_frees_its_slot() {
+    let (_dir, registry, app) = registry_with_upload_cap(1);
+    // 100 bytes a second over 1 s windows; the stall timeout (60 s) never acts.
+    let limits = Limits {
+        min_body_rate: 100,
+        body_rate_window: Duration::from_secs(1),
+        ..patient()
+    };
+    let running = serve_app(app, with(limits)).await;
+    let (a, b) = (
+        start_upload(running.addr).await,
+        start_upload(running.addr).await,
+    );
+
+    // A drips a byte every 200 ms into the only upload slot: never silent, 5 bytes a second.
+    let mut drip = TcpStream::connect(running.addr).await.unwrap();
+    let req = format!("PATCH {a} HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\n");
+    drip.write_all(req.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let (mut rd, mut wr) = drip.split();
+    let dripping = async {
+        loop {
+            if wr.write_all(b"x").await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let answered = async {
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&raw).into_owned()
+    };
+    let wait = async {
+        wait_uploads(&registry, 1).await;
+        // Meanwhile B is refused: A holds the slot.
+        let mut s = TcpStream::connect(running.addr).await.unwrap();
+        let req = format!(
+            "PATCH {b} HTTP/1.1\r\nHost: test\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbbbb"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let (raw, _) = until_closed(&mut s, Duration::from_secs(5)).await;
+        assert!(raw.starts_with("HTTP/1.1 429"), "{raw}");
+        answered.await
+    };
+    let head = tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::select! {
+            head = wait => head,
+            _ = dripping => unreachable!(),
+        }
+    })
+    .await
+    .expect("a body dripping at 5 bytes a second held its upload slot for 5 s");
+    let took = started.elapsed();
+    // Cut after its first window, with the spec's error; nothing of it recorded.
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(head.contains("BLOB_UPLOAD_INVALID"), "{head}");
+    assert!(head.contains("minbodyrate"), "{head}");
+    assert!(took >= Duration::from_millis(900), "cut after {took:?}");
+    drop(drip);
+    wait_uploads(&registry, 0).await;
+    assert_eq!(h_range(running.addr, &a).await, "0-0");
+
+    // The slot is free: B goes through.
+    let mut s = TcpStream::connect(running.addr).await.unwrap();
+    let req = format!(
+        "PATCH {b} HTTP/1.1\r\nHost: test\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbbbb"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let (raw, _) = until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(raw.starts_with("HTTP/1.1 202"), "{raw}");
+    running.stop().await;
+}
+
+/// The `Range` an upload's status reports.
+async fn h_range(addr: SocketAddr, loc: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {loc} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let (raw, _) = until_closed(&mut s, Duration::from_secs(5)).await;
+    raw.lines()
+        .find_map(|l| l.strip_prefix("range: "))
+        .unwrap_or_else(|| panic!("no range in {raw}"))
+        .trim()
+        .to_string()
 }
 
 #[tokio::test]
