@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::harness::big_image::{file_digest, write_big_image_layout};
 use crate::harness::clients::version;
 use crate::harness::http::{ACCEPT_MANIFESTS, path_and_query};
-use crate::harness::images::{Image, write_image_layout};
+use crate::harness::images::{Image, multi_platform_index, write_image_layout, write_layout};
 use crate::harness::images::{by_digest, gunzip, layout_blobs, layout_ref, sample_image};
 use crate::harness::nginx::{Balancer, cpu_time_of};
 use crate::harness::{Api, BlobPush, Metadata, Options, Server, Storage, Tools, repo, sha256};
@@ -313,7 +313,9 @@ fn skopeo_and_podman_push_and_pull_through_nginx_over_s3() {
 
 fn push_and_pull_through_nginx(storage: Storage) {
     eprintln!("{}\n{}", version("skopeo"), version("podman"));
-    let Some(d) = deploy(&test_name(), storage, &[NO_CACHE]) else {
+    // The metadata cache at its default: a client pushing and then pulling through the balancer must
+    // see its push, whichever replica answers (a miss is never remembered).
+    let Some(d) = deploy(&test_name(), storage, &[]) else {
         return;
     };
     let before = d.logged();
@@ -344,6 +346,35 @@ fn push_and_pull_through_nginx(storage: Storage) {
     let mut expected = by_digest(img.blobs());
     expected.insert(img.manifest.digest.clone(), img.manifest.bytes.clone());
     assert_eq!(layout_blobs(&out), expected, "skopeo pulled other bytes");
+
+    // A multi-platform index, pulled right after its push: every child and blob found at once.
+    let multi = multi_platform_index("replicas-multi");
+    let src = tools.scratch("multi-src");
+    let blobs: Vec<_> = multi
+        .images
+        .iter()
+        .flat_map(|i| std::iter::once(&i.manifest).chain(i.blobs()))
+        .collect();
+    write_layout(&src, &[("multi", &multi.index)], blobs.iter().copied());
+    let remote = format!("docker://{host}/{}:multi", repo("replicas-multi"));
+    tools.skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", src.display()),
+        &remote,
+    ]);
+    let out = tools.scratch("multi-out");
+    tools.skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &remote,
+        &format!("oci:{}:multi", out.display()),
+    ]);
+    assert_eq!(layout_ref(&out, "multi")["digest"], multi.index.digest);
 
     // podman: push from its store, pull into a fresh one.
     podman_round_trip(&host, &d);
