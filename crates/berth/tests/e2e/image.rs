@@ -277,3 +277,29 @@ fn labels_of(rest: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// `berth --version` names the version and the commit of the checkout it was built from (build.rs), or
+/// `unknown` where git cannot tell (the image labels take it from there).
+#[test]
+fn berth_version_names_the_commit() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("berth --version: {e}"));
+    assert!(out.status.success());
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let commit = match std::env::var("BERTH_GIT_COMMIT") {
+        Ok(set) if !set.trim().is_empty() => set.trim().to_owned(),
+        _ => head.unwrap_or_else(|| "unknown".to_owned()),
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("berth {} (commit {commit})", env!("CARGO_PKG_VERSION"))
+    );
+}
