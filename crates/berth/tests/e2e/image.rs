@@ -40,6 +40,7 @@ fn the_image_runs_in_docker_and_serves_pushes_and_pulls() {
     );
     assert!(built.success, "{}", built.describe());
     docker.docker(&["load", "-i", &archive.to_string_lossy()]);
+    only_what_berth_needs(&archive);
 
     // The image's configuration.
     let inspect = docker.docker(&["image", "inspect", name]);
@@ -83,6 +84,15 @@ fn the_image_runs_in_docker_and_serves_pushes_and_pulls() {
         &format!("REGISTRY_HTTP_ADDR=127.0.0.1:{port}"),
         "--health-interval",
         "1s",
+        // As deploy/kubernetes runs it: nothing written outside the data volume and /tmp, no
+        // capabilities, no privilege gained.
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
         name,
     ]);
     let _stop = RemoveOnDrop(&docker, &container);
@@ -161,6 +171,62 @@ fn the_image_runs_in_docker_and_serves_pushes_and_pulls() {
         source.join("blobs/sha256").is_dir() && source.join("metadata.sqlite").is_file(),
         "nothing stored in the volume {}",
         source.display()
+    );
+}
+
+/// The image holds berth, the libraries ldd found, the files scripts/image-rootfs writes, and nothing
+/// else; all of it but the binary is a few MB (the release image is 25 MB, its binary 23 MB).
+fn only_what_berth_needs(archive: &Path) {
+    let file =
+        std::fs::File::open(archive).unwrap_or_else(|e| panic!("{}: {e}", archive.display()));
+    let mut outer = tar::Archive::new(file);
+    let mut files = Vec::new();
+    let mut rest_bytes = 0u64;
+    for entry in outer.entries().unwrap_or_else(|e| panic!("{e}")) {
+        let entry = entry.unwrap_or_else(|e| panic!("{e}"));
+        let path = entry
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // The layers of a docker-archive are uncompressed tars at the top of it.
+        if !path.ends_with(".tar") {
+            continue;
+        }
+        let mut layer = tar::Archive::new(entry);
+        for inner in layer.entries().unwrap_or_else(|e| panic!("{e}")) {
+            let inner = inner.unwrap_or_else(|e| panic!("{e}"));
+            if inner.header().entry_type() != tar::EntryType::Regular {
+                continue;
+            }
+            let name = inner
+                .path()
+                .map(|p| p.to_string_lossy().trim_start_matches("./").to_owned())
+                .unwrap_or_default();
+            if name != "usr/bin/berth" {
+                rest_bytes += inner.header().size().unwrap_or(0);
+            }
+            files.push(name);
+        }
+    }
+    files.sort();
+    for file in &files {
+        let expected = [
+            "usr/bin/berth",
+            "etc/passwd",
+            "etc/group",
+            "etc/nsswitch.conf",
+            "etc/ssl/certs/ca-certificates.crt",
+            "etc/distribution/config.yml",
+        ]
+        .contains(&file.as_str())
+            // The C libraries and the loader ldd names.
+            || ((file.starts_with("lib") || file.starts_with("usr/lib")) && file.contains(".so"));
+        assert!(expected, "{file} is in the image: {files:?}");
+    }
+    assert!(files.iter().any(|f| f == "usr/bin/berth"), "{files:?}");
+    assert!(
+        rest_bytes < 8 * 1024 * 1024,
+        "{rest_bytes} bytes beside the binary: {files:?}"
     );
 }
 
