@@ -12,7 +12,8 @@ use crate::harness::dockerd::{Dockerd, DockerdSettings};
 use crate::harness::images::{
     multi_platform_index, sample_image, write_image_layout, write_layout,
 };
-use crate::harness::{Options, Server, push_image, repo};
+use crate::harness::registry2::Registry2;
+use crate::harness::{Options, Server, Tools, push_image, repo};
 use crate::proxy::Mirror;
 
 /// The digest docker printed for a push (`<tag>: digest: sha256:... size: N`).
@@ -306,7 +307,6 @@ fn docker_registry_mirrors_pull_library_images_through_berth() {
         "docker_registry_mirrors",
         &DockerdSettings {
             mirrors: vec![m.mirror.base_url()],
-            ..DockerdSettings::default()
         },
     ) else {
         return;
@@ -329,4 +329,54 @@ fn docker_registry_mirrors_pull_library_images_through_berth() {
         "the second pull was cached"
     );
     assert_eq!(docker.hub_attempts(), 0);
+}
+
+#[test]
+fn docker_pulls_through_berth_from_a_registry_2_upstream() {
+    // registry:2 holds Docker Hub's kind of name; berth mirrors it as registry:2's proxy would.
+    let Some(upstream) = Registry2::start("docker_registry_2_upstream") else {
+        return;
+    };
+    let img = sample_image("docker-registry2");
+    let tools = Tools::new();
+    let layout = tools.scratch("layout");
+    write_image_layout(&layout, "v1", &img);
+    tools.skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/library/alpine:3.19", upstream.host()),
+    ]);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
+    let config = dir.path().join("mirror.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nproxy:\n  remoteurl: {}\n",
+            upstream.base_url()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mirror = Server::start_with(Options {
+        config: Some(config),
+        ..Options::default()
+    });
+    let Some(docker) = Dockerd::start(
+        "docker_registry_2_upstream",
+        &DockerdSettings {
+            mirrors: vec![mirror.base_url()],
+        },
+    ) else {
+        return;
+    };
+    let blob_gets = || upstream.requests("\"GET /v2/library/alpine/blobs/");
+    let pull = docker.docker(&["pull", "alpine:3.19"]);
+    assert_eq!(pulled_digest(&pull.stdout), img.manifest.digest);
+    assert_eq!(docker.inspect("alpine:3.19", "{{.Id}}"), img.config.digest);
+    assert_eq!(blob_gets(), img.blobs().len(), "each blob fetched once");
+    docker.docker(&["rmi", "alpine:3.19"]);
+    docker.docker(&["pull", "alpine:3.19"]);
+    assert_eq!(blob_gets(), img.blobs().len(), "the second pull was cached");
+    assert_eq!(docker.hub_attempts(), 0, "docker went to Docker Hub");
 }
