@@ -182,6 +182,11 @@ fn finish(mut resp: Response, mut line: AccessLine) -> Response {
 /// process, so ids of different processes (replicas, restarts) do not collide; the last 16 are a
 /// counter passed through a bijective mix keyed by that draw, so ids are unique within the process
 /// without telling how many requests it served.
+/// A fresh request id, for an answer made outside the middleware (`runtime::spec_errors`).
+pub(crate) fn new_request_id() -> String {
+    next_request_id().as_str().to_string()
+}
+
 fn next_request_id() -> IdText {
     // Process-wide on purpose: an id generator, like the random number generator a UUID would use.
     static KEY: OnceLock<(u64, u64)> = OnceLock::new();

@@ -7,4 +7,5 @@ pub mod limits;
 pub mod sendfile;
 pub(crate) mod server;
 pub(crate) mod shed;
+pub(crate) mod spec_errors;
 pub mod tls;

@@ -41,6 +41,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use super::shed::{Open, Registered};
+use super::spec_errors::SpecErrors;
 use crate::limits::{Activity, Limits, MinRate, StallBody, StallIo, Tracked};
 use crate::sendfile::{FileSink, SendfileIo};
 use crate::tls::TlsAcceptor;
@@ -308,7 +309,7 @@ async fn http<I>(
         min_rate: MinRate::of(limits),
         sink,
     };
-    let io = TokioIo::new(StallIo::new(io, limits.stall_timeout));
+    let io = TokioIo::new(SpecErrors::new(StallIo::new(io, limits.stall_timeout)));
     let mut conn = pin!(shared.builder.serve_connection(io, service));
     let first = limits.header_read_timeout.min(limits.idle_timeout);
     let mut idle = pin!(activity.idle(first, limits.idle_timeout));

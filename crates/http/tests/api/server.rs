@@ -126,3 +126,26 @@ async fn a_body_cut_off_on_the_wire_is_a_client_error() {
     // Nothing of the partial body was recorded.
     assert_eq!(h.get(&loc).await.header("range"), "0-0");
 }
+
+/// What hyper refuses before the router sees it is still answered with the spec's error body, a
+/// request id and the API-version header (hyper's own answer is a bare 400).
+#[tokio::test]
+async fn requests_hyper_cannot_parse_get_the_spec_error_body() {
+    let h = Harness::new();
+    let server = run(&h).await;
+    for request in [
+        &b"GET /v2/\xff HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"PUT /v2/a/manifests/t HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nab",
+        b"POST /v2/a/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+    ] {
+        let raw = exchange(server.addr, request, false).await;
+        assert!(raw.starts_with("HTTP/1.1 400 "), "{raw}");
+        assert_eq!(header(&raw, "docker-distribution-api-version"), Some("registry/2.0"), "{raw}");
+        assert!(header(&raw, "x-request-id").is_some_and(|id| id.len() == 32), "{raw}");
+        let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {raw}"));
+        assert_eq!(json["errors"][0]["code"], "UNSUPPORTED", "{raw}");
+    }
+    let _ = server.stop.send(());
+    server.task.await.unwrap().unwrap();
+}
