@@ -175,7 +175,9 @@ fn the_image_runs_in_docker_and_serves_pushes_and_pulls() {
 }
 
 /// The image holds berth, the libraries ldd found, the files scripts/image-rootfs writes, and nothing
-/// else; all of it but the binary is a few MB (the release image is 25 MB, its binary 23 MB).
+/// else; all of it but the binary is under 4 MB (3.4 MB: glibc's libraries, the CA bundle), so the image
+/// stays under 30 MB while the release binary stays under 26 MB (it is 22.6 MB; the test runs on the
+/// debug build, since CI builds no release).
 fn only_what_berth_needs(archive: &Path) {
     let file =
         std::fs::File::open(archive).unwrap_or_else(|e| panic!("{}: {e}", archive.display()));
@@ -225,7 +227,7 @@ fn only_what_berth_needs(archive: &Path) {
     }
     assert!(files.iter().any(|f| f == "usr/bin/berth"), "{files:?}");
     assert!(
-        rest_bytes < 8 * 1024 * 1024,
+        rest_bytes < 4 * 1024 * 1024,
         "{rest_bytes} bytes beside the binary: {files:?}"
     );
 }
