@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod middleware;
 mod runtime;
 pub mod site;
+pub mod ui;
 
 pub use endpoint::Endpoint;
 pub use error::ApiError;

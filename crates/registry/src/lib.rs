@@ -11,6 +11,7 @@ use metadata::Metadata;
 use oci::{RepoName, Tag};
 
 mod blob;
+mod browse;
 pub mod cached;
 mod clock;
 mod discovery;
@@ -36,7 +37,7 @@ pub use discovery::{DEFAULT_CATALOG_PAGE, DEFAULT_TAGS_PAGE, MAX_PAGE, Page, Ref
 pub use error::{BoxError, Error, Result};
 pub use maintenance::{PurgeReport, UploadPurging};
 pub use manifest::{ManifestContent, PutManifestOutcome};
-pub use metadata::{Referrer, RepoUsage};
+pub use metadata::{Referrer, RepoUsage, TagAge};
 pub use upload::{Chunk, MountOutcome, UploadStatus};
 
 /// Settings that change what the registry allows.

@@ -29,5 +29,6 @@ mod sendfile;
 mod server;
 mod site;
 mod tls;
+mod ui;
 mod uploads;
 mod usage;

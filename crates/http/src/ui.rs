@@ -1,0 +1,301 @@
+//! The web interface (issue 22): pages under `/ui/` for people looking at what the registry holds, served
+//! by berth itself (and `/` sends the browser there), under `http.prefix` like the API.
+//!
+//! It is a client of the registry core like the API's handlers: every figure comes from the same
+//! `Registry` operations (the usage report, the tag listing, manifests read by HEAD, which is not a pull,
+//! referrers), and every decision from the same [`Authority`]. A caller sees exactly the repositories they
+//! may pull ([`Viewer`]); a repository they may not pull answers as one that does not exist.
+//!
+//! What a client pushed (repository names, tags, annotations, labels, env) is attacker-chosen, so it
+//! reaches the page only through maud's templates, which escape every value they insert; nothing here
+//! builds markup from strings (there is no `PreEscaped`). Every response also carries a
+//! `Content-Security-Policy` that allows no script at all (the pages use none), styles only from berth's
+//! own stylesheet, and no framing; `nosniff`; and `no-store`, since a page depends on who asked.
+//!
+//! Pages: `ui/repos.rs` (the list, searchable and paged), `ui/repo.rs` (a repository's tags),
+//! `ui/image.rs` (a manifest or index, its config and referrers); `ui/paths.rs` the URLs, `ui/layout.rs`
+//! the page shell and the formatting of sizes and times, `ui/style.css` the one stylesheet.
+
+use std::sync::Arc;
+
+use ::auth::{Action, Authority, Caller, Decision, Identity, Scope};
+use axum::Router;
+use axum::extract::State;
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, HeaderName,
+    HeaderValue, LOCATION, REFERRER_POLICY, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use maud::{Markup, html};
+use registry::Registry;
+
+use crate::auth::Access;
+use crate::middleware::RequestContextLayer;
+use crate::site::Site;
+
+mod image;
+mod layout;
+mod paths;
+mod repo;
+mod repos;
+mod view;
+
+use paths::{Links, UiPath};
+
+/// The policy of every page: no script from anywhere, styles only from `/ui/style.css`, forms only back
+/// to berth, never inside a frame.
+pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+     form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// What the pages are built from; cheap to clone (one `Arc`).
+#[derive(Clone)]
+struct Ui(Arc<UiState>);
+
+struct UiState {
+    registry: Registry,
+    authority: Option<Arc<Authority>>,
+    links: Links,
+    /// The host of the `docker pull` lines: `http.host`'s, else the request's `Host`.
+    host: Option<String>,
+}
+
+/// The web interface's routes, to merge beside [`crate::router_with_auth`]'s (before `site::mount`
+/// puts both under the prefix): `/` and `/ui` redirect to `/ui/`, the pages below it. `authority` is the
+/// API's; `None` leaves the pages open, as the API.
+pub fn router(registry: Registry, authority: Option<Arc<Authority>>, site: &Site) -> Router {
+    let host = site
+        .base_url
+        .as_ref()
+        .and_then(|u| u.as_str().split_once("://").map(|(_, h)| h.to_string()));
+    let ui = Ui(Arc::new(UiState {
+        registry,
+        authority,
+        links: Links::new(site.prefix.as_str()),
+        host,
+    }));
+    Router::new()
+        .route("/", get(to_home))
+        .route("/ui", get(to_home))
+        .route("/ui/", get(repos::page))
+        .route("/ui/style.css", get(style))
+        .route("/ui/{*rest}", get(page))
+        .layer(axum::middleware::map_response(secure))
+        .layer(RequestContextLayer)
+        .with_state(ui)
+}
+
+/// A redirect to the list. Its `Location` is root-relative like the API's: `site::mount` puts it under
+/// the prefix (and on `http.host`), as every `Location`.
+async fn to_home() -> Response {
+    (StatusCode::FOUND, [(LOCATION, "/ui/")]).into_response()
+}
+
+async fn style() -> Response {
+    (
+        [
+            (CONTENT_TYPE, "text/css; charset=utf-8"),
+            (CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("ui/style.css"),
+    )
+        .into_response()
+}
+
+/// Every page below `/ui/` but the list: the path is read raw (never percent-decoded), so a name is
+/// exactly what `RepoName` accepts or nothing.
+async fn page(State(ui): State<Ui>, headers: HeaderMap, uri: Uri) -> Response {
+    // The router under the prefix sees the path without it: `/ui/...`.
+    let rest = uri.path().strip_prefix("/ui/").unwrap_or("");
+    let query = uri.query().unwrap_or("");
+    match UiPath::parse(rest) {
+        Some(UiPath::Repo(name)) => repo::page(&ui, &headers, name, query).await,
+        Some(UiPath::Image(name, digest)) => image::page(&ui, &headers, name, digest).await,
+        Some(UiPath::Login) => login(&ui, &headers).await,
+        None => Failure::NotFound.into_page(&ui.0.links),
+    }
+}
+
+/// `/ui/login`: where the API lets anonymous callers in, the pages show them what anonymous callers may
+/// pull without asking for credentials; this link asks (Basic, from `auth.htpasswd`), then goes home.
+async fn login(ui: &Ui, headers: &HeaderMap) -> Response {
+    let viewer = match ui.viewer(headers).await {
+        Ok(viewer) => viewer,
+        Err(f) => return f.into_page(ui.links()),
+    };
+    match &viewer.gate {
+        Some((authority, caller)) if caller.identity == Identity::Anonymous => {
+            Failure::Challenge(authority.challenge(&[], false)).into_page(ui.links())
+        }
+        _ => to_home().await,
+    }
+}
+
+/// Adds the security headers to every response of the interface (pages, errors, redirects).
+async fn secure(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    let fixed: [(HeaderName, &'static str); 4] = [
+        (CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_VALUE),
+        (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (X_FRAME_OPTIONS, "DENY"),
+        (REFERRER_POLICY, "no-referrer"),
+    ];
+    for (name, value) in fixed {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    if !h.contains_key(CACHE_CONTROL) {
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// Who is looking: the caller as the API's [`Authority`] authenticated them, or everyone when the
+/// registry is open.
+struct Viewer {
+    gate: Option<(Arc<Authority>, Caller)>,
+}
+
+impl Viewer {
+    /// What the caller may see, as the API's filtered listings take it; `None` when open.
+    fn access(&self) -> Option<Access> {
+        self.gate
+            .as_ref()
+            .map(|(authority, caller)| Access::new(authority.clone(), caller.clone()))
+    }
+
+    /// Whether the caller may pull `repo`: the API's decision for a manifest GET. Anonymous callers who
+    /// may not are asked for credentials (they may have some); users who may not are told nothing of
+    /// the repository, as if it did not exist.
+    fn check_pull(&self, repo: &str) -> Result<(), Failure> {
+        let Some((authority, caller)) = &self.gate else {
+            return Ok(());
+        };
+        match authority.authorize(caller, &[Scope::repository(repo, &[Action::Pull])]) {
+            Decision::Allow => Ok(()),
+            Decision::Unauthorized { challenge } => Err(Failure::Challenge(challenge)),
+            Decision::Denied => Err(Failure::NotFound),
+        }
+    }
+}
+
+impl Ui {
+    fn registry(&self) -> &Registry {
+        &self.0.registry
+    }
+
+    fn links(&self) -> &Links {
+        &self.0.links
+    }
+
+    /// Authenticates the request as the API does: wrong credentials are challenged, and so is an
+    /// anonymous caller where the API's base (`GET /v2/`) would challenge them.
+    async fn viewer(&self, headers: &HeaderMap) -> Result<Viewer, Failure> {
+        let Some(authority) = &self.0.authority else {
+            return Ok(Viewer { gate: None });
+        };
+        // A header that is not visible ASCII cannot be credentials; it is refused like wrong ones.
+        let header = headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+        let caller = match authority.authenticate(header).await {
+            Ok(caller) => caller,
+            Err(decision) => return Err(Failure::from_decision(decision)),
+        };
+        match authority.authorize(&caller, &[]) {
+            Decision::Allow => Ok(Viewer {
+                gate: Some((authority.clone(), caller)),
+            }),
+            refusal => Err(Failure::from_decision(refusal)),
+        }
+    }
+
+    /// The host the `docker pull` lines name.
+    fn pull_host(&self, headers: &HeaderMap) -> String {
+        if let Some(host) = &self.0.host {
+            return host.clone();
+        }
+        headers
+            .get(HOST)
+            .and_then(|v| v.to_str().ok())
+            .filter(|h| {
+                h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+            })
+            .unwrap_or("localhost")
+            .to_string()
+    }
+}
+
+/// Why a page is not shown.
+enum Failure {
+    /// 401 with the API's challenge: credentials may help.
+    Challenge(String),
+    /// 404: nothing there, or nothing this caller may see (the two are not told apart).
+    NotFound,
+    /// What the registry answered.
+    Registry(registry::Error),
+}
+
+impl From<registry::Error> for Failure {
+    fn from(e: registry::Error) -> Failure {
+        use registry::Error::*;
+        match e {
+            NameUnknown(_) | ManifestUnknown(_) | BlobUnknown(_) | NameInvalid(_) => {
+                Failure::NotFound
+            }
+            other => Failure::Registry(other),
+        }
+    }
+}
+
+impl Failure {
+    fn from_decision(decision: Decision) -> Failure {
+        match decision {
+            Decision::Unauthorized { challenge } => Failure::Challenge(challenge),
+            // Not a refusal, never passed here; and a user refused is told nothing.
+            Decision::Denied | Decision::Allow => Failure::NotFound,
+        }
+    }
+
+    fn into_page(self, links: &Links) -> Response {
+        let (status, message, challenge) = match self {
+            Failure::Challenge(c) => (
+                StatusCode::UNAUTHORIZED,
+                "Sign in with your registry credentials to see this page.".to_string(),
+                Some(c),
+            ),
+            Failure::NotFound => (
+                StatusCode::NOT_FOUND,
+                "There is nothing here, or nothing you may see.".to_string(),
+                None,
+            ),
+            Failure::Registry(e) => {
+                let (status, _) = crate::error::status_and_code(&e);
+                if status.is_server_error() {
+                    tracing::error!(error = %e, "a page of the web interface failed");
+                    (
+                        status,
+                        "The registry could not answer; try again.".to_string(),
+                        None,
+                    )
+                } else {
+                    (status, e.to_string(), None)
+                }
+            }
+        };
+        let title = status.canonical_reason().unwrap_or("Error");
+        let body: Markup = html! {
+            h1 { (title) }
+            p { (message) }
+            p { a href=(links.home()) { "All repositories" } }
+        };
+        let mut resp = layout::respond(links, title, html! {}, body);
+        *resp.status_mut() = status;
+        if let Some(c) = challenge
+            && let Ok(v) = HeaderValue::try_from(c)
+        {
+            resp.headers_mut().insert(WWW_AUTHENTICATE, v);
+        }
+        resp
+    }
+}

@@ -1,0 +1,161 @@
+//! The interface's URLs, parsed and built in one place.
+//!
+//! ```text
+//! <prefix>/ui/                              the repositories (?q= search, ?last= the page after)
+//! <prefix>/ui/repo/<name>                   a repository's tags (?last= the page after)
+//! <prefix>/ui/image/<name>@<digest>         a manifest or index
+//! <prefix>/ui/login                         asks the browser for credentials
+//! <prefix>/ui/style.css                     the stylesheet
+//! ```
+//!
+//! Repository names contain slashes but never `@`, so an image's digest is what follows the last `@`.
+//! Paths are read raw: a percent escape is not a character any name may hold, so such a path names
+//! nothing, never another repository.
+
+use oci::{Digest, RepoName};
+
+/// A page below `/ui/` other than the list.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UiPath {
+    Repo(RepoName),
+    Image(RepoName, Digest),
+    Login,
+}
+
+impl UiPath {
+    /// `rest` is the path after `/ui/`.
+    pub fn parse(rest: &str) -> Option<UiPath> {
+        if rest == "login" {
+            return Some(UiPath::Login);
+        }
+        if let Some(name) = rest.strip_prefix("repo/") {
+            return name.parse().ok().map(UiPath::Repo);
+        }
+        let (name, digest) = rest.strip_prefix("image/")?.rsplit_once('@')?;
+        Some(UiPath::Image(name.parse().ok()?, digest.parse().ok()?))
+    }
+}
+
+/// Builds the interface's URLs under the prefix (`""` or `/a/b`).
+#[derive(Clone, Debug)]
+pub struct Links {
+    prefix: String,
+}
+
+impl Links {
+    pub fn new(prefix: &str) -> Links {
+        Links {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    pub fn home(&self) -> String {
+        format!("{}/ui/", self.prefix)
+    }
+
+    pub fn style(&self) -> String {
+        format!("{}/ui/style.css", self.prefix)
+    }
+
+    pub fn login(&self) -> String {
+        format!("{}/ui/login", self.prefix)
+    }
+
+    /// The list, searching `q`, after `last`.
+    pub fn list(&self, q: &str, last: Option<&str>) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if !q.is_empty() {
+            query.append_pair("q", q);
+        }
+        if let Some(last) = last {
+            query.append_pair("last", last);
+        }
+        with_query(self.home(), query.finish())
+    }
+
+    /// A repository's page; its tags after `last`.
+    pub fn repo(&self, name: &RepoName, last: Option<&str>) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if let Some(last) = last {
+            query.append_pair("last", last);
+        }
+        with_query(
+            format!("{}/ui/repo/{}", self.prefix, name.as_str()),
+            query.finish(),
+        )
+    }
+
+    pub fn image(&self, name: &RepoName, digest: &Digest) -> String {
+        format!("{}/ui/image/{}@{}", self.prefix, name.as_str(), digest)
+    }
+}
+
+fn with_query(path: String, query: String) -> String {
+    if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{query}")
+    }
+}
+
+/// The value of `key` in a query string, decoded.
+pub fn query_value(query: &str, key: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn paths_parse_from_the_right_and_raw() {
+        let name = |s: &str| s.parse::<RepoName>().unwrap();
+        assert_eq!(
+            UiPath::parse("repo/a/b/c"),
+            Some(UiPath::Repo(name("a/b/c")))
+        );
+        assert_eq!(
+            UiPath::parse(&format!("image/a/b@{D}")),
+            Some(UiPath::Image(name("a/b"), D.parse().unwrap()))
+        );
+        assert_eq!(UiPath::parse("login"), Some(UiPath::Login));
+        for bad in [
+            "",
+            "repo/",
+            "repo/A",
+            "repo/a%2Fb",
+            "repo/a/../b",
+            "image/a",
+            "image/a@sha256:00",
+            "image/@sha256:e3b0",
+            "other/a",
+        ] {
+            assert_eq!(UiPath::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn links_carry_the_prefix_and_encode_the_query() {
+        let links = Links::new("/mirror");
+        assert_eq!(links.home(), "/mirror/ui/");
+        assert_eq!(
+            links.list("a&b <c>", Some("x/y")),
+            "/mirror/ui/?q=a%26b+%3Cc%3E&last=x%2Fy"
+        );
+        let name: RepoName = "a/b".parse().unwrap();
+        assert_eq!(links.repo(&name, None), "/mirror/ui/repo/a/b");
+        assert_eq!(
+            links.image(&name, &D.parse().unwrap()),
+            format!("/mirror/ui/image/a/b@{D}")
+        );
+        assert_eq!(Links::new("").home(), "/ui/");
+        assert_eq!(
+            query_value("q=a%26b+c&last=z", "q").as_deref(),
+            Some("a&b c")
+        );
+    }
+}

@@ -1,0 +1,160 @@
+//! `/ui/repo/<name>`: a repository's tags, each with the image it points at (digest, kind or platforms,
+//! size), when it was pushed and last pulled, and the `docker pull` line for it.
+//!
+//! Manifests are read with HEAD semantics (`Registry::head_manifest`): looking at a page is not a pull,
+//! so it never keeps an image from retention.
+
+use std::collections::HashMap;
+
+use axum::http::HeaderMap;
+use axum::response::Response;
+use maud::html;
+use oci::{Digest, Reference, RepoName};
+use registry::Registry;
+
+use super::layout::{bytes, respond, short_digest, time};
+use super::paths::query_value;
+use super::view::ManifestView;
+use super::{Failure, Ui};
+
+/// Tags on one page.
+pub const PER_PAGE: usize = 100;
+/// Most children of an index read for its size.
+const MAX_CHILDREN: usize = 32;
+
+pub async fn page(ui: &Ui, headers: &HeaderMap, name: RepoName, query: &str) -> Response {
+    match render(ui, headers, &name, query).await {
+        Ok(resp) => resp,
+        Err(f) => f.into_page(ui.links()),
+    }
+}
+
+/// What the tag table says of the image a tag points at.
+struct Summary {
+    kind: String,
+    platforms: Vec<String>,
+    size: u64,
+}
+
+async fn render(
+    ui: &Ui,
+    headers: &HeaderMap,
+    name: &RepoName,
+    query: &str,
+) -> Result<Response, Failure> {
+    ui.viewer(headers).await?.check_pull(name.as_str())?;
+    let registry = ui.registry();
+    let tags = registry.tag_details(name).await?;
+    let last = query_value(query, "last").filter(|l| !l.is_empty());
+    let after: Vec<_> = tags
+        .iter()
+        .filter(|t| last.as_deref().is_none_or(|l| t.tag.as_str() > l))
+        .collect();
+    let more = after.len() > PER_PAGE;
+    let shown = &after[..after.len().min(PER_PAGE)];
+    let mut summaries: HashMap<Digest, Summary> = HashMap::new();
+    for t in shown {
+        if !summaries.contains_key(&t.digest) {
+            let s = summarize(registry, name, &t.digest).await?;
+            summaries.insert(t.digest.clone(), s);
+        }
+    }
+    let host = ui.pull_host(headers);
+    let links = ui.links();
+    let crumbs = html! { span.sep { "/" } span { (name.as_str()) } };
+    let main = html! {
+        h1 { (name.as_str()) }
+        p.muted { (tags.len()) " tags" }
+        @if shown.is_empty() {
+            p.empty { "No tags." }
+        } @else {
+            table #tags {
+                thead { tr {
+                    th scope="col" { "Tag" }
+                    th scope="col" { "Image" }
+                    th.num scope="col" { "Size" }
+                    th.wide scope="col" { "Pushed" }
+                    th.wide scope="col" { "Last pulled" }
+                    th scope="col" { "Pull" }
+                } }
+                tbody {
+                    @for t in shown {
+                        @let s = summaries.get(&t.digest);
+                        tr {
+                            td { (t.tag.as_str()) }
+                            td {
+                                a.mono href=(links.image(name, &t.digest)) title=(t.digest) {
+                                    (short_digest(&t.digest))
+                                }
+                                @if let Some(s) = s {
+                                    br;
+                                    span.muted {
+                                        (s.kind)
+                                        @if !s.platforms.is_empty() { ": " (s.platforms.join(", ")) }
+                                    }
+                                }
+                            }
+                            td.num { @if let Some(s) = s { (bytes(s.size)) } }
+                            td.wide { (time(Some(t.pushed_at))) }
+                            td.wide { (time(t.pulled_at)) }
+                            td { code.pull { "docker pull " (host) "/" (name.as_str()) ":" (t.tag.as_str()) } }
+                        }
+                    }
+                }
+            }
+        }
+        p.pager {
+            @if last.is_some() { a href=(links.repo(name, None)) { "First page" } " " }
+            @if more {
+                @if let Some(t) = shown.last() {
+                    a rel="next" href=(links.repo(name, Some(t.tag.as_str()))) { "Next page" }
+                }
+            }
+        }
+    };
+    Ok(respond(links, name.as_str(), crumbs, main))
+}
+
+/// The kind, platforms and size of manifest `digest`: an image's config and layers, or the sum of an
+/// index's images.
+async fn summarize(
+    registry: &Registry,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Summary, Failure> {
+    let m = registry
+        .head_manifest(repo, &Reference::Digest(digest.clone()))
+        .await?;
+    let view = ManifestView::parse(&m.payload, &m.media_type);
+    if !view.is_index() {
+        let kind = match &view.artifact_type {
+            Some(t) if !super::view::is_image_config(t) => format!("artifact {t}"),
+            _ => "image".to_string(),
+        };
+        return Ok(Summary {
+            kind,
+            platforms: Vec::new(),
+            size: view.image_bytes(),
+        });
+    }
+    let mut size = 0;
+    for child in view.children.iter().take(MAX_CHILDREN) {
+        // A child missing (deleted meanwhile) adds nothing; the index is still shown.
+        if let Ok(c) = registry
+            .head_manifest(repo, &Reference::Digest(child.digest.clone()))
+            .await
+        {
+            size += ManifestView::parse(&c.payload, &c.media_type).image_bytes();
+        }
+    }
+    Ok(Summary {
+        kind: "index".to_string(),
+        platforms: view
+            .children
+            .iter()
+            .filter_map(|c| c.platform.clone())
+            .filter(|p| p != "unknown/unknown")
+            .collect(),
+        size,
+    })
+}

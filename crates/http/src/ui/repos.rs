@@ -1,0 +1,101 @@
+//! `/ui/`: the repositories the caller may pull, with what each stores and when it was last pushed and
+//! pulled (the usage report's figures), searchable by a part of the name and paged by name.
+//!
+//! Search and filtering walk the usage listing in the catalog's pages (`auth::filtered_page`), so a
+//! page is full whenever enough repositories match, and its `last` cursor is always a repository the
+//! caller may see.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
+use maud::html;
+use registry::{Page, RepoUsage};
+
+use super::layout::{bytes, respond, time};
+use super::paths::query_value;
+use super::{Failure, Ui};
+use crate::auth::filtered_page;
+
+/// Repositories on one page.
+pub const PER_PAGE: usize = 50;
+/// The longest search kept (longer ones match nothing a name can hold anyway).
+const MAX_QUERY: usize = 256;
+
+pub async fn page(State(ui): State<Ui>, headers: HeaderMap, uri: Uri) -> Response {
+    match render(&ui, &headers, &uri).await {
+        Ok(resp) => resp,
+        Err(f) => f.into_page(ui.links()),
+    }
+}
+
+async fn render(ui: &Ui, headers: &HeaderMap, uri: &Uri) -> Result<Response, Failure> {
+    let viewer = ui.viewer(headers).await?;
+    let query = uri.query().unwrap_or("");
+    let q: String = query_value(query, "q")
+        .unwrap_or_default()
+        .trim()
+        .to_lowercase()
+        .chars()
+        .take(MAX_QUERY)
+        .collect();
+    let last = query_value(query, "last").filter(|l| !l.is_empty());
+    let page = Page {
+        n: Some(PER_PAGE),
+        last: last.clone(),
+    };
+    let access = viewer.access();
+    let registry = ui.registry();
+    let (repos, more) = filtered_page(
+        &page,
+        |batch| async move { registry.usage(&batch).await },
+        |u: &RepoUsage| u.repo.as_str(),
+        |name| name.contains(q.as_str()) && access.as_ref().is_none_or(|a| a.may_pull(name)),
+    )
+    .await?;
+    let links = ui.links();
+    let next = if more {
+        repos.last().map(|u| links.list(&q, Some(u.repo.as_str())))
+    } else {
+        None
+    };
+    let main = html! {
+        h1 { "Repositories" }
+        form.search method="get" action=(links.home()) role="search" {
+            label for="q" class="muted" { "Search" }
+            input #q type="search" name="q" value=(q) placeholder="part of a name";
+            button type="submit" { "Search" }
+        }
+        @if repos.is_empty() {
+            p.empty {
+                @if q.is_empty() { "No repositories." }
+                @else { "No repository matches " code { (q) } "." }
+            }
+        } @else {
+            table #repositories {
+                thead { tr {
+                    th scope="col" { "Repository" }
+                    th.num scope="col" { "Tags" }
+                    th.num scope="col" { "Size" }
+                    th.wide scope="col" { "Last push" }
+                    th.wide scope="col" { "Last pull" }
+                } }
+                tbody {
+                    @for u in &repos {
+                        tr {
+                            td { a href=(links.repo(&u.repo, None)) { (u.repo.as_str()) } }
+                            td.num { (u.tags) }
+                            td.num title={ (u.bytes) " bytes" } { (bytes(u.bytes)) }
+                            td.wide { (time(u.last_push)) }
+                            td.wide { (time(u.last_pull)) }
+                        }
+                    }
+                }
+            }
+        }
+        p.pager {
+            @if last.is_some() { a href=(links.list(&q, None)) { "First page" } " " }
+            @if let Some(next) = &next { a rel="next" href=(next) { "Next page" } }
+        }
+    };
+    Ok(respond(links, "Repositories", html! {}, main))
+}
