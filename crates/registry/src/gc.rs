@@ -31,6 +31,7 @@ use oci::{Digest, RepoName};
 
 use crate::clock::unix_seconds;
 use crate::keyed_lock::KeyedGuard;
+use crate::repo_walk::RepoWalk;
 use crate::{Error, Registry, Result};
 
 /// The job lock a sweep holds: one replica sweeps at a time.
@@ -326,34 +327,38 @@ impl Registry {
         lock: &JobLock,
         report: &mut GcReport,
     ) -> Result<()> {
-        let mut after: Option<String> = None;
-        loop {
-            let repos = self.meta.catalog.list_repos(after.as_deref(), PAGE).await?;
-            let Some(last) = repos.last() else {
-                return Ok(());
-            };
-            after = Some(last.clone());
-            if !lock.is_held().await {
-                return Ok(());
-            }
-            for name in repos {
-                // Names came from the catalog, so they parse; one that does not is skipped.
-                let Ok(repo) = name.parse::<RepoName>() else {
-                    continue;
-                };
-                for digest in self.meta.gc.unreachable_manifests(&repo, cutoff).await? {
-                    let gone = dry_run
-                        || self
-                            .meta
-                            .gc
-                            .delete_unreachable_manifest(&repo, &digest, cutoff)
-                            .await?;
-                    if gone {
-                        report.manifests.push((repo.clone(), digest));
-                    }
+        let mut walk = RepoWalk::new(self, lock, GC_JOB);
+        while let Some(repos) = walk.next_page().await? {
+            for repo in repos {
+                for digest in self.delete_unreachable(&repo, cutoff, dry_run).await? {
+                    report.manifests.push((repo.clone(), digest));
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Deletes (or, in a dry run, lists) the manifests of `repo` no tag reaches that were pushed before
+    /// `cutoff` (Unix seconds); returns those deleted. Shared by garbage collection and retention.
+    pub(crate) async fn delete_unreachable(
+        &self,
+        repo: &RepoName,
+        cutoff: i64,
+        dry_run: bool,
+    ) -> Result<Vec<Digest>> {
+        let mut deleted = Vec::new();
+        for digest in self.meta.gc.unreachable_manifests(repo, cutoff).await? {
+            let gone = dry_run
+                || self
+                    .meta
+                    .gc
+                    .delete_unreachable_manifest(repo, &digest, cutoff)
+                    .await?;
+            if gone {
+                deleted.push(digest);
+            }
+        }
+        Ok(deleted)
     }
 
     /// Claims, deletes and releases one candidate. `false` when it was wanted again meanwhile.

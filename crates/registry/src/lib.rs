@@ -26,6 +26,7 @@ pub mod proxy;
 mod pulls;
 pub mod quota;
 mod reconcile;
+mod repo_walk;
 pub mod retention;
 pub mod scrub;
 mod upload;

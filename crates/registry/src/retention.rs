@@ -25,13 +25,11 @@ use metadata::{JobLock, TagAge};
 use oci::{Digest, Pattern, RepoName, Tag};
 
 use crate::clock::{seconds_before, unix_now};
+use crate::repo_walk::RepoWalk;
 use crate::{Registry, Result};
 
 /// The job lock of retention runs.
 pub const RETENTION_JOB: &str = "retention";
-
-/// Repositories read per catalog page.
-const PAGE: usize = 500;
 
 /// One rule, for the repositories matching any of `repositories`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -191,22 +189,9 @@ impl Registry {
         lock: &JobLock,
         report: &mut RetentionReport,
     ) -> Result<()> {
-        let mut after: Option<String> = None;
-        loop {
-            let repos = self.meta.catalog.list_repos(after.as_deref(), PAGE).await?;
-            let Some(last) = repos.last() else {
-                return Ok(());
-            };
-            after = Some(last.clone());
-            if !lock.is_held().await {
-                tracing::warn!(job = RETENTION_JOB, "lost the job lock; stopping");
-                return Ok(());
-            }
-            for name in repos {
-                // Names came from the catalog, so they parse; one that does not is skipped.
-                let Ok(repo) = name.parse::<RepoName>() else {
-                    continue;
-                };
+        let mut walk = RepoWalk::new(self, lock, RETENTION_JOB);
+        while let Some(repos) = walk.next_page().await? {
+            for repo in repos {
                 if self.proxy_route(&repo).is_some() {
                     continue;
                 }
@@ -219,6 +204,7 @@ impl Registry {
                 }
             }
         }
+        Ok(())
     }
 
     /// Applies one rule to one repository.
@@ -246,17 +232,9 @@ impl Registry {
             return Ok(());
         };
         let cutoff = seconds_before(now, untagged);
-        for digest in self.meta.gc.unreachable_manifests(repo, cutoff).await? {
-            let gone = dry_run
-                || self
-                    .meta
-                    .gc
-                    .delete_unreachable_manifest(repo, &digest, cutoff)
-                    .await?;
-            if gone {
-                tracing::info!(%repo, %digest, dry_run, "retention: untagged manifest deleted");
-                report.manifests.push((repo.clone(), digest));
-            }
+        for digest in self.delete_unreachable(repo, cutoff, dry_run).await? {
+            tracing::info!(%repo, %digest, dry_run, "retention: untagged manifest deleted");
+            report.manifests.push((repo.clone(), digest));
         }
         Ok(())
     }

@@ -8,37 +8,11 @@ use crate::harness::{Options, Server, Tools, push_image, repo};
 
 /// `berth retention` over the server's stores, with `args`; its stdout.
 fn retention(server: &Server, args: &[&str]) -> String {
-    let mut all = vec!["retention"];
-    all.extend_from_slice(args);
-    let out = server
-        .berth(&all)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run berth: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "retention {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    server.berth_ok(&[&["retention"], args].concat())
 }
 
 fn tags(tools: &Tools, server: &Server, r: &str) -> Vec<String> {
-    let out = tools.skopeo(&[
-        "list-tags",
-        "--tls-verify=false",
-        &format!("docker://{}/{r}", server.host()),
-    ]);
-    let listed: serde_json::Value = serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("list-tags printed no JSON ({e}): {}", out.stdout));
-    let mut tags: Vec<String> = listed["Tags"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no Tags in {listed}"))
-        .iter()
-        .filter_map(|t| t.as_str().map(str::to_owned))
-        .collect();
-    tags.sort();
-    tags
+    tools.skopeo_tags(&server.host(), r)
 }
 
 #[test]

@@ -6,21 +6,9 @@
 use crate::harness::http::BlobPush;
 use crate::harness::{Server, repo};
 
-/// `berth scrub` over the server's stores, with `args`; its stdout.
+/// `berth scrub` over the server's stores, unthrottled, with `args`; its stdout.
 fn scrub(server: &Server, args: &[&str]) -> String {
-    let mut all = vec!["scrub", "--rate", "0"];
-    all.extend_from_slice(args);
-    let out = server
-        .berth(&all)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run berth: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "scrub {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    server.berth_ok(&[&["scrub", "--rate", "0"], args].concat())
 }
 
 #[test]

@@ -213,21 +213,10 @@ fn skopeo_list_tags_lists_every_pushed_tag() {
     // Another repository's tags must not show.
     push_image(&api, &format!("{repo}-other"), "elsewhere", &b);
 
-    let out = tools.skopeo(&[
-        "list-tags",
-        "--tls-verify=false",
-        &format!("docker://{}/{repo}", server.host()),
-    ]);
-    let listed: serde_json::Value = serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("list-tags printed no JSON ({e}): {}", out.stdout));
-    let mut tags: Vec<String> = listed["Tags"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no Tags in {listed}"))
-        .iter()
-        .filter_map(|t| t.as_str().map(str::to_owned))
-        .collect();
-    tags.sort();
-    assert_eq!(tags, ["1.0", "2.0-rc", "latest"]);
+    assert_eq!(
+        tools.skopeo_tags(&server.host(), &repo),
+        ["1.0", "2.0-rc", "latest"]
+    );
 }
 
 #[test]

@@ -112,6 +112,25 @@ impl Tools {
         p
     }
 
+    /// The tags of `repo` at `host` as `skopeo list-tags` reports them, sorted.
+    pub fn skopeo_tags(&self, host: &str, repo: &str) -> Vec<String> {
+        let out = self.skopeo(&[
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{host}/{repo}"),
+        ]);
+        let listed: serde_json::Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("list-tags printed no JSON ({e}): {}", out.stdout));
+        let mut tags: Vec<String> = listed["Tags"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no Tags in {listed}"))
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_owned))
+            .collect();
+        tags.sort();
+        tags
+    }
+
     /// skopeo with this test's policy; must succeed.
     pub fn skopeo(&self, args: &[&str]) -> Output {
         expect_success(self.try_skopeo(args))

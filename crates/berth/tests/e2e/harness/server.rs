@@ -376,6 +376,21 @@ impl Server {
         cmd
     }
 
+    /// Runs [`berth`](Self::berth) with `args` to its end; its stdout, after checking it succeeded.
+    pub fn berth_ok(&self, args: &[&str]) -> String {
+        let out = self
+            .berth(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run berth {args:?}: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
     fn spawn(&mut self) {
         self.note("starting berth");
         let log = OpenOptions::new()
