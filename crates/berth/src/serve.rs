@@ -215,11 +215,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         });
     }
-    let mut app = berth_http::site::mount(
-        berth_http::router_with_auth(registry.clone(), authority),
-        &config.http.site,
-        health,
-    );
+    let mut api = berth_http::router_with_auth(registry.clone(), authority.clone());
+    if config.ui.enabled {
+        // The web interface: its own routes beside the API's, under the same prefix and authority.
+        api = api.merge(berth_http::ui::router(
+            registry.clone(),
+            authority,
+            &config.http.site,
+        ));
+    }
+    let mut app = berth_http::site::mount(api, &config.http.site, health);
     if let Some(metrics) = &metrics {
         // Outermost, so that every answer counts: refusals of authentication and the probes too.
         app = metrics.instrument(app);

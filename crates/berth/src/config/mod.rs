@@ -13,7 +13,7 @@
 //! secrets masked.
 //!
 //! Sections: `version` (here), [`log`], [`storage`], [`http`], [`auth`] (with berth's `access`),
-//! [`health`], [`proxy`], [`database`] (GitLab's spelling), berth's [`limits`], [`gc`], [`tags`], [`retention`], [`quotas`] and [`scrub`], and the registry:2
+//! [`health`], [`proxy`], [`database`] (GitLab's spelling), berth's [`limits`], [`gc`], [`tags`], [`retention`], [`quotas`], [`scrub`] and [`ui`], and the registry:2
 //! sections berth does not implement, which are reported by name (here). A feature's section is read and
 //! validated in its file, and its settings are handed to the crate that implements it; what is not
 //! implemented yet says so in a warning from its section's file.
@@ -36,6 +36,7 @@ pub mod retention;
 pub mod scrub;
 pub mod storage;
 pub mod tags;
+pub mod ui;
 pub mod values;
 pub mod yaml;
 
@@ -69,6 +70,8 @@ pub struct Config {
     pub quotas: Vec<registry::quota::Quota>,
     /// berth's `scrub`.
     pub scrub: scrub::ScrubConfig,
+    /// berth's `ui`: the web interface.
+    pub ui: ui::UiConfig,
 }
 
 /// A configuration and what was said about it while reading.
@@ -252,6 +255,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
     let retention = retention::read(top.section("retention")?)?;
     let quotas = quotas::read(top.section("quotas")?)?;
     let scrub = scrub::read(top.section("scrub")?)?;
+    let ui = ui::read(top.section("ui")?)?;
     for (key, why) in IGNORED_SECTIONS {
         top.ignore(key, why);
     }
@@ -270,6 +274,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
         retention,
         quotas,
         scrub,
+        ui,
     })
 }
 
@@ -294,6 +299,7 @@ impl Config {
         out.push(("retention", self.retention.to_yaml()));
         out.push(("quotas", quotas::to_yaml(&self.quotas)));
         out.push(("scrub", self.scrub.to_yaml()));
+        out.push(("ui", self.ui.to_yaml()));
         mapping(out)
     }
 }
