@@ -39,3 +39,4 @@ mod skopeo;
 mod startup;
 mod tags;
 mod tls;
+mod ui;
