@@ -18,6 +18,7 @@ mod config_path;
 mod health_probe;
 mod logging;
 mod maintenance;
+mod memory;
 mod serve;
 
 /// `berth --version`: the crate's version and the commit it was built from (build.rs finds it).
@@ -150,28 +151,8 @@ enum ConfigAction {
     },
 }
 
-/// Arenas of glibc's malloc, unless `MALLOC_ARENA_MAX` says otherwise.
-///
-/// Why: glibc gives each thread that allocates an arena of its own (up to 8 per core) and keeps what is
-/// freed there for reuse. berth's blob reads and writes allocate their buffers on the blocking pool's
-/// threads, dozens of them under load, so each thread's arena held its last buffers: 49-55 MB resident
-/// while 16 clients pulled, 26 MB with two arenas, at no cost in speed measured (bench/README.md).
-/// mimalloc was tried too and held far more (387 MB) under the same pulls.
-const MALLOC_ARENAS: i32 = 2;
-
-fn bound_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets a tunable of the allocator; it is called before any other thread
-        // exists (first thing in main), so no allocation races with it.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
-        }
-    }
-}
-
 fn main() -> ExitCode {
-    bound_malloc_arenas();
+    memory::bound_arenas();
     let cli = Cli::parse();
     let (path, action) = match cli.command {
         None => (Ok(cli.config), Action::Serve),

@@ -147,6 +147,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(registry.clone().run_upload_purger(purging));
     }
     tokio::spawn(registry.clone().run_pull_recorder(PULL_RECORDING));
+    tokio::spawn(crate::memory::run_trimmer());
     if !config.quotas.is_empty() {
         tokio::spawn(registry.clone().run_quota_meter(QUOTA_METERING));
     }
