@@ -380,3 +380,82 @@ fn docker_pulls_through_berth_from_a_registry_2_upstream() {
     assert_eq!(blob_gets(), img.blobs().len(), "the second pull was cached");
     assert_eq!(docker.hub_attempts(), 0, "docker went to Docker Hub");
 }
+
+/// The seeds' setup on one berth: docker's `registry-mirrors` for Docker Hub's official images and the
+/// company's registry for pushes. docker asks a mirror only for `/v2/library/<name>` and never sends it
+/// credentials, so the official images are mirrored under the `library` prefix (anonymous pulls, token
+/// service) and every other name is a local repository that takes alice's logged-in pushes.
+#[test]
+fn one_berth_is_dockers_mirror_and_takes_authenticated_pushes() {
+    let service = TokenService::start();
+    // The upstream stands for Docker Hub; it is not Docker Hub, so berth asks it for the name after the
+    // prefix (`alpine`), as it would ask any registry mirrored under a prefix.
+    let upstream = Server::start();
+    let img = sample_image("docker-mirror-push");
+    let r = push_image(&upstream.api(), "alpine", "3.19", &img);
+    assert_eq!(r.status, 201, "{}", r.describe());
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nproxy:\n  upstreams:\n    - prefix: library\n      remoteurl: {}\n{}",
+            upstream.base_url(),
+            service.config_yaml()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("config: {e}"));
+    let berth = Server::start_with(Options {
+        config: Some(config),
+        ..Options::default()
+    });
+    let Some(docker) = Dockerd::start(
+        "docker_mirror_and_push",
+        &DockerdSettings {
+            mirrors: vec![berth.base_url()],
+        },
+    ) else {
+        return;
+    };
+
+    let pull = docker.docker(&["pull", "alpine:3.19"]);
+    assert_eq!(pulled_digest(&pull.stdout), img.manifest.digest);
+    assert_eq!(docker.hub_attempts(), 0, "docker went to Docker Hub");
+
+    let host = berth.host();
+    let remote = format!("{host}/{}:v1", repo("team-app"));
+    load_as(&docker, "docker-mirror-push-own", &remote);
+    refused(
+        &docker.try_docker(&["push", &remote]),
+        &["denied", "unauthorized", "authentication required"],
+    );
+    let login = docker.docker(&[
+        "login",
+        "--username",
+        "alice",
+        "--password",
+        "secret",
+        &host,
+    ]);
+    assert!(
+        login.stdout.contains("Login Succeeded"),
+        "{}",
+        login.describe()
+    );
+    let pushed = pushed_digest(&docker.docker(&["push", &remote]).stdout);
+    // Pulled back anonymously (the token service grants anyone pulls): the bytes berth stored.
+    docker.docker(&["rmi", &remote]);
+    assert_eq!(
+        pulled_digest(&docker.docker(&["pull", &remote]).stdout),
+        pushed
+    );
+    // The pushed repository is local: nothing of it was asked of the upstream.
+    assert!(
+        upstream
+            .api()
+            .get_manifest(&repo("team-app"), "v1")
+            .map(|r| r.status)
+            .unwrap_or(0)
+            == 404
+    );
+}
