@@ -178,7 +178,7 @@ impl Activity {
     /// request); `None` while one is in flight.
     pub fn quiet_since(&self) -> Option<Instant> {
         let c = &self.shared;
-        if c.in_flight.load(Ordering::Acquire) > 0 {
+        if c.in_flight.load(Ordering::SeqCst) > 0 {
             return None;
         }
         if !c.begun.load(Ordering::Acquire) {
@@ -261,7 +261,9 @@ impl Drop for InFlight {
         // largest time wins when requests end at once).
         let now = u64::try_from(counts.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
         counts.idle_since.fetch_max(now, Ordering::AcqRel);
-        if counts.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // SeqCst, as `QuietSignal`'s flag and `quiet_since`'s load: either the accept loop's look sees
+        // the count at zero, or this sees it waiting (the same instruction as AcqRel on x86).
+        if counts.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             counts.ended.notify_one();
             counts.quiet.became_quiet();
         }

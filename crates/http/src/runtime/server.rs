@@ -191,14 +191,16 @@ async fn make_room<F: Future<Output = ()>>(
 ) -> Option<OwnedSemaphorePermit> {
     let mut asked = false;
     loop {
-        // Registered before looking, so that a connection becoming quiet (or refusing) after the look
-        // is not missed.
+        // Registered, and the wish to be told announced, before looking: a connection that becomes
+        // quiet (or refuses) after the look wakes this loop, one that did before is seen by the look.
         let mut changed = pin!(open.quiet().notify().notified());
         changed.as_mut().enable();
         if !asked {
+            open.quiet().set_waiting(true);
             asked = open.shed_one();
         }
-        // Told of every connection becoming quiet only while there was none to ask.
+        // Told of every connection becoming quiet only while there was none to ask (a refusal is told
+        // regardless).
         open.quiet().set_waiting(!asked);
         tokio::select! {
             biased;
