@@ -3,6 +3,9 @@
 //! exactly the blobs only the deleted image had, on disk; the dry run frees nothing; the other image
 //! pulls back byte for byte, and the deleted one can be pushed again.
 
+mod stored;
+mod untagged;
+
 use std::path::Path;
 
 use crate::harness::clients::version;
