@@ -3,6 +3,7 @@
 //! exactly the blobs only the deleted image had, on disk; the dry run frees nothing; the other image
 //! pulls back byte for byte, and the deleted one can be pushed again.
 
+mod killed;
 mod stored;
 mod untagged;
 

@@ -221,6 +221,11 @@ impl Server {
         &self.root
     }
 
+    /// The PostgreSQL database of a server over [`Metadata::Postgres`], to look at what berth recorded.
+    pub fn database(&self) -> Option<&Database> {
+        self.shared.database.as_ref()
+    }
+
     /// The server's log file (stderr of every run).
     pub fn log_path(&self) -> &Path {
         &self.log
