@@ -95,6 +95,53 @@ fn idle_and_slowloris_connections_past_the_cap_do_not_keep_clients_waiting() {
 }
 
 #[test]
+fn a_body_below_the_configured_minimum_rate_is_cut() {
+    let server = server_with(&[
+        ("REGISTRY_LIMITS_MINBODYRATE", "100"),
+        ("REGISTRY_LIMITS_BODYRATEWINDOW", "1s"),
+    ]);
+    let upload = server.api().start_upload(&repo("limits-rate")).unwrap();
+    let mut tcp = TcpStream::connect(server.addr()).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let head = format!(
+        "PATCH {} HTTP/1.1\r\nHost: {}\r\nContent-Length: 1000\r\n\r\n",
+        upload.location,
+        server.host()
+    );
+    tcp.write_all(head.as_bytes()).unwrap();
+    // A byte every 200 ms (5 bytes a second) until the answer comes.
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a body at 5 bytes a second was not cut in 10 s"
+        );
+        let _ = tcp.write_all(b"x");
+        match tcp.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    // The error body, if it came apart from the head.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !answer.ends_with(b"}") && Instant::now() < deadline {
+        match tcp.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("BLOB_UPLOAD_INVALID"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+#[test]
 fn uploads_over_the_configured_cap_answer_429() {
     // The metrics tell when the held upload has its slot (it reaches the registry a moment after its
     // head is written, and a request sent before that would be the one taking the slot).
