@@ -417,6 +417,43 @@ async fn a_stalled_handshake_neither_blocks_others_nor_lasts() {
     running.stop().await;
 }
 
+#[tokio::test]
+async fn at_the_cap_stalled_handshakes_make_room_for_a_client() {
+    let ca = Ca::new("test CA");
+    let files = Files::new(&ca.server());
+    let h = Harness::new();
+    let options = ServeSettings {
+        tls: Some(TlsAcceptor::new(&files.settings()).unwrap()),
+        limits: Limits {
+            handshake_timeout: Duration::from_secs(60),
+            max_connections: 4,
+            ..Limits::default()
+        },
+        ..ServeSettings::default()
+    };
+    let running = serve_app(h.app.clone(), options).await;
+
+    // Twice the cap in connections that never start their handshake...
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        stalled.push(TcpStream::connect(running.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ...and a client still gets its handshake and answer at once.
+    let started = Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(2), async {
+        let tls = connect(&running, &client(&ca, BOTH, None, &[])).await?;
+        get_base(tls).await
+    })
+    .await
+    .expect("a client waited 2 s behind stalled handshakes");
+    assert!(answer.unwrap().starts_with("HTTP/1.1 200"));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "answered after {took:?}");
+    drop(stalled);
+    running.stop().await;
+}
+
 #[test]
 fn unusable_files_stop_the_start_naming_the_file() {
     let ca = Ca::new("test CA");
