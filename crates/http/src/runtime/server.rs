@@ -149,7 +149,7 @@ pub(crate) async fn run(
         connections.spawn(connection(
             tcp,
             peer,
-            (slot, registered),
+            (registered, slot),
             activity,
             Arc::clone(&shared),
             stop_rx.clone(),
@@ -251,12 +251,13 @@ fn is_per_connection(e: &io::Error) -> bool {
     )
 }
 
-/// One connection, from handshake to close. `_slot` frees its place under the cap, and leaves the open
-/// connections, when the task ends.
+/// One connection, from handshake to close. When the task ends, `_slot` leaves the open connections,
+/// then frees its place under the cap (in that order: a connection whose place is taken again must not
+/// be found and asked to make room a second time).
 async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
-    _slot: (OwnedSemaphorePermit, Registered),
+    _slot: (Registered, OwnedSemaphorePermit),
     activity: Activity,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
