@@ -336,17 +336,20 @@ async fn http<I>(
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            _ = activity.shed_requested(), if !closing => {
+            // Also while closing for idleness: the accept loop waits for this slot, and a graceful
+            // close can take long (a slowloris head, an HTTP/2 client that does not answer GOAWAY).
+            _ = activity.shed_requested(), if !shed => {
                 // Checked on this task, the only one that begins requests: no request can begin
                 // between the check and the close.
                 if !activity.is_quiet() {
                     activity.refuse_shed();
                     continue;
                 }
-                if !activity.has_begun() {
-                    // No response was ever written: nothing to finish. (hyper's graceful shutdown
-                    // would wait for a head already begun, which is what a slowloris sends.)
-                    tracing::debug!(%peer, "closing a connection that sent no request, to make room");
+                if !activity.has_begun() || closing {
+                    // No response was ever written (hyper's graceful shutdown would wait for a head
+                    // already begun, which is what a slowloris sends), or the close has begun and
+                    // had its chance to finish: nothing to wait for.
+                    tracing::debug!(%peer, "closing a quiet connection at once to make room");
                     return;
                 }
                 tracing::debug!(%peer, "closing an idle keep-alive connection to make room");
