@@ -56,6 +56,39 @@ mod time;
 mod upload;
 mod xml;
 
+/// The readers of S3's answers (the XML scanner, the listing timestamps), for the fuzz targets
+/// (`fuzz/fuzz_targets/s3_xml.rs`), which cannot reach a private module. Not an API: thin wrappers.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::time::SystemTime;
+
+    pub fn blocks<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
+        super::xml::blocks(xml, tag)
+    }
+
+    pub fn text(xml: &str, tag: &str) -> Option<String> {
+        super::xml::text(xml, tag)
+    }
+
+    pub fn unescape(s: &str) -> String {
+        super::xml::unescape(s)
+    }
+
+    pub fn escape(s: &str) -> String {
+        super::xml::escape(s)
+    }
+
+    pub fn parse_iso8601(s: &str) -> Option<SystemTime> {
+        super::time::parse_iso8601(s)
+    }
+
+    /// `t` as UTC (year, month, day, hour, minute, second), by the SigV4 dates' conversion.
+    pub fn civil(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
+        let u = super::time::Utc::from_system(t);
+        (u.year, u.month, u.day, u.hour, u.minute, u.second)
+    }
+}
+
 use std::io;
 use std::ops::Range;
 use std::sync::Arc;
