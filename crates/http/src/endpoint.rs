@@ -417,8 +417,8 @@ fn bad_tag(raw: &str) -> Error {
     Error::ManifestInvalid(format!("invalid tag {:?}", clip(raw)))
 }
 
-/// Keeps error messages short whatever the client sent.
-fn clip(s: &str) -> &str {
+/// Keeps error messages short whatever the client sent (here and in `headers`).
+pub(crate) fn clip(s: &str) -> &str {
     match s.char_indices().nth(256) {
         Some((i, _)) => &s[..i],
         None => s,

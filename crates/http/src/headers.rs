@@ -11,6 +11,8 @@ use bytes::Bytes;
 use oci::Digest;
 use registry::{ByteRange, Error};
 
+use crate::endpoint::clip;
+
 pub use axum::http::header::RANGE as RANGE_NAME;
 
 pub const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
@@ -89,7 +91,7 @@ fn number(s: &str) -> Option<u64> {
 /// prefix and a `/total` suffix, which some clients send, when the total is `*` or a number the range
 /// fits in (RFC 9110's grammar); anything else after the range is refused.
 pub fn parse_content_range(raw: &str) -> Result<(u64, u64), Error> {
-    let bad = || Error::BlobUploadInvalid(format!("malformed Content-Range {raw:?}"));
+    let bad = || Error::BlobUploadInvalid(format!("malformed Content-Range {:?}", clip(raw)));
     let mut spec = raw.trim();
     for prefix in ["bytes ", "bytes="] {
         if let Some(rest) = spec.strip_prefix(prefix) {
@@ -121,11 +123,10 @@ pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
     let Some(v) = headers.get(CONTENT_LENGTH) else {
         return Ok(None);
     };
-    v.to_str()
-        .ok()
-        .and_then(number)
-        .map(Some)
-        .ok_or_else(|| Error::SizeInvalid(format!("malformed Content-Length {v:?}")))
+    v.to_str().ok().and_then(number).map(Some).ok_or_else(|| {
+        let shown = String::from_utf8_lossy(v.as_bytes());
+        Error::SizeInvalid(format!("malformed Content-Length {:?}", clip(&shown)))
+    })
 }
 
 /// A request header as text, if present and visible ASCII.
@@ -205,6 +206,36 @@ mod tests {
                 matches!(parse_content_range(raw), Err(Error::BlobUploadInvalid(_))),
                 "{raw:?}"
             );
+        }
+    }
+
+    /// Found by the `ranges` fuzz target (fuzz/corpus/ranges/long-content-range: 205 bytes, control
+    /// characters around a dash, made a 1,076-byte message): a malformed value was echoed whole in the
+    /// error, so a client could make the error body as large as the header limit. Echoes are clipped to
+    /// 256 characters, as the endpoint parser's are: at most 10 bytes each once escaped.
+    #[test]
+    fn malformed_values_are_echoed_clipped() {
+        let bound = 256 * 10 + 64;
+        // The found value's shape, ten times longer.
+        let found = format!("{}-{}1", "\u{18}".repeat(1090), "\u{4}".repeat(670));
+        for raw in [
+            found,
+            "x".repeat(100_000),
+            format!("0-{}", "9".repeat(50_000)),
+        ] {
+            match parse_content_range(&raw) {
+                Err(Error::BlobUploadInvalid(m)) => assert!(m.len() <= bound, "{} bytes", m.len()),
+                other => panic!("{other:?}"),
+            }
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_LENGTH,
+            HeaderValue::try_from("7".repeat(100_000)).unwrap(),
+        );
+        match content_length(&h) {
+            Err(Error::SizeInvalid(m)) => assert!(m.len() <= bound, "{} bytes", m.len()),
+            other => panic!("{other:?}"),
         }
     }
 
