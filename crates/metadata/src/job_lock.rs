@@ -33,6 +33,10 @@ pub trait LockHolder: Send + Sync + 'static {
     /// Whether the lock is still this holder's (see [`JobLock::is_held`]).
     async fn is_held(&self) -> bool;
 
+    /// Gives the lock up and returns once the store has (see [`JobLock::release`]); the holder is
+    /// dropped right after. A holder whose drop already frees the lock at once does nothing here.
+    async fn release(&self);
+
     /// What holds it, for `Debug` (`file`, `postgres`, ...).
     fn kind(&self) -> &'static str;
 }
@@ -55,6 +59,14 @@ impl JobLock {
     /// The job's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Releases the lock, and returns once the store has: another holder, in this process or any
+    /// other, may take it at once. Dropping a `JobLock` releases it too, but on PostgreSQL only when
+    /// the server has processed the end of the session, a moment after: a job that ends calls this, so
+    /// that the next run (a maintenance command started right after this one exits) is not refused.
+    pub async fn release(self) {
+        self.holder.release().await;
     }
 
     /// Whether the lock is still ours. False once the store lost it (its PostgreSQL session died): the job

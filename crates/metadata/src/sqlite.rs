@@ -466,6 +466,9 @@ impl LockHolder for FlockHolder {
         true
     }
 
+    /// Nothing to do: the lock goes with the descriptor, closed when the holder is dropped right after.
+    async fn release(&self) {}
+
     fn kind(&self) -> &'static str {
         "file"
     }

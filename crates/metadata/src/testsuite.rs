@@ -264,6 +264,7 @@ macro_rules! job_lock_tests {
             job_lock_is_held_by_one_store_at_a_time,
             job_locks_of_different_jobs_are_independent,
             job_lock_is_released_on_drop,
+            job_lock_released_is_free_at_once,
             concurrent_job_lock_tries_have_one_winner,
             job_lock_names_are_checked,
         );

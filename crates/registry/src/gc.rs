@@ -223,6 +223,8 @@ impl Registry {
             return Ok(None);
         };
         let report = self.sweep(options, &lock).await?;
+        // Free at once for the next run (`berth garbage-collect` again right after this one).
+        lock.release().await;
         if !report.dry_run {
             self.gc_totals.add(&report);
         }

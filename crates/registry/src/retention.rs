@@ -177,6 +177,7 @@ impl Registry {
         };
         self.retain_all(rules, dry_run, now, &lock, &mut report)
             .await?;
+        lock.release().await;
         report.took = started.elapsed();
         Ok(Some(report))
     }

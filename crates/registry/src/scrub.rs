@@ -110,7 +110,9 @@ impl Registry {
         let Some(lock) = self.meta.jobs.try_job_lock(SCRUB_JOB).await? else {
             return Ok(None);
         };
-        self.scrub_locked(options, &lock).await.map(Some)
+        let report = self.scrub_locked(options, &lock).await?;
+        lock.release().await;
+        Ok(Some(report))
     }
 
     async fn scrub_locked(&self, options: ScrubOptions, lock: &JobLock) -> Result<ScrubReport> {

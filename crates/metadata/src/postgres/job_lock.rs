@@ -36,6 +36,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// The session that holds an advisory lock; dropping it ends the session, which releases the lock.
 struct LockSession {
     client: Client,
+    /// The lock's second key ([`key`] of the job's name).
+    key: i32,
 }
 
 #[async_trait::async_trait]
@@ -49,6 +51,19 @@ impl LockHolder for LockSession {
             tokio::time::timeout(PING_TIMEOUT, self.client.simple_query("SELECT 1")).await,
             Ok(Ok(_))
         )
+    }
+
+    /// Unlocks on the session and waits for the answer: ending the session would free the lock only
+    /// once the server has noticed, which a new holder can beat. Bounded; a session that does not
+    /// answer is dropped anyway, and its end frees the lock.
+    async fn release(&self) {
+        let keys = [(&NAMESPACE as _, Type::INT4), (&self.key as _, Type::INT4)];
+        let unlock = self
+            .client
+            .query_typed("SELECT pg_advisory_unlock($1, $2)", &keys);
+        if let Ok(Err(e)) = tokio::time::timeout(PING_TIMEOUT, unlock).await {
+            tracing::debug!(error = %e, "unlocking a job lock failed; ending its session instead");
+        }
     }
 
     fn kind(&self) -> &'static str {
@@ -119,7 +134,10 @@ async fn attempt(pool: &Pool, name: &str) -> Result<Option<LockSession>, Failure
         .map_err(failed)?;
     let granted: bool = row.try_get(0).map_err(failed)?;
     // Not granted: the client is dropped here, which ends the session.
-    Ok(granted.then_some(LockSession { client }))
+    Ok(granted.then_some(LockSession {
+        client,
+        key: key(name),
+    }))
 }
 
 #[cfg(test)]

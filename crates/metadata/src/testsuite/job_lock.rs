@@ -74,6 +74,19 @@ pub async fn job_lock_is_released_on_drop<S: JobLocks>(a: S, b: S) {
     );
 }
 
+/// A lock released with `JobLock::release` is free for the other store as soon as `release`
+/// returns, with no bound to wait out (a maintenance command run right after another ended).
+pub async fn job_lock_released_is_free_at_once<S: JobLocks>(a: S, b: S) {
+    for round in 0..50 {
+        let held = take(&a, "purge").await.expect("purge is free");
+        held.release().await;
+        let taken = take(&b, "purge")
+            .await
+            .unwrap_or_else(|| panic!("round {round}: still held right after its release"));
+        taken.release().await;
+    }
+}
+
 /// Many tries at once from both stores: exactly one wins.
 pub async fn concurrent_job_lock_tries_have_one_winner<S: JobLocks + Clone>(a: S, b: S) {
     let tries: Vec<_> = (0..8)
