@@ -4,6 +4,7 @@
 //! pulls back byte for byte, and the deleted one can be pushed again.
 
 mod killed;
+mod replicas;
 mod stored;
 mod untagged;
 
