@@ -2,6 +2,10 @@
 //! repositories, one is deleted, and `berth garbage-collect` run beside the serving registry frees
 //! exactly the blobs only the deleted image had, on disk; the dry run frees nothing; the other image
 //! pulls back byte for byte, and the deleted one can be pushed again.
+//!
+//! Beside it: `untagged` (what a tag reaches survives --delete-untagged, on fs + SQLite and S3 +
+//! PostgreSQL), `killed` (kill -9 in the middle of a sweep, then the next run), `replicas` (repeated
+//! sweeps beside three replicas taking pushes); `stored` reads a server's blob store beside berth.
 
 mod killed;
 mod replicas;
