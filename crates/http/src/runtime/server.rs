@@ -42,7 +42,8 @@ use tower::ServiceExt;
 
 use super::shed::{Open, Registered};
 use super::spec_errors::SpecErrors;
-use crate::limits::{Activity, Limits, MinRate, StallBody, StallIo, Tracked};
+use super::stall::{MinRate, StallBody, StallIo};
+use crate::limits::{Activity, Limits, Tracked};
 use crate::sendfile::{FileSink, SendfileIo};
 use crate::tls::TlsAcceptor;
 
