@@ -23,29 +23,41 @@ const FLUSH_AT: usize = 10_000;
 /// Pulls noted and not written yet: the latest time per repository and manifest. Nested maps so that a
 /// pull of something already noted looks it up by reference and allocates nothing.
 #[derive(Default)]
-pub(crate) struct PullLog(Mutex<HashMap<RepoName, HashMap<Digest, i64>>>);
+pub(crate) struct PullLog(Mutex<Noted>);
+
+#[derive(Default)]
+struct Noted {
+    by_repo: HashMap<RepoName, HashMap<Digest, i64>>,
+    /// Entries across `by_repo`, kept so a pull never counts them.
+    entries: usize,
+}
 
 impl PullLog {
     /// Notes a pull at `at`; returns whether the log is full enough to write now.
     fn note(&self, repo: &RepoName, digest: &Digest, at: i64) -> bool {
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        match map.get_mut(repo) {
+        let mut noted = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match noted.by_repo.get_mut(repo) {
             Some(digests) => match digests.get_mut(digest) {
                 Some(time) => *time = at,
                 None => {
                     digests.insert(digest.clone(), at);
+                    noted.entries += 1;
                 }
             },
             None => {
-                map.insert(repo.clone(), HashMap::from([(digest.clone(), at)]));
+                let digests = HashMap::from([(digest.clone(), at)]);
+                noted.by_repo.insert(repo.clone(), digests);
+                noted.entries += 1;
             }
         }
-        map.values().map(HashMap::len).sum::<usize>() >= FLUSH_AT
+        noted.entries >= FLUSH_AT
     }
 
     fn take(&self) -> Vec<ManifestPull> {
-        let map = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
-        map.into_iter()
+        let noted = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        noted
+            .by_repo
+            .into_iter()
             .flat_map(|(repo, digests)| {
                 digests.into_iter().map(move |(digest, at)| ManifestPull {
                     repo: repo.clone(),
@@ -125,5 +137,23 @@ mod tests {
             ]
         );
         assert!(log.take().is_empty(), "taken once");
+    }
+
+    #[test]
+    fn the_log_asks_for_a_flush_once_it_holds_enough_distinct_pulls() {
+        let log = PullLog::default();
+        let (a, b): (RepoName, RepoName) = ("a".parse().unwrap(), "b".parse().unwrap());
+        for i in 0..FLUSH_AT - 1 {
+            let repo = if i % 2 == 0 { &a } else { &b };
+            assert!(!log.note(repo, &Digest::sha256_of(&i.to_be_bytes()), 1));
+        }
+        // The same pull again adds nothing; one more distinct one fills the log.
+        assert!(!log.note(&a, &Digest::sha256_of(&0usize.to_be_bytes()), 2));
+        assert!(log.note(&a, &Digest::sha256_of(b"one more"), 1));
+        assert_eq!(log.take().len(), FLUSH_AT);
+        assert!(
+            !log.note(&a, &Digest::sha256_of(b"after"), 1),
+            "the count starts again"
+        );
     }
 }
