@@ -8,4 +8,5 @@ pub mod sendfile;
 pub(crate) mod server;
 pub(crate) mod shed;
 pub(crate) mod spec_errors;
+pub mod stall;
 pub mod tls;
