@@ -55,15 +55,22 @@ pub fn probe(url: &str) -> Result<String, String> {
     let io = |e: std::io::Error| format!("{url}: {e}");
     stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: berth-health\r\n\r\n"
-    )
-    .map_err(io)?;
-    // The status line is all that is read: at most a few hundred bytes.
-    let mut head = [0u8; 256];
-    let n = stream.read(&mut head).map_err(io)?;
-    let text = String::from_utf8_lossy(&head[..n]);
+    // One write of the whole request: `write!` straight to the socket would send each formatted piece
+    // as its own segment.
+    let request =
+        format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: berth-health\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(io)?;
+    // The status line is all that is read (at most a few hundred bytes), however many reads it takes.
+    let mut head = Vec::with_capacity(256);
+    let mut chunk = [0u8; 256];
+    while !head.contains(&b'\n') && head.len() < 256 {
+        let n = stream.read(&mut chunk).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&head);
     let status_line = text.lines().next().unwrap_or_default().to_owned();
     match status_line.split_whitespace().nth(1) {
         Some("200") => Ok(status_line),
@@ -82,8 +89,16 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             if let Ok((mut s, _)) = listener.accept() {
+                // The whole request is read before answering: closing on unread bytes resets the
+                // connection, and the client may lose the answer.
+                let mut request = Vec::new();
                 let mut buf = [0u8; 1024];
-                let _ = s.read(&mut buf);
+                while !request.ends_with(b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
                 let _ = write!(s, "{status_line}\r\nContent-Length: 2\r\n\r\nok");
             }
         });
