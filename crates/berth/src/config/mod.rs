@@ -210,12 +210,53 @@ pub fn load(file: Option<&str>, env: &HashMap<String, String>) -> Result<Loaded,
     }
     short_forms(&mut root);
     let (origins, env_warnings) = env::apply(&mut root, env);
+    check_key_lengths(&root, &origins, &mut Vec::new())?;
     let ctx = Ctx::new(origins, env_warnings);
     let config = read_config(&ctx, &root)?;
     Ok(Loaded {
         config,
         warnings: ctx.into_warnings(),
     })
+}
+
+/// The longest key the file or a variable may write. YAML reads an implicit key of at most 1,024
+/// characters, and the effective configuration prints a key escaped (6 characters for a control
+/// character), so a longer key could print as YAML that does not load back (found by the `config` fuzz
+/// target). No key registry:2 or berth reads, nor any header or field name, comes near it.
+const MAX_KEY_CHARS: usize = 128;
+
+/// Refuses a key longer than [`MAX_KEY_CHARS`] anywhere in the tree, naming where (and the variable that
+/// wrote it, if one did).
+fn check_key_lengths(
+    node: &yaml::Node,
+    origins: &env::Origins,
+    path: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    match node {
+        yaml::Node::Null | yaml::Node::Scalar(_) => Ok(()),
+        yaml::Node::Seq(items) => items
+            .iter()
+            .try_for_each(|item| check_key_lengths(item, origins, path)),
+        yaml::Node::Map(entries) => entries.iter().try_for_each(|(key, value)| {
+            path.push(key.clone());
+            let checked = if key.chars().count() > MAX_KEY_CHARS {
+                let clipped: Vec<String> =
+                    path.iter().map(|k| k.chars().take(40).collect()).collect();
+                let mut at = clipped.join(".");
+                if let Some(var) = origins.var_for(path) {
+                    at = format!("{var} ({at}...)");
+                }
+                Err(ConfigError::Malformed {
+                    key: at,
+                    reason: format!("a key longer than {MAX_KEY_CHARS} characters"),
+                })
+            } else {
+                check_key_lengths(value, origins, path)
+            };
+            path.pop();
+            checked
+        }),
+    }
 }
 
 /// registry:2 lets `storage: inmemory` and `auth: silly` stand for a section with that one empty key.

@@ -1,16 +1,19 @@
 //! The catalog's change feed on SQLite. This process's writes are announced by the store itself after
 //! they commit ([`Announcer`]: every role's write that moves or removes a tag, a manifest or a link).
 //! Another process's writes (a `berth gc` beside the server, a second store on the same file) are found
-//! by polling `PRAGMA data_version` on the writer connection, which changes only when *another*
-//! connection committed: then [`CatalogChange::Everything`], since which repository is not known.
+//! by polling `PRAGMA data_version` on the writer connection, from a thread of its own; it changes only
+//! when *another* connection committed: then [`CatalogChange::Everything`], since which repository is
+//! not known.
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use tokio::sync::broadcast;
-use tokio::sync::broadcast::error::RecvError;
+use std::sync::Arc;
 
-use super::SqliteStore;
+use futures_util::StreamExt;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::{Inner, SqliteStore, lock};
 use crate::{CatalogChange, ChangeStream};
 
 /// How often another process's commits are looked for.
@@ -34,11 +37,33 @@ impl Announcer {
 }
 
 /// The writer connection's `data_version` (`None` when it cannot be read: the next poll tries again).
-async fn data_version(store: &SqliteStore) -> Option<i64> {
-    store
-        .write(|conn| Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?))
-        .await
+fn data_version(inner: &Inner) -> Option<i64> {
+    lock(&inner.writer)
+        .query_row("PRAGMA data_version", [], |r| r.get(0))
         .ok()
+}
+
+/// Polls for other processes' commits on a thread of its own until `changes` is dropped. A thread, not
+/// the blocking pool: a task every quarter second handed round-robin to the pool's idle threads kept
+/// each of them from ever timing out (46 stayed after a burst of uploads instead of a handful).
+fn watch_foreign(
+    inner: Arc<Inner>,
+    changes: mpsc::UnboundedSender<CatalogChange>,
+    ready: oneshot::Sender<()>,
+) {
+    let mut seen = data_version(&inner);
+    let _ = ready.send(());
+    while !changes.is_closed() {
+        std::thread::sleep(FOREIGN_POLL);
+        let now = data_version(&inner);
+        let changed = matches!((seen, now), (Some(a), Some(b)) if a != b);
+        if now.is_some() {
+            seen = now;
+        }
+        if changed && changes.send(CatalogChange::Everything).is_err() {
+            return;
+        }
+    }
 }
 
 pub(super) async fn watch(store: &SqliteStore) -> ChangeStream {
@@ -51,21 +76,20 @@ pub(super) async fn watch(store: &SqliteStore) -> ChangeStream {
             };
             Some((change, rx))
         });
-    let first = data_version(store).await;
-    let foreign =
-        futures_util::stream::unfold((store.clone(), first), |(store, mut seen)| async move {
-            loop {
-                tokio::time::sleep(FOREIGN_POLL).await;
-                let now = data_version(&store).await;
-                let changed = matches!((seen, now), (Some(a), Some(b)) if a != b);
-                if now.is_some() {
-                    seen = now;
-                }
-                if changed {
-                    return Some((CatalogChange::Everything, (store, seen)));
-                }
-            }
-        });
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ready, polling) = oneshot::channel();
+    let inner = Arc::clone(&store.inner);
+    let spawned = std::thread::Builder::new()
+        .name("berth-sqlite-changes".into())
+        .spawn(move || watch_foreign(inner, tx, ready));
+    if spawned.is_ok() {
+        // The first reading is taken before the watch is handed out, so nothing committed after it
+        // is missed.
+        let _ = polling.await;
+    }
+    let foreign = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|change| (change, rx))
+    });
     let start = futures_util::stream::once(async { CatalogChange::Everything });
     start
         .chain(futures_util::stream::select(own, foreign))

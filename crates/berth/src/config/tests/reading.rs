@@ -286,3 +286,31 @@ fn the_printed_configuration_masks_secrets_and_reads_back_the_same() {
         assert_eq!(once, again, "{sample}");
     }
 }
+
+/// Found by the `config` fuzz target (fuzz/corpus/config/long-escaped-key): a `log.fields` key of 250
+/// characters, most of them control characters, printed (escaped, 6 characters each) as a key of 1,067
+/// characters, which YAML does not read back (an implicit key has at most 1,024), so `berth config check`
+/// printed a configuration that does not load. Keys are refused past 128 characters, from the file or a
+/// variable; what is printed then always loads back.
+#[test]
+fn keys_longer_than_128_characters_are_refused() {
+    let found = format!("tervts{}hold", "\u{18}".repeat(240));
+    let yaml = format!("version: 0.1\nlog:\n  fields:\n    {found}: 6\n");
+    assert!(
+        error(&yaml).contains("longer than 128 characters"),
+        "{}",
+        error(&yaml)
+    );
+    let long = "k".repeat(129);
+    let e = load(None, &env(&[(&format!("REGISTRY_LOG_FIELDS_{long}"), "v")]))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("longer than 128 characters"), "{e}");
+
+    // 128 characters, each escaped in 6 when printed, still print as YAML that loads back the same.
+    let yaml = format!("log:\n  fields:\n    \"{}\": v\n", "\\u0018".repeat(128));
+    let printed = yaml::to_string(&load_ok(&yaml).config.to_yaml()).unwrap();
+    let again = yaml::to_string(&load_ok(&printed).config.to_yaml()).unwrap();
+    assert_eq!(printed, again);
+}
