@@ -17,6 +17,7 @@ use futures_util::Stream;
 use oci::Digest;
 
 pub mod fs;
+pub mod registry2;
 pub mod s3;
 #[cfg(any(test, feature = "testsuite"))]
 #[allow(

@@ -90,43 +90,11 @@ impl FsBlobStore {
 #[async_trait::async_trait]
 impl BlobStore for FsBlobStore {
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
-        let path = self.layout.blob_path(digest);
-        let size = blocking(move || match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => Ok(Some(m.len())),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        })
-        .await??;
-        Ok(size)
+        stat_file(self.layout.blob_path(digest)).await
     }
 
     async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<Option<BlobReader>> {
-        let path = self.layout.blob_path(digest);
-        let opened = blocking(move || -> Result<Option<(File, u64, Range<u64>)>> {
-            let mut file = match File::open(path) {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e.into()),
-            };
-            let size = file.metadata()?.len();
-            let wanted = satisfiable(range, size)?;
-            file.seek(SeekFrom::Start(wanted.start))?;
-            Ok(Some((file, size, wanted)))
-        })
-        .await??;
-        Ok(opened.map(|(file, size, range)| {
-            let file = Arc::new(file);
-            BlobReader {
-                size,
-                body: Box::pin(FileChunks::new(Arc::clone(&file), range.end - range.start)),
-                file: Some(FileRange {
-                    file,
-                    offset: range.start,
-                    len: range.end - range.start,
-                }),
-            }
-        }))
+        read_file(self.layout.blob_path(digest), range).await
     }
 
     async fn delete(&self, digest: &Digest) -> Result<bool> {
@@ -228,6 +196,51 @@ impl BlobStore for FsBlobStore {
     }
 }
 
+/// The size of the blob whose bytes are the file at `path`, `None` when there is no such file. Shared
+/// with the reader of registry:2's tree (`crate::registry2::fs`), whose blobs are files too.
+pub(crate) async fn stat_file(path: PathBuf) -> Result<Option<u64>> {
+    let size = blocking(move || match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(Some(m.len())),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    })
+    .await??;
+    Ok(size)
+}
+
+/// Reads the blob whose bytes are the file at `path` (or `range` of it), streamed and as the open file
+/// for zero-copy; `None` when there is no such file. Shared as [`stat_file`] is.
+pub(crate) async fn read_file(
+    path: PathBuf,
+    range: Option<Range<u64>>,
+) -> Result<Option<BlobReader>> {
+    let opened = blocking(move || -> Result<Option<(File, u64, Range<u64>)>> {
+        let mut file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let size = file.metadata()?.len();
+        let wanted = satisfiable(range, size)?;
+        file.seek(SeekFrom::Start(wanted.start))?;
+        Ok(Some((file, size, wanted)))
+    })
+    .await??;
+    Ok(opened.map(|(file, size, range)| {
+        let file = Arc::new(file);
+        BlobReader {
+            size,
+            body: Box::pin(FileChunks::new(Arc::clone(&file), range.end - range.start)),
+            file: Some(FileRange {
+                file,
+                offset: range.start,
+                len: range.end - range.start,
+            }),
+        }
+    }))
+}
+
 /// The part of a blob of `size` bytes that `read` should return: all of it, or `range` if that is
 /// non-empty and lies within the blob.
 fn satisfiable(range: Option<Range<u64>>, size: u64) -> Result<Range<u64>> {
@@ -239,7 +252,7 @@ fn satisfiable(range: Option<Range<u64>>, size: u64) -> Result<Range<u64>> {
 }
 
 /// Runs blocking filesystem code off the async workers.
-async fn blocking<T, F>(f: F) -> io::Result<T>
+pub(crate) async fn blocking<T, F>(f: F) -> io::Result<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
