@@ -113,6 +113,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 certificate: tls.certificate.clone(),
                 key: tls.key.clone(),
                 client_cas: tls.client_cas.clone(),
+                client_auth: tls.client_auth,
                 minimum_version: tls.minimum_version,
                 http2: !config.http.http2_disabled,
             })
@@ -193,7 +194,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let options = berth_http::ServeSettings {
         limits,
         tls,
-        http2: !config.http.http2_disabled,
+        http2: config.http.serves_http2(),
     };
     let (stop, stopped) = watch::channel(false);
     let until_stopped = move || {

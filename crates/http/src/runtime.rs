@@ -3,6 +3,7 @@
 //! and zero-copy blob responses. It knows nothing of the distribution API: it serves whatever router it
 //! is given (`crate::serve_with`).
 
+pub(crate) mod client_auth;
 pub mod limits;
 pub mod sendfile;
 pub(crate) mod server;

@@ -1,6 +1,7 @@
 //! The `http` section: where berth listens and how it looks from outside (`addr`, `net`, `host`, `prefix`,
-//! `headers`, `relativeurls`), TLS (`tls.*`), the debug server (`debug.*`), HTTP/2, the drain timeout and
-//! registry:2's `secret`.
+//! `headers`, `relativeurls`), TLS (`tls.*`, with registry:3's `clientauth`), the debug server
+//! (`debug.*`), HTTP/2 (`http2.disabled` over TLS, registry:3's `h2c.enabled` without), the drain timeout
+//! and registry:2's `secret`.
 //!
 //! `host`, `prefix` and `headers` become a `berth_http::site::Site`, whose parsers are the rules; TLS
 //! becomes [`TlsConfig`] for the TLS listener.
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_http::site::{BaseUrl, ExtraHeaders, Prefix, Site};
-use berth_http::tls::TlsVersion;
+use berth_http::tls::{ClientAuth, TlsVersion};
 
 use super::read::{Ctx, Section, Setting, non_empty, parse_or, scalars};
 use super::values::{format_duration, parse_addr, parse_bool, parse_choice, parse_duration};
@@ -34,8 +35,25 @@ pub struct HttpConfig {
     pub drain_timeout: Option<Duration>,
     pub tls: Option<TlsConfig>,
     pub debug: DebugConfig,
-    /// `http2.disabled`.
+    /// `http2.disabled`: no HTTP/2 through ALPN on the TLS listener.
     pub http2_disabled: bool,
+    /// registry:3's `h2c.enabled`: HTTP/2 by prior knowledge on the plain listener. Unset, berth keeps
+    /// what it always did, h2c unless `http2.disabled` (a client that does not start with HTTP/2's
+    /// preface is served HTTP/1.1 either way, so this only matters to h2c clients).
+    pub h2c: bool,
+}
+
+impl HttpConfig {
+    /// Whether the listener speaks HTTP/2 besides HTTP/1.1: through ALPN when it has TLS (unless
+    /// `http2.disabled`), by prior knowledge when it has not (`h2c`). As in registry:3, each key governs
+    /// its own listener: `http2.disabled` says nothing of h2c, nor `h2c.enabled` of TLS.
+    pub fn serves_http2(&self) -> bool {
+        if self.tls.is_some() {
+            !self.http2_disabled
+        } else {
+            self.h2c
+        }
+    }
 }
 
 /// `tls`: certificate and key files (PEM), client CAs, minimum version (`ciphersuites` and `letsencrypt`
@@ -44,8 +62,10 @@ pub struct HttpConfig {
 pub struct TlsConfig {
     pub certificate: PathBuf,
     pub key: PathBuf,
-    /// `clientcas`: with any, clients must present a certificate they signed.
+    /// `clientcas`: with any, clients are asked for a certificate, and `clientauth` says what follows.
     pub client_cas: Vec<PathBuf>,
+    /// registry:3's `clientauth` (by default a certificate one of `clientcas` signed is required).
+    pub client_auth: ClientAuth,
     /// `minimumtls`.
     pub minimum_version: TlsVersion,
 }
@@ -75,6 +95,7 @@ struct RawHttp {
     prometheus_enabled: Option<Setting>,
     prometheus_path: Option<Setting>,
     http2_disabled: Option<Setting>,
+    h2c_enabled: Option<Setting>,
 }
 
 #[derive(Debug, Default)]
@@ -82,6 +103,7 @@ struct RawTls {
     certificate: Option<Setting>,
     key: Option<Setting>,
     client_cas: Vec<Setting>,
+    client_auth: Option<Setting>,
     minimum: Option<Setting>,
 }
 
@@ -106,6 +128,7 @@ pub fn read(mut s: Section<'_>) -> Result<HttpConfig, ConfigError> {
         certificate: tls.scalar("certificate")?,
         key: tls.scalar("key")?,
         client_cas: tls.strings("clientcas")?.unwrap_or_default(),
+        client_auth: tls.scalar("clientauth")?,
         minimum: tls.scalar("minimumtls")?,
     };
     tls.ignore(
@@ -132,6 +155,9 @@ pub fn read(mut s: Section<'_>) -> Result<HttpConfig, ConfigError> {
     let mut http2 = s.section("http2")?;
     raw.http2_disabled = http2.scalar("disabled")?;
     http2.finish();
+    let mut h2c = s.section("h2c")?;
+    raw.h2c_enabled = h2c.scalar("enabled")?;
+    h2c.finish();
     s.finish();
     raw.validate(ctx)
 }
@@ -179,7 +205,7 @@ impl RawHttp {
             None => None,
         };
         let tls = match self.tls {
-            Some(tls) => Some(tls.validate()?),
+            Some(tls) => Some(tls.validate(ctx)?),
             None => None,
         };
         let prometheus = if parse_or(&self.prometheus_enabled, false, parse_bool)? {
@@ -199,6 +225,7 @@ impl RawHttp {
             },
             prometheus,
         };
+        let http2_disabled = parse_or(&self.http2_disabled, false, parse_bool)?;
         Ok(HttpConfig {
             addr,
             site,
@@ -207,13 +234,14 @@ impl RawHttp {
             drain_timeout,
             tls,
             debug,
-            http2_disabled: parse_or(&self.http2_disabled, false, parse_bool)?,
+            http2_disabled,
+            h2c: parse_or(&self.h2c_enabled, !http2_disabled, parse_bool)?,
         })
     }
 }
 
 impl RawTls {
-    fn validate(self) -> Result<TlsConfig, ConfigError> {
+    fn validate(self, ctx: &Ctx) -> Result<TlsConfig, ConfigError> {
         let required = |s: &Option<Setting>, key: &str| -> Result<PathBuf, ConfigError> {
             non_empty(s)?
                 .map(PathBuf::from)
@@ -224,6 +252,16 @@ impl RawTls {
         };
         // The TLS listener's own rule: tls1.2 or tls1.3 (rustls has nothing older).
         let minimum_version = parse_or(&self.minimum, TlsVersion::Tls12, |t| t.parse())?;
+        let client_auth = parse_or(&self.client_auth, ClientAuth::default(), |t| t.parse())?;
+        if let Some(mode) = &self.client_auth
+            && self.client_cas.is_empty()
+        {
+            ctx.warn(
+                &mode.origin,
+                WarningKind::Ignored,
+                "no client certificate is asked for without http.tls.clientcas (as in registry:3)",
+            );
+        }
         Ok(TlsConfig {
             certificate: required(&self.certificate, "certificate")?,
             key: required(&self.key, "key")?,
@@ -235,6 +273,7 @@ impl RawTls {
                     path => Ok(PathBuf::from(path)),
                 })
                 .collect::<Result<_, _>>()?,
+            client_auth,
             minimum_version,
         })
     }
@@ -283,6 +322,7 @@ impl HttpConfig {
                     ("certificate", path(&tls.certificate)),
                     ("key", path(&tls.key)),
                     ("clientcas", seq(tls.client_cas.iter().map(path))),
+                    ("clientauth", text(tls.client_auth.to_string())),
                     ("minimumtls", text(tls.minimum_version.to_string())),
                 ]),
             ));
@@ -302,6 +342,7 @@ impl HttpConfig {
             ]),
         ));
         entries.push(("http2", mapping([("disabled", flag(self.http2_disabled))])));
+        entries.push(("h2c", mapping([("enabled", flag(self.h2c))])));
         mapping(entries)
     }
 }

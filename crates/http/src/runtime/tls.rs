@@ -1,6 +1,6 @@
 //! TLS for the listener, with rustls: the certificate chain and key from PEM files, reloaded when they
 //! change on disk (renewals need no restart), a minimum protocol version, optional client certificates
-//! (mTLS) and ALPN for HTTP/2.
+//! (mTLS, in registry:3's four modes: `client_auth.rs`) and ALPN for HTTP/2.
 //!
 //! Reloading: every handshake stats the two files (two cheap syscalls beside the handshake's crypto) and,
 //! when either changed (modification time, size or inode, so both in-place writes and the rename or
@@ -23,10 +23,13 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
+
+use super::client_auth;
+pub use super::client_auth::ClientAuth;
 
 /// The oldest protocol version berth accepts (registry:2's `http.tls.minimumtls`). rustls implements
 /// TLS 1.2 and 1.3 only, so registry:2's `tls1.0` and `tls1.1` cannot be honoured.
@@ -70,8 +73,11 @@ pub struct TlsSettings {
     /// PEM: its private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
     /// PEM files of the CAs whose client certificates are accepted. Not empty: a client certificate is
-    /// required, and connections without a valid one are refused during the handshake.
+    /// asked for, and required or verified as `client_auth` says (by default both: connections
+    /// without a valid one are refused during the handshake).
     pub client_cas: Vec<PathBuf>,
+    /// How client certificates are asked for and checked when `client_cas` is not empty.
+    pub client_auth: ClientAuth,
     pub minimum_version: TlsVersion,
     /// Offer HTTP/2 through ALPN (else HTTP/1.1 only).
     pub http2: bool,
@@ -117,10 +123,11 @@ impl TlsAcceptor {
             builder.with_no_client_auth()
         } else {
             let roots = client_roots(&settings.client_cas)?;
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
-            builder.with_client_cert_verifier(verifier)
+            builder.with_client_cert_verifier(client_auth::verifier(
+                settings.client_auth,
+                roots,
+                provider,
+            )?)
         };
         let mut config = builder.with_cert_resolver(Arc::new(resolver));
         config.alpn_protocols = if settings.http2 {

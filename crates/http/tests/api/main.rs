@@ -29,6 +29,7 @@ mod sendfile;
 mod server;
 mod site;
 mod tls;
+mod tls_client_auth;
 mod ui;
 mod uploads;
 mod usage;

@@ -119,6 +119,7 @@ impl Files {
             certificate: self.cert(),
             key: self.key(),
             client_cas: Vec::new(),
+            client_auth: Default::default(),
             minimum_version: TlsVersion::Tls12,
             http2: true,
         }
@@ -131,7 +132,7 @@ fn replace(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-async fn serve_tls(settings: &TlsSettings) -> (Harness, Running) {
+pub(crate) async fn serve_tls(settings: &TlsSettings) -> (Harness, Running) {
     let h = Harness::new();
     let options = ServeSettings {
         tls: Some(TlsAcceptor::new(settings).unwrap()),
@@ -146,7 +147,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// A client trusting `ca`, speaking the given versions, with an optional client certificate.
-fn client(
+pub(crate) fn client(
     ca: &Ca,
     versions: &[&'static rustls::SupportedProtocolVersion],
     identity: Option<&Leaf>,
@@ -171,19 +172,19 @@ fn client(
     TlsConnector::from(Arc::new(config))
 }
 
-const BOTH: &[&rustls::SupportedProtocolVersion] =
+pub(crate) const BOTH: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
-type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+pub(crate) type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
-async fn connect(running: &Running, connector: &TlsConnector) -> std::io::Result<Tls> {
+pub(crate) async fn connect(running: &Running, connector: &TlsConnector) -> std::io::Result<Tls> {
     let tcp = TcpStream::connect(running.addr).await?;
     let name = ServerName::try_from("localhost").unwrap();
     connector.connect(name, tcp).await
 }
 
 /// `GET /v2/` on an established connection; the whole answer, or the error that ended it.
-async fn get_base(mut tls: Tls) -> std::io::Result<String> {
+pub(crate) async fn get_base(mut tls: Tls) -> std::io::Result<String> {
     tls.write_all(b"GET /v2/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await?;
     let mut out = Vec::new();

@@ -36,6 +36,7 @@ fn certificates(dir: &std::path::Path) -> (String, TlsSettings) {
         certificate: cert_path,
         key: key_path,
         client_cas: Vec::new(),
+        client_auth: Default::default(),
         minimum_version: TlsVersion::Tls12,
         http2: true,
     };

@@ -48,9 +48,13 @@ const CONFIG_DEV: &str = include_str!("../../../tests/configs/config-dev.yml");
 const MIRROR: &str = include_str!("../../../tests/configs/mirror.yml");
 const TLS_HTPASSWD: &str = include_str!("../../../tests/configs/tls-htpasswd.yml");
 const REFERENCE: &str = include_str!("../../../tests/configs/reference.yml");
+const REGISTRY3_REFERENCE: &str = include_str!("../../../tests/configs/registry3-reference.yml");
+const REGISTRY3_CACHE: &str = include_str!("../../../tests/configs/registry3-cache.yml");
+const REGISTRY3_DEV: &str = include_str!("../../../tests/configs/registry3-dev.yml");
 
 use WarningKind::{Adjusted, Deprecated, Ignored, Unknown};
 
 mod reading;
+mod registry3;
 mod samples;
 mod sections;

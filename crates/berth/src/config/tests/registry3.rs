@@ -1,0 +1,146 @@
+//! registry:3's sample configurations load unchanged (its reference, `config-cache.yml`, the
+//! documentation's development example), and what berth makes of the keys registry:3 added.
+
+use super::*;
+
+/// The warnings, but for `notifications` (its own work: implemented apart from these keys).
+fn warned_but_notifications(l: &Loaded) -> Vec<(&str, WarningKind)> {
+    let mut w = warned(l);
+    w.retain(|(key, _)| !key.starts_with("notifications"));
+    w
+}
+
+#[test]
+fn the_registry3_dev_example_loads_without_a_word() {
+    let l = load_ok(REGISTRY3_DEV);
+    assert_eq!(warned(&l), []);
+    assert_eq!(l.config.http.addr.to_string(), "127.0.0.1:5000");
+    assert_eq!(
+        l.config.http.debug.addr,
+        Some("127.0.0.1:5001".parse().unwrap())
+    );
+}
+
+#[test]
+fn the_registry3_cache_example_loads() {
+    let l = load_ok(REGISTRY3_CACHE);
+    assert_eq!(
+        warned_but_notifications(&l),
+        [
+            ("storage.tag.concurrencylimit", Ignored),
+            ("storage.cache.blobdescriptor", Ignored),
+            ("redis", Ignored),
+        ]
+    );
+    let p = l.config.proxy.as_ref().unwrap();
+    assert_eq!(
+        p.remote_url.as_deref(),
+        Some("https://registry-1.docker.io")
+    );
+}
+
+/// registry:3's whole reference: every key is known (read, or reported as ignored), none is "unknown".
+#[test]
+fn every_key_of_registry3s_reference_is_known() {
+    let l = load_ok(REGISTRY3_REFERENCE);
+    assert_eq!(
+        warned_but_notifications(&l),
+        [
+            ("log.hooks", Ignored),
+            ("loglevel", Deprecated),
+            ("storage.filesystem.maxthreads", Ignored),
+            ("storage.cache.blobdescriptorsize", Ignored),
+            ("storage.tag.concurrencylimit", Ignored),
+            ("storage.cache.blobdescriptor", Ignored),
+            ("http.tls.letsencrypt", Ignored),
+            ("auth.token.autoredirect", Ignored),
+            ("auth.token.signingalgorithms", Ignored),
+            ("health.file", Ignored),
+            ("health.http", Ignored),
+            ("health.tcp", Ignored),
+            ("proxy.exec", Unknown),
+            ("tags.maxtags", Unknown),
+            ("redis", Ignored),
+            ("middleware", Ignored),
+            ("validation", Ignored),
+            ("catalog", Ignored),
+        ]
+    );
+    let c = &l.config;
+    let tls = c.http.tls.as_ref().unwrap();
+    assert_eq!(tls.client_cas.len(), 2);
+    assert_eq!(
+        tls.client_auth,
+        berth_http::tls::ClientAuth::RequireAndVerifyClientCert
+    );
+    assert!(!c.http.h2c && !c.http.http2_disabled);
+}
+
+#[test]
+fn tls_clientauth_modes() {
+    use berth_http::tls::ClientAuth;
+    let tls = |extra: &str| {
+        let yaml = format!(
+            "http:\n  tls:\n    certificate: /c.pem\n    key: /k.pem\n    clientcas: [/ca.pem]\n{extra}"
+        );
+        load_ok(&yaml).config.http.tls.unwrap().client_auth
+    };
+    assert_eq!(tls(""), ClientAuth::RequireAndVerifyClientCert);
+    for (text, mode) in [
+        ("request-client-cert", ClientAuth::RequestClientCert),
+        ("require-any-client-cert", ClientAuth::RequireAnyClientCert),
+        (
+            "verify-client-cert-if-given",
+            ClientAuth::VerifyClientCertIfGiven,
+        ),
+        (
+            "require-and-verify-client-cert",
+            ClientAuth::RequireAndVerifyClientCert,
+        ),
+    ] {
+        assert_eq!(tls(&format!("    clientauth: {text}\n")), mode, "{text}");
+    }
+    let l = load_env(
+        Some("http:\n  tls:\n    certificate: /c.pem\n    key: /k.pem\n    clientcas: [/ca.pem]\n"),
+        &[(
+            "REGISTRY_HTTP_TLS_CLIENTAUTH",
+            "verify-client-cert-if-given",
+        )],
+    );
+    assert_eq!(
+        l.config.http.tls.unwrap().client_auth,
+        ClientAuth::VerifyClientCertIfGiven
+    );
+    let err = error("http:\n  tls:\n    certificate: /c\n    key: /k\n    clientauth: verify\n");
+    assert!(err.starts_with("http.tls.clientauth"), "{err}");
+    assert!(err.contains("require-any-client-cert"), "{err}");
+    // Without clientcas the mode means nothing, in registry:3 too: said so.
+    let l = load_ok(
+        "http:\n  tls:\n    certificate: /c\n    key: /k\n    clientauth: require-any-client-cert\n",
+    );
+    assert_eq!(warned(&l), [("http.tls.clientauth", Ignored)]);
+}
+
+#[test]
+fn h2c_governs_the_plain_listener_and_http2_the_tls_one() {
+    let http = |yaml: &str| load_ok(yaml).config.http;
+    // berth's default: h2c by prior knowledge, HTTP/2 through ALPN.
+    assert!(http("").serves_http2());
+    assert!(!http("http:\n  h2c:\n    enabled: false\n").serves_http2());
+    assert!(
+        http("http:\n  h2c:\n    enabled: true\n  http2:\n    disabled: true\n").serves_http2()
+    );
+    // http2.disabled alone still turns h2c off, as it did before h2c.enabled existed.
+    assert!(!http("http:\n  http2:\n    disabled: true\n").serves_http2());
+    let tls = "http:\n  tls:\n    certificate: /c\n    key: /k\n";
+    assert!(http(&format!("{tls}  h2c:\n    enabled: false\n")).serves_http2());
+    assert!(
+        !http(&format!(
+            "{tls}  http2:\n    disabled: true\n  h2c:\n    enabled: true\n"
+        ))
+        .serves_http2()
+    );
+    let l = load_env(None, &[("REGISTRY_HTTP_H2C_ENABLED", "false")]);
+    assert!(!l.config.http.serves_http2());
+    assert_eq!(warned(&l), []);
+}
