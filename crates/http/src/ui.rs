@@ -13,7 +13,8 @@
 //! own stylesheet, and no framing; `nosniff`; and `no-store`, since a page depends on who asked.
 //!
 //! Pages: `ui/repos.rs` (the list, searchable and paged), `ui/repo.rs` (a repository's tags),
-//! `ui/image.rs` (a manifest or index, its config and referrers); `ui/paths.rs` the URLs, `ui/layout.rs`
+//! `ui/image.rs` (a manifest or index, its config and referrers), `ui/delete.rs` (deleting a tag or a
+//! manifest, with a confirmation, from berth's own pages only); `ui/paths.rs` the URLs, `ui/layout.rs`
 //! the page shell and the formatting of sizes and times, `ui/style.css` the one stylesheet.
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use crate::auth::Access;
 use crate::middleware::RequestContextLayer;
 use crate::site::Site;
 
+mod delete;
 mod image;
 mod layout;
 mod paths;
@@ -81,7 +83,7 @@ pub fn router(registry: Registry, authority: Option<Arc<Authority>>, site: &Site
         .route("/ui", get(to_home))
         .route("/ui/", get(repos::page))
         .route("/ui/style.css", get(style))
-        .route("/ui/{*rest}", get(page))
+        .route("/ui/{*rest}", get(page).post(post))
         .layer(axum::middleware::map_response(secure))
         .layer(RequestContextLayer)
         .with_state(ui)
@@ -113,8 +115,18 @@ async fn page(State(ui): State<Ui>, headers: HeaderMap, uri: Uri) -> Response {
     match UiPath::parse(rest) {
         Some(UiPath::Repo(name)) => repo::page(&ui, &headers, name, query).await,
         Some(UiPath::Image(name, digest)) => image::page(&ui, &headers, name, digest).await,
+        Some(UiPath::Delete(name, target)) => delete::confirm(&ui, &headers, name, target).await,
         Some(UiPath::Login) => login(&ui, &headers).await,
         None => Failure::NotFound.into_page(&ui.0.links),
+    }
+}
+
+/// The one form that posts: a delete's confirmation. Its body is empty (the URL names the target).
+async fn post(State(ui): State<Ui>, headers: HeaderMap, uri: Uri) -> Response {
+    let rest = uri.path().strip_prefix("/ui/").unwrap_or("");
+    match UiPath::parse(rest) {
+        Some(UiPath::Delete(name, target)) => delete::perform(&ui, &headers, name, target).await,
+        _ => Failure::NotFound.into_page(&ui.0.links),
     }
 }
 
@@ -140,7 +152,9 @@ async fn secure(mut resp: Response) -> Response {
         (CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_VALUE),
         (X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (X_FRAME_OPTIONS, "DENY"),
-        (REFERRER_POLICY, "no-referrer"),
+        // Not `no-referrer`: under it a browser posts its own forms with `Origin: null`, which
+        // `ui/delete.rs` could not tell from another site's.
+        (REFERRER_POLICY, "same-origin"),
     ];
     for (name, value) in fixed {
         h.insert(name, HeaderValue::from_static(value));
@@ -176,6 +190,33 @@ impl Viewer {
             Decision::Allow => Ok(()),
             Decision::Unauthorized { challenge } => Err(Failure::Challenge(challenge)),
             Decision::Denied => Err(Failure::NotFound),
+        }
+    }
+
+    /// Whether the caller may delete in `repo`: they must be able to pull it (else it does not exist
+    /// for them) and be allowed the API's delete.
+    fn check_delete(&self, repo: &str) -> Result<(), Failure> {
+        self.check_pull(repo)?;
+        let Some((authority, caller)) = &self.gate else {
+            return Ok(());
+        };
+        match authority.authorize(caller, &[Scope::repository(repo, &[Action::Delete])]) {
+            Decision::Allow => Ok(()),
+            Decision::Unauthorized { challenge } => Err(Failure::Challenge(challenge)),
+            Decision::Denied => Err(Failure::Forbidden(
+                "You may not delete in this repository.".into(),
+            )),
+        }
+    }
+
+    /// Whether to offer deleting in `repo`: [`Viewer::check_delete`] without the asking.
+    fn may_delete(&self, repo: &str) -> bool {
+        match &self.gate {
+            None => true,
+            Some((authority, caller)) => {
+                authority.may(caller, repo, Action::Pull)
+                    && authority.may(caller, repo, Action::Delete)
+            }
         }
     }
 }
@@ -232,6 +273,8 @@ enum Failure {
     Challenge(String),
     /// 404: nothing there, or nothing this caller may see (the two are not told apart).
     NotFound,
+    /// 403, and why: a caller who may see the repository asked for what they may not do.
+    Forbidden(String),
     /// What the registry answered.
     Registry(registry::Error),
 }
@@ -269,6 +312,7 @@ impl Failure {
                 "There is nothing here, or nothing you may see.".to_string(),
                 None,
             ),
+            Failure::Forbidden(why) => (StatusCode::FORBIDDEN, why, None),
             Failure::Registry(e) => {
                 let (status, _) = crate::error::status_and_code(&e);
                 if status.is_server_error() {

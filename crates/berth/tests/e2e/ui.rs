@@ -18,6 +18,8 @@ use crate::harness::http::{Api, OCI_CONFIG, OCI_MANIFEST};
 use crate::harness::images::Blob;
 use crate::harness::{Options, Server};
 
+mod delete;
+
 /// The WebDriver element key (W3C).
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -83,6 +85,22 @@ fn the_interface_in_headless_chromium() {
     );
     assert!(browser.find_all("script").is_empty());
     assert!(browser.find_all("b").is_empty());
+
+    // Deleting a tag: the link, the confirmation page, its form's POST (which the browser marks as
+    // berth's own), and the repository's page saying what went.
+    browser.open(&format!("{base}/ui/repo/e2e/ui/other"));
+    browser.click("#tags a.delete");
+    browser.wait_for(|b| b.url().ends_with("/ui/delete/e2e/ui/other:v2"));
+    assert!(browser.text("#consequence").contains("e2e/ui/other"));
+    assert_eq!(api.get_manifest("e2e/ui/other", "v2").unwrap().status, 200);
+    browser.click("#confirm-delete");
+    browser.wait_for(|b| b.url().contains("/ui/repo/e2e/ui/other?deleted=v2"));
+    assert_eq!(browser.text("#deleted"), "Deleted v2.");
+    assert!(
+        browser.find_all("#tags").is_empty(),
+        "the tag is still listed"
+    );
+    assert_eq!(api.get_manifest("e2e/ui/other", "v2").unwrap().status, 404);
 }
 
 #[test]

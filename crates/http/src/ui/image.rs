@@ -32,8 +32,10 @@ async fn render(
     name: &RepoName,
     digest: &Digest,
 ) -> Result<Response, Failure> {
-    ui.viewer(headers).await?.check_pull(name.as_str())?;
+    let viewer = ui.viewer(headers).await?;
+    viewer.check_pull(name.as_str())?;
     let registry = ui.registry();
+    let can_delete = registry.settings().delete_enabled && viewer.may_delete(name.as_str());
     let m = registry
         .head_manifest(name, &Reference::Digest(digest.clone()))
         .await?;
@@ -96,6 +98,11 @@ async fn render(
         @if !view.annotations.is_empty() {
             h2 { "Annotations" }
             (pairs("annotations", &view.annotations))
+        }
+        @if can_delete {
+            p { a.delete #delete-manifest href=(links.delete(name, &Reference::Digest(digest.clone()))) {
+                "Delete this manifest"
+            } }
         }
         h2 { "Referrers" }
         @if referrers.is_empty() {

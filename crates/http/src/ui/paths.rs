@@ -4,21 +4,25 @@
 //! <prefix>/ui/                              the repositories (?q= search, ?last= the page after)
 //! <prefix>/ui/repo/<name>                   a repository's tags (?last= the page after)
 //! <prefix>/ui/image/<name>@<digest>         a manifest or index
+//! <prefix>/ui/delete/<name>:<tag>           asks to delete a tag (GET), deletes it (POST)
+//! <prefix>/ui/delete/<name>@<digest>        asks to delete a manifest and its tags, deletes them
 //! <prefix>/ui/login                         asks the browser for credentials
 //! <prefix>/ui/style.css                     the stylesheet
 //! ```
 //!
-//! Repository names contain slashes but never `@`, so an image's digest is what follows the last `@`.
+//! Repository names contain slashes but never `@` or `:`, and tags neither, so an image's digest is
+//! what follows the last `@`, and a tag what follows the last `:`.
 //! Paths are read raw: a percent escape is not a character any name may hold, so such a path names
 //! nothing, never another repository.
 
-use oci::{Digest, RepoName};
+use oci::{Digest, Reference, RepoName};
 
 /// A page below `/ui/` other than the list.
 #[derive(Debug, PartialEq, Eq)]
 pub enum UiPath {
     Repo(RepoName),
     Image(RepoName, Digest),
+    Delete(RepoName, Reference),
     Login,
 }
 
@@ -30,6 +34,16 @@ impl UiPath {
         }
         if let Some(name) = rest.strip_prefix("repo/") {
             return name.parse().ok().map(UiPath::Repo);
+        }
+        if let Some(target) = rest.strip_prefix("delete/") {
+            let (name, reference) = match target.rsplit_once('@') {
+                Some((name, digest)) => (name, Reference::Digest(digest.parse().ok()?)),
+                None => {
+                    let (name, tag) = target.rsplit_once(':')?;
+                    (name, Reference::Tag(tag.parse().ok()?))
+                }
+            };
+            return Some(UiPath::Delete(name.parse().ok()?, reference));
         }
         let (name, digest) = rest.strip_prefix("image/")?.rsplit_once('@')?;
         Some(UiPath::Image(name.parse().ok()?, digest.parse().ok()?))
@@ -85,8 +99,29 @@ impl Links {
         )
     }
 
+    /// A repository's page after `target` was deleted from it, saying so.
+    pub fn repo_after_delete(&self, name: &RepoName, target: &Reference) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("deleted", &target.to_string());
+        with_query(self.repo(name, None), query.finish())
+    }
+
     pub fn image(&self, name: &RepoName, digest: &Digest) -> String {
         format!("{}/ui/image/{}@{}", self.prefix, name.as_str(), digest)
+    }
+
+    /// The confirmation page of deleting `reference` (a tag, or a manifest by digest), and its form's
+    /// target.
+    pub fn delete(&self, name: &RepoName, reference: &Reference) -> String {
+        let sep = match reference {
+            Reference::Tag(_) => ':',
+            Reference::Digest(_) => '@',
+        };
+        format!(
+            "{}/ui/delete/{}{sep}{reference}",
+            self.prefix,
+            name.as_str()
+        )
     }
 }
 
@@ -123,6 +158,20 @@ mod tests {
             Some(UiPath::Image(name("a/b"), D.parse().unwrap()))
         );
         assert_eq!(UiPath::parse("login"), Some(UiPath::Login));
+        assert_eq!(
+            UiPath::parse("delete/a/b:v1.0"),
+            Some(UiPath::Delete(
+                name("a/b"),
+                Reference::Tag("v1.0".parse().unwrap())
+            ))
+        );
+        assert_eq!(
+            UiPath::parse(&format!("delete/a/b@{D}")),
+            Some(UiPath::Delete(
+                name("a/b"),
+                Reference::Digest(D.parse().unwrap())
+            ))
+        );
         for bad in [
             "",
             "repo/",
@@ -133,6 +182,12 @@ mod tests {
             "image/a@sha256:00",
             "image/@sha256:e3b0",
             "other/a",
+            "delete/a",
+            "delete/a:",
+            "delete/:v1",
+            "delete/a:b:c",
+            "delete/a@sha256:00",
+            "delete/a%3Av1",
         ] {
             assert_eq!(UiPath::parse(bad), None, "{bad:?}");
         }
@@ -152,6 +207,22 @@ mod tests {
             links.image(&name, &D.parse().unwrap()),
             format!("/mirror/ui/image/a/b@{D}")
         );
+        assert_eq!(
+            links.delete(&name, &Reference::Tag("v1".parse().unwrap())),
+            "/mirror/ui/delete/a/b:v1"
+        );
+        assert_eq!(
+            links.delete(&name, &Reference::Digest(D.parse().unwrap())),
+            format!("/mirror/ui/delete/a/b@{D}")
+        );
+        for r in [
+            Reference::Tag("v1".parse().unwrap()),
+            Reference::Digest(D.parse().unwrap()),
+        ] {
+            let link = links.delete(&name, &r);
+            let rest = link.strip_prefix("/mirror/ui/").unwrap();
+            assert_eq!(UiPath::parse(rest), Some(UiPath::Delete(name.clone(), r)));
+        }
         assert_eq!(Links::new("").home(), "/ui/");
         assert_eq!(
             query_value("q=a%26b+c&last=z", "q").as_deref(),

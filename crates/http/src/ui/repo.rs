@@ -1,5 +1,6 @@
 //! `/ui/repo/<name>`: a repository's tags, each with the image it points at (digest, kind or platforms,
-//! size), when it was pushed and last pulled, and the `docker pull` line for it.
+//! size), when it was pushed and last pulled, the `docker pull` line for it, and a link to delete it
+//! for those who may.
 //!
 //! Manifests are read with HEAD semantics (`Registry::head_manifest`): looking at a page is not a pull,
 //! so it never keeps an image from retention.
@@ -42,8 +43,13 @@ async fn render(
     name: &RepoName,
     query: &str,
 ) -> Result<Response, Failure> {
-    ui.viewer(headers).await?.check_pull(name.as_str())?;
+    let viewer = ui.viewer(headers).await?;
+    viewer.check_pull(name.as_str())?;
     let registry = ui.registry();
+    let can_delete = registry.settings().delete_enabled && viewer.may_delete(name.as_str());
+    // After a delete from `ui/delete.rs`; shown only if it names a tag or digest, so the link cannot
+    // put a sentence of someone else's on the page.
+    let deleted = query_value(query, "deleted").and_then(|d| d.parse::<Reference>().ok());
     let tags = registry.tag_details(name).await?;
     let last = query_value(query, "last").filter(|l| !l.is_empty());
     let after: Vec<_> = tags
@@ -64,6 +70,9 @@ async fn render(
     let crumbs = html! { span.sep { "/" } span { (name.as_str()) } };
     let main = html! {
         h1 { (name.as_str()) }
+        @if let Some(d) = &deleted {
+            p.notice #deleted role="status" { "Deleted " span.mono { (d) } "." }
+        }
         p.muted { (tags.len()) " tags" }
         @if shown.is_empty() {
             p.empty { "No tags." }
@@ -76,6 +85,7 @@ async fn render(
                     th.wide scope="col" { "Pushed" }
                     th.wide scope="col" { "Last pulled" }
                     th scope="col" { "Pull" }
+                    @if can_delete { th scope="col" { span.visually-hidden { "Delete" } } }
                 } }
                 tbody {
                     @for t in shown {
@@ -98,6 +108,12 @@ async fn render(
                             td.wide { (time(Some(t.pushed_at))) }
                             td.wide { (time(t.pulled_at)) }
                             td { code.pull { "docker pull " (host) "/" (name.as_str()) ":" (t.tag.as_str()) } }
+                            @if can_delete {
+                                td {
+                                    a.delete href=(links.delete(name, &Reference::Tag(t.tag.clone())))
+                                        aria-label={ "Delete tag " (t.tag.as_str()) } { "Delete" }
+                                }
+                            }
                         }
                     }
                 }
