@@ -10,6 +10,7 @@ use blobs::BlobStore;
 use metadata::Metadata;
 use oci::{RepoName, Tag};
 
+pub mod adopt;
 mod blob;
 mod browse;
 pub mod cached;

@@ -1,0 +1,311 @@
+//! One repository of registry:2's tree into the catalog: its layer links, then its manifests (children
+//! before the indexes that list them), then its tags.
+
+use std::collections::{HashMap, HashSet};
+
+use blobs::registry2::{Registry2Tree, blob_data_path};
+use metadata::NewManifest;
+use oci::manifest::{Manifest, ManifestError};
+use oci::{Digest, RepoName, Tag};
+
+use super::walk::{self, Link};
+use super::{AdoptOptions, AdoptReport, SkipKind, Skipped};
+use crate::{Registry, Result};
+
+/// One adoption's state across repositories.
+pub(super) struct Adoption<'a> {
+    pub registry: &'a Registry,
+    pub tree: &'a dyn Registry2Tree,
+    pub options: AdoptOptions,
+    /// Blobs hashed so far and whether their bytes matched (a layer shared by many repositories is
+    /// hashed once).
+    pub verdicts: HashMap<Digest, bool>,
+    pub report: &'a mut AdoptReport,
+}
+
+impl Adoption<'_> {
+    fn skip(&mut self, kind: SkipKind, what: String, reason: impl Into<String>) {
+        let skipped = Skipped {
+            kind,
+            what,
+            reason: reason.into(),
+        };
+        tracing::warn!("registry:2's {skipped}");
+        self.report.skipped.push(skipped);
+    }
+
+    /// Adopts the repository `name` of the tree.
+    pub async fn repository(&mut self, name: &str) -> Result<()> {
+        self.report.repositories += 1;
+        let repo: RepoName = match name.parse() {
+            Ok(repo) => repo,
+            Err(e) => {
+                self.skip(
+                    SkipKind::Invalid,
+                    format!("repository {name}"),
+                    e.to_string(),
+                );
+                return Ok(());
+            }
+        };
+        let base = format!("repositories/{name}");
+        let before = (
+            self.report.manifests,
+            self.report.tags,
+            self.report.layer_links,
+        );
+        self.layers(&repo, &base).await?;
+        let adopted = self.manifests(&repo, &base).await?;
+        self.tags(&repo, &base, &adopted).await?;
+        tracing::info!(
+            repo = name,
+            manifests = self.report.manifests - before.0,
+            tags = self.report.tags - before.1,
+            layer_links = self.report.layer_links - before.2,
+            "adopted a registry:2 repository"
+        );
+        Ok(())
+    }
+
+    /// `_layers/<alg>/<hex>/link`: the blobs the repository may read.
+    async fn layers(&mut self, repo: &RepoName, base: &str) -> Result<()> {
+        for (path, link) in walk::links(self.tree, &format!("{base}/_layers")).await? {
+            let digest = match link {
+                Link::Digest(digest) => digest,
+                Link::Absent => continue, // A directory without its link links nothing, for registry:2 too.
+                Link::Bad(why) => {
+                    self.skip(SkipKind::Invalid, format!("layer link {path}"), why);
+                    continue;
+                }
+            };
+            let what = format!("blob {digest} of {repo}");
+            let Some(size) = self.registry.blobs.stat(&digest).await? else {
+                let reason = format!("linked, but {} holds no bytes", blob_data_path(&digest));
+                self.skip(SkipKind::Missing, what, reason);
+                continue;
+            };
+            if self.options.verify && !self.verify(&digest, size).await? {
+                self.skip(
+                    SkipKind::Corrupt,
+                    what,
+                    "its bytes do not hash to its digest",
+                );
+                continue;
+            }
+            self.registry
+                .meta
+                .catalog
+                .link_blob(repo, &digest, size)
+                .await?;
+            self.report.layer_links += 1;
+        }
+        Ok(())
+    }
+
+    /// Whether blob `digest`'s bytes match it, hashing each blob once per adoption.
+    async fn verify(&mut self, digest: &Digest, size: u64) -> Result<bool> {
+        if let Some(&good) = self.verdicts.get(digest) {
+            return Ok(good);
+        }
+        // Bytes that vanished between the stat and the read are no match either.
+        let good = self.registry.bytes_match(digest).await?.unwrap_or(false);
+        self.verdicts.insert(digest.clone(), good);
+        self.report.verified_blobs += 1;
+        self.report.verified_bytes += size;
+        Ok(good)
+    }
+
+    /// `_manifests/revisions/<alg>/<hex>/link`: every manifest of the repository, stored; returns them
+    /// by digest, for the tags.
+    async fn manifests(
+        &mut self,
+        repo: &RepoName,
+        base: &str,
+    ) -> Result<HashMap<Digest, NewManifest>> {
+        let mut pending = Vec::new();
+        let revisions = format!("{base}/_manifests/revisions");
+        for (path, link) in walk::links(self.tree, &revisions).await? {
+            let digest = match link {
+                Link::Digest(digest) => digest,
+                Link::Absent => continue,
+                Link::Bad(why) => {
+                    self.skip(SkipKind::Invalid, format!("revision link {path}"), why);
+                    continue;
+                }
+            };
+            if let Some(manifest) = self.read_manifest(repo, &digest).await? {
+                pending.push(manifest);
+            }
+        }
+        // Children first: each pass stores what it can, and an index whose child is still pending
+        // waits for the next; a pass that stores nothing leaves only manifests that can never be.
+        let mut adopted = HashMap::new();
+        while !pending.is_empty() {
+            let mut waiting = Vec::new();
+            let mut stored = false;
+            for manifest in std::mem::take(&mut pending) {
+                let what = format!("manifest {repo}@{}", manifest.digest);
+                match self
+                    .registry
+                    .meta
+                    .catalog
+                    .put_manifest(repo, &manifest, None)
+                    .await
+                {
+                    Ok(()) => {
+                        stored = true;
+                        self.report.manifests += 1;
+                        adopted.insert(manifest.digest.clone(), manifest);
+                    }
+                    Err(metadata::Error::MissingManifest(child)) => {
+                        let reason = format!("it lists {child}, which is not in the repository");
+                        waiting.push((manifest, what, reason));
+                    }
+                    Err(metadata::Error::MissingBlob(blob)) => {
+                        let reason = format!(
+                            "it references blob {blob}, which the repository does not link (or which was skipped)"
+                        );
+                        self.skip(SkipKind::Missing, what, reason);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if stored {
+                pending = waiting.into_iter().map(|(manifest, ..)| manifest).collect();
+            } else {
+                for (_, what, reason) in waiting {
+                    self.skip(SkipKind::Missing, what, reason);
+                }
+            }
+        }
+        Ok(adopted)
+    }
+
+    /// The manifest `digest` of `repo` from the tree's bytes, ready to store; `None` (skipped, with the
+    /// reason) when it cannot be.
+    async fn read_manifest(
+        &mut self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<NewManifest>> {
+        let what = format!("manifest {repo}@{digest}");
+        let path = blob_data_path(digest);
+        let limit = self.registry.settings.max_manifest_bytes as u64;
+        let size = match self.tree.stat_blob(digest).await? {
+            None => {
+                self.skip(SkipKind::Missing, what, format!("{path} holds no bytes"));
+                return Ok(None);
+            }
+            Some(size) if size > limit => {
+                let reason = format!(
+                    "{size} bytes, more than the {limit} a manifest may have (limits.maxmanifestbytes)"
+                );
+                self.skip(SkipKind::Invalid, what, reason);
+                return Ok(None);
+            }
+            Some(size) => size,
+        };
+        let Some(payload) = self.tree.read_small(&path, size).await? else {
+            self.skip(SkipKind::Missing, what, format!("{path} holds no bytes"));
+            return Ok(None);
+        };
+        if Digest::of(digest.algorithm(), &payload) != *digest {
+            self.skip(
+                SkipKind::Corrupt,
+                what,
+                "its bytes do not hash to its digest",
+            );
+            return Ok(None);
+        }
+        let parsed = match Manifest::parse(&payload, None) {
+            Ok(parsed) => parsed,
+            Err(e @ ManifestError::Schema1(_)) => {
+                self.skip(SkipKind::Schema1, what, e.to_string());
+                return Ok(None);
+            }
+            Err(e) => {
+                self.skip(SkipKind::Invalid, what, e.to_string());
+                return Ok(None);
+            }
+        };
+        // As `Registry::put_manifest` builds it from a push (foreign layers need no link).
+        Ok(Some(NewManifest {
+            digest: digest.clone(),
+            media_type: parsed.media_type.clone(),
+            artifact_type: parsed.artifact_type.clone(),
+            subject: parsed.subject_digest().cloned(),
+            annotations: parsed.annotations.clone(),
+            blobs: unique(parsed.required_blobs().map(|d| &d.digest)),
+            children: unique(parsed.manifests.iter().map(|d| &d.digest)),
+            tag_immutable: false,
+            payload,
+        }))
+    }
+
+    /// `_manifests/tags/<tag>/current/link`: each tag, pointed where registry:2 pointed it, unless
+    /// berth holds it on another manifest already.
+    async fn tags(
+        &mut self,
+        repo: &RepoName,
+        base: &str,
+        adopted: &HashMap<Digest, NewManifest>,
+    ) -> Result<()> {
+        let tags_dir = format!("{base}/_manifests/tags");
+        for entry in self
+            .tree
+            .list(&tags_dir)
+            .await?
+            .into_iter()
+            .filter(|e| e.dir)
+        {
+            let what = format!("tag {repo}:{}", entry.name);
+            let tag: Tag = match entry.name.parse() {
+                Ok(tag) => tag,
+                Err(e) => {
+                    self.skip(SkipKind::Invalid, what, e.to_string());
+                    continue;
+                }
+            };
+            let path = format!("{tags_dir}/{}/current/link", entry.name);
+            let digest = match walk::read_link(self.tree, &path, None).await? {
+                Link::Digest(digest) => digest,
+                Link::Absent => {
+                    self.skip(SkipKind::Missing, what, format!("{path} is missing"));
+                    continue;
+                }
+                Link::Bad(why) => {
+                    self.skip(SkipKind::Invalid, what, why);
+                    continue;
+                }
+            };
+            let Some(manifest) = adopted.get(&digest) else {
+                let reason = format!(
+                    "it points to {digest}, which was not adopted (deleted in registry:2, or skipped)"
+                );
+                self.skip(SkipKind::Missing, what, reason);
+                continue;
+            };
+            let catalog = &self.registry.meta.catalog;
+            match catalog.tagged_manifest(repo, &tag).await? {
+                Some(held) if held.digest != digest => {
+                    self.report.kept_tags.push((
+                        format!("{repo}:{tag}"),
+                        held.digest.to_string(),
+                        digest.to_string(),
+                    ));
+                    continue;
+                }
+                Some(_) => {}
+                None => catalog.put_manifest(repo, manifest, Some(&tag)).await?,
+            }
+            self.report.tags += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The digests in first-seen order without repeats (as a push stores them).
+fn unique<'a>(digests: impl Iterator<Item = &'a Digest>) -> Vec<Digest> {
+    let mut seen = HashSet::new();
+    digests.filter(|d| seen.insert(*d)).cloned().collect()
+}
