@@ -15,6 +15,7 @@
 //! | [`TagAges`] | when tags were pushed and their manifests pulled (retention) | `tag_age_tests!` |
 //! | [`Usage`] | bytes per repository and per set of repositories (quotas, usage report) | `usage_tests!` |
 //! | [`CatalogChanges`] | what any writer moved or removed, after commit (cache invalidation) | `catalog_change_tests!` |
+//! | [`Outbox`] | events waiting for their notification endpoints | `outbox_tests!` |
 //!
 //! Every method is one atomic domain operation (one transaction), so the registry never has to hold a
 //! lock across calls: tag moves, manifest puts with their reference checks, and upload progress are each
@@ -30,6 +31,7 @@ pub use catalog::{Catalog, NewManifest, Referrer, StoredManifest};
 pub use changes::{CatalogChange, CatalogChanges, ChangeStream};
 pub use gc_marks::{GcMarks, RecordedBlob};
 pub use job_lock::{JobLock, JobLocks, LockHolder};
+pub use outbox::{NewEvent, Outbox, QueuedEvent};
 pub use proxy_entries::{ProxyEntries, ProxyEntry, ProxyEntryKind};
 pub use scrub_progress::{ScrubCursor, ScrubProgress};
 pub use tag_ages::{ManifestPull, TagAge, TagAges};
@@ -40,6 +42,7 @@ mod catalog;
 mod changes;
 mod gc_marks;
 mod job_lock;
+pub mod outbox;
 pub mod postgres;
 mod proxy_entries;
 mod rows;
@@ -70,6 +73,7 @@ pub struct Metadata {
     pub tag_ages: Arc<dyn TagAges>,
     pub usage: Arc<dyn Usage>,
     pub changes: Arc<dyn CatalogChanges>,
+    pub outbox: Arc<dyn Outbox>,
 }
 
 /// Every role: what a backend implements.
@@ -83,6 +87,7 @@ pub trait Store:
     + TagAges
     + Usage
     + CatalogChanges
+    + Outbox
 {
 }
 
@@ -96,6 +101,7 @@ impl<S> Store for S where
         + TagAges
         + Usage
         + CatalogChanges
+        + Outbox
 {
 }
 
@@ -111,7 +117,8 @@ impl Metadata {
             scrub: store.clone(),
             tag_ages: store.clone(),
             usage: store.clone(),
-            changes: store,
+            changes: store.clone(),
+            outbox: store,
         }
     }
 }

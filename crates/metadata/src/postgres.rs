@@ -22,6 +22,7 @@ mod gc_marks;
 mod job_lock;
 mod migrate;
 mod ops;
+mod outbox;
 mod pool;
 mod proxy_entries;
 mod retry;
@@ -37,11 +38,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use oci::{Digest, RepoName, Tag};
 
 use crate::RecordedBlob;
+use crate::outbox::noted;
 use crate::{
     Catalog, Error, GcMarks, JobLock, JobLocks, NewManifest, ProxyEntries, ProxyEntry, Referrer,
     Result, StoredManifest, UploadSession, UploadSessions,
 };
 use crate::{CatalogChanges, ChangeStream, ManifestPull, RepoUsage, TagAge, TagAges, Usage};
+use crate::{NewEvent, Outbox, QueuedEvent};
 use crate::{ScrubCursor, ScrubProgress};
 use pool::Pool;
 pub use retry::PgError;
@@ -216,6 +219,47 @@ macro_rules! run {
     }};
 }
 
+/// Queues `events` when a delete found something (`found`), and passes `found` on.
+async fn noted_if(
+    c: &mut pool::Conn<'_>,
+    found: bool,
+    events: &[NewEvent],
+) -> std::result::Result<bool, Failure> {
+    if found {
+        outbox::insert(c, events).await?;
+    }
+    Ok(found)
+}
+
+#[async_trait::async_trait]
+impl Outbox for PostgresStore {
+    async fn append_events(&self, events: &[NewEvent]) -> Result<()> {
+        // Not idempotent, but a duplicate event is what delivery at least once allows already.
+        run!(self, Safety::Idempotent, tx | c | outbox::insert(c, events))
+    }
+
+    async fn pending_events(&self, endpoint: &str, limit: usize) -> Result<Vec<QueuedEvent>> {
+        run!(self, Safety::Idempotent, |c| outbox::pending(
+            c, endpoint, limit
+        ))
+    }
+
+    async fn remove_events(&self, endpoint: &str, ids: &[i64]) -> Result<u64> {
+        // Idempotent: the rows are gone after the first attempt (the count may then read 0).
+        run!(self, Safety::Idempotent, |c| outbox::remove(
+            c, endpoint, ids
+        ))
+    }
+
+    async fn queued_events(&self) -> Result<Vec<(String, u64)>> {
+        run!(self, Safety::Idempotent, |c| outbox::queued(c))
+    }
+
+    async fn drop_other_endpoints(&self, keep: &[String]) -> Result<u64> {
+        run!(self, Safety::Idempotent, |c| outbox::drop_others(c, keep))
+    }
+}
+
 impl PostgresStore {
     /// Connects to the database of `settings` and brings its schema up to date (several replicas may do
     /// this at once). Fails if the database cannot be reached within the retry budget, if its schema is
@@ -250,10 +294,17 @@ impl PostgresStore {
 #[async_trait::async_trait]
 impl Catalog for PostgresStore {
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+        // Idempotent but for its events: a retry after a commit that went unanswered queues them
+        // twice, which delivery at least once allows.
+        let events = noted();
         run!(
             self,
             Safety::Idempotent,
-            tx | c | ops::link_blob(c, repo, digest, size)
+            tx | c
+                | async {
+                    ops::link_blob(c, repo, digest, size).await?;
+                    outbox::insert(c, &events).await
+                }
         )
     }
 
@@ -268,10 +319,15 @@ impl Catalog for PostgresStore {
     }
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let events = noted();
         run!(
             self,
             Safety::AtMostOnce,
-            tx | c | ops::unlink_blob(c, repo, digest)
+            tx | c
+                | async {
+                    let found = ops::unlink_blob(c, repo, digest).await?;
+                    noted_if(c, found, &events).await
+                }
         )
     }
 
@@ -282,10 +338,15 @@ impl Catalog for PostgresStore {
         tag: Option<&Tag>,
     ) -> Result<()> {
         // Idempotent: the same manifest again changes nothing, and the tag is set to the same value.
+        let events = noted();
         run!(
             self,
             Safety::Idempotent,
-            tx | c | ops::put_manifest(c, repo, manifest, tag)
+            tx | c
+                | async {
+                    ops::put_manifest(c, repo, manifest, tag).await?;
+                    outbox::insert(c, &events).await
+                }
         )
     }
 
@@ -300,15 +361,29 @@ impl Catalog for PostgresStore {
     }
 
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let events = noted();
         run!(
             self,
             Safety::AtMostOnce,
-            tx | c | ops::delete_manifest(c, repo, digest)
+            tx | c
+                | async {
+                    let found = ops::delete_manifest(c, repo, digest).await?;
+                    noted_if(c, found, &events).await
+                }
         )
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        run!(self, Safety::AtMostOnce, |c| ops::delete_tag(c, repo, tag))
+        let events = noted();
+        run!(
+            self,
+            Safety::AtMostOnce,
+            tx | c
+                | async {
+                    let found = ops::delete_tag(c, repo, tag).await?;
+                    noted_if(c, found, &events).await
+                }
+        )
     }
 
     async fn repo_exists(&self, repo: &RepoName) -> Result<bool> {

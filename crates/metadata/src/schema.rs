@@ -60,6 +60,7 @@ const MIGRATIONS: &[(i64, &str, Sql)] = &[
     (4, "pulls", Sql::Portable(PULLS)),
     (5, "scrub", Sql::Portable(SCRUB)),
     (6, "catalog_changes", Sql::PostgresOnly(CATALOG_CHANGES)),
+    (7, "outbox", Sql::Portable(OUTBOX)),
 ];
 
 /// Every migration, rendered for `dialect`, in the order to apply them.
@@ -260,6 +261,19 @@ CREATE TRIGGER manifests_deleted AFTER DELETE ON manifests
     FOR EACH ROW EXECUTE FUNCTION berth_notify_catalog();
 CREATE TRIGGER blob_links_deleted AFTER DELETE ON repository_blobs
     FOR EACH ROW EXECUTE FUNCTION berth_notify_catalog();
+";
+
+/// Version 7: the events outbox (`crate::Outbox`): one row per event and endpoint, written in the
+/// transaction of the change it describes, deleted once delivered. Read per endpoint in id order.
+const OUTBOX: &str = "
+CREATE TABLE outbox (
+    id @ID@,
+    endpoint @KEY@ NOT NULL,
+    repo @KEY@ NOT NULL,
+    payload TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX outbox_by_endpoint ON outbox (endpoint, id);
 ";
 
 #[cfg(test)]

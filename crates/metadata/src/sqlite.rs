@@ -20,6 +20,7 @@
 mod changes;
 mod gc_marks;
 mod ops;
+mod outbox;
 mod proxy_entries;
 mod scrub_progress;
 mod tag_ages;
@@ -37,6 +38,7 @@ use tokio::sync::Semaphore;
 
 use crate::RecordedBlob;
 use crate::job_lock;
+use crate::outbox::noted;
 use crate::schema::{self, Dialect};
 use crate::{
     Catalog, Error, GcMarks, JobLock, JobLocks, LockHolder, NewManifest, ProxyEntries, ProxyEntry,
@@ -292,9 +294,12 @@ fn migrate(conn: &Connection) -> Result<()> {
 #[async_trait::async_trait]
 impl Catalog for SqliteStore {
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
-        let (repo, digest) = (repo.clone(), digest.clone());
-        self.write_tx(move |tx| ops::link_blob(tx, &repo, &digest, size))
-            .await
+        let (repo, digest, events) = (repo.clone(), digest.clone(), noted());
+        self.write_tx(move |tx| {
+            ops::link_blob(tx, &repo, &digest, size)?;
+            outbox::insert(tx, &events)
+        })
+        .await
     }
 
     async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
@@ -309,9 +314,15 @@ impl Catalog for SqliteStore {
     }
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let (r, digest) = (repo.clone(), digest.clone());
+        let (r, digest, events) = (repo.clone(), digest.clone(), noted());
         let out = self
-            .write_tx(move |tx| ops::unlink_blob(tx, &r, &digest))
+            .write_tx(move |tx| {
+                let found = ops::unlink_blob(tx, &r, &digest)?;
+                if found {
+                    outbox::insert(tx, &events)?;
+                }
+                Ok(found)
+            })
             .await;
         self.announced(out, CatalogChange::Repository(repo.clone()))
     }
@@ -324,8 +335,12 @@ impl Catalog for SqliteStore {
     ) -> Result<()> {
         let moves_a_tag = tag.is_some();
         let (r, manifest, tag) = (repo.clone(), manifest.clone(), tag.cloned());
+        let events = noted();
         let out = self
-            .write_tx(move |tx| ops::put_manifest(tx, &r, &manifest, tag.as_ref()))
+            .write_tx(move |tx| {
+                ops::put_manifest(tx, &r, &manifest, tag.as_ref())?;
+                outbox::insert(tx, &events)
+            })
             .await;
         if moves_a_tag {
             return self.announced(out, CatalogChange::Repository(repo.clone()));
@@ -346,17 +361,29 @@ impl Catalog for SqliteStore {
     }
 
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let (r, digest) = (repo.clone(), digest.clone());
+        let (r, digest, events) = (repo.clone(), digest.clone(), noted());
         let out = self
-            .write_tx(move |tx| ops::delete_manifest(tx, &r, &digest))
+            .write_tx(move |tx| {
+                let found = ops::delete_manifest(tx, &r, &digest)?;
+                if found {
+                    outbox::insert(tx, &events)?;
+                }
+                Ok(found)
+            })
             .await;
         self.announced(out, CatalogChange::Repository(repo.clone()))
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        let (r, tag) = (repo.clone(), tag.clone());
+        let (r, tag, events) = (repo.clone(), tag.clone(), noted());
         let out = self
-            .write(move |conn| ops::delete_tag(conn, &r, &tag))
+            .write_tx(move |tx| {
+                let found = ops::delete_tag(tx, &r, &tag)?;
+                if found {
+                    outbox::insert(tx, &events)?;
+                }
+                Ok(found)
+            })
             .await;
         self.announced(out, CatalogChange::Repository(repo.clone()))
     }

@@ -25,6 +25,7 @@
 //! | [`TagAges`](crate::TagAges) (with the catalog) | [`tag_age_tests!`](crate::tag_age_tests) | `tag_ages.rs` |
 //! | [`CatalogChanges`](crate::CatalogChanges) (two stores, with the catalog) | [`catalog_change_tests!`](crate::catalog_change_tests) | `changes.rs` |
 //! | [`Usage`](crate::Usage) (with the catalog and tag ages) | [`usage_tests!`](crate::usage_tests) | `usage.rs` |
+//! | [`Outbox`](crate::Outbox) (with the catalog) | [`outbox_tests!`](crate::outbox_tests) | `outbox.rs` |
 //!
 //! Job locks need two stores on one database (two replicas): their cases take a pair.
 //!
@@ -39,6 +40,7 @@ mod changes;
 mod gc_marks;
 mod job_lock;
 mod listing;
+mod outbox;
 mod proxy_entries;
 mod scrub_progress;
 mod tag_ages;
@@ -50,6 +52,7 @@ pub use changes::*;
 pub use gc_marks::*;
 pub use job_lock::*;
 pub use listing::*;
+pub use outbox::*;
 pub use proxy_entries::*;
 pub use scrub_progress::*;
 pub use tag_ages::*;
@@ -190,6 +193,24 @@ macro_rules! scrub_progress_tests {
     (@list $wrap:path, $make:expr) => {
         $crate::__metadata_cases!($wrap, $make;
             scrub_cursor_is_saved_replaced_and_forgotten,
+        );
+    };
+}
+
+/// Expands into one `#[tokio::test]` per case of the [`Outbox`](crate::Outbox) suite, for stores that
+/// are also the [`Catalog`](crate::Catalog) (its writes queue the events noted for them).
+#[macro_export]
+macro_rules! outbox_tests {
+    (optional: $make:expr) => {
+        $crate::outbox_tests!(@list ::std::convert::identity, $make);
+    };
+    ($make:expr) => {
+        $crate::outbox_tests!(@list ::std::option::Option::Some, $make);
+    };
+    (@list $wrap:path, $make:expr) => {
+        $crate::__metadata_cases!($wrap, $make;
+            outbox_queues_per_endpoint_in_order_and_removes_by_id,
+            outbox_gets_the_events_of_catalog_writes_that_happened,
         );
     };
 }

@@ -36,6 +36,8 @@ metadata::tag_age_tests!(async { SqliteStore::open_temporary().expect("temporary
 
 metadata::usage_tests!(async { SqliteStore::open_temporary().expect("temporary sqlite store") });
 
+metadata::outbox_tests!(async { SqliteStore::open_temporary().expect("temporary sqlite store") });
+
 // Two stores on one file, as two processes on one machine would open it.
 metadata::job_lock_tests!(async {
     let a = SqliteStore::open_temporary().expect("temporary sqlite store");

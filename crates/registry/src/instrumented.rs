@@ -262,6 +262,8 @@ impl InstrumentedMetadata {
         let scrub = inner.scrub.clone();
         // One long-lived stream, not calls to time.
         let changes = inner.changes.clone();
+        // The delivery worker's reads and removals, off every request's path: not timed.
+        let outbox = inner.outbox.clone();
         let timed = Arc::new(InstrumentedMetadata::new(inner, backend, observer));
         Metadata {
             catalog: timed.clone(),
@@ -273,6 +275,7 @@ impl InstrumentedMetadata {
             tag_ages: timed.clone(),
             usage: timed,
             changes,
+            outbox,
         }
     }
 

@@ -57,6 +57,7 @@ impl FaultyMeta {
             tag_ages: self.inner.tag_ages.clone(),
             usage: self.inner.usage.clone(),
             changes: self.inner.changes.clone(),
+            outbox: self.inner.outbox.clone(),
         }
     }
 
