@@ -410,6 +410,7 @@ pub fn registry_settings(config: &Config) -> registry::Settings {
         blob_redirect: config.storage.redirect,
         immutable_tags: config.immutable_tags.clone(),
         quotas: config.quotas.clone(),
+        max_tags: config.max_tags,
     }
 }
 

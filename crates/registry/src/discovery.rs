@@ -28,9 +28,13 @@ pub struct Referrers {
 pub const MAX_PAGE: usize = 1000;
 /// Catalog page size when `n` is absent: registry:2's default.
 pub const DEFAULT_CATALOG_PAGE: usize = 100;
-/// Tags page size when `n` is absent. registry:2 returns every tag; berth returns up to [`MAX_PAGE`] and
-/// says that more follow (a `Link` header), so one request stays bounded however many tags there are.
+/// Tags page size when `n` is absent, unless `tags.maxtags` says otherwise. registry:2 returns every
+/// tag; berth returns up to [`MAX_PAGE`] and says that more follow (a `Link` header), so one request
+/// stays bounded however many tags there are.
 pub const DEFAULT_TAGS_PAGE: usize = MAX_PAGE;
+/// The largest `tags.maxtags` berth takes: a page of tags is held in memory whole (names of at most
+/// 128 characters: about 1.5 MB here).
+pub const MAX_TAGS_PAGE: usize = 10_000;
 
 impl Registry {
     /// Tags of `repo`; NAME_UNKNOWN if it does not exist. Returns the page and whether more follow.
@@ -41,7 +45,10 @@ impl Registry {
         if !self.meta.catalog.repo_exists(repo).await? {
             return Err(Error::NameUnknown(repo.clone()));
         }
-        let limit = page.limit(DEFAULT_TAGS_PAGE);
+        // As registry:3 with `tags.maxtags`: a larger `n` is clamped (the `Link` header gives the rest),
+        // never refused.
+        let max = self.settings().max_tags;
+        let limit = page.n.unwrap_or(max).min(max);
         if limit == 0 {
             return Ok((Vec::new(), false));
         }

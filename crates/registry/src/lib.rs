@@ -35,7 +35,9 @@ mod upload_limit;
 
 pub use blob::{BlobContent, BlobInfo, ByteRange, ZeroCopy};
 pub use blobs::{ByteStream, FileRange, UploadId};
-pub use discovery::{DEFAULT_CATALOG_PAGE, DEFAULT_TAGS_PAGE, MAX_PAGE, Page, Referrers};
+pub use discovery::{
+    DEFAULT_CATALOG_PAGE, DEFAULT_TAGS_PAGE, MAX_PAGE, MAX_TAGS_PAGE, Page, Referrers,
+};
 pub use error::{BoxError, Error, Result};
 pub use maintenance::{PurgeReport, UploadPurging};
 pub use manifest::{ManifestContent, PutManifestOutcome};
@@ -61,6 +63,9 @@ pub struct Settings {
     pub immutable_tags: Vec<ImmutableTags>,
     /// The most blob bytes sets of repositories may store (`quotas`; see [`quota`]).
     pub quotas: Vec<quota::Quota>,
+    /// Most tags one page of a tag listing holds, and its size when `n` is absent (registry:3's
+    /// `tags.maxtags`; [`MAX_PAGE`] by default, at most [`MAX_TAGS_PAGE`]).
+    pub max_tags: usize,
 }
 
 /// One rule of immutable tags: the tags matching `tags` (every tag when it is empty) of the repositories
@@ -92,6 +97,7 @@ impl Default for Settings {
             blob_redirect: None,
             immutable_tags: Vec::new(),
             quotas: Vec::new(),
+            max_tags: MAX_PAGE,
         }
     }
 }

@@ -15,7 +15,7 @@ use common::*;
 use metadata::Catalog;
 use oci::RepoName;
 use oci::media_type::OCI_MANIFEST;
-use registry::{DEFAULT_CATALOG_PAGE, Error, MAX_PAGE, Page, Registry};
+use registry::{DEFAULT_CATALOG_PAGE, Error, MAX_PAGE, Page, Registry, Settings};
 
 fn page(n: Option<usize>, last: Option<&str>) -> Page {
     Page {
@@ -123,6 +123,30 @@ async fn tag_pages_are_capped() {
         .await
         .unwrap();
     assert_eq!((items, more), (vec![tags[MAX_PAGE].clone()], false));
+}
+
+/// registry:3's `tags.maxtags`: the page size without `n`, and a larger `n` clamped to it.
+#[tokio::test]
+async fn max_tags_sizes_and_caps_the_pages() {
+    let env = Env::with_config(Settings {
+        max_tags: 3,
+        ..Settings::default()
+    });
+    let r = repo("capped");
+    let tags: Vec<String> = (0..5).map(|i| format!("t{i}")).collect();
+    tag_many(&env, &r, &tags).await;
+    for p in [Page::default(), page(Some(100), None)] {
+        let (items, more) = env.reg.list_tags(&r, &p).await.unwrap();
+        assert_eq!((items, more), (tags[..3].to_vec(), true), "{p:?}");
+    }
+    let (items, more) = env.reg.list_tags(&r, &page(Some(2), None)).await.unwrap();
+    assert_eq!((items, more), (tags[..2].to_vec(), true));
+    let (items, more) = env
+        .reg
+        .list_tags(&r, &page(Some(100), Some("t2")))
+        .await
+        .unwrap();
+    assert_eq!((items, more), (tags[3..].to_vec(), false));
 }
 
 #[tokio::test]

@@ -64,6 +64,8 @@ pub struct Config {
     pub gc: gc::GcConfig,
     /// `tags.immutable` (berth's).
     pub immutable_tags: Vec<registry::ImmutableTags>,
+    /// `tags.maxtags` (registry:3's): the most tags on one page of a tag listing.
+    pub max_tags: usize,
     /// berth's `retention`.
     pub retention: retention::RetentionConfig,
     /// berth's `quotas`.
@@ -292,7 +294,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
     let database = database::read(top.section("database")?)?;
     let limits = limits::read(top.section("limits")?)?;
     let gc = gc::read(top.section("gc")?)?;
-    let immutable_tags = tags::read(top.section("tags")?)?;
+    let (immutable_tags, max_tags) = tags::read(top.section("tags")?)?;
     let retention = retention::read(top.section("retention")?)?;
     let quotas = quotas::read(top.section("quotas")?)?;
     let scrub = scrub::read(top.section("scrub")?)?;
@@ -312,6 +314,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
         limits,
         gc,
         immutable_tags,
+        max_tags,
         retention,
         quotas,
         scrub,
@@ -336,7 +339,7 @@ impl Config {
         out.push(("database", self.database.to_yaml()));
         out.push(("limits", self.limits.to_yaml()));
         out.push(("gc", self.gc.to_yaml()));
-        out.push(("tags", tags::to_yaml(&self.immutable_tags)));
+        out.push(("tags", tags::to_yaml(&self.immutable_tags, self.max_tags)));
         out.push(("retention", self.retention.to_yaml()));
         out.push(("quotas", quotas::to_yaml(&self.quotas)));
         out.push(("scrub", self.scrub.to_yaml()));

@@ -59,7 +59,6 @@ fn every_key_of_registry3s_reference_is_known() {
             ("health.http", Ignored),
             ("health.tcp", Ignored),
             ("proxy.exec", Unknown),
-            ("tags.maxtags", Unknown),
             ("redis", Ignored),
             ("middleware", Ignored),
             ("validation", Ignored),
@@ -74,6 +73,7 @@ fn every_key_of_registry3s_reference_is_known() {
         berth_http::tls::ClientAuth::RequireAndVerifyClientCert
     );
     assert!(!c.http.h2c && !c.http.http2_disabled);
+    assert_eq!(c.max_tags, 1000);
 }
 
 #[test]
@@ -143,4 +143,24 @@ fn h2c_governs_the_plain_listener_and_http2_the_tls_one() {
     let l = load_env(None, &[("REGISTRY_HTTP_H2C_ENABLED", "false")]);
     assert!(!l.config.http.serves_http2());
     assert_eq!(warned(&l), []);
+}
+
+#[test]
+fn tags_maxtags() {
+    assert_eq!(load_ok("").config.max_tags, registry::MAX_PAGE);
+    assert_eq!(load_ok("tags:\n  maxtags: 100\n").config.max_tags, 100);
+    // registry:3 reads 0 as its default.
+    assert_eq!(
+        load_ok("tags:\n  maxtags: 0\n").config.max_tags,
+        registry::MAX_PAGE
+    );
+    let l = load_ok("tags:\n  maxtags: 50000\n");
+    assert_eq!(l.config.max_tags, registry::MAX_TAGS_PAGE);
+    assert_eq!(warned(&l), [("tags.maxtags", Adjusted)]);
+    let l = load_env(None, &[("REGISTRY_TAGS_MAXTAGS", "7")]);
+    assert_eq!(l.config.max_tags, 7);
+    let err = error("tags:\n  maxtags: -1\n");
+    assert!(err.starts_with("tags.maxtags"), "{err}");
+    // It reaches the registry.
+    assert_eq!(crate::serve::registry_settings(&l.config).max_tags, 7);
 }
