@@ -23,6 +23,7 @@ mod keyed_lock;
 mod maintenance;
 mod manifest;
 mod meter;
+pub mod oci_layout;
 pub mod proxy;
 mod pulls;
 pub mod quota;
