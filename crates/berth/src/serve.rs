@@ -103,6 +103,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(eviction) = config.proxy.as_ref().and_then(|p| p.eviction()) {
         tokio::spawn(registry.clone().run_cache_eviction(eviction));
     }
+    let registry = registry.with_notifications(config.notifications.settings(
+        registry::notify::event::SourceRecord {
+            addr: format!("{}:{}", host_name(), config.http.addr.port()),
+            instance_id: String::new(),
+        },
+    ));
+    if registry.notifies() {
+        let sink = upstream::notify::HttpSink::new(&format!("berth/{}", env!("CARGO_PKG_VERSION")))
+            .context("setting up the notifications' HTTP client")?;
+        let observer: Arc<dyn registry::notify::DeliveryObserver> = match &metrics {
+            Some(metrics) => metrics.delivery_observer(),
+            None => Arc::new(()),
+        };
+        tokio::spawn(registry.clone().run_notifications(Arc::new(sink), observer));
+        tokio::spawn(registry.clone().run_pull_events());
+    }
     if let Some(metrics) = &metrics {
         metrics.watch_registry(&registry);
     }
@@ -291,6 +307,18 @@ impl Signals {
             _ = self.int.recv() => "SIGINT",
         }
     }
+}
+
+/// This machine's name, for the events' `source.addr` (registry:2's `os.Hostname()`); empty if unknown.
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 /// The blob store the configuration names, and its driver's name (registry:2's, for the metrics): S3

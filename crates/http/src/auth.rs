@@ -96,6 +96,10 @@ pub async fn authorize(
             let user = caller.identity.user().map(str::to_string);
             let access = Access::new(authority.clone(), caller);
             req.extensions_mut().insert(Authorized { endpoint, access });
+            // For the events the request causes (`crate::notify`).
+            if let Some(user) = &user {
+                req.extensions_mut().insert(AuthenticatedUser(user.clone()));
+            }
             let mut resp = next.run(req).await;
             if let Some(user) = user {
                 resp.extensions_mut().insert(AuthenticatedUser(user));

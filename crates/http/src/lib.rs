@@ -28,6 +28,7 @@ pub mod headers;
 pub mod health;
 pub mod metrics;
 pub mod middleware;
+pub mod notify;
 mod runtime;
 pub mod site;
 pub mod ui;
@@ -50,14 +51,20 @@ pub fn router_with_auth(registry: Registry, authority: Option<Arc<::auth::Author
     // outside `/v2/` (`Endpoint::parse`). A fallback rather than routes: routes for `/v2/{*rest}` made
     // axum match the path, percent-decode the rest into a parameter and record the matched route, on
     // every request, for a dispatcher that reads none of it.
+    // Who asked, for the events a request causes: inside the auth middleware, which names the user.
+    let origin = axum::middleware::from_fn_with_state(registry.clone(), notify::origin);
     let app = match authority {
-        None => Router::new().fallback(handlers::dispatch),
+        None => Router::new().fallback(handlers::dispatch).layer(origin),
         // The guarded dispatcher routes only on the parse the middleware authorized (see `auth`). The
         // middleware sits inside the request context, so refusals carry the request id and version
         // header too.
-        Some(authority) => Router::new().fallback(handlers::dispatch_authorized).layer(
-            axum::middleware::from_fn_with_state(authority, auth::authorize),
-        ),
+        Some(authority) => Router::new()
+            .fallback(handlers::dispatch_authorized)
+            .layer(origin)
+            .layer(axum::middleware::from_fn_with_state(
+                authority,
+                auth::authorize,
+            )),
     };
     app.layer(middleware::RequestContextLayer)
         .with_state(registry)

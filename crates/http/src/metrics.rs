@@ -12,7 +12,8 @@
 //! - `berth_storage_operation_duration_seconds{store, backend, operation}` and
 //!   `berth_storage_operation_errors_total{...}`: every call of the blob and metadata stores, timed by
 //!   the decorators of `registry::instrumented`;
-//! - the pull-through cache's lookups, bytes served and upstream requests (see `metrics/cache.rs`).
+//! - the pull-through cache's lookups, bytes served and upstream requests (see `metrics/cache.rs`);
+//! - notifications delivered, failed and queued per endpoint (see `metrics/notify.rs`).
 //!
 //! Labels are bounded sets: `endpoint` is the kind of endpoint (`manifest`, `blob`, `blob_upload`, ...,
 //! see [`http::endpoint_kind`]), never the repository, whose names are unbounded (and private).
@@ -40,6 +41,7 @@ use registry::instrumented::{StorageObserver, StorageOp};
 
 mod cache;
 pub mod http;
+mod notify;
 mod quota;
 
 /// The content type of the exposition.
@@ -58,6 +60,7 @@ struct Inner {
     http: http::HttpMetrics,
     storage: StorageMetrics,
     cache: cache::CacheMetrics,
+    notify: notify::NotifyMetrics,
 }
 
 impl fmt::Debug for Metrics {
@@ -107,12 +110,15 @@ impl Metrics {
         );
         let cache = cache::CacheMetrics::default();
         cache.register(&mut registry);
+        let notify = notify::NotifyMetrics::default();
+        notify.register(&mut registry);
         Metrics {
             inner: Arc::new(Inner {
                 registry: Mutex::new(registry),
                 http,
                 storage,
                 cache,
+                notify,
             }),
         }
     }
@@ -130,6 +136,11 @@ impl Metrics {
     /// What the pull-through cache reports to (`registry::proxy::CacheObserver`).
     pub fn cache_observer(&self) -> Arc<dyn registry::proxy::CacheObserver> {
         Arc::new(self.inner.cache.clone())
+    }
+
+    /// What notification delivery reports to (`registry::notify::DeliveryObserver`).
+    pub fn delivery_observer(&self) -> Arc<dyn registry::notify::DeliveryObserver> {
+        Arc::new(self.inner.notify.clone())
     }
 
     /// Exports what `registry` knows of itself (uploads in progress, what garbage collection deleted),

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures_util::stream;
 use oci::{Digest, RepoName};
 
+use crate::notify::event::Action;
 use crate::proxy::ServedBytes;
 use crate::{ByteStream, Error, FileRange, Registry, Result};
 
@@ -90,6 +91,17 @@ impl Registry {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<(BlobContent, Option<ZeroCopy>)> {
+        let served = self.serve_blob_file(repo, digest, range).await?;
+        self.note_blob_pull(repo, digest, served.0.size);
+        Ok(served)
+    }
+
+    async fn serve_blob_file(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<(BlobContent, Option<ZeroCopy>)> {
         // A cached repository answers from the cache, or else joins the blob's upstream fetch.
         let route = self.proxy_route(repo);
         let repo = route.as_ref().map_or(repo, |r| &r.local);
@@ -138,12 +150,25 @@ impl Registry {
         let Some(expires) = self.settings.blob_redirect else {
             return Ok(None);
         };
-        if self.proxy_route(repo).is_some()
-            || self.meta.catalog.linked_blob(repo, digest).await?.is_none()
-        {
+        if self.proxy_route(repo).is_some() {
             return Ok(None);
         }
-        Ok(self.blobs.redirect_url(digest, expires).await?)
+        let Some(size) = self.meta.catalog.linked_blob(repo, digest).await? else {
+            return Ok(None);
+        };
+        let url = self.blobs.redirect_url(digest, expires).await?;
+        if url.is_some() {
+            self.note_blob_pull(repo, digest, size);
+        }
+        Ok(url)
+    }
+
+    /// The pull event of a blob GET (written in a batch: see `notify`).
+    fn note_blob_pull(&self, repo: &RepoName, digest: &Digest, size: u64) {
+        if self.notifies() {
+            let events = self.blob_events(Action::Pull, repo, digest, size, None);
+            self.note_pull_events(events);
+        }
     }
 
     /// Holds blob `digest` against a concurrent link or deletion of its bytes in this process (see
@@ -159,7 +184,9 @@ impl Registry {
         if !self.settings.delete_enabled {
             return Err(Error::Unsupported("deletes are disabled".into()));
         }
-        if self.meta.catalog.unlink_blob(repo, digest).await? {
+        let events = self.delete_events(repo, Some(digest), None);
+        let unlink = self.meta.catalog.unlink_blob(repo, digest);
+        if self.noting(events, unlink).await? {
             Ok(())
         } else {
             Err(Error::BlobUnknown(digest.clone()))

@@ -23,6 +23,7 @@ mod keyed_lock;
 mod maintenance;
 mod manifest;
 mod meter;
+pub mod notify;
 pub mod oci_layout;
 pub mod proxy;
 mod pulls;
@@ -124,6 +125,8 @@ pub struct Registry {
     pulls: Arc<pulls::PullLog>,
     /// The quotas as last measured (see [`quota`]).
     quota_measured: Arc<std::sync::Mutex<Vec<quota::QuotaUsage>>>,
+    /// Where events go, when notification endpoints are configured (see [`notify`]).
+    notifier: Option<Arc<notify::Notifier>>,
 }
 
 impl Registry {
@@ -145,6 +148,7 @@ impl Registry {
             gc_totals: Default::default(),
             pulls: Default::default(),
             quota_measured: Default::default(),
+            notifier: None,
         }
     }
 

@@ -12,6 +12,8 @@ use metadata::NewManifest;
 use oci::manifest::Manifest;
 use oci::{Digest, Reference, RepoName, Tag};
 
+use crate::notify::ManifestFacts;
+use crate::notify::event::Action;
 use crate::{Error, Registry, Result};
 
 /// A manifest being served.
@@ -41,10 +43,13 @@ impl Registry {
         reference: &Reference,
     ) -> Result<ManifestContent> {
         if let Some(route) = self.proxy_route(repo) {
-            return self.cached_manifest(&route, reference).await;
+            let found = self.cached_manifest(&route, reference).await?;
+            self.note_manifest_pull(repo, reference, &found);
+            return Ok(found);
         }
         let found = self.stored_manifest(repo, reference).await?;
         self.note_pull(repo, &found.digest);
+        self.note_manifest_pull(repo, reference, &found);
         Ok(found)
     }
 
@@ -125,9 +130,21 @@ impl Registry {
             children: unique(parsed.manifests.iter().map(|d| &d.digest)),
             tag_immutable: tag.is_some_and(|t| self.tag_is_immutable(repo, t)),
         };
+        let events = self.manifest_events(
+            Action::Push,
+            repo,
+            &ManifestFacts {
+                digest: &digest,
+                media_type: &manifest.media_type,
+                size: manifest.payload.len() as u64,
+                tag: tag.map(Tag::as_str),
+                payload: &manifest.payload,
+            },
+        );
         // One transaction checks every reference, stores the manifest and moves the tag (unless it is
-        // immutable and on another manifest).
-        match self.meta.catalog.put_manifest(repo, &manifest, tag).await {
+        // immutable and on another manifest), and queues its events.
+        let put = self.meta.catalog.put_manifest(repo, &manifest, tag);
+        match self.noting(events, put).await {
             Err(metadata::Error::TagImmutable(tag)) => {
                 return Err(Error::TagImmutable {
                     repo: repo.clone(),
@@ -152,14 +169,47 @@ impl Registry {
             });
         }
         let existed = match reference {
-            Reference::Digest(digest) => self.meta.catalog.delete_manifest(repo, digest).await?,
-            Reference::Tag(tag) => self.meta.catalog.delete_tag(repo, tag).await?,
+            Reference::Digest(digest) => {
+                let events = self.delete_events(repo, Some(digest), None);
+                let delete = self.meta.catalog.delete_manifest(repo, digest);
+                self.noting(events, delete).await?
+            }
+            Reference::Tag(tag) => {
+                let events = self.delete_events(repo, None, Some(tag));
+                self.noting(events, self.meta.catalog.delete_tag(repo, tag))
+                    .await?
+            }
         };
         if existed {
             Ok(())
         } else {
             Err(Error::ManifestUnknown(reference.to_string()))
         }
+    }
+}
+
+impl Registry {
+    /// The pull event of a manifest GET (written in a batch: see `notify`).
+    fn note_manifest_pull(&self, repo: &RepoName, reference: &Reference, found: &ManifestContent) {
+        if !self.notifies() {
+            return;
+        }
+        let tag = match reference {
+            Reference::Tag(tag) => Some(tag.as_str()),
+            Reference::Digest(_) => None,
+        };
+        let events = self.manifest_events(
+            Action::Pull,
+            repo,
+            &ManifestFacts {
+                digest: &found.digest,
+                media_type: &found.media_type,
+                size: found.payload.len() as u64,
+                tag,
+                payload: &found.payload,
+            },
+        );
+        self.note_pull_events(events);
     }
 }
 

@@ -12,6 +12,7 @@ use oci::{Digest, DigestAlgorithm, RepoName, ResumableHasher};
 
 use crate::clock::unix_now;
 use crate::meter::Meter;
+use crate::notify::event::Action;
 use crate::{BlobInfo, ByteStream, Error, Registry, Result, UploadId};
 
 /// Where an upload stands.
@@ -101,7 +102,9 @@ impl Registry {
             let _blob = self.hold_blob(digest, size).await?;
             if self.blobs.stat(digest).await?.is_some() {
                 self.check_quotas(repo, Some((digest, size))).await?;
-                self.meta.catalog.link_blob(repo, digest, size).await?;
+                let events = self.blob_events(Action::Mount, repo, digest, size, from);
+                let link = self.meta.catalog.link_blob(repo, digest, size);
+                self.noting(events, link).await?;
                 return Ok(MountOutcome::Mounted(BlobInfo {
                     digest: digest.clone(),
                     size,
@@ -177,7 +180,9 @@ impl Registry {
                 Err(e) => return Err(e.into()),
             },
         }
-        self.meta.catalog.link_blob(repo, digest, size).await?;
+        let events = self.blob_events(Action::Push, repo, digest, size, None);
+        let link = self.meta.catalog.link_blob(repo, digest, size);
+        self.noting(events, link).await?;
         self.meta.uploads.delete_upload(&session.id).await?;
         Ok(BlobInfo {
             digest: digest.clone(),

@@ -182,7 +182,7 @@ pub(crate) fn causes(e: &dyn StdError) -> String {
 
 /// rustls on aws-lc-rs trusting the operating system's roots plus `extra` (PEM bundles). A system with
 /// no readable roots is not an error: an https upstream then fails at its handshake, naming the reason.
-fn tls_config(extra: &[Vec<u8>]) -> Result<ClientConfig, SettingsError> {
+pub(crate) fn tls_config(extra: &[Vec<u8>]) -> Result<ClientConfig, SettingsError> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     if !native.errors.is_empty() {

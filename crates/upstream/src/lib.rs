@@ -27,6 +27,7 @@ mod challenge;
 mod client;
 mod fetch;
 mod manifest;
+pub mod notify;
 mod settings;
 mod status;
 #[cfg(feature = "testkit")]

@@ -13,7 +13,7 @@
 //! secrets masked.
 //!
 //! Sections: `version` (here), [`log`], [`storage`], [`http`], [`auth`] (with berth's `access`),
-//! [`health`], [`proxy`], [`database`] (GitLab's spelling), berth's [`limits`], [`gc`], [`tags`], [`retention`], [`quotas`], [`scrub`] and [`ui`], and the registry:2
+//! [`health`], [`proxy`], [`database`] (GitLab's spelling), [`notifications`], berth's [`limits`], [`gc`], [`tags`], [`retention`], [`quotas`], [`scrub`] and [`ui`], and the registry:2
 //! sections berth does not implement, which are reported by name (here). A feature's section is read and
 //! validated in its file, and its settings are handed to the crate that implements it; what is not
 //! implemented yet says so in a warning from its section's file.
@@ -29,6 +29,7 @@ pub mod health;
 pub mod http;
 pub mod limits;
 pub mod log;
+pub mod notifications;
 pub mod proxy;
 pub mod quotas;
 mod read;
@@ -74,6 +75,8 @@ pub struct Config {
     pub scrub: scrub::ScrubConfig,
     /// berth's `ui`: the web interface.
     pub ui: ui::UiConfig,
+    /// `notifications`: registry:2's webhooks, delivered from the outbox.
+    pub notifications: notifications::NotificationsConfig,
 }
 
 /// A configuration and what was said about it while reading.
@@ -166,10 +169,6 @@ impl fmt::Debug for Secret {
 
 /// Top-level sections of registry:2 that berth does not implement, and why.
 const IGNORED_SECTIONS: &[(&str, &str)] = &[
-    (
-        "notifications",
-        "registry:2's webhook notifications are not supported by berth",
-    ),
     (
         "redis",
         "berth keeps what registry:2 caches in redis in its metadata database",
@@ -299,6 +298,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
     let quotas = quotas::read(top.section("quotas")?)?;
     let scrub = scrub::read(top.section("scrub")?)?;
     let ui = ui::read(top.section("ui")?)?;
+    let notifications = notifications::read(top.section("notifications")?)?;
     for (key, why) in IGNORED_SECTIONS {
         top.ignore(key, why);
     }
@@ -319,6 +319,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
         quotas,
         scrub,
         ui,
+        notifications,
     })
 }
 
@@ -344,6 +345,7 @@ impl Config {
         out.push(("quotas", quotas::to_yaml(&self.quotas)));
         out.push(("scrub", self.scrub.to_yaml()));
         out.push(("ui", self.ui.to_yaml()));
+        out.push(("notifications", self.notifications.to_yaml()));
         mapping(out)
     }
 }

@@ -308,6 +308,7 @@ async fn http<I>(
     let limits = &shared.limits;
     let service = ConnectionService {
         router: shared.router.clone(),
+        peer,
         activity: activity.clone(),
         stall_timeout: limits.stall_timeout,
         min_rate: MinRate::of(limits),
@@ -370,6 +371,8 @@ async fn http<I>(
 #[derive(Clone)]
 struct ConnectionService {
     router: Router,
+    /// Put on each request, for the events' client address (`crate::notify`).
+    peer: SocketAddr,
     activity: Activity,
     stall_timeout: Duration,
     min_rate: Option<MinRate>,
@@ -387,6 +390,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let in_flight = self.activity.begin();
         let (stall, min_rate) = (self.stall_timeout, self.min_rate);
         let mut req = req.map(|body| StallBody::new(body, stall, min_rate));
+        req.extensions_mut()
+            .insert(crate::notify::PeerAddr(self.peer));
         // HTTP/2 writes its own frames around body data: only HTTP/1 bodies go to the socket as they are.
         if let Some(sink) = &self.sink
             && matches!(req.version(), Version::HTTP_10 | Version::HTTP_11)

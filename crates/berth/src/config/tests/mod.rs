@@ -54,6 +54,7 @@ const REGISTRY3_DEV: &str = include_str!("../../../tests/configs/registry3-dev.y
 
 use WarningKind::{Adjusted, Deprecated, Ignored, Unknown};
 
+mod notifications;
 mod reading;
 mod registry3;
 mod samples;

@@ -247,10 +247,10 @@ fn unknown_keys_are_reported_by_name_at_any_depth() {
 
 #[test]
 fn warnings_say_what_happens_instead() {
-    let l = load_ok("notifications:\n  endpoints: []\n");
+    let l = load_ok("redis:\n  addr: localhost:6379\n");
     assert_eq!(
         l.warnings[0].to_string(),
-        "notifications: registry:2's webhook notifications are not supported by berth; ignored"
+        "redis: berth keeps what registry:2 caches in redis in its metadata database; ignored"
     );
 }
 

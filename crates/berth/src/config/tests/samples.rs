@@ -104,7 +104,6 @@ fn every_key_of_registry2s_reference_is_known() {
             ("health.file", Ignored),
             ("health.http", Ignored),
             ("health.tcp", Ignored),
-            ("notifications", Ignored),
             ("redis", Ignored),
             ("reporting", Ignored),
             ("middleware", Ignored),

@@ -1,0 +1,262 @@
+//! The events of registry:2's notifications, in its JSON shape (distribution's `notifications/event.go`),
+//! so that receivers written for registry:2 read berth's unchanged: an envelope
+//! `{"events":[...]}` of `Content-Type: application/vnd.docker.distribution.events.v1+json`, each event
+//! with `id`, `timestamp`, `action`, `target`, `request`, `actor` and `source`. Empty fields are left
+//! out, as Go's `omitempty` does (a delete's target has only `repository` and `digest` or `tag`).
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// The media type of the envelope.
+pub const ENVELOPE_MEDIA_TYPE: &str = "application/vnd.docker.distribution.events.v1+json";
+
+/// What happened: registry:2's four actions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Push,
+    Pull,
+    Mount,
+    Delete,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Push => "push",
+            Action::Pull => "pull",
+            Action::Mount => "mount",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// One event, serialised as one element of the envelope's `events`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    pub id: String,
+    /// RFC 3339 with nanoseconds, UTC, as Go's `time.Time` marshals.
+    pub timestamp: String,
+    pub action: &'static str,
+    pub target: Target,
+    pub request: RequestRecord,
+    pub actor: ActorRecord,
+    pub source: SourceRecord,
+}
+
+/// What the event is about.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Target {
+    #[serde(rename = "mediaType", skip_serializing_if = "String::is_empty")]
+    pub media_type: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub size: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub digest: String,
+    /// The same as `size` (registry:2 keeps both for old receivers).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub length: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub repository: String,
+    /// A mount's source repository, when the client named one.
+    #[serde(rename = "fromRepository", skip_serializing_if = "String::is_empty")]
+    pub from_repository: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub url: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tag: String,
+    /// The manifest's references (`notifications.events.includereferences`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<Reference>,
+}
+
+/// A descriptor among a manifest's references.
+#[derive(Clone, Debug, Serialize)]
+pub struct Reference {
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub size: u64,
+    pub digest: String,
+}
+
+/// The request that caused the event (registry:2's `RequestRecord`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RequestRecord {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub addr: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub method: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub useragent: String,
+}
+
+/// Who made the request: the authenticated user's name, if any.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ActorRecord {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+/// Which registry instance wrote the event.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SourceRecord {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub addr: String,
+    #[serde(rename = "instanceID", skip_serializing_if = "String::is_empty")]
+    pub instance_id: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The envelope around already serialised events (each a JSON object, as the outbox keeps them).
+pub fn envelope<'a>(events: impl IntoIterator<Item = &'a str>) -> String {
+    let mut body = String::from("{\"events\":[");
+    for (i, e) in events.into_iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(e);
+    }
+    body.push_str("]}");
+    body
+}
+
+/// `at` as Go marshals a UTC `time.Time`: `2006-01-02T15:04:05.999999999Z`, trailing zeros of the
+/// fraction dropped.
+pub fn rfc3339(at: SystemTime) -> String {
+    let since = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil(days as i64);
+    let mut out = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    );
+    let nanos = since.subsec_nanos();
+    if nanos > 0 {
+        let fraction = format!("{nanos:09}");
+        out.push('.');
+        out.push_str(fraction.trim_end_matches('0'));
+    }
+    out.push('Z');
+    out
+}
+
+/// Year, month, day of a count of days since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn timestamps_are_go_rfc3339_in_utc() {
+        let at = |s, n| SystemTime::UNIX_EPOCH + Duration::new(s, n);
+        assert_eq!(rfc3339(at(0, 0)), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(at(1_700_000_000, 123_000_000)),
+            "2023-11-14T22:13:20.123Z"
+        );
+        assert_eq!(
+            rfc3339(at(951_782_400, 1)),
+            "2000-02-29T00:00:00.000000001Z"
+        );
+        assert_eq!(rfc3339(at(4_107_542_399, 0)), "2100-02-28T23:59:59Z");
+    }
+
+    #[test]
+    fn a_push_event_has_registry2s_fields_and_a_delete_only_what_it_knows() {
+        let push = Event {
+            id: "e1".into(),
+            timestamp: "2023-11-14T22:13:20Z".into(),
+            action: Action::Push.as_str(),
+            target: Target {
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                size: 7,
+                digest: "sha256:ab".into(),
+                length: 7,
+                repository: "a/b".into(),
+                url: "http://r/v2/a/b/manifests/sha256:ab".into(),
+                tag: "v1".into(),
+                ..Target::default()
+            },
+            request: RequestRecord {
+                id: "r1".into(),
+                addr: "10.0.0.1".into(),
+                host: "r".into(),
+                method: "PUT".into(),
+                useragent: "skopeo".into(),
+            },
+            actor: ActorRecord {
+                name: "alice".into(),
+            },
+            source: SourceRecord {
+                addr: "host:5000".into(),
+                instance_id: "i1".into(),
+            },
+        };
+        let json: serde_json::Value = serde_json::to_value(&push).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "id": "e1", "timestamp": "2023-11-14T22:13:20Z", "action": "push",
+                "target": {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 7,
+                    "digest": "sha256:ab", "length": 7, "repository": "a/b",
+                    "url": "http://r/v2/a/b/manifests/sha256:ab", "tag": "v1"
+                },
+                "request": {"id": "r1", "addr": "10.0.0.1", "host": "r", "method": "PUT", "useragent": "skopeo"},
+                "actor": {"name": "alice"},
+                "source": {"addr": "host:5000", "instanceID": "i1"}
+            })
+        );
+        let delete = Event {
+            action: Action::Delete.as_str(),
+            target: Target {
+                repository: "a/b".into(),
+                tag: "v1".into(),
+                ..Target::default()
+            },
+            actor: ActorRecord::default(),
+            ..push
+        };
+        let json = serde_json::to_value(&delete).unwrap();
+        assert_eq!(
+            json["target"],
+            serde_json::json!({"repository": "a/b", "tag": "v1"})
+        );
+        assert_eq!(json["actor"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn the_envelope_lists_the_events_as_they_are() {
+        assert_eq!(envelope([]), r#"{"events":[]}"#);
+        assert_eq!(
+            envelope([r#"{"id":"1"}"#, r#"{"id":"2"}"#]),
+            r#"{"events":[{"id":"1"},{"id":"2"}]}"#
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! The notifications' HTTP sink: posts an envelope of events to an endpoint, as registry:2's
+//! `httpSink` does (one POST, `Content-Type` the envelope's media type, the endpoint's headers, its
+//! timeout around the whole exchange; only a 2xx answer is a delivery; redirects are not followed).
+//! The same pooled hyper client on rustls as the pull-through cache's, with the system's CAs.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
+use hyper::{Method, Request};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use registry::BoxError;
+use registry::notify::event::ENVELOPE_MEDIA_TYPE;
+use registry::notify::{Endpoint, Sink};
+
+use crate::SettingsError;
+use crate::client::tls_config;
+
+/// Idle connections to an endpoint are closed after this long.
+const POOL_IDLE: Duration = Duration::from_secs(50);
+
+/// Most bytes of an answer read (and then dropped): receivers answer with a status, not a body.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// Posts envelopes over HTTP(S). Cheap to share behind an `Arc`.
+pub struct HttpSink {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    user_agent: HeaderValue,
+}
+
+impl HttpSink {
+    /// A client trusting the system's CAs; `user_agent` names berth in each request.
+    pub fn new(user_agent: &str) -> Result<HttpSink, SettingsError> {
+        let user_agent = HeaderValue::from_str(user_agent).map_err(|_| SettingsError::UserAgent)?;
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(&[])?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        Ok(HttpSink { client, user_agent })
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for HttpSink {
+    async fn post(&self, endpoint: &Endpoint, body: String) -> Result<(), BoxError> {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(endpoint.url.as_str())
+            .header(CONTENT_TYPE, ENVELOPE_MEDIA_TYPE)
+            .header(USER_AGENT, self.user_agent.clone());
+        for (name, value) in &endpoint.headers {
+            req = req.header(
+                HeaderName::from_bytes(name.as_bytes())?,
+                HeaderValue::from_str(value)?,
+            );
+        }
+        let req = req.body(Full::new(Bytes::from(body)))?;
+        let exchange = async {
+            let resp = self.client.request(req).await?;
+            let status = resp.status();
+            // Read what little the receiver said, so the connection can be reused.
+            let _ = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
+                .collect()
+                .await;
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(format!("{} answered {status}", endpoint.url).into())
+            }
+        };
+        match tokio::time::timeout(endpoint.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "{} did not answer within {:?}",
+                endpoint.url, endpoint.timeout
+            )
+            .into()),
+        }
+    }
+}
