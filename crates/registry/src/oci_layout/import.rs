@@ -50,6 +50,30 @@ pub struct Skipped {
     pub why: String,
 }
 
+impl std::fmt::Display for ImportReport {
+    /// The summary line `berth import oci` ends with.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "import read {} layouts: {} manifests and {} tags imported, {} blobs copied ({} bytes), {} \
+             linked without a copy; {} entries left out",
+            self.layouts,
+            self.manifests,
+            self.tags.len(),
+            self.blobs_copied,
+            self.bytes_copied,
+            self.blobs_linked,
+            self.skipped.len()
+        )
+    }
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "left out {}: {}", self.what, self.why)
+    }
+}
+
 impl Registry {
     /// Imports every layout under `dir` (see the module's rules for names).
     pub async fn import_oci(
