@@ -27,6 +27,7 @@ mod gc;
 mod image;
 mod limits;
 mod metrics;
+mod notify;
 mod outage;
 mod podman;
 mod proxy;

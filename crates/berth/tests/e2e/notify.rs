@@ -1,0 +1,259 @@
+//! Notifications (registry:2's webhooks, from the outbox): a small HTTP receiver in the test gets the
+//! events of skopeo's push and pull and of a delete in registry:2's envelope; a receiver that is down
+//! while berth restarts still gets every event of a push made before.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::images::{sample_image, write_image_layout};
+use crate::harness::{Options, Server, Tools, repo};
+
+/// A receiver: records each envelope's events and its Content-Type; answers 503 while `down`.
+struct Receiver {
+    port: u16,
+    events: Arc<Mutex<Vec<Value>>>,
+    content_types: Arc<Mutex<Vec<String>>>,
+    down: Arc<AtomicBool>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let content_types = Arc::new(Mutex::new(Vec::new()));
+        let down = Arc::new(AtomicBool::new(false));
+        let (e, c, d) = (events.clone(), content_types.clone(), down.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (e, c, d) = (e.clone(), c.clone(), d.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut length = 0usize;
+                    let mut content_type = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let line = line.trim_end();
+                        if line.is_empty() {
+                            break;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        if lower.starts_with("content-type:") {
+                            content_type = line["content-type:".len()..].trim().to_string();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let mut conn = conn;
+                    if d.load(Ordering::SeqCst) {
+                        let _ = conn.write_all(
+                            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                        return;
+                    }
+                    let envelope: Value = serde_json::from_slice(&body).unwrap();
+                    e.lock()
+                        .unwrap()
+                        .extend(envelope["events"].as_array().unwrap().iter().cloned());
+                    c.lock().unwrap().push(content_type);
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                });
+            }
+        });
+        Receiver {
+            port,
+            events,
+            content_types,
+            down,
+        }
+    }
+
+    /// The variables that send berth's events here.
+    fn env(&self) -> Vec<(String, String)> {
+        vec![(
+            "REGISTRY_NOTIFICATIONS_ENDPOINTS".into(),
+            format!(
+                "[{{name: test, url: 'http://127.0.0.1:{}/events', threshold: 2, backoff: 200ms}}]",
+                self.port
+            ),
+        )]
+    }
+
+    /// Waits until `done` holds for the events received, at most 30 s; returns them.
+    fn wait_for(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let events = self.events.lock().unwrap().clone();
+            if done(&events) {
+                return events;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never received {what}; got {events:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn find<'a>(events: &'a [Value], action: &str, media: &str, digest: &str) -> Option<&'a Value> {
+    events.iter().find(|e| {
+        e["action"] == action
+            && e["target"]["digest"] == digest
+            && (media.is_empty() || e["target"]["mediaType"] == media)
+    })
+}
+
+#[test]
+fn skopeo_push_pull_and_delete_reach_the_receiver() {
+    let receiver = Receiver::start();
+    let server = Server::start_with(Options {
+        env: receiver.env(),
+        ..Options::default()
+    });
+    let tools = Tools::new();
+    let img = sample_image("notify");
+    let src = tools.scratch("src");
+    write_image_layout(&src, "v1", &img);
+    let repo = repo("notify");
+    let remote = format!("docker://{}/{repo}:v1", server.host());
+    let layout = |dir: &std::path::Path| format!("oci:{}:v1", dir.display());
+    tools.skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &layout(&src),
+        &remote,
+    ]);
+    let manifest = img.manifest.digest.as_str();
+    let events = receiver.wait_for("the push's events", |ev| {
+        find(ev, "push", "", manifest).is_some()
+    });
+    let push = find(&events, "push", "", manifest).unwrap();
+    let t = &push["target"];
+    assert_eq!(t["repository"], repo.as_str());
+    assert_eq!(t["tag"], "v1");
+    assert_eq!(t["size"], img.manifest.bytes.len());
+    assert_eq!(t["length"], img.manifest.bytes.len());
+    assert_eq!(
+        t["url"],
+        format!("http://{}/v2/{repo}/manifests/{manifest}", server.host())
+    );
+    assert!(t["mediaType"].as_str().unwrap().contains("manifest"));
+    assert_eq!(push["request"]["method"], "PUT");
+    assert!(
+        push["request"]["useragent"]
+            .as_str()
+            .unwrap()
+            .contains("skopeo")
+    );
+    assert!(!push["request"]["id"].as_str().unwrap().is_empty());
+    assert!(
+        push["request"]["addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1")
+    );
+    assert!(!push["id"].as_str().unwrap().is_empty());
+    assert!(push["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(!push["source"]["instanceID"].as_str().unwrap().is_empty());
+    for blob in img.blobs() {
+        let e = find(&events, "push", "application/octet-stream", &blob.digest)
+            .unwrap_or_else(|| panic!("no push event of blob {}", blob.digest));
+        assert_eq!(e["target"]["size"], blob.bytes.len());
+        assert_eq!(e["request"]["method"], "PUT");
+    }
+
+    let out = tools.scratch("out");
+    tools.skopeo(&["copy", "--src-tls-verify=false", &remote, &layout(&out)]);
+    let events = receiver.wait_for("the pull's events", |ev| {
+        find(ev, "pull", "", manifest).is_some()
+            && img
+                .blobs()
+                .iter()
+                .all(|b| find(ev, "pull", "", &b.digest).is_some())
+    });
+    assert_eq!(
+        find(&events, "pull", "", manifest).unwrap()["request"]["method"],
+        "GET"
+    );
+
+    let api = server.api();
+    let r = api
+        .delete(&format!("/v2/{repo}/manifests/{manifest}"))
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.describe());
+    let events = receiver.wait_for("the delete's event", |ev| {
+        find(ev, "delete", "", manifest).is_some()
+    });
+    let delete = find(&events, "delete", "", manifest).unwrap();
+    assert_eq!(
+        delete["target"],
+        serde_json::json!({"repository": repo, "digest": manifest})
+    );
+    assert_eq!(delete["request"]["method"], "DELETE");
+    for ct in receiver.content_types.lock().unwrap().iter() {
+        assert_eq!(ct, "application/vnd.docker.distribution.events.v1+json");
+    }
+}
+
+#[test]
+fn events_survive_a_receiver_down_and_a_restart() {
+    let receiver = Receiver::start();
+    receiver.down.store(true, Ordering::SeqCst);
+    let mut server = Server::start_with(Options {
+        env: receiver.env(),
+        ..Options::default()
+    });
+    let tools = Tools::new();
+    let img = sample_image("notify-restart");
+    let src = tools.scratch("src");
+    write_image_layout(&src, "v1", &img);
+    let repo = repo("notify-restart");
+    tools.skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{}/{repo}:v1", server.host()),
+    ]);
+    // Tried and refused for a while, then berth stops with the events still queued.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(receiver.events.lock().unwrap().is_empty());
+    server.restart();
+    receiver.down.store(false, Ordering::SeqCst);
+    let manifest = img.manifest.digest.clone();
+    let events = receiver.wait_for("every event of the push", |ev| {
+        find(ev, "push", "", &manifest).is_some()
+            && img
+                .blobs()
+                .iter()
+                .all(|b| find(ev, "push", "", &b.digest).is_some())
+    });
+    // In order: every blob's push before the manifest's that references them.
+    let at = |d: &str| {
+        events
+            .iter()
+            .position(|e| e["action"] == "push" && e["target"]["digest"] == d)
+    };
+    let manifest_at = at(&manifest).unwrap();
+    for b in img.blobs() {
+        assert!(at(&b.digest).unwrap() < manifest_at, "{events:#?}");
+    }
+}
