@@ -97,6 +97,15 @@ enum Command {
         #[arg(long, value_name = "SIZE")]
         rate: Option<String>,
     },
+    /// Import images into berth's stores: without a source, the registry:2 tree beside berth's data
+    /// (as `berth import registry2`).
+    #[command(args_conflicts_with_subcommands = true)]
+    Import {
+        #[command(subcommand)]
+        source: Option<ImportSource>,
+        #[command(flatten)]
+        registry2: Registry2Import,
+    },
     /// Probe a running berth: exit 0 when its health endpoint answers 200 (the image's HEALTHCHECK:
     /// there is no curl in it). Without URL, `/healthz` on the address the configuration names.
     Health {
@@ -104,6 +113,26 @@ enum Command {
         #[arg(long, value_name = "URL")]
         url: Option<String>,
     },
+}
+
+/// Where `berth import` reads from.
+#[derive(Debug, Subcommand)]
+enum ImportSource {
+    /// Index the registry:2 tree beside berth's data (`<rootdirectory>/docker/registry/v2/`) into
+    /// berth's metadata, so that berth serves registry:2's images where their bytes lie, copying none
+    /// and writing nothing into the tree. Prints each thing not imported (schema1 manifests, missing
+    /// or corrupt blobs, tags on deleted manifests) with the reason, and a summary line.
+    Registry2(Registry2Import),
+}
+
+/// `berth import registry2`'s arguments.
+#[derive(Debug, clap::Args)]
+struct Registry2Import {
+    #[arg(value_name = "CONFIG")]
+    config_file: Option<PathBuf>,
+    /// Hash every linked blob's bytes against its digest; a blob that fails is not imported.
+    #[arg(long)]
+    verify: bool,
 }
 
 /// What the command line asks for, once the configuration file is known.
@@ -189,6 +218,19 @@ fn main() -> ExitCode {
             one_path(config_file, cli.config),
             Action::Job(Job::Scrub { repair, rate }),
         ),
+        Some(Command::Import { source, registry2 }) => {
+            let Registry2Import {
+                config_file,
+                verify,
+            } = match source {
+                Some(ImportSource::Registry2(args)) => args,
+                None => registry2,
+            };
+            (
+                one_path(config_file, cli.config),
+                Action::Job(Job::Import { verify }),
+            )
+        }
     };
     let path = match path {
         Ok(path) => path,
@@ -352,6 +394,32 @@ mod tests {
             cli.command,
             Some(Command::Scrub { config_file: Some(p), repair: true, rate: Some(r) })
                 if p == Path::new("g.yml") && r == "50M"
+        ));
+
+        let cli = parse(&["import", "h.yml", "--verify"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Import { source: None, registry2: Registry2Import { config_file: Some(p), verify: true } })
+                if p == Path::new("h.yml")
+        ));
+        let cli = parse(&["import", "registry2", "--verify", "i.yml"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Import {
+                source: Some(ImportSource::Registry2(Registry2Import { config_file: Some(p), verify: true })),
+                ..
+            }) if p == Path::new("i.yml")
+        ));
+        let cli = parse(&["import"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Import {
+                source: None,
+                registry2: Registry2Import {
+                    config_file: None,
+                    verify: false
+                }
+            })
         ));
 
         assert!(parse(&["frobnicate"]).is_err());

@@ -1,5 +1,5 @@
 //! The maintenance commands: one job over the stores the configuration names, beside a running
-//! registry or without one (`berth garbage-collect`, `berth retention`, `berth scrub`). Each prints what
+//! registry or without one (`berth garbage-collect`, `berth retention`, `berth scrub`, `berth import`). Each prints what
 //! it did line by line and ends with its report's summary line; each exits 1 when another run (of this
 //! process or a replica) holds the job's lock.
 
@@ -22,6 +22,9 @@ pub enum Job {
         repair: bool,
         rate: Option<String>,
     },
+    Import {
+        verify: bool,
+    },
 }
 
 /// Runs `job` with the configuration `loaded`.
@@ -36,6 +39,7 @@ pub fn run(job: Job, loaded: config::Loaded) -> ExitCode {
         } => garbage_collect(config, dry_run, delete_untagged, grace.as_deref()),
         Job::Retention { dry_run } => retention(config, dry_run),
         Job::Scrub { repair, rate } => scrub(config, repair, rate.as_deref()),
+        Job::Import { verify } => import(config, verify),
     };
     match outcome {
         Ok(Outcome::Done { lines, summary }) => {
@@ -168,6 +172,21 @@ fn scrub(config: &Config, repair: bool, rate: Option<&str>) -> Result<Outcome, R
         .map(|d| format!("missing blob {d}: recorded, its bytes are not in the store"));
     Ok(Outcome::Done {
         lines: corrupt.chain(missing).collect(),
+        summary: report.to_string(),
+    })
+}
+
+fn import(config: &Config, verify: bool) -> Result<Outcome, Refusal> {
+    let options = registry::adopt::AdoptOptions { verify };
+    let Some(report) = serve::adopt_registry2(config, options)? else {
+        return Ok(Outcome::Locked(registry::adopt::ADOPT_JOB));
+    };
+    let skipped = report.skipped.iter().map(ToString::to_string);
+    let kept = report.kept_tags.iter().map(|(tag, berth, registry2)| {
+        format!("kept tag {tag}: berth's {berth}, pushed since, not registry:2's {registry2}")
+    });
+    Ok(Outcome::Done {
+        lines: skipped.chain(kept).collect(),
         summary: report.to_string(),
     })
 }

@@ -22,6 +22,9 @@ use berth_http::metrics::Metrics;
 use berth_http::tls::{TlsAcceptor, TlsSettings};
 use blobs::BlobStore;
 use blobs::fs::FsBlobStore;
+use blobs::registry2::Registry2Tree;
+use blobs::registry2::fallback::WithRegistry2;
+use blobs::registry2::fs::FsRegistry2Tree;
 use blobs::s3::{S3BlobStore, S3Settings};
 use metadata::Metadata;
 use metadata::postgres::PostgresStore;
@@ -59,7 +62,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         blobs_name,
         meta,
         metadata_name,
+        registry2,
     } = open_stores(&config).await?;
+    if registry2.is_some()
+        && meta
+            .catalog
+            .list_repos(None, 1)
+            .await
+            .context("reading the catalog")?
+            .is_empty()
+    {
+        tracing::warn!(
+            "registry:2's tree lies beside berth's data but berth's catalog is empty: run `berth import` \
+             (docs/migrating-from-registry2.md) to serve its images"
+        );
+    }
     let mut blobs = blobs;
     let mut meta = meta;
     let exported = config.http.debug.addr.is_some() && config.http.debug.prometheus.is_some();
@@ -381,11 +398,39 @@ pub fn with_registry<T>(
     })
 }
 
+/// One adoption of the registry:2 tree beside berth's layout (`berth import`). `Ok(None)` when another
+/// adoption holds the job lock; an error when there is no tree to adopt.
+pub fn adopt_registry2(
+    config: &Config,
+    options: registry::adopt::AdoptOptions,
+) -> anyhow::Result<Option<registry::adopt::AdoptReport>> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let stores = open_stores(config).await?;
+        let Some(tree) = stores.registry2 else {
+            anyhow::bail!(
+                "no registry:2 tree ({}/) under {}: nothing to import",
+                blobs::registry2::TREE,
+                stores.root.display()
+            );
+        };
+        let registry = Registry::new(stores.blobs, stores.meta, registry_settings(config));
+        registry
+            .adopt_registry2(tree.as_ref(), options)
+            .await
+            .context("importing registry:2's tree")
+    })
+}
+
 /// The stores the configuration names, opened, with the names their metrics and health checks use.
 pub struct Stores {
     /// The local data directory, absolute (the filesystem blobs' and SQLite's home).
     pub root: std::path::PathBuf,
+    /// Reads registry:2's blobs where berth's layout lacks them when `registry2` is there.
     pub blobs: Arc<dyn BlobStore>,
+    /// registry:2's tree beside berth's layout (same root or bucket prefix), when there is one: what
+    /// `berth import` adopts, and where `blobs` reads adopted blobs from.
+    pub registry2: Option<Arc<dyn Registry2Tree>>,
     pub blobs_name: &'static str,
     pub meta: Metadata,
     pub metadata_name: &'static str,
@@ -400,6 +445,11 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
     let root = std::path::absolute(configured_root)
         .with_context(|| format!("resolving the data directory {}", configured_root.display()))?;
     let (blobs, blobs_name) = open_blobs(config, &root)?;
+    let registry2 = open_registry2(config, &root).await?;
+    let blobs = match &registry2 {
+        Some(tree) => Arc::new(WithRegistry2::new(blobs, Arc::clone(tree))) as Arc<dyn BlobStore>,
+        None => blobs,
+    };
     let (meta, metadata_name) = if config.database.enabled {
         let db = &config.database;
         let store = PostgresStore::connect(&db.postgres_settings()?)
@@ -422,6 +472,7 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
     Ok(Stores {
         root,
         blobs,
+        registry2,
         blobs_name,
         meta,
         metadata_name,
@@ -440,6 +491,30 @@ pub fn registry_settings(config: &Config) -> registry::Settings {
         quotas: config.quotas.clone(),
         max_tags: config.max_tags,
     }
+}
+
+/// registry:2's tree where registry:2 with this configuration keeps it, when it is there (see
+/// `blobs::registry2`): the filesystem root's `docker/registry/v2/`.
+async fn open_registry2(
+    config: &Config,
+    root: &Path,
+) -> anyhow::Result<Option<Arc<dyn Registry2Tree>>> {
+    let tree: Arc<dyn Registry2Tree> = match &config.storage.driver {
+        Driver::Filesystem { .. } => Arc::new(FsRegistry2Tree::new(root)),
+        Driver::S3(_) => return Ok(None),
+    };
+    if !tree
+        .exists()
+        .await
+        .context("looking for registry:2's tree")?
+    {
+        return Ok(None);
+    }
+    tracing::info!(
+        tree = %root.join(blobs::registry2::TREE).display(),
+        "registry:2's tree found: its blobs are read where they lie, never written (berth import indexes it)"
+    );
+    Ok(Some(tree))
 }
 
 fn open_blobs(config: &Config, root: &Path) -> anyhow::Result<(Arc<dyn BlobStore>, &'static str)> {

@@ -13,6 +13,7 @@
 
 mod harness;
 
+mod adopt;
 mod api;
 mod auth;
 mod buildah;

@@ -1,7 +1,8 @@
 //! registry:2 itself (Debian's `docker-registry`, distribution 2.8) as another registry of the tests: the
 //! upstream of a berth pull-through cache, where berth must fetch from the reference implementation and
 //! not only from itself. It runs on `127.0.0.1` and a free port over a temporary directory, its access
-//! log in a file the test reads to count what berth asked of it; killed when dropped.
+//! log in a file the test reads to count what berth asked of it; killed when dropped. `start_on` runs it
+//! over a data directory of the test's (the volume a registry:2 user hands to berth, and back).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -22,6 +23,12 @@ impl Registry2 {
     /// Starts registry:2, or returns `None` (having said that `test` skipped) when it is not installed,
     /// except under CI, where that fails (`scripts/test` installs Debian's `docker-registry`).
     pub fn start(test: &str) -> Option<Registry2> {
+        Registry2::start_on(test, None)
+    }
+
+    /// [`start`](Self::start) over the data directory `root` (its `storage.filesystem.rootdirectory`),
+    /// or a fresh one of its own.
+    pub fn start_on(test: &str, root: Option<&std::path::Path>) -> Option<Registry2> {
         let Some(program) = find_program("docker-registry") else {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -47,7 +54,7 @@ impl Registry2 {
                 &config,
                 format!(
                     "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                    dir.path().join("data").display()
+                    root.map_or_else(|| dir.path().join("data"), |r| r.to_path_buf()).display()
                 ),
             )
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));

@@ -1,0 +1,325 @@
+//! A registry:2 user swaps the image: the real registry:2 (Debian's `docker-registry`) fills its tree
+//! through skopeo (several repositories, one nested, shared layers, OCI and Docker schema2 images, a
+//! multi-platform index, a tag moved, an artifact with a subject, a deleted image), is stopped, and
+//! berth, after `berth import --verify`, serves the same directory: every image pulls back byte for byte,
+//! the catalog and the tag lists are registry:2's, the deleted image stays gone, the artifact is a
+//! referrer, new pushes work and copy nothing registry:2 already holds, registry:2's tree is left as it
+//! was, and registry:2 started again on the volume still serves its images.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::harness::http::OCI_MANIFEST;
+use crate::harness::images::{
+    Blob, artifact, empty_config, multi_platform_index, sample_image, write_image_layout,
+    write_layout,
+};
+use crate::harness::registry2::Registry2;
+use crate::harness::{Api, BlobPush, Server, Tools};
+
+const TREE: &str = "docker/registry/v2";
+
+/// Every file under `dir` and its bytes.
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(dir: &Path, base: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, base, out);
+            } else {
+                let name = path.strip_prefix(base).unwrap().display().to_string();
+                out.insert(name, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Bytes of the files under `dir` (what `du --apparent-size` counts, without the directories).
+fn bytes_under(dir: &Path) -> u64 {
+    files(dir).values().map(|b| b.len() as u64).sum()
+}
+
+/// `du -sb dir`, for the log.
+fn du(dir: &Path) -> String {
+    let out = std::process::Command::new("du")
+        .arg("-sb")
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The repositories of a registry's catalog.
+fn catalog(api: &Api) -> Vec<String> {
+    let listed = api.get("/v2/_catalog", &[]).unwrap().json();
+    listed["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Copies `host/reference` (every instance of an index) into a `dir:` directory: the manifests and
+/// blobs exactly as the registry serves them, by digest.
+fn pull(tools: &Tools, host: &str, reference: &str, name: &str) -> BTreeMap<String, Vec<u8>> {
+    let dir = tools.scratch(name);
+    tools.skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &format!("docker://{host}/{reference}"),
+        &format!("dir:{}", dir.display()),
+    ]);
+    files(&dir)
+}
+
+#[test]
+fn berth_serves_a_registry2_store_in_place() {
+    let tools = Tools::new();
+    // berth's data directory, handed to registry:2 first (berth is stopped until the swap).
+    let mut berth = Server::start();
+    berth.stop();
+    let root = berth.root().to_path_buf();
+    let Some(registry2) =
+        Registry2::start_on("berth_serves_a_registry2_store_in_place", Some(&root))
+    else {
+        return;
+    };
+    let host2 = registry2.host();
+    let push = |src: &str, dest: &str, extra: &[&str]| {
+        let mut args = vec!["copy", "--dest-tls-verify=false"];
+        args.extend_from_slice(extra);
+        let dest = format!("docker://{host2}/{dest}");
+        args.extend_from_slice(&[src, &dest]);
+        tools.skopeo(&args);
+    };
+    let layout = |name: &str, img: &crate::harness::images::Image| {
+        let dir = tools.scratch(name);
+        write_image_layout(&dir, "t", img);
+        format!("oci:{}:t", dir.display())
+    };
+    // OCI images sharing their big layer, one also as Docker schema2, a tag moved from one to another.
+    let (v1, v2, old, other) = (
+        sample_image("adopt-v1"),
+        sample_image("adopt-v2"),
+        sample_image("adopt-old"),
+        sample_image("adopt-other"),
+    );
+    push(&layout("v1", &v1), "adopt/app:v1", &["--preserve-digests"]);
+    push(
+        &layout("v1", &v1),
+        "adopt/app:latest",
+        &["--preserve-digests"],
+    );
+    push(&layout("v2", &v2), "adopt/app:v2", &["--format", "v2s2"]);
+    push(
+        &layout("v2", &v2),
+        "adopt/app:latest",
+        &["--format", "v2s2"],
+    );
+    push(
+        &layout("other", &other),
+        "adopt/base/other:latest",
+        &["--preserve-digests"],
+    );
+    // A multi-platform index.
+    let multi = multi_platform_index("adopt-multi");
+    let multi_dir = tools.scratch("multi");
+    let blobs: Vec<&Blob> = multi
+        .images
+        .iter()
+        .flat_map(|i| std::iter::once(&i.manifest).chain(i.blobs()))
+        .collect();
+    write_layout(&multi_dir, &[("multi", &multi.index)], blobs);
+    push(
+        &format!("oci:{}:multi", multi_dir.display()),
+        "adopt/multi:multi",
+        &["--all", "--preserve-digests"],
+    );
+    // An image deleted in registry:2 (its manifest and the tag on it).
+    push(
+        &layout("old", &old),
+        "adopt/app:old",
+        &["--preserve-digests"],
+    );
+    tools.skopeo(&[
+        "delete",
+        "--tls-verify=false",
+        &format!("docker://{host2}/adopt/app:old"),
+    ]);
+    // An artifact about v1 (skopeo copies images only: pushed over the API, by digest).
+    let api2 = Api::new(&registry2.base_url());
+    let payload = Blob::new(
+        "application/vnd.example.sbom.v1+json",
+        b"{\"sbom\":true}".to_vec(),
+    );
+    for blob in [&empty_config(), &payload] {
+        api2.push_blob("adopt/app", &blob.bytes, BlobPush::Monolithic)
+            .unwrap();
+    }
+    let sbom = artifact(
+        "application/vnd.example.sbom.v1+json",
+        &payload,
+        &v1.manifest,
+    );
+    let r = api2
+        .put_manifest("adopt/app", &sbom.digest, OCI_MANIFEST, &sbom.bytes)
+        .unwrap();
+    assert_eq!(
+        r.status,
+        201,
+        "registry:2 refused the artifact: {}",
+        r.describe()
+    );
+
+    // What registry:2 serves, to compare berth's with.
+    let repos = catalog(&api2);
+    assert_eq!(repos, ["adopt/app", "adopt/base/other", "adopt/multi"]);
+    let tags: Vec<Vec<String>> = repos.iter().map(|r| tools.skopeo_tags(&host2, r)).collect();
+    assert_eq!(
+        tags[0],
+        ["latest", "v1", "v2"],
+        "registry:2 deleted the tag old"
+    );
+    let refs = [
+        "adopt/app:v1",
+        "adopt/app:v2",
+        "adopt/app:latest",
+        "adopt/base/other:latest",
+        "adopt/multi:multi",
+    ];
+    let refs: Vec<String> = refs
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("adopt/app@{}", sbom.digest)])
+        .collect();
+    let served: Vec<_> = refs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| pull(&tools, &host2, r, &format!("reg2-{i}")))
+        .collect();
+    drop(registry2);
+
+    let tree = root.join(TREE);
+    let tree_before = files(&tree);
+    eprintln!("registry:2's blobs: {}", du(&tree.join("blobs")));
+    let out = berth.berth_ok(&["import", "--verify"]);
+    eprintln!("berth import --verify:\n{out}");
+    let summary = out.lines().last().unwrap();
+    assert!(
+        summary.starts_with("adopted registry:2's tree: 3 repositories, 7 manifests, 5 tags,"),
+        "{out}"
+    );
+    assert!(summary.contains("; skipped 0 ("), "{out}");
+    berth.start_again();
+    let host = berth.host();
+    let api = berth.api();
+
+    assert_eq!(catalog(&api), repos);
+    for (repo, tags) in repos.iter().zip(&tags) {
+        assert_eq!(&tools.skopeo_tags(&host, repo), tags, "{repo}");
+    }
+    for (i, (reference, expected)) in refs.iter().zip(&served).enumerate() {
+        assert_eq!(
+            &pull(&tools, &host, reference, &format!("berth-{i}")),
+            expected,
+            "{reference} differs from registry:2's"
+        );
+    }
+    // The deleted image stays deleted, by tag and by digest.
+    assert_eq!(api.get_manifest("adopt/app", "old").unwrap().status, 404);
+    assert_eq!(
+        api.get_manifest("adopt/app", &old.manifest.digest)
+            .unwrap()
+            .status,
+        404
+    );
+    // The artifact is a referrer of v1.
+    let referrers = api
+        .get(
+            &format!("/v2/adopt/app/referrers/{}", v1.manifest.digest),
+            &[],
+        )
+        .unwrap()
+        .json();
+    assert_eq!(
+        referrers["manifests"][0]["digest"],
+        sbom.digest.as_str(),
+        "{referrers}"
+    );
+    // Not a byte was copied: berth's own blob tree is empty, registry:2's holds every blob once.
+    let own = root.join("blobs");
+    eprintln!("berth's blobs after the pulls: {}", du(&own));
+    assert_eq!(bytes_under(&own), 0);
+
+    // New pushes work, and store only the bytes registry:2's tree does not hold.
+    let new = sample_image("adopt-new");
+    let new_src = layout("new", &new);
+    tools.skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &new_src,
+        &format!("docker://{host}/adopt/app:new"),
+    ]);
+    tools.skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &new_src,
+        &format!("docker://{host}/adopt/fresh:new"),
+    ]);
+    assert_eq!(
+        pull(&tools, &host, "adopt/app:new", "berth-new").len(),
+        pull(&tools, &host, "adopt/fresh:new", "berth-fresh").len()
+    );
+    let unseen: u64 = new
+        .blobs()
+        .iter()
+        .filter(|b| {
+            !tree_before
+                .keys()
+                .any(|k| k.contains(b.digest.trim_start_matches("sha256:")))
+        })
+        .map(|b| b.bytes.len() as u64)
+        .sum();
+    eprintln!("berth's blobs after a push: {}", du(&own));
+    assert_eq!(
+        bytes_under(&own),
+        unseen,
+        "berth stored more than the blobs registry:2 lacked"
+    );
+    assert!(
+        unseen
+            < new
+                .blobs()
+                .iter()
+                .map(|b| b.bytes.len() as u64)
+                .sum::<u64>(),
+        "the big layer is shared"
+    );
+    berth.stop();
+
+    // registry:2's tree is as registry:2 left it, and registry:2 serves it again.
+    assert!(
+        files(&tree) == tree_before,
+        "berth wrote into registry:2's tree"
+    );
+    let registry2 =
+        Registry2::start_on("berth_serves_a_registry2_store_in_place", Some(&root)).unwrap();
+    for (i, (reference, expected)) in refs.iter().zip(&served).enumerate() {
+        assert_eq!(
+            &pull(&tools, &registry2.host(), reference, &format!("again-{i}")),
+            expected,
+            "{reference}"
+        );
+    }
+}
