@@ -27,7 +27,8 @@ use serde::Deserialize;
 
 use crate::challenge::{self, Challenge};
 use crate::client::{Http, read_limited};
-use crate::settings::Credentials;
+use crate::helper::HelperCredentials;
+use crate::settings::{Credentials, Settings};
 use crate::status::retry_after;
 
 /// Token responses are small JSON documents; anything bigger is not one.
@@ -39,8 +40,10 @@ const DEFAULT_EXPIRES_IN: u64 = 60;
 const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
 
 pub(crate) struct Auth {
-    /// `Basic <base64>` of the configured credentials, if any.
-    basic: Option<HeaderValue>,
+    /// Where Basic credentials come from, if anywhere.
+    basic: Basic,
+    /// The upstream's host, which a credential helper is asked about for the registry's own Basic.
+    host: String,
     /// The upstream challenged with Basic once: send the credentials up front from then on.
     basic_wanted: AtomicBool,
     /// Bearer tokens by scope (`repository:<name>:pull`). A std mutex: it is never held across an await.
@@ -48,6 +51,16 @@ pub(crate) struct Auth {
     /// One async lock per scope whose token is being fetched (removed when nobody holds it), so that a
     /// scope's token is fetched once however many requests need it at the same moment.
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The configured credentials.
+enum Basic {
+    None,
+    /// `Basic <base64>` of `proxy.username` and `proxy.password`.
+    Static(HeaderValue),
+    /// A credential helper's answer, asked for the host the credentials go to (the registry, or the
+    /// realm of its token service), as registry:3 asks it.
+    Helper(HelperCredentials),
 }
 
 struct Token {
@@ -63,14 +76,21 @@ struct TokenResponse {
 }
 
 impl Auth {
-    pub(crate) fn new(credentials: Option<&Credentials>) -> Auth {
-        let basic = credentials.and_then(|c| {
-            let encoded = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", c.username, c.password));
-            sensitive(&format!("Basic {encoded}"))
-        });
+    /// `base` is the upstream's URL (checked).
+    pub(crate) fn new(settings: &Settings, base: &str) -> Auth {
+        let basic = match (&settings.credential_helper, &settings.credentials) {
+            (Some(helper), _) => Basic::Helper(HelperCredentials::new(helper.clone())),
+            (None, Some(c)) => basic_header(c).map_or(Basic::None, Basic::Static),
+            (None, None) => Basic::None,
+        };
+        let host = base
+            .parse::<Uri>()
+            .ok()
+            .and_then(|u| u.host().map(str::to_string))
+            .unwrap_or_default();
         Auth {
             basic,
+            host,
             basic_wanted: AtomicBool::new(false),
             tokens: Mutex::new(HashMap::new()),
             fetching: Mutex::new(HashMap::new()),
@@ -79,14 +99,23 @@ impl Auth {
 
     /// The `Authorization` to send first for `scope`: a fresh cached token, else Basic if the upstream
     /// asked for it before, else none.
-    pub(crate) fn preemptive(&self, scope: &str) -> Option<HeaderValue> {
+    pub(crate) async fn preemptive(&self, scope: &str) -> Option<HeaderValue> {
         if let Some(token) = self.cached_token(scope) {
             return Some(token);
         }
         if self.basic_wanted.load(Ordering::Relaxed) {
-            return self.basic.clone();
+            return self.basic_for(&self.host).await;
         }
         None
+    }
+
+    /// `Basic <base64>` of the credentials for `host`, if there are any (a helper may give none).
+    async fn basic_for(&self, host: &str) -> Option<HeaderValue> {
+        match &self.basic {
+            Basic::None => None,
+            Basic::Static(header) => Some(header.clone()),
+            Basic::Helper(helper) => basic_header(&helper.get(host).await?),
+        }
     }
 
     fn cached_token(&self, scope: &str) -> Option<HeaderValue> {
@@ -124,7 +153,7 @@ impl Auth {
             return result;
         }
         if challenges.iter().any(|c| c.scheme == "basic") {
-            return match &self.basic {
+            return match self.basic_for(&self.host).await {
                 Some(basic) => {
                     self.basic_wanted.store(true, Ordering::Relaxed);
                     Ok(basic.clone())
@@ -176,12 +205,13 @@ impl Auth {
         )?;
         let host = uri.authority().map(|a| a.to_string()).unwrap_or_default();
         let mut headers = HeaderMap::new();
-        if let Some(basic) = &self.basic {
+        let basic = self.basic_for(uri.host().unwrap_or_default()).await;
+        if let Some(basic) = &basic {
             headers.insert(AUTHORIZATION, basic.clone());
         }
         let resp = http.send(Method::GET, &uri, headers).await?;
         let status = resp.status();
-        let who = if self.basic.is_some() {
+        let who = if basic.is_some() {
             "the configured credentials"
         } else {
             "anonymous access"
@@ -283,6 +313,13 @@ fn token_uri(
     }
 }
 
+/// `Basic <base64 of user:password>`, marked sensitive.
+fn basic_header(c: &Credentials) -> Option<HeaderValue> {
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.password));
+    sensitive(&format!("Basic {encoded}"))
+}
+
 fn sensitive(value: &str) -> Option<HeaderValue> {
     let mut v = HeaderValue::from_str(value).ok()?;
     v.set_sensitive(true);
@@ -340,16 +377,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn basic_header_is_sensitive_and_hidden_from_debug() {
-        let auth = Auth::new(Some(&Credentials {
+    #[tokio::test]
+    async fn basic_header_is_sensitive_and_hidden_from_debug() {
+        let mut settings = Settings::new("t", "https://r.example");
+        settings.credentials = Some(Credentials {
             username: "alice".into(),
             password: "secret".into(),
-        }));
-        let basic = auth.basic.clone().unwrap();
+        });
+        let auth = Auth::new(&settings, "https://r.example");
+        let basic = auth.basic_for("r.example").await.unwrap();
         assert!(basic.is_sensitive());
         assert!(!format!("{basic:?}").contains("YWxpY2U6c2VjcmV0"));
         // Not sent before the upstream asks for it.
-        assert!(auth.preemptive("repository:a:pull").is_none());
+        assert!(auth.preemptive("repository:a:pull").await.is_none());
     }
 }

@@ -36,7 +36,7 @@ impl Fetcher {
         let uri: Uri = format!("{}{path}", self.base)
             .parse()
             .map_err(|_| UpstreamError::Protocol(format!("cannot make a URL of {path:?}")))?;
-        let mut authorization = self.auth.preemptive(scope);
+        let mut authorization = self.auth.preemptive(scope).await;
         let mut answered = false;
         loop {
             let (resp, redirected) = self

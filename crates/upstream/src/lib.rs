@@ -7,6 +7,7 @@
 //! - [`settings`](Settings): what the configuration gives (URL, credentials, timeouts, user agent, CAs);
 //! - `client`: hyper-util's pooled client over rustls, and every timeout;
 //! - `auth` + `challenge`: the bearer-token dance, Basic credentials, tokens cached per scope;
+//!   `helper`: credentials from a Docker credential helper (registry:3's `proxy.exec`);
 //! - `fetch`: one logical request (authentication, redirects, never forwarding `Authorization` to
 //!   another origin);
 //! - `manifest`, `blob`: the three operations; `status`: statuses to [`UpstreamError`]s.
@@ -26,6 +27,7 @@ mod blob;
 mod challenge;
 mod client;
 mod fetch;
+mod helper;
 mod manifest;
 pub mod notify;
 mod settings;
@@ -38,7 +40,7 @@ mod status;
 )]
 pub mod testkit;
 
-pub use settings::{Credentials, Settings, SettingsError};
+pub use settings::{CredentialHelper, Credentials, Settings, SettingsError};
 
 /// One upstream registry over HTTP(S). Cheap to share behind an `Arc`; connections are pooled and
 /// bearer tokens cached inside.
@@ -55,7 +57,7 @@ impl HttpUpstream {
             name: settings.name.clone(),
             fetcher: fetch::Fetcher {
                 http: client::Http::new(settings)?,
-                auth: auth::Auth::new(settings.credentials.as_ref()),
+                auth: auth::Auth::new(settings, &base),
                 base,
             },
         })

@@ -20,6 +20,9 @@ pub struct Settings {
     pub url: String,
     /// `proxy.username` / `proxy.password`; `None` pulls anonymously.
     pub credentials: Option<Credentials>,
+    /// registry:3's `proxy.exec`: a Docker credential helper run for the credentials. When set, it is
+    /// used instead of `credentials` (as in registry:3).
+    pub credential_helper: Option<CredentialHelper>,
     /// Establishing the TCP connection (and nothing else).
     pub connect_timeout: Duration,
     /// From sending a request to receiving the response's status and headers (TLS handshake included).
@@ -42,6 +45,7 @@ impl Settings {
             name: name.into(),
             url: url.into(),
             credentials: None,
+            credential_helper: None,
             connect_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(30),
@@ -92,6 +96,15 @@ impl fmt::Debug for Credentials {
             .field("password", &"<redacted>")
             .finish()
     }
+}
+
+/// A Docker credential helper (`proxy.exec`), run as `<command> get` (see `crate::helper`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialHelper {
+    /// The program: a path, or a name looked up in `PATH`. Run directly, not through a shell.
+    pub command: String,
+    /// How long its answer is reused: `None` forever (it runs once), zero not at all (every request).
+    pub lifetime: Option<Duration>,
 }
 
 /// Why settings cannot make an upstream.

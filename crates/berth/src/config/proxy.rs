@@ -1,8 +1,10 @@
 //! The `proxy` section: the pull-through cache.
 //!
 //! registry:2's keys (`remoteurl`, `username`, `password`, `ttl`) make berth a mirror of one upstream
-//! for every repository, as docker's `registry-mirrors` and containerd's mirrors address it. berth adds:
-//! - `upstreams`: a list of `{prefix, remoteurl, username, password}`, each mirroring one upstream under
+//! for every repository, as docker's `registry-mirrors` and containerd's mirrors address it. registry:3's
+//! `exec` (`command`, `lifetime`) runs a Docker credential helper for the upstream's credentials instead
+//! of `username`/`password` (`upstream::CredentialHelper`). berth adds:
+//! - `upstreams`: a list of `{prefix, remoteurl, username, password, exec}`, each mirroring one upstream under
 //!   a name prefix (`localhost:5000/ghcr.io/org/app` is ghcr.io's `org/app`); names under no prefix are
 //!   local repositories, pushed as usual, unless `remoteurl` is set too (then it mirrors them all);
 //! - `revalidate`: how long a tag is served from the cache before the upstream is asked again (HEAD);
@@ -28,6 +30,8 @@ pub struct ProxySettings {
     pub remote_url: Option<String>,
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// registry:3's `exec`: a credential helper, used instead of `username`/`password`.
+    pub exec: Option<upstream::CredentialHelper>,
     /// How long cached content lives without being pulled; `None` (`ttl: 0`): forever.
     pub ttl: Option<Duration>,
     /// berth's `maxsize`: most bytes the cache may hold (least recently pulled evicted first).
@@ -46,6 +50,7 @@ pub struct UpstreamConfig {
     pub remote_url: String,
     pub username: Option<String>,
     pub password: Option<Secret>,
+    pub exec: Option<upstream::CredentialHelper>,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +58,7 @@ struct RawProxy {
     remote_url: Option<Setting>,
     username: Option<Setting>,
     password: Option<Setting>,
+    exec: Option<RawExec>,
     ttl: Option<Setting>,
     max_size: Option<Setting>,
     revalidate: Option<Setting>,
@@ -66,6 +72,48 @@ struct RawUpstream {
     remote_url: Option<Setting>,
     username: Option<Setting>,
     password: Option<Setting>,
+    exec: Option<RawExec>,
+}
+
+/// `exec` as read: where it is, `command`, `lifetime`.
+#[derive(Debug)]
+struct RawExec {
+    here: String,
+    command: Option<Setting>,
+    lifetime: Option<Setting>,
+}
+
+/// `exec` of `s`, when present.
+fn read_exec(s: &mut Section<'_>) -> Result<Option<RawExec>, ConfigError> {
+    // Absent, or empty (`exec:`, as the effective configuration prints no helper): none.
+    if s.node("exec").is_none() {
+        return Ok(None);
+    }
+    let mut e = s.section("exec")?;
+    let exec = RawExec {
+        here: e.here().to_string(),
+        command: e.scalar("command")?,
+        lifetime: e.scalar("lifetime")?,
+    };
+    e.finish_strict()?;
+    Ok(Some(exec))
+}
+
+impl RawExec {
+    fn validate(&self) -> Result<upstream::CredentialHelper, ConfigError> {
+        let command = non_empty(&self.command)?.ok_or_else(|| ConfigError::Malformed {
+            key: format!("{}.command", self.here),
+            reason: "required with exec: the credential helper to run".into(),
+        })?;
+        Ok(upstream::CredentialHelper {
+            command: command.trim().to_string(),
+            lifetime: self
+                .lifetime
+                .as_ref()
+                .map(|l| l.parse(parse_duration))
+                .transpose()?,
+        })
+    }
 }
 
 /// `None` when the section is absent.
@@ -75,11 +123,13 @@ pub fn read(mut s: Section<'_>) -> Result<Option<ProxySettings>, ConfigError> {
         remote_url: s.scalar("remoteurl")?,
         username: s.scalar("username")?,
         password: s.scalar("password")?,
+        exec: None,
         ttl: s.scalar("ttl")?,
         max_size: s.scalar("maxsize")?,
         revalidate: s.scalar("revalidate")?,
         upstreams: Vec::new(),
     };
+    raw.exec = read_exec(&mut s)?;
     let ctx = s.ctx();
     if let Some((node, origin)) = s.node("upstreams") {
         let Node::Seq(items) = node else {
@@ -97,6 +147,7 @@ pub fn read(mut s: Section<'_>) -> Result<Option<ProxySettings>, ConfigError> {
                 remote_url: u.scalar("remoteurl")?,
                 username: u.scalar("username")?,
                 password: u.scalar("password")?,
+                exec: read_exec(&mut u)?,
             });
             u.finish_strict()?;
         }
@@ -156,12 +207,14 @@ impl RawProxy {
                 remote_url,
                 username: non_empty(&u.username)?,
                 password: u.password.map(|s| Secret::new(s.text)),
+                exec: u.exec.as_ref().map(RawExec::validate).transpose()?,
             });
         }
         Ok(ProxySettings {
             remote_url: self.remote_url.as_ref().map(url).transpose()?,
             username: non_empty(&self.username)?,
             password: self.password.map(|s| Secret::new(s.text)),
+            exec: self.exec.as_ref().map(RawExec::validate).transpose()?,
             ttl: match parse_or(&self.ttl, DEFAULT_TTL, parse_duration)? {
                 d if d.is_zero() => None,
                 d => Some(d),
@@ -219,6 +272,7 @@ impl ProxySettings {
             remote_url: url.clone(),
             username: self.username.clone(),
             password: self.password.clone(),
+            exec: self.exec.clone(),
         });
         self.upstreams
             .iter()
@@ -238,6 +292,7 @@ impl ProxySettings {
                         .map(|p| p.expose().to_string())
                         .unwrap_or_default(),
                 });
+                settings.credential_helper = u.exec.clone();
                 Ok(registry::proxy::Namespace {
                     prefix: u.prefix.clone(),
                     upstream: std::sync::Arc::new(upstream::HttpUpstream::new(&settings)?),
@@ -255,6 +310,7 @@ impl ProxySettings {
             ),
             ("username", self.username.as_deref().map_or(NOTHING, text)),
             ("password", masked(self.password.is_some())),
+            ("exec", self.exec.as_ref().map_or(NOTHING, exec_yaml)),
             (
                 "ttl",
                 text(format_duration(self.ttl.unwrap_or(Duration::ZERO))),
@@ -272,12 +328,23 @@ impl ProxySettings {
                     ("remoteurl", text(u.remote_url.as_str())),
                     ("username", u.username.as_deref().map_or(NOTHING, text)),
                     ("password", masked(u.password.is_some())),
+                    ("exec", u.exec.as_ref().map_or(NOTHING, exec_yaml)),
                 ])
             });
             entries.push(("upstreams", seq(upstreams)));
         }
         mapping(entries)
     }
+}
+
+fn exec_yaml(e: &upstream::CredentialHelper) -> Printed {
+    mapping([
+        ("command", text(e.command.as_str())),
+        (
+            "lifetime",
+            e.lifetime.map_or(NOTHING, |l| text(format_duration(l))),
+        ),
+    ])
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use registry::proxy::{Upstream, UpstreamError};
 use crate::harness::*;
 
 /// A berth behind a proxy that demands tokens from `tokens`.
-async fn gated(config: TokenServerConfig) -> (Origin, TokenServer, FaultProxy) {
+pub(crate) async fn gated(config: TokenServerConfig) -> (Origin, TokenServer, FaultProxy) {
     let origin = Origin::start().await;
     let tokens = TokenServer::start(config).await.unwrap();
     let proxy = FaultProxy::start(&origin.url).await.unwrap();
@@ -33,7 +33,7 @@ fn with_credentials(url: &str, user: &str, password: &str) -> HttpUpstream {
     HttpUpstream::new(&s).unwrap()
 }
 
-fn alice_and_bob() -> TokenServerConfig {
+pub(crate) fn alice_and_bob() -> TokenServerConfig {
     TokenServerConfig {
         users: vec![
             ("alice".into(), "secret".into()),
@@ -182,10 +182,11 @@ async fn an_expired_token_is_fetched_again() {
 }
 
 // alice:secret (bcrypt, as in berth-http's tests).
-const HTPASSWD: &str = "alice:$2y$05$NHXi441vNlrHIergnkVaCOtieAaKJwCHnk6qQA.uPSpkVQkXtjd1C\n";
+pub(crate) const HTPASSWD: &str =
+    "alice:$2y$05$NHXi441vNlrHIergnkVaCOtieAaKJwCHnk6qQA.uPSpkVQkXtjd1C\n";
 
 /// A berth that wants Basic credentials (htpasswd), behind a counting proxy.
-async fn basic_upstream() -> (Origin, FaultProxy, tempfile::TempDir) {
+pub(crate) async fn basic_upstream() -> (Origin, FaultProxy, tempfile::TempDir) {
     let mut origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("htpasswd");

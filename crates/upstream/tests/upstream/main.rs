@@ -10,6 +10,7 @@
 
 mod auth;
 mod blobs;
+mod exec;
 mod faults;
 mod harness;
 mod manifests;

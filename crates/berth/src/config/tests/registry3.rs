@@ -58,7 +58,6 @@ fn every_key_of_registry3s_reference_is_known() {
             ("health.file", Ignored),
             ("health.http", Ignored),
             ("health.tcp", Ignored),
-            ("proxy.exec", Unknown),
             ("redis", Ignored),
             ("middleware", Ignored),
             ("validation", Ignored),
@@ -74,6 +73,15 @@ fn every_key_of_registry3s_reference_is_known() {
     );
     assert!(!c.http.h2c && !c.http.http2_disabled);
     assert_eq!(c.max_tags, 1000);
+    let p = c.proxy.as_ref().unwrap();
+    assert_eq!(
+        p.exec,
+        Some(upstream::CredentialHelper {
+            command: "docker-credential-helper".into(),
+            lifetime: Some(Duration::from_secs(3600)),
+        })
+    );
+    assert_eq!(p.ttl, Some(Duration::from_secs(168 * 3600)));
 }
 
 #[test]
@@ -163,4 +171,61 @@ fn tags_maxtags() {
     assert!(err.starts_with("tags.maxtags"), "{err}");
     // It reaches the registry.
     assert_eq!(crate::serve::registry_settings(&l.config).max_tags, 7);
+}
+
+#[test]
+fn proxy_exec() {
+    let p = load_ok("proxy:\n  remoteurl: https://r.example\n  exec:\n    command: /bin/helper\n")
+        .config
+        .proxy
+        .unwrap();
+    assert_eq!(
+        p.exec,
+        Some(upstream::CredentialHelper {
+            command: "/bin/helper".into(),
+            lifetime: None,
+        })
+    );
+    let l = load_env(
+        Some("proxy:\n  remoteurl: https://r.example\n"),
+        &[
+            ("REGISTRY_PROXY_EXEC_COMMAND", "docker-credential-ecr-login"),
+            ("REGISTRY_PROXY_EXEC_LIFETIME", "0s"),
+        ],
+    );
+    let exec = l.config.proxy.unwrap().exec.unwrap();
+    assert_eq!(exec.command, "docker-credential-ecr-login");
+    assert_eq!(exec.lifetime, Some(Duration::ZERO));
+    // berth's upstreams take one each.
+    let p = load_ok(
+        "proxy:\n  upstreams:\n    - prefix: ecr\n      remoteurl: https://ecr.example\n      exec:\n        command: h\n        lifetime: 1h\n",
+    )
+    .config
+    .proxy
+    .unwrap();
+    assert_eq!(p.upstreams[0].exec.as_ref().unwrap().command, "h");
+    for (yaml, key) in [
+        (
+            "proxy:\n  remoteurl: https://r\n  exec:\n    lifetime: 1h\n",
+            "proxy.exec.command",
+        ),
+        (
+            "proxy:\n  remoteurl: https://r\n  exec:\n    command: h\n    lifetime: soon\n",
+            "proxy.exec.lifetime",
+        ),
+        (
+            "proxy:\n  remoteurl: https://r\n  exec:\n    command: h\n    args: [x]\n",
+            "proxy.exec.args",
+        ),
+    ] {
+        let err = error(yaml);
+        assert!(err.starts_with(key), "{yaml}: {err}");
+    }
+    // The effective configuration prints it and loads back.
+    let l = load_ok(
+        "proxy:\n  remoteurl: https://r.example\n  exec:\n    command: h\n    lifetime: 90m\n",
+    );
+    let printed = yaml::to_string(&l.config.to_yaml()).unwrap();
+    let again = load_ok(&printed).config.proxy.unwrap();
+    assert_eq!(again.exec, l.config.proxy.unwrap().exec);
 }
