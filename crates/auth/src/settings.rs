@@ -40,6 +40,9 @@ pub struct TokenSettings {
     pub rootcertbundle: Option<PathBuf>,
     /// `jwks`: a JSON Web Key Set file of verification keys.
     pub jwks: Option<PathBuf>,
+    /// registry:3's `signingalgorithms`, as written (`EdDSA`, `RS256`, ...); empty: berth's default,
+    /// every asymmetric algorithm (see `token::algorithms`).
+    pub signing_algorithms: Vec<String>,
 }
 
 /// `access`: who may do what where.

@@ -2,9 +2,10 @@
 //! signs and berth verifies.
 //!
 //! A token is accepted when, all of:
-//! - its signature verifies with one of the configured keys (`rootcertbundle` and/or `jwks`), under an
-//!   asymmetric algorithm of that key's family (RS256/384/512, PS256/384/512, ES256/384). HS* and `none`
-//!   are refused whatever the header says, so a public key can never be abused as an HMAC secret;
+//! - its algorithm is one `signingalgorithms` allows (`token/algorithms.rs`: by default the asymmetric
+//!   RS256/384/512, PS256/384/512, ES256/384 and EdDSA; HS256/384/512 only when listed; `none` never),
+//!   and its signature verifies with one of the configured keys (`rootcertbundle` and/or `jwks`) of
+//!   that algorithm's family, so a public key can never be abused as an HMAC secret;
 //! - `iss` equals `auth.token.issuer`, and `aud` (a string or a list) contains `auth.token.service`;
 //! - `exp` is present and not past, and `nbf` (if present) is reached, both with [`LEEWAY`] for clock skew.
 //!
@@ -21,6 +22,7 @@ use serde::Deserialize;
 use crate::settings::TokenSettings;
 use crate::{Action, Error};
 
+pub mod algorithms;
 pub mod keys;
 
 use keys::{Family, Key};
@@ -36,6 +38,8 @@ pub struct TokenVerifier {
     issuer: String,
     service: String,
     keys: Vec<Key>,
+    /// `signingalgorithms`, or the default.
+    algorithms: Vec<Algorithm>,
 }
 
 /// A token that verified.
@@ -118,12 +122,17 @@ impl TokenVerifier {
                 return Err(Error::config(key, "required with auth.token"));
             }
         }
+        let algorithms = algorithms::parse(&settings.signing_algorithms)
+            .map_err(|reason| Error::config("auth.token.signingalgorithms", reason))?;
+        let hmac = algorithms
+            .iter()
+            .any(|a| algorithms::family(*a) == Family::Hmac);
         let mut keys = Vec::new();
         if let Some(path) = &settings.rootcertbundle {
             keys.extend(keys::from_bundle(path)?);
         }
         if let Some(path) = &settings.jwks {
-            keys.extend(keys::from_jwks(path)?);
+            keys.extend(keys::from_jwks(path, hmac)?);
         }
         if keys.is_empty() {
             return Err(Error::config(
@@ -135,6 +144,7 @@ impl TokenVerifier {
             issuer: settings.issuer.clone(),
             service: settings.service.clone(),
             keys,
+            algorithms,
         })
     }
 
@@ -146,22 +156,17 @@ impl TokenVerifier {
             issuer: issuer.to_string(),
             rootcertbundle: Some(bundle.to_path_buf()),
             jwks: None,
+            signing_algorithms: Vec::new(),
         })
     }
 
     /// Verifies `token` (the text after `Bearer `).
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, Rejection> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Malformed)?;
-        let family = match header.alg {
-            Algorithm::RS256
-            | Algorithm::RS384
-            | Algorithm::RS512
-            | Algorithm::PS256
-            | Algorithm::PS384
-            | Algorithm::PS512 => Family::Rsa,
-            Algorithm::ES256 | Algorithm::ES384 => Family::Ec,
-            other => return Err(Rejection::Algorithm(format!("{other:?}"))),
-        };
+        if !self.algorithms.contains(&header.alg) {
+            return Err(Rejection::Algorithm(format!("{:?}", header.alg)));
+        }
+        let family = algorithms::family(header.alg);
         let mut validation = Validation::new(header.alg);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
@@ -223,3 +228,6 @@ impl TokenVerifier {
 #[cfg(test)]
 #[path = "token/tests.rs"]
 mod tests;
+#[cfg(test)]
+#[path = "token/tests_algorithms.rs"]
+mod tests_algorithms;

@@ -249,6 +249,7 @@ async fn token_decisions() {
             issuer: "issuer".to_string(),
             rootcertbundle: Some(data("rsa-cert.pem")),
             jwks: None,
+            signing_algorithms: Vec::new(),
         }),
         access: Some(AccessSettings {
             rules: vec![RuleSettings {
@@ -334,6 +335,7 @@ fn both_modes_at_once_is_an_error() {
             issuer: "i".to_string(),
             rootcertbundle: None,
             jwks: None,
+            signing_algorithms: Vec::new(),
         }),
         access: None,
     })

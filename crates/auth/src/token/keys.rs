@@ -1,6 +1,7 @@
 //! The keys that verify token signatures: from `auth.token.rootcertbundle` (PEM certificates, as registry:2
-//! takes them) and/or `auth.token.jwks` (a JSON Web Key Set). Only asymmetric keys: a shared secret in a
-//! registry's configuration would let whoever reads it mint tokens.
+//! takes them: RSA, EC P-256/P-384, Ed25519) and/or `auth.token.jwks` (a JSON Web Key Set). A shared
+//! secret (an `oct` key) only when the HMAC algorithms are listed in `signingalgorithms`
+//! (`algorithms.rs`): it lets whoever reads the registry's configuration mint tokens.
 //!
 //! The certificates are trusted as key holders, not as a chain: the token service signs with the private
 //! key of one of them. (registry:2 also accepts a leaf certificate in the token's `x5c` header chained to a
@@ -18,6 +19,10 @@ use crate::Error;
 pub enum Family {
     Rsa,
     Ec,
+    /// Ed25519 (EdDSA).
+    Ed,
+    /// A shared secret (HS256/384/512).
+    Hmac,
 }
 
 /// One verification key.
@@ -74,9 +79,15 @@ pub fn from_bundle(path: &Path) -> Result<Vec<Key>, Error> {
                     family: Family::Ec,
                     key,
                 })
+            } else if let Ok(key) = DecodingKey::from_ed_pem(pem) {
+                Ok(Key {
+                    kid: None,
+                    family: Family::Ed,
+                    key,
+                })
             } else {
                 Err(fail(format!(
-                    "PEM block {} holds neither an RSA nor an EC (P-256/P-384) public key",
+                    "PEM block {} holds no RSA, EC (P-256/P-384) or Ed25519 public key",
                     i + 1
                 )))
             }
@@ -84,8 +95,8 @@ pub fn from_bundle(path: &Path) -> Result<Vec<Key>, Error> {
         .collect()
 }
 
-/// The RSA and EC keys of the JWKS at `path`.
-pub fn from_jwks(path: &Path) -> Result<Vec<Key>, Error> {
+/// The keys of the JWKS at `path`; shared secrets (`oct`) only with `hmac` (an HS algorithm is listed).
+pub fn from_jwks(path: &Path, hmac: bool) -> Result<Vec<Key>, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
         key: JWKS_KEY,
         path: path.to_path_buf(),
@@ -108,9 +119,12 @@ pub fn from_jwks(path: &Path) -> Result<Vec<Key>, Error> {
             let family = match &jwk.algorithm {
                 AlgorithmParameters::RSA(_) => Family::Rsa,
                 AlgorithmParameters::EllipticCurve(_) => Family::Ec,
-                _ => {
+                AlgorithmParameters::OctetKeyPair(_) => Family::Ed,
+                AlgorithmParameters::OctetKey(_) if hmac => Family::Hmac,
+                AlgorithmParameters::OctetKey(_) => {
                     return Err(fail(format!(
-                        "key {} is neither RSA nor EC; symmetric and other keys are not accepted",
+                        "key {} is a shared secret (symmetric, oct), accepted only when \
+                         auth.token.signingalgorithms lists HS256, HS384 or HS512",
                         i + 1
                     )));
                 }
@@ -194,18 +208,20 @@ mod tests {
 
     #[test]
     fn reads_a_jwks_and_refuses_symmetric_keys() {
-        let keys = from_jwks(&data("jwks.json")).unwrap();
+        let keys = from_jwks(&data("jwks.json"), false).unwrap();
         let kids: Vec<Option<&str>> = keys.iter().map(|k| k.kid.as_deref()).collect();
         assert_eq!(kids, [Some("rsa-test"), Some("ec-test")]);
 
         let dir = tempfile::tempdir().unwrap();
         let oct = dir.path().join("oct.json");
         std::fs::write(&oct, r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#).unwrap();
-        let err = from_jwks(&oct).unwrap_err().to_string();
-        assert!(err.contains("symmetric"), "{err}");
+        let err = from_jwks(&oct, false).unwrap_err().to_string();
+        assert!(err.contains("symmetric") && err.contains("HS256"), "{err}");
+        let keys = from_jwks(&oct, true).unwrap();
+        assert_eq!(keys[0].family, Family::Hmac);
         std::fs::write(&oct, "[]").unwrap();
         assert!(
-            from_jwks(&oct)
+            from_jwks(&oct, true)
                 .unwrap_err()
                 .to_string()
                 .contains("JSON Web Key Set")

@@ -9,23 +9,23 @@ use serde_json::{Value, json};
 
 use super::*;
 
-const ISSUER: &str = "test-token-service";
-const SERVICE: &str = "berth.test";
+pub(super) const ISSUER: &str = "test-token-service";
+pub(super) const SERVICE: &str = "berth.test";
 
-fn data(name: &str) -> PathBuf {
+pub(super) fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
         .join(name)
 }
 
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
 }
 
-fn claims() -> Value {
+pub(super) fn claims() -> Value {
     json!({
         "iss": ISSUER,
         "sub": "alice",
@@ -109,6 +109,7 @@ fn accepts_a_jwks_with_or_without_kid() {
         issuer: ISSUER.to_string(),
         rootcertbundle: None,
         jwks: Some(data("jwks.json")),
+        signing_algorithms: Vec::new(),
     })
     .unwrap();
     for token in [
@@ -252,6 +253,7 @@ fn load_needs_keys_and_names() {
         issuer: ISSUER.to_string(),
         rootcertbundle: None,
         jwks: None,
+        signing_algorithms: Vec::new(),
     };
     let err = TokenVerifier::load(&base).unwrap_err().to_string();
     assert!(err.contains("rootcertbundle"), "{err}");

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::read::{Section, Setting, non_empty, parse_or, scalars};
+use super::read::{Ctx, Section, Setting, non_empty, parse_or, scalars};
 use super::values::parse_bool;
 use super::yaml::{NOTHING, Node, Printed, flag, seq, text};
 use super::{ConfigError, WarningKind, mapping};
@@ -41,6 +41,7 @@ struct RawToken {
     issuer: Option<Setting>,
     rootcertbundle: Option<Setting>,
     jwks: Option<Setting>,
+    signing_algorithms: Vec<Setting>,
 }
 
 #[derive(Debug, Default)]
@@ -74,8 +75,9 @@ pub fn read(top: &mut Section<'_>) -> Result<auth::Settings, ConfigError> {
             issuer: t.scalar("issuer")?,
             rootcertbundle: t.scalar("rootcertbundle")?,
             jwks: t.scalar("jwks")?,
+            signing_algorithms: list(&mut t, "signingalgorithms")?,
         });
-        for key in ["autoredirect", "autoredirectpath", "signingalgorithms"] {
+        for key in ["autoredirect", "autoredirectpath"] {
             t.ignore(key, "not supported by berth's token authentication");
         }
         t.finish();
@@ -131,7 +133,7 @@ pub fn read(top: &mut Section<'_>) -> Result<auth::Settings, ConfigError> {
         }
     }
     access.finish_strict()?;
-    raw.validate()
+    raw.validate(ctx)
 }
 
 /// A value or list of values; none when absent.
@@ -139,8 +141,34 @@ fn list(s: &mut Section<'_>, key: &str) -> Result<Vec<Setting>, ConfigError> {
     Ok(s.strings(key)?.unwrap_or_default())
 }
 
+/// registry:3's `signingalgorithms`, checked by the auth crate's rules (`auth::token::algorithms`).
+/// ES512 is one of registry:3's names berth cannot verify: warned and left out.
+fn signing_algorithms(ctx: &Ctx, settings: &[Setting]) -> Result<Vec<String>, ConfigError> {
+    let mut names = Vec::new();
+    for s in settings {
+        let name = s.text.trim();
+        if auth::token::algorithms::UNSUPPORTED.contains(&name) {
+            ctx.warn(
+                &s.origin,
+                WarningKind::Adjusted,
+                format!("{name} is left out: berth's JWT library has no P-521"),
+            );
+            continue;
+        }
+        s.parse(|_| auth::token::algorithms::parse(&[name.to_string()]).map(|_| ()))?;
+        names.push(name.to_string());
+    }
+    if names.is_empty() && !settings.is_empty() {
+        return Err(ConfigError::Malformed {
+            key: settings[0].origin.to_string(),
+            reason: "names no algorithm berth can verify".into(),
+        });
+    }
+    Ok(names)
+}
+
 impl RawAuth {
-    fn validate(self) -> Result<auth::Settings, ConfigError> {
+    fn validate(self, ctx: &Ctx) -> Result<auth::Settings, ConfigError> {
         let required = |s: &Option<Setting>, key: &str, section: &str| {
             non_empty(s)?.ok_or_else(|| ConfigError::Malformed {
                 key: key.to_string(),
@@ -162,6 +190,7 @@ impl RawAuth {
                 issuer: required(&t.issuer, "auth.token.issuer", "auth.token")?,
                 rootcertbundle: non_empty(&t.rootcertbundle)?.map(PathBuf::from),
                 jwks: non_empty(&t.jwks)?.map(PathBuf::from),
+                signing_algorithms: signing_algorithms(ctx, &t.signing_algorithms)?,
             }),
         };
         let texts = |v: Vec<Setting>| v.into_iter().map(|s| s.text).collect::<Vec<_>>();
@@ -219,6 +248,7 @@ pub fn to_yaml(settings: &auth::Settings) -> Vec<(&'static str, Printed)> {
                     t.rootcertbundle.as_ref().map_or(NOTHING, path),
                 ),
                 ("jwks", t.jwks.as_ref().map_or(NOTHING, path)),
+                ("signingalgorithms", strings(&t.signing_algorithms)),
             ]),
         ));
     }

@@ -177,6 +177,7 @@ pub fn token_settings(_dir: &std::path::Path) -> Settings {
             issuer: "test-issuer".to_string(),
             rootcertbundle: Some(key_file("rsa-cert.pem")),
             jwks: None,
+            signing_algorithms: Vec::new(),
         }),
         access: None,
     }

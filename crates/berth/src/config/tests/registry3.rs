@@ -54,7 +54,6 @@ fn every_key_of_registry3s_reference_is_known() {
             ("storage.cache.blobdescriptor", Ignored),
             ("http.tls.letsencrypt", Ignored),
             ("auth.token.autoredirect", Ignored),
-            ("auth.token.signingalgorithms", Ignored),
             ("health.file", Ignored),
             ("health.http", Ignored),
             ("health.tcp", Ignored),
@@ -73,6 +72,9 @@ fn every_key_of_registry3s_reference_is_known() {
     );
     assert!(!c.http.h2c && !c.http.http2_disabled);
     assert_eq!(c.max_tags, 1000);
+    let token = c.auth.token.as_ref().unwrap();
+    assert_eq!(token.signing_algorithms, ["EdDSA", "HS256"]);
+    assert_eq!(token.jwks.as_deref(), Some(Path::new("/path/to/jwks")));
     let p = c.proxy.as_ref().unwrap();
     assert_eq!(
         p.exec,
@@ -228,4 +230,44 @@ fn proxy_exec() {
     let printed = yaml::to_string(&l.config.to_yaml()).unwrap();
     let again = load_ok(&printed).config.proxy.unwrap();
     assert_eq!(again.exec, l.config.proxy.unwrap().exec);
+}
+
+#[test]
+fn token_signingalgorithms() {
+    let token =
+        "auth:\n  token:\n    realm: r\n    service: s\n    issuer: i\n    rootcertbundle: /b\n";
+    let algs = |extra: &str| {
+        load_ok(&format!("{token}{extra}"))
+            .config
+            .auth
+            .token
+            .unwrap()
+            .signing_algorithms
+    };
+    assert!(algs("").is_empty(), "unset: the auth crate's default");
+    assert_eq!(
+        algs("    signingalgorithms: [EdDSA, RS256]\n"),
+        ["EdDSA", "RS256"]
+    );
+    // registry:3's documented example: ES512 is left out, said so.
+    let l = load_ok(&format!(
+        "{token}    signingalgorithms:\n      - EdDSA\n      - HS256\n      - ES512\n"
+    ));
+    assert_eq!(
+        l.config.auth.token.as_ref().unwrap().signing_algorithms,
+        ["EdDSA", "HS256"]
+    );
+    assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+    assert_eq!(l.warnings[0].kind, Adjusted);
+    assert!(l.warnings[0].message.contains("ES512"));
+    let err = error(&format!("{token}    signingalgorithms: [RS257]\n"));
+    assert!(err.contains("signingalgorithms"), "{err}");
+    let err = error(&format!("{token}    signingalgorithms: [ES512]\n"));
+    assert!(err.contains("no algorithm berth can verify"), "{err}");
+    // In a variable, as a YAML list.
+    let l = load_env(
+        Some(token),
+        &[("REGISTRY_AUTH_TOKEN_SIGNINGALGORITHMS", "[EdDSA]")],
+    );
+    assert_eq!(l.config.auth.token.unwrap().signing_algorithms, ["EdDSA"]);
 }
