@@ -18,7 +18,8 @@
 //! A deleted tag is a removed `tags/<tag>/` directory and a deleted manifest a removed revision link, so
 //! what is absent stays absent. Blob bytes outlive both until registry:2's own garbage collection.
 //!
-//! [`Registry2Tree`] is the reading: [`fs::FsRegistry2Tree`] on a filesystem. [`fallback::WithRegistry2`]
+//! [`Registry2Tree`] is the reading: [`fs::FsRegistry2Tree`] on a filesystem, `s3::S3Registry2Tree`
+//! (`S3BlobStore::registry2_tree`) in a bucket. [`fallback::WithRegistry2`]
 //! is a [`BlobStore`](crate::BlobStore) that reads a blob from the tree when its own layout lacks it, so
 //! adopted images are served without a copy of their bytes.
 

@@ -27,7 +27,8 @@
 //! sizes that grow past 5,000 parts so that blobs up to S3's 5 TiB limit fit in 10,000 parts),
 //! `upload` (upload state, writes, reads back), `commit` (the only place a blob becomes visible),
 //! `read` (stat, ranged reads, delete), `list` (committed blobs in digest order), `maintenance`
-//! (purging, health).
+//! (purging, health), `registry2` (registry:2's tree under the same prefix, read only: see
+//! `crate::registry2`).
 //!
 //! Several replicas may share a bucket: no state is kept in memory between calls, and an upload's state
 //! is found by listing its id's prefix, so a PATCH on one replica continues where a PATCH on another
@@ -48,6 +49,7 @@ mod list;
 mod maintenance;
 mod parts;
 mod read;
+mod registry2;
 mod settings;
 mod sign;
 #[cfg(any(test, feature = "testsuite"))]
@@ -100,6 +102,7 @@ use self::api::Bucket;
 use self::keys::Keys;
 use crate::{BlobReader, BlobStore, ByteStream, ListedBlob, Result, UploadId};
 
+pub use self::registry2::S3Registry2Tree;
 pub use self::settings::{DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, S3Config, S3Settings, SettingsError};
 
 /// The largest blob the S3 backend stores with part size `chunk_size` (see `s3/parts.rs`): S3's 5 TiB

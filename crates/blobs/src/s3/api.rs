@@ -152,6 +152,48 @@ impl Bucket {
         }
     }
 
+    /// What lies right under `prefix` (ending in `/`), as a directory listing: the names of the common
+    /// prefixes one `/` further (without `prefix` and the `/`), and of the objects (without `prefix`);
+    /// all pages. Reads registry:2's tree, which is laid out as directories.
+    pub async fn list_dir(&self, prefix: &str) -> Result<(Vec<String>, Vec<String>), S3Error> {
+        let (mut dirs, mut files) = (Vec::new(), Vec::new());
+        let mut token: Option<String> = None;
+        loop {
+            let mut call = Call::new("ListObjectsV2", Method::GET, None)
+                .query("list-type", "2")
+                .query("delimiter", "/")
+                .query("prefix", prefix);
+            if let Some(t) = token.take() {
+                call = call.query("continuation-token", t);
+            }
+            let text = self.client.send(&call).await?.text(call.op).await?;
+            for block in xml::blocks(&text, "CommonPrefixes") {
+                let name = xml::text(block, "Prefix")
+                    .and_then(|p| Some(p.strip_prefix(prefix)?.trim_end_matches('/').to_string()));
+                match name {
+                    Some(name) if !name.is_empty() => dirs.push(name),
+                    _ => return Err(protocol(call.op, "a common prefix outside the listed one")),
+                }
+            }
+            for (object, _) in contents(&text, call.op)? {
+                if let Some(name) = object.key.strip_prefix(prefix) {
+                    files.push(name.to_string());
+                }
+            }
+            let truncated = xml::text(&text, "IsTruncated").is_some_and(|t| t == "true");
+            token = xml::text(&text, "NextContinuationToken");
+            if !truncated {
+                return Ok((dirs, files));
+            }
+            if token.is_none() {
+                return Err(protocol(
+                    call.op,
+                    "a truncated listing without a continuation token",
+                ));
+            }
+        }
+    }
+
     /// One page of the objects whose key starts with `prefix` and comes strictly after `start_after`, in
     /// key order, at most `max_keys` (S3 caps it at 1,000), each with its `LastModified`; and whether
     /// more follow.

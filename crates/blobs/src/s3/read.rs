@@ -26,7 +26,16 @@ impl S3BlobStore {
         digest: &Digest,
         range: Option<Range<u64>>,
     ) -> Result<Option<BlobReader>> {
-        let key = self.keys.blob(digest);
+        self.read_key(&self.keys.blob(digest), range).await
+    }
+
+    /// [`read_blob`](Self::read_blob) of the object `key`, wherever it lies (registry:2's blobs too).
+    pub(crate) async fn read_key(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<BlobReader>> {
+        let key = key.to_string();
         let Some(range) = range else {
             let Some(response) = self.bucket.get(&key, None).await? else {
                 return Ok(None);

@@ -74,3 +74,14 @@ pub async fn object_keys(store: &super::S3BlobStore) -> crate::Result<Vec<String
     let objects = store.bucket.list(store.keys.root()).await?;
     Ok(objects.into_iter().map(|o| o.key).collect())
 }
+
+/// Writes object `key` (under the store's root) as it is: how a test lays out what another program
+/// (registry:2) left in the bucket.
+pub async fn put_object(
+    store: &super::S3BlobStore,
+    key: &str,
+    bytes: bytes::Bytes,
+) -> crate::Result<()> {
+    let key = format!("{}{key}", store.keys.root());
+    Ok(store.bucket.put(&key, bytes).await?)
+}
