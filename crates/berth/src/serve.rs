@@ -104,17 +104,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         meta.catalog = cached;
     }
     let registry = Registry::new(blobs, meta, registry_settings(&config));
-    let registry = match &config.proxy {
-        Some(proxy) => registry.with_proxy(
-            registry::proxy::ProxySettings {
-                namespaces: proxy
-                    .namespaces()
-                    .context("setting up the proxy's upstreams")?,
-                revalidate_after: proxy.revalidate,
-                eviction: proxy.eviction(),
-            },
-            metrics.as_ref().map(Metrics::cache_observer),
-        ),
+    let registry = match proxy_settings(&config)? {
+        Some(proxy) => registry.with_proxy(proxy, metrics.as_ref().map(Metrics::cache_observer)),
         None => registry,
     };
     if let Some(eviction) = config.proxy.as_ref().and_then(|p| p.eviction()) {
@@ -389,13 +380,29 @@ pub fn with_registry<T>(
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let stores = open_stores(config).await?;
-        job(Registry::new(
-            stores.blobs,
-            stores.meta,
-            registry_settings(config),
-        ))
-        .await
+        let registry = Registry::new(stores.blobs, stores.meta, registry_settings(config));
+        // The cache's namespaces, so a job knows cached repositories from local ones (the garbage
+        // collector leaves the former to eviction); nothing of the cache runs.
+        let registry = match proxy_settings(config)? {
+            Some(proxy) => registry.with_proxy(proxy, None),
+            None => registry,
+        };
+        job(registry).await
     })
+}
+
+/// The pull-through cache's settings, if `config` has a cache.
+fn proxy_settings(config: &Config) -> anyhow::Result<Option<registry::proxy::ProxySettings>> {
+    let Some(proxy) = &config.proxy else {
+        return Ok(None);
+    };
+    Ok(Some(registry::proxy::ProxySettings {
+        namespaces: proxy
+            .namespaces()
+            .context("setting up the proxy's upstreams")?,
+        revalidate_after: proxy.revalidate,
+        eviction: proxy.eviction(),
+    }))
 }
 
 /// One adoption of the registry:2 tree beside berth's layout (`berth import`). `Ok(None)` when another

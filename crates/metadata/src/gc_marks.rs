@@ -42,8 +42,9 @@ pub trait GcMarks: Send + Sync + 'static {
     /// bytes anew.
     async fn reserve_blob(&self, digest: &Digest, size: u64) -> Result<bool>;
 
-    /// Blobs that no manifest references, that nothing touched at or after `touched_before` (Unix
-    /// seconds) and that no sweep is deleting: the candidates of a sweep, with their sizes, in digest
+    /// Blobs that no manifest references and no pull-through cache entry holds (the cache's eviction
+    /// decides when those go: a cached manifest records no references to the blobs it has not fetched),
+    /// that nothing touched at or after `touched_before` (Unix seconds) and that no sweep is deleting: the candidates of a sweep, with their sizes, in digest
     /// order strictly after `after`, at most `limit`.
     async fn unreferenced_blobs(
         &self,

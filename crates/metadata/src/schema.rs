@@ -61,6 +61,7 @@ const MIGRATIONS: &[(i64, &str, Sql)] = &[
     (5, "scrub", Sql::Portable(SCRUB)),
     (6, "catalog_changes", Sql::PostgresOnly(CATALOG_CHANGES)),
     (7, "outbox", Sql::Portable(OUTBOX)),
+    (8, "cached_blobs_kept", Sql::Portable(CACHED_BLOBS_KEPT)),
 ];
 
 /// Every migration, rendered for `dialect`, in the order to apply them.
@@ -274,6 +275,14 @@ CREATE TABLE outbox (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX outbox_by_endpoint ON outbox (endpoint, id);
+";
+
+/// Version 8: the garbage collector leaves what the pull-through cache holds to the cache's eviction
+/// (a cached manifest records no references to blobs not fetched yet, so to the collector every cached
+/// blob looked unreferenced and went after the grace period); it asks by digest whether an entry holds
+/// a blob.
+const CACHED_BLOBS_KEPT: &str = "
+CREATE INDEX proxy_cache_entries_by_digest ON proxy_cache_entries (digest);
 ";
 
 #[cfg(test)]

@@ -158,7 +158,8 @@ macro_rules! proxy_entry_tests {
 }
 
 /// Expands into one `#[tokio::test]` per case of the [`GcMarks`](crate::GcMarks) suite, for stores that
-/// are also the [`Catalog`](crate::Catalog) (the cases link and reference blobs through it).
+/// are also the [`Catalog`](crate::Catalog) (the cases link and reference blobs through it) and the
+/// [`ProxyEntries`](crate::ProxyEntries) (the cache's entries keep blobs from the collector).
 #[macro_export]
 macro_rules! gc_mark_tests {
     (optional: $make:expr) => {
@@ -177,6 +178,7 @@ macro_rules! gc_mark_tests {
             gc_unreachable_manifests_are_what_no_tag_reaches,
             gc_recorded_blobs_pages_every_row,
             gc_claim_unrecorded_only_without_a_row,
+            gc_leaves_the_blobs_the_cache_holds_to_its_eviction,
         );
     };
 }

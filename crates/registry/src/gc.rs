@@ -331,7 +331,9 @@ impl Registry {
     ) -> Result<()> {
         let mut walk = RepoWalk::new(self, lock, GC_JOB);
         while let Some(repos) = walk.next_page().await? {
-            for repo in repos {
+            // A cached repository's untagged manifests (an index's children, fetched by digest) are
+            // the cache's to evict, as its blobs are.
+            for repo in repos.into_iter().filter(|r| !self.is_cached(r)) {
                 for digest in self.delete_unreachable(&repo, cutoff, dry_run).await? {
                     report.manifests.push((repo.clone(), digest));
                 }

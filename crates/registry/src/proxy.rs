@@ -51,7 +51,7 @@ pub struct ProxySettings {
     pub namespaces: Vec<Namespace>,
     /// A tag confirmed by the upstream within this long is served without asking again.
     pub revalidate_after: Duration,
-    /// Size and age limits; `None`: the cache keeps everything (and records no pulls).
+    /// Size and age limits; `None`: the cache keeps everything (and records no pull times).
     pub eviction: Option<Eviction>,
 }
 
@@ -71,8 +71,12 @@ pub(crate) struct Proxy {
     fresh: fresh::Freshness,
     flights: flight::Flights,
     observer: Arc<dyn CacheObserver>,
-    /// Whether pulls are recorded for eviction (only when it is configured).
+    /// Whether what a fetch caches is recorded as a cache entry: always, since the entries are also
+    /// what keeps cached blobs from the garbage collector (a cached manifest records no references to
+    /// the blobs it has not fetched yet), eviction or not.
     records: bool,
+    /// Whether pull times are recorded (only eviction by age and size reads them).
+    tracks_pulls: bool,
     pulls: evict::Pulls,
 }
 
@@ -90,7 +94,8 @@ impl Registry {
                 fresh: fresh::Freshness::new(config.revalidate_after),
                 flights: flight::Flights::default(),
                 observer: observer.unwrap_or_else(|| Arc::new(observer::Nobody)),
-                records: config.eviction.is_some(),
+                records: true,
+                tracks_pulls: config.eviction.is_some(),
                 pulls: evict::Pulls::default(),
             })
         });

@@ -336,3 +336,68 @@ async fn eviction_racing(how: Link) {
         "the config, which nobody linked, went"
     );
 }
+
+/// The garbage collector leaves what the cache holds to eviction, with or without eviction configured:
+/// a cached manifest records no references to blobs it had not fetched, so to the collector cached
+/// layers looked unreferenced, and every sweep threw the cache away (and a pull racing the sweep got a
+/// 404). Untagged cached manifests (an index's children) stay too. After eviction, the sweep frees
+/// what is left.
+#[tokio::test]
+async fn garbage_collection_leaves_cached_content_to_eviction() {
+    use registry::gc::GcOptions;
+    for limits in [None, Some(eviction(None, Some(HOUR)))] {
+        let up = FakeUpstream::new();
+        let cached = repo("org/a");
+        let (m, blobs) = upstream_image(&up, &cached, 1, 20_000).await;
+        let (env, _) = cache_with(&up, "", false, HOUR, limits.clone());
+        pull_image(&env, &cached, &blobs).await;
+        // Fetched by digest only, as an index's child is: untagged.
+        let (child, child_blobs) = upstream_image(&up, &repo("org/a"), 2, 5_000).await;
+        env.reg
+            .get_manifest(&cached, &common::by_digest(&child))
+            .await
+            .unwrap();
+        for b in &child_blobs {
+            pull(&env.reg, &cached, b).await.unwrap();
+            linked(&env, &cached, b).await;
+        }
+        let sweep = GcOptions {
+            grace: Duration::ZERO,
+            dry_run: false,
+            delete_untagged: true,
+        };
+        let report = env.reg.collect_garbage(sweep).await.unwrap().unwrap();
+        assert_eq!(
+            (report.blobs.len(), report.manifests.len()),
+            (0, 0),
+            "{limits:?}"
+        );
+        for b in blobs.iter().chain(&child_blobs) {
+            assert!(
+                env.blobs.stat(b).await.unwrap().is_some(),
+                "{limits:?}: {b}"
+            );
+            assert!(env.meta.linked_blob(&cached, b).await.unwrap().is_some());
+        }
+        assert!(env.meta.manifest(&cached, &m).await.unwrap().is_some());
+        assert!(env.meta.manifest(&cached, &child).await.unwrap().is_some());
+        let before = up.calls.snapshot();
+        pull_image(&env, &cached, &blobs).await;
+        assert_eq!(up.calls.snapshot().2, before.2, "no blob fetched again");
+
+        // Evicted (as eviction does, entry by entry): the next sweep frees what no one else holds.
+        if let Some(limits) = &limits {
+            env.reg
+                .evict_cache_as_of(limits, now() + DAY)
+                .await
+                .unwrap();
+            let report = env.reg.collect_garbage(sweep).await.unwrap().unwrap();
+            for b in blobs.iter().chain(&child_blobs) {
+                assert!(
+                    env.blobs.stat(b).await.unwrap().is_none(),
+                    "{b}: {report:?}"
+                );
+            }
+        }
+    }
+}

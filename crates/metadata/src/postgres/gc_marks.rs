@@ -44,6 +44,7 @@ pub(super) async fn unreferenced(
             "SELECT digest, size FROM blobs b
              WHERE digest > $2 AND touched_at < $1 AND deleting_since IS NULL
                AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.blob_digest = b.digest)
+               AND NOT EXISTS (SELECT 1 FROM proxy_cache_entries pe WHERE pe.digest = b.digest)
              ORDER BY digest LIMIT $3",
             &[
                 (&touched_before, Type::INT8),
@@ -87,9 +88,11 @@ pub(super) async fn claim(tx: &mut Conn<'_>, digest: &Digest, touched_before: i6
         &param,
     )
     .await?;
+    // Referenced by a manifest, or held by the pull-through cache (whose eviction decides).
     let referenced = tx
         .query_opt(
-            "SELECT 1 FROM manifest_blobs WHERE blob_digest = $1 LIMIT 1",
+            "SELECT 1 FROM manifest_blobs WHERE blob_digest = $1
+             UNION ALL SELECT 1 FROM proxy_cache_entries WHERE digest = $1 LIMIT 1",
             &param,
         )
         .await?

@@ -30,6 +30,7 @@ pub(super) fn unreferenced(
             "SELECT digest, size FROM blobs b
              WHERE digest > ?2 AND touched_at < ?1 AND deleting_since IS NULL
                AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.blob_digest = b.digest)
+               AND NOT EXISTS (SELECT 1 FROM proxy_cache_entries pe WHERE pe.digest = b.digest)
              ORDER BY digest LIMIT ?3",
         )?
         .query_map(
@@ -53,7 +54,8 @@ pub(super) fn claim(tx: &Connection, digest: &Digest, touched_before: i64) -> Re
         .prepare_cached(
             "UPDATE blobs SET deleting_since = ?3
              WHERE digest = ?1 AND touched_at < ?2 AND deleting_since IS NULL
-               AND NOT EXISTS (SELECT 1 FROM manifest_blobs WHERE blob_digest = ?1)",
+               AND NOT EXISTS (SELECT 1 FROM manifest_blobs WHERE blob_digest = ?1)
+               AND NOT EXISTS (SELECT 1 FROM proxy_cache_entries WHERE digest = ?1)",
         )?
         .execute((&digest, touched_before, now()))?;
     if claimed == 0 {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{blob, image, repo};
-use crate::{Catalog, Error, GcMarks};
+use crate::{Catalog, Error, GcMarks, ProxyEntries, ProxyEntry, ProxyEntryKind};
 
 fn now() -> i64 {
     SystemTime::now()
@@ -397,4 +397,35 @@ pub async fn gc_claim_unrecorded_only_without_a_row<S: Catalog + GcMarks>(store:
     let rows = store.recorded_blobs(None, 10).await.unwrap();
     assert!(rows.iter().all(|b| b.digest != orphan), "released: no row");
     assert!(store.reserve_blob(&orphan, 7).await.unwrap());
+}
+
+pub async fn gc_leaves_the_blobs_the_cache_holds_to_its_eviction<
+    S: Catalog + GcMarks + ProxyEntries,
+>(
+    store: S,
+) {
+    let r = repo("cache/app");
+    let (cached, loose) = (blob("cached"), blob("loose"));
+    store.link_blob(&r, &cached, 1).await.unwrap();
+    store.link_blob(&r, &loose, 2).await.unwrap();
+    let entry = ProxyEntry {
+        repo: r.clone(),
+        digest: cached.clone(),
+        kind: ProxyEntryKind::Blob,
+        size: 1,
+        pulled_at: now(),
+    };
+    store.touch_proxy_entries(&[entry]).await.unwrap();
+    assert_eq!(
+        store
+            .unreferenced_blobs(everything(), None, 10)
+            .await
+            .unwrap(),
+        vec![(loose.clone(), 2)]
+    );
+    assert!(!store.claim_blob(&cached, everything()).await.unwrap());
+    assert_eq!(store.linked_blob(&r, &cached).await.unwrap(), Some(1));
+    // Evicted: an ordinary unreferenced blob from then on.
+    assert!(store.remove_proxy_entry(&r, &cached).await.unwrap());
+    assert!(store.claim_blob(&cached, everything()).await.unwrap());
 }

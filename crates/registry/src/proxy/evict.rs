@@ -2,7 +2,9 @@
 //! pulled first until the cache fits `max_bytes`), never touching local repositories.
 //!
 //! What the cache holds is recorded as *cache entries* in the metadata store (one per repository and
-//! manifest or blob, with its size and last pull), written when content is fetched. Pulls of cached
+//! manifest or blob, with its size and last pull), written when content is fetched, with eviction
+//! configured or not: an entry also keeps its blob from the garbage collector, which leaves cached
+//! content to eviction. Pulls of cached
 //! content are not written one by one: they are gathered in memory ([`Pulls`]) and written in one batch
 //! by each eviction round (or sooner when many pile up), so a busy cache does not pay a database write
 //! per pull; a crash loses at most one round's pull times, which only makes eviction a little early.
@@ -71,7 +73,7 @@ impl Registry {
         kind: ProxyEntryKind,
         size: u64,
     ) {
-        let Some(proxy) = self.proxy.as_ref().filter(|p| p.records) else {
+        let Some(proxy) = self.proxy.as_ref().filter(|p| p.tracks_pulls) else {
             return;
         };
         let full = {
