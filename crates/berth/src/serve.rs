@@ -451,8 +451,8 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
         .with_context(|| format!("creating the data directory {}", configured_root.display()))?;
     let root = std::path::absolute(configured_root)
         .with_context(|| format!("resolving the data directory {}", configured_root.display()))?;
-    let (blobs, blobs_name) = open_blobs(config, &root)?;
-    let registry2 = open_registry2(config, &root).await?;
+    let (blobs, blobs_name, tree) = open_blobs(config, &root)?;
+    let registry2 = open_registry2(tree).await?;
     let blobs = match &registry2 {
         Some(tree) => Arc::new(WithRegistry2::new(blobs, Arc::clone(tree))) as Arc<dyn BlobStore>,
         None => blobs,
@@ -500,31 +500,36 @@ pub fn registry_settings(config: &Config) -> registry::Settings {
     }
 }
 
-/// registry:2's tree where registry:2 with this configuration keeps it, when it is there (see
-/// `blobs::registry2`): the filesystem root's `docker/registry/v2/`.
+/// `tree` (registry:2's, where registry:2 with this configuration keeps it: see `open_blobs`) when it
+/// is there (see `blobs::registry2`).
 async fn open_registry2(
-    config: &Config,
-    root: &Path,
+    tree: (Arc<dyn Registry2Tree>, String),
 ) -> anyhow::Result<Option<Arc<dyn Registry2Tree>>> {
-    let tree: Arc<dyn Registry2Tree> = match &config.storage.driver {
-        Driver::Filesystem { .. } => Arc::new(FsRegistry2Tree::new(root)),
-        Driver::S3(_) => return Ok(None),
-    };
+    let (tree, place) = tree;
     if !tree
         .exists()
         .await
-        .context("looking for registry:2's tree")?
+        .with_context(|| format!("looking for registry:2's tree at {place}"))?
     {
         return Ok(None);
     }
     tracing::info!(
-        tree = %root.join(blobs::registry2::TREE).display(),
+        tree = %place,
         "registry:2's tree found: its blobs are read where they lie, never written (berth import indexes it)"
     );
     Ok(Some(tree))
 }
 
-fn open_blobs(config: &Config, root: &Path) -> anyhow::Result<(Arc<dyn BlobStore>, &'static str)> {
+/// The blob store, its driver's name, and registry:2's tree where registry:2 with the same storage
+/// settings keeps it (the filesystem root's or the bucket prefix's `docker/registry/v2/`, there or
+/// not), with where that is, for the log.
+type OpenedBlobs = (
+    Arc<dyn BlobStore>,
+    &'static str,
+    (Arc<dyn Registry2Tree>, String),
+);
+
+fn open_blobs(config: &Config, root: &Path) -> anyhow::Result<OpenedBlobs> {
     if let Driver::S3(s3) = &config.storage.driver {
         let settings = S3Settings::resolve((**s3).clone(), |name| std::env::var(name).ok())
             .context("configuring the S3 blob store")?;
@@ -538,9 +543,22 @@ fn open_blobs(config: &Config, root: &Path) -> anyhow::Result<(Arc<dyn BlobStore
             max_blob_bytes = blobs::s3::max_blob_size(settings.chunk_size),
             "blobs on S3"
         );
-        return Ok((Arc::new(store), "s3"));
+        let place = format!(
+            "s3://{}/{}{}",
+            settings.bucket,
+            if settings.root.is_empty() {
+                String::new()
+            } else {
+                format!("{}/", settings.root)
+            },
+            blobs::registry2::TREE
+        );
+        let tree = Arc::new(store.registry2_tree());
+        return Ok((Arc::new(store), "s3", (tree, place)));
     }
     let store = FsBlobStore::open(root)
         .with_context(|| format!("opening the blob store in {}", root.display()))?;
-    Ok((Arc::new(store), "filesystem"))
+    let place = root.join(blobs::registry2::TREE).display().to_string();
+    let tree = Arc::new(FsRegistry2Tree::new(root));
+    Ok((Arc::new(store), "filesystem", (tree, place)))
 }

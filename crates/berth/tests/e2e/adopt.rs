@@ -4,7 +4,8 @@
 //! berth, after `berth import --verify`, serves the same directory: every image pulls back byte for byte,
 //! the catalog and the tag lists are registry:2's, the deleted image stays gone, the artifact is a
 //! referrer, new pushes work and copy nothing registry:2 already holds, registry:2's tree is left as it
-//! was, and registry:2 started again on the volume still serves its images.
+//! was, and registry:2 started again on the volume still serves its images. On the filesystem and, the
+//! same way, on S3 (registry:2's tree in the bucket prefix berth is given).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,7 +16,8 @@ use crate::harness::images::{
     write_layout,
 };
 use crate::harness::registry2::Registry2;
-use crate::harness::{Api, BlobPush, Server, Tools};
+use crate::harness::s3::S3Bucket;
+use crate::harness::{Api, BlobPush, Options, Server, Storage, Tools};
 
 const TREE: &str = "docker/registry/v2";
 
@@ -81,16 +83,50 @@ fn pull(tools: &Tools, host: &str, reference: &str, name: &str) -> BTreeMap<Stri
     files(&dir)
 }
 
+/// The summary line of `berth scrub`: how many of berth's own blobs (its layout, not registry:2's tree)
+/// it hashed.
+fn own_blobs(berth: &Server) -> String {
+    let out = berth.berth_ok(&["scrub"]);
+    let summary = out.lines().last().unwrap().to_string();
+    eprintln!("berth scrub: {summary}");
+    summary
+}
+
 #[test]
 fn berth_serves_a_registry2_store_in_place() {
+    in_place(
+        "berth_serves_a_registry2_store_in_place",
+        Storage::Filesystem,
+    );
+}
+
+#[test]
+fn berth_serves_a_registry2_store_in_place_on_s3() {
+    in_place("berth_serves_a_registry2_store_in_place_on_s3", Storage::S3);
+}
+
+fn in_place(test: &str, storage: Storage) {
     let tools = Tools::new();
-    // berth's data directory, handed to registry:2 first (berth is stopped until the swap).
-    let mut berth = Server::start();
+    let s3 = match storage {
+        Storage::Filesystem => None,
+        Storage::S3 => match S3Bucket::from_env(test) {
+            Some(bucket) => Some(bucket),
+            None => return,
+        },
+    };
+    // berth's storage, handed to registry:2 first (berth is stopped until the swap).
+    let mut berth = Server::start_with(Options {
+        storage,
+        s3: s3.clone(),
+        ..Options::default()
+    });
     berth.stop();
     let root = berth.root().to_path_buf();
-    let Some(registry2) =
-        Registry2::start_on("berth_serves_a_registry2_store_in_place", Some(&root))
-    else {
+    let registry2 = match &s3 {
+        Some(bucket) => Registry2::start_on_s3(test, bucket),
+        None => Registry2::start_on(test, Some(&root)),
+    };
+    let Some(registry2) = registry2 else {
         return;
     };
     let host2 = registry2.host();
@@ -208,9 +244,13 @@ fn berth_serves_a_registry2_store_in_place() {
         .collect();
     drop(registry2);
 
-    let tree = root.join(TREE);
-    let tree_before = files(&tree);
-    eprintln!("registry:2's blobs: {}", du(&tree.join("blobs")));
+    // On the filesystem registry:2's tree is looked at directly; on S3 through what berth and registry:2
+    // serve from it.
+    let tree = (storage == Storage::Filesystem).then(|| root.join(TREE));
+    let tree_before = tree.as_deref().map(files);
+    if let Some(tree) = &tree {
+        eprintln!("registry:2's blobs: {}", du(&tree.join("blobs")));
+    }
     let out = berth.berth_ok(&["import", "--verify"]);
     eprintln!("berth import --verify:\n{out}");
     let summary = out.lines().last().unwrap();
@@ -256,9 +296,12 @@ fn berth_serves_a_registry2_store_in_place() {
         "{referrers}"
     );
     // Not a byte was copied: berth's own blob tree is empty, registry:2's holds every blob once.
+    assert!(own_blobs(&berth).starts_with("scrub verified 0 blobs, 0 bytes"));
     let own = root.join("blobs");
-    eprintln!("berth's blobs after the pulls: {}", du(&own));
-    assert_eq!(bytes_under(&own), 0);
+    if tree.is_some() {
+        eprintln!("berth's blobs after the pulls: {}", du(&own));
+        assert_eq!(bytes_under(&own), 0);
+    }
 
     // New pushes work, and store only the bytes registry:2's tree does not hold.
     let new = sample_image("adopt-new");
@@ -281,24 +324,30 @@ fn berth_serves_a_registry2_store_in_place() {
         pull(&tools, &host, "adopt/app:new", "berth-new").len(),
         pull(&tools, &host, "adopt/fresh:new", "berth-fresh").len()
     );
-    let unseen: u64 = new
+    let in_tree: Vec<&Blob> = [&v1, &v2, &old, &other]
+        .into_iter()
+        .chain(&multi.images)
+        .flat_map(|i| i.blobs())
+        .collect();
+    let unseen: Vec<&Blob> = new
         .blobs()
-        .iter()
-        .filter(|b| {
-            !tree_before
-                .keys()
-                .any(|k| k.contains(b.digest.trim_start_matches("sha256:")))
-        })
-        .map(|b| b.bytes.len() as u64)
-        .sum();
-    eprintln!("berth's blobs after a push: {}", du(&own));
-    assert_eq!(
-        bytes_under(&own),
-        unseen,
+        .into_iter()
+        .filter(|b| !in_tree.iter().any(|t| t.digest == b.digest))
+        .collect();
+    let unseen_bytes: u64 = unseen.iter().map(|b| b.bytes.len() as u64).sum();
+    assert!(
+        own_blobs(&berth).starts_with(&format!(
+            "scrub verified {} blobs, {unseen_bytes} bytes",
+            unseen.len()
+        )),
         "berth stored more than the blobs registry:2 lacked"
     );
+    if tree.is_some() {
+        eprintln!("berth's blobs after a push: {}", du(&own));
+        assert_eq!(bytes_under(&own), unseen_bytes);
+    }
     assert!(
-        unseen
+        unseen_bytes
             < new
                 .blobs()
                 .iter()
@@ -310,11 +359,14 @@ fn berth_serves_a_registry2_store_in_place() {
 
     // registry:2's tree is as registry:2 left it, and registry:2 serves it again.
     assert!(
-        files(&tree) == tree_before,
+        tree.as_deref().map(files) == tree_before,
         "berth wrote into registry:2's tree"
     );
-    let registry2 =
-        Registry2::start_on("berth_serves_a_registry2_store_in_place", Some(&root)).unwrap();
+    let registry2 = match &s3 {
+        Some(bucket) => Registry2::start_on_s3(test, bucket),
+        None => Registry2::start_on(test, Some(&root)),
+    };
+    let registry2 = registry2.unwrap();
     for (i, (reference, expected)) in refs.iter().zip(&served).enumerate() {
         assert_eq!(
             &pull(&tools, &registry2.host(), reference, &format!("again-{i}")),

@@ -29,6 +29,27 @@ impl Registry2 {
     /// [`start`](Self::start) over the data directory `root` (its `storage.filesystem.rootdirectory`),
     /// or a fresh one of its own.
     pub fn start_on(test: &str, root: Option<&std::path::Path>) -> Option<Registry2> {
+        Registry2::start_with(test, |dir| {
+            let root = root.map_or_else(|| dir.join("data"), |r| r.to_path_buf());
+            format!("  filesystem:\n    rootdirectory: {}\n", root.display())
+        })
+    }
+
+    /// [`start`](Self::start) over the bucket and prefix `s3` (registry:2's `storage.s3`).
+    pub fn start_on_s3(test: &str, s3: &super::s3::S3Bucket) -> Option<Registry2> {
+        Registry2::start_with(test, |_| {
+            let secure = s3.endpoint.starts_with("https://");
+            format!(
+                "  s3:\n    accesskey: {:?}\n    secretkey: {:?}\n    region: {:?}\n    regionendpoint: {:?}\n    \
+                 bucket: {:?}\n    rootdirectory: {:?}\n    secure: {secure}\n    v4auth: true\n",
+                s3.access_key, s3.secret_key, s3.region, s3.endpoint, s3.bucket, s3.root
+            )
+        })
+    }
+
+    /// Starts registry:2 with the `storage` section's driver lines `driver(dir)` writes (given its
+    /// temporary directory).
+    fn start_with(test: &str, driver: impl Fn(&std::path::Path) -> String) -> Option<Registry2> {
         let Some(program) = find_program("docker-registry") else {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -53,14 +74,21 @@ impl Registry2 {
             std::fs::write(
                 &config,
                 format!(
-                    "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                    root.map_or_else(|| dir.path().join("data"), |r| r.to_path_buf()).display()
+                    "version: 0.1\nlog:\n  level: warn\nstorage:\n{}  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                    driver(dir.path())
                 ),
             )
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
             let log = std::fs::File::create(dir.path().join("registry.log"))
                 .unwrap_or_else(|e| panic!("cannot create registry:2's log: {e}"));
             let mut cmd = Command::new(&program);
+            // The AWS SDK in registry:2 would read a CA bundle named by the environment (and fail on
+            // its plain-HTTP transport); nothing of the caller's AWS setup is the test's.
+            for (key, _) in std::env::vars_os() {
+                if key.to_str().is_some_and(|k| k.starts_with("AWS_")) {
+                    cmd.env_remove(&key);
+                }
+            }
             cmd.arg("serve")
                 .arg(&config)
                 .stdin(Stdio::null())
