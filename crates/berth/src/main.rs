@@ -123,6 +123,20 @@ enum ImportSource {
     /// and writing nothing into the tree. Prints each thing not imported (schema1 manifests, missing
     /// or corrupt blobs, tags on deleted manifests) with the reason, and a summary line.
     Registry2(Registry2Import),
+    /// Push the images of OCI image layouts into berth's stores (skopeo's `oci:` directories, `podman
+    /// save --format oci-dir`, a zot storage root of one layout per repository): each `index.json`
+    /// entry named by `org.opencontainers.image.ref.name` becomes a tag. Blobs berth already holds are
+    /// linked, not copied. Prints each entry left out with the reason, and a summary line.
+    Oci {
+        /// A layout (holding `oci-layout`), or a directory of layouts, one per repository, named by
+        /// their paths below it.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The repository of the layout (or the prefix of the layouts' repositories); without it, a
+        /// single layout's ref names must be whole references (`name:tag`).
+        #[arg(long, value_name = "NAME")]
+        repository: Option<String>,
+    },
 }
 
 /// `berth import registry2`'s arguments.
@@ -218,13 +232,20 @@ fn main() -> ExitCode {
             one_path(config_file, cli.config),
             Action::Job(Job::Scrub { repair, rate }),
         ),
+        Some(Command::Import {
+            source: Some(ImportSource::Oci { dir, repository }),
+            ..
+        }) => (
+            Ok(cli.config),
+            Action::Job(Job::ImportOci { dir, repository }),
+        ),
         Some(Command::Import { source, registry2 }) => {
             let Registry2Import {
                 config_file,
                 verify,
             } = match source {
                 Some(ImportSource::Registry2(args)) => args,
-                None => registry2,
+                _ => registry2,
             };
             (
                 one_path(config_file, cli.config),
@@ -421,6 +442,15 @@ mod tests {
                 }
             })
         ));
+
+        let cli = parse(&["import", "oci", "/l", "--repository", "a/b", "-c", "c.yml"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Import { source: Some(ImportSource::Oci { dir, repository: Some(r) }), .. })
+                if dir == Path::new("/l") && r == "a/b"
+        ));
+        assert_eq!(cli.config, Some(PathBuf::from("c.yml")));
+        assert!(parse(&["import", "oci"]).is_err(), "DIR is required");
 
         assert!(parse(&["frobnicate"]).is_err());
         assert!(parse(&["config"]).is_err());

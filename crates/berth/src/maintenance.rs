@@ -1,9 +1,12 @@
 //! The maintenance commands: one job over the stores the configuration names, beside a running
-//! registry or without one (`berth garbage-collect`, `berth retention`, `berth scrub`, `berth import`). Each prints what
-//! it did line by line and ends with its report's summary line; each exits 1 when another run (of this
-//! process or a replica) holds the job's lock.
+//! registry or without one (`berth garbage-collect`, `berth retention`, `berth scrub`, `berth import`,
+//! `berth import oci`). Each prints what it did line by line and ends with its report's summary line;
+//! each exits 1 when another run (of this process or a replica) holds the job's lock.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::Context;
 
 use crate::config::{self, Config};
 use crate::{logging, serve};
@@ -25,6 +28,10 @@ pub enum Job {
     Import {
         verify: bool,
     },
+    ImportOci {
+        dir: PathBuf,
+        repository: Option<String>,
+    },
 }
 
 /// Runs `job` with the configuration `loaded`.
@@ -40,6 +47,7 @@ pub fn run(job: Job, loaded: config::Loaded) -> ExitCode {
         Job::Retention { dry_run } => retention(config, dry_run),
         Job::Scrub { repair, rate } => scrub(config, repair, rate.as_deref()),
         Job::Import { verify } => import(config, verify),
+        Job::ImportOci { dir, repository } => import_oci(config, &dir, repository.as_deref()),
     };
     match outcome {
         Ok(Outcome::Done { lines, summary }) => {
@@ -187,6 +195,28 @@ fn import(config: &Config, verify: bool) -> Result<Outcome, Refusal> {
     });
     Ok(Outcome::Done {
         lines: skipped.chain(kept).collect(),
+        summary: report.to_string(),
+    })
+}
+
+/// `berth import oci DIR [--repository NAME]`: the OCI layouts in or below `dir` pushed into the
+/// stores through the registry's own operations (`registry::oci_layout`). No job lock: it is a push
+/// like any client's, and two imports at once behave as two clients.
+fn import_oci(config: &Config, dir: &Path, repository: Option<&str>) -> Result<Outcome, Refusal> {
+    let repository = repository
+        .map(|r| {
+            r.parse::<oci::RepoName>()
+                .map_err(|e| Refusal::Usage(format!("--repository {r:?}: {e}")))
+        })
+        .transpose()?;
+    let report = serve::with_registry(config, async |registry| {
+        registry
+            .import_oci(dir, repository.as_ref())
+            .await
+            .with_context(|| format!("importing the OCI layouts of {}", dir.display()))
+    })?;
+    Ok(Outcome::Done {
+        lines: report.skipped.iter().map(ToString::to_string).collect(),
         summary: report.to_string(),
     })
 }

@@ -26,6 +26,7 @@ mod docker;
 mod full;
 mod gc;
 mod image;
+mod import_oci;
 mod limits;
 mod metrics;
 mod notify;
