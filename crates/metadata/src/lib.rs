@@ -16,6 +16,7 @@
 //! | [`Usage`] | bytes per repository and per set of repositories (quotas, usage report) | `usage_tests!` |
 //! | [`CatalogChanges`] | what any writer moved or removed, after commit (cache invalidation) | `catalog_change_tests!` |
 //! | [`Outbox`] | events waiting for their notification endpoints | `outbox_tests!` |
+//! | [`AdoptProgress`] | how far the adoption of a registry:2 tree got | `adopt_progress_tests!` |
 //!
 //! Every method is one atomic domain operation (one transaction), so the registry never has to hold a
 //! lock across calls: tag moves, manifest puts with their reference checks, and upload progress are each
@@ -27,6 +28,7 @@ use std::sync::Arc;
 
 use oci::Digest;
 
+pub use adopt_progress::{AdoptCursor, AdoptProgress};
 pub use catalog::{Catalog, NewManifest, Referrer, StoredManifest};
 pub use changes::{CatalogChange, CatalogChanges, ChangeStream};
 pub use gc_marks::{GcMarks, RecordedBlob};
@@ -38,6 +40,7 @@ pub use tag_ages::{ManifestPull, TagAge, TagAges};
 pub use uploads::{UploadSession, UploadSessions};
 pub use usage::{RepoUsage, Usage};
 
+mod adopt_progress;
 mod catalog;
 mod changes;
 mod gc_marks;
@@ -74,6 +77,7 @@ pub struct Metadata {
     pub usage: Arc<dyn Usage>,
     pub changes: Arc<dyn CatalogChanges>,
     pub outbox: Arc<dyn Outbox>,
+    pub adopt: Arc<dyn AdoptProgress>,
 }
 
 /// Every role: what a backend implements.
@@ -88,6 +92,7 @@ pub trait Store:
     + Usage
     + CatalogChanges
     + Outbox
+    + AdoptProgress
 {
 }
 
@@ -102,6 +107,7 @@ impl<S> Store for S where
         + Usage
         + CatalogChanges
         + Outbox
+        + AdoptProgress
 {
 }
 
@@ -118,7 +124,8 @@ impl Metadata {
             tag_ages: store.clone(),
             usage: store.clone(),
             changes: store.clone(),
-            outbox: store,
+            outbox: store.clone(),
+            adopt: store,
         }
     }
 }

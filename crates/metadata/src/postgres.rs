@@ -17,6 +17,7 @@
 //! - A server that cannot be reached (refused, lost, the pool's wait exceeded) is reported as
 //!   [`Error::Unavailable`] once the retries are spent, which the registry answers with 503.
 
+mod adopt_progress;
 mod changes;
 mod gc_marks;
 mod job_lock;
@@ -39,13 +40,13 @@ use oci::{Digest, RepoName, Tag};
 
 use crate::RecordedBlob;
 use crate::outbox::noted;
+use crate::{AdoptCursor, AdoptProgress, ScrubCursor, ScrubProgress};
 use crate::{
     Catalog, Error, GcMarks, JobLock, JobLocks, NewManifest, ProxyEntries, ProxyEntry, Referrer,
     Result, StoredManifest, UploadSession, UploadSessions,
 };
 use crate::{CatalogChanges, ChangeStream, ManifestPull, RepoUsage, TagAge, TagAges, Usage};
 use crate::{NewEvent, Outbox, QueuedEvent};
-use crate::{ScrubCursor, ScrubProgress};
 use pool::Pool;
 pub use retry::PgError;
 use retry::{Backoff, Failure, Safety};
@@ -554,6 +555,20 @@ impl ScrubProgress for PostgresStore {
     async fn save_scrub_cursor(&self, cursor: Option<&ScrubCursor>) -> Result<()> {
         // Idempotent: the same row written again.
         run!(self, Safety::Idempotent, |c| scrub_progress::save(
+            c, cursor
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl AdoptProgress for PostgresStore {
+    async fn adopt_cursor(&self) -> Result<Option<AdoptCursor>> {
+        run!(self, Safety::Idempotent, |c| adopt_progress::load(c))
+    }
+
+    async fn save_adopt_cursor(&self, cursor: &AdoptCursor) -> Result<()> {
+        // Idempotent: the same row written again.
+        run!(self, Safety::Idempotent, |c| adopt_progress::save(
             c, cursor
         ))
     }

@@ -62,6 +62,7 @@ const MIGRATIONS: &[(i64, &str, Sql)] = &[
     (6, "catalog_changes", Sql::PostgresOnly(CATALOG_CHANGES)),
     (7, "outbox", Sql::Portable(OUTBOX)),
     (8, "cached_blobs_kept", Sql::Portable(CACHED_BLOBS_KEPT)),
+    (9, "adopt_progress", Sql::Portable(ADOPT_PROGRESS)),
 ];
 
 /// Every migration, rendered for `dialect`, in the order to apply them.
@@ -283,6 +284,21 @@ CREATE INDEX outbox_by_endpoint ON outbox (endpoint, id);
 /// a blob.
 const CACHED_BLOBS_KEPT: &str = "
 CREATE INDEX proxy_cache_entries_by_digest ON proxy_cache_entries (digest);
+";
+
+/// Version 9: how far the adoption of a registry:2 tree that `berth serve` runs got (`AdoptProgress`):
+/// one row, the last repository adopted whole and the counts so far.
+const ADOPT_PROGRESS: &str = "
+CREATE TABLE adopt_progress (
+    id BIGINT NOT NULL PRIMARY KEY,
+    after_repo @KEY@,
+    finished BIGINT NOT NULL,
+    started_at BIGINT NOT NULL,
+    repositories BIGINT NOT NULL,
+    manifests BIGINT NOT NULL,
+    tags BIGINT NOT NULL,
+    skipped BIGINT NOT NULL
+);
 ";
 
 #[cfg(test)]

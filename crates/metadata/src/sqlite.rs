@@ -17,6 +17,7 @@
 //! lock can fail with "database is locked" however long the busy timeout, because another writer
 //! changed its snapshot.
 
+mod adopt_progress;
 mod changes;
 mod gc_marks;
 mod ops;

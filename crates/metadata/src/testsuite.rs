@@ -26,6 +26,7 @@
 //! | [`CatalogChanges`](crate::CatalogChanges) (two stores, with the catalog) | [`catalog_change_tests!`](crate::catalog_change_tests) | `changes.rs` |
 //! | [`Usage`](crate::Usage) (with the catalog and tag ages) | [`usage_tests!`](crate::usage_tests) | `usage.rs` |
 //! | [`Outbox`](crate::Outbox) (with the catalog) | [`outbox_tests!`](crate::outbox_tests) | `outbox.rs` |
+//! | [`AdoptProgress`](crate::AdoptProgress) | [`adopt_progress_tests!`](crate::adopt_progress_tests) | `adopt_progress.rs` |
 //!
 //! Job locks need two stores on one database (two replicas): their cases take a pair.
 //!
@@ -35,6 +36,7 @@
 //!
 //! Every case must be listed in its macro: a case missing from the list is never run.
 
+mod adopt_progress;
 mod catalog;
 mod changes;
 mod gc_marks;
@@ -47,6 +49,7 @@ mod tag_ages;
 mod uploads;
 mod usage;
 
+pub use adopt_progress::*;
 pub use catalog::*;
 pub use changes::*;
 pub use gc_marks::*;
@@ -179,6 +182,22 @@ macro_rules! gc_mark_tests {
             gc_recorded_blobs_pages_every_row,
             gc_claim_unrecorded_only_without_a_row,
             gc_leaves_the_blobs_the_cache_holds_to_its_eviction,
+        );
+    };
+}
+
+/// Expands into one `#[tokio::test]` per case of the [`AdoptProgress`](crate::AdoptProgress) suite.
+#[macro_export]
+macro_rules! adopt_progress_tests {
+    (optional: $make:expr) => {
+        $crate::adopt_progress_tests!(@list ::std::convert::identity, $make);
+    };
+    ($make:expr) => {
+        $crate::adopt_progress_tests!(@list ::std::option::Option::Some, $make);
+    };
+    (@list $wrap:path, $make:expr) => {
+        $crate::__metadata_cases!($wrap, $make;
+            adopt_cursor_is_saved_and_replaced,
         );
     };
 }

@@ -36,6 +36,7 @@ metadata::upload_session_tests!(optional: fresh_store());
 metadata::proxy_entry_tests!(optional: fresh_store());
 metadata::gc_mark_tests!(optional: fresh_store());
 metadata::scrub_progress_tests!(optional: fresh_store());
+metadata::adopt_progress_tests!(optional: fresh_store());
 metadata::outbox_tests!(optional: fresh_store());
 metadata::tag_age_tests!(optional: fresh_store());
 metadata::usage_tests!(optional: fresh_store());

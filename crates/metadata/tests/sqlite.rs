@@ -32,6 +32,10 @@ metadata::scrub_progress_tests!(async {
     SqliteStore::open_temporary().expect("temporary sqlite store")
 });
 
+metadata::adopt_progress_tests!(async {
+    SqliteStore::open_temporary().expect("temporary sqlite store")
+});
+
 metadata::tag_age_tests!(async { SqliteStore::open_temporary().expect("temporary sqlite store") });
 
 metadata::usage_tests!(async { SqliteStore::open_temporary().expect("temporary sqlite store") });

@@ -264,6 +264,8 @@ impl InstrumentedMetadata {
         let changes = inner.changes.clone();
         // The delivery worker's reads and removals, off every request's path: not timed.
         let outbox = inner.outbox.clone();
+        // A write per repository of one adoption: not worth timing.
+        let adopt = inner.adopt.clone();
         let timed = Arc::new(InstrumentedMetadata::new(inner, backend, observer));
         Metadata {
             catalog: timed.clone(),
@@ -276,6 +278,7 @@ impl InstrumentedMetadata {
             usage: timed,
             changes,
             outbox,
+            adopt,
         }
     }
 

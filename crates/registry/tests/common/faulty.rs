@@ -58,6 +58,7 @@ impl FaultyMeta {
             usage: self.inner.usage.clone(),
             changes: self.inner.changes.clone(),
             outbox: self.inner.outbox.clone(),
+            adopt: self.inner.adopt.clone(),
         }
     }
 
