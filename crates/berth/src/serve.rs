@@ -497,6 +497,7 @@ pub fn registry_settings(config: &Config) -> registry::Settings {
         immutable_tags: config.immutable_tags.clone(),
         quotas: config.quotas.clone(),
         max_tags: config.max_tags,
+        index_children: config.index_children.clone(),
     }
 }
 

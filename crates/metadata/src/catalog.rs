@@ -24,6 +24,10 @@ pub struct NewManifest {
     pub blobs: Vec<Digest>,
     /// Manifests (children of an index) that must exist in the repository.
     pub children: Vec<Digest>,
+    /// Children of a sparse index (registry:3's `validation.manifests.indexes`) that need not exist:
+    /// recorded as references like `children` (so a child pushed later is kept for the index), never
+    /// checked.
+    pub optional_children: Vec<Digest>,
     /// The tag given with it is immutable: `put_manifest` may create it, or find it on this very
     /// manifest, but not move it from another (`Error::TagImmutable`), in the same transaction.
     pub tag_immutable: bool,

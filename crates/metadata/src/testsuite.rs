@@ -104,6 +104,7 @@ macro_rules! catalog_tests {
             put_manifest_blob_of_another_repo_is_missing,
             put_manifest_missing_child_stores_nothing,
             put_index_with_present_children,
+            put_sparse_index_without_its_optional_children,
             put_same_digest_twice_is_idempotent,
             manifests_are_per_repository,
             tag_moves_to_the_new_manifest,
@@ -358,6 +359,7 @@ pub(crate) fn image(label: &str, blobs: impl IntoIterator<Item = Digest>) -> New
         annotations: None,
         blobs,
         children: Vec::new(),
+        optional_children: Vec::new(),
         tag_immutable: false,
     }
 }

@@ -74,6 +74,7 @@ fn manifest(label: &str, blobs: &[Digest]) -> NewManifest {
         annotations: None,
         blobs: blobs.to_vec(),
         children: Vec::new(),
+        optional_children: Vec::new(),
         tag_immutable: false,
     }
 }

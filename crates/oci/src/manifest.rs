@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use crate::Digest;
 use crate::media_type::{self, OCI_INDEX, OCI_MANIFEST};
 
-pub use descriptor::{Descriptor, is_valid_media_type};
+pub use descriptor::{Descriptor, Platform, is_valid_media_type};
 use descriptor::{optional_media_type, parse_descriptor};
 
 /// Whether a manifest describes one image (config + layers) or lists other manifests.

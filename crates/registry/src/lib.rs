@@ -18,6 +18,7 @@ mod clock;
 mod discovery;
 mod error;
 pub mod gc;
+mod index_children;
 pub mod instrumented;
 mod keyed_lock;
 mod maintenance;
@@ -41,6 +42,7 @@ pub use discovery::{
     DEFAULT_CATALOG_PAGE, DEFAULT_TAGS_PAGE, MAX_PAGE, MAX_TAGS_PAGE, Page, Referrers,
 };
 pub use error::{BoxError, Error, Result};
+pub use index_children::{IndexChildren, RequiredPlatform};
 pub use maintenance::{PurgeReport, UploadPurging};
 pub use manifest::{ManifestContent, PutManifestOutcome};
 pub use metadata::{Referrer, RepoUsage, TagAge};
@@ -68,6 +70,8 @@ pub struct Settings {
     /// Most tags one page of a tag listing holds, and its size when `n` is absent (registry:3's
     /// `tags.maxtags`; [`MAX_PAGE`] by default, at most [`MAX_TAGS_PAGE`]).
     pub max_tags: usize,
+    /// Which children of a pushed index must exist (registry:3's `validation.manifests.indexes`).
+    pub index_children: IndexChildren,
 }
 
 /// One rule of immutable tags: the tags matching `tags` (every tag when it is empty) of the repositories
@@ -100,6 +104,7 @@ impl Default for Settings {
             immutable_tags: Vec::new(),
             quotas: Vec::new(),
             max_tags: MAX_PAGE,
+            index_children: IndexChildren::All,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Pushing, pulling and deleting manifests.
 //!
 //! A manifest is accepted only when every blob it references is linked to the repository and every child
-//! of an index exists there; the metadata store checks both inside the transaction that stores it, so a
+//! of an index exists there (unless `validation.manifests.indexes` allows a sparse index:
+//! `index_children.rs`); the metadata store checks both inside the transaction that stores it, so a
 //! concurrent delete cannot slip between the check and the write. It is stored byte for byte: its digest
 //! is of the bytes the client sent.
 
@@ -118,6 +119,15 @@ impl Registry {
             Reference::Tag(tag) => (Digest::sha256_of(&payload), Some(tag)),
         };
         let subject = parsed.subject_digest().cloned();
+        // `validation.manifests.indexes`: the children that must be here already (by default all).
+        let rule = &self.settings.index_children;
+        let required_children = unique(
+            parsed
+                .manifests
+                .iter()
+                .filter(|d| rule.requires(d))
+                .map(|d| &d.digest),
+        );
         let manifest = NewManifest {
             digest: digest.clone(),
             media_type: parsed.media_type.clone(),
@@ -127,7 +137,14 @@ impl Registry {
             annotations: parsed.annotations.clone(),
             // Foreign layers are fetched from their URLs, never from here, so they need not be linked.
             blobs: unique(parsed.required_blobs().map(|d| &d.digest)),
-            children: unique(parsed.manifests.iter().map(|d| &d.digest)),
+            children: required_children.clone(),
+            optional_children: unique(
+                parsed
+                    .manifests
+                    .iter()
+                    .map(|d| &d.digest)
+                    .filter(|d| !required_children.contains(d)),
+            ),
             tag_immutable: tag.is_some_and(|t| self.tag_is_immutable(repo, t)),
         };
         let events = self.manifest_events(

@@ -157,6 +157,7 @@ fn manifest(label: &str, padding: usize) -> NewManifest {
         annotations: None,
         blobs: Vec::new(),
         children: Vec::new(),
+        optional_children: Vec::new(),
         tag_immutable: false,
     }
 }

@@ -13,7 +13,7 @@
 //! secrets masked.
 //!
 //! Sections: `version` (here), [`log`], [`storage`], [`http`], [`auth`] (with berth's `access`),
-//! [`health`], [`proxy`], [`database`] (GitLab's spelling), [`notifications`], berth's [`limits`], [`gc`], [`tags`], [`retention`], [`quotas`], [`scrub`] and [`ui`], and the registry:2
+//! [`health`], [`proxy`], [`database`] (GitLab's spelling), [`notifications`], [`validation`], berth's [`limits`], [`gc`], [`tags`], [`retention`], [`quotas`], [`scrub`] and [`ui`], and the registry:2
 //! sections berth does not implement, which are reported by name (here). A feature's section is read and
 //! validated in its file, and its settings are handed to the crate that implements it; what is not
 //! implemented yet says so in a warning from its section's file.
@@ -38,6 +38,7 @@ pub mod scrub;
 pub mod storage;
 pub mod tags;
 pub mod ui;
+pub mod validation;
 pub mod values;
 pub mod yaml;
 
@@ -75,6 +76,8 @@ pub struct Config {
     pub scrub: scrub::ScrubConfig,
     /// berth's `ui`: the web interface.
     pub ui: ui::UiConfig,
+    /// registry:3's `validation.manifests.indexes`: which children of a pushed index must exist.
+    pub index_children: registry::IndexChildren,
     /// `notifications`: registry:2's webhooks, delivered from the outbox.
     pub notifications: notifications::NotificationsConfig,
 }
@@ -184,10 +187,6 @@ const IGNORED_SECTIONS: &[(&str, &str)] = &[
     (
         "compatibility",
         "schema1 manifests are refused by berth; there is nothing to configure",
-    ),
-    (
-        "validation",
-        "berth accepts foreign layer URLs and has no manifest URL rules",
     ),
     ("policy", "repository classes are not supported by berth"),
     (
@@ -299,6 +298,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
     let scrub = scrub::read(top.section("scrub")?)?;
     let ui = ui::read(top.section("ui")?)?;
     let notifications = notifications::read(top.section("notifications")?)?;
+    let index_children = validation::read(top.section("validation")?)?;
     for (key, why) in IGNORED_SECTIONS {
         top.ignore(key, why);
     }
@@ -319,6 +319,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
         quotas,
         scrub,
         ui,
+        index_children,
         notifications,
     })
 }
@@ -346,6 +347,7 @@ impl Config {
         out.push(("scrub", self.scrub.to_yaml()));
         out.push(("ui", self.ui.to_yaml()));
         out.push(("notifications", self.notifications.to_yaml()));
+        out.push(("validation", validation::to_yaml(&self.index_children)));
         mapping(out)
     }
 }

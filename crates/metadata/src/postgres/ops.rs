@@ -293,6 +293,11 @@ pub(super) async fn put_manifest(
         )
         .await?;
     }
+    // Sparse indexes' children that need not exist are recorded all the same.
+    let children: Vec<String> = children
+        .into_iter()
+        .chain(manifest.optional_children.iter().map(Digest::to_string))
+        .collect();
     if !children.is_empty() {
         tx.execute(
             "INSERT INTO manifest_children (repo_id, parent_digest, child_digest)

@@ -189,7 +189,7 @@ pub(super) fn put_manifest(
             "INSERT INTO manifest_children (repo_id, parent_digest, child_digest) VALUES (?1, ?2, ?3)
              ON CONFLICT (repo_id, parent_digest, child_digest) DO NOTHING",
         )?;
-        for child in &manifest.children {
+        for child in manifest.children.iter().chain(&manifest.optional_children) {
             child_ref.execute((repo_id, &digest, child.to_string()))?;
         }
     }

@@ -171,6 +171,31 @@ pub async fn put_index_with_present_children<S: Catalog>(store: S) {
     );
 }
 
+/// A sparse index (registry:3's `validation.manifests.indexes`): its optional children need not exist,
+/// its required ones still must.
+pub async fn put_sparse_index_without_its_optional_children<S: Catalog>(store: S) {
+    let r = repo("mirror");
+    let amd = image("amd64", []);
+    store.put_manifest(&r, &amd, None).await.unwrap();
+    let absent = image("arm64", []).digest;
+    let mut idx = index("sparse", [amd.digest.clone()]);
+    idx.optional_children = vec![absent.clone()];
+    store
+        .put_manifest(&r, &idx, Some(&tag("latest")))
+        .await
+        .unwrap();
+    let got = store.tagged_manifest(&r, &tag("latest")).await.unwrap();
+    assert_eq!(got.map(|m| m.digest), Some(idx.digest));
+
+    let mut required = index("required", [absent.clone()]);
+    required.optional_children = vec![amd.digest.clone()];
+    let err = store.put_manifest(&r, &required, None).await;
+    assert!(
+        matches!(&err, Err(Error::MissingManifest(d)) if *d == absent),
+        "{err:?}"
+    );
+}
+
 pub async fn put_same_digest_twice_is_idempotent<S: Catalog>(store: S) {
     let r = repo("app");
     let d = blob("layer");

@@ -19,6 +19,16 @@ pub struct Descriptor {
     pub urls: Vec<String>,
     /// The descriptor's own `artifactType` (on index entries and subjects), if any.
     pub artifact_type: Option<String>,
+    /// `platform` (index entries): what an index's child runs on, when the index says.
+    pub platform: Option<Platform>,
+}
+
+/// The `os` and `architecture` of a descriptor's `platform` (empty when the object lacks them or they are
+/// not strings: nothing berth decides on needs more).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
 }
 
 impl Descriptor {
@@ -64,18 +74,32 @@ pub(super) fn parse_descriptor(v: &Value, path: &str) -> Result<Descriptor, Mani
     if let Some(a) = optional(obj, "annotations") {
         check_string_map(a, &format!("{path}.annotations"))?;
     }
-    if let Some(p) = optional(obj, "platform").filter(|p| !p.is_object()) {
-        return Err(ManifestError::Invalid {
-            field: format!("{path}.platform"),
-            reason: format!("must be an object, not {}", json_type(p)),
-        });
-    }
+    let platform = match optional(obj, "platform") {
+        None => None,
+        Some(Value::Object(p)) => {
+            let text = |key: &str| match p.get(key) {
+                Some(Value::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            Some(Platform {
+                os: text("os"),
+                architecture: text("architecture"),
+            })
+        }
+        Some(p) => {
+            return Err(ManifestError::Invalid {
+                field: format!("{path}.platform"),
+                reason: format!("must be an object, not {}", json_type(p)),
+            });
+        }
+    };
     Ok(Descriptor {
         media_type,
         digest,
         size,
         urls,
         artifact_type,
+        platform,
     })
 }
 

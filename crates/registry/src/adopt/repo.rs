@@ -237,6 +237,7 @@ impl Adoption<'_> {
             annotations: parsed.annotations.clone(),
             blobs: unique(parsed.required_blobs().map(|d| &d.digest)),
             children: unique(parsed.manifests.iter().map(|d| &d.digest)),
+            optional_children: Vec::new(),
             tag_immutable: false,
             payload,
         }))

@@ -171,6 +171,7 @@ impl Registry {
             // Fetched when asked for: nothing to check now.
             blobs: Vec::new(),
             children: Vec::new(),
+            optional_children: Vec::new(),
             tag_immutable: false,
         };
         self.meta

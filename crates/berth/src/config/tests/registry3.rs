@@ -57,9 +57,9 @@ fn every_key_of_registry3s_reference_is_known() {
             ("health.file", Ignored),
             ("health.http", Ignored),
             ("health.tcp", Ignored),
+            ("validation.manifests.urls", Ignored),
             ("redis", Ignored),
             ("middleware", Ignored),
-            ("validation", Ignored),
             ("catalog", Ignored),
         ]
     );
@@ -72,6 +72,14 @@ fn every_key_of_registry3s_reference_is_known() {
     );
     assert!(!c.http.h2c && !c.http.http2_disabled);
     assert_eq!(c.max_tags, 1000);
+    // `platforms: List`, compared without case as registry:3 does.
+    assert_eq!(
+        c.index_children,
+        registry::IndexChildren::Platforms(vec![registry::RequiredPlatform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+        }])
+    );
     let token = c.auth.token.as_ref().unwrap();
     assert_eq!(token.signing_algorithms, ["EdDSA", "HS256"]);
     assert_eq!(token.jwks.as_deref(), Some(Path::new("/path/to/jwks")));
@@ -270,4 +278,64 @@ fn token_signingalgorithms() {
         &[("REGISTRY_AUTH_TOKEN_SIGNINGALGORITHMS", "[EdDSA]")],
     );
     assert_eq!(l.config.auth.token.unwrap().signing_algorithms, ["EdDSA"]);
+}
+
+#[test]
+fn validation_manifests_indexes() {
+    use registry::{IndexChildren, RequiredPlatform};
+    let rule = |yaml: &str| load_ok(yaml).config.index_children;
+    assert_eq!(rule(""), IndexChildren::All);
+    let indexes = "validation:\n  manifests:\n    indexes:\n";
+    assert_eq!(
+        rule(&format!("{indexes}      platforms: none\n")),
+        IndexChildren::None
+    );
+    assert_eq!(
+        rule(&format!("{indexes}      platforms: all\n")),
+        IndexChildren::All
+    );
+    assert_eq!(
+        rule(&format!(
+            "{indexes}      platforms: list\n      platformlist:\n        - os: linux\n          architecture: arm64\n"
+        )),
+        IndexChildren::Platforms(vec![RequiredPlatform {
+            os: "linux".into(),
+            architecture: "arm64".into()
+        }])
+    );
+    // Validation off (registry:3's disabled, registry:2's enabled: false): no child is checked.
+    assert_eq!(rule("validation:\n  disabled: true\n"), IndexChildren::None);
+    assert_eq!(rule("validation:\n  enabled: false\n"), IndexChildren::None);
+    let l = load_env(
+        None,
+        &[("REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMS", "none")],
+    );
+    assert_eq!(l.config.index_children, IndexChildren::None);
+    assert_eq!(warned(&l), []);
+    assert_eq!(
+        crate::serve::registry_settings(&l.config).index_children,
+        IndexChildren::None
+    );
+    for (yaml, key) in [
+        (
+            format!("{indexes}      platforms: some\n"),
+            "validation.manifests.indexes.platforms",
+        ),
+        (
+            format!("{indexes}      platforms: list\n      platformlist:\n        - os: linux\n"),
+            "validation.manifests.indexes.platformlist.0",
+        ),
+    ] {
+        let err = error(&yaml);
+        assert!(err.starts_with(key), "{yaml}: {err}");
+    }
+    // Printed and read back.
+    let l = load_ok(&format!(
+        "{indexes}      platforms: list\n      platformlist: [{{os: linux, architecture: amd64}}]\n"
+    ));
+    let printed = yaml::to_string(&l.config.to_yaml()).unwrap();
+    assert_eq!(
+        load_ok(&printed).config.index_children,
+        l.config.index_children
+    );
 }

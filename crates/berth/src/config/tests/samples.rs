@@ -104,11 +104,11 @@ fn every_key_of_registry2s_reference_is_known() {
             ("health.file", Ignored),
             ("health.http", Ignored),
             ("health.tcp", Ignored),
+            ("validation.manifests.urls", Ignored),
             ("redis", Ignored),
             ("reporting", Ignored),
             ("middleware", Ignored),
             ("compatibility", Ignored),
-            ("validation", Ignored),
             ("policy", Ignored),
             ("catalog", Ignored),
         ]
