@@ -7,7 +7,14 @@
 //! - variables apply in the order of their names, so a section's variable comes before its keys';
 //! - a component matches an existing key of the file without regard to case, else it becomes a new
 //!   lower-case key (every registry:2 key is lower case and has no `_`);
-//! - the value is read as YAML (`true`, `[a, b]`, `'quoted'`), or taken as text if it is not YAML.
+//! - the value is read as YAML (`true`, `[a, b]`, `'quoted'`), or taken as text if it is not YAML;
+//! - a numeric component indexes a list, as registry:3's parser does for list fields
+//!   (`REGISTRY_NOTIFICATIONS_ENDPOINTS_0_URL`, `REGISTRY_HTTP_TLS_CLIENTCAS_1`): an existing element,
+//!   or one past the last, which appends an element (so `_0`, `_1`, ... build a list the file lacks);
+//!   further than that is warned of and ignored (registry:3 refuses to start). Where the tree has a
+//!   mapping, a numeric component is a key as any other; a single value where a list is indexed is read
+//!   as a list of one, as berth reads such keys anyway. Numeric components sort as numbers, so `_10`
+//!   comes after `_9`.
 //!
 //! berth differs in one place: an empty variable counts as unset (registry:2 would set the zero value),
 //! so `REGISTRY_X=` in a compose file cannot blank a setting by accident.
@@ -50,7 +57,7 @@ pub fn apply(root: &mut Node, env: &HashMap<String, String>) -> (Origins, Vec<Wa
             name.starts_with(PREFIX) && !NOT_OVERRIDES.contains(&name.as_str()) && !value.is_empty()
         })
         .collect();
-    vars.sort();
+    vars.sort_by(|a, b| order(a.0).cmp(&order(b.0)));
     let mut origins = Origins::default();
     let mut warnings = Vec::new();
     for (name, value) in vars {
@@ -71,10 +78,26 @@ pub fn apply(root: &mut Node, env: &HashMap<String, String>) -> (Origins, Vec<Wa
             ));
             continue;
         }
-        let path = set(root, &components, payload(value));
-        origins.0.push((path, name.clone()));
+        match set(root, &components, payload(value)) {
+            Ok(path) => origins.0.push((path, name.clone())),
+            Err(reason) => warnings.push(Warning::new(
+                name.clone(),
+                WarningKind::Unknown,
+                format!("{reason}; ignored"),
+            )),
+        }
     }
     (origins, warnings)
+}
+
+/// The order variables apply in: by name, numeric components as numbers (`_2` before `_10`).
+fn order(name: &str) -> Vec<(u64, &str)> {
+    name.split('_')
+        .map(|c| match c.parse::<u64>() {
+            Ok(n) if c.bytes().all(|b| b.is_ascii_digit()) => (n, ""),
+            _ => (u64::MAX, c),
+        })
+        .collect()
 }
 
 /// The variable's value as YAML, or as plain text when it is not YAML (`*x`, `%y`, `a: b: c`).
@@ -85,12 +108,44 @@ fn payload(value: &str) -> Node {
     }
 }
 
-/// Sets the key at `components` (upper case) to `value`, creating sections as needed; returns the key's
-/// path as the tree spells it.
-fn set(root: &mut Node, components: &[&str], value: Node) -> Vec<String> {
+/// Sets the key at `components` (upper case) to `value`, creating sections (and list elements) as needed;
+/// returns the key's path as the tree spells it, or why it names nothing.
+fn set(root: &mut Node, components: &[&str], value: Node) -> Result<Vec<String>, String> {
     let mut path = Vec::with_capacity(components.len());
     let mut node = root;
     for (i, component) in components.iter().enumerate() {
+        let last = i + 1 == components.len();
+        if let Some(index) = list_index(node, component).filter(|_| i > 0) {
+            // A list element: registry:3 indexes list fields; one past the end appends.
+            if !matches!(node, Node::Seq(_)) {
+                *node = Node::Seq(match std::mem::replace(node, Node::Null) {
+                    Node::Null => Vec::new(),
+                    single => vec![single],
+                });
+            }
+            let Node::Seq(items) = node else {
+                unreachable!("made a list just above")
+            };
+            if index > items.len() {
+                return Err(format!(
+                    "{component} is past the end of {} (a list of {}): elements are added one \
+                     after the last",
+                    path.join("."),
+                    items.len()
+                ));
+            }
+            if index == items.len() {
+                items.push(Node::Null);
+            }
+            path.push(index.to_string());
+            let child = &mut items[index];
+            if last {
+                *child = value;
+                break;
+            }
+            node = child;
+            continue;
+        }
         match node {
             Node::Map(_) => {}
             // `storage: inmemory` is registry:2's short form of `storage: {inmemory: }`.
@@ -112,13 +167,26 @@ fn set(root: &mut Node, components: &[&str], value: Node) -> Vec<String> {
         };
         let (key, child) = &mut entries[index];
         path.push(key.clone());
-        if i + 1 == components.len() {
+        if last {
             *child = value;
             break;
         }
         node = child;
     }
-    path
+    Ok(path)
+}
+
+/// The list index `component` names at `node`: a number, where the tree has a list, nothing yet, or a
+/// single value (not where it has a mapping: there a number is a key).
+fn list_index(node: &Node, component: &str) -> Option<usize> {
+    if !component.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let index = component.parse().ok()?;
+    match node {
+        Node::Seq(_) | Node::Null | Node::Scalar(_) => Some(index),
+        Node::Map(_) => None,
+    }
 }
 
 #[cfg(test)]
@@ -235,6 +303,79 @@ mod tests {
         assert_eq!(root, yaml::parse("http:\n  addr: :5000\n").unwrap());
         let names: Vec<_> = warnings.iter().map(|w| w.key.as_str()).collect();
         assert_eq!(names, ["REGISTRY_HTTP__ADDR", "REGISTRY_VERSION"]);
+    }
+
+    #[test]
+    fn numeric_components_index_lists_as_registry3() {
+        let (root, origins, warnings) = applied(
+            "http:\n  tls:\n    clientcas: [/a.pem, /b.pem]\n",
+            &[
+                ("REGISTRY_HTTP_TLS_CLIENTCAS_1", "/B.pem"),
+                ("REGISTRY_HTTP_TLS_CLIENTCAS_2", "/c.pem"),
+                ("REGISTRY_NOTIFICATIONS_ENDPOINTS_0_NAME", "a"),
+                ("REGISTRY_NOTIFICATIONS_ENDPOINTS_0_URL", "http://a/"),
+                ("REGISTRY_NOTIFICATIONS_ENDPOINTS_1_NAME", "b"),
+                ("REGISTRY_PROXY_UPSTREAMS_5_PREFIX", "x"),
+            ],
+        );
+        let want = yaml::parse(
+            "http:\n  tls:\n    clientcas: [/a.pem, /B.pem, /c.pem]\n\
+             notifications:\n  endpoints:\n    - {name: a, url: 'http://a/'}\n    - {name: b}\n\
+             proxy:\n  upstreams: []\n",
+        )
+        .unwrap();
+        assert_eq!(root, want);
+        assert_eq!(
+            origins.var_for(&path("notifications.endpoints.0.url")),
+            Some("REGISTRY_NOTIFICATIONS_ENDPOINTS_0_URL")
+        );
+        let names: Vec<_> = warnings.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(names, ["REGISTRY_PROXY_UPSTREAMS_5_PREFIX"]);
+        assert!(
+            warnings[0].message.contains("past the end"),
+            "{}",
+            warnings[0].message
+        );
+    }
+
+    #[test]
+    fn list_indexes_sort_as_numbers_and_a_single_value_is_a_list_of_one() {
+        let vars: Vec<(String, String)> = (0..12)
+            .map(|i| {
+                (
+                    format!("REGISTRY_HTTP_TLS_CLIENTCAS_{i}"),
+                    format!("/{i}.pem"),
+                )
+            })
+            .collect();
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (root, _, warnings) = applied("", &vars);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let list: Vec<String> = (0..12).map(|i| format!("/{i}.pem")).collect();
+        let want = yaml::parse(&format!(
+            "http:\n  tls:\n    clientcas: [{}]\n",
+            list.join(", ")
+        ))
+        .unwrap();
+        assert_eq!(root, want);
+
+        let (root, _, _) = applied(
+            "http:\n  tls:\n    clientcas: /a.pem\n",
+            &[("REGISTRY_HTTP_TLS_CLIENTCAS_1", "/b.pem")],
+        );
+        assert_eq!(
+            root,
+            yaml::parse("http:\n  tls:\n    clientcas: [/a.pem, /b.pem]\n").unwrap()
+        );
+        // Where the file has a mapping, a number is a key.
+        let (root, _, _) = applied(
+            "log:\n  fields:\n    a: b\n",
+            &[("REGISTRY_LOG_FIELDS_7", "x")],
+        );
+        assert_eq!(
+            root,
+            yaml::parse("log:\n  fields:\n    a: b\n    '7': x\n").unwrap()
+        );
     }
 
     #[test]

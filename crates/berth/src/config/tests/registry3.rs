@@ -339,3 +339,61 @@ fn validation_manifests_indexes() {
         l.config.index_children
     );
 }
+
+/// List items in variables, as registry:3's parser takes them (`_0`, `_1`, ...).
+#[test]
+fn list_items_in_variables() {
+    let l = load_env(
+        Some("http:\n  tls:\n    certificate: /c\n    key: /k\n"),
+        &[
+            ("REGISTRY_HTTP_TLS_CLIENTCAS_0", "/ca0.pem"),
+            ("REGISTRY_HTTP_TLS_CLIENTCAS_1", "/ca1.pem"),
+            ("REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMS", "list"),
+            (
+                "REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMLIST_0_OS",
+                "linux",
+            ),
+            (
+                "REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMLIST_0_ARCHITECTURE",
+                "arm64",
+            ),
+            ("REGISTRY_AUTH_TOKEN_REALM", "r"),
+            ("REGISTRY_AUTH_TOKEN_SERVICE", "s"),
+            ("REGISTRY_AUTH_TOKEN_ISSUER", "i"),
+            ("REGISTRY_AUTH_TOKEN_ROOTCERTBUNDLE", "/b"),
+            ("REGISTRY_AUTH_TOKEN_SIGNINGALGORITHMS_0", "EdDSA"),
+            ("REGISTRY_AUTH_TOKEN_SIGNINGALGORITHMS_1", "RS256"),
+        ],
+    );
+    assert_eq!(warned(&l), []);
+    let c = &l.config;
+    assert_eq!(
+        c.http.tls.as_ref().unwrap().client_cas,
+        [PathBuf::from("/ca0.pem"), PathBuf::from("/ca1.pem")]
+    );
+    assert_eq!(
+        c.index_children,
+        registry::IndexChildren::Platforms(vec![registry::RequiredPlatform {
+            os: "linux".into(),
+            architecture: "arm64".into(),
+        }])
+    );
+    assert_eq!(
+        c.auth.token.as_ref().unwrap().signing_algorithms,
+        ["EdDSA", "RS256"]
+    );
+    // An element a variable left incomplete is named.
+    let err = load(
+        None,
+        &env(&[
+            ("REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMS", "list"),
+            ("REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMLIST_0_OS", "linux"),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("validation.manifests.indexes.platformlist.0"),
+        "{err}"
+    );
+}
