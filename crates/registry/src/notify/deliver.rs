@@ -135,8 +135,11 @@ impl Registry {
         let name = endpoint.name.as_str();
         let mut failures: u32 = 0;
         while !*stopped.borrow() {
-            // Registered before the read, so a write between the read and the wait still wakes it.
+            // Registered before the read, so a write between the read and the wait still wakes it
+            // (`notify_waiters` wakes only futures already enabled).
             let written = n.written.notified();
+            let mut written = std::pin::pin!(written);
+            written.as_mut().enable();
             let batch = match self.meta.outbox.pending_events(name, BATCH).await {
                 Ok(batch) => batch,
                 Err(e) => {
