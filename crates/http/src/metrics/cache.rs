@@ -8,7 +8,9 @@
 //!   have to send again);
 //! - `berth_proxy_upstream_requests_total{request, outcome}`: `manifest_head`, `manifest_get`,
 //!   `blob_get` by `ok`, `not_found`, `unavailable`, `rate_limited`, `denied`, `invalid`, `aborted`;
-//! - `berth_proxy_cache_evicted_entries_total` and `berth_proxy_cache_evicted_bytes_total`.
+//! - `berth_proxy_cache_evicted_entries_total` and `berth_proxy_cache_evicted_bytes_total`;
+//! - `berth_proxy_cache_uncached_fetches_total`: blob fetches that served their clients without
+//!   caching the blob, because the cache's storage failed (a full disk, mostly).
 //!
 //! Every label value is one of those fixed words (bounded label sets): never a repository or upstream.
 
@@ -38,6 +40,7 @@ pub(crate) struct CacheMetrics {
     upstream: Family<UpstreamLabels, Counter>,
     evicted_entries: Counter,
     evicted_bytes: Counter,
+    uncached: Counter,
 }
 
 impl CacheMetrics {
@@ -66,6 +69,11 @@ impl CacheMetrics {
             "berth_proxy_cache_evicted_bytes",
             "Bytes of cached blobs removed by eviction",
             self.evicted_bytes.clone(),
+        );
+        registry.register(
+            "berth_proxy_cache_uncached_fetches",
+            "Blob fetches served without caching the blob because the cache's storage failed",
+            self.uncached.clone(),
         );
     }
 
@@ -97,6 +105,9 @@ impl CacheObserver for CacheMetrics {
                 self.evicted_entries.inc_by(entries);
                 self.evicted_bytes.inc_by(bytes);
             }
+            CacheEvent::Uncached => {
+                self.uncached.inc();
+            }
         }
     }
 }
@@ -124,6 +135,7 @@ mod tests {
             entries: 2,
             bytes: 300,
         });
+        metrics.event(CacheEvent::Uncached);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         for line in [
@@ -133,6 +145,7 @@ mod tests {
             r#"berth_proxy_upstream_requests_total{request="manifest_head",outcome="rate_limited"} 1"#,
             "berth_proxy_cache_evicted_entries_total 2",
             "berth_proxy_cache_evicted_bytes_total 300",
+            "berth_proxy_cache_uncached_fetches_total 1",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }

@@ -31,6 +31,14 @@
 //!
 //! A flight whose upstream sends no `Content-Length` cannot tell clients the size up front: they wait for
 //! it to finish and then read the committed blob.
+//!
+//! A cache whose own storage fails (a full disk, mostly) degrades to not caching, not to serving
+//! nothing: when a write to the upload, saving its session or the commit fails, the flight goes on
+//! *uncached*. It removes its upload, writes and commits nothing more, and keeps receiving from the
+//! upstream into the window, which then drops its oldest bytes beyond [`WINDOW`] although they were never
+//! written (memory stays bounded). Its readers still get their bytes from the window, the last one still
+//! only once the digest is verified; a reader behind the window has nowhere left to read from and fails
+//! (its client retries, and the retry starts a flight of its own: an uncached flight takes no new readers).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -84,9 +92,10 @@ struct State {
     size: Option<u64>,
     /// Bytes of the upload the blob store has written (readable back from it, not necessarily durable).
     written: u64,
-    /// The latest bytes received, in order: everything after `written`, and some written bytes before.
+    /// The latest bytes received, in order: everything after `written`, and some written bytes before
+    /// (uncached: the last [`WINDOW`] bytes, whatever was written).
     window: VecDeque<Bytes>,
-    /// Offset in the blob of the window's first byte; never after `written`.
+    /// Offset in the blob of the window's first byte; never after `written` unless uncached.
     window_start: u64,
     window_len: u64,
     /// The bytes received are the whole blob and hash to its digest: every byte may go to readers,
@@ -95,6 +104,9 @@ struct State {
     /// The blob is committed to the blob store (it is being recorded and linked): eviction may take it
     /// like any cached blob from here on, as it will once the flight ends.
     stored: bool,
+    /// The cache's storage failed: the upload is gone and nothing more is written; the window alone
+    /// serves the readers.
+    uncached: bool,
     end: Option<End>,
 }
 
@@ -102,6 +114,9 @@ struct State {
 enum End {
     /// Verified, committed and linked; the blob's size.
     Committed(u64),
+    /// Verified but not cached (the cache's storage failed); the blob's size. The window still serves
+    /// the readers it holds.
+    Uncached(u64),
     Failed(Failure),
 }
 
@@ -114,8 +129,14 @@ enum Failure {
     Invalid(String),
     /// The upstream's body broke off.
     Aborted(String),
-    /// The cache's own storage failed.
-    Storage(String),
+    /// The cache's own storage failed where the flight could not go on without it.
+    Storage {
+        /// What failed, for the log.
+        why: String,
+        /// What a client is told when the registry answers this failure with UNAVAILABLE (a full
+        /// disk: "the registry's storage is full", as a push is told), `None` for a 500.
+        unavailable: Option<String>,
+    },
 }
 
 /// An upstream error, kept without its text (which names hosts) so it can be shared.
@@ -192,9 +213,11 @@ impl Registry {
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        // A failed flight stays in the map for a moment after its end; a new request retries.
+        // A failed flight stays in the map for a moment after its end; a new request retries. An
+        // uncached one may already have dropped the bytes a new reader needs first: a new request
+        // starts its own flight (which caches again if space came back).
         if let Some(f) = map.get(&key)
-            && !matches!(f.lock().end, Some(End::Failed(_)))
+            && f.joinable()
         {
             return Ok(Arc::clone(f));
         }
@@ -226,6 +249,12 @@ impl Flight {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether a new reader may join this flight.
+    fn joinable(&self) -> bool {
+        let s = self.lock();
+        !s.uncached && !matches!(s.end, Some(End::Failed(_)))
+    }
+
     fn update(&self, f: impl FnOnce(&mut State)) {
         f(&mut self.lock());
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
@@ -238,7 +267,7 @@ impl Flight {
             {
                 let s = self.lock();
                 match &s.end {
-                    Some(End::Committed(size)) => return Ok(*size),
+                    Some(End::Committed(size) | End::Uncached(size)) => return Ok(*size),
                     Some(End::Failed(f)) => return Err(f.clone()),
                     None => {}
                 }
@@ -247,7 +276,7 @@ impl Flight {
                 }
             }
             if rx.changed().await.is_err() {
-                return Err(Failure::Storage("flight dropped".into()));
+                return Err(Failure::internal("flight dropped"));
             }
         }
     }
@@ -257,7 +286,7 @@ impl Flight {
         let s = self.lock();
         let cap = match &s.end {
             // Verified: every byte may go, from memory while the window still holds it.
-            Some(End::Committed(_)) => end,
+            Some(End::Committed(_) | End::Uncached(_)) => end,
             Some(End::Failed(f)) => return Look::Failed(f.clone()),
             None if s.verified => end,
             // The last byte waits for the verdict on the digest.
@@ -277,6 +306,9 @@ impl Flight {
         if pos < s.window_start {
             return if committed {
                 Look::Committed
+            } else if s.uncached {
+                // Neither written nor in memory any more.
+                Look::Behind
             } else {
                 // Before the window, so written (the window never starts after `written`): read the
                 // upload up to where memory takes over.
@@ -286,6 +318,9 @@ impl Flight {
         match s.window_slice(pos, cap) {
             Some(b) => Look::Memory(b),
             None if committed => Look::Committed,
+            // Ended uncached: every byte received, so the window holds whatever it can give
+            // (unreachable, but never wait for a flight that has nothing more to come).
+            None if s.end.is_some() => Look::Behind,
             None => Look::Wait,
         }
     }
@@ -301,6 +336,8 @@ enum Look {
     Upload(u64),
     /// The reader's next bytes, from the window.
     Memory(Bytes),
+    /// The flight is uncached and the reader behind its window: its next bytes are nowhere.
+    Behind,
     Wait,
 }
 
@@ -310,8 +347,12 @@ impl State {
         self.window_start + self.window_len
     }
 
-    /// Bytes received and not yet written.
+    /// Bytes received and not yet written, which the receiver waits for the writer to bring down;
+    /// none once uncached (nothing will be written, and the window's bound holds regardless).
     fn unwritten(&self) -> u64 {
+        if self.uncached {
+            return 0;
+        }
         self.received().saturating_sub(self.written)
     }
 
@@ -328,16 +369,23 @@ impl State {
         self.trim();
     }
 
+    /// Stops caching: nothing more is written, and the window keeps only the last [`WINDOW`] bytes.
+    fn go_uncached(&mut self) {
+        self.uncached = true;
+        self.trim();
+    }
+
     /// Drops whole chunks from the front of the window while it holds more than [`WINDOW`] bytes, as
-    /// long as they are written (readers behind them then read the upload). Whole chunks: cutting one
-    /// would not free its memory anyway (the others' slices share it).
+    /// long as they are written (readers behind them then read the upload), or whatever they are once
+    /// uncached (readers behind them fail). Whole chunks: cutting one would not free its memory anyway
+    /// (the others' slices share it).
     fn trim(&mut self) {
         while self.window_len > WINDOW {
             let Some(front) = self.window.front() else {
                 break;
             };
             let len = front.len() as u64;
-            if self.window_start + len > self.written {
+            if !self.uncached && self.window_start + len > self.written {
                 break;
             }
             self.window_start += len;
@@ -399,7 +447,19 @@ impl Failure {
             Failure::Invalid(_) | Failure::Aborted(_) => {
                 Error::Unavailable("the upstream registry's transfer of the blob failed".into())
             }
-            Failure::Storage(e) => Error::internal(format!("caching a blob: {e}")),
+            Failure::Storage {
+                unavailable: Some(message),
+                ..
+            } => Error::Unavailable(message.clone()),
+            Failure::Storage { why, .. } => Error::internal(format!("caching a blob: {why}")),
+        }
+    }
+
+    /// A storage failure that is a bug, not a condition (a 500).
+    fn internal(why: impl Into<String>) -> Failure {
+        Failure::Storage {
+            why: why.into(),
+            unavailable: None,
         }
     }
 }
@@ -411,13 +471,22 @@ impl std::fmt::Display for Failure {
             Failure::Upstream(k) => write!(f, "upstream: {k:?}"),
             Failure::Invalid(why) => write!(f, "invalid content: {why}"),
             Failure::Aborted(why) => write!(f, "transfer broke off: {why}"),
-            Failure::Storage(why) => write!(f, "storage: {why}"),
+            Failure::Storage { why, .. } => write!(f, "storage: {why}"),
         }
     }
 }
 
-fn storage(e: impl std::fmt::Display) -> Failure {
-    Failure::Storage(e.to_string())
+/// A failure of the cache's storage, told to clients as the registry tells a push (a full disk is
+/// UNAVAILABLE with "the registry's storage is full", never a 500).
+fn storage(e: impl Into<Error>) -> Failure {
+    match e.into() {
+        // The conversion logged the cause; the message says what it means.
+        Error::Unavailable(message) => Failure::Storage {
+            why: message.clone(),
+            unavailable: Some(message),
+        },
+        e => Failure::internal(e.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -475,11 +544,7 @@ mod tests {
 
     #[test]
     fn a_reader_behind_the_window_reads_the_written_upload_up_to_it() {
-        let flight = Flight {
-            upload: UploadId::random(),
-            state: Mutex::default(),
-            changed: watch::channel(0).0,
-        };
+        let flight = flight();
         receive(&mut flight.lock(), 12 * SEGMENT);
         let end = 13 * SEGMENT;
         let start = flight.lock().window_start;
@@ -487,5 +552,86 @@ mod tests {
         assert!(matches!(flight.look(0, end), Look::Upload(to) if to == start));
         assert!(matches!(flight.look(start, end), Look::Memory(_)));
         assert!(matches!(flight.look(12 * SEGMENT, end), Look::Wait));
+    }
+
+    fn flight() -> Flight {
+        Flight {
+            upload: UploadId::random(),
+            state: Mutex::default(),
+            changed: watch::channel(0).0,
+        }
+    }
+
+    #[test]
+    fn an_uncached_window_drops_its_oldest_bytes_though_they_were_never_written() {
+        let mut s = State::default();
+        let chunk = Bytes::from(vec![3u8; CHUNK]);
+        // A segment written, then the disk fails with more received: those were never written.
+        receive(&mut s, SEGMENT + 3 * CHUNK as u64);
+        assert_eq!(s.written, SEGMENT);
+        s.go_uncached();
+        assert_eq!(s.unwritten(), 0, "the receiver waits for no writer");
+        for _ in 0..(2 * WINDOW / CHUNK as u64) {
+            s.push(chunk.clone());
+            assert!(s.window_len <= WINDOW, "the window holds {}", s.window_len);
+        }
+        assert_eq!(s.window_len, WINDOW, "full, with the latest bytes");
+        assert_eq!(s.window_start, s.received() - WINDOW);
+        assert!(s.window_start > s.written, "dropped bytes never written");
+        assert!(s.window_slice(s.received() - 1, s.received()).is_some());
+    }
+
+    #[test]
+    fn readers_in_an_uncached_window_are_served_and_readers_behind_it_fail() {
+        let flight = flight();
+        let size = 12 * SEGMENT;
+        {
+            let mut s = flight.lock();
+            s.size = Some(size);
+            receive(&mut s, 2 * SEGMENT);
+            s.go_uncached();
+            let chunk = Bytes::from(vec![5u8; CHUNK]);
+            while s.received() < size {
+                s.push(chunk.clone());
+            }
+        }
+        let start = flight.lock().window_start;
+        assert_eq!(start, size - WINDOW);
+        // Behind the window: not the upload (it is gone), a failure.
+        assert!(matches!(flight.look(0, size), Look::Behind));
+        assert!(matches!(flight.look(start - 1, size), Look::Behind));
+        assert!(matches!(flight.look(start, size), Look::Memory(_)));
+        // The last byte still waits for the digest.
+        assert!(matches!(flight.look(size - 1, size), Look::Wait));
+        assert!(matches!(flight.look(size - 2, size), Look::Memory(b) if b.len() == 1));
+        // Verified, and the fetch over (the window stays for its readers).
+        flight.update(|s| {
+            s.verified = true;
+            s.end = Some(End::Uncached(size));
+        });
+        assert!(matches!(flight.look(size - 1, size), Look::Memory(b) if b.len() == 1));
+        assert!(matches!(flight.look(size, size), Look::Done));
+        assert!(matches!(flight.look(0, size), Look::Behind));
+        assert!(
+            !flight.joinable(),
+            "an uncached flight takes no new readers"
+        );
+    }
+
+    #[test]
+    fn a_full_disk_is_unavailable_and_says_so_and_other_failures_are_internal() {
+        let digest: Digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
+        let full = || std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left");
+        for f in [
+            storage(blobs::Error::Io(full())),
+            storage(metadata::Error::Full(Box::new(full()))),
+        ] {
+            match f.to_error(&digest) {
+                Error::Unavailable(m) => assert!(m.contains("storage is full"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let broken = storage(blobs::Error::Io(std::io::Error::other("disk on fire")));
+        assert!(matches!(broken.to_error(&digest), Error::Internal(_)));
     }
 }

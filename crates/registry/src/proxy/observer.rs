@@ -49,6 +49,8 @@ pub enum CacheEvent {
         entries: u64,
         bytes: u64,
     },
+    /// A blob fetch went on without caching the blob: the cache's storage failed (a full disk, mostly).
+    Uncached,
 }
 
 /// Receives the cache's events. Called on the request path: must not block.

@@ -1,5 +1,6 @@
 //! The task of one flight: fetch from the upstream, write the upload segment by segment while hashing
 //! and publishing the bytes to the readers, verify, commit, link, record; or abort and leave nothing.
+//! Should the cache's storage fail on the way, the fetch goes on uncached (see `super`'s comment).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,7 @@ use oci::ResumableHasher;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{End, Failure, Flight, Flights, Key, SEGMENT, UpstreamKind, storage, unix_now};
+use super::{End, Failure, Flight, Flights, Key, SEGMENT, State, UpstreamKind, storage, unix_now};
 
 /// Most bytes received and not yet written, per fetch: two segments, so the receiver can fill one
 /// while the writer writes the other. Within the flight's [`super::WINDOW`].
@@ -52,7 +53,14 @@ impl Fetch {
         let (repo, digest) = (&self.key.0, &self.key.1);
         let mut save = None;
         let end = match self.fetch(&mut save).await {
-            Ok(size) => End::Committed(size),
+            Ok(Delivered::Committed(size)) => End::Committed(size),
+            Ok(Delivered::Uncached(size)) => {
+                // Removed when the fetch went uncached; again in case that failed.
+                if let Err(e) = self.blobs.upload_delete(&self.flight.upload).await {
+                    tracing::warn!(%digest, error = %e, "removing an uncached fetch's upload failed");
+                }
+                End::Uncached(size)
+            }
             Err(f) => {
                 tracing::warn!(upstream = self.route.upstream.name(), %repo, %digest, failure = %f, "pull-through blob fetch failed; nothing cached");
                 if let Err(e) = self.blobs.upload_delete(&self.flight.upload).await {
@@ -80,8 +88,8 @@ impl Fetch {
             if let End::Committed(size) = &end {
                 s.size = Some(*size);
             }
-            // A committed flight's window still serves its readers (the flight goes when they do); a
-            // failed one has nothing to serve.
+            // A committed or uncached flight's window still serves its readers (the flight goes when
+            // they do); a failed one has nothing to serve.
             if matches!(end, End::Failed(_)) {
                 s.clear_window();
             }
@@ -102,6 +110,19 @@ impl Fetch {
 
     fn observe(&self, e: CacheEvent) {
         self.observer.event(e);
+    }
+
+    /// Goes on without the cache's storage, which just failed with `why`: the window alone serves the
+    /// readers from here on, and the upload is removed at once (on a full disk, its bytes are space
+    /// that other fetches and pushes want). Called once per flight.
+    async fn go_uncached(&self, why: &Failure) {
+        let (repo, digest) = (&self.key.0, &self.key.1);
+        tracing::warn!(upstream = self.route.upstream.name(), %repo, %digest, failure = %why, "the cache's storage failed; serving the blob from the upstream without caching it");
+        self.observe(CacheEvent::Uncached);
+        self.flight.update(State::go_uncached);
+        if let Err(e) = self.blobs.upload_delete(&self.flight.upload).await {
+            tracing::warn!(%digest, error = %e, "removing an uncached fetch's upload failed");
+        }
     }
 
     /// Records the blob as cached, for eviction; a failure is logged (the blob is served regardless).
@@ -148,17 +169,18 @@ impl Fetch {
                 .save_upload(&session, None)
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string());
+                .map_err(storage);
             tx.send_replace(Some(result));
         });
         (task, Saved(rx))
     }
 
-    /// Fetches, verifies, commits and links the blob; returns its size.
+    /// Fetches, verifies, commits and links the blob (or, the storage failing, only fetches and
+    /// verifies it); returns its size.
     ///
     /// `save` gets the task saving the upload session, once there is one: the caller deletes the session
     /// after that task is over.
-    async fn fetch(&self, save: &mut Option<JoinHandle<()>>) -> Result<u64, Failure> {
+    async fn fetch(&self, save: &mut Option<JoinHandle<()>>) -> Result<Delivered, Failure> {
         let (repo, digest) = (&self.key.0, &self.key.1);
         // An earlier flight may have linked it between this requester's miss and this flight's start.
         if let Some(size) = self
@@ -168,7 +190,7 @@ impl Fetch {
             .await
             .map_err(storage)?
         {
-            return Ok(size);
+            return Ok(Delivered::Committed(size));
         }
         self.observe(CacheEvent::Miss(CacheKind::Blob));
         // The session is saved while the upstream answers and the readers get the first bytes: no
@@ -198,7 +220,13 @@ impl Fetch {
         // The bytes are already here (pushed or cached through another repository): the upstream has
         // just confirmed this repository may read them, which is all that was missing.
         let held = self.blob_locks.lock_digest(digest).await;
-        if let Some(size) = self.present(digest).await? {
+        // Not knowing (the storage failing) is not knowing they are here: the fetch goes on, uncached
+        // if the storage fails again.
+        let present = self.present(digest).await.unwrap_or_else(|f| {
+            tracing::warn!(%repo, %digest, failure = %f, "looking for a blob's bytes in the cache failed; fetching them");
+            None
+        });
+        if let Some(size) = present {
             drop(blob.body);
             self.observe(CacheEvent::Upstream(
                 UpstreamCall::BlobGet,
@@ -206,12 +234,8 @@ impl Fetch {
             ));
             self.flight.update(|s| s.stored = true);
             self.record(size).await;
-            self.meta
-                .catalog
-                .link_blob(repo, digest, size)
-                .await
-                .map_err(storage)?;
-            return Ok(size);
+            self.link(size).await;
+            return Ok(Delivered::Committed(size));
         }
         drop(held);
         self.flight.update(|s| s.size = blob.size);
@@ -226,8 +250,26 @@ impl Fetch {
                 Err(_) => UpstreamOutcome::Ok,
             },
         ));
-        let size = result?;
+        let size = match result? {
+            Streamed::Written(size) => size,
+            Streamed::Uncached(size) => return Ok(Delivered::Uncached(size)),
+        };
         let _blob = self.blob_locks.lock_digest(digest).await;
+        if let Err(f) = self.commit(size).await {
+            // The readers have every byte, verified, in the window or behind it; only those behind it
+            // lose their source now.
+            self.go_uncached(&f).await;
+            return Ok(Delivered::Uncached(size));
+        }
+        self.flight.update(|s| s.stored = true);
+        self.record(size).await;
+        self.link(size).await;
+        Ok(Delivered::Committed(size))
+    }
+
+    /// Makes the upload the blob. The caller holds the digest's lock.
+    async fn commit(&self, size: u64) -> Result<(), Failure> {
+        let digest = &self.key.1;
         // Reserved before the bytes become visible, so no sweep claims them before the link (see
         // `crate::gc`).
         gc::reserve(&*self.meta.gc, digest, size)
@@ -236,15 +278,17 @@ impl Fetch {
         self.blobs
             .upload_commit(&self.flight.upload, size, digest)
             .await
-            .map_err(storage)?;
-        self.flight.update(|s| s.stored = true);
-        self.record(size).await;
-        self.meta
-            .catalog
-            .link_blob(repo, digest, size)
-            .await
-            .map_err(storage)?;
-        Ok(size)
+            .map_err(storage)
+    }
+
+    /// Links the blob, which is in the blob store, to the cached repository. A failure is logged, not
+    /// the flight's: its readers read the blob from the store, and the next request for it finds the
+    /// bytes there and links them (see [`Fetch::present`]).
+    async fn link(&self, size: u64) {
+        let (repo, digest) = (&self.key.0, &self.key.1);
+        if let Err(e) = self.meta.catalog.link_blob(repo, digest, size).await {
+            tracing::warn!(%repo, %digest, error = %e, "linking a cached blob failed; the next request for it links it");
+        }
     }
 
     /// The size of `digest`'s bytes if they are here, reserved against the garbage collector (see
@@ -261,7 +305,8 @@ impl Fetch {
     }
 
     /// Streams the upstream's body into the upload while hashing it and sharing each chunk with the
-    /// readers; returns the verified length.
+    /// readers; returns the verified length, and whether the upload holds it all or the fetch went
+    /// uncached.
     ///
     /// Two halves run at once, so the network and the disk overlap: the *receiver* takes the upstream's
     /// chunks, hashes them, appends them to the flight's window and passes them on; the *writer* writes
@@ -273,16 +318,17 @@ impl Fetch {
         body: ByteStream,
         declared: Option<u64>,
         saved: Saved,
-    ) -> Result<u64, Failure> {
+    ) -> Result<Streamed, Failure> {
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
         let (received, written) =
             tokio::try_join!(self.receive(body, declared, tx), self.write(rx, saved))?;
-        if received != written {
-            return Err(Failure::Storage(format!(
+        match written {
+            None => Ok(Streamed::Uncached(received)),
+            Some(written) if written == received => Ok(Streamed::Written(written)),
+            Some(written) => Err(Failure::internal(format!(
                 "the store holds {written} bytes of {received} received"
-            )));
+            ))),
         }
-        Ok(written)
     }
 
     /// The receiving half: returns how many bytes came, once they all came and hash to the digest.
@@ -304,7 +350,7 @@ impl Fetch {
                     break;
                 }
                 if changed.changed().await.is_err() {
-                    return Err(Failure::Storage("flight dropped".into()));
+                    return Err(Failure::internal("flight dropped"));
                 }
             }
             let chunk = match body.next().await {
@@ -325,7 +371,8 @@ impl Fetch {
             // sending it to clients and writing it; the last byte still waits for every byte's hash.
             self.flight.update(|s| s.push(chunk.clone()));
             if tx.send(Ok(chunk.clone())).await.is_err() {
-                // The writer stopped: its error is the one to report.
+                // The writer stopped (it takes every chunk until the end, uncached or not): its error
+                // is the one to report.
                 return Ok(received);
             }
             hasher.update(&chunk);
@@ -349,19 +396,41 @@ impl Fetch {
 
     /// The writing half: once the upload session is saved, writes what the receiver passes on,
     /// [`SEGMENT`] bytes per blob-store write (unsynced: the commit makes the blob durable), and
-    /// returns the upload's length once the receiver is done.
+    /// returns the upload's length once the receiver is done; `None` if the storage failed on the way
+    /// and the fetch went uncached (the rest of the chunks are then taken and dropped: they are in the
+    /// window already).
     async fn write(
         &self,
         rx: mpsc::Receiver<io::Result<Bytes>>,
         saved: Saved,
-    ) -> Result<u64, Failure> {
-        // No byte reaches the upload before its session exists (the purger's only way to it).
-        saved.wait().await?;
+    ) -> Result<Option<u64>, Failure> {
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        // No byte reaches the upload before its session exists (the purger's only way to it).
+        let outcome = match saved.wait().await {
+            Ok(()) => self.write_segments(&rx).await?,
+            Err(f) => Err(f),
+        };
+        let failed = match outcome {
+            Ok(len) => return Ok(Some(len)),
+            Err(f) => f,
+        };
+        self.go_uncached(&failed).await;
+        // The segment that failed is dropped with its write: nobody else holds the lock.
+        let mut rx = rx.lock().await;
+        while rx.recv().await.is_some() {}
+        Ok(None)
+    }
+
+    /// Writes segments until the receiver is done (`Ok(Ok(length))`) or the storage fails
+    /// (`Ok(Err(that failure))`).
+    async fn write_segments(
+        &self,
+        rx: &Arc<tokio::sync::Mutex<mpsc::Receiver<io::Result<Bytes>>>>,
+    ) -> Result<Result<u64, Failure>, Failure> {
         let mut offset = 0;
         loop {
             let done = Arc::new(AtomicBool::new(false));
-            let segment = segment(Arc::clone(&rx), Arc::clone(&done));
+            let segment = segment(Arc::clone(rx), Arc::clone(&done));
             match self
                 .blobs
                 .upload_write_unsynced(&self.flight.upload, offset, segment)
@@ -369,28 +438,44 @@ impl Fetch {
             {
                 Ok(len) => offset = len,
                 Err(blobs::Error::Source(e)) => return Err(Failure::Aborted(e.to_string())),
-                Err(e) => return Err(storage(e)),
+                Err(e) => return Ok(Err(storage(e))),
             }
             self.flight.update(|s| s.advance_written(offset));
             if done.load(Ordering::Acquire) {
-                return Ok(offset);
+                return Ok(Ok(offset));
             }
         }
     }
 }
 
+/// How a fetch that got its blob, verified, ended.
+enum Delivered {
+    /// Committed (linked, unless that failed); its size.
+    Committed(u64),
+    /// Served to its readers without being cached; its size.
+    Uncached(u64),
+}
+
+/// How the upstream's body went.
+enum Streamed {
+    /// All in the upload, verified; its size.
+    Written(u64),
+    /// Verified, but the fetch went uncached on the way; its size.
+    Uncached(u64),
+}
+
 /// The outcome of saving a fetch's upload session, once known.
-struct Saved(watch::Receiver<Option<Result<(), String>>>);
+struct Saved(watch::Receiver<Option<Result<(), Failure>>>);
 
 impl Saved {
     async fn wait(mut self) -> Result<(), Failure> {
         match self.0.wait_for(Option::is_some).await {
             Ok(outcome) => match outcome.as_ref() {
-                Some(Err(e)) => Err(Failure::Storage(e.clone())),
+                Some(Err(f)) => Err(f.clone()),
                 _ => Ok(()),
             },
             // The saving task ended without an outcome: it panicked.
-            Err(_) => Err(Failure::Storage("saving the upload session stopped".into())),
+            Err(_) => Err(Failure::internal("saving the upload session stopped")),
         }
     }
 }
@@ -402,8 +487,8 @@ impl Drop for EndGuard {
     fn drop(&mut self) {
         if self.0.lock().end.is_none() {
             self.0.update(|s| {
-                s.end = Some(End::Failed(Failure::Storage(
-                    "the fetch stopped before its end".into(),
+                s.end = Some(End::Failed(Failure::internal(
+                    "the fetch stopped before its end",
                 )))
             });
         }

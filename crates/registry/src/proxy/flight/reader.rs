@@ -149,6 +149,13 @@ impl Reader {
                     self.pos += b.len() as u64;
                     return Some(Ok(b));
                 }
+                Look::Behind => {
+                    return self.fail(
+                        "the cache's storage failed, and this client fell behind the bytes the \
+                         fetch still holds in memory"
+                            .into(),
+                    );
+                }
                 Look::Wait => {
                     // The flight owns the sender, and this reader owns the flight: never closed.
                     if self.rx.changed().await.is_err() {
