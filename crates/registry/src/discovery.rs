@@ -39,16 +39,35 @@ pub const MAX_TAGS_PAGE: usize = 10_000;
 impl Registry {
     /// Tags of `repo`; NAME_UNKNOWN if it does not exist. Returns the page and whether more follow.
     pub async fn list_tags(&self, repo: &RepoName, page: &Page) -> Result<(Vec<String>, bool)> {
-        // A cached repository lists the tags pulled through it so far.
-        let route = self.proxy_route(repo);
-        let repo = route.as_ref().map_or(repo, |r| &r.local);
-        if !self.meta.catalog.repo_exists(repo).await? {
-            return Err(Error::NameUnknown(repo.clone()));
-        }
         // As registry:3 with `tags.maxtags`: a larger `n` is clamped (the `Link` header gives the rest),
         // never refused.
         let max = self.settings().max_tags;
         let limit = page.n.unwrap_or(max).min(max);
+        // A cached repository lists the upstream's tags, as registry:3's cache does; when the upstream
+        // fails (or does not know the repository), the tags pulled through so far.
+        let route = self.proxy_route(repo);
+        if let Some(route) = &route
+            && limit > 0
+        {
+            match route
+                .upstream
+                .tags_list(&route.remote, limit, page.last.as_deref())
+                .await
+            {
+                Ok(Some(listed)) => return Ok(listed),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(
+                    upstream = route.upstream.name(),
+                    repo = %route.remote,
+                    error = %e,
+                    "listing tags from the upstream failed; listing the cached ones"
+                ),
+            }
+        }
+        let repo = route.as_ref().map_or(repo, |r| &r.local);
+        if !self.meta.catalog.repo_exists(repo).await? {
+            return Err(Error::NameUnknown(repo.clone()));
+        }
         if limit == 0 {
             return Ok((Vec::new(), false));
         }

@@ -10,7 +10,7 @@
 //!   `helper`: credentials from a Docker credential helper (registry:3's `proxy.exec`);
 //! - `fetch`: one logical request (authentication, redirects, never forwarding `Authorization` to
 //!   another origin);
-//! - `manifest`, `blob`: the three operations; `status`: statuses to [`UpstreamError`]s.
+//! - `manifest`, `blob`, `tags`: the operations; `status`: statuses to [`UpstreamError`]s.
 //!
 //! With the `testkit` feature, [`testkit`] offers a fault-injecting proxy and a token server for tests
 //! here and in the end-to-end suite.
@@ -32,6 +32,7 @@ mod manifest;
 pub mod notify;
 mod settings;
 mod status;
+mod tags;
 #[cfg(feature = "testkit")]
 #[allow(
     clippy::unwrap_used,
@@ -95,6 +96,15 @@ impl Upstream for HttpUpstream {
         max_bytes: usize,
     ) -> Result<Option<UpstreamManifest>, UpstreamError> {
         manifest::get(&self.fetcher, repo, reference, max_bytes).await
+    }
+
+    async fn tags_list(
+        &self,
+        repo: &RepoName,
+        n: usize,
+        last: Option<&str>,
+    ) -> Result<Option<(Vec<String>, bool)>, UpstreamError> {
+        tags::list(&self.fetcher, repo, n, last).await
     }
 
     async fn blob_get(

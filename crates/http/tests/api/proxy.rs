@@ -93,6 +93,15 @@ impl Upstream for OneImage {
         }))
     }
 
+    async fn tags_list(
+        &self,
+        repo: &RepoName,
+        _: usize,
+        _: Option<&str>,
+    ) -> Result<Option<(Vec<String>, bool)>, UpstreamError> {
+        Ok(self.check(repo)?.then(|| (vec!["3".to_string()], false)))
+    }
+
     async fn blob_get(
         &self,
         repo: &RepoName,

@@ -137,6 +137,14 @@ mod tests {
         ) -> Result<Option<UpstreamManifest>, UpstreamError> {
             Ok(None)
         }
+        async fn tags_list(
+            &self,
+            _: &RepoName,
+            _: usize,
+            _: Option<&str>,
+        ) -> Result<Option<(Vec<String>, bool)>, UpstreamError> {
+            Ok(None)
+        }
         async fn blob_get(
             &self,
             _: &RepoName,

@@ -85,6 +85,15 @@ pub trait Upstream: Send + Sync + 'static {
         max_bytes: usize,
     ) -> Result<Option<UpstreamManifest>, UpstreamError>;
 
+    /// One page of the repository's tags (`GET /v2/<name>/tags/list?n=&last=`): at most `n`, after
+    /// `last`, and whether the upstream says more follow (a `Link` to the next page). `Ok(None)` on 404.
+    async fn tags_list(
+        &self,
+        repo: &RepoName,
+        n: usize,
+        last: Option<&str>,
+    ) -> Result<Option<(Vec<String>, bool)>, UpstreamError>;
+
     /// GET of a whole blob, following redirects (registries commonly redirect to object storage).
     /// `Ok(None)` on 404. Errors that happen mid-stream arrive as an `io::Error` from the body.
     async fn blob_get(

@@ -113,6 +113,24 @@ impl Upstream for FakeUpstream {
         "fake"
     }
 
+    async fn tags_list(
+        &self,
+        repo: &RepoName,
+        n: usize,
+        last: Option<&str>,
+    ) -> Result<Option<(Vec<String>, bool)>, UpstreamError> {
+        self.fail_call()?;
+        let page = registry::Page {
+            n: Some(n),
+            last: last.map(str::to_string),
+        };
+        match self.reg().list_tags(repo, &page).await {
+            Ok(listed) => Ok(Some(listed)),
+            Err(registry::Error::NameUnknown(_)) => Ok(None),
+            Err(e) => Err(UpstreamError::Unavailable(e.to_string())),
+        }
+    }
+
     async fn manifest_head(
         &self,
         repo: &RepoName,

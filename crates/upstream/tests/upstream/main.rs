@@ -14,4 +14,5 @@ mod exec;
 mod faults;
 mod harness;
 mod manifests;
+mod tags;
 mod tls;

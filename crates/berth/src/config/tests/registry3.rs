@@ -387,7 +387,10 @@ fn list_items_in_variables() {
         None,
         &env(&[
             ("REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMS", "list"),
-            ("REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMLIST_0_OS", "linux"),
+            (
+                "REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMLIST_0_OS",
+                "linux",
+            ),
         ]),
     )
     .unwrap_err()
