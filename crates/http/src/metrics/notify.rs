@@ -70,3 +70,25 @@ impl DeliveryObserver for NotifyMetrics {
         self.queued.get_or_create(&labels(endpoint)).set(depth);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn delivery_is_counted_per_endpoint_and_the_queue_is_its_last_measure() {
+        let metrics = crate::metrics::Metrics::new();
+        let observer = metrics.delivery_observer();
+        observer.delivered("hook", 3);
+        observer.delivered("hook", 2);
+        observer.failed("hook", 4);
+        observer.queued("hook", 7);
+        observer.queued("hook", 1);
+        let text = metrics.render().unwrap();
+        for line in [
+            "berth_notifications_delivered_events_total{endpoint=\"hook\"} 5",
+            "berth_notifications_failed_events_total{endpoint=\"hook\"} 4",
+            "berth_notifications_queued_events{endpoint=\"hook\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} not in:\n{text}");
+        }
+    }
+}
