@@ -1,17 +1,32 @@
 //! A full disk, for real: the data directory on a small tmpfs the test mounts (as root, as CI runs).
 //! While it is full, `/readyz` fails and a push is answered 503 UNAVAILABLE saying the storage is full
-//! (never 500); once space is freed, both recover and nothing that was acknowledged is lost.
+//! (never 500); once space is freed, both recover and nothing that was acknowledged is lost. A
+//! pull-through cache whose disk is full goes on serving from its upstream, without caching.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::{BlobPush, Options, Server, repo};
+use crate::proxy::Mirror;
 
 /// A tmpfs mounted over a directory, unmounted (lazily, whatever still holds it) when dropped.
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
+    /// `None` (the test then skips) where mounting is not allowed, outside CI.
+    fn mount_or_skip(dir: &Path, size: &str) -> Option<Tmpfs> {
+        let mounted = Tmpfs::mount(dir, size);
+        if mounted.is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "mounting a tmpfs failed under CI (the suite runs as root there)"
+            );
+            eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        }
+        mounted
+    }
+
     fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
         let ok = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -58,12 +73,7 @@ fn a_full_disk_fails_readiness_and_pushes_with_503_until_space_is_freed() {
     });
     server.stop();
     let root = server.root().to_path_buf();
-    let Some(_tmpfs) = Tmpfs::mount(&root, "8m") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "mounting a tmpfs failed under CI (the suite runs as root there)"
-        );
-        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+    let Some(_tmpfs) = Tmpfs::mount_or_skip(&root, "8m") else {
         return;
     };
     server.start_again();
@@ -75,12 +85,7 @@ fn a_full_disk_fails_readiness_and_pushes_with_503_until_space_is_freed() {
         .unwrap_or_else(|e| panic!("push before the disk fills: {e}"));
     wait_for_readiness(&server, 200);
 
-    // Fill what is left.
-    let filler = root.join("filler");
-    let _ = Command::new("dd")
-        .args(["if=/dev/zero", "bs=64k"])
-        .arg(format!("of={}", filler.display()))
-        .output();
+    let filler = fill(&root);
     wait_for_readiness(&server, 503);
     // Larger than the socket buffers: the client is still sending when the write fails, and reads the
     // 503 only because berth reads the rest of the body away before answering.
@@ -113,4 +118,72 @@ fn a_full_disk_fails_readiness_and_pushes_with_503_until_space_is_freed() {
     assert_eq!(again, crate::harness::sha256(&refused));
     assert_eq!(api.get_ok(&format!("/v2/{r}/blobs/{kept_digest}")), kept);
     server.stop();
+}
+
+/// Fills what is left of the filesystem of `root` with a file, whose path it returns.
+fn fill(root: &Path) -> PathBuf {
+    let filler = root.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .output();
+    filler
+}
+
+/// Files in the data directory's upload directory.
+fn uploads(root: &Path) -> usize {
+    std::fs::read_dir(root.join("uploads"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_cache_whose_disk_is_full_serves_a_blob_larger_than_the_disk_without_caching_it() {
+    let mut m = Mirror::start_with("1h", true, "");
+    m.mirror.stop();
+    let root = m.mirror.root().to_path_buf();
+    let Some(_tmpfs) = Tmpfs::mount_or_skip(&root, "8m") else {
+        return;
+    };
+    m.mirror.start_again();
+    // Larger than the whole disk, and than a segment of the fetch (8 MiB).
+    let data: Vec<u8> = (0..12u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let digest = m
+        .upstream
+        .api()
+        .push_blob("org/big", &data, BlobPush::Chunked(4 << 20))
+        .unwrap_or_else(|e| panic!("push upstream: {e}"));
+    let api = m.mirror.api();
+    let path = format!("/v2/org/big/blobs/{digest}");
+
+    // The disk fills during the fetch; then, full from the start, a second pull.
+    let first = api.get_ok(&path);
+    assert!(first == data, "the first pull's bytes");
+    let filler = fill(&root);
+    let second = api.get_ok(&path);
+    assert!(
+        second == data,
+        "the second pull's bytes, with the disk full"
+    );
+
+    assert_eq!(m.blob_gets(), 2, "nothing cached: each pull fetched");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while uploads(&root) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(uploads(&root), 0, "an uncached fetch left its upload");
+    assert_eq!(
+        m.metric("berth_proxy_cache_uncached_fetches_total"),
+        2.0,
+        "each fetch counted as uncached"
+    );
+    // A HEAD while the disk is full: the size, from the upstream (never 404 or 500).
+    let head = api
+        .head(&path)
+        .unwrap_or_else(|e| panic!("HEAD {path}: {e}"));
+    assert_eq!(head.status, 200, "{}", head.describe());
+    std::fs::remove_file(&filler).unwrap_or_else(|e| panic!("removing the filler: {e}"));
+    m.mirror.stop();
 }

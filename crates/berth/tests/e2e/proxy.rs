@@ -94,7 +94,7 @@ impl Mirror {
     }
 
     /// A sample of the mirror's metrics (0 when absent).
-    fn metric(&self, key: &str) -> f64 {
+    pub(crate) fn metric(&self, key: &str) -> f64 {
         let r = self
             .debug
             .get("/metrics", &[])
