@@ -186,8 +186,29 @@ pub fn mount(api: Router, site: &Site, health: Health) -> Router {
     let app = if site.prefix.is_root() {
         api.merge(probes)
     } else {
-        Router::new()
-            .nest(site.prefix.as_str(), api)
+        let prefix = site.prefix.as_str();
+        let nested = Router::new().nest(prefix, api);
+        // `nest` matches `<prefix>` but not `<prefix>/`, where a browser typing the registry's address
+        // lands (and the web interface's home redirect lives): the same request, without the slash.
+        let slashed = nested.clone();
+        let without_slash = prefix.to_string();
+        nested
+            .route_service(
+                &format!("{prefix}/"),
+                tower::service_fn(move |mut req: Request| {
+                    let mut uri = req.uri().clone().into_parts();
+                    let query = uri.path_and_query.as_ref().and_then(|p| p.query());
+                    let path = match query {
+                        Some(q) => format!("{without_slash}?{q}"),
+                        None => without_slash.clone(),
+                    };
+                    uri.path_and_query = path.parse().ok();
+                    if let Ok(u) = axum::http::Uri::from_parts(uri) {
+                        *req.uri_mut() = u;
+                    }
+                    tower::ServiceExt::oneshot(slashed.clone(), req)
+                }),
+            )
             .merge(probes)
             .fallback(not_found.layer(context()))
     };

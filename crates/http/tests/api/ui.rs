@@ -327,9 +327,12 @@ async fn pages_follow_the_prefix() {
     };
     let f = fixture(site).await;
     f.push("public/base", "v1", "x", "x").await;
-    let r = f.page("/registry", Some(BOB)).await;
-    r.assert_status(302);
-    assert_eq!(r.header("location"), "/registry/ui/");
+    // The prefix, with or without its slash, as a browser is given the registry's address.
+    for home in ["/registry", "/registry/"] {
+        let r = f.page(home, Some(BOB)).await;
+        r.assert_status(302);
+        assert_eq!(r.header("location"), "/registry/ui/", "{home}");
+    }
     let body = text(&f.page("/registry/ui/", Some(BOB)).await);
     assert!(
         body.contains("href=\"/registry/ui/repo/public/base\""),
