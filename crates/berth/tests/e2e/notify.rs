@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::images::{sample_image, write_image_layout};
-use crate::harness::{Options, Server, Tools, repo};
+use crate::harness::{Metadata, Options, Server, Tools, repo};
 
 /// A receiver: records each envelope's events and its Content-Type; answers 503 while `down`.
 struct Receiver {
@@ -215,12 +215,24 @@ fn skopeo_push_pull_and_delete_reach_the_receiver() {
 
 #[test]
 fn events_survive_a_receiver_down_and_a_restart() {
+    survive_restart(Metadata::Sqlite);
+}
+
+#[test]
+fn events_survive_a_receiver_down_and_a_restart_over_postgres() {
+    survive_restart(Metadata::Postgres);
+}
+
+fn survive_restart(metadata: Metadata) {
     let receiver = Receiver::start();
     receiver.down.store(true, Ordering::SeqCst);
-    let mut server = Server::start_with(Options {
+    let Some(mut server) = Server::try_start_with(Options {
         env: receiver.env(),
+        metadata,
         ..Options::default()
-    });
+    }) else {
+        return;
+    };
     let tools = Tools::new();
     let img = sample_image("notify-restart");
     let src = tools.scratch("src");
