@@ -16,10 +16,10 @@
 
 use std::time::Duration;
 
-use super::read::{Section, Setting, non_empty, parse_or};
+use super::read::{Ctx, Section, Setting, non_empty, parse_or};
 use super::values::{format_duration, parse_duration, parse_size};
 use super::yaml::{NOTHING, Node, Printed, seq, text};
-use super::{ConfigError, Secret, mapping, masked};
+use super::{ConfigError, Secret, WarningKind, mapping, masked};
 
 /// registry:2's default `ttl`: cached content expires after a week.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -116,6 +116,17 @@ impl RawExec {
     }
 }
 
+/// registry:3 ignores `username` and `password` beside `exec` without a word; berth says so.
+fn unused_with_exec<'a>(ctx: &Ctx, settings: impl IntoIterator<Item = &'a Option<Setting>>) {
+    for s in settings.into_iter().flatten() {
+        ctx.warn(
+            &s.origin,
+            WarningKind::Adjusted,
+            "not used: exec gives the upstream's credentials (as in registry:3)",
+        );
+    }
+}
+
 /// `None` when the section is absent.
 pub fn read(mut s: Section<'_>) -> Result<Option<ProxySettings>, ConfigError> {
     let present = s.keys().next().is_some();
@@ -131,6 +142,9 @@ pub fn read(mut s: Section<'_>) -> Result<Option<ProxySettings>, ConfigError> {
     };
     raw.exec = read_exec(&mut s)?;
     let ctx = s.ctx();
+    if raw.exec.is_some() {
+        unused_with_exec(ctx, [&raw.username, &raw.password]);
+    }
     if let Some((node, origin)) = s.node("upstreams") {
         let Node::Seq(items) = node else {
             return Err(ConfigError::Malformed {
@@ -149,6 +163,9 @@ pub fn read(mut s: Section<'_>) -> Result<Option<ProxySettings>, ConfigError> {
                 password: u.scalar("password")?,
                 exec: read_exec(&mut u)?,
             });
+            if let Some(up) = raw.upstreams.last().filter(|up| up.exec.is_some()) {
+                unused_with_exec(ctx, [&up.username, &up.password]);
+            }
             u.finish_strict()?;
         }
     }

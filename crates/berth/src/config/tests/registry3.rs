@@ -57,6 +57,8 @@ fn every_key_of_registry3s_reference_is_known() {
             ("health.file", Ignored),
             ("health.http", Ignored),
             ("health.tcp", Ignored),
+            ("proxy.username", Adjusted),
+            ("proxy.password", Adjusted),
             ("validation.manifests.urls", Ignored),
             ("redis", Ignored),
             ("middleware", Ignored),
@@ -203,9 +205,22 @@ fn proxy_exec() {
             ("REGISTRY_PROXY_EXEC_LIFETIME", "0s"),
         ],
     );
-    let exec = l.config.proxy.unwrap().exec.unwrap();
+    let exec = l.config.proxy.as_ref().unwrap().exec.clone().unwrap();
     assert_eq!(exec.command, "docker-credential-ecr-login");
     assert_eq!(exec.lifetime, Some(Duration::ZERO));
+    assert_eq!(warned(&l), []);
+    // Beside exec, username and password are not used: said so.
+    let l = load_env(
+        Some("proxy:\n  remoteurl: https://r.example\n  username: u\n  exec:\n    command: h\n"),
+        &[("REGISTRY_PROXY_PASSWORD", "p")],
+    );
+    assert_eq!(
+        warned(&l),
+        [
+            ("proxy.username", Adjusted),
+            ("REGISTRY_PROXY_PASSWORD (proxy.password)", Adjusted)
+        ]
+    );
     // berth's upstreams take one each.
     let p = load_ok(
         "proxy:\n  upstreams:\n    - prefix: ecr\n      remoteurl: https://ecr.example\n      exec:\n        command: h\n        lifetime: 1h\n",
