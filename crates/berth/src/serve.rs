@@ -1,5 +1,6 @@
 //! `berth serve`: opens the stores the configuration names, starts the background jobs (health checks,
-//! upload purging), binds, announces, serves until SIGTERM or SIGINT, then drains the requests in flight.
+//! upload purging, the adoption of a registry:2 tree lying beside berth's data), binds, announces,
+//! serves until SIGTERM or SIGINT, then drains the requests in flight.
 //! Wiring only: every behaviour lives in the crate that is handed its settings here.
 //!
 //! The single stdout line `berth listening on http(s)://<ip:port> (data: <root>)` is an interface: scripts
@@ -64,19 +65,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         metadata_name,
         registry2,
     } = open_stores(&config).await?;
-    if registry2.is_some()
-        && meta
-            .catalog
-            .list_repos(None, 1)
-            .await
-            .context("reading the catalog")?
-            .is_empty()
-    {
-        tracing::warn!(
-            "registry:2's tree lies beside berth's data but berth's catalog is empty: run `berth import` \
-             (docs/migrating-from-registry2.md) to serve its images"
-        );
-    }
     let mut blobs = blobs;
     let mut meta = meta;
     let exported = config.http.debug.addr.is_some() && config.http.debug.prometheus.is_some();
@@ -108,6 +96,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Some(proxy) => registry.with_proxy(proxy, metrics.as_ref().map(Metrics::cache_observer)),
         None => registry,
     };
+    if let Some(tree) = registry2 {
+        // Serving starts at once; what is adopted appears as each repository is done.
+        tokio::spawn(registry.clone().run_registry2_adoption(tree));
+    }
     if let Some(eviction) = config.proxy.as_ref().and_then(|p| p.eviction()) {
         tokio::spawn(registry.clone().run_cache_eviction(eviction));
     }

@@ -16,11 +16,21 @@
 //! hash to their digest, a tag on a manifest that was not adopted, a name berth cannot hold: each is
 //! a [`Skipped`] line of the report, named, with the reason. Storage failures stop the run (an
 //! error); running it again is harmless (every catalog write is idempotent, tags berth holds are kept).
+//!
+//! Two ways to run it, under the job lock [`ADOPT_JOB`] both: `berth import`
+//! ([`Registry::adopt_registry2`]), from the first repository whatever ran before, and `berth serve`'s
+//! background adoption ([`Registry::run_registry2_adoption`]), which serves at once and keeps its
+//! progress in the metadata (`AdoptProgress`): after each repository adopted whole, so that after a
+//! crash or a restart it continues with the next; once finished (by either way) it never runs again,
+//! since a second run would bring back what was deleted in berth since.
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use blobs::registry2::Registry2Tree;
 use futures_util::StreamExt;
+use metadata::{AdoptCursor, JobLock};
 use oci::{Digest, ResumableHasher};
 
 use crate::{Registry, Result};
@@ -53,21 +63,85 @@ impl Registry {
         let Some(lock) = self.meta.jobs.try_job_lock(ADOPT_JOB).await? else {
             return Ok(None);
         };
-        let result = self.adopt_unlocked(tree, options).await;
+        let result = self.adopt_locked(tree, options, &lock, None).await;
         lock.release().await;
         result.map(Some)
     }
 
-    async fn adopt_unlocked(
+    /// `berth serve`'s adoption of `tree`, in the background: continues where the last one stopped,
+    /// does nothing once one finished, or while another process holds the job lock. Failures are logged.
+    pub async fn run_registry2_adoption(self, tree: Arc<dyn Registry2Tree>) {
+        if let Err(e) = self.adopt_in_background(tree.as_ref()).await {
+            tracing::error!(error = %e, "adopting registry:2's tree failed; it continues at the next start");
+        }
+    }
+
+    async fn adopt_in_background(&self, tree: &dyn Registry2Tree) -> Result<()> {
+        if self
+            .meta
+            .adopt
+            .adopt_cursor()
+            .await?
+            .is_some_and(|c| c.finished)
+        {
+            tracing::debug!("registry:2's tree was adopted already");
+            return Ok(());
+        }
+        let Some(lock) = self.meta.jobs.try_job_lock(ADOPT_JOB).await? else {
+            tracing::info!("another process adopts registry:2's tree");
+            return Ok(());
+        };
+        // Read again under the lock: the holder before us may have finished meanwhile.
+        let result = match self.meta.adopt.adopt_cursor().await {
+            Ok(Some(cursor)) if cursor.finished => Ok(()),
+            Ok(cursor) => {
+                if let Some(after) = cursor.as_ref().and_then(|c| c.after.as_deref()) {
+                    tracing::info!(after, "continuing the adoption of registry:2's tree");
+                }
+                let options = AdoptOptions::default();
+                self.adopt_locked(tree, options, &lock, Some(cursor))
+                    .await
+                    .map(drop)
+            }
+            Err(e) => Err(e.into()),
+        };
+        lock.release().await;
+        result
+    }
+
+    /// Adopts every repository of `tree` while `lock` is held. With `progress` (the background
+    /// adoption: the cursor saved last, if any) repositories up to its `after` are skipped and the cursor
+    /// is saved after each repository; without it every repository is adopted and the cursor is only
+    /// marked finished at the end.
+    async fn adopt_locked(
         &self,
         tree: &dyn Registry2Tree,
         options: AdoptOptions,
+        lock: &JobLock,
+        progress: Option<Option<AdoptCursor>>,
     ) -> Result<AdoptReport> {
         let started = std::time::Instant::now();
+        let resumed = progress.clone().flatten();
+        let mut cursor = resumed.clone().unwrap_or(AdoptCursor {
+            after: None,
+            finished: false,
+            started_at: crate::clock::unix_now(),
+            repositories: 0,
+            manifests: 0,
+            tags: 0,
+            skipped: 0,
+        });
         let mut report = AdoptReport {
             verified: options.verify,
             ..AdoptReport::default()
         };
+        if let Some(c) = &resumed {
+            (report.repositories, report.manifests, report.tags) =
+                (c.repositories, c.manifests, c.tags);
+        }
+        let skipped_before = resumed.as_ref().map_or(0, |c| c.skipped);
+        let repositories = walk::repositories(tree).await?;
+        let total = repositories.len();
         let mut adoption = repo::Adoption {
             registry: self,
             tree,
@@ -75,9 +149,39 @@ impl Registry {
             verdicts: HashMap::new(),
             report: &mut report,
         };
-        for name in walk::repositories(tree).await? {
-            adoption.repository(&name).await?;
+        for (done, name) in repositories.iter().enumerate() {
+            if progress.is_some()
+                && cursor
+                    .after
+                    .as_deref()
+                    .is_some_and(|after| name.as_str() <= after)
+            {
+                continue;
+            }
+            if !lock.is_held().await {
+                tracing::warn!(
+                    job = ADOPT_JOB,
+                    "lost the job lock while adopting registry:2's tree; stopping"
+                );
+                return Ok(report);
+            }
+            adoption.repository(name).await?;
+            if progress.is_some() {
+                cursor.after = Some(name.clone());
+                cursor.repositories = adoption.report.repositories;
+                cursor.manifests = adoption.report.manifests;
+                cursor.tags = adoption.report.tags;
+                cursor.skipped = skipped_before + adoption.report.skipped.len() as u64;
+                self.meta.adopt.save_adopt_cursor(&cursor).await?;
+                tracing::info!(repo = %name, done = done + 1, of = total, "registry:2's tree: adoption progress");
+            }
         }
+        cursor.finished = true;
+        cursor.repositories = report.repositories;
+        cursor.manifests = report.manifests;
+        cursor.tags = report.tags;
+        cursor.skipped = skipped_before + report.skipped.len() as u64;
+        self.meta.adopt.save_adopt_cursor(&cursor).await?;
         report.seconds = started.elapsed().as_secs_f64();
         tracing::info!("{report}");
         Ok(report)

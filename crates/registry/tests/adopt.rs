@@ -23,6 +23,7 @@ use blobs::registry2::fs::FsRegistry2Tree;
 use blobs::registry2::{TREE, blob_data_path};
 use common::{by_digest, content, image_manifest, index_manifest, pull, repo, sha256, tag};
 use metadata::sqlite::SqliteStore;
+use metadata::{AdoptCursor, AdoptProgress};
 use oci::Digest;
 use registry::adopt::{AdoptOptions, AdoptReport, SkipKind};
 use registry::{Page, Registry, Settings};
@@ -95,6 +96,18 @@ impl Tree<'_> {
 
 /// A registry over berth's layout in `root`, reading registry:2's tree there too.
 fn registry(root: &Path) -> (Registry, Arc<FsBlobStore>, FsRegistry2Tree) {
+    let (reg, own, tree, _) = registry_and_meta(root);
+    (reg, own, tree)
+}
+
+fn registry_and_meta(
+    root: &Path,
+) -> (
+    Registry,
+    Arc<FsBlobStore>,
+    FsRegistry2Tree,
+    Arc<SqliteStore>,
+) {
     let own = Arc::new(FsBlobStore::open(root).unwrap());
     let tree = FsRegistry2Tree::new(root);
     let blobs = WithRegistry2::new(own.clone(), Arc::new(tree.clone()));
@@ -103,7 +116,12 @@ fn registry(root: &Path) -> (Registry, Arc<FsBlobStore>, FsRegistry2Tree) {
         delete_enabled: true,
         ..Settings::default()
     };
-    (Registry::new(Arc::new(blobs), meta, settings), own, tree)
+    (
+        Registry::new(Arc::new(blobs), meta.clone(), settings),
+        own,
+        tree,
+        meta,
+    )
 }
 
 async fn adopt(reg: &Registry, tree: &FsRegistry2Tree, verify: bool) -> AdoptReport {
@@ -373,4 +391,92 @@ async fn a_second_run_keeps_what_was_pushed_to_berth_since() {
         newer.as_bytes()
     );
     assert_eq!(report.manifests, 1, "idempotent: {report}");
+}
+
+#[tokio::test]
+async fn the_background_adoption_continues_after_the_last_repository_done_and_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tree(dir.path());
+    let config = t.blob(&content(30, 3));
+    let image = image_manifest((&config, 30), &[]);
+    for name in ["a", "b", "c"] {
+        t.layer_link(name, &config);
+        let m = t.manifest(name, &image);
+        t.tag(name, "v1", &m);
+    }
+    let (reg, _own, tree, meta) = registry_and_meta(dir.path());
+    // A background adoption that stopped (a crash) after finishing b.
+    let stopped = AdoptCursor {
+        after: Some("b".into()),
+        finished: false,
+        started_at: 1_700_000_000,
+        repositories: 2,
+        manifests: 2,
+        tags: 2,
+        skipped: 0,
+    };
+    meta.save_adopt_cursor(&stopped).await.unwrap();
+    reg.clone()
+        .run_registry2_adoption(Arc::new(tree.clone()))
+        .await;
+    // Only c was left to do (a and b were not done again: this registry never had them).
+    assert_eq!(reg.catalog(&Page::default()).await.unwrap().0, ["c"]);
+    let done = meta.adopt_cursor().await.unwrap().unwrap();
+    assert!(done.finished);
+    assert_eq!(
+        (
+            done.after.as_deref(),
+            done.repositories,
+            done.manifests,
+            done.tags
+        ),
+        (Some("c"), 3, 3, 3)
+    );
+    assert_eq!(done.started_at, stopped.started_at);
+
+    // Once finished it never runs again: what is deleted in berth stays deleted.
+    reg.delete_manifest(&repo("c"), &tag("v1")).await.unwrap();
+    reg.clone()
+        .run_registry2_adoption(Arc::new(tree.clone()))
+        .await;
+    assert!(tags(&reg, "c").await.is_empty());
+
+    // From nothing, it adopts everything and says so.
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tree(dir.path());
+    let config = t.blob(&content(30, 4));
+    t.layer_link("x", &config);
+    t.tag(
+        "x",
+        "v1",
+        &t.manifest("x", &image_manifest((&config, 30), &[])),
+    );
+    let (reg, _own, tree, meta) = registry_and_meta(dir.path());
+    reg.clone().run_registry2_adoption(Arc::new(tree)).await;
+    assert_eq!(tags(&reg, "x").await, ["v1"]);
+    let done = meta.adopt_cursor().await.unwrap().unwrap();
+    assert!(
+        done.finished && done.after.as_deref() == Some("x"),
+        "{done:?}"
+    );
+}
+
+#[tokio::test]
+async fn berth_import_marks_the_adoption_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tree(dir.path());
+    let config = t.blob(&content(30, 5));
+    t.layer_link("app", &config);
+    t.tag(
+        "app",
+        "v1",
+        &t.manifest("app", &image_manifest((&config, 30), &[])),
+    );
+    let (reg, _own, tree, meta) = registry_and_meta(dir.path());
+    adopt(&reg, &tree, false).await;
+    assert!(meta.adopt_cursor().await.unwrap().unwrap().finished);
+    // So serving after it does not adopt again (the tag deleted meanwhile stays deleted).
+    reg.delete_manifest(&repo("app"), &tag("v1")).await.unwrap();
+    reg.clone().run_registry2_adoption(Arc::new(tree)).await;
+    assert!(tags(&reg, "app").await.is_empty());
 }

@@ -375,3 +375,68 @@ fn in_place(test: &str, storage: Storage) {
         );
     }
 }
+
+/// The catalog once it lists `want`, polled: the background adoption runs beside the serving.
+fn catalog_once(api: &Api, want: &[&str]) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let repos = catalog(api);
+        if repos == want || std::time::Instant::now() > deadline {
+            return repos;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn berth_serve_adopts_a_registry2_store_in_the_background_once() {
+    let test = "berth_serve_adopts_a_registry2_store_in_the_background_once";
+    let tools = Tools::new();
+    let mut berth = Server::start();
+    berth.stop();
+    let root = berth.root().to_path_buf();
+    let Some(registry2) = Registry2::start_on(test, Some(&root)) else {
+        return;
+    };
+    let (one, two) = (sample_image("background-1"), sample_image("background-2"));
+    for (img, name, reference) in [(&one, "one", "bg/one:v1"), (&two, "two", "bg/two:v1")] {
+        let dir = tools.scratch(name);
+        write_image_layout(&dir, "t", img);
+        tools.skopeo(&[
+            "copy",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:t", dir.display()),
+            &format!("docker://{}/{reference}", registry2.host()),
+        ]);
+    }
+    let served = pull(&tools, &registry2.host(), "bg/one:v1", "reg2");
+    drop(registry2);
+
+    // No berth import: serve adopts the tree itself, answering at once.
+    berth.start_again();
+    let api = berth.api();
+    assert_eq!(
+        catalog_once(&api, &["bg/one", "bg/two"]),
+        ["bg/one", "bg/two"]
+    );
+    assert_eq!(pull(&tools, &berth.host(), "bg/one:v1", "berth"), served);
+    let log = std::fs::read_to_string(berth.log_path()).unwrap();
+    assert!(log.contains("adoption progress"), "{}", berth.log_tail());
+    assert!(
+        log.contains("adopted registry:2's tree: 2 repositories, 2 manifests, 2 tags"),
+        "{}",
+        berth.log_tail()
+    );
+
+    // Adopted once: a tag deleted in berth stays deleted across a restart.
+    let r = api
+        .delete(&format!("/v2/bg/two/manifests/{}", two.manifest.digest))
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.describe());
+    berth.restart();
+    let api = berth.api();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(catalog(&api), ["bg/one"]);
+    assert_eq!(api.get_manifest("bg/two", "v1").unwrap().status, 404);
+}
