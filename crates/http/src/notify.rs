@@ -7,8 +7,9 @@
 //! `RequestRecord` (`NewRequestRecord` in its `bridge.go`): the request id, the client's address
 //! (`X-Forwarded-For`'s first entry, else `X-Real-Ip`, else the connection's peer, as its
 //! `RemoteAddr`), the `Host`, the method and the user agent; the base of the events' URLs is the
-//! scheme (`X-Forwarded-Proto`, else the request's, else `http`) and host the client used (without
-//! `http.prefix` or `http.host`, which the API router does not know: a known gap).
+//! scheme (`X-Forwarded-Proto`, else the request's, else `http`) and host the client used, or
+//! `http.host`, then `http.prefix` (both from the [`Front`] `site::mount` puts on the request), as
+//! registry:2's URL builder.
 
 use std::net::SocketAddr;
 
@@ -22,6 +23,7 @@ use registry::notify::Origin;
 use registry::notify::event::RequestRecord;
 
 use crate::middleware::{AuthenticatedUser, RequestId};
+use crate::site::Front;
 
 /// The connection's peer, put on each request by the server loop.
 #[derive(Clone, Copy, Debug)]
@@ -70,7 +72,14 @@ fn origin_of(req: &Request) -> Origin {
             .get::<AuthenticatedUser>()
             .map(|u| u.0.clone())
             .unwrap_or_default(),
-        base_url: format!("{scheme}://{host}"),
+        base_url: match req.extensions().get::<Front>() {
+            Some(Front {
+                base_url: Some(base),
+                prefix,
+            }) => format!("{base}{prefix}"),
+            Some(Front { prefix, .. }) => format!("{scheme}://{host}{prefix}"),
+            None => format!("{scheme}://{host}"),
+        },
     }
 }
 
@@ -122,6 +131,18 @@ mod tests {
         req.headers_mut().remove("x-forwarded-proto");
         let o = origin_of(&req);
         assert_eq!(o.request.addr, "127.0.0.1:4000");
-        assert!(o.base_url.starts_with("http://"));
+        assert_eq!(o.base_url, "http://registry.example:5000");
+
+        // Under `http.prefix`, and with `http.host`.
+        req.extensions_mut().insert(Front {
+            base_url: None,
+            prefix: "/reg".into(),
+        });
+        assert_eq!(origin_of(&req).base_url, "http://registry.example:5000/reg");
+        req.extensions_mut().insert(Front {
+            base_url: Some("https://registry.example.com".into()),
+            prefix: "/reg".into(),
+        });
+        assert_eq!(origin_of(&req).base_url, "https://registry.example.com/reg");
     }
 }

@@ -182,6 +182,17 @@ impl ExtraHeaders {
 /// 404 outside the prefix get theirs here, so each response passes through it exactly once.
 pub fn mount(api: Router, site: &Site, health: Health) -> Router {
     let context = || middleware::RequestContextLayer;
+    // Where clients reach the API, for the URLs of events (`crate::notify`), which the API router
+    // does not know otherwise.
+    let api = if site.prefix.is_root() && site.base_url.is_none() {
+        api
+    } else {
+        let front = Arc::new(Front {
+            base_url: site.base_url.as_ref().map(|b| b.as_str().to_string()),
+            prefix: site.prefix.as_str().to_string(),
+        });
+        api.layer(axum::middleware::map_request_with_state(front, with_front))
+    };
     let probes = health::probes(health).layer(context());
     let app = if site.prefix.is_root() {
         api.merge(probes)
@@ -221,6 +232,19 @@ pub fn mount(api: Router, site: &Site, health: Health) -> Router {
         Arc::new(site.clone()),
         finish,
     ))
+}
+
+/// Where the API is reached from outside: `http.host` (when set) and `http.prefix`, put on each of its
+/// requests by [`mount`].
+#[derive(Clone, Debug)]
+pub struct Front {
+    pub base_url: Option<String>,
+    pub prefix: String,
+}
+
+async fn with_front(State(front): State<Arc<Front>>, mut req: Request) -> Request {
+    req.extensions_mut().insert(Front::clone(&front));
+    req
 }
 
 /// Outside the prefix: the same 404 as an unknown path inside it.

@@ -22,6 +22,7 @@ mod health;
 mod limits;
 mod manifests;
 mod metrics;
+mod notify;
 mod proxy;
 mod readonly;
 mod routing;
