@@ -34,6 +34,7 @@ mod outage;
 mod podman;
 mod proxy;
 mod quotas;
+mod registry3;
 mod replicas;
 mod retention;
 mod scrub;
