@@ -148,10 +148,11 @@ pub fn read(mut s: Section<'_>) -> Result<NotificationsConfig, ConfigError> {
                 Some((Node::Map(entries), origin)) => {
                     for (name, node) in entries {
                         let at = format!("{origin}.{name}");
-                        let values = scalars(node, &origin).map_err(|_| ConfigError::Malformed {
-                            key: at,
-                            reason: "expected a value or a list of values".into(),
-                        })?;
+                        let values =
+                            scalars(node, &origin).map_err(|_| ConfigError::Malformed {
+                                key: at,
+                                reason: "expected a value or a list of values".into(),
+                            })?;
                         endpoint.headers.push((name.clone(), values));
                     }
                 }

@@ -96,14 +96,19 @@ fn endpoints_come_from_the_environment_too() {
 fn mistakes_name_the_key() {
     let endpoint = |body: &str| format!("notifications:\n  endpoints:\n    - {body}\n");
     let e = error(&endpoint("name: a"));
-    assert!(e.contains("notifications.endpoints.0.url") && e.contains("required"), "{e}");
+    assert!(
+        e.contains("notifications.endpoints.0.url") && e.contains("required"),
+        "{e}"
+    );
     let e = error(&endpoint("url: http://x/"));
     assert!(e.contains("notifications.endpoints.0.name"), "{e}");
     let e = error(&endpoint("{name: a, url: ftp://x/}"));
     assert!(e.contains("url") && e.contains("http://"), "{e}");
     let e = error(&endpoint("{name: a, url: 'http://x/', timeout: soon}"));
     assert!(e.contains("notifications.endpoints.0.timeout"), "{e}");
-    let e = error(&endpoint("{name: a, url: 'http://x/', ignore: {actions: [explode]}}"));
+    let e = error(&endpoint(
+        "{name: a, url: 'http://x/', ignore: {actions: [explode]}}",
+    ));
     assert!(e.contains("push, pull, mount, delete"), "{e}");
     let e = error(&format!(
         "{}    - {{name: a, url: 'http://y/'}}\n",
@@ -121,6 +126,9 @@ fn the_printed_section_masks_headers_and_reads_back() {
     let (a, b) = (&l.config.notifications, &again.config.notifications);
     assert_eq!(a.disabled, b.disabled);
     assert_eq!(a.endpoints.len(), b.endpoints.len());
-    assert_eq!(a.endpoints[0].ignored_actions, b.endpoints[0].ignored_actions);
+    assert_eq!(
+        a.endpoints[0].ignored_actions,
+        b.endpoints[0].ignored_actions
+    );
     assert_eq!(a.endpoints[0].backoff, b.endpoints[0].backoff);
 }
