@@ -499,12 +499,19 @@ async fn open_registry2(
     tree: (Arc<dyn Registry2Tree>, String),
 ) -> anyhow::Result<Option<Arc<dyn Registry2Tree>>> {
     let (tree, place) = tree;
-    if !tree
-        .exists()
-        .await
-        .with_context(|| format!("looking for registry:2's tree at {place}"))?
-    {
-        return Ok(None);
+    match tree.exists().await {
+        Ok(true) => {}
+        Ok(false) => return Ok(None),
+        // The storage may be down at start (a bucket unreachable): berth starts anyway, as it does
+        // without a tree, and reads from the tree should it be there (a miss costs one more look).
+        Err(e) => {
+            tracing::warn!(
+                tree = %place,
+                error = %e,
+                "cannot tell whether registry:2's tree is there; reading blobs from it where berth's own lack them"
+            );
+            return Ok(Some(tree));
+        }
     }
     tracing::info!(
         tree = %place,
