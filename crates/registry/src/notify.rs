@@ -68,6 +68,8 @@ pub struct Endpoint {
     pub ignored_media_types: Vec<String>,
     /// Events with one of these actions (`push`, `pull`, `mount`, `delete`) are not sent here.
     pub ignored_actions: Vec<String>,
+    /// registry:2's envelope, or CloudEvents (berth's `format`).
+    pub format: event::Format,
 }
 
 impl Endpoint {

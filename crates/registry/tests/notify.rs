@@ -19,7 +19,7 @@ use bytes::Bytes;
 use common::*;
 use metadata::Outbox;
 use metadata::sqlite::SqliteStore;
-use registry::notify::event::{RequestRecord, SourceRecord};
+use registry::notify::event::{ENVELOPE_MEDIA_TYPE, Format, RequestRecord, SourceRecord};
 use registry::notify::{DeliveryObserver, Endpoint, Notifications, Origin, Sink};
 use registry::{BoxError, Registry};
 use serde_json::Value;
@@ -34,6 +34,7 @@ fn endpoint(name: &str) -> Endpoint {
         backoff: Duration::from_millis(300),
         ignored_media_types: Vec::new(),
         ignored_actions: Vec::new(),
+        format: Format::Registry2,
     }
 }
 
@@ -207,8 +208,14 @@ struct Recorder {
 
 #[async_trait::async_trait]
 impl Sink for Recorder {
-    async fn post(&self, endpoint: &Endpoint, body: String) -> Result<(), BoxError> {
+    async fn post(
+        &self,
+        endpoint: &Endpoint,
+        content_type: &'static str,
+        body: String,
+    ) -> Result<(), BoxError> {
         assert_eq!(endpoint.name, "e");
+        assert_eq!(content_type, ENVELOPE_MEDIA_TYPE);
         // A receiver that takes a moment, as a real one does.
         tokio::time::sleep(Duration::from_millis(20)).await;
         let envelope: Value = serde_json::from_str(&body).unwrap();

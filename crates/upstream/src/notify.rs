@@ -1,5 +1,5 @@
 //! The notifications' HTTP sink: posts an envelope of events to an endpoint, as registry:2's
-//! `httpSink` does (one POST, `Content-Type` the envelope's media type, the endpoint's headers, its
+//! `httpSink` does (one POST, `Content-Type` the envelope's media type or CloudEvents' batch, the endpoint's headers, its
 //! timeout around the whole exchange; only a 2xx answer is a delivery; redirects are not followed).
 //! The same pooled hyper client on rustls as the pull-through cache's, with the system's CAs.
 
@@ -14,7 +14,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use registry::BoxError;
-use registry::notify::event::ENVELOPE_MEDIA_TYPE;
 use registry::notify::{Endpoint, Sink};
 
 use crate::SettingsError;
@@ -55,11 +54,16 @@ impl HttpSink {
 
 #[async_trait::async_trait]
 impl Sink for HttpSink {
-    async fn post(&self, endpoint: &Endpoint, body: String) -> Result<(), BoxError> {
+    async fn post(
+        &self,
+        endpoint: &Endpoint,
+        content_type: &'static str,
+        body: String,
+    ) -> Result<(), BoxError> {
         let mut req = Request::builder()
             .method(Method::POST)
             .uri(endpoint.url.as_str())
-            .header(CONTENT_TYPE, ENVELOPE_MEDIA_TYPE)
+            .header(CONTENT_TYPE, content_type)
             .header(USER_AGENT, self.user_agent.clone());
         for (name, value) in &endpoint.headers {
             req = req.header(

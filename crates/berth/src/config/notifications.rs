@@ -16,6 +16,7 @@
 //!       ignore:
 //!         mediatypes: [application/octet-stream]
 //!         actions: [pull]
+//!       format: cloudevents   # berth's: registry2 (the default) or cloudevents
 //! ```
 //!
 //! Defaults are registry:2's (`notifications/endpoint.go`): `timeout` 1s, `threshold` 10, `backoff` 1s.
@@ -25,12 +26,16 @@
 
 use std::time::Duration;
 
+use registry::notify::event::Format;
 use registry::notify::{Endpoint, Notifications};
 
 use super::read::{Section, Setting, parse_or, scalars};
-use super::values::{format_duration, parse_bool, parse_duration, parse_int};
+use super::values::{format_duration, parse_bool, parse_choice, parse_duration, parse_int};
 use super::yaml::{NOTHING, Node, Printed, flag, seq, text};
 use super::{ConfigError, WarningKind, mapping, masked};
+
+/// berth's `format` of an endpoint: registry:2's envelope (the default) or CloudEvents.
+const FORMATS: [&str; 2] = ["registry2", "cloudevents"];
 
 /// registry:2's defaults for an endpoint.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -78,6 +83,13 @@ impl NotificationsConfig {
                     "ignore",
                     mapping(vec![("actions", seq(e.ignored_actions.iter().map(text)))]),
                 ),
+                (
+                    "format",
+                    text(match e.format {
+                        Format::Registry2 => FORMATS[0],
+                        Format::CloudEvents => FORMATS[1],
+                    }),
+                ),
             ])
         });
         let disabled = self
@@ -107,6 +119,7 @@ struct RawEndpoint {
     ignored_media_types: Vec<Setting>,
     ignore_media_types: Vec<Setting>,
     ignore_actions: Vec<Setting>,
+    format: Option<Setting>,
 }
 
 pub fn read(mut s: Section<'_>) -> Result<NotificationsConfig, ConfigError> {
@@ -137,6 +150,7 @@ pub fn read(mut s: Section<'_>) -> Result<NotificationsConfig, ConfigError> {
                 ignored_media_types: e.strings("ignoredmediatypes")?.unwrap_or_default(),
                 ignore_media_types: Vec::new(),
                 ignore_actions: Vec::new(),
+                format: e.scalar("format")?,
             };
             match e.node("headers") {
                 // registry:3's reference file writes `headers: <http.Header>`, a placeholder.
@@ -240,6 +254,13 @@ pub fn read(mut s: Section<'_>) -> Result<NotificationsConfig, ConfigError> {
             backoff: positive(&e.backoff, DEFAULT_BACKOFF)?,
             ignored_media_types: media_types,
             ignored_actions: actions,
+            format: match e.format.as_ref() {
+                None => Format::Registry2,
+                Some(f) => match f.parse(|t| parse_choice(t, &FORMATS))? {
+                    "cloudevents" => Format::CloudEvents,
+                    _ => Format::Registry2,
+                },
+            },
         });
     }
     Ok(config)

@@ -65,10 +65,13 @@ impl Receiver {
                         );
                         return;
                     }
-                    let envelope: Value = serde_json::from_slice(&body).unwrap();
-                    e.lock()
-                        .unwrap()
-                        .extend(envelope["events"].as_array().unwrap().iter().cloned());
+                    let body: Value = serde_json::from_slice(&body).unwrap();
+                    // A CloudEvents batch carries each registry:2 event as its `data`.
+                    let events = match body.as_array() {
+                        Some(batch) => batch.clone(),
+                        None => body["events"].as_array().unwrap().clone(),
+                    };
+                    e.lock().unwrap().extend(events);
                     c.lock().unwrap().push(content_type);
                     let _ = conn.write_all(
                         b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -86,10 +89,15 @@ impl Receiver {
 
     /// The variables that send berth's events here.
     fn env(&self) -> Vec<(String, String)> {
+        self.env_in("registry2")
+    }
+
+    /// The variables that send berth's events here in `format`.
+    fn env_in(&self, format: &str) -> Vec<(String, String)> {
         vec![(
             "REGISTRY_NOTIFICATIONS_ENDPOINTS".into(),
             format!(
-                "[{{name: test, url: 'http://127.0.0.1:{}/events', threshold: 2, backoff: 200ms}}]",
+                "[{{name: test, url: 'http://127.0.0.1:{}/events', threshold: 2, backoff: 200ms, format: {format}}}]",
                 self.port
             ),
         )]
@@ -267,5 +275,45 @@ fn survive_restart(metadata: Metadata) {
     let manifest_at = at(&manifest).unwrap();
     for b in img.blobs() {
         assert!(at(&b.digest).unwrap() < manifest_at, "{events:#?}");
+    }
+}
+
+#[test]
+fn a_cloudevents_endpoint_gets_each_event_as_a_structured_cloudevent() {
+    let receiver = Receiver::start();
+    let server = Server::start_with(Options {
+        env: receiver.env_in("cloudevents"),
+        ..Options::default()
+    });
+    let tools = Tools::new();
+    let img = sample_image("notify-ce");
+    let src = tools.scratch("src");
+    write_image_layout(&src, "v1", &img);
+    let repo = repo("notify-ce");
+    tools.skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{}/{repo}:v1", server.host()),
+    ]);
+    let manifest = img.manifest.digest.as_str();
+    let batch = receiver.wait_for("the push's CloudEvent", |ev| {
+        ev.iter()
+            .any(|ce| ce["data"]["target"]["digest"] == manifest)
+    });
+    let ce = batch
+        .iter()
+        .find(|ce| ce["data"]["target"]["digest"] == manifest)
+        .unwrap();
+    assert_eq!(ce["specversion"], "1.0");
+    assert_eq!(ce["type"], "berth.registry.push");
+    assert_eq!(ce["subject"], repo.as_str());
+    assert_eq!(ce["id"], ce["data"]["id"]);
+    assert_eq!(ce["time"], ce["data"]["timestamp"]);
+    assert!(ce["source"].as_str().unwrap().starts_with("//"));
+    assert_eq!(ce["data"]["target"]["tag"], "v1");
+    for ct in receiver.content_types.lock().unwrap().iter() {
+        assert_eq!(ct, "application/cloudevents-batch+json");
     }
 }

@@ -24,6 +24,7 @@ fn notifying(reg: Registry) -> Registry {
             backoff: Duration::from_secs(1),
             ignored_media_types: Vec::new(),
             ignored_actions: Vec::new(),
+            format: registry::notify::event::Format::Registry2,
         }],
         ..Notifications::default()
     })

@@ -37,9 +37,14 @@ const MEASURE_EVERY: Duration = Duration::from_secs(5);
 /// Posts an envelope to an endpoint (implemented over HTTP by `berth-upstream`).
 #[async_trait::async_trait]
 pub trait Sink: Send + Sync + 'static {
-    /// POSTs `body` (an envelope, [`event::ENVELOPE_MEDIA_TYPE`]) to `endpoint.url` with its headers,
-    /// within its timeout. `Ok` only for a 2xx answer.
-    async fn post(&self, endpoint: &Endpoint, body: String) -> Result<(), BoxError>;
+    /// POSTs `body` (of `content_type`: the endpoint's format, see [`event::body`]) to
+    /// `endpoint.url` with its headers, within its timeout. `Ok` only for a 2xx answer.
+    async fn post(
+        &self,
+        endpoint: &Endpoint,
+        content_type: &'static str,
+        body: String,
+    ) -> Result<(), BoxError>;
 }
 
 /// What delivery reports, for the metrics. Endpoint names are the configuration's: a bounded set.
@@ -157,8 +162,9 @@ impl Registry {
                 continue;
             }
             let count = batch.len() as u64;
-            let body = event::envelope(batch.iter().map(|e| e.payload.as_str()));
-            match sink.post(endpoint, body).await {
+            let (content_type, body) =
+                event::body(endpoint.format, batch.iter().map(|e| e.payload.as_str()));
+            match sink.post(endpoint, content_type, body).await {
                 Ok(()) => {
                     failures = 0;
                     observer.delivered(name, count);

@@ -114,6 +114,57 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// How an endpoint wants its events (berth's `format` of an endpoint).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// registry:2's envelope, [`ENVELOPE_MEDIA_TYPE`].
+    #[default]
+    Registry2,
+    /// CloudEvents 1.0 in the JSON batch format (`application/cloudevents-batch+json`): one
+    /// structured CloudEvent per event, the registry:2 event as its `data`.
+    CloudEvents,
+}
+
+/// The media type of a CloudEvents JSON batch.
+pub const CLOUDEVENTS_BATCH_MEDIA_TYPE: &str = "application/cloudevents-batch+json";
+
+/// The prefix of the CloudEvents `type`: `berth.registry.push`, `.pull`, `.mount`, `.delete`.
+pub const CLOUDEVENTS_TYPE_PREFIX: &str = "berth.registry.";
+
+/// The body of a post of `events` (registry:2 events as the outbox keeps them) in `format`, and its
+/// media type.
+pub fn body<'a>(
+    format: Format,
+    events: impl IntoIterator<Item = &'a str>,
+) -> (&'static str, String) {
+    match format {
+        Format::Registry2 => (ENVELOPE_MEDIA_TYPE, envelope(events)),
+        Format::CloudEvents => {
+            let batch: Vec<serde_json::Value> = events.into_iter().map(cloud_event).collect();
+            let body = serde_json::Value::Array(batch).to_string();
+            (CLOUDEVENTS_BATCH_MEDIA_TYPE, body)
+        }
+    }
+}
+
+/// A registry:2 event as a structured CloudEvent: `id` and `time` its own, `source` the instance
+/// (`//host:port`, a URI reference), `type` by action, `subject` the repository, `data` the event.
+fn cloud_event(event: &str) -> serde_json::Value {
+    let data: serde_json::Value =
+        serde_json::from_str(event).unwrap_or(serde_json::Value::String(event.to_string()));
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    serde_json::json!({
+        "specversion": "1.0",
+        "id": text(&data["id"]),
+        "source": format!("//{}", text(&data["source"]["addr"])),
+        "type": format!("{CLOUDEVENTS_TYPE_PREFIX}{}", text(&data["action"])),
+        "time": text(&data["timestamp"]),
+        "subject": text(&data["target"]["repository"]),
+        "datacontenttype": "application/json",
+        "data": data,
+    })
+}
+
 /// The envelope around already serialised events (each a JSON object, as the outbox keeps them).
 pub fn envelope<'a>(events: impl IntoIterator<Item = &'a str>) -> String {
     let mut body = String::from("{\"events\":[");
@@ -249,6 +300,27 @@ mod tests {
             serde_json::json!({"repository": "a/b", "tag": "v1"})
         );
         assert_eq!(json["actor"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn a_cloudevents_batch_wraps_each_event_as_its_data() {
+        let event = r#"{"id":"e1","timestamp":"2023-11-14T22:13:20Z","action":"push","target":{"repository":"a/b","digest":"sha256:ab"},"source":{"addr":"host:5000","instanceID":"i"}}"#;
+        let (media_type, text) = body(Format::CloudEvents, [event, event]);
+        assert_eq!(media_type, "application/cloudevents-batch+json");
+        let batch: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(batch.as_array().unwrap().len(), 2);
+        assert_eq!(
+            batch[0],
+            serde_json::json!({
+                "specversion": "1.0", "id": "e1", "source": "//host:5000",
+                "type": "berth.registry.push", "time": "2023-11-14T22:13:20Z", "subject": "a/b",
+                "datacontenttype": "application/json",
+                "data": serde_json::from_str::<serde_json::Value>(event).unwrap()
+            })
+        );
+        let (media_type, text) = body(Format::Registry2, [event]);
+        assert_eq!(media_type, ENVELOPE_MEDIA_TYPE);
+        assert_eq!(text, format!("{{\"events\":[{event}]}}"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The `notifications` section: registry:2's keys, its defaults, disabled endpoints left out, the
 //! variables, and errors that name the key.
 
+use registry::notify::event::Format;
+
 use super::*;
 
 const FULL: &str = "
@@ -25,6 +27,7 @@ notifications:
       url: http://nowhere/
     - name: plain
       url: http://127.0.0.1:8080/events
+      format: CloudEvents
 ";
 
 #[test]
@@ -63,6 +66,9 @@ fn every_key_of_an_endpoint_is_read() {
     assert_eq!(plain.threshold, 10);
     assert_eq!(plain.backoff, Duration::from_secs(1));
     assert!(plain.headers.is_empty() && plain.ignored_actions.is_empty());
+    // berth's `format`; registry:2's envelope by default.
+    assert_eq!(plain.format, Format::CloudEvents);
+    assert_eq!(e.format, Format::Registry2);
 }
 
 #[test]
@@ -110,6 +116,8 @@ fn mistakes_name_the_key() {
         "{name: a, url: 'http://x/', ignore: {actions: [explode]}}",
     ));
     assert!(e.contains("push, pull, mount, delete"), "{e}");
+    let e = error(&endpoint("{name: a, url: 'http://x/', format: json}"));
+    assert!(e.contains("registry2, cloudevents"), "{e}");
     let e = error(&format!(
         "{}    - {{name: a, url: 'http://y/'}}\n",
         endpoint("{name: a, url: 'http://x/'}")
@@ -131,4 +139,5 @@ fn the_printed_section_masks_headers_and_reads_back() {
         b.endpoints[0].ignored_actions
     );
     assert_eq!(a.endpoints[0].backoff, b.endpoints[0].backoff);
+    assert_eq!(b.endpoints[1].format, Format::CloudEvents);
 }
