@@ -268,6 +268,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Err(e) = registry.flush_pulls().await {
         tracing::warn!(error = %e, "recording the last manifest pulls failed");
     }
+    // The last second's pull events, so a clean stop loses none.
+    registry.flush_pull_events().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -253,18 +253,22 @@ fn survive_restart(metadata: Metadata) {
         &format!("oci:{}:v1", src.display()),
         &format!("docker://{}/{repo}:v1", server.host()),
     ]);
-    // Tried and refused for a while, then berth stops with the events still queued.
+    // Tried and refused for a while, then berth stops with the events still queued; a pull just
+    // before the stop is written by the stop itself (pull events are otherwise written every second).
     std::thread::sleep(Duration::from_secs(2));
     assert!(receiver.events.lock().unwrap().is_empty());
+    let r = server.api().get_manifest(&repo, "v1").unwrap();
+    assert_eq!(r.status, 200, "{}", r.describe());
     server.restart();
     receiver.down.store(false, Ordering::SeqCst);
     let manifest = img.manifest.digest.clone();
-    let events = receiver.wait_for("every event of the push", |ev| {
+    let events = receiver.wait_for("every event of the push, and the pull", |ev| {
         find(ev, "push", "", &manifest).is_some()
             && img
                 .blobs()
                 .iter()
                 .all(|b| find(ev, "push", "", &b.digest).is_some())
+            && find(ev, "pull", "", &manifest).is_some()
     });
     // In order: every blob's push before the manifest's that references them.
     let at = |d: &str| {

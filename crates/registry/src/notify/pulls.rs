@@ -1,6 +1,6 @@
 //! Pull events, which have no transaction to join: noted in memory and written to the outbox in one
-//! batch every second ([`PULL_FLUSH`]) or once [`FLUSH_AT`] are waiting, like the pull times of
-//! `crate::pulls`. The cheapest safe way: a pull costs a lock and a push onto a vector, and a crash
+//! batch every second ([`PULL_FLUSH`]), once [`FLUSH_AT`] are waiting, and at a clean stop, like the
+//! pull times of `crate::pulls`. The cheapest safe way: a pull costs a lock and a push onto a vector, and a crash
 //! loses at most a second of pull events (a change's event is never among them). A store that fails
 //! keeps them for the next flush, up to [`KEEP_AT_MOST`], past which the oldest are dropped and counted
 //! in the log: pulls must not grow memory without bound while the database is away.
@@ -56,7 +56,8 @@ impl Registry {
     /// Notes pull events (written by [`flush_pull_events`](Self::flush_pull_events)).
     pub(crate) fn note_pull_events(&self, events: Vec<NewEvent>) {
         let Some(n) = &self.notifier else { return };
-        if events.is_empty() {
+        // Read-only mode writes nothing, bookkeeping included (as `crate::pulls`).
+        if events.is_empty() || self.settings.read_only {
             return;
         }
         if n.pulls.note(events) {
