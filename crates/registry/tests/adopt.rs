@@ -202,6 +202,9 @@ async fn adopts_every_image_of_a_tree_made_by_hand_without_writing_it() {
         "deleted",
         &sha256(b"a manifest deleted in registry:2"),
     );
+    // An index whose child never comes: it waits, then is reported.
+    let lost_child = sha256(b"a child registry:2 lost");
+    let orphan = t.manifest("legacy", &index_manifest(&[(&lost_child, 10)]));
 
     let before = t.snapshot();
     let (reg, own, tree) = registry(dir.path());
@@ -237,7 +240,13 @@ async fn adopts_every_image_of_a_tree_made_by_hand_without_writing_it() {
             .any(|l| l.starts_with("missing tag legacy:deleted")),
         "{lines:#?}"
     );
-    assert_eq!(report.skipped.len(), 5, "{lines:#?}");
+    assert!(
+        lines.contains(&format!(
+            "missing manifest legacy@{orphan}: it lists {lost_child}, which is not in the repository"
+        )),
+        "{lines:#?}"
+    );
+    assert_eq!(report.skipped.len(), 6, "{lines:#?}");
 
     // The catalog and the tags are registry:2's (less a repository with nothing berth can serve).
     let catalog = reg.catalog(&Page::default()).await.unwrap().0;

@@ -115,13 +115,11 @@ impl Adoption<'_> {
         Ok(good)
     }
 
-    /// `_manifests/revisions/<alg>/<hex>/link`: every manifest of the repository, stored; returns them
-    /// by digest, for the tags.
-    async fn manifests(
-        &mut self,
-        repo: &RepoName,
-        base: &str,
-    ) -> Result<HashMap<Digest, NewManifest>> {
+    /// `_manifests/revisions/<alg>/<hex>/link`: every manifest of the repository, stored; returns the
+    /// digests stored, for the tags. Each manifest is stored as soon as it is read, so only the
+    /// indexes waiting for a child are held in memory, not a repository's every revision.
+    async fn manifests(&mut self, repo: &RepoName, base: &str) -> Result<HashSet<Digest>> {
+        let mut adopted = HashSet::new();
         let mut pending = Vec::new();
         let revisions = format!("{base}/_manifests/revisions");
         for (path, link) in walk::links(self.tree, &revisions).await? {
@@ -133,52 +131,63 @@ impl Adoption<'_> {
                     continue;
                 }
             };
-            if let Some(manifest) = self.read_manifest(repo, &digest).await? {
-                pending.push(manifest);
+            if let Some(manifest) = self.read_manifest(repo, &digest).await?
+                && let Some(waiting) = self.store(repo, manifest, &mut adopted).await?
+            {
+                pending.push(waiting);
             }
         }
-        // Children first: each pass stores what it can, and an index whose child is still pending
-        // waits for the next; a pass that stores nothing leaves only manifests that can never be.
-        let mut adopted = HashMap::new();
+        // Children first: an index whose child was not stored yet waits, and each pass over the waiting
+        // stores what it can; a pass that stores nothing leaves only manifests that can never be.
         while !pending.is_empty() {
+            let before = adopted.len();
             let mut waiting = Vec::new();
-            let mut stored = false;
-            for manifest in std::mem::take(&mut pending) {
-                let what = format!("manifest {repo}@{}", manifest.digest);
-                match self
-                    .registry
-                    .meta
-                    .catalog
-                    .put_manifest(repo, &manifest, None)
-                    .await
-                {
-                    Ok(()) => {
-                        stored = true;
-                        self.report.manifests += 1;
-                        adopted.insert(manifest.digest.clone(), manifest);
-                    }
-                    Err(metadata::Error::MissingManifest(child)) => {
-                        let reason = format!("it lists {child}, which is not in the repository");
-                        waiting.push((manifest, what, reason));
-                    }
-                    Err(metadata::Error::MissingBlob(blob)) => {
-                        let reason = format!(
-                            "it references blob {blob}, which the repository does not link (or which was skipped)"
-                        );
-                        self.skip(SkipKind::Missing, what, reason);
-                    }
-                    Err(e) => return Err(e.into()),
+            for (manifest, _) in std::mem::take(&mut pending) {
+                if let Some(still) = self.store(repo, manifest, &mut adopted).await? {
+                    waiting.push(still);
                 }
             }
-            if stored {
-                pending = waiting.into_iter().map(|(manifest, ..)| manifest).collect();
+            if adopted.len() > before {
+                pending = waiting;
             } else {
-                for (_, what, reason) in waiting {
+                for (manifest, reason) in waiting {
+                    let what = format!("manifest {repo}@{}", manifest.digest);
                     self.skip(SkipKind::Missing, what, reason);
                 }
             }
         }
         Ok(adopted)
+    }
+
+    /// Stores `manifest` in `repo`, noting it in `adopted`; gives it back with the reason when a child
+    /// of it is not in the repository (yet); skips it when a blob it references is not linked.
+    async fn store(
+        &mut self,
+        repo: &RepoName,
+        manifest: NewManifest,
+        adopted: &mut HashSet<Digest>,
+    ) -> Result<Option<(NewManifest, String)>> {
+        let catalog = &self.registry.meta.catalog;
+        match catalog.put_manifest(repo, &manifest, None).await {
+            Ok(()) => {
+                self.report.manifests += 1;
+                adopted.insert(manifest.digest);
+                Ok(None)
+            }
+            Err(metadata::Error::MissingManifest(child)) => {
+                let reason = format!("it lists {child}, which is not in the repository");
+                Ok(Some((manifest, reason)))
+            }
+            Err(metadata::Error::MissingBlob(blob)) => {
+                let what = format!("manifest {repo}@{}", manifest.digest);
+                let reason = format!(
+                    "it references blob {blob}, which the repository does not link (or which was skipped)"
+                );
+                self.skip(SkipKind::Missing, what, reason);
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The manifest `digest` of `repo` from the tree's bytes, ready to store; `None` (skipped, with the
@@ -245,12 +254,7 @@ impl Adoption<'_> {
 
     /// `_manifests/tags/<tag>/current/link`: each tag, pointed where registry:2 pointed it, unless
     /// berth holds it on another manifest already.
-    async fn tags(
-        &mut self,
-        repo: &RepoName,
-        base: &str,
-        adopted: &HashMap<Digest, NewManifest>,
-    ) -> Result<()> {
+    async fn tags(&mut self, repo: &RepoName, base: &str, adopted: &HashSet<Digest>) -> Result<()> {
         let tags_dir = format!("{base}/_manifests/tags");
         for entry in self
             .tree
@@ -279,13 +283,13 @@ impl Adoption<'_> {
                     continue;
                 }
             };
-            let Some(manifest) = adopted.get(&digest) else {
+            if !adopted.contains(&digest) {
                 let reason = format!(
                     "it points to {digest}, which was not adopted (deleted in registry:2, or skipped)"
                 );
                 self.skip(SkipKind::Missing, what, reason);
                 continue;
-            };
+            }
             let catalog = &self.registry.meta.catalog;
             match catalog.tagged_manifest(repo, &tag).await? {
                 Some(held) if held.digest != digest => {
@@ -297,7 +301,14 @@ impl Adoption<'_> {
                     continue;
                 }
                 Some(_) => {}
-                None => catalog.put_manifest(repo, manifest, Some(&tag)).await?,
+                None => {
+                    // Read again (it was stored, so it reads and parses): revisions are not kept.
+                    let Some(manifest) = self.read_manifest(repo, &digest).await? else {
+                        continue;
+                    };
+                    let catalog = &self.registry.meta.catalog;
+                    catalog.put_manifest(repo, &manifest, Some(&tag)).await?;
+                }
             }
             self.report.tags += 1;
         }
