@@ -17,7 +17,7 @@ use crate::harness::images::{
 };
 use crate::harness::registry2::Registry2;
 use crate::harness::s3::S3Bucket;
-use crate::harness::{Api, BlobPush, Options, Server, Storage, Tools};
+use crate::harness::{Api, BlobPush, Metadata, Options, Server, Storage, Tools};
 
 const TREE: &str = "docker/registry/v2";
 
@@ -97,15 +97,30 @@ fn berth_serves_a_registry2_store_in_place() {
     in_place(
         "berth_serves_a_registry2_store_in_place",
         Storage::Filesystem,
+        Metadata::Sqlite,
     );
 }
 
 #[test]
 fn berth_serves_a_registry2_store_in_place_on_s3() {
-    in_place("berth_serves_a_registry2_store_in_place_on_s3", Storage::S3);
+    in_place(
+        "berth_serves_a_registry2_store_in_place_on_s3",
+        Storage::S3,
+        Metadata::Sqlite,
+    );
 }
 
-fn in_place(test: &str, storage: Storage) {
+/// As replicas keep it: blobs on S3, metadata in PostgreSQL.
+#[test]
+fn berth_serves_a_registry2_store_in_place_on_s3_and_postgres() {
+    in_place(
+        "berth_serves_a_registry2_store_in_place_on_s3_and_postgres",
+        Storage::S3,
+        Metadata::Postgres,
+    );
+}
+
+fn in_place(test: &str, storage: Storage, metadata: Metadata) {
     let tools = Tools::new();
     let s3 = match storage {
         Storage::Filesystem => None,
@@ -115,11 +130,14 @@ fn in_place(test: &str, storage: Storage) {
         },
     };
     // berth's storage, handed to registry:2 first (berth is stopped until the swap).
-    let mut berth = Server::start_with(Options {
+    let Some(mut berth) = Server::try_start_with(Options {
         storage,
+        metadata,
         s3: s3.clone(),
         ..Options::default()
-    });
+    }) else {
+        return;
+    };
     berth.stop();
     let root = berth.root().to_path_buf();
     let registry2 = match &s3 {
