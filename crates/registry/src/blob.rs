@@ -71,17 +71,20 @@ impl Registry {
         })
     }
 
-    /// GET of a blob, whole or a range of it (RangeNotSatisfiable when the range misses the blob).
+    /// A blob's content, whole or a range of it (RangeNotSatisfiable when the range misses the blob),
+    /// for readers that are not a client's pull (the web interface looking at a config): no pull
+    /// event. The API's GET is [`get_blob_file`](Self::get_blob_file).
     pub async fn get_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<BlobContent> {
-        Ok(self.get_blob_file(repo, digest, range).await?.0)
+        Ok(self.serve_blob_file(repo, digest, range).await?.0)
     }
 
-    /// [`get_blob`](Self::get_blob), and the same bytes as a range of an open local file when the blob
+    /// GET of a blob: [`get_blob`](Self::get_blob), a pull (its event, see `notify`), and the same
+    /// bytes as a range of an open local file when the blob
     /// store keeps blobs in files (see `blobs::BlobReader::file`): a server may send that without
     /// copying it, instead of streaming the content's `body`. `None` for every other store and for
     /// manifests read as blobs. A cached repository's hit comes with the counter its sent bytes go to.

@@ -187,7 +187,9 @@ async fn pulls_are_queued_in_batches_and_a_head_is_no_pull() {
     reg.head_manifest(&r, &tag("v1")).await.unwrap();
     reg.get_manifest(&r, &tag("v1")).await.unwrap();
     let layer = sha256(&content(3000, 3));
+    // A read that is not a client's GET (the web interface's) is no pull either.
     pull(&reg, &r, &layer).await.unwrap();
+    reg.get_blob_file(&r, &layer, None).await.unwrap();
     assert!(queued(&env.meta, "e").await.is_empty(), "written at once");
     reg.flush_pull_events().await;
     let events = queued(&env.meta, "e").await;
