@@ -72,6 +72,7 @@ pub fn router(registry: Registry, authority: Option<Arc<Authority>>, site: &Site
         .base_url
         .as_ref()
         .and_then(|u| u.as_str().split_once("://").map(|(_, h)| h.to_string()));
+    let notify_state = registry.clone();
     let ui = Ui(Arc::new(UiState {
         registry,
         authority,
@@ -85,6 +86,11 @@ pub fn router(registry: Registry, authority: Option<Arc<Authority>>, site: &Site
         .route("/ui/style.css", get(style))
         .route("/ui/{*rest}", get(page).post(post))
         .layer(axum::middleware::map_response(secure))
+        // Who asked, for the events of a delete (the actor is set once the page knows the caller).
+        .layer(axum::middleware::from_fn_with_state(
+            notify_state,
+            crate::notify::origin,
+        ))
         .layer(RequestContextLayer)
         .with_state(ui)
 }
@@ -207,6 +213,13 @@ impl Viewer {
                 "You may not delete in this repository.".into(),
             )),
         }
+    }
+
+    /// The caller's user name; `None` when anonymous or the registry is open.
+    fn user(&self) -> Option<&str> {
+        self.gate
+            .as_ref()
+            .and_then(|(_, caller)| caller.identity.user())
     }
 
     /// Whether to offer deleting in `repo`: [`Viewer::check_delete`] without the asking.

@@ -98,6 +98,22 @@ pub async fn within<F: Future>(origin: Origin, handling: F) -> F::Output {
     ORIGIN.scope(Arc::new(origin), handling).await
 }
 
+/// Runs `handling` with the current origin's actor set to `user`: for a caller the HTTP layer only
+/// authenticates inside the handler (the web interface's), after the origin was taken. Without a
+/// current origin (notifications off), `handling` runs as it is.
+pub async fn as_user<F: Future>(user: Option<&str>, handling: F) -> F::Output {
+    match ORIGIN.try_with(Arc::clone) {
+        Ok(origin) => {
+            let origin = Origin {
+                actor: user.unwrap_or_default().to_string(),
+                ..Origin::clone(&origin)
+            };
+            within(origin, handling).await
+        }
+        Err(_) => handling.await,
+    }
+}
+
 /// The notifications of one registry: the settings, the pull events not written yet, and a bell that
 /// wakes this process's delivery worker after a write.
 pub(crate) struct Notifier {

@@ -321,3 +321,60 @@ fn a_cloudevents_endpoint_gets_each_event_as_a_structured_cloudevent() {
         assert_eq!(ct, "application/cloudevents-batch+json");
     }
 }
+
+/// A delete from the web interface is announced like the API's: who (the user signed in to the page),
+/// from where, and what.
+#[test]
+fn a_delete_from_the_web_interface_names_its_user() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    // alice:secret (bcrypt).
+    std::fs::write(
+        &htpasswd,
+        "alice:$2y$05$NHXi441vNlrHIergnkVaCOtieAaKJwCHnk6qQA.uPSpkVQkXtjd1C\n",
+    )
+    .unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "auth:\n  htpasswd:\n    realm: berth-e2e\n    path: {}\naccess:\n  rules:\n    \
+             - repositories: [\"**\"]\n      anonymous: true\n      actions: [pull, push]\n    \
+             - repositories: [\"**\"]\n      users: [alice]\n      actions: [pull, push, delete]\n",
+            htpasswd.display()
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(Options {
+        config: Some(config),
+        env: receiver.env(),
+        ..Options::default()
+    });
+    let api = server.api();
+    let digest = crate::ui::push(&api, "e2e/notify/ui", "v1", "x", "x");
+    let r = api
+        .request(
+            "POST",
+            "/ui/delete/e2e/notify/ui:v1",
+            &[
+                ("authorization", "Basic YWxpY2U6c2VjcmV0"),
+                ("sec-fetch-site", "same-origin"),
+                ("user-agent", "a-browser"),
+            ],
+            Some(b""),
+        )
+        .unwrap();
+    assert_eq!(r.status, 303, "{}", r.describe());
+    let events = receiver.wait_for("the delete's event", |ev| {
+        ev.iter().any(|e| e["action"] == "delete")
+    });
+    let delete = events.iter().find(|e| e["action"] == "delete").unwrap();
+    assert_eq!(delete["target"]["repository"], "e2e/notify/ui");
+    assert_eq!(delete["target"]["tag"], "v1");
+    assert_eq!(delete["actor"]["name"], "alice");
+    assert_eq!(delete["request"]["method"], "POST");
+    assert_eq!(delete["request"]["useragent"], "a-browser");
+    assert!(!delete["request"]["id"].as_str().unwrap().is_empty());
+    assert!(find(&events, "push", "", &digest).is_some());
+}

@@ -121,7 +121,7 @@ fn the_interface_can_be_turned_off() {
 
 /// Pushes an image whose config's label and env hold `label` and whose manifest's annotation holds
 /// `annotation`; returns the manifest's digest.
-fn push(api: &Api, repo: &str, tag: &str, label: &str, annotation: &str) -> String {
+pub(crate) fn push(api: &Api, repo: &str, tag: &str, label: &str, annotation: &str) -> String {
     let layer = Blob::new(
         "application/vnd.oci.image.layer.v1.tar",
         format!("layer of {repo}").repeat(64).into_bytes(),

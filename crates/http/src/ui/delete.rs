@@ -53,8 +53,10 @@ async fn delete(
             "A delete is accepted only from the form of berth's own page.".into(),
         ));
     }
-    ui.viewer(headers).await?.check_delete(name.as_str())?;
-    ui.registry().delete_manifest(name, target).await?;
+    let viewer = ui.viewer(headers).await?;
+    viewer.check_delete(name.as_str())?;
+    // The events of the delete name the user, as the API's do.
+    registry::notify::as_user(viewer.user(), ui.registry().delete_manifest(name, target)).await?;
     Ok(())
 }
 
