@@ -71,10 +71,6 @@ pub(crate) struct Proxy {
     fresh: fresh::Freshness,
     flights: flight::Flights,
     observer: Arc<dyn CacheObserver>,
-    /// Whether what a fetch caches is recorded as a cache entry: always, since the entries are also
-    /// what keeps cached blobs from the garbage collector (a cached manifest records no references to
-    /// the blobs it has not fetched yet), eviction or not.
-    records: bool,
     /// Whether pull times are recorded (only eviction by age and size reads them).
     tracks_pulls: bool,
     pulls: evict::Pulls,
@@ -94,7 +90,6 @@ impl Registry {
                 fresh: fresh::Freshness::new(config.revalidate_after),
                 flights: flight::Flights::default(),
                 observer: observer.unwrap_or_else(|| Arc::new(observer::Nobody)),
-                records: true,
                 tracks_pulls: config.eviction.is_some(),
                 pulls: evict::Pulls::default(),
             })

@@ -110,7 +110,8 @@ impl Registry {
         kind: ProxyEntryKind,
         size: u64,
     ) {
-        if !self.proxy.as_ref().is_some_and(|p| p.records) {
+        // Eviction or not: the entry is also what keeps the garbage collector from the content.
+        if self.proxy.is_none() {
             return;
         }
         let entry = ProxyEntry {

@@ -236,7 +236,6 @@ impl Registry {
             blobs: Arc::clone(&self.blobs),
             meta: self.meta.clone(),
             observer: Arc::clone(&proxy.observer),
-            records: proxy.records,
             blob_locks: self.blob_locks.clone(),
         };
         tokio::spawn(fetch.run());

@@ -38,8 +38,6 @@ pub(super) struct Fetch {
     pub(super) blobs: Arc<dyn BlobStore>,
     pub(super) meta: Metadata,
     pub(super) observer: Arc<dyn CacheObserver>,
-    /// Whether cached content is recorded for eviction.
-    pub(super) records: bool,
     /// The registry's blob locks: held from finding the bytes present (or publishing them) to linking
     /// them, so eviction cannot delete them in between (see `crate::keyed_lock`).
     pub(super) blob_locks: KeyedLocks,
@@ -125,13 +123,11 @@ impl Fetch {
         }
     }
 
-    /// Records the blob as cached, for eviction; a failure is logged (the blob is served regardless).
+    /// Records the blob as cached, for eviction and so that the garbage collector leaves it alone; a
+    /// failure is logged (the blob is served regardless, and fetched again should a sweep take it).
     /// Called before the blob is linked, so that whoever sees it linked finds it recorded too. Eviction
     /// skips the entry while the flight runs, and would find nothing linked to remove if the link failed.
     async fn record(&self, size: u64) {
-        if !self.records {
-            return;
-        }
         let (repo, digest) = (&self.key.0, &self.key.1);
         let entry = ProxyEntry {
             repo: repo.clone(),
