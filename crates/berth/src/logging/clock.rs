@@ -59,31 +59,15 @@ fn cached_prefix(secs: u64) -> Option<Prefix> {
 
 /// `YYYY-MM-DDTHH:MM:SS.` of `secs` since the epoch (UTC); `None` past year 9999.
 fn prefix(secs: u64) -> Option<Prefix> {
-    let (year, month, day) = civil_from_days(secs / 86_400)?;
-    let rest = secs % 86_400;
+    let t = ::time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).ok()?).ok()?;
     let mut p = *b"0000-00-00T00:00:00.";
-    digits(year, &mut p[0..4]);
-    digits(month, &mut p[5..7]);
-    digits(day, &mut p[8..10]);
-    digits((rest / 3600) as u32, &mut p[11..13]);
-    digits((rest / 60 % 60) as u32, &mut p[14..16]);
-    digits((rest % 60) as u32, &mut p[17..19]);
+    digits(u32::try_from(t.year()).ok()?, &mut p[0..4]);
+    digits(u8::from(t.month()).into(), &mut p[5..7]);
+    digits(t.day().into(), &mut p[8..10]);
+    digits(t.hour().into(), &mut p[11..13]);
+    digits(t.minute().into(), &mut p[14..16]);
+    digits(t.second().into(), &mut p[17..19]);
     Some(p)
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`,
-/// for days on or after the epoch); `None` past year 9999.
-fn civil_from_days(days: u64) -> Option<(u32, u32, u32)> {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097; // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March first
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year <= 9999).then_some((year as u32, month as u32, day as u32))
 }
 
 /// `v` in decimal, zero-padded to fill `out` (its low digits if it is longer).
@@ -118,41 +102,6 @@ mod tests {
             assert_eq!(text(secs), want, "{secs}");
         }
         assert_eq!(prefix(253_402_300_800), None, "year 10000");
-    }
-
-    /// Every day for 200 years: consecutive, each month's days 1..=its length, and in step with the
-    /// weekday (1970-01-01 was a Thursday).
-    #[test]
-    fn days_follow_the_calendar() {
-        let mut prev = civil_from_days(0).unwrap();
-        for day in 1..(200 * 366) {
-            let (y, m, d) = civil_from_days(day).unwrap();
-            let (py, pm, pd) = prev;
-            let leap = py % 4 == 0 && (py % 100 != 0 || py % 400 == 0);
-            let len = [
-                31,
-                if leap { 29 } else { 28 },
-                31,
-                30,
-                31,
-                30,
-                31,
-                31,
-                30,
-                31,
-                30,
-                31,
-            ][pm as usize - 1];
-            let next = if pd < len {
-                (py, pm, pd + 1)
-            } else if pm < 12 {
-                (py, pm + 1, 1)
-            } else {
-                (py + 1, 1, 1)
-            };
-            assert_eq!((y, m, d), next, "day {day}");
-            prev = (y, m, d);
-        }
     }
 
     /// The same text as tracing's own `SystemTime`, taken in the same second.
