@@ -120,6 +120,90 @@ fn a_full_disk_fails_readiness_and_pushes_with_503_until_space_is_freed() {
     server.stop();
 }
 
+/// The metadata's writes on a full disk (SQLite's database and journal share the data directory): a
+/// manifest put, a tag delete and a garbage collection either succeed or are refused as the storage
+/// being full (503, never a 500 nor a half-done change), and everything works once space is freed.
+#[test]
+fn metadata_writes_on_a_full_disk_are_refused_cleanly() {
+    let mut server = Server::start();
+    server.stop();
+    let root = server.root().to_path_buf();
+    let Some(_tmpfs) = Tmpfs::mount_or_skip(&root, "8m") else {
+        return;
+    };
+    server.start_again();
+    let api = server.api();
+    let r = repo("full-meta");
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let layer = vec![3u8; 50_000];
+    let c = api.push_blob(&r, &config, BlobPush::Monolithic).unwrap();
+    let l = api.push_blob(&r, &layer, BlobPush::Monolithic).unwrap();
+    let manifest = |n: usize| {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{c}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{l}","size":{}}}],"annotations":{{"n":"{n}"}}}}"#,
+            config.len(),
+            layer.len(),
+            OCI = crate::harness::http::OCI_MANIFEST
+        )
+        .into_bytes()
+    };
+    let put = |n: usize| {
+        api.request(
+            "PUT",
+            &format!("/v2/{r}/manifests/t{n}"),
+            &[("content-type", crate::harness::http::OCI_MANIFEST)],
+            Some(&manifest(n)),
+        )
+        .unwrap()
+    };
+    assert_eq!(put(0).status, 201);
+
+    let filler = fill(&root);
+    // Until SQLite runs out of pages of its own: every answer a success or "storage is full".
+    let mut refused = 0;
+    for n in 1..200 {
+        let resp = put(n);
+        match resp.status {
+            201 => {}
+            503 => {
+                assert_eq!(resp.error_codes(), ["UNAVAILABLE"], "{}", resp.describe());
+                assert!(String::from_utf8_lossy(&resp.body).contains("storage is full"));
+                refused += 1;
+                break;
+            }
+            _ => panic!("a manifest put on a full disk: {}", resp.describe()),
+        }
+    }
+    let deleted = api.delete(&format!("/v2/{r}/manifests/t0")).unwrap();
+    assert!(
+        deleted.status == 202 || deleted.status == 503,
+        "{}",
+        deleted.describe()
+    );
+    let gc = server.berth(&["gc", "--grace", "0"]).output().unwrap();
+    let gc_err = String::from_utf8_lossy(&gc.stderr);
+    assert!(!gc_err.contains("panicked"), "{gc_err}");
+
+    std::fs::remove_file(&filler).unwrap();
+    let after = put(1000);
+    assert_eq!(after.status, 201, "{}", after.describe());
+    assert_eq!(
+        api.get_manifest(&r, "t1000").unwrap().body,
+        manifest(1000),
+        "once space is back"
+    );
+    // A put refused while full left no tag behind.
+    if refused > 0 {
+        let tags = api.get(&format!("/v2/{r}/tags/list"), &[]).unwrap();
+        let listed: serde_json::Value = serde_json::from_slice(&tags.body).unwrap();
+        for t in listed["tags"].as_array().unwrap() {
+            let t = t.as_str().unwrap();
+            assert_eq!(api.get_manifest(&r, t).unwrap().status, 200, "{t}");
+        }
+    }
+    server.stop();
+}
+
 /// Fills what is left of the filesystem of `root` with a file, whose path it returns.
 fn fill(root: &Path) -> PathBuf {
     let filler = root.join("filler");
