@@ -19,6 +19,7 @@ mod discovery;
 mod error;
 pub mod gc;
 mod index_children;
+pub mod ingest;
 pub mod instrumented;
 mod keyed_lock;
 mod maintenance;

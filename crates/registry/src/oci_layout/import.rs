@@ -21,7 +21,7 @@ use oci::manifest::{Manifest, ManifestKind};
 use oci::{Digest, Reference, RepoName, Tag};
 
 use super::{Entry, Layout, find_layouts};
-use crate::{Chunk, MountOutcome};
+use crate::ingest::Ingested;
 use crate::{Error, Registry, Result};
 
 /// What an import did.
@@ -272,50 +272,23 @@ impl Importer<'_> {
     /// Blob `digest` linked to `repo`: already there, mounted from another repository, or copied in
     /// from the layout (the upload checks its digest).
     async fn blob(&mut self, repo: &RepoName, digest: &Digest) -> std::result::Result<(), String> {
-        let registry = self.registry;
-        if registry.stat_blob(repo, digest).await.is_ok() {
-            self.report.blobs_linked += 1;
-            return Ok(());
-        }
-        let upload = match registry.mount_blob(repo, digest, None).await {
-            Ok(MountOutcome::Mounted(_)) => {
-                self.report.blobs_linked += 1;
-                return Ok(());
-            }
-            Ok(MountOutcome::Started(upload)) => upload,
-            Err(e) => return Err(format!("blob {digest}: {e}")),
-        };
-        let copied = async {
-            let size = self
-                .layout
-                .blob_size(digest)
-                .await?
-                .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
-            let chunk = Chunk {
-                range: None,
-                length: Some(size),
-                body: self.layout.stream(digest).await?,
+        let layout = self.layout;
+        let source = || async move {
+            let Some(size) = layout.blob_size(digest).await? else {
+                return Ok(None);
             };
-            registry
-                .finish_upload(repo, &upload.id, digest, Some(chunk))
-                .await
-        }
-        .await;
-        match copied {
-            Ok(info) => {
+            Ok(Some((Some(size), layout.stream(digest).await?)))
+        };
+        match self.registry.ingest_blob(repo, digest, source).await {
+            Ok(Ingested::Linked) => self.report.blobs_linked += 1,
+            Ok(Ingested::Copied(size)) => {
                 self.report.blobs_copied += 1;
-                self.report.bytes_copied += info.size;
-                Ok(())
+                self.report.bytes_copied += size;
             }
-            Err(e) => {
-                // Best effort: an upload left behind is purged with the stale ones anyway.
-                let _ = registry.cancel_upload(repo, &upload.id).await;
-                Err(match e {
-                    Error::BlobUnknown(_) => format!("blob {digest}: not in the layout"),
-                    e => format!("blob {digest}: {e}"),
-                })
-            }
+            Err(Error::BlobUnknown(_)) => return Err(format!("blob {digest}: not in the layout")),
+            Err(e) => return Err(format!("blob {digest}: {e}")),
         }
+        Ok(())
     }
 }
 
