@@ -31,6 +31,7 @@ pub mod proxy;
 mod pulls;
 pub mod quota;
 mod reconcile;
+pub mod replicate;
 mod repo_walk;
 pub mod retention;
 pub mod scrub;

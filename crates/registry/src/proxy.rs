@@ -174,7 +174,7 @@ impl std::fmt::Debug for ServedBytes {
 }
 
 /// An upstream failure as the client sees it when there is no cached copy to fall back on.
-fn client_error(e: &UpstreamError) -> Error {
+pub(crate) fn client_error(e: &UpstreamError) -> Error {
     match e {
         UpstreamError::RateLimited { .. } => Error::TooManyRequests,
         UpstreamError::Denied(_) => Error::Denied,

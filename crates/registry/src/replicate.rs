@@ -1,0 +1,279 @@
+//! Replication from another registry (issue 19): local repositories kept in step with an upstream's,
+//! pull-based, as zot's sync and Harbor's pull replication do.
+//!
+//! One pass over a [`Replication`]: for each repository, the upstream's tags (every page) that the
+//! filter keeps are compared with the local ones by a HEAD each (which Docker Hub does not count as a
+//! pull); a tag whose digest differs is fetched by digest, an index after its children, an image after
+//! its config and layers, each blob read from the upstream only when the registry holds none of it
+//! ([`Registry::ingest_blob`]), and everything goes in through the registry's own push operations
+//! (digests checked, quotas, immutable tags and notifications as for a client's push). A tag the
+//! upstream no longer has is kept unless the replication says otherwise. A repository that fails is
+//! reported and the pass goes on with the next.
+//!
+//! The upstream is the pull-through cache's [`Upstream`] (its client, TLS and bearer-token dance).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use oci::manifest::{Manifest, ManifestKind};
+use oci::{Digest, Pattern, Reference, RepoName, Tag};
+
+use crate::ingest::Ingested;
+use crate::proxy::{Upstream, UpstreamError};
+use crate::{Error, Registry, Result};
+
+/// The upstream's tags read per request.
+const TAGS_PAGE: usize = 1000;
+
+/// What to keep in step with what.
+#[derive(Clone)]
+pub struct Replication {
+    pub upstream: Arc<dyn Upstream>,
+    /// Upstream repository, and the local repository it is copied to.
+    pub repositories: Vec<(RepoName, RepoName)>,
+    /// The tags copied: those matching any pattern (every tag when empty).
+    pub tags: Vec<Pattern>,
+    /// Delete a local tag (among those the patterns cover) that the upstream no longer has.
+    pub delete_removed_tags: bool,
+}
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicationReport {
+    /// Tags compared with the upstream.
+    pub tags_checked: usize,
+    /// Tags set or moved, as `name:tag`.
+    pub tags_updated: Vec<String>,
+    /// Local tags deleted because the upstream no longer has them, as `name:tag`.
+    pub tags_deleted: Vec<String>,
+    /// Manifests put (children of indexes included).
+    pub manifests: usize,
+    /// Blobs read from the upstream, and their bytes.
+    pub blobs_copied: usize,
+    pub bytes_copied: u64,
+    /// Blobs the registry held already.
+    pub blobs_linked: usize,
+    /// Repositories or tags that failed, and why.
+    pub failures: Vec<(String, String)>,
+}
+
+impl Registry {
+    /// One pass of `replication` (see the module comment).
+    pub async fn replicate(&self, replication: &Replication) -> ReplicationReport {
+        let mut report = ReplicationReport::default();
+        for (remote, local) in &replication.repositories {
+            let mut pass = Pass {
+                registry: self,
+                replication,
+                remote,
+                local,
+                done: HashSet::new(),
+                report: &mut report,
+            };
+            if let Err(why) = pass.repository().await {
+                report
+                    .failures
+                    .push((format!("{remote} -> {local}"), why.to_string()));
+            }
+        }
+        report
+    }
+}
+
+struct Pass<'a> {
+    registry: &'a Registry,
+    replication: &'a Replication,
+    remote: &'a RepoName,
+    local: &'a RepoName,
+    /// Manifests this pass already has in the local repository.
+    done: HashSet<Digest>,
+    report: &'a mut ReplicationReport,
+}
+
+impl Pass<'_> {
+    fn upstream(&self) -> &dyn Upstream {
+        &*self.replication.upstream
+    }
+
+    fn wanted(&self, tag: &str) -> bool {
+        let tags = &self.replication.tags;
+        tags.is_empty() || tags.iter().any(|p| p.matches(tag))
+    }
+
+    async fn repository(&mut self) -> Result<()> {
+        let remote_tags = self.upstream_tags().await?;
+        let local_tags: HashMap<String, Digest> = match self.registry.tag_details(self.local).await
+        {
+            Ok(tags) => tags
+                .into_iter()
+                .map(|t| (t.tag.to_string(), t.digest))
+                .collect(),
+            Err(Error::NameUnknown(_)) => HashMap::new(),
+            Err(e) => return Err(e),
+        };
+        for tag in &remote_tags {
+            self.report.tags_checked += 1;
+            if let Err(why) = self.tag(tag, local_tags.get(tag.as_str())).await {
+                self.report.failures.push((self.name(tag), why.to_string()));
+            }
+        }
+        if self.replication.delete_removed_tags {
+            let upstream: HashSet<&str> = remote_tags.iter().map(Tag::as_str).collect();
+            let mut gone: Vec<&String> = local_tags
+                .keys()
+                .filter(|t| self.wanted(t) && !upstream.contains(t.as_str()))
+                .collect();
+            gone.sort();
+            for tag in gone {
+                let Ok(parsed) = tag.parse::<Tag>() else {
+                    continue;
+                };
+                match self
+                    .registry
+                    .delete_manifest(self.local, &Reference::Tag(parsed.clone()))
+                    .await
+                {
+                    Ok(()) => self.report.tags_deleted.push(self.name(&parsed)),
+                    Err(e) => self
+                        .report
+                        .failures
+                        .push((self.name(&parsed), e.to_string())),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn name(&self, tag: &Tag) -> String {
+        format!("{}:{}", self.local, tag.as_str())
+    }
+
+    /// Every tag of the upstream repository the patterns keep; none when it does not exist.
+    async fn upstream_tags(&self) -> Result<Vec<Tag>> {
+        let mut tags = Vec::new();
+        let mut last: Option<String> = None;
+        loop {
+            let page = self
+                .upstream()
+                .tags_list(self.remote, TAGS_PAGE, last.as_deref())
+                .await
+                .map_err(upstream_error)?;
+            let Some((names, more)) = page else {
+                break;
+            };
+            last = names.last().cloned();
+            tags.extend(
+                names
+                    .iter()
+                    .filter(|t| self.wanted(t))
+                    .filter_map(|t| t.parse::<Tag>().ok()),
+            );
+            if !more || last.is_none() {
+                break;
+            }
+        }
+        Ok(tags)
+    }
+
+    /// Brings `tag` in step: a HEAD, then, if the digest moved, the manifest and what it needs.
+    async fn tag(&mut self, tag: &Tag, local: Option<&Digest>) -> Result<()> {
+        let reference = Reference::Tag(tag.clone());
+        let Some(head) = self
+            .upstream()
+            .manifest_head(self.remote, &reference)
+            .await
+            .map_err(upstream_error)?
+        else {
+            // Deleted upstream since the listing.
+            return Ok(());
+        };
+        if local == Some(&head.digest) {
+            return Ok(());
+        }
+        let (media_type, payload) = self.manifest(&head.digest).await?;
+        self.registry
+            .put_manifest(self.local, &reference, Some(&media_type), payload)
+            .await?;
+        self.report.tags_updated.push(self.name(tag));
+        Ok(())
+    }
+
+    /// Manifest `digest` in the local repository (copied, after what it references, unless there):
+    /// its media type and bytes.
+    async fn manifest(&mut self, digest: &Digest) -> Result<(String, Bytes)> {
+        if let Some(m) = self
+            .registry
+            .meta
+            .catalog
+            .manifest(self.local, digest)
+            .await?
+        {
+            return Ok((m.media_type, m.payload));
+        }
+        let limit = self.registry.settings.max_manifest_bytes;
+        let m = self
+            .upstream()
+            .manifest_get(self.remote, &Reference::Digest(digest.clone()), limit)
+            .await
+            .map_err(upstream_error)?
+            .ok_or_else(|| Error::ManifestUnknown(digest.to_string()))?;
+        if self.done.contains(digest) {
+            return Ok((m.media_type, m.payload));
+        }
+        let parsed = Manifest::parse(&m.payload, Some(&m.media_type))
+            .map_err(|e| Error::ManifestInvalid(format!("the upstream's {digest}: {e}")))?;
+        match parsed.kind {
+            ManifestKind::Index => {
+                for child in &parsed.manifests {
+                    // Boxed: an index may hold indexes.
+                    Box::pin(self.manifest(&child.digest)).await?;
+                }
+            }
+            ManifestKind::Image => {
+                for blob in parsed.required_blobs() {
+                    self.blob(&blob.digest).await?;
+                }
+            }
+        }
+        self.registry
+            .put_manifest(
+                self.local,
+                &Reference::Digest(digest.clone()),
+                Some(&m.media_type),
+                m.payload.clone(),
+            )
+            .await?;
+        self.done.insert(digest.clone());
+        self.report.manifests += 1;
+        Ok((m.media_type, m.payload))
+    }
+
+    async fn blob(&mut self, digest: &Digest) -> Result<()> {
+        let (upstream, remote) = (&self.replication.upstream, self.remote);
+        let source = || async move {
+            let blob = upstream
+                .blob_get(remote, digest)
+                .await
+                .map_err(upstream_error)?;
+            Ok(blob.map(|b| (b.size, b.body)))
+        };
+        match self
+            .registry
+            .ingest_blob(self.local, digest, source)
+            .await?
+        {
+            Ingested::Linked => self.report.blobs_linked += 1,
+            Ingested::Copied(size) => {
+                self.report.blobs_copied += 1;
+                self.report.bytes_copied += size;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An upstream's failure as the registry's error (the pull-through cache's mapping).
+fn upstream_error(e: UpstreamError) -> Error {
+    crate::proxy::client_error(&e)
+}

@@ -1,0 +1,202 @@
+//! Replication from another registry (`Registry::replicate`) against a real registry behind the
+//! `Upstream` trait: tags copied with every digest, nothing fetched again when nothing changed, a moved
+//! tag followed, a tag deleted upstream kept or deleted as configured, the tag filter honoured.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test"
+)]
+
+mod common;
+mod proxy_common;
+
+use std::sync::Arc;
+
+use berth_registry as registry;
+use bytes::Bytes;
+use common::{Env, by_digest, content, index_manifest, push, repo, tag};
+use oci::{Digest, RepoName};
+use proxy_common::FakeUpstream;
+use registry::proxy::Upstream;
+use registry::replicate::Replication;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// An image of one layer seeded by `seed` in `up`'s `name` (by digest); its digest and size.
+async fn image(up: &FakeUpstream, name: &RepoName, seed: u8) -> (Digest, usize) {
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#);
+    let layer = content(4000, seed);
+    let c = push(up.reg(), name, config.as_bytes()).await;
+    let l = push(up.reg(), name, &layer).await;
+    let manifest = common::image_manifest((&c, config.len()), &[(&l, layer.len())]);
+    let len = manifest.len();
+    let out = up
+        .reg()
+        .put_manifest(
+            name,
+            &by_digest(&common::sha256(manifest.as_bytes())),
+            Some(OCI_MANIFEST),
+            Bytes::from(manifest),
+        )
+        .await
+        .unwrap();
+    (out.digest, len)
+}
+
+async fn tag_as(up: &FakeUpstream, name: &RepoName, t: &str, digest: &Digest, media_type: &str) {
+    let m = up
+        .reg()
+        .get_manifest(name, &by_digest(digest))
+        .await
+        .unwrap();
+    up.reg()
+        .put_manifest(name, &tag(t), Some(media_type), m.payload)
+        .await
+        .unwrap();
+}
+
+fn replication(up: &Arc<FakeUpstream>, tags: &[&str], delete_removed_tags: bool) -> Replication {
+    Replication {
+        upstream: Arc::clone(up) as Arc<dyn Upstream>,
+        repositories: vec![(repo("org/app"), repo("mirror/app"))],
+        tags: tags.iter().map(|p| oci::Pattern::tag(p).unwrap()).collect(),
+        delete_removed_tags,
+    }
+}
+
+#[tokio::test]
+async fn tags_are_copied_then_kept_in_step() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    let (v1, _) = image(&up, &name, 1).await;
+    let (amd, amd_len) = image(&up, &name, 2).await;
+    let (arm, arm_len) = image(&up, &name, 3).await;
+    let index = index_manifest(&[(&amd, amd_len), (&arm, arm_len)]);
+    let multi = up
+        .reg()
+        .put_manifest(
+            &name,
+            &tag("multi"),
+            Some(OCI_INDEX),
+            Bytes::from(index.clone()),
+        )
+        .await
+        .unwrap()
+        .digest;
+    tag_as(&up, &name, "v1", &v1, OCI_MANIFEST).await;
+    tag_as(&up, &name, "v2", &amd, OCI_MANIFEST).await;
+
+    let local = Env::new();
+    let mirror = repo("mirror/app");
+    let report = local.reg.replicate(&replication(&up, &[], false)).await;
+    assert_eq!(report.failures, vec![]);
+    let mut updated = report.tags_updated.clone();
+    updated.sort();
+    assert_eq!(
+        updated,
+        ["mirror/app:multi", "mirror/app:v1", "mirror/app:v2"]
+    );
+    // v1, the index and its two children (v2 is one of them).
+    assert_eq!(report.manifests, 4);
+    assert_eq!(report.blobs_copied, 6);
+    for (t, d) in [("v1", &v1), ("v2", &amd), ("multi", &multi)] {
+        let got = local.reg.get_manifest(&mirror, &tag(t)).await.unwrap();
+        let want = up.reg().get_manifest(&name, &tag(t)).await.unwrap();
+        assert_eq!((&got.digest, &got.payload), (d, &want.payload), "{t}");
+    }
+
+    // Nothing changed: a HEAD per tag, nothing fetched.
+    let before = up.calls.snapshot();
+    let again = local.reg.replicate(&replication(&up, &[], false)).await;
+    let after = up.calls.snapshot();
+    assert_eq!((again.tags_checked, again.tags_updated.len()), (3, 0));
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1, after.2 - before.2),
+        (3, 0, 0)
+    );
+
+    // v1 moved upstream: followed, its blobs already held are not fetched again.
+    tag_as(&up, &name, "v1", &arm, OCI_MANIFEST).await;
+    let before = up.calls.snapshot();
+    let moved = local.reg.replicate(&replication(&up, &[], false)).await;
+    assert_eq!(moved.tags_updated, ["mirror/app:v1"]);
+    assert_eq!(up.calls.snapshot().2, before.2, "no blob fetched");
+    assert_eq!(
+        local
+            .reg
+            .get_manifest(&mirror, &tag("v1"))
+            .await
+            .unwrap()
+            .digest,
+        arm
+    );
+}
+
+#[tokio::test]
+async fn deleted_tags_are_kept_unless_configured_and_the_filter_is_honoured() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    let (a, _) = image(&up, &name, 1).await;
+    let (b, _) = image(&up, &name, 2).await;
+    tag_as(&up, &name, "v1", &a, OCI_MANIFEST).await;
+    tag_as(&up, &name, "v2", &b, OCI_MANIFEST).await;
+    tag_as(&up, &name, "nightly", &b, OCI_MANIFEST).await;
+    let local = Env::with_deletes();
+    let mirror = repo("mirror/app");
+
+    let report = local.reg.replicate(&replication(&up, &["v*"], false)).await;
+    let mut updated = report.tags_updated.clone();
+    updated.sort();
+    assert_eq!(updated, ["mirror/app:v1", "mirror/app:v2"]);
+    assert!(
+        local
+            .reg
+            .get_manifest(&mirror, &tag("nightly"))
+            .await
+            .is_err()
+    );
+
+    // The upstream's deletes are off: its tag goes through its store.
+    let v2: oci::Tag = "v2".parse().unwrap();
+    assert!(
+        metadata::Catalog::delete_tag(&*up.env.meta, &name, &v2)
+            .await
+            .unwrap()
+    );
+    let kept = local.reg.replicate(&replication(&up, &["v*"], false)).await;
+    assert!(kept.tags_deleted.is_empty());
+    assert!(local.reg.get_manifest(&mirror, &tag("v2")).await.is_ok());
+    let deleted = local.reg.replicate(&replication(&up, &["v*"], true)).await;
+    assert_eq!(deleted.tags_deleted, ["mirror/app:v2"]);
+    assert!(local.reg.get_manifest(&mirror, &tag("v2")).await.is_err());
+    assert!(local.reg.get_manifest(&mirror, &tag("v1")).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_repository_the_upstream_lacks_or_cannot_serve_is_reported_and_the_rest_goes_on() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    let (a, _) = image(&up, &name, 1).await;
+    tag_as(&up, &name, "v1", &a, OCI_MANIFEST).await;
+    let local = Env::new();
+    let mut r = replication(&up, &[], false);
+    r.repositories
+        .insert(0, (repo("org/none"), repo("mirror/none")));
+    let report = local.reg.replicate(&r).await;
+    // Absent upstream: nothing to copy, not a failure.
+    assert_eq!(report.failures, vec![]);
+    assert_eq!(report.tags_updated, ["mirror/app:v1"]);
+
+    up.set_fault(proxy_common::Fault::Down);
+    let down = local.reg.replicate(&r).await;
+    assert_eq!(down.failures.len(), 2, "{:?}", down.failures);
+    assert!(
+        local
+            .reg
+            .get_manifest(&repo("mirror/app"), &tag("v1"))
+            .await
+            .is_ok()
+    );
+}
