@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use oci::manifest::{Manifest, ManifestKind};
@@ -25,6 +26,9 @@ use crate::{Error, Registry, Result};
 
 /// The upstream's tags read per request.
 const TAGS_PAGE: usize = 1000;
+
+/// The job lock a pass holds: one replica replicates at a time.
+pub const REPLICATION_JOB: &str = "replication";
 
 /// What to keep in step with what.
 #[derive(Clone)]
@@ -59,7 +63,66 @@ pub struct ReplicationReport {
 }
 
 impl Registry {
-    /// One pass of `replication` (see the module comment).
+    /// One pass of every replication under the job lock [`REPLICATION_JOB`]; `None`, having done
+    /// nothing, when another replica (or command) holds it. Refused in read-only mode.
+    pub async fn replicate_all(
+        &self,
+        replications: &[Replication],
+    ) -> Result<Option<Vec<ReplicationReport>>> {
+        self.writable()?;
+        let Some(lock) = self.meta.jobs.try_job_lock(REPLICATION_JOB).await? else {
+            return Ok(None);
+        };
+        let mut reports = Vec::with_capacity(replications.len());
+        for replication in replications {
+            if !lock.is_held().await {
+                tracing::warn!(
+                    job = REPLICATION_JOB,
+                    "lost the job lock while replicating; stopping"
+                );
+                break;
+            }
+            reports.push(self.replicate(replication).await);
+        }
+        lock.release().await;
+        Ok(Some(reports))
+    }
+
+    /// Replicates forever, a pass every `interval` (the first right after start); of several replicas
+    /// running this, the one holding the job lock replicates, and another takes over within an
+    /// interval of its death. Each pass's outcome is logged; failures are retried at the next pass.
+    /// Returns at once in read-only mode.
+    pub async fn run_replication(self, replications: Vec<Replication>, interval: Duration) {
+        if self.settings.read_only {
+            tracing::info!("replication is off: the registry is in read-only mode");
+            return;
+        }
+        let interval = interval.max(Duration::from_secs(1));
+        loop {
+            match self.replicate_all(&replications).await {
+                Ok(Some(reports)) => {
+                    for report in reports {
+                        for (what, why) in &report.failures {
+                            tracing::warn!(%what, %why, "replication failed; trying again next pass");
+                        }
+                        tracing::info!(
+                            tags_checked = report.tags_checked,
+                            tags_updated = report.tags_updated.len(),
+                            tags_deleted = report.tags_deleted.len(),
+                            blobs_copied = report.blobs_copied,
+                            bytes_copied = report.bytes_copied,
+                            "replication pass"
+                        );
+                    }
+                }
+                Ok(None) => tracing::debug!("another replica holds the replication lock"),
+                Err(e) => tracing::warn!(error = %e, "replication failed; trying again next pass"),
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    /// One pass of `replication` (see the module comment), without the job lock.
     pub async fn replicate(&self, replication: &Replication) -> ReplicationReport {
         let mut report = ReplicationReport::default();
         for (remote, local) in &replication.repositories {

@@ -200,3 +200,28 @@ async fn a_repository_the_upstream_lacks_or_cannot_serve_is_reported_and_the_res
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn one_replica_replicates_at_a_time() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    let (a, _) = image(&up, &name, 1).await;
+    tag_as(&up, &name, "v1", &a, OCI_MANIFEST).await;
+    let local = Env::new();
+    let held = metadata::JobLocks::try_job_lock(&*local.meta, registry::replicate::REPLICATION_JOB)
+        .await
+        .unwrap()
+        .unwrap();
+    let r = [replication(&up, &[], false)];
+    assert!(local.reg.replicate_all(&r).await.unwrap().is_none());
+    assert!(
+        local
+            .reg
+            .get_manifest(&repo("mirror/app"), &tag("v1"))
+            .await
+            .is_err()
+    );
+    held.release().await;
+    let reports = local.reg.replicate_all(&r).await.unwrap().unwrap();
+    assert_eq!(reports[0].tags_updated, ["mirror/app:v1"]);
+}
