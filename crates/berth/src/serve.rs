@@ -175,6 +175,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .run_retention(config.retention.rules.clone(), interval),
         );
     }
+    let replications = config
+        .replication
+        .replications()
+        .context("setting up replication's upstreams")?;
+    if !replications.is_empty() {
+        tokio::spawn(
+            registry
+                .clone()
+                .run_replication(replications, config.replication.interval),
+        );
+    }
     if let Some(interval) = config.gc.interval {
         tokio::spawn(registry.clone().run_garbage_collector(
             interval,

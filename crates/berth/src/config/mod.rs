@@ -13,7 +13,7 @@
 //! secrets masked.
 //!
 //! Sections: `version` (here), [`log`], [`storage`], [`http`], [`auth`] (with berth's `access`),
-//! [`health`], [`proxy`], [`database`] (GitLab's spelling), [`notifications`], [`validation`], berth's [`limits`], [`gc`], [`tags`], [`retention`], [`quotas`], [`scrub`] and [`ui`], and the registry:2
+//! [`health`], [`proxy`], [`database`] (GitLab's spelling), [`notifications`], [`validation`], berth's [`limits`], [`gc`], [`tags`], [`retention`], [`replication`], [`quotas`], [`scrub`] and [`ui`], and the registry:2
 //! sections berth does not implement, which are reported by name (here). A feature's section is read and
 //! validated in its file, and its settings are handed to the crate that implements it; what is not
 //! implemented yet says so in a warning from its section's file.
@@ -33,6 +33,7 @@ pub mod notifications;
 pub mod proxy;
 pub mod quotas;
 mod read;
+pub mod replication;
 pub mod retention;
 pub mod scrub;
 pub mod storage;
@@ -70,6 +71,8 @@ pub struct Config {
     pub max_tags: usize,
     /// berth's `retention`.
     pub retention: retention::RetentionConfig,
+    /// berth's `replication`: repositories kept in step with other registries.
+    pub replication: replication::ReplicationConfig,
     /// berth's `quotas`.
     pub quotas: Vec<registry::quota::Quota>,
     /// berth's `scrub`.
@@ -294,6 +297,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
     let gc = gc::read(top.section("gc")?)?;
     let (immutable_tags, max_tags) = tags::read(top.section("tags")?)?;
     let retention = retention::read(top.section("retention")?)?;
+    let replication = replication::read(top.section("replication")?)?;
     let quotas = quotas::read(top.section("quotas")?)?;
     let scrub = scrub::read(top.section("scrub")?)?;
     let ui = ui::read(top.section("ui")?)?;
@@ -316,6 +320,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
         immutable_tags,
         max_tags,
         retention,
+        replication,
         quotas,
         scrub,
         ui,
@@ -343,6 +348,7 @@ impl Config {
         out.push(("gc", self.gc.to_yaml()));
         out.push(("tags", tags::to_yaml(&self.immutable_tags, self.max_tags)));
         out.push(("retention", self.retention.to_yaml()));
+        out.push(("replication", self.replication.to_yaml()));
         out.push(("quotas", quotas::to_yaml(&self.quotas)));
         out.push(("scrub", self.scrub.to_yaml()));
         out.push(("ui", self.ui.to_yaml()));

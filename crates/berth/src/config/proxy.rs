@@ -177,7 +177,7 @@ pub fn read(mut s: Section<'_>) -> Result<Option<ProxySettings>, ConfigError> {
 }
 
 /// An upstream URL: `http(s)://host[:port][/path]`, without a trailing slash.
-fn url(s: &Setting) -> Result<String, ConfigError> {
+pub(super) fn url(s: &Setting) -> Result<String, ConfigError> {
     s.parse(|t| {
         let t = t.trim().trim_end_matches('/');
         let rest = t
@@ -300,19 +300,9 @@ impl ProxySettings {
                 } else {
                     &u.prefix
                 };
-                let mut settings = upstream::Settings::new(name, &u.remote_url);
-                settings.credentials = u.username.as_ref().map(|user| upstream::Credentials {
-                    username: user.clone(),
-                    password: u
-                        .password
-                        .as_ref()
-                        .map(|p| p.expose().to_string())
-                        .unwrap_or_default(),
-                });
-                settings.credential_helper = u.exec.clone();
                 Ok(registry::proxy::Namespace {
                     prefix: u.prefix.clone(),
-                    upstream: std::sync::Arc::new(upstream::HttpUpstream::new(&settings)?),
+                    upstream: http_upstream(name, u)?,
                     official_library: official_library(&u.prefix, &u.remote_url),
                 })
             })
@@ -362,6 +352,24 @@ fn exec_yaml(e: &upstream::CredentialHelper) -> Printed {
             e.lifetime.map_or(NOTHING, |l| text(format_duration(l))),
         ),
     ])
+}
+
+/// The HTTP client of upstream `u`, named `name` in logs and metrics (the cache's, and replication's).
+pub(super) fn http_upstream(
+    name: &str,
+    u: &UpstreamConfig,
+) -> Result<std::sync::Arc<dyn registry::proxy::Upstream>, upstream::SettingsError> {
+    let mut settings = upstream::Settings::new(name, &u.remote_url);
+    settings.credentials = u.username.as_ref().map(|user| upstream::Credentials {
+        username: user.clone(),
+        password: u
+            .password
+            .as_ref()
+            .map(|p| p.expose().to_string())
+            .unwrap_or_default(),
+    });
+    settings.credential_helper = u.exec.clone();
+    Ok(std::sync::Arc::new(upstream::HttpUpstream::new(&settings)?))
 }
 
 #[cfg(test)]

@@ -57,5 +57,6 @@ use WarningKind::{Adjusted, Deprecated, Ignored, Unknown};
 mod notifications;
 mod reading;
 mod registry3;
+mod replication;
 mod samples;
 mod sections;

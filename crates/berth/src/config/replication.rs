@@ -1,0 +1,185 @@
+//! berth's `replication` section: repositories kept in step with other registries, pulled on a schedule
+//! (`registry::replicate` says how a pass goes; registry:2 has no such thing, zot's `sync` and
+//! Harbor's pull replication are the model).
+//!
+//! ```yaml
+//! replication:
+//!   interval: 1h                  # a pass every this long (at least 1m; default 1h)
+//!   sources:
+//!     - remoteurl: https://registry.example.com
+//!       username: mirror          # optional, with password (or registry:3's exec, as in proxy)
+//!       password: "..."
+//!       repositories:             # the upstream's names, copied under the same names...
+//!         - library/alpine
+//!         - team/app
+//!       prefix: mirror            # ...or under this prefix (mirror/library/alpine)
+//!       tags: ["v*", "latest"]    # the tags copied (patterns with `*`); every tag when absent
+//!       deleteremovedtags: false  # delete a local tag (of those `tags` covers) gone upstream
+//! ```
+//!
+//! Strict like `retention`: an unknown key in a source stops the start, so a typo never widens or
+//! narrows what is copied.
+
+use std::time::Duration;
+
+use oci::{Pattern, RepoName};
+use registry::replicate::Replication;
+
+use super::proxy::{UpstreamConfig, http_upstream, url};
+use super::read::{Section, parse_or};
+use super::tags::patterns;
+use super::values::{format_duration, parse_bool, parse_duration};
+use super::yaml::{Printed, flag, mapping, seq, text};
+use super::{ConfigError, Secret, masked};
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicationConfig {
+    pub interval: Duration,
+    pub sources: Vec<Source>,
+}
+
+/// One upstream and what to copy from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub upstream: UpstreamConfig,
+    pub repositories: Vec<RepoName>,
+    /// Local names are `<prefix>/<upstream name>`; `None`: the same names.
+    pub prefix: Option<String>,
+    pub tags: Vec<Pattern>,
+    pub delete_removed_tags: bool,
+}
+
+pub fn read(mut s: Section<'_>) -> Result<ReplicationConfig, ConfigError> {
+    let ctx = s.ctx();
+    let interval = s.scalar("interval")?;
+    let mut sources = Vec::new();
+    if let Some((node, origin)) = s.node("sources") {
+        let super::yaml::Node::Seq(items) = node else {
+            return Err(ConfigError::Malformed {
+                key: origin.to_string(),
+                reason: format!("expected a list of sources, found {}", node.kind()),
+            });
+        };
+        for (i, item) in items.iter().enumerate() {
+            let path = vec!["replication".into(), "sources".into(), i.to_string()];
+            sources.push(read_source(Section::new(ctx, path, item)?, i)?);
+        }
+    }
+    s.finish();
+    let interval = parse_or(&interval, DEFAULT_INTERVAL, |t| match parse_duration(t)? {
+        d if d < Duration::from_secs(60) => Err("must be at least 1m".to_string()),
+        d => Ok(d),
+    })?;
+    Ok(ReplicationConfig { interval, sources })
+}
+
+fn read_source(mut r: Section<'_>, i: usize) -> Result<Source, ConfigError> {
+    let key = |k: &str| format!("replication.sources.{i}.{k}");
+    let remote_url = r.scalar("remoteurl")?;
+    let username = r.scalar("username")?;
+    let password = r.scalar("password")?;
+    let repositories = r.strings("repositories")?.unwrap_or_default();
+    let prefix = r.scalar("prefix")?;
+    let tags = r.strings("tags")?.unwrap_or_default();
+    let delete = r.scalar("deleteremovedtags")?;
+    r.finish_strict()?;
+    let remote_url = url(remote_url.as_ref().ok_or_else(|| ConfigError::Malformed {
+        key: key("remoteurl"),
+        reason: "required: the registry to copy from".into(),
+    })?)?;
+    if repositories.is_empty() {
+        return Err(ConfigError::Malformed {
+            key: key("repositories"),
+            reason: "required: the upstream's repositories to copy".into(),
+        });
+    }
+    let repositories = repositories
+        .iter()
+        .map(|s| s.parse(|t| t.parse::<RepoName>().map_err(|e| e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let prefix = prefix
+        .map(|s| {
+            s.parse(|t| {
+                let t = t.trim_matches('/');
+                t.parse::<RepoName>()
+                    .map(|_| t.to_string())
+                    .map_err(|e| format!("not a repository name prefix: {e}"))
+            })
+        })
+        .transpose()?;
+    Ok(Source {
+        upstream: UpstreamConfig {
+            prefix: String::new(),
+            remote_url,
+            username: username.map(|s| s.text),
+            password: password.map(|s| Secret::new(s.text)),
+            exec: None,
+        },
+        repositories,
+        prefix,
+        tags: patterns(&tags, Pattern::tag)?,
+        delete_removed_tags: parse_or(&delete, false, parse_bool)?,
+    })
+}
+
+impl Source {
+    /// The local name of upstream repository `remote`.
+    fn local(&self, remote: &RepoName) -> Result<RepoName, oci::NameError> {
+        match &self.prefix {
+            None => Ok(remote.clone()),
+            Some(prefix) => format!("{prefix}/{remote}").parse(),
+        }
+    }
+}
+
+impl ReplicationConfig {
+    /// What `registry::replicate` runs: one replication per source, with its HTTP client.
+    pub fn replications(&self) -> anyhow::Result<Vec<Replication>> {
+        self.sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let upstream = http_upstream(&format!("replication-{i}"), &s.upstream)?;
+                let repositories = s
+                    .repositories
+                    .iter()
+                    .map(|r| Ok((r.clone(), s.local(r)?)))
+                    .collect::<Result<Vec<_>, oci::NameError>>()?;
+                Ok(Replication {
+                    upstream,
+                    repositories,
+                    tags: s.tags.clone(),
+                    delete_removed_tags: s.delete_removed_tags,
+                })
+            })
+            .collect()
+    }
+
+    pub fn to_yaml(&self) -> Printed {
+        mapping([
+            ("interval", text(format_duration(self.interval))),
+            (
+                "sources",
+                seq(self.sources.iter().map(|s| {
+                    let mut entry = vec![("remoteurl", text(s.upstream.remote_url.as_str()))];
+                    if let Some(user) = &s.upstream.username {
+                        entry.push(("username", text(user.as_str())));
+                    }
+                    entry.push(("password", masked(s.upstream.password.is_some())));
+                    entry.push((
+                        "repositories",
+                        seq(s.repositories.iter().map(|r| text(r.as_str()))),
+                    ));
+                    if let Some(p) = &s.prefix {
+                        entry.push(("prefix", text(p.as_str())));
+                    }
+                    entry.push(("tags", seq(s.tags.iter().map(|p| text(p.as_str())))));
+                    entry.push(("deleteremovedtags", flag(s.delete_removed_tags)));
+                    mapping(entry)
+                })),
+            ),
+        ])
+    }
+}
