@@ -36,6 +36,7 @@ mod proxy;
 mod quotas;
 mod registry3;
 mod replicas;
+mod replication;
 mod retention;
 mod scrub;
 mod shutdown;
