@@ -44,8 +44,8 @@ pub struct ReplicationConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Source {
     pub upstream: UpstreamConfig,
-    pub repositories: Vec<RepoName>,
-    /// Local names are `<prefix>/<upstream name>`; `None`: the same names.
+    /// Each upstream repository, and its local name (`<prefix>/<upstream name>`, or the same name).
+    pub repositories: Vec<(RepoName, RepoName)>,
     pub prefix: Option<String>,
     pub tags: Vec<Pattern>,
     pub delete_removed_tags: bool,
@@ -95,10 +95,6 @@ fn read_source(mut r: Section<'_>, i: usize) -> Result<Source, ConfigError> {
             reason: "required: the upstream's repositories to copy".into(),
         });
     }
-    let repositories = repositories
-        .iter()
-        .map(|s| s.parse(|t| t.parse::<RepoName>().map_err(|e| e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
     let prefix = prefix
         .map(|s| {
             s.parse(|t| {
@@ -109,6 +105,22 @@ fn read_source(mut r: Section<'_>, i: usize) -> Result<Source, ConfigError> {
             })
         })
         .transpose()?;
+    // Local names checked here, so that a prefix making one too long stops the start.
+    let repositories = repositories
+        .iter()
+        .map(|s| {
+            s.parse(|t| {
+                let remote = t.parse::<RepoName>().map_err(|e| e.to_string())?;
+                let local = match &prefix {
+                    None => remote.clone(),
+                    Some(p) => format!("{p}/{remote}")
+                        .parse()
+                        .map_err(|e| format!("under prefix {p}: {e}"))?,
+                };
+                Ok((remote, local))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Source {
         upstream: UpstreamConfig {
             prefix: String::new(),
@@ -124,32 +136,16 @@ fn read_source(mut r: Section<'_>, i: usize) -> Result<Source, ConfigError> {
     })
 }
 
-impl Source {
-    /// The local name of upstream repository `remote`.
-    fn local(&self, remote: &RepoName) -> Result<RepoName, oci::NameError> {
-        match &self.prefix {
-            None => Ok(remote.clone()),
-            Some(prefix) => format!("{prefix}/{remote}").parse(),
-        }
-    }
-}
-
 impl ReplicationConfig {
     /// What `registry::replicate` runs: one replication per source, with its HTTP client.
-    pub fn replications(&self) -> anyhow::Result<Vec<Replication>> {
+    pub fn replications(&self) -> Result<Vec<Replication>, upstream::SettingsError> {
         self.sources
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let upstream = http_upstream(&format!("replication-{i}"), &s.upstream)?;
-                let repositories = s
-                    .repositories
-                    .iter()
-                    .map(|r| Ok((r.clone(), s.local(r)?)))
-                    .collect::<Result<Vec<_>, oci::NameError>>()?;
                 Ok(Replication {
-                    upstream,
-                    repositories,
+                    upstream: http_upstream(&format!("replication-{i}"), &s.upstream)?,
+                    repositories: s.repositories.clone(),
                     tags: s.tags.clone(),
                     delete_removed_tags: s.delete_removed_tags,
                 })
@@ -170,7 +166,7 @@ impl ReplicationConfig {
                     entry.push(("password", masked(s.upstream.password.is_some())));
                     entry.push((
                         "repositories",
-                        seq(s.repositories.iter().map(|r| text(r.as_str()))),
+                        seq(s.repositories.iter().map(|(r, _)| text(r.as_str()))),
                     ));
                     if let Some(p) = &s.prefix {
                         entry.push(("prefix", text(p.as_str())));
