@@ -114,67 +114,19 @@ impl Registry2Tree for FsRegistry2Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::TryStreamExt;
-
-    fn put(root: &Path, relative: &str, bytes: &[u8]) {
-        let path = root.join(TREE).join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
-    }
 
     #[tokio::test]
     async fn reads_a_tree_made_by_hand() {
         let dir = tempfile::tempdir().unwrap();
         let tree = FsRegistry2Tree::new(dir.path());
-        assert!(!tree.exists().await.unwrap());
-        assert!(tree.list("repositories").await.unwrap().is_empty());
-
-        let blob = b"layer bytes";
-        let digest = Digest::sha256_of(blob);
-        put(dir.path(), &blob_data_path(&digest), blob);
-        let link = format!("repositories/a/b/_layers/sha256/{}/link", digest.hex());
-        put(dir.path(), &link, digest.to_string().as_bytes());
-        assert!(tree.exists().await.unwrap());
-
-        let names = |entries: Vec<Entry>| {
-            entries
-                .into_iter()
-                .map(|e| (e.name, e.dir))
-                .collect::<Vec<_>>()
+        let root = dir.path().join(TREE);
+        let put = |relative: String, bytes: Vec<u8>| {
+            let path = root.join(relative);
+            async move {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, bytes).unwrap();
+            }
         };
-        assert_eq!(
-            names(tree.list("repositories").await.unwrap()),
-            [("a".to_string(), true)]
-        );
-        assert_eq!(
-            names(tree.list("repositories/a/b").await.unwrap()),
-            [("_layers".to_string(), true)]
-        );
-        assert_eq!(
-            tree.read_small(&link, 100).await.unwrap().as_deref(),
-            Some(digest.to_string().as_bytes())
-        );
-        assert!(
-            tree.read_small(&link, 10).await.is_err(),
-            "longer than the limit"
-        );
-        assert_eq!(
-            tree.read_small("repositories/a/nope", 100).await.unwrap(),
-            None
-        );
-        assert!(tree.list("repositories/../..").await.is_err());
-
-        assert_eq!(
-            tree.stat_blob(&digest).await.unwrap(),
-            Some(blob.len() as u64)
-        );
-        assert_eq!(
-            tree.stat_blob(&Digest::sha256_of(b"other")).await.unwrap(),
-            None
-        );
-        let reader = tree.read_blob(&digest, Some(6..11)).await.unwrap().unwrap();
-        assert_eq!(reader.size, blob.len() as u64);
-        let got: Vec<Bytes> = reader.body.try_collect().await.unwrap();
-        assert_eq!(got.concat(), b"bytes");
+        crate::testsuite::registry2_tree_reads_a_tree_made_by_hand(&tree, put).await;
     }
 }

@@ -25,6 +25,7 @@ mod blobs;
 mod data;
 mod listing;
 mod maintenance;
+mod registry2;
 mod stress;
 mod uploads;
 
@@ -32,6 +33,7 @@ pub use self::blobs::*;
 pub use self::data::*;
 pub use self::listing::*;
 pub use self::maintenance::*;
+pub use self::registry2::*;
 pub use self::stress::*;
 pub use self::uploads::*;
 
