@@ -131,7 +131,6 @@ impl Registry {
                 replication,
                 remote,
                 local,
-                done: HashSet::new(),
                 report: &mut report,
             };
             if let Err(why) = pass.repository().await {
@@ -149,8 +148,6 @@ struct Pass<'a> {
     replication: &'a Replication,
     remote: &'a RepoName,
     local: &'a RepoName,
-    /// Manifests this pass already has in the local repository.
-    done: HashSet<Digest>,
     report: &'a mut ReplicationReport,
 }
 
@@ -262,8 +259,9 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// Manifest `digest` in the local repository (copied, after what it references, unless there):
-    /// its media type and bytes.
+    /// Manifest `digest` in the local repository (copied, after what it references, unless there:
+    /// the catalog is what says so, so an index's shared children are copied once): its media type
+    /// and bytes.
     async fn manifest(&mut self, digest: &Digest) -> Result<(String, Bytes)> {
         if let Some(m) = self
             .registry
@@ -281,9 +279,6 @@ impl Pass<'_> {
             .await
             .map_err(upstream_error)?
             .ok_or_else(|| Error::ManifestUnknown(digest.to_string()))?;
-        if self.done.contains(digest) {
-            return Ok((m.media_type, m.payload));
-        }
         let parsed = Manifest::parse(&m.payload, Some(&m.media_type))
             .map_err(|e| Error::ManifestInvalid(format!("the upstream's {digest}: {e}")))?;
         match parsed.kind {
@@ -307,7 +302,6 @@ impl Pass<'_> {
                 m.payload.clone(),
             )
             .await?;
-        self.done.insert(digest.clone());
         self.report.manifests += 1;
         Ok((m.media_type, m.payload))
     }
