@@ -174,6 +174,7 @@ fn metadata_writes_on_a_full_disk_are_refused_cleanly() {
             _ => panic!("a manifest put on a full disk: {}", resp.describe()),
         }
     }
+    assert_eq!(refused, 1, "the disk never filled under SQLite");
     let deleted = api.delete(&format!("/v2/{r}/manifests/t0")).unwrap();
     assert!(
         deleted.status == 202 || deleted.status == 503,
