@@ -38,7 +38,7 @@ pub use proxy_entries::{ProxyEntries, ProxyEntry, ProxyEntryKind};
 pub use scrub_progress::{ScrubCursor, ScrubProgress};
 pub use tag_ages::{ManifestPull, TagAge, TagAges};
 pub use uploads::{UploadSession, UploadSessions};
-pub use usage::{RepoUsage, Usage};
+pub use usage::{RepoUsage, StoreTotals, Usage};
 
 mod adopt_progress;
 mod catalog;

@@ -45,7 +45,9 @@ use crate::{
     Catalog, Error, GcMarks, JobLock, JobLocks, NewManifest, ProxyEntries, ProxyEntry, Referrer,
     Result, StoredManifest, UploadSession, UploadSessions,
 };
-use crate::{CatalogChanges, ChangeStream, ManifestPull, RepoUsage, TagAge, TagAges, Usage};
+use crate::{
+    CatalogChanges, ChangeStream, ManifestPull, RepoUsage, StoreTotals, TagAge, TagAges, Usage,
+};
 use crate::{NewEvent, Outbox, QueuedEvent};
 use pool::Pool;
 pub use retry::PgError;
@@ -656,6 +658,10 @@ impl Usage for PostgresStore {
         run!(self, Safety::Idempotent, |c| usage::linked_to_any(
             c, repos, digest
         ))
+    }
+
+    async fn totals(&self) -> Result<StoreTotals> {
+        run!(self, Safety::Idempotent, |c| usage::totals(c))
     }
 }
 

@@ -67,6 +67,43 @@ pub(crate) const REPO_USAGE: &str = "
     ORDER BY r.name
     LIMIT $2";
 
+/// [`crate::StoreTotals`]' seven columns, in its fields' order. Unreferenced: no manifest of any
+/// repository references the blob and no pull-through cache entry holds it (the collector leaves those
+/// to eviction).
+pub(crate) const STORE_TOTALS: &str = "
+    SELECT r.n, m.n, t.n, a.n, a.bytes, u.n, u.bytes FROM
+        (SELECT COUNT(*) AS n FROM repositories) r,
+        (SELECT COUNT(*) AS n FROM manifests) m,
+        (SELECT COUNT(*) AS n FROM tags) t,
+        (SELECT COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes FROM blobs) a,
+        (SELECT COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes FROM blobs b
+            WHERE NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.blob_digest = b.digest)
+            AND NOT EXISTS (SELECT 1 FROM proxy_cache_entries p WHERE p.digest = b.digest)) u";
+
+/// The seven counts of [`STORE_TOTALS`], as read.
+pub(crate) type StoreTotalsRow = [i64; 7];
+
+pub(crate) fn store_totals(row: StoreTotalsRow) -> Result<crate::StoreTotals> {
+    let [
+        repositories,
+        manifests,
+        tags,
+        blobs,
+        bytes,
+        unreferenced_blobs,
+        unreferenced_bytes,
+    ] = row.map(|n| unsigned(n, "store total"));
+    Ok(crate::StoreTotals {
+        repositories: repositories?,
+        manifests: manifests?,
+        tags: tags?,
+        blobs: blobs?,
+        bytes: bytes?,
+        unreferenced_blobs: unreferenced_blobs?,
+        unreferenced_bytes: unreferenced_bytes?,
+    })
+}
+
 /// The repositories whose name starts with `$1`, in name order (a comparison, not `LIKE`: `_` is a
 /// wildcard there and a legal character of names).
 pub(crate) const REPOS_WITH_PREFIX: &str = "

@@ -46,7 +46,8 @@ use crate::{
     Referrer, Result, StoredManifest, UploadSession, UploadSessions,
 };
 use crate::{
-    CatalogChange, CatalogChanges, ChangeStream, ManifestPull, RepoUsage, TagAge, TagAges, Usage,
+    CatalogChange, CatalogChanges, ChangeStream, ManifestPull, RepoUsage, StoreTotals, TagAge,
+    TagAges, Usage,
 };
 
 /// How many read-only connections the pool opens. Small on purpose: reads are short, and every
@@ -657,6 +658,10 @@ impl Usage for SqliteStore {
         let (repos, digest) = (repos.to_vec(), digest.clone());
         self.read(move |conn| usage::linked_to_any(conn, &repos, &digest))
             .await
+    }
+
+    async fn totals(&self) -> Result<StoreTotals> {
+        self.read(usage::totals).await
     }
 }
 

@@ -269,6 +269,7 @@ macro_rules! usage_tests {
     (@list $wrap:path, $make:expr) => {
         $crate::__metadata_cases!($wrap, $make;
             usage_per_repository_counts_shared_bytes,
+            usage_totals_count_the_whole_store,
         );
     };
 }

@@ -26,6 +26,22 @@ pub struct RepoUsage {
     pub last_pull: Option<i64>,
 }
 
+/// The whole store at one moment: what the registry page and `/api/v1/registry` show.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreTotals {
+    /// Every repository, those holding only blobs (or only a cache's entries) too.
+    pub repositories: u64,
+    pub manifests: u64,
+    pub tags: u64,
+    /// Every blob recorded, each counted once however many repositories link it, and their bytes.
+    pub blobs: u64,
+    pub bytes: u64,
+    /// Of those, the blobs no manifest references and no pull-through cache entry holds, and their
+    /// bytes: what garbage collection frees once their grace period has passed.
+    pub unreferenced_blobs: u64,
+    pub unreferenced_bytes: u64,
+}
+
 /// Usage of the registry's storage.
 #[async_trait::async_trait]
 pub trait Usage: Send + Sync + 'static {
@@ -40,4 +56,7 @@ pub trait Usage: Send + Sync + 'static {
 
     /// Whether blob `digest` is linked to any of `repos`.
     async fn linked_to_any(&self, repos: &[RepoName], digest: &Digest) -> Result<bool>;
+
+    /// Counts and bytes of the whole store (see [`StoreTotals`]).
+    async fn totals(&self) -> Result<StoreTotals>;
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use blobs::{BlobReader, BlobStore, ByteStream, ListedBlob, UploadId};
 use metadata::{
     Catalog, GcMarks, ManifestPull, Metadata, NewManifest, ProxyEntries, Referrer, RepoUsage,
-    StoredManifest, TagAge, TagAges, UploadSession, UploadSessions, Usage,
+    StoreTotals, StoredManifest, TagAge, TagAges, UploadSession, UploadSessions, Usage,
 };
 use oci::{Digest, RepoName, Tag};
 
@@ -560,5 +560,10 @@ impl Usage for InstrumentedMetadata {
     async fn linked_to_any(&self, repos: &[RepoName], digest: &Digest) -> metadata::Result<bool> {
         let fut = self.inner.usage.linked_to_any(repos, digest);
         timed(&*self.observer, self.op("linked_to_any"), fut).await
+    }
+
+    async fn totals(&self) -> metadata::Result<StoreTotals> {
+        let fut = self.inner.usage.totals();
+        timed(&*self.observer, self.op("totals"), fut).await
     }
 }

@@ -47,7 +47,7 @@ pub use error::{BoxError, Error, Result};
 pub use index_children::{IndexChildren, RequiredPlatform};
 pub use maintenance::{PurgeReport, UploadPurging};
 pub use manifest::{ManifestContent, PutManifestOutcome};
-pub use metadata::{Referrer, RepoUsage, TagAge};
+pub use metadata::{Referrer, RepoUsage, StoreTotals, TagAge};
 pub use upload::{Chunk, MountOutcome, UploadStatus};
 
 /// Settings that change what the registry allows.

@@ -6,8 +6,8 @@ use tokio_postgres::types::Type;
 use super::ops::get;
 use super::pool::Conn;
 use super::retry::Failure;
-use crate::RepoUsage;
-use crate::rows::{self, RepoUsageRow, sql_limit};
+use crate::rows::{self, RepoUsageRow, StoreTotalsRow, sql_limit};
+use crate::{RepoUsage, StoreTotals};
 
 type Result<T> = std::result::Result<T, Failure>;
 
@@ -95,4 +95,15 @@ pub(super) async fn linked_to_any(
         Some(row) => Ok(get(row, 0)?),
         None => Ok(false),
     }
+}
+
+pub(super) async fn totals(c: &mut Conn<'_>) -> Result<StoreTotals> {
+    let found = c.query(rows::STORE_TOTALS, &[]).await?;
+    let mut counts: StoreTotalsRow = [0; 7];
+    if let Some(row) = found.first() {
+        for (i, n) in counts.iter_mut().enumerate() {
+            *n = get(row, i)?;
+        }
+    }
+    Ok(rows::store_totals(counts)?)
 }

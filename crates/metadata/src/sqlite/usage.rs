@@ -5,8 +5,8 @@
 use oci::{Digest, RepoName};
 use rusqlite::Connection;
 
-use crate::rows::{self, RepoUsageRow, sql_limit};
-use crate::{RepoUsage, Result};
+use crate::rows::{self, RepoUsageRow, StoreTotalsRow, sql_limit};
+use crate::{RepoUsage, Result, StoreTotals};
 
 pub(super) fn repo_usage(
     conn: &Connection,
@@ -71,4 +71,17 @@ pub(super) fn linked_to_any(
         )?
         .query_row((json_names(repos), digest.to_string()), |row| row.get(0))?;
     Ok(linked)
+}
+
+pub(super) fn totals(conn: &Connection) -> Result<StoreTotals> {
+    let row: StoreTotalsRow = conn
+        .prepare_cached(rows::STORE_TOTALS)?
+        .query_row([], |row| {
+            let mut counts = [0i64; 7];
+            for (i, n) in counts.iter_mut().enumerate() {
+                *n = row.get(i)?;
+            }
+            Ok(counts)
+        })?;
+    rows::store_totals(row)
 }

@@ -2,7 +2,9 @@
 //! every backend.
 
 use super::{blob, image, repo, tag};
-use crate::{Catalog, ManifestPull, TagAges, Usage};
+use crate::{
+    Catalog, ManifestPull, ProxyEntries, ProxyEntry, ProxyEntryKind, StoreTotals, TagAges, Usage,
+};
 
 pub async fn usage_per_repository_counts_shared_bytes<S: Catalog + TagAges + Usage>(store: S) {
     let (a, b, c) = (repo("a"), repo("b"), repo("c"));
@@ -93,4 +95,47 @@ pub async fn usage_per_repository_counts_shared_bytes<S: Catalog + TagAges + Usa
     // Unlinked: no longer counted.
     store.unlink_blob(&b, &base).await.unwrap();
     assert_eq!(store.distinct_bytes(&[b]).await.unwrap(), 1);
+}
+
+pub async fn usage_totals_count_the_whole_store<S: Catalog + TagAges + Usage + ProxyEntries>(
+    store: S,
+) {
+    assert_eq!(store.totals().await.unwrap(), StoreTotals::default());
+    let (a, b, cache) = (repo("a"), repo("b"), repo("cache/x"));
+    let (base, only_a, loose, cached) =
+        (blob("base"), blob("only-a"), blob("loose"), blob("cached"));
+    store.link_blob(&a, &base, 100).await.unwrap();
+    store.link_blob(&a, &only_a, 10).await.unwrap();
+    store.link_blob(&b, &base, 100).await.unwrap();
+    store.link_blob(&b, &only_a, 10).await.unwrap();
+    store.link_blob(&b, &loose, 7).await.unwrap();
+    store.link_blob(&cache, &cached, 1000).await.unwrap();
+    store
+        .touch_proxy_entries(&[ProxyEntry {
+            repo: cache.clone(),
+            digest: cached.clone(),
+            kind: ProxyEntryKind::Blob,
+            size: 1000,
+            pulled_at: 1_700_000_000,
+        }])
+        .await
+        .unwrap();
+    let m = image("m", [base.clone(), only_a.clone()]);
+    store.put_manifest(&a, &m, Some(&tag("v1"))).await.unwrap();
+    store.put_manifest(&a, &m, Some(&tag("v2"))).await.unwrap();
+    store.put_manifest(&b, &m, None).await.unwrap();
+    assert_eq!(
+        store.totals().await.unwrap(),
+        StoreTotals {
+            repositories: 3,
+            manifests: 2,
+            tags: 2,
+            // `base`, linked twice, is one blob.
+            blobs: 4,
+            bytes: 1117,
+            // Only `loose`: `cached` is the cache's, the rest a manifest references.
+            unreferenced_blobs: 1,
+            unreferenced_bytes: 7,
+        }
+    );
 }
