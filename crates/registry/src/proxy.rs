@@ -28,11 +28,13 @@ mod fresh;
 mod manifests;
 mod observer;
 mod route;
+mod tally;
 pub mod upstream;
 
 pub use evict::{Eviction, EvictionReport};
 pub use observer::{CacheEvent, CacheKind, CacheObserver, UpstreamCall, UpstreamOutcome};
 pub use route::Namespace;
+pub use tally::CacheTotals;
 pub use upstream::{ManifestHead, Upstream, UpstreamBlob, UpstreamError, UpstreamManifest};
 
 pub(crate) use route::Route;
@@ -70,7 +72,9 @@ pub(crate) struct Proxy {
     routes: route::Routes,
     fresh: fresh::Freshness,
     flights: flight::Flights,
+    /// The tally, then the configured observer (the metrics).
     observer: Arc<dyn CacheObserver>,
+    tally: Arc<tally::CacheTally>,
     /// Whether pull times are recorded (only eviction by age and size reads them).
     tracks_pulls: bool,
     pulls: evict::Pulls,
@@ -85,11 +89,16 @@ impl Registry {
     ) -> Registry {
         let routes = route::Routes::new(config.namespaces);
         self.proxy = (!routes.is_empty()).then(|| {
+            let tally = Arc::new(tally::CacheTally::default());
             Arc::new(Proxy {
                 routes,
                 fresh: fresh::Freshness::new(config.revalidate_after),
                 flights: flight::Flights::default(),
-                observer: observer.unwrap_or_else(|| Arc::new(observer::Nobody)),
+                observer: Arc::new(tally::Tallied {
+                    tally: Arc::clone(&tally),
+                    next: observer.unwrap_or_else(|| Arc::new(observer::Nobody)),
+                }),
+                tally,
                 tracks_pulls: config.eviction.is_some(),
                 pulls: evict::Pulls::default(),
             })
@@ -106,6 +115,13 @@ impl Registry {
     /// parameter) when a cached namespace has exactly that prefix, else `None` (the name stands as sent).
     pub fn proxy_namespace(&self, ns: &str, name: &RepoName) -> Option<RepoName> {
         self.proxy.as_ref()?.routes.with_namespace(ns, name)
+    }
+
+    /// The cached namespaces (prefix, upstream's name) and what the cache did since this process
+    /// started; `None` without a cache.
+    pub fn cache_state(&self) -> Option<(Vec<(String, String)>, CacheTotals)> {
+        let proxy = self.proxy.as_ref()?;
+        Some((proxy.routes.names(), proxy.tally.snapshot()))
     }
 
     pub(crate) fn proxy_route(&self, repo: &RepoName) -> Option<Route> {

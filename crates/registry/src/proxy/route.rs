@@ -104,6 +104,14 @@ impl Routes {
         format!("{ns}/{name}").parse().ok()
     }
 
+    /// Each namespace's prefix and upstream name, longest prefix first.
+    pub fn names(&self) -> Vec<(String, String)> {
+        self.namespaces
+            .iter()
+            .map(|ns| (ns.prefix.clone(), ns.upstream.name().to_string()))
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.namespaces.is_empty()
     }
