@@ -206,6 +206,16 @@ impl Authority {
         caller.grants.as_ref().is_some_and(Grants::catalog) || self.may(caller, repo, Action::Pull)
     }
 
+    /// Whether `caller` may see figures of the whole registry (what every repository stores, what
+    /// garbage collection would free): a token granting `registry:catalog:*`, or a user the policy lets
+    /// pull every repository ([`Policy::pulls_everything`](crate::policy::Policy::pulls_everything)).
+    pub fn sees_registry(&self, caller: &Caller) -> bool {
+        match &caller.grants {
+            Some(grants) => grants.catalog(),
+            None => self.policy.pulls_everything(caller.identity.user()),
+        }
+    }
+
     fn permits(&self, caller: &Caller, scope: &Scope) -> bool {
         match scope {
             Scope::Repository { name, actions } => {

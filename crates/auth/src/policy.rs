@@ -87,6 +87,21 @@ impl Policy {
         }
     }
 
+    /// Whether `user` (`None`: anonymous) may pull every repository there is or will be: a rule that
+    /// applies to them grants pull on `**`, or there are no rules and they are authenticated. Such a
+    /// caller sees the registry's own figures (the web interface's registry page), which add up what
+    /// every repository stores.
+    pub fn pulls_everything(&self, user: Option<&str>) -> bool {
+        match &self.rules {
+            None => user.is_some(),
+            Some(rules) => rules.iter().any(|r| {
+                r.applies_to(user)
+                    && r.actions.contains(&Action::Pull)
+                    && r.patterns.iter().any(Pattern::matches_everything)
+            }),
+        }
+    }
+
     /// Whether callers without credentials have any right at all (then they may list the catalog,
     /// filtered to what they may pull).
     pub fn anonymous_has_rights(&self) -> bool {
@@ -250,6 +265,42 @@ mod tests {
             ],
         };
         Policy::load(Some(&access)).unwrap()
+    }
+
+    #[test]
+    fn who_pulls_everything_sees_the_registry() {
+        // Every user pulls `**` in the team set-up; anonymous callers only `public/**`.
+        let p = team_policy();
+        assert!(p.pulls_everything(Some("eve")));
+        assert!(!p.pulls_everything(None));
+        // Only admins pull `**`: dave's wide patterns and team-a's are not everything.
+        let access = AccessSettings {
+            openbase: false,
+            groups: BTreeMap::from([("admins".to_string(), strings(&["alice"]))]),
+            rules: vec![
+                RuleSettings {
+                    users: strings(&["dave"]),
+                    ..rule(&["*/**", "team-a/*"], &["pull"])
+                },
+                RuleSettings {
+                    users: strings(&["erin"]),
+                    ..rule(&["**"], &["push", "delete"])
+                },
+                RuleSettings {
+                    groups: strings(&["admins"]),
+                    ..rule(&["**"], &["pull"])
+                },
+            ],
+        };
+        let p = Policy::load(Some(&access)).unwrap();
+        assert!(p.pulls_everything(Some("alice")));
+        assert!(!p.pulls_everything(Some("dave")));
+        assert!(!p.pulls_everything(Some("erin")), "push on ** is not pull");
+        assert!(!p.pulls_everything(None));
+        // No rules: every authenticated user may do everything.
+        let open = Policy::load(None).unwrap();
+        assert!(open.pulls_everything(Some("anyone")));
+        assert!(!open.pulls_everything(None));
     }
 
     #[test]

@@ -100,6 +100,11 @@ impl Pattern {
     }
 
     /// Whether `name` matches the whole pattern.
+    /// Whether this is `**` alone: every name.
+    pub fn matches_everything(&self) -> bool {
+        self.tokens == [Token::DoubleStar]
+    }
+
     pub fn matches(&self, name: &str) -> bool {
         let name = name.as_bytes();
         // reach[j]: the tokens so far can match exactly name[..j].
