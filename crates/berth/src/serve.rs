@@ -251,6 +251,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             registry.clone(),
             authority,
             &config.http.site,
+            health.clone(),
         ));
     }
     let mut app = berth_http::site::mount(api, &config.http.site, health);

@@ -46,6 +46,15 @@ impl RequestId {
             .unwrap_or(RequestId(None))
     }
 
+    /// [`RequestId::of`] a request taken apart.
+    pub fn of_parts(parts: &axum::http::request::Parts) -> RequestId {
+        parts
+            .extensions
+            .get::<RequestId>()
+            .copied()
+            .unwrap_or(RequestId(None))
+    }
+
     pub fn as_str(&self) -> &str {
         self.0.as_ref().map_or("", IdText::as_str)
     }

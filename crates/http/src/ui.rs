@@ -13,9 +13,11 @@
 //! own stylesheet, and no framing; `nosniff`; and `no-store`, since a page depends on who asked.
 //!
 //! Pages: `ui/repos.rs` (the list, searchable and paged), `ui/repo.rs` (a repository's tags),
-//! `ui/image.rs` (a manifest or index, its config and referrers), `ui/delete.rs` (deleting a tag or a
-//! manifest, with a confirmation, from berth's own pages only); `ui/paths.rs` the URLs, `ui/layout.rs`
-//! the page shell and the formatting of sizes and times, `ui/style.css` the one stylesheet.
+//! `ui/image.rs` (a manifest or index, its config and referrers), `ui/overview.rs` (the registry as a
+//! whole), `ui/delete.rs` (deleting a tag or a manifest, with a confirmation, from berth's own pages
+//! only); `ui/paths.rs` the URLs, `ui/layout.rs` the page shell and the formatting of sizes and times,
+//! `ui/style.css` the one stylesheet. Each page module loads its figures into a plain struct first, and
+//! `ui/api.rs` serves those same structs as JSON under `/api/v1/`: one loader per figure, two renderings.
 
 use std::sync::Arc;
 
@@ -34,12 +36,15 @@ use maud::{Markup, html};
 use registry::Registry;
 
 use crate::auth::Access;
+use crate::health::Health;
 use crate::middleware::RequestContextLayer;
 use crate::site::Site;
 
+mod api;
 mod delete;
 mod image;
 mod layout;
+mod overview;
 mod paths;
 mod repo;
 mod repos;
@@ -62,12 +67,20 @@ struct UiState {
     links: Links,
     /// The host of the `docker pull` lines: `http.host`'s, else the request's `Host`.
     host: Option<String>,
+    /// The health checks, for the registry page.
+    health: Health,
 }
 
 /// The web interface's routes, to merge beside [`crate::router_with_auth`]'s (before `site::mount`
-/// puts both under the prefix): `/` and `/ui` redirect to `/ui/`, the pages below it. `authority` is the
-/// API's; `None` leaves the pages open, as the API.
-pub fn router(registry: Registry, authority: Option<Arc<Authority>>, site: &Site) -> Router {
+/// puts both under the prefix): `/` and `/ui` redirect to `/ui/`, the pages below it, and the JSON API
+/// the pages' figures are also served as, under `/api/v1/` (`ui/api.rs`). `authority` is the API's;
+/// `None` leaves the pages open, as the API. `health` is what the registry page reports.
+pub fn router(
+    registry: Registry,
+    authority: Option<Arc<Authority>>,
+    site: &Site,
+    health: Health,
+) -> Router {
     let host = site
         .base_url
         .as_ref()
@@ -78,6 +91,7 @@ pub fn router(registry: Registry, authority: Option<Arc<Authority>>, site: &Site
         authority,
         links: Links::new(site.prefix.as_str()),
         host,
+        health,
     }));
     Router::new()
         .route("/", get(to_home))
@@ -85,6 +99,7 @@ pub fn router(registry: Registry, authority: Option<Arc<Authority>>, site: &Site
         .route("/ui/", get(repos::page))
         .route("/ui/style.css", get(style))
         .route("/ui/{*rest}", get(page).post(post))
+        .route("/api/v1/{*rest}", get(api::get))
         .layer(axum::middleware::map_response(secure))
         // Who asked, for the events of a delete (the actor is set once the page knows the caller).
         .layer(axum::middleware::from_fn_with_state(
@@ -123,6 +138,7 @@ async fn page(State(ui): State<Ui>, headers: HeaderMap, uri: Uri) -> Response {
         Some(UiPath::Image(name, digest)) => image::page(&ui, &headers, name, digest).await,
         Some(UiPath::Delete(name, target)) => delete::confirm(&ui, &headers, name, target).await,
         Some(UiPath::Login) => login(&ui, &headers).await,
+        Some(UiPath::Registry) => overview::page(&ui, &headers).await,
         None => Failure::NotFound.into_page(&ui.0.links),
     }
 }
@@ -215,6 +231,22 @@ impl Viewer {
         }
     }
 
+    /// Whether the caller may see the registry's own figures: everyone when the registry is open, else
+    /// a caller who may pull every repository ([`Authority::sees_registry`]); an anonymous caller who
+    /// may not is asked for credentials.
+    fn check_registry(&self) -> Result<(), Failure> {
+        match &self.gate {
+            None => Ok(()),
+            Some((authority, caller)) if authority.sees_registry(caller) => Ok(()),
+            Some((authority, caller)) if caller.identity == Identity::Anonymous => {
+                Err(Failure::Challenge(authority.challenge(&[], false)))
+            }
+            Some(_) => Err(Failure::Forbidden(
+                "Only users who may pull every repository see the registry's figures.".into(),
+            )),
+        }
+    }
+
     /// The caller's user name; `None` when anonymous or the registry is open.
     fn user(&self) -> Option<&str> {
         self.gate
@@ -290,6 +322,8 @@ enum Failure {
     Forbidden(String),
     /// What the registry answered.
     Registry(registry::Error),
+    /// A path under `/api/v1/` that names no endpoint.
+    NoEndpoint,
 }
 
 impl From<registry::Error> for Failure {
@@ -320,7 +354,7 @@ impl Failure {
                 "Sign in with your registry credentials to see this page.".to_string(),
                 Some(c),
             ),
-            Failure::NotFound => (
+            Failure::NotFound | Failure::NoEndpoint => (
                 StatusCode::NOT_FOUND,
                 "There is nothing here, or nothing you may see.".to_string(),
                 None,

@@ -39,6 +39,7 @@ fn the_interface_in_headless_chromium() {
     browser.open(&format!("{base}/"));
     assert!(browser.url().ends_with("/ui/"), "{}", browser.url());
     assert_eq!(browser.title(), "Repositories · berth");
+    browser.screenshot("repositories");
     let list = browser.text("#repositories");
     assert!(
         list.contains("e2e/ui/web") && list.contains("e2e/ui/other"),
@@ -65,6 +66,7 @@ fn the_interface_in_headless_chromium() {
         tags.contains(&format!("docker pull {host}/e2e/ui/web:v1")),
         "{tags}"
     );
+    browser.screenshot("repository");
 
     // The image: the pushed HTML shown as text, never run.
     browser.click("#tags a");
@@ -85,6 +87,15 @@ fn the_interface_in_headless_chromium() {
     );
     assert!(browser.find_all("script").is_empty());
     assert!(browser.find_all("b").is_empty());
+    browser.screenshot("image");
+
+    // The registry page, from the header: what is stored (two repositories, nothing reclaimable yet).
+    browser.click("header a[href$='/ui/registry']");
+    browser.wait_for(|b| b.url().ends_with("/ui/registry"));
+    let storage = browser.text("#storage");
+    assert!(storage.contains("Repositories\n2"), "{storage:?}");
+    assert!(browser.text("#health").contains("All checks pass"));
+    browser.screenshot("registry");
 
     // Deleting a tag: the link, the confirmation page, its form's POST (which the browser marks as
     // berth's own), and the repository's page saying what went.
@@ -252,6 +263,23 @@ impl Browser {
         self.call(method, &format!("/session/{}{path}", self.session), body)
     }
 
+    /// Saves what the browser shows as `<dir>/<name>.png` when `BERTH_UI_SCREENSHOTS` names a
+    /// directory: how the README's pictures are made (`BERTH_UI_SCREENSHOTS=$PWD/docs/screenshots
+    /// cargo nextest run -p berth the_interface_in_headless_chromium`).
+    fn screenshot(&self, name: &str) {
+        use base64::Engine as _;
+        let Some(dir) = std::env::var_os("BERTH_UI_SCREENSHOTS") else {
+            return;
+        };
+        let png = self.session_call("GET", "/screenshot", None);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("the screenshot is not base64: {e}"));
+        assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+        let path = Path::new(&dir).join(format!("{name}.png"));
+        std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+
     fn open(&self, url: &str) {
         self.session_call("POST", "/url", Some(json!({ "url": url })));
     }
@@ -346,6 +374,8 @@ fn chrome_args(profile: &Path) -> Vec<String> {
         "--disable-component-update",
         "--disable-sync",
         "--disable-extensions",
+        // A laptop's window: the README's screenshots are taken at this size.
+        "--window-size=1280,800",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -26,16 +26,26 @@ pub async fn page(ui: &Ui, headers: &HeaderMap, name: RepoName, digest: Digest) 
     }
 }
 
-async fn render(
-    ui: &Ui,
-    headers: &HeaderMap,
+/// One manifest as the page and `/api/v1/repositories/<name>/manifests/<digest>` show it.
+pub struct Details {
+    pub view: ManifestView,
+    /// The tags pointing at it.
+    pub tags: Vec<String>,
+    /// An image's config, when it is one berth reads (an image config of at most [`MAX_CONFIG`]).
+    pub config: Option<ConfigView>,
+    /// Its referrers by artifact type (or media type, for those without one).
+    pub referrers: BTreeMap<String, Vec<Referrer>>,
+    /// An index's own bytes, or an image's config and layers.
+    pub size: u64,
+}
+
+/// Manifest `digest` of `name`, read without counting as a pull. The caller checked the viewer may
+/// pull.
+pub async fn load(
+    registry: &Registry,
     name: &RepoName,
     digest: &Digest,
-) -> Result<Response, Failure> {
-    let viewer = ui.viewer(headers).await?;
-    viewer.check_pull(name.as_str())?;
-    let registry = ui.registry();
-    let can_delete = registry.settings().delete_enabled && viewer.may_delete(name.as_str());
+) -> Result<Details, Failure> {
     let m = registry
         .head_manifest(name, &Reference::Digest(digest.clone()))
         .await?;
@@ -61,15 +71,41 @@ async fn render(
             .unwrap_or_else(|| r.media_type.clone());
         referrers.entry(kind).or_default().push(r);
     }
-    let links = ui.links();
-    let crumbs = html! {
-        span.sep { "/" } a href=(links.repo(name, None)) { (name.as_str()) }
-        span.sep { "@" } span.mono { (short_digest(digest)) }
-    };
     let size = if view.is_index() {
         m.payload.len() as u64
     } else {
         view.image_bytes()
+    };
+    Ok(Details {
+        view,
+        tags,
+        config,
+        referrers,
+        size,
+    })
+}
+
+async fn render(
+    ui: &Ui,
+    headers: &HeaderMap,
+    name: &RepoName,
+    digest: &Digest,
+) -> Result<Response, Failure> {
+    let viewer = ui.viewer(headers).await?;
+    viewer.check_pull(name.as_str())?;
+    let registry = ui.registry();
+    let can_delete = registry.settings().delete_enabled && viewer.may_delete(name.as_str());
+    let Details {
+        view,
+        tags,
+        config,
+        referrers,
+        size,
+    } = load(registry, name, digest).await?;
+    let links = ui.links();
+    let crumbs = html! {
+        span.sep { "/" } a href=(links.repo(name, None)) { (name.as_str()) }
+        span.sep { "@" } span.mono { (short_digest(digest)) }
     };
     let main = html! {
         h1 { (name.as_str()) "@" (short_digest(digest)) }

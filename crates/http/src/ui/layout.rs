@@ -25,7 +25,10 @@ pub fn respond(links: &Links, title: &str, crumbs: Markup, main: Markup) -> Resp
                         a.brand href=(links.home()) { "berth" }
                         (crumbs)
                     }
-                    a.login href=(links.login()) { "Sign in" }
+                    nav.aside aria-label="Site" {
+                        a href=(links.registry()) { "Registry" }
+                        a.login href=(links.login()) { "Sign in" }
+                    }
                 }
                 main { (main) }
             }

@@ -7,6 +7,7 @@
 //! <prefix>/ui/delete/<name>:<tag>           asks to delete a tag (GET), deletes it (POST)
 //! <prefix>/ui/delete/<name>@<digest>        asks to delete a manifest and its tags, deletes them
 //! <prefix>/ui/login                         asks the browser for credentials
+//! <prefix>/ui/registry                      the registry as a whole
 //! <prefix>/ui/style.css                     the stylesheet
 //! ```
 //!
@@ -24,13 +25,16 @@ pub enum UiPath {
     Image(RepoName, Digest),
     Delete(RepoName, Reference),
     Login,
+    Registry,
 }
 
 impl UiPath {
     /// `rest` is the path after `/ui/`.
     pub fn parse(rest: &str) -> Option<UiPath> {
-        if rest == "login" {
-            return Some(UiPath::Login);
+        match rest {
+            "login" => return Some(UiPath::Login),
+            "registry" => return Some(UiPath::Registry),
+            _ => {}
         }
         if let Some(name) = rest.strip_prefix("repo/") {
             return name.parse().ok().map(UiPath::Repo);
@@ -47,6 +51,32 @@ impl UiPath {
         }
         let (name, digest) = rest.strip_prefix("image/")?.rsplit_once('@')?;
         Some(UiPath::Image(name.parse().ok()?, digest.parse().ok()?))
+    }
+}
+
+/// An endpoint of `/api/v1/` (`ui/api.rs`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum ApiPath {
+    Repositories,
+    Tags(RepoName),
+    Manifest(RepoName, Digest),
+    Registry,
+}
+
+impl ApiPath {
+    /// `rest` is the path after `/api/v1/`, read raw like the pages'.
+    pub fn parse(rest: &str) -> Option<ApiPath> {
+        match rest {
+            "repositories" => return Some(ApiPath::Repositories),
+            "registry" => return Some(ApiPath::Registry),
+            _ => {}
+        }
+        let rest = rest.strip_prefix("repositories/")?;
+        if let Some(name) = rest.strip_suffix("/tags") {
+            return name.parse().ok().map(ApiPath::Tags);
+        }
+        let (name, digest) = rest.rsplit_once("/manifests/")?;
+        Some(ApiPath::Manifest(name.parse().ok()?, digest.parse().ok()?))
     }
 }
 
@@ -73,6 +103,37 @@ impl Links {
 
     pub fn login(&self) -> String {
         format!("{}/ui/login", self.prefix)
+    }
+
+    pub fn registry(&self) -> String {
+        format!("{}/ui/registry", self.prefix)
+    }
+
+    /// `/api/v1/repositories`, searching `q`, after `last`.
+    pub fn api_repositories(&self, q: &str, last: Option<&str>) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if !q.is_empty() {
+            query.append_pair("q", q);
+        }
+        if let Some(last) = last {
+            query.append_pair("last", last);
+        }
+        with_query(
+            format!("{}/api/v1/repositories", self.prefix),
+            query.finish(),
+        )
+    }
+
+    /// `/api/v1/repositories/<name>/tags`, after `last`.
+    pub fn api_tags(&self, name: &RepoName, last: Option<&str>) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if let Some(last) = last {
+            query.append_pair("last", last);
+        }
+        with_query(
+            format!("{}/api/v1/repositories/{}/tags", self.prefix, name.as_str()),
+            query.finish(),
+        )
     }
 
     /// The list, searching `q`, after `last`.
@@ -158,6 +219,7 @@ mod tests {
             Some(UiPath::Image(name("a/b"), D.parse().unwrap()))
         );
         assert_eq!(UiPath::parse("login"), Some(UiPath::Login));
+        assert_eq!(UiPath::parse("registry"), Some(UiPath::Registry));
         assert_eq!(
             UiPath::parse("delete/a/b:v1.0"),
             Some(UiPath::Delete(

@@ -11,7 +11,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use maud::html;
 use oci::{Digest, Reference, RepoName};
-use registry::Registry;
+use registry::{Registry, TagAge};
 
 use super::layout::{bytes, respond, short_digest, time};
 use super::paths::query_value;
@@ -31,10 +31,64 @@ pub async fn page(ui: &Ui, headers: &HeaderMap, name: RepoName, query: &str) -> 
 }
 
 /// What the tag table says of the image a tag points at.
-struct Summary {
-    kind: String,
-    platforms: Vec<String>,
-    size: u64,
+#[derive(Clone)]
+pub struct Summary {
+    /// `image`, `index` or `artifact <type>`.
+    pub kind: String,
+    /// An index's platforms (`os/arch[/variant]`).
+    pub platforms: Vec<String>,
+    /// An image's config and layers, or the sum of an index's images.
+    pub size: u64,
+}
+
+/// One page of a repository's tags: what the page and `/api/v1/repositories/<name>/tags` show.
+pub struct TagPage {
+    /// Every tag of the repository.
+    pub total: usize,
+    /// The tag the page starts after.
+    pub last: Option<String>,
+    /// The tags shown, each with its image's summary.
+    pub tags: Vec<(TagAge, Summary)>,
+    pub more: bool,
+}
+
+impl TagPage {
+    /// The `last` of the next page, if there is one.
+    pub fn next(&self) -> Option<&str> {
+        self.more
+            .then(|| self.tags.last().map(|(t, _)| t.tag.as_str()))
+            .flatten()
+    }
+}
+
+/// The page of `name`'s tags that `query` (`last`) asks for. The caller checked the viewer may pull.
+pub async fn load(ui: &Ui, name: &RepoName, query: &str) -> Result<TagPage, Failure> {
+    let registry = ui.registry();
+    let all = registry.tag_details(name).await?;
+    let total = all.len();
+    let last = query_value(query, "last").filter(|l| !l.is_empty());
+    let mut after: Vec<TagAge> = all
+        .into_iter()
+        .filter(|t| last.as_deref().is_none_or(|l| t.tag.as_str() > l))
+        .collect();
+    let more = after.len() > PER_PAGE;
+    after.truncate(PER_PAGE);
+    let mut summaries: HashMap<Digest, Summary> = HashMap::new();
+    let mut tags = Vec::with_capacity(after.len());
+    for t in after {
+        if !summaries.contains_key(&t.digest) {
+            let s = summarize(registry, name, &t.digest).await?;
+            summaries.insert(t.digest.clone(), s);
+        }
+        let s = summaries[&t.digest].clone();
+        tags.push((t, s));
+    }
+    Ok(TagPage {
+        total,
+        last,
+        tags,
+        more,
+    })
 }
 
 async fn render(
@@ -50,21 +104,10 @@ async fn render(
     // After a delete from `ui/delete.rs`; shown only if it names a tag or digest, so the link cannot
     // put a sentence of someone else's on the page.
     let deleted = query_value(query, "deleted").and_then(|d| d.parse::<Reference>().ok());
-    let tags = registry.tag_details(name).await?;
-    let last = query_value(query, "last").filter(|l| !l.is_empty());
-    let after: Vec<_> = tags
-        .iter()
-        .filter(|t| last.as_deref().is_none_or(|l| t.tag.as_str() > l))
-        .collect();
-    let more = after.len() > PER_PAGE;
-    let shown = &after[..after.len().min(PER_PAGE)];
-    let mut summaries: HashMap<Digest, Summary> = HashMap::new();
-    for t in shown {
-        if !summaries.contains_key(&t.digest) {
-            let s = summarize(registry, name, &t.digest).await?;
-            summaries.insert(t.digest.clone(), s);
-        }
-    }
+    let page = load(ui, name, query).await?;
+    let TagPage {
+        total, last, tags, ..
+    } = &page;
     let host = ui.pull_host(headers);
     let links = ui.links();
     let crumbs = html! { span.sep { "/" } span { (name.as_str()) } };
@@ -73,8 +116,8 @@ async fn render(
         @if let Some(d) = &deleted {
             p.notice #deleted role="status" { "Deleted " span.mono { (d) } "." }
         }
-        p.muted { (tags.len()) " tags" }
-        @if shown.is_empty() {
+        p.muted { (total) " tags" }
+        @if tags.is_empty() {
             p.empty { "No tags." }
         } @else {
             table #tags {
@@ -88,23 +131,20 @@ async fn render(
                     @if can_delete { th scope="col" { span.visually-hidden { "Delete" } } }
                 } }
                 tbody {
-                    @for t in shown {
-                        @let s = summaries.get(&t.digest);
+                    @for (t, s) in tags {
                         tr {
                             td { (t.tag.as_str()) }
                             td {
                                 a.mono href=(links.image(name, &t.digest)) title=(t.digest) {
                                     (short_digest(&t.digest))
                                 }
-                                @if let Some(s) = s {
-                                    br;
-                                    span.muted {
-                                        (s.kind)
-                                        @if !s.platforms.is_empty() { ": " (s.platforms.join(", ")) }
-                                    }
+                                br;
+                                span.muted {
+                                    (s.kind)
+                                    @if !s.platforms.is_empty() { ": " (s.platforms.join(", ")) }
                                 }
                             }
-                            td.num { @if let Some(s) = s { (bytes(s.size)) } }
+                            td.num { (bytes(s.size)) }
                             td.wide { (time(Some(t.pushed_at))) }
                             td.wide { (time(t.pulled_at)) }
                             td { code.pull { "docker pull " (host) "/" (name.as_str()) ":" (t.tag.as_str()) } }
@@ -121,10 +161,8 @@ async fn render(
         }
         p.pager {
             @if last.is_some() { a href=(links.repo(name, None)) { "First page" } " " }
-            @if more {
-                @if let Some(t) = shown.last() {
-                    a rel="next" href=(links.repo(name, Some(t.tag.as_str()))) { "Next page" }
-                }
+            @if let Some(next) = page.next() {
+                a rel="next" href=(links.repo(name, Some(next))) { "Next page" }
             }
         }
     };

@@ -13,7 +13,7 @@ use registry::{MAX_PAGE, Page, Registry, RepoUsage};
 
 use super::layout::{bytes, respond, time};
 use super::paths::query_value;
-use super::{Failure, Ui};
+use super::{Failure, Ui, Viewer};
 
 /// Repositories on one page.
 pub const PER_PAGE: usize = 50;
@@ -27,9 +27,28 @@ pub async fn page(State(ui): State<Ui>, headers: HeaderMap, uri: Uri) -> Respons
     }
 }
 
-async fn render(ui: &Ui, headers: &HeaderMap, uri: &Uri) -> Result<Response, Failure> {
-    let viewer = ui.viewer(headers).await?;
-    let query = uri.query().unwrap_or("");
+/// One page of the list: what the page and `/api/v1/repositories` show.
+pub struct RepoList {
+    /// The search, trimmed and lowercased (names are lowercase).
+    pub q: String,
+    /// The repository the page starts after.
+    pub last: Option<String>,
+    pub repos: Vec<RepoUsage>,
+    /// Whether more repositories follow the last one shown.
+    pub more: bool,
+}
+
+impl RepoList {
+    /// The `last` of the next page, if there is one.
+    pub fn next(&self) -> Option<&str> {
+        self.more
+            .then(|| self.repos.last().map(|u| u.repo.as_str()))
+            .flatten()
+    }
+}
+
+/// The page `query` (`q`, `last`) asks for, of the repositories `viewer` may pull.
+pub async fn load(ui: &Ui, viewer: &Viewer, query: &str) -> Result<RepoList, Failure> {
     let q: String = query_value(query, "q")
         .unwrap_or_default()
         .trim()
@@ -53,12 +72,20 @@ async fn render(ui: &Ui, headers: &HeaderMap, uri: &Uri) -> Result<Response, Fai
         })
         .await?
     };
+    Ok(RepoList {
+        q,
+        last,
+        repos,
+        more,
+    })
+}
+
+async fn render(ui: &Ui, headers: &HeaderMap, uri: &Uri) -> Result<Response, Failure> {
+    let viewer = ui.viewer(headers).await?;
+    let list = load(ui, &viewer, uri.query().unwrap_or("")).await?;
+    let RepoList { q, last, repos, .. } = &list;
     let links = ui.links();
-    let next = if more {
-        repos.last().map(|u| links.list(&q, Some(u.repo.as_str())))
-    } else {
-        None
-    };
+    let next = list.next().map(|n| links.list(q, Some(n)));
     let main = html! {
         h1 { "Repositories" }
         form.search method="get" action=(links.home()) role="search" {
@@ -81,7 +108,7 @@ async fn render(ui: &Ui, headers: &HeaderMap, uri: &Uri) -> Result<Response, Fai
                     th.wide scope="col" { "Last pull" }
                 } }
                 tbody {
-                    @for u in &repos {
+                    @for u in repos {
                         tr {
                             td { a href=(links.repo(&u.repo, None)) { (u.repo.as_str()) } }
                             td.num { (u.tags) }
@@ -94,7 +121,7 @@ async fn render(ui: &Ui, headers: &HeaderMap, uri: &Uri) -> Result<Response, Fai
             }
         }
         p.pager {
-            @if last.is_some() { a href=(links.list(&q, None)) { "First page" } " " }
+            @if last.is_some() { a href=(links.list(q, None)) { "First page" } " " }
             @if let Some(next) = &next { a rel="next" href=(next) { "Next page" } }
         }
     };

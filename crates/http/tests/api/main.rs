@@ -32,5 +32,6 @@ mod site;
 mod tls;
 mod tls_client_auth;
 mod ui;
+mod ui_api;
 mod uploads;
 mod usage;

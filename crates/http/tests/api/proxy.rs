@@ -419,3 +419,63 @@ async fn a_catalog_grant_does_not_read_the_cache_through_a_namespace() {
     r.assert_status(200);
     assert_eq!(r.body, up.manifest);
 }
+
+/// The registry page's cache figures (`/api/v1/registry`) count what the cache did: served from it,
+/// fetched, served stale, and the upstream's last failure.
+#[tokio::test]
+async fn the_registry_figures_count_what_the_cache_did() {
+    let up = OneImage::new();
+    let config = ProxySettings {
+        namespaces: vec![Namespace {
+            prefix: "docker.io".into(),
+            upstream: up.clone(),
+            official_library: true,
+        }],
+        revalidate_after: Duration::ZERO,
+        eviction: None,
+    };
+    let h = Harness::with_app(registry::Settings::default(), |reg, _| async move {
+        let reg = reg.with_proxy(config, None);
+        let site = berth_http::site::Site::default();
+        let health = berth_http::health::Health::unchecked();
+        berth_http::router(reg.clone()).merge(berth_http::ui::router(reg, None, &site, health))
+    })
+    .await;
+    let blob = format!(
+        "/v2/docker.io/alpine/blobs/{}",
+        Digest::sha256_of(&up.layer)
+    );
+    h.get("/v2/docker.io/alpine/manifests/3")
+        .await
+        .assert_status(200);
+    h.get(&blob).await.assert_status(200);
+    // The fetched blob is committed to the cache just after its last byte went out: read it again
+    // until a read is served from the cache.
+    let hits = || async { h.get("/api/v1/registry").await.json()["cache"]["hits"].clone() };
+    for _ in 0..100 {
+        if hits().await != 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        h.get(&blob).await.assert_status(200);
+    }
+    up.state.store(DOWN, Ordering::SeqCst);
+    h.get("/v2/docker.io/alpine/manifests/3")
+        .await
+        .assert_status(200);
+
+    let r = h.get("/api/v1/registry").await;
+    r.assert_status(200);
+    let c = &r.json()["cache"];
+    assert_eq!(
+        c["namespaces"],
+        serde_json::json!([{ "prefix": "docker.io", "upstream": "one" }])
+    );
+    // One blob read served from the cache (the manifest was revalidated each time: a miss, then stale).
+    assert_eq!(c["hits"], 1, "{c}");
+    assert_eq!(c["served_bytes"], up.layer.len(), "{c}");
+    assert_eq!(c["stale"], 1, "{c}");
+    assert!(c["misses"].as_u64().unwrap() >= 2, "{c}");
+    assert_eq!(c["upstream_failures"], 1, "{c}");
+    assert_eq!(c["last_failure"]["outcome"], "unavailable", "{c}");
+}

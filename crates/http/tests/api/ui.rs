@@ -18,19 +18,25 @@ use crate::harness::{Harness, OCI_MANIFEST, Resp};
 /// mounted as `serve` does.
 fn app(registry: Registry, dir: &std::path::Path, site: &Site) -> Router {
     let authority = Arc::new(Authority::new(&htpasswd_settings(dir)).unwrap().unwrap());
-    let api = berth_http::router_with_auth(registry.clone(), Some(authority.clone()))
-        .merge(berth_http::ui::router(registry, Some(authority), site));
+    let api = berth_http::router_with_auth(registry.clone(), Some(authority.clone())).merge(
+        berth_http::ui::router(
+            registry,
+            Some(authority),
+            site,
+            berth_http::health::Health::unchecked(),
+        ),
+    );
     berth_http::site::mount(api, site, berth_http::health::Health::unchecked())
 }
 
-struct Fixture {
+pub(crate) struct Fixture {
     /// The guarded application.
     app: Harness,
     /// An open API over the same registry, to push with.
-    open: Harness,
+    pub(crate) open: Harness,
 }
 
-async fn fixture(site: Site) -> Fixture {
+pub(crate) async fn fixture(site: Site) -> Fixture {
     let mut open = Harness::new();
     let app = Harness::with_app(registry::Settings::default(), |registry, dir| {
         open.app = berth_http::router(registry.clone());
@@ -41,11 +47,11 @@ async fn fixture(site: Site) -> Fixture {
     Fixture { app, open }
 }
 
-const ALICE: &str = "alice:secret";
-const BOB: &str = "bob:builder";
+pub(crate) const ALICE: &str = "alice:secret";
+pub(crate) const BOB: &str = "bob:builder";
 
 impl Fixture {
-    async fn page(&self, uri: &str, who: Option<&str>) -> Resp {
+    pub(crate) async fn page(&self, uri: &str, who: Option<&str>) -> Resp {
         let auth = who.map(|w| {
             let (u, p) = w.split_once(':').unwrap();
             basic(u, p)
@@ -64,7 +70,13 @@ impl Fixture {
 
     /// Pushes an image to `repo` under `tag` whose config carries `label` and `env`, and whose manifest
     /// carries `annotation`; returns the manifest's digest.
-    async fn push(&self, repo: &str, tag: &str, label: &str, annotation: &str) -> Digest {
+    pub(crate) async fn push(
+        &self,
+        repo: &str,
+        tag: &str,
+        label: &str,
+        annotation: &str,
+    ) -> Digest {
         let config = serde_json::to_vec(&json!({
             "architecture": "amd64", "os": "linux",
             "config": {
