@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The web interface's speed at scale (issue 22; not part of the test run): every page under 50 ms and
-the heaviest under 200 KB, with 10,000 repositories and one repository of 1,000 tags.
+"""The web interface's speed at scale (issue 22; not part of the test run): every page (and every
+answer of its JSON API, /api/v1/) under 50 ms and the heaviest under 200 KB, with 10,000 repositories and
+one repository of 1,000 tags.
 
 Starts BERTH on a temporary filesystem store, fills it through the API (10,000 repositories of one
 image each, their blobs mounted from a seed repository, and `big/tags` with 1,000 distinct images),
@@ -163,6 +164,11 @@ def main():
             "1,000 tags, first page": "/ui/repo/big/tags",
             "1,000 tags, a middle page": "/ui/repo/big/tags?last=t0500",
             "an image": f"/ui/image/big/tags@{digests[0]}",
+            "the registry": "/ui/registry",
+            "api: repositories, first page": "/api/v1/repositories",
+            "api: 1,000 tags, first page": "/api/v1/repositories/big/tags/tags",
+            "api: an image": f"/api/v1/repositories/big/tags/manifests/{digests[0]}",
+            "api: the registry": "/api/v1/registry",
         }
         results = {name: measure(base, path, args.rounds) for name, path in pages.items()}
     finally:

@@ -14,6 +14,8 @@
 //! (`repos::load`, `repo::load`, `image::load`, `overview::load`); this file only says how they look as
 //! JSON. Errors are the distribution API's `{"errors":[{code,message,detail}]}`.
 
+use std::time::{Duration, UNIX_EPOCH};
+
 use axum::extract::State;
 use axum::http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
@@ -21,6 +23,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use oci::{Digest, RepoName};
 use registry::Referrer;
+use registry::notify::event::rfc3339;
 use serde_json::{Map, Value, json};
 
 use super::image::Details;
@@ -102,20 +105,12 @@ fn failure(f: Failure, request_id: &RequestId) -> Response {
     resp
 }
 
-/// Unix seconds as RFC 3339 (`2026-12-07T08:00:00Z`); null for none.
+/// Unix seconds as RFC 3339 (`2026-12-07T08:00:00Z`, as the notifications write times); null for none.
 fn time(secs: Option<i64>) -> Value {
-    let Some(t) = secs.and_then(|s| ::time::OffsetDateTime::from_unix_timestamp(s).ok()) else {
-        return Value::Null;
-    };
-    Value::String(format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    ))
+    match secs.and_then(|s| u64::try_from(s).ok()) {
+        Some(s) => Value::String(rfc3339(UNIX_EPOCH + Duration::from_secs(s))),
+        None => Value::Null,
+    }
 }
 
 fn repositories(ui: &Ui, list: &RepoList) -> Value {

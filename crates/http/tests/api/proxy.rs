@@ -116,6 +116,19 @@ impl Upstream for OneImage {
     }
 }
 
+/// `upstream` cached under `docker.io` (Docker Hub's `library/` rule), tags revalidated on every pull.
+fn docker_io(upstream: &Arc<OneImage>) -> ProxySettings {
+    ProxySettings {
+        namespaces: vec![Namespace {
+            prefix: "docker.io".into(),
+            upstream: upstream.clone(),
+            official_library: true,
+        }],
+        revalidate_after: Duration::ZERO,
+        eviction: None,
+    }
+}
+
 /// A registry mirroring `upstream` under `docker.io` (Docker Hub's `library/` rule) that revalidates
 /// tags on every pull.
 async fn mirror(upstream: &Arc<OneImage>) -> Harness {
@@ -127,15 +140,7 @@ pub(crate) async fn observed_mirror(
     upstream: &Arc<OneImage>,
     observer: Option<Arc<dyn CacheObserver>>,
 ) -> Harness {
-    let config = ProxySettings {
-        namespaces: vec![Namespace {
-            prefix: "docker.io".into(),
-            upstream: upstream.clone(),
-            official_library: true,
-        }],
-        revalidate_after: Duration::ZERO,
-        eviction: None,
-    };
+    let config = docker_io(upstream);
     Harness::with_app(registry::Settings::default(), |reg, _| async move {
         berth_http::router(reg.with_proxy(config, observer))
     })
@@ -272,15 +277,7 @@ async fn a_namespace_lookup_needs_pull_access_to_the_cached_repository() {
     use crate::auth::{HTPASSWD, REALM, basic, rule, strings};
 
     let up = OneImage::new();
-    let config = ProxySettings {
-        namespaces: vec![Namespace {
-            prefix: "docker.io".into(),
-            upstream: up.clone(),
-            official_library: true,
-        }],
-        revalidate_after: Duration::ZERO,
-        eviction: None,
-    };
+    let config = docker_io(&up);
     let h = Harness::with_app(registry::Settings::default(), |reg, dir| async move {
         let htpasswd = dir.join("htpasswd");
         std::fs::write(&htpasswd, HTPASSWD).unwrap();
@@ -350,15 +347,7 @@ async fn a_catalog_grant_does_not_read_the_cache_through_a_namespace() {
     use crate::auth::{key_file, token_settings};
 
     let up = OneImage::new();
-    let config = ProxySettings {
-        namespaces: vec![Namespace {
-            prefix: "docker.io".into(),
-            upstream: up.clone(),
-            official_library: true,
-        }],
-        revalidate_after: Duration::ZERO,
-        eviction: None,
-    };
+    let config = docker_io(&up);
     let h = Harness::with_app(registry::Settings::default(), |reg, dir| async move {
         let authority = Authority::new(&token_settings(&dir)).unwrap().unwrap();
         berth_http::router_with_auth(reg.with_proxy(config, None), Some(Arc::new(authority)))
@@ -425,15 +414,7 @@ async fn a_catalog_grant_does_not_read_the_cache_through_a_namespace() {
 #[tokio::test]
 async fn the_registry_figures_count_what_the_cache_did() {
     let up = OneImage::new();
-    let config = ProxySettings {
-        namespaces: vec![Namespace {
-            prefix: "docker.io".into(),
-            upstream: up.clone(),
-            official_library: true,
-        }],
-        revalidate_after: Duration::ZERO,
-        eviction: None,
-    };
+    let config = docker_io(&up);
     let h = Harness::with_app(registry::Settings::default(), |reg, _| async move {
         let reg = reg.with_proxy(config, None);
         let site = berth_http::site::Site::default();
