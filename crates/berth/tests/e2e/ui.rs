@@ -19,6 +19,7 @@ use crate::harness::images::Blob;
 use crate::harness::{Options, Server};
 
 mod delete;
+mod users;
 
 /// The WebDriver element key (W3C).
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
