@@ -7,8 +7,10 @@
 //! its config and layers, each blob read from the upstream only when the registry holds none of it
 //! ([`Registry::ingest_blob`]), and everything goes in through the registry's own push operations
 //! (digests checked, quotas, immutable tags and notifications as for a client's push). A tag the
-//! upstream no longer has is kept unless the replication says otherwise. A repository that fails is
-//! reported and the pass goes on with the next.
+//! upstream no longer has is kept unless the replication says otherwise. Each tag's referrers
+//! (signatures, SBOMs, attestations: the referrers API, or the tag schema of registries without it) are
+//! copied too, on every pass, two levels deep. A repository that fails is reported and the pass goes on
+//! with the next.
 //!
 //! The upstream is the pull-through cache's [`Upstream`] (its client, TLS and bearer-token dance).
 
@@ -26,6 +28,9 @@ use crate::{Error, Registry, Result};
 
 /// The upstream's tags read per request.
 const TAGS_PAGE: usize = 1000;
+
+/// How deep referrers are followed: an image's signatures and SBOMs, and theirs (an SBOM's signature).
+const REFERRER_DEPTH: u8 = 2;
 
 /// The job lock a pass holds: one replica replicates at a time.
 pub const REPLICATION_JOB: &str = "replication";
@@ -51,8 +56,10 @@ pub struct ReplicationReport {
     pub tags_updated: Vec<String>,
     /// Local tags deleted because the upstream no longer has them, as `name:tag`.
     pub tags_deleted: Vec<String>,
-    /// Manifests put (children of indexes included).
+    /// Manifests put (children of indexes and referrers included).
     pub manifests: usize,
+    /// Referrers copied (signatures, SBOMs, attestations of the replicated images).
+    pub referrers: usize,
     /// Blobs read from the upstream, and their bytes.
     pub blobs_copied: usize,
     pub bytes_copied: u64,
@@ -109,6 +116,7 @@ impl Registry {
                             tags_checked = report.tags_checked,
                             tags_updated = report.tags_updated.len(),
                             tags_deleted = report.tags_deleted.len(),
+                            referrers = report.referrers,
                             blobs_copied = report.blobs_copied,
                             bytes_copied = report.bytes_copied,
                             "replication pass"
@@ -248,14 +256,43 @@ impl Pass<'_> {
             // Deleted upstream since the listing.
             return Ok(());
         };
-        if local == Some(&head.digest) {
+        if local != Some(&head.digest) {
+            let (media_type, payload) = self.manifest(&head.digest).await?;
+            self.registry
+                .put_manifest(self.local, &reference, Some(&media_type), payload)
+                .await?;
+            self.report.tags_updated.push(self.name(tag));
+        }
+        // Checked on every pass, the tag moved or not: a signature is often pushed after its image.
+        self.referrers(&head.digest, REFERRER_DEPTH).await
+    }
+
+    /// Copies the upstream's referrers of `digest` that are not here yet, and, down to `depth`
+    /// levels, theirs. Each is put by digest like any manifest, so its `subject` indexes it locally.
+    async fn referrers(&mut self, digest: &Digest, depth: u8) -> Result<()> {
+        if depth == 0 {
             return Ok(());
         }
-        let (media_type, payload) = self.manifest(&head.digest).await?;
-        self.registry
-            .put_manifest(self.local, &reference, Some(&media_type), payload)
-            .await?;
-        self.report.tags_updated.push(self.name(tag));
+        let found = self
+            .upstream()
+            .referrers(self.remote, digest)
+            .await
+            .map_err(upstream_error)?;
+        for referrer in found {
+            let here = self
+                .registry
+                .meta
+                .catalog
+                .manifest(self.local, &referrer)
+                .await?
+                .is_some();
+            if !here {
+                self.manifest(&referrer).await?;
+                self.report.referrers += 1;
+            }
+            // Boxed: the recursion is bounded by `depth`.
+            Box::pin(self.referrers(&referrer, depth - 1)).await?;
+        }
         Ok(())
     }
 

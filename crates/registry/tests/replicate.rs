@@ -225,3 +225,98 @@ async fn one_replica_replicates_at_a_time() {
     let reports = local.reg.replicate_all(&r).await.unwrap().unwrap();
     assert_eq!(reports[0].tags_updated, ["mirror/app:v1"]);
 }
+
+/// An artifact of `artifact_type` in `up`'s `name` that refers to `subject`; its digest.
+async fn referrer(
+    up: &FakeUpstream,
+    name: &RepoName,
+    artifact_type: &str,
+    subject: &Digest,
+) -> Digest {
+    let payload = format!(r#"{{"about":"{subject}","type":"{artifact_type}"}}"#);
+    let empty = push(up.reg(), name, b"{}").await;
+    let p = push(up.reg(), name, payload.as_bytes()).await;
+    let subject_len = up
+        .reg()
+        .get_manifest(name, &by_digest(subject))
+        .await
+        .unwrap()
+        .payload
+        .len();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"{artifact_type}",
+        "config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{empty}","size":2}},
+        "layers":[{{"mediaType":"application/json","digest":"{p}","size":{}}}],
+        "subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{subject}","size":{subject_len}}}}}"#,
+        payload.len()
+    );
+    up.reg()
+        .put_manifest(
+            name,
+            &by_digest(&common::sha256(manifest.as_bytes())),
+            Some(OCI_MANIFEST),
+            Bytes::from(manifest),
+        )
+        .await
+        .unwrap()
+        .digest
+}
+
+#[tokio::test]
+async fn referrers_follow_their_image_even_when_pushed_after_it() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    let (v1, _) = image(&up, &name, 1).await;
+    tag_as(&up, &name, "v1", &v1, OCI_MANIFEST).await;
+    let sbom = referrer(&up, &name, "application/spdx+json", &v1).await;
+    let local = Env::new();
+    let mirror = repo("mirror/app");
+
+    let first = local.reg.replicate(&replication(&up, &[], false)).await;
+    assert_eq!(first.failures, vec![]);
+    assert_eq!((first.referrers, first.manifests), (1, 2));
+    let listed = |reg: &registry::Registry| {
+        let (reg, mirror, v1) = (reg.clone(), mirror.clone(), v1.clone());
+        async move {
+            let found = reg.referrers(&mirror, &v1, None).await.unwrap().manifests;
+            found.into_iter().map(|r| r.digest).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(&local.reg).await, [sbom.clone()]);
+
+    // A signature pushed after the image (the tag unchanged), and one signing the SBOM: both come.
+    let signature = referrer(
+        &up,
+        &name,
+        "application/vnd.dev.cosign.artifact.sig.v1+json",
+        &v1,
+    )
+    .await;
+    let sbom_signature = referrer(
+        &up,
+        &name,
+        "application/vnd.dev.cosign.artifact.sig.v1+json",
+        &sbom,
+    )
+    .await;
+    let later = local.reg.replicate(&replication(&up, &[], false)).await;
+    assert_eq!(later.failures, vec![]);
+    assert_eq!((later.tags_updated.len(), later.referrers), (0, 2));
+    let mut got = listed(&local.reg).await;
+    got.sort();
+    let mut want = vec![sbom.clone(), signature];
+    want.sort();
+    assert_eq!(got, want);
+    let of_sbom = local
+        .reg
+        .referrers(&mirror, &sbom, None)
+        .await
+        .unwrap()
+        .manifests;
+    assert_eq!(of_sbom.len(), 1);
+    assert_eq!(of_sbom[0].digest, sbom_signature);
+
+    // Everything in place: nothing copied again.
+    let again = local.reg.replicate(&replication(&up, &[], false)).await;
+    assert_eq!((again.referrers, again.manifests), (0, 0));
+}

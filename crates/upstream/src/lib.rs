@@ -30,6 +30,7 @@ mod fetch;
 mod helper;
 mod manifest;
 pub mod notify;
+mod referrers;
 mod settings;
 mod status;
 mod tags;
@@ -113,5 +114,13 @@ impl Upstream for HttpUpstream {
         digest: &Digest,
     ) -> Result<Option<UpstreamBlob>, UpstreamError> {
         blob::get(&self.fetcher, repo, digest).await
+    }
+
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Vec<Digest>, UpstreamError> {
+        referrers::list(&self.fetcher, repo, digest).await
     }
 }

@@ -101,4 +101,16 @@ pub trait Upstream: Send + Sync + 'static {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<UpstreamBlob>, UpstreamError>;
+
+    /// The digests of the manifests that refer to `digest` (signatures, SBOMs, attestations): the
+    /// referrers API (`GET /v2/<name>/referrers/<digest>`), or, where the upstream has none, the
+    /// referrers tag schema (`sha256-<hex>`). Replication copies them beside the image. The default is
+    /// an upstream that cannot tell: none.
+    async fn referrers(
+        &self,
+        _repo: &RepoName,
+        _digest: &Digest,
+    ) -> Result<Vec<Digest>, UpstreamError> {
+        Ok(Vec::new())
+    }
 }

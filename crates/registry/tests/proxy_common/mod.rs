@@ -195,6 +195,19 @@ impl Upstream for FakeUpstream {
             body: delivered(Bytes::from(bytes), fault, gate, self.sent.clone()),
         }))
     }
+
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Vec<Digest>, UpstreamError> {
+        self.fail_call()?;
+        match self.reg().referrers(repo, digest, None).await {
+            Ok(found) => Ok(found.manifests.into_iter().map(|r| r.digest).collect()),
+            Err(registry::Error::NameUnknown(_)) => Ok(Vec::new()),
+            Err(e) => Err(UpstreamError::Unavailable(e.to_string())),
+        }
+    }
 }
 
 /// The body of a blob as the fake delivers it: 64 KiB pieces, the fault applied, held at half way when a

@@ -14,5 +14,6 @@ mod exec;
 mod faults;
 mod harness;
 mod manifests;
+mod referrers;
 mod tags;
 mod tls;
