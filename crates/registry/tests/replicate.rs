@@ -282,7 +282,7 @@ async fn referrers_follow_their_image_even_when_pushed_after_it() {
             found.into_iter().map(|r| r.digest).collect::<Vec<_>>()
         }
     };
-    assert_eq!(listed(&local.reg).await, [sbom.clone()]);
+    assert_eq!(listed(&local.reg).await, std::slice::from_ref(&sbom));
 
     // A signature pushed after the image (the tag unchanged), and one signing the SBOM: both come.
     let signature = referrer(
