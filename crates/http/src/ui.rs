@@ -33,6 +33,7 @@ use axum::routing::get;
 use maud::{Markup, html};
 use registry::Registry;
 
+use crate::audit;
 use crate::auth::Access;
 use crate::middleware::RequestContextLayer;
 use crate::site::Site;
@@ -91,6 +92,11 @@ pub fn router(registry: Registry, authority: Option<Arc<Authority>>, site: &Site
             notify_state,
             crate::notify::origin,
         ))
+        // The audit log's scope, for the deletes and refusals of the pages (`crate::audit`).
+        .layer(axum::middleware::from_fn_with_state(
+            crate::audit::Via::Ui,
+            crate::audit::scope,
+        ))
         .layer(RequestContextLayer)
         .with_state(ui)
 }
@@ -147,7 +153,17 @@ async fn login(ui: &Ui, headers: &HeaderMap) -> Response {
         Some((authority, caller)) if caller.identity == Identity::Anonymous => {
             Failure::Challenge(authority.challenge(&[], false)).into_page(ui.links())
         }
-        _ => to_home().await,
+        Some((_, caller)) => {
+            // Signed in: the one page a browser asks for to log in (`audit`'s login through the pages).
+            crate::audit::note(|| audit::Entry {
+                action: audit::Action::Login,
+                status: StatusCode::FOUND.as_u16(),
+                user: caller.identity.user().map(str::to_string),
+                ..audit::Entry::default()
+            });
+            to_home().await
+        }
+        None => to_home().await,
     }
 }
 
@@ -251,9 +267,19 @@ impl Ui {
         };
         // A header that is not visible ASCII cannot be credentials; it is refused like wrong ones.
         let header = headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
-        let caller = match authority.authenticate(header).await {
+        let caller = match authority.check_credentials(header).await {
             Ok(caller) => caller,
-            Err(decision) => return Err(Failure::from_decision(decision)),
+            Err(refused) => {
+                crate::audit::note(|| audit::Entry {
+                    action: audit::Action::Login,
+                    outcome: audit::Outcome::Unauthorized,
+                    status: 401,
+                    user: refused.user.clone(),
+                    why: Some(refused.why.clone()),
+                    ..audit::Entry::default()
+                });
+                return Err(Failure::from_decision(refused.decision));
+            }
         };
         match authority.authorize(&caller, &[]) {
             Decision::Allow => Ok(Viewer {
