@@ -23,7 +23,7 @@
 //! - the dispatcher (`handlers::respond`), after an allowed request: manifest puts (`push`, tag and
 //!   digest), manifest, tag and blob deletes (`delete`), cross-repository mounts that mounted
 //!   (`mount`; a mount that fell back to an upload is an upload), and `GET /v2/` with credentials
-//!   (`login`: what `docker login` checks, and the first request of every client session), each `ok`
+//!   (`login`: where `docker login`, `podman login` and `skopeo login` check credentials), each `ok`
 //!   or `failed` with the status and the spec's code;
 //! - the web interface (`crate::ui`): its deletes (`via: ui`) with the user, wrong credentials, a
 //!   refused delete, and a sign-in through `/ui/login`.

@@ -25,8 +25,8 @@ pub enum Action {
     Delete,
     /// A blob mounted from another repository (`from`).
     Mount,
-    /// Credentials checked at `GET /v2/` (what `docker login` does; every client session starts there),
-    /// or at the web interface's sign-in.
+    /// Credentials checked at `GET /v2/` (where `docker login`, `podman login` and `skopeo login`
+    /// check them), or at the web interface's sign-in.
     Login,
     /// Only in refusals: a read (manifest, blob, tags, referrers) asked.
     Pull,
