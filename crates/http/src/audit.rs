@@ -8,8 +8,8 @@
 //!   blocks a request).
 //! - [`install`] puts the handle on every request of an application (whoever wires the process calls
 //!   it, as `Metrics::instrument`); without it nothing is recorded and nothing is paid but one lookup
-//!   per request in [`scope`].
-//! - [`scope`], a middleware inside each router's request context (the API's and the web interface's),
+//!   per request in the scope layer.
+//! - [`ScopeLayer`], a layer inside each router's request context (the API's and the web interface's),
 //!   runs the request in a task-local scope holding the handle and who asked (the request id, the
 //!   client's address by registry:2's `RemoteAddr` rule as `crate::notify` finds it, method, user
 //!   agent); the code that sees something worth a line calls [`note`] with what it saw, and nothing
@@ -35,12 +35,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::http::header::USER_AGENT;
-use axum::middleware::Next;
 use axum::response::Response;
 use axum::{Extension, Router};
+use futures_util::future::Either;
+use tower::{Layer, Service};
 
 use crate::endpoint::{BlobOp, Endpoint, ManifestOp, UploadStartKind};
 use crate::middleware::RequestId;
@@ -156,22 +162,60 @@ tokio::task_local! {
     static SCOPE: Arc<Scope>;
 }
 
-/// The middleware; install it with `axum::middleware::from_fn_with_state(Via::Api, audit::scope)`
-/// inside the request context (it reads the request id) and outside the auth middleware (which
-/// records refusals).
-pub async fn scope(State(via): State<Via>, req: Request, next: Next) -> Response {
-    let Some(audit) = req.extensions().get::<Audit>().cloned() else {
-        return next.run(req).await;
-    };
-    let scope = Scope {
-        audit,
-        via,
-        request_id: RequestId::of(&req),
-        addr: crate::notify::client_addr(&req),
-        method: req.method().clone(),
-        user_agent: req.headers().get(USER_AGENT).cloned(),
-    };
-    SCOPE.scope(Arc::new(scope), next.run(req)).await
+/// The scope as a layer (`Router::layer(audit::ScopeLayer(Via::Api))`), inside the request context
+/// (it reads the request id) and outside the auth middleware (which records refusals).
+///
+/// A service of its own rather than `axum::middleware::from_fn`, for the same reason as
+/// `middleware::RequestContextLayer`: a request that is not audited (no handle: the audit log is off)
+/// goes straight to the inner service, with no boxed future, no `Next`, nothing allocated.
+#[derive(Clone, Copy, Debug)]
+pub struct ScopeLayer(pub Via);
+
+impl<S> Layer<S> for ScopeLayer {
+    type Service = ScopeService<S>;
+
+    fn layer(&self, inner: S) -> ScopeService<S> {
+        ScopeService { inner, via: self.0 }
+    }
+}
+
+/// The service of [`ScopeLayer`] around `S`.
+#[derive(Clone, Debug)]
+pub struct ScopeService<S> {
+    inner: S,
+    via: Via,
+}
+
+impl<S> Service<Request> for ScopeService<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future =
+        Either<S::Future, Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let Some(audit) = req.extensions().get::<Audit>().cloned() else {
+            return Either::Left(self.inner.call(req));
+        };
+        let scope = Scope {
+            audit,
+            via: self.via,
+            request_id: RequestId::of(&req),
+            addr: crate::notify::client_addr(&req),
+            method: req.method().clone(),
+            user_agent: req.headers().get(USER_AGENT).cloned(),
+        };
+        // Called here, on the service that was polled ready; only the response is awaited.
+        let response = self.inner.call(req);
+        Either::Right(Box::pin(SCOPE.scope(Arc::new(scope), response)))
+    }
 }
 
 /// Records what `entry` makes, if the request is audited (nothing is made otherwise).

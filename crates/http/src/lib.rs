@@ -56,7 +56,6 @@ pub fn router_with_auth(registry: Registry, authority: Option<Arc<::auth::Author
     let origin = axum::middleware::from_fn_with_state(registry.clone(), notify::origin);
     // The audit log's scope (when `audit::install` put a handle on the requests): outside the auth
     // middleware, which records refusals; inside the request context, for the request id.
-    let audit = axum::middleware::from_fn_with_state(audit::Via::Api, audit::scope);
     let app = match authority {
         None => Router::new().fallback(handlers::dispatch).layer(origin),
         // The guarded dispatcher routes only on the parse the middleware authorized (see `auth`). The
@@ -70,7 +69,7 @@ pub fn router_with_auth(registry: Registry, authority: Option<Arc<::auth::Author
                 auth::authorize,
             )),
     };
-    app.layer(audit)
+    app.layer(audit::ScopeLayer(audit::Via::Api))
         .layer(middleware::RequestContextLayer)
         .with_state(registry)
 }

@@ -93,10 +93,7 @@ pub fn router(registry: Registry, authority: Option<Arc<Authority>>, site: &Site
             crate::notify::origin,
         ))
         // The audit log's scope, for the deletes and refusals of the pages (`crate::audit`).
-        .layer(axum::middleware::from_fn_with_state(
-            crate::audit::Via::Ui,
-            crate::audit::scope,
-        ))
+        .layer(crate::audit::ScopeLayer(crate::audit::Via::Ui))
         .layer(RequestContextLayer)
         .with_state(ui)
 }
