@@ -15,7 +15,7 @@ use oci::Digest;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::auth::{basic, htpasswd_settings};
+use crate::auth::{basic, htpasswd_settings, key_file, token_settings};
 use crate::harness::{Harness, OCI_MANIFEST, Resp};
 
 struct Fixture {
@@ -27,6 +27,11 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(htpasswd_settings).await
+}
+
+/// The fixture with the authentication `settings` make (given the registry's directory).
+async fn fixture_with(settings: fn(&std::path::Path) -> auth::Settings) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.log");
     let audit = Audit::open(&Destination::File(log.clone())).unwrap();
@@ -36,7 +41,7 @@ async fn fixture() -> Fixture {
         ..registry::Settings::default()
     };
     let app = Harness::with_app(registry_settings, |registry, dir| async move {
-        let authority = Arc::new(Authority::new(&htpasswd_settings(&dir)).unwrap().unwrap());
+        let authority = Arc::new(Authority::new(&settings(&dir)).unwrap().unwrap());
         let site = Site::default();
         let api = berth_http::router_with_auth(registry.clone(), Some(authority.clone()))
             .merge(berth_http::ui::router(registry, Some(authority), &site));
@@ -377,4 +382,69 @@ async fn a_delete_from_the_web_interface_names_the_user() {
     assert_eq!(done["repository"], "team-a/app");
     assert_eq!(done["object"], "tag");
     assert_eq!(done["tag"], "v1");
+}
+
+/// A bearer token for `dave` from the test token service, granting `actions` on `repo`.
+fn bearer(repo: &str, actions: &[&str]) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": "test-issuer", "sub": "dave", "aud": "berth.test", "exp": now + 300, "nbf": now - 5,
+        "access": [{"type": "repository", "name": repo, "actions": actions}],
+    });
+    let pem = std::fs::read(key_file("rsa-key.pem")).unwrap();
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+    )
+    .unwrap();
+    format!("Bearer {token}")
+}
+
+#[tokio::test]
+async fn a_token_without_the_scope_is_denied_and_a_broken_one_unauthorized() {
+    let f = fixture_with(token_settings).await;
+    let pull_only = bearer("team/app", &["pull"]);
+    f.call_as(
+        Method::PUT,
+        "/v2/team/app/manifests/v1",
+        Some(&pull_only),
+        AGENT,
+        Some(b"{}"),
+    )
+    .await
+    .assert_error(401, "UNAUTHORIZED");
+    let broken = format!("{}x", bearer("team/app", &["pull", "push"]));
+    f.call_as(
+        Method::PUT,
+        "/v2/team/app/manifests/v1",
+        Some(&broken),
+        AGENT,
+        Some(b"{}"),
+    )
+    .await
+    .assert_error(401, "UNAUTHORIZED");
+
+    let lines = f.lines();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    let denied = &lines[0];
+    assert_eq!(denied["outcome"], "denied");
+    assert_eq!(denied["status"], 401);
+    assert_eq!(denied["user"], "dave");
+    assert_eq!(denied["action"], "push");
+    assert_eq!(denied["why"], "needs repository:team/app:pull,push");
+    let broken = &lines[1];
+    assert_eq!(broken["outcome"], "unauthorized");
+    // A token that does not verify names nobody.
+    assert_eq!(broken["user"], Value::Null);
+    assert!(
+        broken["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("bearer token refused"),
+        "{broken}"
+    );
 }
