@@ -305,14 +305,15 @@ fn open_audit(
     config: &crate::config::audit::AuditConfig,
 ) -> anyhow::Result<Option<berth_http::audit::Audit>> {
     use crate::config::audit::AuditPath;
-    use berth_http::audit::{Audit, Destination};
-    let destination = match &config.path {
+    use berth_http::audit::Audit;
+    let audit = match &config.path {
         None => return Ok(None),
-        Some(AuditPath::Stderr) => Destination::Stderr,
-        Some(AuditPath::File(path)) => Destination::File(path.clone()),
+        // Through the log's writer, so that audit lines and log lines never tear each other.
+        Some(AuditPath::Stderr) => Audit::to_writer(Box::new(crate::logging::writer::lines()))
+            .context("starting the audit log's writer")?,
+        Some(AuditPath::File(path)) => Audit::file(path)
+            .with_context(|| format!("opening the audit log (audit.path) {}", path.display()))?,
     };
-    let audit = Audit::open(&destination)
-        .with_context(|| format!("opening the audit log (audit.path) {destination:?}"))?;
     Ok(Some(audit))
 }
 

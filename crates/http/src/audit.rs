@@ -4,8 +4,8 @@
 //! Three pieces, each with one job:
 //! - [`Audit`], the handle: formats a line (`audit/line.rs`: serde_json, so nothing a client sent can
 //!   break a line or forge one) and queues it for the one writer thread (`audit/writer.rs`: one `write`
-//!   per line to a file opened `O_APPEND`, or the standard error; a full queue drops and counts, never
-//!   blocks a request).
+//!   per line to a file opened `O_APPEND`, or to what the process gives: `berth serve`'s log writer
+//!   for `stderr`; a full queue drops and counts, never blocks a request).
 //! - [`install`] puts the handle on every request of an application (whoever wires the process calls
 //!   it, as `Metrics::instrument`); without it nothing is recorded and nothing is paid but one lookup
 //!   per request in the scope layer.
@@ -31,7 +31,7 @@
 //! Pulls are not recorded: they are most requests, and the access log has each one.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -57,15 +57,6 @@ mod writer;
 pub use line::{Action, Asker, Entry, MAX_TEXT, Object, Outcome, Via, format};
 pub use writer::QUEUE;
 
-/// Where the lines go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Destination {
-    /// A file appended to, created 0600.
-    File(PathBuf),
-    /// The standard error, beside the log (a line is one `write`, whole on a pipe; see `audit/line.rs`).
-    Stderr,
-}
-
 /// The audit log's handle: cheap to clone (one `Arc`).
 #[derive(Clone)]
 pub struct Audit(Arc<writer::Writer>);
@@ -77,13 +68,17 @@ impl std::fmt::Debug for Audit {
 }
 
 impl Audit {
-    /// Opens `destination` (creating the file) and starts the writer thread.
-    pub fn open(destination: &Destination) -> io::Result<Audit> {
-        let writer = match destination {
-            Destination::File(path) => writer::Writer::file(path)?,
-            Destination::Stderr => writer::Writer::spawn(Box::new(io::stderr()))?,
-        };
-        Ok(Audit(Arc::new(writer)))
+    /// The audit log appended to the file at `path` (created 0600 if it does not exist), its writer
+    /// thread started.
+    pub fn file(path: &Path) -> io::Result<Audit> {
+        Ok(Audit(Arc::new(writer::Writer::file(path)?)))
+    }
+
+    /// The audit log written to `out`, one `write_all` per line: a destination that does not buffer,
+    /// or takes each write as one line (`berth serve` hands its log's writer for `stderr`, so that
+    /// audit lines and log lines never tear each other).
+    pub fn to_writer(out: Box<dyn io::Write + Send>) -> io::Result<Audit> {
+        Ok(Audit(Arc::new(writer::Writer::spawn(out)?)))
     }
 
     /// Lines written so far.

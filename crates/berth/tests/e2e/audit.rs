@@ -1,7 +1,7 @@
 //! The audit log on the real binary (`audit.path`, set here by `REGISTRY_AUDIT_PATH`): skopeo pushes as
 //! a user without the right, with a wrong password, then as alice, deletes, and logs in; the file holds
 //! a line for each, with the user, the repository and skopeo's user agent, and is private to berth's
-//! user.
+//! user. With `stderr`, the lines are in the server's log stream, each whole.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -150,4 +150,40 @@ fn skopeo_pushes_deletes_and_refusals_are_in_the_audit_log() {
         let mode = std::fs::metadata(&log).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+}
+
+#[test]
+fn with_stderr_the_lines_join_the_log_whole() {
+    let server = Server::start_with(Options {
+        env: vec![("REGISTRY_AUDIT_PATH".into(), "stderr".into())],
+        ..Options::default()
+    });
+    let img = sample_image("audit-stderr");
+    let repo = repo("audit-stderr");
+    let r = crate::harness::push_image(&server.api(), &repo, "v1", &img);
+    assert_eq!(r.status, 201, "{}", r.describe());
+    // Lines of the log's stream that are JSON objects with an action: the audit's, on an open registry
+    // (anonymous: user null).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let push = loop {
+        let text = std::fs::read_to_string(server.log_path()).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+            .find(|l| l["action"] == "push");
+        if let Some(push) = found {
+            break push;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no audit line in the log:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(push["outcome"], "ok");
+    assert_eq!(push["user"], Value::Null);
+    assert_eq!(push["repository"], repo.as_str());
+    assert_eq!(push["tag"], "v1");
+    assert_eq!(push["digest"], img.manifest.digest.as_str());
 }

@@ -6,8 +6,8 @@
 //! `X-Forwarded-For`) goes through serde_json's string escaping: a quote, a backslash, a newline or any
 //! other control character is escaped, so a value can neither end the line nor close its string and
 //! forge a field or a record. The free texts a client fully controls (the user agent, a user name from
-//! Basic credentials) are cut to [`MAX_TEXT`] bytes, so that a line stays small: one `write` of it is
-//! whole even on a pipe (`PIPE_BUF`, 4 KiB).
+//! Basic credentials, the address) are cut to [`MAX_TEXT`] bytes, so that a line stays small (under
+//! 2 KiB) whatever a client sends.
 
 use serde::Serialize;
 

@@ -1,6 +1,7 @@
 //! The audit log's one writer: a thread of its own that takes whole lines from a bounded queue and
-//! writes each with one `write` to its destination, a file opened for appending (`O_APPEND`, so each
-//! line lands at the end whole, whoever else appends) or the standard error.
+//! writes each with one `write_all` to its destination: a file opened for appending (`O_APPEND`, so
+//! each line lands at the end whole, whoever else appends), or what the process gives (`berth serve`'s
+//! log writer for `stderr`, which takes each write as one line).
 //!
 //! A request never waits for it: a line that finds the queue full is dropped and counted (the
 //! `berth_audit_lines_dropped_total{reason="queue_full"}` metric), never blocked on; [`QUEUE`] lines

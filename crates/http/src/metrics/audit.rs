@@ -57,13 +57,13 @@ impl Collector for AuditState {
 mod tests {
     use std::time::Duration;
 
-    use crate::audit::{Asker, Audit, Destination, Entry};
+    use crate::audit::{Asker, Audit, Entry};
     use crate::metrics::Metrics;
 
     #[test]
     fn lines_written_and_dropped_are_exported() {
         let dir = tempfile::tempdir().unwrap();
-        let audit = Audit::open(&Destination::File(dir.path().join("audit.log"))).unwrap();
+        let audit = Audit::file(&dir.path().join("audit.log")).unwrap();
         let metrics = Metrics::new();
         metrics.watch_audit(&audit);
         audit.record(&Asker::default(), &Entry::default());

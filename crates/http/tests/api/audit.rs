@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use auth::Authority;
 use axum::http::Method;
-use berth_http::audit::{Audit, Destination};
+use berth_http::audit::Audit;
 use berth_http::site::Site;
 use oci::Digest;
 use serde_json::Value;
@@ -34,7 +34,7 @@ async fn fixture() -> Fixture {
 async fn fixture_with(settings: fn(&std::path::Path) -> auth::Settings) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.log");
-    let audit = Audit::open(&Destination::File(log.clone())).unwrap();
+    let audit = Audit::file(&log).unwrap();
     let handle = audit.clone();
     let registry_settings = registry::Settings {
         delete_enabled: true,
