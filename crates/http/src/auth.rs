@@ -17,7 +17,9 @@
 //! caller learns nothing about the other repository and still gets its 202), and containerd's `?ns=`
 //! reads a cached repository (the handler reads it only if the caller may pull it).
 //!
-//! Refusals are spec error bodies: 401 UNAUTHORIZED with `WWW-Authenticate`, or 403 DENIED. Allowed
+//! Refusals are spec error bodies: 401 UNAUTHORIZED with `WWW-Authenticate`, or 403 DENIED. Those of a
+//! caller who presented credentials (wrong ones, or a known user without the right) are lines of the
+//! audit log (`crate::audit`); an anonymous caller's challenge is not. Allowed
 //! responses carry the `middleware::AuthenticatedUser` for the access log. Nothing secret is logged or echoed: the
 //! `Authorization` header is read here and nowhere else.
 
@@ -91,7 +93,7 @@ pub async fn authorize(
     let caller = match authority.check_credentials(header).await {
         Ok(caller) => caller,
         Err(refused) => {
-            crate::audit::note(|| audit::Entry {
+            audit::note(|| audit::Entry {
                 outcome: audit::Outcome::Unauthorized,
                 status: 401,
                 user: refused.user.clone(),
@@ -121,7 +123,7 @@ pub async fn authorize(
             // A known caller refused. An anonymous one is being asked for credentials, as every
             // client is before it sends them: not worth a line.
             if let Some(user) = caller.identity.user() {
-                crate::audit::note(|| denied(&endpoint, user, &needs, &refusal));
+                audit::note(|| denied(&endpoint, user, &needs, &refusal));
             }
             refuse(refusal, &request_id)
         }

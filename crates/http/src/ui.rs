@@ -93,7 +93,7 @@ pub fn router(registry: Registry, authority: Option<Arc<Authority>>, site: &Site
             crate::notify::origin,
         ))
         // The audit log's scope, for the deletes and refusals of the pages (`crate::audit`).
-        .layer(crate::audit::ScopeLayer(crate::audit::Via::Ui))
+        .layer(audit::ScopeLayer(audit::Via::Ui))
         .layer(RequestContextLayer)
         .with_state(ui)
 }
@@ -152,7 +152,7 @@ async fn login(ui: &Ui, headers: &HeaderMap) -> Response {
         }
         Some((_, caller)) => {
             // Signed in: the one page a browser asks for to log in (`audit`'s login through the pages).
-            crate::audit::note(|| audit::Entry {
+            audit::note(|| audit::Entry {
                 action: audit::Action::Login,
                 status: StatusCode::FOUND.as_u16(),
                 user: caller.identity.user().map(str::to_string),
@@ -267,7 +267,7 @@ impl Ui {
         let caller = match authority.check_credentials(header).await {
             Ok(caller) => caller,
             Err(refused) => {
-                crate::audit::note(|| audit::Entry {
+                audit::note(|| audit::Entry {
                     action: audit::Action::Login,
                     outcome: audit::Outcome::Unauthorized,
                     status: 401,

@@ -355,7 +355,7 @@ async fn what_a_client_sent_cannot_break_a_line() {
 }
 
 #[tokio::test]
-async fn a_delete_from_the_web_interface_names_the_user() {
+async fn a_delete_and_a_sign_in_through_the_web_interface_name_the_user() {
     let f = fixture().await;
     f.push(ALICE, "team-a/app", "v1").await;
     // bob may push team-a/* but not delete there.
@@ -365,9 +365,26 @@ async fn a_delete_from_the_web_interface_names_the_user() {
     f.ui_delete(ALICE, "/ui/delete/team-a/app:v1")
         .await
         .assert_status(303);
+    // The pages' sign-in link, with credentials: a login through the pages.
+    f.app
+        .call(
+            Method::GET,
+            "/ui/login",
+            &[
+                ("authorization", credentials(BOB).as_str()),
+                ("user-agent", AGENT),
+            ],
+            None,
+        )
+        .await
+        .assert_status(302);
     let lines = f.lines();
-    // The push's line, then the two deletes.
-    assert_eq!(lines.len(), 2 + 1, "{lines:#?}");
+    // The push's line, the two deletes, the login.
+    assert_eq!(lines.len(), 1 + 2 + 1, "{lines:#?}");
+    assert_eq!(lines[3]["action"], "login");
+    assert_eq!(lines[3]["outcome"], "ok");
+    assert_eq!(lines[3]["user"], "bob");
+    assert_eq!(lines[3]["via"], "ui");
     let denied = &lines[1];
     assert_eq!(denied["via"], "ui");
     assert_eq!(denied["action"], "delete");
