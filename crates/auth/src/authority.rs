@@ -62,6 +62,17 @@ impl Caller {
     }
 }
 
+/// Credentials that were presented and refused: the 401 to answer, and what they were about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrongCredentials {
+    /// The 401 with the challenge.
+    pub decision: Decision,
+    /// The user Basic credentials named (whether or not it exists); `None` for a token.
+    pub user: Option<String>,
+    /// Why they were refused, in words; never a secret.
+    pub why: String,
+}
+
 /// The answer for one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -120,40 +131,66 @@ impl Authority {
 
     /// Checks the `Authorization` header. `Err` is the 401 for credentials that are wrong.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Decision> {
+        self.check_credentials(authorization)
+            .await
+            .map_err(|refused| refused.decision)
+    }
+
+    /// [`authenticate`](Self::authenticate), with what a refusal was about: the user the credentials
+    /// named (Basic's; a token that does not verify names nobody) and why, for the audit log. Neither
+    /// holds a secret.
+    pub async fn check_credentials(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Caller, WrongCredentials> {
         let credentials = Credentials::parse(authorization);
-        let caller = match (&self.authn, credentials) {
-            (_, Credentials::None) => return Ok(Caller::anonymous()),
+        let refused = |user: Option<String>, why: String| WrongCredentials {
+            decision: Decision::Unauthorized {
+                challenge: self.challenge(&[], false),
+            },
+            user,
+            why,
+        };
+        match (&self.authn, credentials) {
+            (_, Credentials::None) => Ok(Caller::anonymous()),
             (Authn::Htpasswd { file, .. }, Credentials::Basic { user, password }) => {
                 if file.verify(&user, &password).await {
-                    Some(Caller {
+                    Ok(Caller {
                         identity: Identity::User(user),
                         grants: None,
                     })
                 } else {
                     tracing::info!(user = %user, "authentication failed: wrong password or unknown user");
-                    None
+                    Err(refused(
+                        Some(user),
+                        "wrong password or unknown user".to_string(),
+                    ))
                 }
             }
             (Authn::Token { verifier, .. }, Credentials::Bearer(token)) => {
                 match verifier.verify(&token) {
-                    Ok(t) => Some(Caller {
+                    Ok(t) => Ok(Caller {
                         identity: Identity::User(t.subject.unwrap_or_default()),
                         grants: Some(t.grants),
                     }),
                     Err(why) => {
                         tracing::info!(reason = %why, "bearer token refused");
-                        None
+                        Err(refused(None, format!("bearer token refused: {why}")))
                     }
                 }
             }
             (_, other) => {
                 tracing::info!(credentials = ?other, "credentials of a kind this registry does not take");
-                None
+                let user = match other {
+                    Credentials::Basic { user, .. } => Some(user),
+                    _ => None,
+                };
+                Err(refused(
+                    user,
+                    "credentials of a kind this registry does not take".to_string(),
+                ))
             }
-        };
-        caller.ok_or_else(|| Decision::Unauthorized {
-            challenge: self.challenge(&[], false),
-        })
+        }
     }
 
     /// Whether `caller` may do everything `wants` lists.

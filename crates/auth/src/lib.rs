@@ -30,7 +30,7 @@ pub mod recent;
 pub mod settings;
 pub mod token;
 
-pub use authority::{Authority, Caller, Decision};
+pub use authority::{Authority, Caller, Decision, WrongCredentials};
 pub use error::Error;
 pub use settings::{AccessSettings, HtpasswdSettings, RuleSettings, Settings, TokenSettings};
 

@@ -30,7 +30,7 @@ mod captured;
 mod clock;
 mod escape;
 mod fields;
-mod writer;
+pub(crate) mod writer;
 
 /// Where the HTTP layer writes its one line per request, at `info`: `accesslog.disabled` turns that target
 /// down to warnings.

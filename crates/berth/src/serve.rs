@@ -122,6 +122,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(metrics) = &metrics {
         metrics.watch_registry(&registry);
     }
+    // Opened before binding, so a file that cannot be written stops the start.
+    let audit = open_audit(&config.audit)?;
+    if let (Some(metrics), Some(audit)) = (&metrics, &audit) {
+        metrics.watch_audit(audit);
+    }
     // Certificates are loaded before binding, so a missing or mismatched file stops the start.
     let tls = match &config.http.tls {
         Some(tls) => Some(
@@ -255,6 +260,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ));
     }
     let mut app = berth_http::site::mount(api, &config.http.site, health);
+    // Every request of the API and the pages carries the audit log's handle, when there is one.
+    app = berth_http::audit::install(app, audit.clone());
     if let Some(metrics) = &metrics {
         // Outermost, so that every answer counts: refusals of authentication and the probes too.
         app = metrics.instrument(app);
@@ -282,8 +289,33 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     // The last second's pull events, so a clean stop loses none.
     registry.flush_pull_events().await;
+    // And the audit lines still queued.
+    if let Some(audit) = audit {
+        let flushed =
+            tokio::task::spawn_blocking(move || audit.flush(Duration::from_secs(5))).await;
+        if !matches!(flushed, Ok(true)) {
+            tracing::warn!("the audit log's last lines could not be written in time");
+        }
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The audit log `config` asks for, its file opened (see `berth_http::audit`).
+fn open_audit(
+    config: &crate::config::audit::AuditConfig,
+) -> anyhow::Result<Option<berth_http::audit::Audit>> {
+    use crate::config::audit::AuditPath;
+    use berth_http::audit::Audit;
+    let audit = match &config.path {
+        None => return Ok(None),
+        // Through the log's writer, so that audit lines and log lines never tear each other.
+        Some(AuditPath::Stderr) => Audit::to_writer(Box::new(crate::logging::writer::lines()))
+            .context("starting the audit log's writer")?,
+        Some(AuditPath::File(path)) => Audit::file(path)
+            .with_context(|| format!("opening the audit log (audit.path) {}", path.display()))?,
+    };
+    Ok(Some(audit))
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {

@@ -17,7 +17,9 @@
 //! caller learns nothing about the other repository and still gets its 202), and containerd's `?ns=`
 //! reads a cached repository (the handler reads it only if the caller may pull it).
 //!
-//! Refusals are spec error bodies: 401 UNAUTHORIZED with `WWW-Authenticate`, or 403 DENIED. Allowed
+//! Refusals are spec error bodies: 401 UNAUTHORIZED with `WWW-Authenticate`, or 403 DENIED. Those of a
+//! caller who presented credentials (wrong ones, or a known user without the right) are lines of the
+//! audit log (`crate::audit`); an anonymous caller's challenge is not. Allowed
 //! responses carry the `middleware::AuthenticatedUser` for the access log. Nothing secret is logged or echoed: the
 //! `Authorization` header is read here and nowhere else.
 
@@ -31,6 +33,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use registry::{DEFAULT_CATALOG_PAGE, MAX_PAGE, Page, Registry};
 
+use crate::audit;
 use crate::endpoint::{BlobOp, Endpoint, ManifestOp, UploadStartKind};
 use crate::error::ApiError;
 use crate::middleware::{AuthenticatedUser, RequestId};
@@ -87,11 +90,21 @@ pub async fn authorize(
         None => None,
         Some(v) => Some(v.to_str().unwrap_or("")),
     };
-    let caller = match authority.authenticate(header).await {
+    let caller = match authority.check_credentials(header).await {
         Ok(caller) => caller,
-        Err(decision) => return refuse(decision, &request_id),
+        Err(refused) => {
+            audit::note(|| audit::Entry {
+                outcome: audit::Outcome::Unauthorized,
+                status: 401,
+                user: refused.user.clone(),
+                why: Some(refused.why.clone()),
+                ..audit::entry_for(&endpoint)
+            });
+            return refuse(refused.decision, &request_id);
+        }
     };
-    match authority.authorize_asking(&caller, &scopes(&endpoint), &optional_scopes(&endpoint)) {
+    let needs = scopes(&endpoint);
+    match authority.authorize_asking(&caller, &needs, &optional_scopes(&endpoint)) {
         Decision::Allow => {
             let user = caller.identity.user().map(str::to_string);
             let access = Access::new(authority.clone(), caller);
@@ -106,7 +119,29 @@ pub async fn authorize(
             }
             resp
         }
-        refusal => refuse(refusal, &request_id),
+        refusal => {
+            // A known caller refused. An anonymous one is being asked for credentials, as every
+            // client is before it sends them: not worth a line.
+            if let Some(user) = caller.identity.user() {
+                audit::note(|| denied(&endpoint, user, &needs, &refusal));
+            }
+            refuse(refusal, &request_id)
+        }
+    }
+}
+
+/// The audit line of `user` refused `endpoint`, which needs `needs`.
+fn denied(endpoint: &Endpoint, user: &str, needs: &[Scope], refusal: &Decision) -> audit::Entry {
+    let needs: Vec<String> = needs.iter().map(Scope::to_string).collect();
+    audit::Entry {
+        outcome: audit::Outcome::Denied,
+        status: match refusal {
+            Decision::Unauthorized { .. } => 401,
+            Decision::Denied | Decision::Allow => 403,
+        },
+        user: Some(user.to_string()),
+        why: (!needs.is_empty()).then(|| format!("needs {}", needs.join(" "))),
+        ..audit::entry_for(endpoint)
     }
 }
 

@@ -18,6 +18,7 @@ use registry::Registry;
 use tokio::net::TcpListener;
 
 pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod body;
 mod counted;
@@ -53,6 +54,8 @@ pub fn router_with_auth(registry: Registry, authority: Option<Arc<::auth::Author
     // every request, for a dispatcher that reads none of it.
     // Who asked, for the events a request causes: inside the auth middleware, which names the user.
     let origin = axum::middleware::from_fn_with_state(registry.clone(), notify::origin);
+    // The audit log's scope (when `audit::install` put a handle on the requests): outside the auth
+    // middleware, which records refusals; inside the request context, for the request id.
     let app = match authority {
         None => Router::new().fallback(handlers::dispatch).layer(origin),
         // The guarded dispatcher routes only on the parse the middleware authorized (see `auth`). The
@@ -66,7 +69,8 @@ pub fn router_with_auth(registry: Registry, authority: Option<Arc<::auth::Author
                 auth::authorize,
             )),
     };
-    app.layer(middleware::RequestContextLayer)
+    app.layer(audit::ScopeLayer(audit::Via::Api))
+        .layer(middleware::RequestContextLayer)
         .with_state(registry)
 }
 

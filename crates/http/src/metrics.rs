@@ -13,7 +13,8 @@
 //!   `berth_storage_operation_errors_total{...}`: every call of the blob and metadata stores, timed by
 //!   the decorators of `registry::instrumented`;
 //! - the pull-through cache's lookups, bytes served and upstream requests (see `metrics/cache.rs`);
-//! - notifications delivered, failed and queued per endpoint (see `metrics/notify.rs`).
+//! - notifications delivered, failed and queued per endpoint (see `metrics/notify.rs`);
+//! - audit log lines written and dropped (see `metrics/audit.rs`).
 //!
 //! Labels are bounded sets: `endpoint` is the kind of endpoint (`manifest`, `blob`, `blob_upload`, ...,
 //! see [`http::endpoint_kind`]), never the repository, whose names are unbounded (and private).
@@ -39,6 +40,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use registry::instrumented::{StorageObserver, StorageOp};
 
+mod audit;
 mod cache;
 pub mod http;
 mod notify;
@@ -150,6 +152,12 @@ impl Metrics {
             .register_collector(Box::new(RegistryState(registry.clone())));
         self.lock()
             .register_collector(Box::new(quota::QuotaState(registry.clone())));
+    }
+
+    /// Exports what the audit log wrote and dropped, read at each scrape.
+    pub fn watch_audit(&self, audit: &crate::audit::Audit) {
+        self.lock()
+            .register_collector(Box::new(audit::AuditState(audit.clone())));
     }
 
     /// The exposition, in the OpenMetrics text format.

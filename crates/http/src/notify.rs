@@ -84,7 +84,7 @@ fn origin_of(req: &Request) -> Origin {
 }
 
 /// registry:2's `RemoteAddr`: the first `X-Forwarded-For` entry, else `X-Real-Ip`, else the peer.
-fn client_addr(req: &Request) -> String {
+pub(crate) fn client_addr(req: &Request) -> String {
     forwarded(req.headers(), "x-forwarded-for")
         .or_else(|| forwarded(req.headers(), "x-real-ip"))
         .or_else(|| req.extensions().get::<PeerAddr>().map(|p| p.0.to_string()))

@@ -35,6 +35,7 @@ use axum::routing::get;
 use maud::{Markup, html};
 use registry::Registry;
 
+use crate::audit;
 use crate::auth::Access;
 use crate::health::Health;
 use crate::middleware::RequestContextLayer;
@@ -106,6 +107,8 @@ pub fn router(
             notify_state,
             crate::notify::origin,
         ))
+        // The audit log's scope, for the deletes and refusals of the pages (`crate::audit`).
+        .layer(audit::ScopeLayer(audit::Via::Ui))
         .layer(RequestContextLayer)
         .with_state(ui)
 }
@@ -163,7 +166,17 @@ async fn login(ui: &Ui, headers: &HeaderMap) -> Response {
         Some((authority, caller)) if caller.identity == Identity::Anonymous => {
             Failure::Challenge(authority.challenge(&[], false)).into_page(ui.links())
         }
-        _ => to_home().await,
+        Some((_, caller)) => {
+            // Signed in: the one page a browser asks for to log in (`audit`'s login through the pages).
+            audit::note(|| audit::Entry {
+                action: audit::Action::Login,
+                status: StatusCode::FOUND.as_u16(),
+                user: caller.identity.user().map(str::to_string),
+                ..audit::Entry::default()
+            });
+            to_home().await
+        }
+        None => to_home().await,
     }
 }
 
@@ -283,9 +296,19 @@ impl Ui {
         };
         // A header that is not visible ASCII cannot be credentials; it is refused like wrong ones.
         let header = headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
-        let caller = match authority.authenticate(header).await {
+        let caller = match authority.check_credentials(header).await {
             Ok(caller) => caller,
-            Err(decision) => return Err(Failure::from_decision(decision)),
+            Err(refused) => {
+                audit::note(|| audit::Entry {
+                    action: audit::Action::Login,
+                    outcome: audit::Outcome::Unauthorized,
+                    status: 401,
+                    user: refused.user.clone(),
+                    why: Some(refused.why.clone()),
+                    ..audit::Entry::default()
+                });
+                return Err(Failure::from_decision(refused.decision));
+            }
         };
         match authority.authorize(&caller, &[]) {
             Decision::Allow => Ok(Viewer {

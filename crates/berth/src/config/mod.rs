@@ -13,7 +13,7 @@
 //! secrets masked.
 //!
 //! Sections: `version` (here), [`log`], [`storage`], [`http`], [`auth`] (with berth's `access`),
-//! [`health`], [`proxy`], [`database`] (GitLab's spelling), [`notifications`], [`validation`], berth's [`limits`], [`gc`], [`tags`], [`retention`], [`replication`], [`quotas`], [`scrub`] and [`ui`], and the registry:2
+//! [`health`], [`proxy`], [`database`] (GitLab's spelling), [`notifications`], [`validation`], berth's [`limits`], [`gc`], [`tags`], [`retention`], [`replication`], [`quotas`], [`scrub`], [`ui`] and [`audit`], and the registry:2
 //! sections berth does not implement, which are reported by name (here). A feature's section is read and
 //! validated in its file, and its settings are handed to the crate that implements it; what is not
 //! implemented yet says so in a warning from its section's file.
@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+pub mod audit;
 pub mod auth;
 pub mod database;
 mod env;
@@ -79,6 +80,8 @@ pub struct Config {
     pub scrub: scrub::ScrubConfig,
     /// berth's `ui`: the web interface.
     pub ui: ui::UiConfig,
+    /// berth's `audit`: the audit log.
+    pub audit: audit::AuditConfig,
     /// registry:3's `validation.manifests.indexes`: which children of a pushed index must exist.
     pub index_children: registry::IndexChildren,
     /// `notifications`: registry:2's webhooks, delivered from the outbox.
@@ -301,6 +304,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
     let quotas = quotas::read(top.section("quotas")?)?;
     let scrub = scrub::read(top.section("scrub")?)?;
     let ui = ui::read(top.section("ui")?)?;
+    let audit = audit::read(top.section("audit")?)?;
     let notifications = notifications::read(top.section("notifications")?)?;
     let index_children = validation::read(top.section("validation")?)?;
     for (key, why) in IGNORED_SECTIONS {
@@ -324,6 +328,7 @@ fn read_config(ctx: &Ctx, root: &yaml::Node) -> Result<Config, ConfigError> {
         quotas,
         scrub,
         ui,
+        audit,
         index_children,
         notifications,
     })
@@ -352,6 +357,7 @@ impl Config {
         out.push(("quotas", quotas::to_yaml(&self.quotas)));
         out.push(("scrub", self.scrub.to_yaml()));
         out.push(("ui", self.ui.to_yaml()));
+        out.push(("audit", self.audit.to_yaml()));
         out.push(("notifications", self.notifications.to_yaml()));
         out.push(("validation", validation::to_yaml(&self.index_children)));
         mapping(out)

@@ -96,6 +96,26 @@ fn install_with(out: Box<dyn Write + Send>, interval: Duration) -> BufferedWrite
     }
 }
 
+/// A `Write` into the log's buffer for another stream of lines on stderr (the audit log's `stderr`):
+/// each `write` goes in whole under the buffer's lock, so its lines and the log's never tear each other
+/// (two writers of stderr could: the log's batches are larger than a pipe writes at once). It waits for
+/// room as the log does, and is written at exit with it.
+pub fn lines() -> impl Write + Send {
+    LinesInto(install())
+}
+
+struct LinesInto(BufferedWriter);
+
+impl Write for LinesInto {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.make_writer().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Writes what the buffer holds when the process exits normally (`main` returns or `exit` is called).
 extern "C" fn flush_at_exit() {
     if let Some(shared) = INSTALLED.get() {

@@ -12,7 +12,7 @@ use crate::harness::{Options, Server, Tools, repo, sha256};
 pub(crate) mod token;
 
 // alice:secret, bob:builder (bcrypt, made with the bcrypt crate).
-const HTPASSWD: &str = "\
+pub(crate) const HTPASSWD: &str = "\
 alice:$2y$05$NHXi441vNlrHIergnkVaCOtieAaKJwCHnk6qQA.uPSpkVQkXtjd1C
 bob:$2y$04$XgDFieE2q.frxR1xK5HPDeLI3XzP43L0.hVuHDIUqZhDOzsk5QggK
 ";

@@ -15,6 +15,7 @@ mod harness;
 
 mod adopt;
 mod api;
+mod audit;
 mod auth;
 mod buildah;
 mod config;

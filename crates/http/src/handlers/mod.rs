@@ -14,7 +14,7 @@ use registry::Registry;
 use crate::auth::{Access, Authorized};
 use crate::endpoint::{BlobOp, Endpoint, ManifestOp, UploadOp, UploadStartKind};
 use crate::error::ApiError;
-use crate::middleware::RequestId;
+use crate::middleware::{AuthenticatedUser, RequestId};
 
 mod base;
 mod blobs;
@@ -60,10 +60,22 @@ async fn respond(
     req: Request,
     request_id: &RequestId,
 ) -> Response {
+    // The audit log's part (`crate::audit`): who, taken before the request goes to the handler.
+    let audited = crate::audit::records(&endpoint) && crate::audit::active();
+    let user = audited
+        .then(|| {
+            req.extensions()
+                .get::<AuthenticatedUser>()
+                .map(|u| u.0.clone())
+        })
+        .flatten();
     // What the handler left of the body is read away before the answer (see `crate::body`).
     let (req, unread) = crate::body::keep_unread(req);
     let routed = route(registry, &endpoint, access, req).await;
     unread.drain().await;
+    if audited && let Some(entry) = crate::audit::after(&endpoint, user, routed.as_ref()) {
+        crate::audit::note(|| entry);
+    }
     let mut resp = routed.unwrap_or_else(|e| e.into_response(request_id));
     // Handed to the access log through the response, so the path is parsed once per request here; moved,
     // not copied, once the handler is done with it.

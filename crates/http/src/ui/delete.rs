@@ -21,6 +21,7 @@ use oci::{Reference, RepoName};
 use super::layout::{respond, short_digest};
 use super::paths::Links;
 use super::{Failure, Ui};
+use crate::audit::{Action, Entry, Object, Outcome};
 
 /// The confirmation page.
 pub async fn confirm(ui: &Ui, headers: &HeaderMap, name: RepoName, target: Reference) -> Response {
@@ -54,9 +55,57 @@ async fn delete(
         ));
     }
     let viewer = ui.viewer(headers).await?;
-    viewer.check_delete(name.as_str())?;
+    let about = || {
+        let (object, tag, digest) = match target {
+            Reference::Tag(tag) => (Object::Tag, Some(tag.as_str().to_string()), None),
+            Reference::Digest(d) => (Object::Manifest, None, Some(d.to_string())),
+        };
+        Entry {
+            action: Action::Delete,
+            user: viewer.user().map(str::to_string),
+            repository: Some(name.as_str().to_string()),
+            object: Some(object),
+            tag,
+            digest,
+            ..Entry::default()
+        }
+    };
+    if let Err(refused) = viewer.check_delete(name.as_str()) {
+        // A known user refused (an anonymous caller is asked to sign in, as the API's challenge).
+        let why = match &refused {
+            Failure::Forbidden(_) => Some((403, "may not delete in the repository")),
+            Failure::NotFound => Some((404, "may not pull the repository")),
+            _ => None,
+        };
+        if let (Some((status, why)), Some(_)) = (why, viewer.user()) {
+            crate::audit::note(|| Entry {
+                outcome: Outcome::Denied,
+                status,
+                why: Some(why.to_string()),
+                ..about()
+            });
+        }
+        return Err(refused);
+    }
     // The events of the delete name the user, as the API's do.
-    registry::notify::as_user(viewer.user(), ui.registry().delete_manifest(name, target)).await?;
+    let deleted =
+        registry::notify::as_user(viewer.user(), ui.registry().delete_manifest(name, target)).await;
+    crate::audit::note(|| match &deleted {
+        Ok(()) => Entry {
+            status: StatusCode::SEE_OTHER.as_u16(),
+            ..about()
+        },
+        Err(e) => {
+            let (status, code) = crate::error::status_and_code(e);
+            Entry {
+                outcome: Outcome::Failed,
+                status: status.as_u16(),
+                why: Some(code.to_string()),
+                ..about()
+            }
+        }
+    });
+    deleted?;
     Ok(())
 }
 

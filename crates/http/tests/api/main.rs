@@ -15,6 +15,7 @@
 mod harness;
 
 mod access_log;
+mod audit;
 mod auth;
 mod blobs;
 mod discovery;
