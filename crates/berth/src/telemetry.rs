@@ -23,6 +23,8 @@
 //! and the flush at shutdown works after the server's runtime has stopped.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,8 +41,9 @@ use opentelemetry_http::{
 };
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracerProvider, Tracer};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter, Tracer};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -103,7 +106,7 @@ impl Traces {
             ))
             .build();
         let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
+            .with_batch_exporter(Reported::new(exporter))
             .with_resource(resource)
             .build();
         let tracer = provider.tracer("berth");
@@ -219,6 +222,62 @@ fn extract_parent(headers: &HeaderMap, span: &Span) {
 /// `upstream::trace`'s injector: the upstream request carries its span's context.
 fn inject_context(span: &Span, headers: &mut HeaderMap) {
     TraceContextPropagator::new().inject_context(&span.context(), &mut HeaderInjector(headers));
+}
+
+/// An exporter whose failures reach berth's log (the SDK's own diagnostics are compiled out): the first
+/// failure after a success, and the success after failures, so that a collector that is down is one
+/// warning, not one per batch.
+#[derive(Debug)]
+struct Reported<E> {
+    inner: E,
+    failing: AtomicBool,
+}
+
+impl<E> Reported<E> {
+    fn new(inner: E) -> Reported<E> {
+        Reported {
+            inner,
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    fn report(&self, result: &OTelSdkResult, spans: usize) {
+        match result {
+            Err(e) if !self.failing.swap(true, Ordering::Relaxed) => tracing::warn!(
+                error = %e,
+                spans,
+                "OpenTelemetry: exporting traces failed; spans are dropped until it works again"
+            ),
+            Ok(()) if self.failing.swap(false, Ordering::Relaxed) => {
+                tracing::info!("OpenTelemetry: exporting traces works again")
+            }
+            _ => {}
+        }
+    }
+}
+
+// Every method forwarded: the trait's defaults would silently skip the inner exporter's.
+impl<E: SpanExporter> SpanExporter for Reported<E> {
+    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        let spans = batch.len();
+        async move {
+            let result = self.inner.export(batch).await;
+            self.report(&result, spans);
+            result
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
 }
 
 /// The exporter's HTTP client (see the module's comment for why a runtime of its own).
@@ -361,6 +420,39 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_millis(2500));
         let c = choose(&env(&[("OTEL_TRACES_EXPORTER", "otlp")]));
         assert_eq!(c.timeout, EXPORT_TIMEOUT);
+    }
+
+    #[test]
+    fn a_failing_export_is_reported_once_until_it_works_again() {
+        #[derive(Debug, Default)]
+        struct Flaky(AtomicBool);
+        impl SpanExporter for Flaky {
+            async fn export(&self, _: Vec<SpanData>) -> OTelSdkResult {
+                if self.0.load(Ordering::Relaxed) {
+                    Ok(())
+                } else {
+                    Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
+                        "down".into(),
+                    ))
+                }
+            }
+        }
+        let reported = Reported::new(Flaky::default());
+        let export = || run_to_end(reported.export(Vec::new()));
+        assert!(export().is_err());
+        assert!(reported.failing.load(Ordering::Relaxed));
+        assert!(export().is_err());
+        reported.inner.0.store(true, Ordering::Relaxed);
+        assert!(export().is_ok());
+        assert!(!reported.failing.load(Ordering::Relaxed));
+    }
+
+    /// Runs a future that never waits (the exporters above) to its end.
+    fn run_to_end<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
     }
 
     #[test]
