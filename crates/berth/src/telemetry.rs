@@ -10,8 +10,9 @@
 //!
 //! Which variables: `OTEL_TRACES_EXPORTER` (`otlp` on; unset, empty or `none` off; other exporters are
 //! warned of and ignored), `OTEL_SDK_DISABLED`, `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` (`http/protobuf`,
-//! the default, or `http/json`; `grpc` is warned of and sent as `http/protobuf`), and the
-//! `OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT` of each export, read here; the SDK reads the rest itself:
+//! the default, or `http/json`; `grpc` is warned of and sent as `http/protobuf`), the
+//! `OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT` of each export, and `..._COMPRESSION` (warned of: sent
+//! uncompressed), read here; the SDK reads the rest itself:
 //! `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`, `..._HEADERS`, `OTEL_SERVICE_NAME` and
 //! `OTEL_RESOURCE_ATTRIBUTES` (the service is `berth` unless they name it), `OTEL_TRACES_SAMPLER[_ARG]`
 //! and the batch processor's `OTEL_BSP_*`.
@@ -179,6 +180,15 @@ fn choose(env: &HashMap<String, String>) -> Choice {
             warnings.push(format!(
                 "{key}={other:?} is no protocol berth knows; sending http/protobuf"
             ));
+        }
+    }
+    for key in [
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+    ] {
+        if let Some(value) = var(key).filter(|v| !v.eq_ignore_ascii_case("none")) {
+            // The SDK, built without compression, ignores it the same way, silently.
+            warnings.push(format!("{key}={value:?}: berth sends traces uncompressed"));
         }
     }
     let timeout = [
@@ -400,6 +410,11 @@ mod tests {
         assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
         assert!(c.warnings.iter().any(|w| w.contains("zipkin")));
         assert!(c.warnings.iter().any(|w| w.contains("grpc")));
+        let c = choose(&env(&[
+            ("OTEL_TRACES_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ]));
+        assert!(c.warnings[0].contains("uncompressed"), "{:?}", c.warnings);
         // The protocols berth speaks are left to the SDK, which reads the same variables.
         for p in ["http/json", "http/protobuf"] {
             let c = choose(&env(&[
