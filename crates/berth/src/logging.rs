@@ -7,6 +7,8 @@
 //! The access log's line, one per request, skips tracing's event machinery altogether where it can: see
 //! [`access`].
 //!
+//! Traces (`crate::telemetry`) are a layer beside the log's, installed only when exported.
+//!
 //! Static fields (`log.fields`, registry:2's logrus fields) are added by wrapping the event formatter
 //! rather than by a span: a span entered on the main thread would not be current on the runtime's
 //! worker threads, where almost every line is written.
@@ -14,13 +16,17 @@
 use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
 
-use tracing::{Event, Subscriber};
-use tracing_subscriber::EnvFilter;
+use opentelemetry_sdk::trace::Tracer;
+use registry::spans::TARGET as SPAN_TARGET;
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::log::{LogConfig, LogFormat};
 
@@ -36,8 +42,14 @@ pub(crate) mod writer;
 /// down to warnings.
 const ACCESS_LOG_TARGET: &str = berth_http::access::TARGET;
 
-/// Sets up the global subscriber per `log`. Called once, before anything logs.
-pub fn init(log: &LogConfig) {
+/// Sets up the global subscriber per `log`, with an OpenTelemetry layer for `traces` when they are
+/// exported (`crate::telemetry`). Called once, before anything logs.
+///
+/// The spans meant for a trace (target `registry::spans::TARGET`) are off in the filter unless traces are
+/// exported, so when they are not, every one of them is refused by its callsite's cached interest and
+/// the subscriber is exactly the log's. When they are, only the OpenTelemetry layer sees them (and the
+/// warnings and errors logged inside them, as span events): the log's lines never show them.
+pub fn init(log: &LogConfig, traces: Option<Tracer>) {
     let (filter, directives) = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => (EnvFilter::new(&spec), spec),
         _ => (EnvFilter::new(log.level.as_str()), String::new()),
@@ -50,11 +62,17 @@ pub fn init(log: &LogConfig) {
             Err(_) => filter,
         }
     };
+    let spans = if traces.is_some() { "info" } else { "off" };
+    let filter = match format!("{SPAN_TARGET}={spans}").parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     let writer = writer::install();
     match log.formatter {
         LogFormat::Text => {
             let ansi = std::io::stderr().is_terminal();
-            text_subscriber(filter, writer.clone(), clock::Rfc3339Micros, log, ansi).init();
+            let layer = text_layer(writer.clone(), clock::Rfc3339Micros, log, ansi);
+            install(layer, filter, traces);
             // The access line written directly, where it can be the subscriber's line byte for byte:
             // without colours and caller locations, and under a filter of targets and levels only (a
             // `[...]` directive filters on spans or fields, which only the subscriber can tell).
@@ -63,19 +81,52 @@ pub fn init(log: &LogConfig) {
                 berth_http::access::install(Box::new(direct));
             }
         }
-        LogFormat::Json => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(writer)
-            .with_file(log.report_caller)
-            .with_line_number(log.report_caller)
-            .json()
-            .flatten_event(true)
-            .map_event_format(|f| WithFields::new(f, log.fields.clone(), LogFormat::Json))
+        LogFormat::Json => {
+            let fields = log.fields.clone();
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(writer)
+                .with_file(log.report_caller)
+                .with_line_number(log.report_caller)
+                .json()
+                .flatten_event(true)
+                .map_event_format(|f| WithFields::new(f, fields, LogFormat::Json));
+            install(layer, filter, traces);
+        }
+    }
+}
+
+/// Makes the subscriber of the log's `layer` under `filter` the global one; with `traces`, the
+/// OpenTelemetry layer beside it, each seeing only its own spans.
+fn install<L>(layer: L, filter: EnvFilter, traces: Option<Tracer>)
+where
+    L: Layer<Registry> + Send + Sync + 'static,
+{
+    let registry = tracing_subscriber::registry();
+    match traces {
+        // What `tracing_subscriber::fmt().with_env_filter(filter)` builds.
+        None => registry.with(layer).with(filter).init(),
+        Some(tracer) => registry
+            .with(layer.with_filter(filter_fn(|m| m.target() != SPAN_TARGET)))
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    // What the spans' own fields say is enough: no source files, threads or targets,
+                    // and no clock read at every enter and exit for busy and idle times.
+                    .with_location(false)
+                    .with_threads(false)
+                    .with_target(false)
+                    .with_tracked_inactivity(false)
+                    .with_filter(filter_fn(|m| {
+                        m.target() == SPAN_TARGET || (m.is_event() && *m.level() <= Level::WARN)
+                    })),
+            )
+            .with(filter)
             .init(),
     }
 }
 
-/// The text subscriber: `init`'s, and the one the direct access line is tested against.
+/// The text subscriber without traces: the one the direct access line is tested against.
+#[cfg(test)]
 fn text_subscriber<W, T>(
     filter: EnvFilter,
     writer: W,
@@ -87,9 +138,20 @@ where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
     T: FormatTime + Send + Sync + 'static,
 {
+    tracing_subscriber::registry()
+        .with(text_layer(writer, timer, log, ansi))
+        .with(filter)
+}
+
+/// The log's text lines: `init`'s layer.
+fn text_layer<S, W, T>(writer: W, timer: T, log: &LogConfig, ansi: bool) -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+    T: FormatTime + Send + Sync + 'static,
+{
     let fields = log.fields.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_file(log.report_caller)
         .with_line_number(log.report_caller)
@@ -97,13 +159,12 @@ where
         .fmt_fields(fields::TextFields)
         .with_timer(timer)
         .map_event_format(|f| WithFields::new(f, fields, LogFormat::Text))
-        .finish()
 }
 
 /// Logging for a start that failed before the configuration could be read: text at `info` (or per
 /// `RUST_LOG`).
 pub fn init_default() {
-    init(&LogConfig::default());
+    init(&LogConfig::default(), None);
 }
 
 /// An event formatter that appends the static fields to every line of `inner`.

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use maintenance::Job;
+use telemetry::Traces;
 
 mod config;
 mod config_path;
@@ -20,6 +21,7 @@ mod logging;
 mod maintenance;
 mod memory;
 mod serve;
+mod telemetry;
 
 /// `berth --version`: the crate's version and the commit it was built from (build.rs finds it).
 const VERSION: &str = concat!(
@@ -310,11 +312,32 @@ fn serve(path: Option<&Path>, env: &HashMap<String, String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    logging::init(&loaded.config.log);
+    let traces = match telemetry::Traces::from_env(env) {
+        Ok(traces) => traces,
+        Err(e) => {
+            logging::init(&loaded.config.log, None);
+            tracing::error!("{e}");
+            eprintln!("berth: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(&loaded.config.log, traces.as_ref().map(Traces::tracer));
     for w in &loaded.warnings {
         tracing::warn!(key = %w.key, "configuration: {}", w.message);
     }
-    match serve::run(loaded.config) {
+    if let Some(traces) = &traces {
+        traces.propagate();
+        for w in &traces.warnings {
+            tracing::warn!("OpenTelemetry: {w}");
+        }
+        tracing::info!("exporting traces over OTLP/HTTP (OTEL_TRACES_EXPORTER=otlp)");
+    }
+    let result = serve::run(loaded.config, traces.is_some());
+    // After the runtime stopped: the spans of the last requests are flushed, within a bound.
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -37,7 +37,7 @@ pub enum Job {
 /// Runs `job` with the configuration `loaded`.
 pub fn run(job: Job, loaded: config::Loaded) -> ExitCode {
     let config = &loaded.config;
-    logging::init(&config.log);
+    logging::init(&config.log, None);
     let outcome = match job {
         Job::GarbageCollect {
             dry_run,

@@ -9,7 +9,8 @@
 //!
 //! Metrics are wired only when the debug server exports them (`http.debug.prometheus`): then the stores
 //! are wrapped in timing decorators and the application in the request metrics, and `/metrics` joins the
-//! debug router. Without it nothing is wrapped, so an unscraped registry pays nothing for them.
+//! debug router. Without it nothing is wrapped, so an unscraped registry pays nothing for them. The same
+//! decorators open a span per storage call when traces are exported (`crate::telemetry`).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -51,12 +52,14 @@ const PULL_RECORDING: Duration = Duration::from_secs(10);
 /// not against this measurement).
 const QUOTA_METERING: Duration = Duration::from_secs(60);
 
-pub fn run(config: Config) -> anyhow::Result<()> {
+/// Serves until a signal; `traced`: traces are exported (`crate::telemetry`), so the stores are wrapped
+/// in the decorators that open a span per call.
+pub fn run(config: Config, traced: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, traced))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, traced: bool) -> anyhow::Result<()> {
     let Stores {
         root,
         blobs,
@@ -69,15 +72,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut meta = meta;
     let exported = config.http.debug.addr.is_some() && config.http.debug.prometheus.is_some();
     let metrics = exported.then(Metrics::new);
-    if let Some(metrics) = &metrics {
+    // The same decorators time the calls for the metrics and open their spans for a trace.
+    if metrics.is_some() || traced {
+        let observer: Arc<dyn registry::instrumented::StorageObserver> = match &metrics {
+            Some(metrics) => metrics.storage_observer(),
+            None => Arc::new(()),
+        };
         let backend = metadata_name.trim_start_matches("metadata_");
         // Labelled with registry:2's driver name.
         blobs = Arc::new(InstrumentedBlobStore::new(
             blobs,
             blobs_name,
-            metrics.storage_observer(),
+            Arc::clone(&observer),
         ));
-        meta = InstrumentedMetadata::wrap(meta, backend, metrics.storage_observer());
+        meta = InstrumentedMetadata::wrap(meta, backend, observer);
     }
     // Outside the timing decorator, so the metrics time the database, not the cache's hits.
     if config.limits.metadata_cache.enabled() {

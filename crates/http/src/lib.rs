@@ -32,6 +32,7 @@ pub mod middleware;
 pub mod notify;
 mod runtime;
 pub mod site;
+pub mod trace;
 pub mod ui;
 
 pub use endpoint::Endpoint;

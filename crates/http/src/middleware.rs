@@ -1,7 +1,8 @@
 //! What every response gets, whatever produced it: the API version header, an `X-Request-Id`, and one log
 //! line per request (method, route, path, repository, status, bytes in and out, user, user agent,
-//! duration, request id; see [`access`](crate::access)), written when the response body is done. It wraps
-//! the whole router (fallback included), so no handler can forget it.
+//! duration, request id; see [`access`](crate::access)), written when the response body is done; and,
+//! while a trace is recorded, the request's span ([`trace`](crate::trace)), which ends with that line. It
+//! wraps the whole router (fallback included), so no handler can forget it.
 //!
 //! The request id is made here and put in the request's extensions before any handler runs, so that an
 //! internal error can be logged with it and name it to the client; the same id is in the log line, which
@@ -26,6 +27,7 @@ use axum::http::{HeaderValue, Method, Uri};
 use axum::response::Response;
 use http_body::Body as _;
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 use crate::access::AccessRecord;
 use crate::counted::Counted;
@@ -111,10 +113,12 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         let (req, line) = begin(req);
-        // Called here, on the service that was polled ready; only the response is awaited.
-        let response = self.inner.call(req);
+        // Called here, on the service that was polled ready; only the response is awaited. Both in the
+        // request's span (a no-op when none is recorded).
+        let response = line.span.in_scope(|| self.inner.call(req));
+        let span = line.span.clone();
         Box::pin(async move {
-            let resp = response.await?;
+            let resp = response.instrument(span).await?;
             Ok(finish(resp, line))
         })
     }
@@ -124,6 +128,8 @@ where
 fn begin(mut req: Request) -> (Request, AccessLine) {
     let id = next_request_id();
     req.extensions_mut().insert(RequestId(Some(id)));
+    let span =
+        crate::trace::request_span(req.method(), req.uri().path(), req.headers(), id.as_str());
     // What the line needs of the request, kept without copying: a method, URI or header value clone
     // shares the request head's buffer (the line used to copy five strings per request).
     let mut line = AccessLine {
@@ -136,6 +142,7 @@ fn begin(mut req: Request) -> (Request, AccessLine) {
         status: 0,
         counts: None,
         started: Instant::now(),
+        span,
     };
     // A request without a body (every GET and HEAD) has no bytes to count: it is not wrapped.
     if req.body().is_end_stream() {
@@ -164,6 +171,7 @@ fn finish(mut resp: Response, mut line: AccessLine) -> Response {
     // Nothing reads it after this layer: taken rather than copied.
     line.repository = resp.extensions_mut().remove::<Repository>().map(|r| r.0);
     line.status = resp.status().as_u16();
+    crate::trace::record_status(&line.span, line.status);
 
     let headers = resp.headers_mut();
     headers.insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
@@ -267,6 +275,9 @@ struct AccessLine {
     /// Made when a body is counted: a request and response without one (a HEAD) need none.
     counts: Option<Arc<Counts>>,
     started: Instant,
+    /// The request's span (`Span::none()` unless a trace is recorded): it ends when this is dropped,
+    /// after the line is written.
+    span: tracing::Span,
 }
 
 impl AccessLine {

@@ -1,6 +1,7 @@
 //! Decorators that time every storage operation: an [`InstrumentedBlobStore`] and an
 //! [`InstrumentedMetadata`] wrap any backend, implement the same traits, and report each call's
-//! duration and outcome to a [`StorageObserver`].
+//! duration and outcome to a [`StorageObserver`], each call in a span of its own while a trace is recorded
+//! ([`crate::spans`]).
 //!
 //! Why decorators: the backends stay free of metrics code and the registry stays free of `if metrics`
 //! branches; whoever wires the process decides whether to wrap. Why an observer trait rather than a metrics
@@ -23,6 +24,7 @@ use metadata::{
     StoreTotals, StoredManifest, TagAge, TagAges, UploadSession, UploadSessions, Usage,
 };
 use oci::{Digest, RepoName, Tag};
+use tracing::Instrument;
 
 /// One storage call: which store, which backend, which method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,15 +43,25 @@ pub trait StorageObserver: Send + Sync + 'static {
     fn observe(&self, op: StorageOp, elapsed: Duration, ok: bool);
 }
 
-/// Times `fut` and reports it as `op`.
+/// No observer: the decorators installed for their spans alone (traces exported, metrics not).
+impl StorageObserver for () {
+    fn observe(&self, _: StorageOp, _: Duration, _: bool) {}
+}
+
+/// Times `fut` and reports it as `op`, in a span of its own when a trace is being recorded
+/// ([`spans::storage`](crate::spans::storage)).
 async fn timed<T, E>(
     observer: &dyn StorageObserver,
     op: StorageOp,
     fut: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
+    let span = crate::spans::storage(op);
     let started = Instant::now();
-    let out = fut.await;
+    let out = fut.instrument(span.clone()).await;
     observer.observe(op, started.elapsed(), out.is_ok());
+    if out.is_err() {
+        crate::spans::failed(&span);
+    }
     out
 }
 

@@ -35,6 +35,7 @@ pub mod replicate;
 mod repo_walk;
 pub mod retention;
 pub mod scrub;
+pub mod spans;
 mod upload;
 mod upload_limit;
 

@@ -95,6 +95,7 @@ impl Http {
         *req.headers_mut() = headers;
         req.headers_mut()
             .insert(USER_AGENT, self.user_agent.clone());
+        crate::trace::inject(req.headers_mut());
         match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
             Err(_) => Err(UpstreamError::Unavailable(format!(
                 "{host} sent no response within {:?}",

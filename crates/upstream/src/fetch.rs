@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 use hyper::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, LOCATION};
 use hyper::{Method, Response, StatusCode, Uri};
 use registry::proxy::UpstreamError;
+use tracing::Instrument;
 
 use crate::auth::Auth;
 use crate::client::Http;
@@ -36,6 +37,32 @@ impl Fetcher {
         let uri: Uri = format!("{}{path}", self.base)
             .parse()
             .map_err(|_| UpstreamError::Protocol(format!("cannot make a URL of {path:?}")))?;
+        let span = crate::trace::request_span(&method, &uri);
+        let out = self
+            .request_in_span(method, uri, accept, scope)
+            .instrument(span.clone())
+            .await;
+        match &out {
+            Ok(resp) => {
+                span.record("http.response.status_code", resp.status().as_u16());
+                if resp.status().is_server_error() {
+                    span.record("otel.status_code", "error");
+                }
+            }
+            Err(_) => {
+                span.record("otel.status_code", "error");
+            }
+        }
+        out
+    }
+
+    async fn request_in_span(
+        &self,
+        method: Method,
+        uri: Uri,
+        accept: Option<&HeaderValue>,
+        scope: &str,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let mut authorization = self.auth.preemptive(scope).await;
         let mut answered = false;
         loop {

@@ -10,7 +10,8 @@
 //!   `helper`: credentials from a Docker credential helper (registry:3's `proxy.exec`);
 //! - `fetch`: one logical request (authentication, redirects, never forwarding `Authorization` to
 //!   another origin);
-//! - `manifest`, `blob`, `tags`: the operations; `status`: statuses to [`UpstreamError`]s.
+//! - `manifest`, `blob`, `tags`: the operations; `status`: statuses to [`UpstreamError`]s;
+//! - [`trace`]: each logical request a client span, its context sent upstream (W3C `traceparent`).
 //!
 //! With the `testkit` feature, [`testkit`] offers a fault-injecting proxy and a token server for tests
 //! here and in the end-to-end suite.
@@ -41,6 +42,7 @@ mod tags;
     reason = "test code, built into the library for other crates' tests: a panic is a failed case"
 )]
 pub mod testkit;
+pub mod trace;
 
 pub use settings::{CredentialHelper, Credentials, Settings, SettingsError};
 

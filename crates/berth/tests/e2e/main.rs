@@ -31,6 +31,7 @@ mod import_oci;
 mod limits;
 mod metrics;
 mod notify;
+mod otel;
 mod outage;
 mod podman;
 mod proxy;

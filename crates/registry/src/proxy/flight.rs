@@ -238,7 +238,9 @@ impl Registry {
             observer: Arc::clone(&proxy.observer),
             blob_locks: self.blob_locks.clone(),
         };
-        tokio::spawn(fetch.run());
+        // In the span of the request that started it, so that a trace shows the upstream's request (and
+        // the cache's writes) under the pull that caused them.
+        tokio::spawn(tracing::Instrument::in_current_span(fetch.run()));
         Ok(flight)
     }
 }

@@ -48,7 +48,8 @@ pub struct Options {
     pub storage: Storage,
     /// For [`Storage::S3`]: this server and prefix instead of `BERTH_TEST_S3_*` with a fresh prefix.
     pub s3: Option<S3Bucket>,
-    /// More `REGISTRY_*` variables for the server (set after the harness's own, so they win).
+    /// More `REGISTRY_*` (or `OTEL_*`) variables for the server (set after the harness's own, so they
+    /// win).
     pub env: Vec<(String, String)>,
 }
 
@@ -347,7 +348,7 @@ impl Server {
         // Nothing from the caller's environment may configure the server under test.
         for (key, _) in std::env::vars_os() {
             if let Some(k) = key.to_str()
-                && (k.starts_with("REGISTRY_") || k.starts_with("BERTH_"))
+                && (k.starts_with("REGISTRY_") || k.starts_with("BERTH_") || k.starts_with("OTEL_"))
             {
                 cmd.env_remove(&key);
             }
