@@ -2,7 +2,7 @@
 //! events of skopeo's push and pull and of a delete in registry:2's envelope; a receiver that is down
 //! while berth restarts still gets every event of a push made before.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::images::{sample_image, write_image_layout};
+use crate::harness::receiver::{Received, read_request};
 use crate::harness::{Metadata, Options, Server, Tools, repo};
 
 /// A receiver: records each envelope's events and its Content-Type; answers 503 while `down`.
@@ -35,29 +36,12 @@ impl Receiver {
                 let (e, c, d) = (e.clone(), c.clone(), d.clone());
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(conn.try_clone().unwrap());
-                    let mut length = 0usize;
-                    let mut content_type = String::new();
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let line = line.trim_end();
-                        if line.is_empty() {
-                            break;
-                        }
-                        let lower = line.to_ascii_lowercase();
-                        if let Some(v) = lower.strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                        if lower.starts_with("content-type:") {
-                            content_type = line["content-type:".len()..].trim().to_string();
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
+                    let Some(Received {
+                        content_type, body, ..
+                    }) = read_request(&mut reader)
+                    else {
                         return;
-                    }
+                    };
                     let mut conn = conn;
                     if d.load(Ordering::SeqCst) {
                         let _ = conn.write_all(

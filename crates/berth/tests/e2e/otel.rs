@@ -5,7 +5,7 @@
 //! variables nothing is sent at all.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::harness::receiver::{Received, read_request};
 use crate::harness::{BlobPush, Options, Server, sha256};
 
 /// An OTLP/HTTP receiver: keeps every request's path and JSON body, counts connections, answers 200.
@@ -84,39 +85,12 @@ impl Receiver {
 fn serve(conn: std::net::TcpStream, exports: &Mutex<Vec<(String, Value)>>) {
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_string();
-        let mut length = 0usize;
-        let mut content_type = String::new();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            let lower = line.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-            if let Some(v) = lower.strip_prefix("content-type:") {
-                content_type = v.trim().to_string();
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
+    while let Some(Received {
+        path,
+        content_type,
+        body,
+    }) = read_request(&mut reader)
+    {
         assert_eq!(
             content_type, "application/json",
             "OTEL_EXPORTER_OTLP_PROTOCOL=http/json"

@@ -12,6 +12,7 @@ pub mod nginx;
 pub mod postgres;
 pub mod private_garage;
 pub mod private_postgres;
+pub mod receiver;
 pub mod registry2;
 pub mod rng;
 pub mod s3;
