@@ -129,6 +129,7 @@ pub struct Registry {
     proxy: Option<Arc<proxy::Proxy>>,
     /// What this process's garbage collections deleted (see [`gc`]).
     gc_totals: Arc<gc::GcTotals>,
+    retention_totals: Arc<retention::RetentionTotals>,
     /// Manifest pulls not written yet (see [`pulls`]).
     pulls: Arc<pulls::PullLog>,
     /// The quotas as last measured (see [`quota`]).
@@ -154,6 +155,7 @@ impl Registry {
             blob_locks: Default::default(),
             proxy: None,
             gc_totals: Default::default(),
+            retention_totals: Default::default(),
             pulls: Default::default(),
             quota_measured: Default::default(),
             notifier: None,

@@ -19,6 +19,7 @@
 //! lock [`RETENTION_JOB`], one replica at a time; the pull-through cache's repositories are left to its
 //! own eviction.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use metadata::{JobLock, TagAge};
@@ -66,6 +67,49 @@ pub struct RetentionReport {
     /// One per rule, in the rules' order.
     pub rules: Vec<RuleReport>,
     pub took: Duration,
+}
+
+/// What this process's retention runs deleted since it started.
+#[derive(Debug, Default)]
+pub struct RetentionTotals {
+    runs: AtomicU64,
+    tags: AtomicU64,
+    manifests: AtomicU64,
+    last_run: AtomicU64,
+}
+
+/// [`RetentionTotals`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetentionTotalsSnapshot {
+    /// Runs to their end (dry runs not counted).
+    pub runs: u64,
+    /// Tags and untagged manifests deleted.
+    pub tags: u64,
+    pub manifests: u64,
+    /// Unix seconds of the end of the last run; 0 before any.
+    pub last_run: u64,
+}
+
+impl RetentionTotals {
+    fn add(&self, report: &RetentionReport) {
+        let (tags, manifests) = report.rules.iter().fold((0, 0), |(t, m), r| {
+            (t + r.tags.len() as u64, m + r.manifests.len() as u64)
+        });
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        self.tags.fetch_add(tags, Ordering::Relaxed);
+        self.manifests.fetch_add(manifests, Ordering::Relaxed);
+        self.last_run
+            .store(unix_now().max(1) as u64, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> RetentionTotalsSnapshot {
+        RetentionTotalsSnapshot {
+            runs: self.runs.load(Ordering::Relaxed),
+            tags: self.tags.load(Ordering::Relaxed),
+            manifests: self.manifests.load(Ordering::Relaxed),
+            last_run: self.last_run.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// What one rule did.
@@ -179,7 +223,15 @@ impl Registry {
             .await?;
         lock.release().await;
         report.took = started.elapsed();
+        if !dry_run {
+            self.retention_totals.add(&report);
+        }
         Ok(Some(report))
+    }
+
+    /// What this process's retention runs deleted since it started (for the registry page).
+    pub fn retention_totals(&self) -> RetentionTotalsSnapshot {
+        self.retention_totals.snapshot()
     }
 
     async fn retain_all(

@@ -129,6 +129,11 @@ async fn tags_a_rule_does_not_keep_go_and_pulled_ones_stay() {
     // The manifests stay (no `untagged`), and a repository no rule governs is untouched.
     assert_eq!(tags(&env, &other).await, ["dev-1"]);
     assert_eq!(report.rules[0].repositories, 1);
+
+    // The process's totals (the registry page's): two runs that deleted, the dry run not counted.
+    let totals = env.reg.retention_totals();
+    assert_eq!((totals.runs, totals.tags, totals.manifests), (2, 2, 0));
+    assert!(totals.last_run > 1_600_000_000, "{totals:?}");
 }
 
 #[tokio::test]

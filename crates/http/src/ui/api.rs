@@ -281,6 +281,12 @@ fn registry_json(o: &Overview) -> Value {
             "bytes_freed": o.gc.bytes + o.gc.orphan_bytes,
             "manifests_deleted": o.gc.manifests,
         },
+        "retention": {
+            "runs": o.retention.runs,
+            "last_run": time((o.retention.last_run > 0).then_some(o.retention.last_run as i64)),
+            "tags_deleted": o.retention.tags,
+            "manifests_deleted": o.retention.manifests,
+        },
         "cache": cache,
     })
 }

@@ -1,5 +1,6 @@
 //! `/ui/registry`: the registry as a whole. What is stored and what garbage collection would free (the
-//! metadata's totals, the same on every replica), what this process's collections freed, the
+//! metadata's totals, the same on every replica), what this process's collections freed and its
+//! retention runs deleted, the
 //! pull-through cache (its upstreams, what it holds, and what it served since this process started),
 //! and health. Only callers who may pull every repository see it ([`super::Viewer::check_registry`]):
 //! the figures add up repositories others may not see.
@@ -10,6 +11,7 @@ use maud::html;
 use registry::StoreTotals;
 use registry::gc::GcTotalsSnapshot;
 use registry::proxy::CacheTotals;
+use registry::retention::RetentionTotalsSnapshot;
 
 use super::layout::{bytes, respond, time};
 use super::{Failure, Ui};
@@ -19,6 +21,8 @@ pub struct Overview {
     pub totals: StoreTotals,
     /// What this process's garbage collections did.
     pub gc: GcTotalsSnapshot,
+    /// What this process's retention runs deleted.
+    pub retention: RetentionTotalsSnapshot,
     pub cache: Option<CacheOverview>,
     /// The health checks failing now, by name.
     pub failing: Vec<String>,
@@ -49,6 +53,7 @@ pub async fn load(ui: &Ui) -> Result<Overview, Failure> {
     Ok(Overview {
         totals: registry.totals().await?,
         gc: registry.gc_totals(),
+        retention: registry.retention_totals(),
         cache,
         failing: ui.0.health.failures().into_keys().collect(),
         read_only: registry.settings().read_only,
@@ -70,6 +75,7 @@ pub async fn page(ui: &Ui, headers: &HeaderMap) -> Response {
 fn render(ui: &Ui, o: &Overview) -> Response {
     let t = &o.totals;
     let last_gc = (o.gc.last_run > 0).then_some(o.gc.last_run as i64);
+    let last_retention = (o.retention.last_run > 0).then_some(o.retention.last_run as i64);
     let crumbs = html! { span.sep { "/" } span { "Registry" } };
     let main = html! {
         h1 { "Registry" }
@@ -102,7 +108,13 @@ fn render(ui: &Ui, o: &Overview) -> Response {
             dt { "Freed" } dd { (bytes(o.gc.bytes + o.gc.orphan_bytes)) " in " (o.gc.blobs + o.gc.orphans) " blobs" }
             dt { "Manifests deleted" } dd { (o.gc.manifests) }
         }
-        p.muted { "Collections this process ran since it started; another replica's are on its own page." }
+        h2 { "Retention" }
+        dl.facts #retention {
+            dt { "Last run" } dd { (time(last_retention)) }
+            dt { "Runs" } dd { (o.retention.runs) }
+            dt { "Deleted" } dd { (o.retention.tags) " tags, " (o.retention.manifests) " untagged manifests" }
+        }
+        p.muted { "Collections and retention runs this process ran since it started; another replica's are on its own page." }
         h2 { "Pull-through cache" }
         @if let Some(c) = &o.cache {
             table #upstreams {
