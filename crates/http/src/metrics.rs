@@ -14,7 +14,10 @@
 //!   the decorators of `registry::instrumented`;
 //! - the pull-through cache's lookups, bytes served and upstream requests (see `metrics/cache.rs`);
 //! - notifications delivered, failed and queued per endpoint (see `metrics/notify.rs`);
-//! - audit log lines written and dropped (see `metrics/audit.rs`).
+//! - audit log lines written and dropped (see `metrics/audit.rs`);
+//! - what this process's garbage collections deleted (`berth_gc_*`) and its replication passes copied
+//!   (`berth_replication_*`: passes, tags updated, referrers, bytes, failures, the last pass's time),
+//!   read from the registry's own totals at each scrape.
 //!
 //! Labels are bounded sets: `endpoint` is the kind of endpoint (`manifest`, `blob`, `blob_upload`, ...,
 //! see [`http::endpoint_kind`]), never the repository, whose names are unbounded (and private).
@@ -241,67 +244,119 @@ impl fmt::Debug for RegistryState {
 
 impl Collector for RegistryState {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let n = i64::try_from(self.0.uploads_in_progress()).unwrap_or(i64::MAX);
-        let gauge = ConstGauge::new(n);
-        let metric = encoder.encode_descriptor(
+        let e = &mut encoder;
+        gauge(
+            e,
             "berth_uploads_in_progress",
             "Blob uploads streaming bytes in right now",
-            None,
-            gauge.metric_type(),
+            self.0.uploads_in_progress() as u64,
         )?;
-        gauge.encode(metric)?;
         let gc = self.0.gc_totals();
-        for (name, help, value) in [
-            (
-                "berth_gc_runs",
-                "Garbage collections this process ran to their end",
-                gc.runs,
-            ),
-            (
-                "berth_gc_blobs_deleted",
-                "Blobs garbage collection deleted",
-                gc.blobs,
-            ),
-            (
-                "berth_gc_bytes_freed",
-                "Bytes of the blobs garbage collection deleted",
-                gc.bytes,
-            ),
-            (
-                "berth_gc_manifests_deleted",
-                "Untagged manifests garbage collection deleted",
-                gc.manifests,
-            ),
-            (
-                "berth_gc_orphans_deleted",
-                "Orphaned blobs (bytes no metadata recorded) garbage collection deleted",
-                gc.orphans,
-            ),
-            (
-                "berth_gc_orphan_bytes_freed",
-                "Bytes of the orphaned blobs garbage collection deleted",
-                gc.orphan_bytes,
-            ),
-        ] {
-            let counter = ConstCounter::new(value);
-            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-            counter.encode(metric)?;
-        }
-        let missing = ConstGauge::new(i64::try_from(gc.missing).unwrap_or(i64::MAX));
-        let metric = encoder.encode_descriptor(
+        counters(
+            e,
+            &[
+                (
+                    "berth_gc_runs",
+                    "Garbage collections this process ran to their end",
+                    gc.runs,
+                ),
+                (
+                    "berth_gc_blobs_deleted",
+                    "Blobs garbage collection deleted",
+                    gc.blobs,
+                ),
+                (
+                    "berth_gc_bytes_freed",
+                    "Bytes of the blobs garbage collection deleted",
+                    gc.bytes,
+                ),
+                (
+                    "berth_gc_manifests_deleted",
+                    "Untagged manifests garbage collection deleted",
+                    gc.manifests,
+                ),
+                (
+                    "berth_gc_orphans_deleted",
+                    "Orphaned blobs (bytes no metadata recorded) garbage collection deleted",
+                    gc.orphans,
+                ),
+                (
+                    "berth_gc_orphan_bytes_freed",
+                    "Bytes of the orphaned blobs garbage collection deleted",
+                    gc.orphan_bytes,
+                ),
+            ],
+        )?;
+        gauge(
+            e,
             "berth_gc_missing_blobs",
             "Blobs the metadata records whose bytes the last garbage collection found missing",
-            None,
-            missing.metric_type(),
+            gc.missing,
         )?;
-        missing.encode(metric)?;
-        let last = ConstGauge::new(i64::try_from(gc.last_run).unwrap_or(i64::MAX));
-        let metric = encoder.encode_descriptor(
+        gauge(
+            e,
             "berth_gc_last_run_timestamp_seconds",
             "When this process's last garbage collection ended (Unix seconds; 0: none yet)",
-            None,
-            last.metric_type(),
+            gc.last_run,
         )?;
-        last.encode(metric)
+        let rep = self.0.replication_totals();
+        counters(
+            e,
+            &[
+                (
+                    "berth_replication_passes",
+                    "Replication passes this process ran (holding the job lock)",
+                    rep.passes,
+                ),
+                (
+                    "berth_replication_tags_updated",
+                    "Tags replication set or moved",
+                    rep.tags_updated,
+                ),
+                (
+                    "berth_replication_referrers_copied",
+                    "Referrers (signatures, SBOMs, attestations) replication copied",
+                    rep.referrers,
+                ),
+                (
+                    "berth_replication_bytes_copied",
+                    "Bytes of the blobs replication read from upstreams",
+                    rep.bytes_copied,
+                ),
+                (
+                    "berth_replication_failures",
+                    "Repositories or tags a replication pass failed on (retried at the next)",
+                    rep.failures,
+                ),
+            ],
+        )?;
+        gauge(
+            e,
+            "berth_replication_last_pass_timestamp_seconds",
+            "When this process's last replication pass ended (Unix seconds; 0: none yet)",
+            rep.last_pass,
+        )
     }
+}
+
+/// Constant counters read at a scrape: (name without `_total`, help, value).
+fn counters(encoder: &mut DescriptorEncoder, list: &[(&str, &str, u64)]) -> Result<(), fmt::Error> {
+    for (name, help, value) in list {
+        let counter = ConstCounter::new(*value);
+        let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+        counter.encode(metric)?;
+    }
+    Ok(())
+}
+
+/// A constant gauge read at a scrape.
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), fmt::Error> {
+    let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+    let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+    gauge.encode(metric)
 }

@@ -130,6 +130,7 @@ pub struct Registry {
     /// What this process's garbage collections deleted (see [`gc`]).
     gc_totals: Arc<gc::GcTotals>,
     retention_totals: Arc<retention::RetentionTotals>,
+    replication_totals: Arc<replicate::ReplicationTotals>,
     /// Manifest pulls not written yet (see [`pulls`]).
     pulls: Arc<pulls::PullLog>,
     /// The quotas as last measured (see [`quota`]).
@@ -156,6 +157,7 @@ impl Registry {
             proxy: None,
             gc_totals: Default::default(),
             retention_totals: Default::default(),
+            replication_totals: Default::default(),
             pulls: Default::default(),
             quota_measured: Default::default(),
             notifier: None,

@@ -16,12 +16,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use oci::manifest::{Manifest, ManifestKind};
 use oci::{Digest, Pattern, Reference, RepoName, Tag};
 
+use crate::clock::unix_now;
 use crate::ingest::Ingested;
 use crate::proxy::{Upstream, UpstreamError};
 use crate::{Error, Registry, Result};
@@ -69,6 +71,61 @@ pub struct ReplicationReport {
     pub failures: Vec<(String, String)>,
 }
 
+/// What this process's passes did since it started.
+#[derive(Debug, Default)]
+pub struct ReplicationTotals {
+    passes: AtomicU64,
+    tags_updated: AtomicU64,
+    referrers: AtomicU64,
+    bytes_copied: AtomicU64,
+    failures: AtomicU64,
+    last_pass: AtomicU64,
+}
+
+/// [`ReplicationTotals`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplicationTotalsSnapshot {
+    /// Passes this process ran (under the job lock) to their end.
+    pub passes: u64,
+    pub tags_updated: u64,
+    pub referrers: u64,
+    /// Bytes of the blobs read from upstreams.
+    pub bytes_copied: u64,
+    /// Repositories or tags that failed (each retried at the next pass).
+    pub failures: u64,
+    /// Unix seconds of the end of the last pass; 0 before any.
+    pub last_pass: u64,
+}
+
+impl ReplicationTotals {
+    fn add(&self, reports: &[ReplicationReport]) {
+        self.passes.fetch_add(1, Ordering::Relaxed);
+        for r in reports {
+            self.tags_updated
+                .fetch_add(r.tags_updated.len() as u64, Ordering::Relaxed);
+            self.referrers
+                .fetch_add(r.referrers as u64, Ordering::Relaxed);
+            self.bytes_copied
+                .fetch_add(r.bytes_copied, Ordering::Relaxed);
+            self.failures
+                .fetch_add(r.failures.len() as u64, Ordering::Relaxed);
+        }
+        self.last_pass
+            .store(unix_now().max(1) as u64, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> ReplicationTotalsSnapshot {
+        ReplicationTotalsSnapshot {
+            passes: self.passes.load(Ordering::Relaxed),
+            tags_updated: self.tags_updated.load(Ordering::Relaxed),
+            referrers: self.referrers.load(Ordering::Relaxed),
+            bytes_copied: self.bytes_copied.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            last_pass: self.last_pass.load(Ordering::Relaxed),
+        }
+    }
+}
+
 impl Registry {
     /// One pass of every replication under the job lock [`REPLICATION_JOB`]; `None`, having done
     /// nothing, when another replica (or command) holds it. Refused in read-only mode.
@@ -92,7 +149,13 @@ impl Registry {
             reports.push(self.replicate(replication).await);
         }
         lock.release().await;
+        self.replication_totals.add(&reports);
         Ok(Some(reports))
+    }
+
+    /// What this process's replication passes did since it started (metrics, the registry page).
+    pub fn replication_totals(&self) -> ReplicationTotalsSnapshot {
+        self.replication_totals.snapshot()
     }
 
     /// Replicates forever, a pass every `interval` (the first right after start); of several replicas

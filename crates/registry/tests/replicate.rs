@@ -221,9 +221,25 @@ async fn one_replica_replicates_at_a_time() {
             .await
             .is_err()
     );
+    assert_eq!(
+        local.reg.replication_totals().passes,
+        0,
+        "no pass without the lock"
+    );
     held.release().await;
     let reports = local.reg.replicate_all(&r).await.unwrap().unwrap();
     assert_eq!(reports[0].tags_updated, ["mirror/app:v1"]);
+    // The process's totals (metrics, the registry page): one pass, one tag, the layer's bytes.
+    let totals = local.reg.replication_totals();
+    assert_eq!(
+        (totals.passes, totals.tags_updated, totals.failures),
+        (1, 1, 0)
+    );
+    assert_eq!(totals.bytes_copied, reports[0].bytes_copied);
+    assert!(
+        totals.bytes_copied > 0 && totals.last_pass > 1_600_000_000,
+        "{totals:?}"
+    );
 }
 
 /// An artifact of `artifact_type` in `up`'s `name` that refers to `subject`; its digest.

@@ -287,6 +287,14 @@ fn registry_json(o: &Overview) -> Value {
             "tags_deleted": o.retention.tags,
             "manifests_deleted": o.retention.manifests,
         },
+        "replication": {
+            "passes": o.replication.passes,
+            "last_pass": time((o.replication.last_pass > 0).then_some(o.replication.last_pass as i64)),
+            "tags_updated": o.replication.tags_updated,
+            "referrers_copied": o.replication.referrers,
+            "bytes_copied": o.replication.bytes_copied,
+            "failures": o.replication.failures,
+        },
         "cache": cache,
     })
 }

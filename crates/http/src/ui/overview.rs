@@ -1,6 +1,6 @@
 //! `/ui/registry`: the registry as a whole. What is stored and what garbage collection would free (the
 //! metadata's totals, the same on every replica), what this process's collections freed and its
-//! retention runs deleted, the
+//! retention runs deleted and its replication passes copied, the
 //! pull-through cache (its upstreams, what it holds, and what it served since this process started),
 //! and health. Only callers who may pull every repository see it ([`super::Viewer::check_registry`]):
 //! the figures add up repositories others may not see.
@@ -11,6 +11,7 @@ use maud::html;
 use registry::StoreTotals;
 use registry::gc::GcTotalsSnapshot;
 use registry::proxy::CacheTotals;
+use registry::replicate::ReplicationTotalsSnapshot;
 use registry::retention::RetentionTotalsSnapshot;
 
 use super::layout::{bytes, respond, time};
@@ -23,6 +24,8 @@ pub struct Overview {
     pub gc: GcTotalsSnapshot,
     /// What this process's retention runs deleted.
     pub retention: RetentionTotalsSnapshot,
+    /// What this process's replication passes copied.
+    pub replication: ReplicationTotalsSnapshot,
     pub cache: Option<CacheOverview>,
     /// The health checks failing now, by name.
     pub failing: Vec<String>,
@@ -54,6 +57,7 @@ pub async fn load(ui: &Ui) -> Result<Overview, Failure> {
         totals: registry.totals().await?,
         gc: registry.gc_totals(),
         retention: registry.retention_totals(),
+        replication: registry.replication_totals(),
         cache,
         failing: ui.0.health.failures().into_keys().collect(),
         read_only: registry.settings().read_only,
@@ -76,6 +80,7 @@ fn render(ui: &Ui, o: &Overview) -> Response {
     let t = &o.totals;
     let last_gc = (o.gc.last_run > 0).then_some(o.gc.last_run as i64);
     let last_retention = (o.retention.last_run > 0).then_some(o.retention.last_run as i64);
+    let last_replication = (o.replication.last_pass > 0).then_some(o.replication.last_pass as i64);
     let crumbs = html! { span.sep { "/" } span { "Registry" } };
     let main = html! {
         h1 { "Registry" }
@@ -114,7 +119,14 @@ fn render(ui: &Ui, o: &Overview) -> Response {
             dt { "Runs" } dd { (o.retention.runs) }
             dt { "Deleted" } dd { (o.retention.tags) " tags, " (o.retention.manifests) " untagged manifests" }
         }
-        p.muted { "Collections and retention runs this process ran since it started; another replica's are on its own page." }
+        h2 { "Replication" }
+        dl.facts #replication {
+            dt { "Last pass" } dd { (time(last_replication)) }
+            dt { "Passes" } dd { (o.replication.passes) }
+            dt { "Copied" } dd { (o.replication.tags_updated) " tags, " (o.replication.referrers) " referrers, " (bytes(o.replication.bytes_copied)) }
+            dt { "Failures" } dd { (o.replication.failures) }
+        }
+        p.muted { "Collections, retention runs and replication passes this process ran since it started; another replica's are on its own page." }
         h2 { "Pull-through cache" }
         @if let Some(c) = &o.cache {
             table #upstreams {

@@ -292,6 +292,36 @@ async fn garbage_collection_is_counted() {
     assert_eq!(s.sample("berth_gc_runs_total"), 1.0);
 }
 
+/// What replication did is counted, failures too, with when its last pass ended. (The one-image upstream
+/// serves its layer but not its config, which is fetched first: the tag fails, nothing copied.)
+#[tokio::test]
+async fn replication_is_counted() {
+    let s = Setup::new();
+    assert_eq!(s.sample("berth_replication_passes_total"), 0.0);
+    let up = crate::proxy::OneImage::new();
+    let replication = registry::replicate::Replication {
+        upstream: up.clone(),
+        repositories: vec![(
+            "library/alpine".parse().unwrap(),
+            "mirror/alpine".parse().unwrap(),
+        )],
+        tags: Vec::new(),
+        delete_removed_tags: false,
+    };
+    let reports = s
+        .registry
+        .replicate_all(std::slice::from_ref(&replication))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reports[0].failures.len(), 1, "{:?}", reports[0].failures);
+    assert_eq!(s.sample("berth_replication_passes_total"), 1.0);
+    assert_eq!(s.sample("berth_replication_failures_total"), 1.0);
+    assert_eq!(s.sample("berth_replication_tags_updated_total"), 0.0);
+    assert_eq!(s.sample("berth_replication_bytes_copied_total"), 0.0);
+    assert!(s.sample("berth_replication_last_pass_timestamp_seconds") > 1.7e9);
+}
+
 #[tokio::test]
 async fn quota_usage_is_exported_once_measured() {
     let s = Setup::with(registry::Settings {

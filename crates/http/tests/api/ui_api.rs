@@ -174,6 +174,7 @@ async fn the_registry_figures_are_for_those_who_pull_everything() {
     assert_eq!(r["gc"]["runs"], 0);
     assert!(r["gc"]["last_run"].is_null());
     assert_eq!(r["retention"]["runs"], 0);
+    assert_eq!(r["replication"]["passes"], 0);
     assert!(r["cache"].is_null(), "no cache configured: {r}");
 
     let page = f.page("/ui/registry", Some(ALICE)).await;
