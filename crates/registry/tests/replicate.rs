@@ -62,6 +62,7 @@ fn replication(up: &Arc<FakeUpstream>, tags: &[&str], delete_removed_tags: bool)
         upstream: Arc::clone(up) as Arc<dyn Upstream>,
         repositories: vec![(repo("org/app"), repo("mirror/app"))],
         tags: tags.iter().map(|p| oci::Pattern::tag(p).unwrap()).collect(),
+        semver: false,
         delete_removed_tags,
     }
 }
@@ -172,6 +173,47 @@ async fn deleted_tags_are_kept_unless_configured_and_the_filter_is_honoured() {
     assert_eq!(deleted.tags_deleted, ["mirror/app:v2"]);
     assert!(local.reg.get_manifest(&mirror, &tag("v2")).await.is_err());
     assert!(local.reg.get_manifest(&mirror, &tag("v1")).await.is_ok());
+}
+
+#[tokio::test]
+async fn the_semver_filter_keeps_only_versions_among_the_tags_the_patterns_keep() {
+    let up = FakeUpstream::new();
+    let name = repo("org/app");
+    let (a, _) = image(&up, &name, 1).await;
+    for t in [
+        "1.2.3",
+        "v2.0",
+        "3.19-rc.1",
+        "latest",
+        "nightly-2024",
+        "1.2.3.4",
+        "x1.0",
+    ] {
+        tag_as(&up, &name, t, &a, OCI_MANIFEST).await;
+    }
+    let local = Env::new();
+    let mut r = replication(&up, &[], false);
+    r.semver = true;
+    let report = local.reg.replicate(&r).await;
+    assert_eq!(report.failures, vec![]);
+    let mut updated = report.tags_updated.clone();
+    updated.sort();
+    assert_eq!(
+        updated,
+        [
+            "mirror/app:1.2.3",
+            "mirror/app:3.19-rc.1",
+            "mirror/app:v2.0"
+        ]
+    );
+    // With a pattern too, both must keep a tag.
+    let mut r = replication(&up, &["v*"], false);
+    r.semver = true;
+    let local = Env::new();
+    assert_eq!(
+        local.reg.replicate(&r).await.tags_updated,
+        ["mirror/app:v2.0"]
+    );
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@
 //!         - team/app
 //!       prefix: mirror            # ...or under this prefix (mirror/library/alpine)
 //!       tags: ["v*", "latest"]    # the tags copied (patterns with `*`); every tag when absent
+//!       semver: false             # true: of those, only versions (1.2.3, v1.2, 3.19-rc.1), as zot's
 //!       deleteremovedtags: false  # delete a local tag (of those `tags` covers) gone upstream
 //! ```
 //!
@@ -48,6 +49,7 @@ pub struct Source {
     pub repositories: Vec<(RepoName, RepoName)>,
     pub prefix: Option<String>,
     pub tags: Vec<Pattern>,
+    pub semver: bool,
     pub delete_removed_tags: bool,
 }
 
@@ -83,6 +85,7 @@ fn read_source(mut r: Section<'_>, i: usize) -> Result<Source, ConfigError> {
     let repositories = r.strings("repositories")?.unwrap_or_default();
     let prefix = r.scalar("prefix")?;
     let tags = r.strings("tags")?.unwrap_or_default();
+    let semver = r.scalar("semver")?;
     let delete = r.scalar("deleteremovedtags")?;
     r.finish_strict()?;
     let remote_url = url(remote_url.as_ref().ok_or_else(|| ConfigError::Malformed {
@@ -132,6 +135,7 @@ fn read_source(mut r: Section<'_>, i: usize) -> Result<Source, ConfigError> {
         repositories,
         prefix,
         tags: patterns(&tags, Pattern::tag)?,
+        semver: parse_or(&semver, false, parse_bool)?,
         delete_removed_tags: parse_or(&delete, false, parse_bool)?,
     })
 }
@@ -147,6 +151,7 @@ impl ReplicationConfig {
                     upstream: http_upstream(&format!("replication-{i}"), &s.upstream)?,
                     repositories: s.repositories.clone(),
                     tags: s.tags.clone(),
+                    semver: s.semver,
                     delete_removed_tags: s.delete_removed_tags,
                 })
             })
@@ -172,6 +177,7 @@ impl ReplicationConfig {
                         entry.push(("prefix", text(p.as_str())));
                     }
                     entry.push(("tags", seq(s.tags.iter().map(|p| text(p.as_str())))));
+                    entry.push(("semver", flag(s.semver)));
                     entry.push(("deleteremovedtags", flag(s.delete_removed_tags)));
                     mapping(entry)
                 })),

@@ -306,6 +306,7 @@ async fn replication_is_counted() {
             "mirror/alpine".parse().unwrap(),
         )],
         tags: Vec::new(),
+        semver: false,
         delete_removed_tags: false,
     };
     let reports = s

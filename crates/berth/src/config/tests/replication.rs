@@ -6,7 +6,7 @@ use super::*;
 #[test]
 fn sources_are_read_strictly_and_name_their_local_repositories() {
     let l = load_ok(
-        "replication:\n  interval: 30m\n  sources:\n    - remoteurl: https://r.example/\n      username: mirror\n      password: s3cret\n      repositories: [library/alpine, team/app]\n      prefix: /copies/\n      tags: [\"v*\", latest]\n      deleteremovedtags: true\n    - remoteurl: http://127.0.0.1:5000\n      repositories: app\n",
+        "replication:\n  interval: 30m\n  sources:\n    - remoteurl: https://r.example/\n      username: mirror\n      password: s3cret\n      repositories: [library/alpine, team/app]\n      prefix: /copies/\n      tags: [\"v*\", latest]\n      semver: true\n      deleteremovedtags: true\n    - remoteurl: http://127.0.0.1:5000\n      repositories: app\n",
     );
     let r = &l.config.replication;
     assert_eq!(r.interval, Duration::from_secs(1800));
@@ -16,8 +16,9 @@ fn sources_are_read_strictly_and_name_their_local_repositories() {
     assert_eq!(s.upstream.username.as_deref(), Some("mirror"));
     assert_eq!(s.prefix.as_deref(), Some("copies"));
     assert!(s.tags[0].matches("v1.2") && !s.tags[0].matches("nightly"));
-    assert!(s.delete_removed_tags);
+    assert!(s.delete_removed_tags && s.semver);
     let reps = r.replications().unwrap();
+    assert!(reps[0].semver && !reps[1].semver);
     let names: Vec<(String, String)> = reps[0]
         .repositories
         .iter()
