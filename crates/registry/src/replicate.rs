@@ -7,7 +7,8 @@
 //! its config and layers, each blob read from the upstream only when the registry holds none of it
 //! ([`Registry::ingest_blob`]), and everything goes in through the registry's own push operations
 //! (digests checked, quotas, immutable tags and notifications as for a client's push). A tag the
-//! upstream no longer has is kept unless the replication says otherwise. Each tag's referrers
+//! upstream no longer has is kept unless the replication says otherwise. Repositories are copied a few
+//! at a time (`concurrency`). Each tag's referrers
 //! (signatures, SBOMs, attestations: the referrers API, or the tag schema of registries without it) are
 //! copied too, on every pass, two levels deep. A repository that fails is reported and the pass goes on
 //! with the next.
@@ -20,6 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use oci::manifest::{Manifest, ManifestKind};
 use oci::{Digest, Pattern, Reference, RepoName, Tag};
 
@@ -49,6 +52,8 @@ pub struct Replication {
     pub semver: bool,
     /// Delete a local tag (among those the patterns cover) that the upstream no longer has.
     pub delete_removed_tags: bool,
+    /// Repositories copied at once (at least one).
+    pub concurrency: usize,
 }
 
 /// What one pass did.
@@ -71,6 +76,21 @@ pub struct ReplicationReport {
     pub blobs_linked: usize,
     /// Repositories or tags that failed, and why.
     pub failures: Vec<(String, String)>,
+}
+
+impl ReplicationReport {
+    /// Adds what `other` (another repository's pass) did.
+    fn absorb(&mut self, other: ReplicationReport) {
+        self.tags_checked += other.tags_checked;
+        self.tags_updated.extend(other.tags_updated);
+        self.tags_deleted.extend(other.tags_deleted);
+        self.manifests += other.manifests;
+        self.referrers += other.referrers;
+        self.blobs_copied += other.blobs_copied;
+        self.bytes_copied += other.bytes_copied;
+        self.blobs_linked += other.blobs_linked;
+        self.failures.extend(other.failures);
+    }
 }
 
 /// What this process's passes did since it started.
@@ -196,21 +216,45 @@ impl Registry {
     }
 
     /// One pass of `replication` (see the module comment), without the job lock.
+    /// Repositories go `replication.concurrency` at a time; the report lists them in their order.
     pub async fn replicate(&self, replication: &Replication) -> ReplicationReport {
+        let limit = replication.concurrency.max(1);
+        let mut waiting = replication.repositories.iter();
+        let mut running = FuturesOrdered::new();
         let mut report = ReplicationReport::default();
-        for (remote, local) in &replication.repositories {
-            let mut pass = Pass {
-                registry: self,
-                replication,
-                remote,
-                local,
-                report: &mut report,
-            };
-            if let Err(why) = pass.repository().await {
-                report
-                    .failures
-                    .push((format!("{remote} -> {local}"), why.to_string()));
+        loop {
+            while running.len() < limit {
+                let Some((remote, local)) = waiting.next() else {
+                    break;
+                };
+                running.push_back(self.replicate_repository(replication, remote, local));
             }
+            let Some(one) = running.next().await else {
+                break;
+            };
+            report.absorb(one);
+        }
+        report
+    }
+
+    async fn replicate_repository(
+        &self,
+        replication: &Replication,
+        remote: &RepoName,
+        local: &RepoName,
+    ) -> ReplicationReport {
+        let mut report = ReplicationReport::default();
+        let mut pass = Pass {
+            registry: self,
+            replication,
+            remote,
+            local,
+            report: &mut report,
+        };
+        if let Err(why) = pass.repository().await {
+            report
+                .failures
+                .push((format!("{remote} -> {local}"), why.to_string()));
         }
         report
     }

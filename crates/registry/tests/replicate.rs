@@ -64,6 +64,7 @@ fn replication(up: &Arc<FakeUpstream>, tags: &[&str], delete_removed_tags: bool)
         tags: tags.iter().map(|p| oci::Pattern::tag(p).unwrap()).collect(),
         semver: false,
         delete_removed_tags,
+        concurrency: 1,
     }
 }
 
@@ -214,6 +215,44 @@ async fn the_semver_filter_keeps_only_versions_among_the_tags_the_patterns_keep(
         local.reg.replicate(&r).await.tags_updated,
         ["mirror/app:v2.0"]
     );
+}
+
+#[tokio::test]
+async fn repositories_are_copied_concurrency_at_a_time() {
+    let up = FakeUpstream::new();
+    let mut r = replication(&up, &[], false);
+    r.repositories.clear();
+    for i in 0..6u8 {
+        let name = repo(&format!("org/app{i}"));
+        let (d, _) = image(&up, &name, 10 + i).await;
+        tag_as(&up, &name, "v1", &d, OCI_MANIFEST).await;
+        r.repositories.push((name, repo(&format!("mirror/app{i}"))));
+    }
+    r.concurrency = 3;
+    // Every blob body stops half way until let go: the fetches under way are the repositories at work.
+    let gate = up.hold_blobs();
+    let local = Env::new();
+    let pass = tokio::spawn({
+        let reg = local.reg.clone();
+        let r = r.clone();
+        async move { reg.replicate(&r).await }
+    });
+    let started = std::time::Instant::now();
+    while up.calls.snapshot().2 < 3 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "fewer than 3 at once"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(up.calls.snapshot().2, 3, "more than 3 repositories at once");
+    gate.add_permits(1_000);
+    let report = pass.await.unwrap();
+    assert_eq!(report.failures, vec![]);
+    // In the repositories' order, whichever finished first.
+    let expected: Vec<String> = (0..6).map(|i| format!("mirror/app{i}:v1")).collect();
+    assert_eq!(report.tags_updated, expected);
 }
 
 #[tokio::test]

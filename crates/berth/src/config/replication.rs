@@ -16,6 +16,7 @@
 //!       tags: ["v*", "latest"]    # the tags copied (patterns with `*`); every tag when absent
 //!       semver: false             # true: of those, only versions (1.2.3, v1.2, 3.19-rc.1), as zot's
 //!       deleteremovedtags: false  # delete a local tag (of those `tags` covers) gone upstream
+//!       concurrency: 4            # repositories copied at once (1 to 32)
 //! ```
 //!
 //! Strict like `retention`: an unknown key in a source stops the start, so a typo never widens or
@@ -34,6 +35,9 @@ use super::yaml::{Printed, flag, mapping, seq, text};
 use super::{ConfigError, Secret, masked};
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
+/// Repositories of a source copied at once, by default: enough to overlap one repository's round trips
+/// with another's transfer, few enough not to look like an attack to the upstream.
+pub const DEFAULT_CONCURRENCY: usize = 4;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReplicationConfig {
@@ -51,6 +55,7 @@ pub struct Source {
     pub tags: Vec<Pattern>,
     pub semver: bool,
     pub delete_removed_tags: bool,
+    pub concurrency: usize,
 }
 
 pub fn read(mut s: Section<'_>) -> Result<ReplicationConfig, ConfigError> {
@@ -87,6 +92,7 @@ fn read_source(mut r: Section<'_>, i: usize) -> Result<Source, ConfigError> {
     let tags = r.strings("tags")?.unwrap_or_default();
     let semver = r.scalar("semver")?;
     let delete = r.scalar("deleteremovedtags")?;
+    let concurrency = r.scalar("concurrency")?;
     r.finish_strict()?;
     let remote_url = url(remote_url.as_ref().ok_or_else(|| ConfigError::Malformed {
         key: key("remoteurl"),
@@ -137,6 +143,12 @@ fn read_source(mut r: Section<'_>, i: usize) -> Result<Source, ConfigError> {
         tags: patterns(&tags, Pattern::tag)?,
         semver: parse_or(&semver, false, parse_bool)?,
         delete_removed_tags: parse_or(&delete, false, parse_bool)?,
+        concurrency: parse_or(&concurrency, DEFAULT_CONCURRENCY, |t| {
+            match t.parse::<usize>() {
+                Ok(n) if (1..=32).contains(&n) => Ok(n),
+                _ => Err("a number of repositories from 1 to 32".to_string()),
+            }
+        })?,
     })
 }
 
@@ -153,6 +165,7 @@ impl ReplicationConfig {
                     tags: s.tags.clone(),
                     semver: s.semver,
                     delete_removed_tags: s.delete_removed_tags,
+                    concurrency: s.concurrency,
                 })
             })
             .collect()
@@ -179,6 +192,7 @@ impl ReplicationConfig {
                     entry.push(("tags", seq(s.tags.iter().map(|p| text(p.as_str())))));
                     entry.push(("semver", flag(s.semver)));
                     entry.push(("deleteremovedtags", flag(s.delete_removed_tags)));
+                    entry.push(("concurrency", text(s.concurrency.to_string())));
                     mapping(entry)
                 })),
             ),

@@ -308,6 +308,7 @@ async fn replication_is_counted() {
         tags: Vec::new(),
         semver: false,
         delete_removed_tags: false,
+        concurrency: 1,
     };
     let reports = s
         .registry
