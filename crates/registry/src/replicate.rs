@@ -34,6 +34,9 @@ use crate::{Error, Registry, Result};
 /// The upstream's tags read per request.
 const TAGS_PAGE: usize = 1000;
 
+/// The most names of an upstream's catalog a pass reads for the repository patterns.
+const MAX_CATALOG: usize = 100_000;
+
 /// How deep referrers are followed: an image's signatures and SBOMs, and theirs (an SBOM's signature).
 const REFERRER_DEPTH: u8 = 2;
 
@@ -46,6 +49,11 @@ pub struct Replication {
     pub upstream: Arc<dyn Upstream>,
     /// Upstream repository, and the local repository it is copied to.
     pub repositories: Vec<(RepoName, RepoName)>,
+    /// Also every repository of the upstream's catalog that one of these matches, read at each pass
+    /// (a registry without a catalog, as Docker Hub, lists none).
+    pub patterns: Vec<Pattern>,
+    /// Where the repositories the patterns find are copied: under this prefix, else the same name.
+    pub prefix: Option<String>,
     /// The tags copied: those matching any pattern (every tag when empty).
     pub tags: Vec<Pattern>,
     /// Of those, only the tags that are versions ([`is_version`]), as zot's `semver` filter.
@@ -218,10 +226,29 @@ impl Registry {
     /// One pass of `replication` (see the module comment), without the job lock.
     /// Repositories go `replication.concurrency` at a time; the report lists them in their order.
     pub async fn replicate(&self, replication: &Replication) -> ReplicationReport {
-        let limit = replication.concurrency.max(1);
-        let mut waiting = replication.repositories.iter();
-        let mut running = FuturesOrdered::new();
         let mut report = ReplicationReport::default();
+        let mut repositories = replication.repositories.clone();
+        if !replication.patterns.is_empty() {
+            match self.catalog_matches(replication).await {
+                Ok(found) => {
+                    for (remote, local) in found {
+                        match local {
+                            Ok(local) if !repositories.iter().any(|(r, _)| *r == remote) => {
+                                repositories.push((remote, local));
+                            }
+                            Ok(_) => {}
+                            Err(why) => report.failures.push((remote.to_string(), why)),
+                        }
+                    }
+                }
+                Err(e) => report
+                    .failures
+                    .push(("the upstream's catalog".to_string(), e.to_string())),
+            }
+        }
+        let limit = replication.concurrency.max(1);
+        let mut waiting = repositories.iter();
+        let mut running = FuturesOrdered::new();
         loop {
             while running.len() < limit {
                 let Some((remote, local)) = waiting.next() else {
@@ -235,6 +262,49 @@ impl Registry {
             report.absorb(one);
         }
         report
+    }
+
+    /// The upstream's repositories that `replication.patterns` match, every page of its catalog (at
+    /// most [`MAX_CATALOG`] names), each with its local name or why it has none (too long under the
+    /// prefix).
+    async fn catalog_matches(
+        &self,
+        replication: &Replication,
+    ) -> Result<Vec<(RepoName, std::result::Result<RepoName, String>)>> {
+        let mut found = Vec::new();
+        let mut last: Option<String> = None;
+        let mut seen = 0;
+        loop {
+            let page = replication
+                .upstream
+                .catalog(TAGS_PAGE, last.as_deref())
+                .await
+                .map_err(upstream_error)?;
+            let Some((names, more)) = page else {
+                break;
+            };
+            seen += names.len();
+            last = names.last().cloned();
+            for name in names {
+                if !replication.patterns.iter().any(|p| p.matches(&name)) {
+                    continue;
+                }
+                let Ok(remote) = name.parse::<RepoName>() else {
+                    continue;
+                };
+                let local = match &replication.prefix {
+                    None => Ok(remote.clone()),
+                    Some(p) => format!("{p}/{remote}")
+                        .parse()
+                        .map_err(|e| format!("under prefix {p}: {e}")),
+                };
+                found.push((remote, local));
+            }
+            if !more || last.is_none() || seen >= MAX_CATALOG {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     async fn replicate_repository(

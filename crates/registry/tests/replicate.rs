@@ -61,6 +61,8 @@ fn replication(up: &Arc<FakeUpstream>, tags: &[&str], delete_removed_tags: bool)
     Replication {
         upstream: Arc::clone(up) as Arc<dyn Upstream>,
         repositories: vec![(repo("org/app"), repo("mirror/app"))],
+        patterns: Vec::new(),
+        prefix: None,
         tags: tags.iter().map(|p| oci::Pattern::tag(p).unwrap()).collect(),
         semver: false,
         delete_removed_tags,
@@ -253,6 +255,33 @@ async fn repositories_are_copied_concurrency_at_a_time() {
     // In the repositories' order, whichever finished first.
     let expected: Vec<String> = (0..6).map(|i| format!("mirror/app{i}:v1")).collect();
     assert_eq!(report.tags_updated, expected);
+}
+
+#[tokio::test]
+async fn patterns_copy_what_the_upstream_catalog_has_under_the_prefix() {
+    let up = FakeUpstream::new();
+    for (i, name) in ["org/a", "org/b", "org/deep/c", "other/d"]
+        .iter()
+        .enumerate()
+    {
+        let name = repo(name);
+        let (d, _) = image(&up, &name, 20 + i as u8).await;
+        tag_as(&up, &name, "v1", &d, OCI_MANIFEST).await;
+    }
+    let mut r = replication(&up, &[], false);
+    r.repositories = vec![(repo("org/a"), repo("mirror/org/a"))];
+    r.patterns = vec![oci::Pattern::repository("org/*").unwrap()];
+    r.prefix = Some("mirror".to_string());
+    let local = Env::new();
+    let report = local.reg.replicate(&r).await;
+    assert_eq!(report.failures, vec![]);
+    // org/a once (named and matched), org/b found in the catalog; org/deep/c and other/d not matched.
+    assert_eq!(report.tags_updated, ["mirror/org/a:v1", "mirror/org/b:v1"]);
+    // A repository pushed upstream later is found at the next pass.
+    let (d, _) = image(&up, &repo("org/e"), 30).await;
+    tag_as(&up, &repo("org/e"), "v1", &d, OCI_MANIFEST).await;
+    let later = local.reg.replicate(&r).await;
+    assert_eq!(later.tags_updated, ["mirror/org/e:v1"]);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@
 //!   `helper`: credentials from a Docker credential helper (registry:3's `proxy.exec`);
 //! - `fetch`: one logical request (authentication, redirects, never forwarding `Authorization` to
 //!   another origin);
-//! - `manifest`, `blob`, `tags`: the operations; `status`: statuses to [`UpstreamError`]s;
+//! - `manifest`, `blob`, `listing` (tags, the catalog), `referrers`: the operations; `status`: statuses to [`UpstreamError`]s;
 //! - [`trace`]: each logical request a client span, its context sent upstream (W3C `traceparent`).
 //!
 //! With the `testkit` feature, [`testkit`] offers a fault-injecting proxy and a token server for tests
@@ -29,12 +29,12 @@ mod challenge;
 mod client;
 mod fetch;
 mod helper;
+mod listing;
 mod manifest;
 pub mod notify;
 mod referrers;
 mod settings;
 mod status;
-mod tags;
 #[cfg(feature = "testkit")]
 #[allow(
     clippy::unwrap_used,
@@ -107,7 +107,7 @@ impl Upstream for HttpUpstream {
         n: usize,
         last: Option<&str>,
     ) -> Result<Option<(Vec<String>, bool)>, UpstreamError> {
-        tags::list(&self.fetcher, repo, n, last).await
+        listing::tags(&self.fetcher, repo, n, last).await
     }
 
     async fn blob_get(
@@ -116,6 +116,14 @@ impl Upstream for HttpUpstream {
         digest: &Digest,
     ) -> Result<Option<UpstreamBlob>, UpstreamError> {
         blob::get(&self.fetcher, repo, digest).await
+    }
+
+    async fn catalog(
+        &self,
+        n: usize,
+        last: Option<&str>,
+    ) -> Result<Option<(Vec<String>, bool)>, UpstreamError> {
+        listing::catalog(&self.fetcher, n, last).await
     }
 
     async fn referrers(

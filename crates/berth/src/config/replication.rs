@@ -12,6 +12,7 @@
 //!       repositories:             # the upstream's names, copied under the same names...
 //!         - library/alpine
 //!         - team/app
+//!         - "team/**"             # (a pattern: every match in the upstream's catalog, at each pass)
 //!       prefix: mirror            # ...or under this prefix (mirror/library/alpine)
 //!       tags: ["v*", "latest"]    # the tags copied (patterns with `*`); every tag when absent
 //!       semver: false             # true: of those, only versions (1.2.3, v1.2, 3.19-rc.1), as zot's
@@ -51,6 +52,8 @@ pub struct Source {
     pub upstream: UpstreamConfig,
     /// Each upstream repository, and its local name (`<prefix>/<upstream name>`, or the same name).
     pub repositories: Vec<(RepoName, RepoName)>,
+    /// Patterns (`*`, `**`) matched against the upstream's catalog at each pass.
+    pub patterns: Vec<Pattern>,
     pub prefix: Option<String>,
     pub tags: Vec<Pattern>,
     pub semver: bool,
@@ -114,9 +117,15 @@ fn read_source(mut r: Section<'_>, i: usize) -> Result<Source, ConfigError> {
             })
         })
         .transpose()?;
-    // Local names checked here, so that a prefix making one too long stops the start.
-    let repositories = repositories
-        .iter()
+    // Local names checked here, so that a prefix making one too long stops the start; a pattern's
+    // matches are named at each pass.
+    let (wild, exact): (Vec<_>, Vec<_>) = repositories.iter().partition(|s| s.text.contains('*'));
+    let patterns = patterns(
+        &wild.into_iter().cloned().collect::<Vec<_>>(),
+        Pattern::repository,
+    )?;
+    let repositories = exact
+        .into_iter()
         .map(|s| {
             s.parse(|t| {
                 let remote = t.parse::<RepoName>().map_err(|e| e.to_string())?;
@@ -139,8 +148,9 @@ fn read_source(mut r: Section<'_>, i: usize) -> Result<Source, ConfigError> {
             exec: None,
         },
         repositories,
+        patterns,
         prefix,
-        tags: patterns(&tags, Pattern::tag)?,
+        tags: super::tags::patterns(&tags, Pattern::tag)?,
         semver: parse_or(&semver, false, parse_bool)?,
         delete_removed_tags: parse_or(&delete, false, parse_bool)?,
         concurrency: parse_or(&concurrency, DEFAULT_CONCURRENCY, |t| {
@@ -162,6 +172,8 @@ impl ReplicationConfig {
                 Ok(Replication {
                     upstream: http_upstream(&format!("replication-{i}"), &s.upstream)?,
                     repositories: s.repositories.clone(),
+                    patterns: s.patterns.clone(),
+                    prefix: s.prefix.clone(),
                     tags: s.tags.clone(),
                     semver: s.semver,
                     delete_removed_tags: s.delete_removed_tags,
@@ -182,10 +194,9 @@ impl ReplicationConfig {
                         entry.push(("username", text(user.as_str())));
                     }
                     entry.push(("password", masked(s.upstream.password.is_some())));
-                    entry.push((
-                        "repositories",
-                        seq(s.repositories.iter().map(|(r, _)| text(r.as_str()))),
-                    ));
+                    let names = s.repositories.iter().map(|(r, _)| text(r.as_str()));
+                    let wild = s.patterns.iter().map(|p| text(p.as_str()));
+                    entry.push(("repositories", seq(names.chain(wild))));
                     if let Some(p) = &s.prefix {
                         entry.push(("prefix", text(p.as_str())));
                     }

@@ -305,6 +305,8 @@ async fn replication_is_counted() {
             "library/alpine".parse().unwrap(),
             "mirror/alpine".parse().unwrap(),
         )],
+        patterns: Vec::new(),
+        prefix: None,
         tags: Vec::new(),
         semver: false,
         delete_removed_tags: false,

@@ -102,6 +102,17 @@ pub trait Upstream: Send + Sync + 'static {
         digest: &Digest,
     ) -> Result<Option<UpstreamBlob>, UpstreamError>;
 
+    /// One page of the upstream's catalog (`GET /v2/_catalog?n=&last=`): at most `n` repository names
+    /// after `last`, and whether more follow. `Ok(None)` when the upstream has no catalog (404, as
+    /// Docker Hub); the default is an upstream that cannot list one.
+    async fn catalog(
+        &self,
+        _n: usize,
+        _last: Option<&str>,
+    ) -> Result<Option<(Vec<String>, bool)>, UpstreamError> {
+        Ok(None)
+    }
+
     /// The digests of the manifests that refer to `digest` (signatures, SBOMs, attestations): the
     /// referrers API (`GET /v2/<name>/referrers/<digest>`), or, where the upstream has none, the
     /// referrers tag schema (`sha256-<hex>`). Replication copies them beside the image. The default is

@@ -196,6 +196,23 @@ impl Upstream for FakeUpstream {
         }))
     }
 
+    async fn catalog(
+        &self,
+        n: usize,
+        last: Option<&str>,
+    ) -> Result<Option<(Vec<String>, bool)>, UpstreamError> {
+        self.fail_call()?;
+        let page = registry::Page {
+            n: Some(n),
+            last: last.map(str::to_string),
+        };
+        self.reg()
+            .catalog(&page)
+            .await
+            .map(Some)
+            .map_err(|e| UpstreamError::Unavailable(e.to_string()))
+    }
+
     async fn referrers(
         &self,
         repo: &RepoName,

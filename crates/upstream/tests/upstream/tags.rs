@@ -1,4 +1,4 @@
-//! A repository's tags from the upstream (`Upstream::tags_list`): a page with `n` and `last`, whether
+//! The upstream's lists (`Upstream::tags_list`, `Upstream::catalog`): a page with `n` and `last`, whether
 //! more follow (the upstream's `Link`), and 404 for a repository it does not have.
 
 use registry::proxy::Upstream;
@@ -23,4 +23,28 @@ async fn tags_are_listed_a_page_at_a_time() {
         up.tags_list(&name("team/none"), 10, None).await.unwrap(),
         None
     );
+}
+
+#[tokio::test]
+async fn the_catalog_is_listed_a_page_at_a_time() {
+    let origin = Origin::start().await;
+    for r in ["a/one", "b/two", "c/three"] {
+        origin.seed_image(r, "v1", r.as_bytes()).await;
+    }
+    let up = client(&origin.url);
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        up.catalog(100, None).await.unwrap(),
+        Some((names(&["a/one", "b/two", "c/three"]), false))
+    );
+    assert_eq!(
+        up.catalog(2, None).await.unwrap(),
+        Some((names(&["a/one", "b/two"]), true))
+    );
+    assert_eq!(
+        up.catalog(2, Some("b/two")).await.unwrap(),
+        Some((names(&["c/three"]), false))
+    );
+    // Nothing that is not a name is sent as one.
+    assert!(up.catalog(2, Some("a&n=1")).await.is_err());
 }

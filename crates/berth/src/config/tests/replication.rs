@@ -6,7 +6,7 @@ use super::*;
 #[test]
 fn sources_are_read_strictly_and_name_their_local_repositories() {
     let l = load_ok(
-        "replication:\n  interval: 30m\n  sources:\n    - remoteurl: https://r.example/\n      username: mirror\n      password: s3cret\n      repositories: [library/alpine, team/app]\n      prefix: /copies/\n      tags: [\"v*\", latest]\n      semver: true\n      deleteremovedtags: true\n      concurrency: 8\n    - remoteurl: http://127.0.0.1:5000\n      repositories: app\n",
+        "replication:\n  interval: 30m\n  sources:\n    - remoteurl: https://r.example/\n      username: mirror\n      password: s3cret\n      repositories: [library/alpine, team/app, \"org/**\"]\n      prefix: /copies/\n      tags: [\"v*\", latest]\n      semver: true\n      deleteremovedtags: true\n      concurrency: 8\n    - remoteurl: http://127.0.0.1:5000\n      repositories: app\n",
     );
     let r = &l.config.replication;
     assert_eq!(r.interval, Duration::from_secs(1800));
@@ -19,6 +19,10 @@ fn sources_are_read_strictly_and_name_their_local_repositories() {
     assert!(s.delete_removed_tags && s.semver);
     let reps = r.replications().unwrap();
     assert!(reps[0].semver && !reps[1].semver);
+    // A name with `*` is a pattern over the upstream's catalog, its matches put under the prefix.
+    assert!(reps[0].patterns[0].matches("org/x/y") && !reps[0].patterns[0].matches("team/app"));
+    assert_eq!(reps[0].prefix.as_deref(), Some("copies"));
+    assert!(reps[1].patterns.is_empty());
     assert_eq!((reps[0].concurrency, reps[1].concurrency), (8, 4));
     let names: Vec<(String, String)> = reps[0]
         .repositories
