@@ -31,6 +31,10 @@ use crate::ingest::Ingested;
 use crate::proxy::{Upstream, UpstreamError};
 use crate::{Error, Registry, Result};
 
+mod tag_filter;
+
+pub use tag_filter::{TagRegex, VersionFilter, version_of};
+
 /// The upstream's tags read per request.
 const TAGS_PAGE: usize = 1000;
 
@@ -56,8 +60,10 @@ pub struct Replication {
     pub prefix: Option<String>,
     /// The tags copied: those matching any pattern (every tag when empty).
     pub tags: Vec<Pattern>,
-    /// Of those, only the tags that are versions ([`is_version`]), as zot's `semver` filter.
-    pub semver: bool,
+    /// Of those, only versions, in a range when one is given (zot's `semver`).
+    pub semver: Option<VersionFilter>,
+    /// Of those, only the tags this matches (zot's `regex`).
+    pub regex: Option<TagRegex>,
     /// Delete a local tag (among those the patterns cover) that the upstream no longer has.
     pub delete_removed_tags: bool,
     /// Repositories copied at once (at least one).
@@ -346,7 +352,12 @@ impl Pass<'_> {
     fn wanted(&self, tag: &str) -> bool {
         let tags = &self.replication.tags;
         (tags.is_empty() || tags.iter().any(|p| p.matches(tag)))
-            && (!self.replication.semver || is_version(tag))
+            && self
+                .replication
+                .semver
+                .as_ref()
+                .is_none_or(|v| v.keeps(tag))
+            && self.replication.regex.as_ref().is_none_or(|r| r.keeps(tag))
     }
 
     async fn repository(&mut self) -> Result<()> {
@@ -547,81 +558,7 @@ impl Pass<'_> {
     }
 }
 
-/// Whether `tag` is a version as image tags write them and zot's `semver` filter (Masterminds' lenient
-/// parser) accepts them: an optional `v`, one to three dot-separated numbers without leading zeros, then
-/// an optional `-pre.release` and `+build` of letters, digits, dots and dashes (`1.2.3`, `v1.2`, `3`,
-/// `3.19-rc.1`, `1.0.0+build.5`; not `latest`, `1.2.3.4`, `01.2`, `v`). Written out here: the `semver`
-/// crate accepts only full `MAJOR.MINOR.PATCH`, which most image tags (`3.19`) are not.
-pub fn is_version(tag: &str) -> bool {
-    let tag = tag.strip_prefix('v').unwrap_or(tag);
-    let (core, rest) = match tag.find(['-', '+']) {
-        Some(i) => tag.split_at(i),
-        None => (tag, ""),
-    };
-    let numbers: Vec<&str> = core.split('.').collect();
-    let number = |n: &&str| {
-        !n.is_empty()
-            && n.bytes().all(|b| b.is_ascii_digit())
-            && (n.len() == 1 || !n.starts_with('0'))
-    };
-    let label = |s: &str| {
-        s.split('.').all(|part| {
-            !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-    };
-    let suffix_ok = match rest.split_once('+') {
-        Some((pre, build)) => {
-            (pre.is_empty() || pre.strip_prefix('-').is_some_and(label)) && label(build)
-        }
-        None => rest.is_empty() || rest.strip_prefix('-').is_some_and(label),
-    };
-    (1..=3).contains(&numbers.len()) && numbers.iter().all(number) && suffix_ok
-}
-
 /// An upstream's failure as the registry's error (the pull-through cache's mapping).
 fn upstream_error(e: UpstreamError) -> Error {
     crate::proxy::client_error(&e)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_version;
-
-    #[test]
-    fn versions_as_image_tags_write_them() {
-        for yes in [
-            "1.2.3",
-            "v1.2.3",
-            "1.2",
-            "v3",
-            "3.19",
-            "0.0.1",
-            "3.19-rc.1",
-            "1.0.0-alpha-1",
-            "1.0.0+build.5",
-            "1.0.0-rc.1+build.5",
-            "10.20.30",
-        ] {
-            assert!(is_version(yes), "{yes}");
-        }
-        for no in [
-            "latest",
-            "v",
-            "",
-            "1.2.3.4",
-            "01.2",
-            "1.02",
-            "1..2",
-            "1.2.",
-            "1.2.3-",
-            "1.2.3+",
-            "1.2.3-rc..1",
-            "nightly-2024",
-            "vv1",
-            "1.2.3_rc",
-            "V1.2",
-        ] {
-            assert!(!is_version(no), "{no}");
-        }
-    }
 }

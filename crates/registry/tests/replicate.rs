@@ -19,7 +19,7 @@ use common::{Env, by_digest, content, index_manifest, push, repo, tag};
 use oci::{Digest, RepoName};
 use proxy_common::FakeUpstream;
 use registry::proxy::Upstream;
-use registry::replicate::Replication;
+use registry::replicate::{Replication, TagRegex, VersionFilter};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -64,7 +64,8 @@ fn replication(up: &Arc<FakeUpstream>, tags: &[&str], delete_removed_tags: bool)
         patterns: Vec::new(),
         prefix: None,
         tags: tags.iter().map(|p| oci::Pattern::tag(p).unwrap()).collect(),
-        semver: false,
+        semver: None,
+        regex: None,
         delete_removed_tags,
         concurrency: 1,
     }
@@ -179,7 +180,7 @@ async fn deleted_tags_are_kept_unless_configured_and_the_filter_is_honoured() {
 }
 
 #[tokio::test]
-async fn the_semver_filter_keeps_only_versions_among_the_tags_the_patterns_keep() {
+async fn the_semver_and_regex_filters_keep_only_their_tags_among_those_the_patterns_keep() {
     let up = FakeUpstream::new();
     let name = repo("org/app");
     let (a, _) = image(&up, &name, 1).await;
@@ -196,7 +197,7 @@ async fn the_semver_filter_keeps_only_versions_among_the_tags_the_patterns_keep(
     }
     let local = Env::new();
     let mut r = replication(&up, &[], false);
-    r.semver = true;
+    r.semver = Some(VersionFilter::Any);
     let report = local.reg.replicate(&r).await;
     assert_eq!(report.failures, vec![]);
     let mut updated = report.tags_updated.clone();
@@ -211,11 +212,21 @@ async fn the_semver_filter_keeps_only_versions_among_the_tags_the_patterns_keep(
     );
     // With a pattern too, both must keep a tag.
     let mut r = replication(&up, &["v*"], false);
-    r.semver = true;
+    r.semver = Some(VersionFilter::Any);
     let local = Env::new();
     assert_eq!(
         local.reg.replicate(&r).await.tags_updated,
         ["mirror/app:v2.0"]
+    );
+    // A range and a regex: of the versions in >=1.0, <3 (1.2.3, v2.0; not the pre-release), the one
+    // starting with a digit.
+    let mut r = replication(&up, &[], false);
+    r.semver = Some(VersionFilter::parse(">=1.0, <3").unwrap().unwrap());
+    r.regex = Some(TagRegex::parse("^[0-9]").unwrap());
+    let local = Env::new();
+    assert_eq!(
+        local.reg.replicate(&r).await.tags_updated,
+        ["mirror/app:1.2.3"]
     );
 }
 

@@ -15,7 +15,9 @@
 //!         - "team/**"             # (a pattern: every match in the upstream's catalog, at each pass)
 //!       prefix: mirror            # ...or under this prefix (mirror/library/alpine)
 //!       tags: ["v*", "latest"]    # the tags copied (patterns with `*`); every tag when absent
-//!       semver: false             # true: of those, only versions (1.2.3, v1.2, 3.19-rc.1), as zot's
+//!       semver: false             # true: of those, only versions (1.2.3, v1.2, 3.19-rc.1), as zot's;
+//!                                 # or a range of them: ">=1.2, <2" (Cargo's syntax)
+//!       regex: "^v[0-9]"          # of those, only tags this matches (anywhere, unless anchored)
 //!       deleteremovedtags: false  # delete a local tag (of those `tags` covers) gone upstream
 //!       concurrency: 4            # repositories copied at once (1 to 32)
 //! ```
@@ -26,7 +28,7 @@
 use std::time::Duration;
 
 use oci::{Pattern, RepoName};
-use registry::replicate::Replication;
+use registry::replicate::{Replication, TagRegex, VersionFilter};
 
 use super::proxy::{UpstreamConfig, http_upstream, url};
 use super::read::{Section, parse_or};
@@ -56,7 +58,8 @@ pub struct Source {
     pub patterns: Vec<Pattern>,
     pub prefix: Option<String>,
     pub tags: Vec<Pattern>,
-    pub semver: bool,
+    pub semver: Option<VersionFilter>,
+    pub regex: Option<TagRegex>,
     pub delete_removed_tags: bool,
     pub concurrency: usize,
 }
@@ -94,6 +97,7 @@ fn read_source(mut r: Section<'_>, i: usize) -> Result<Source, ConfigError> {
     let prefix = r.scalar("prefix")?;
     let tags = r.strings("tags")?.unwrap_or_default();
     let semver = r.scalar("semver")?;
+    let regex = r.scalar("regex")?;
     let delete = r.scalar("deleteremovedtags")?;
     let concurrency = r.scalar("concurrency")?;
     r.finish_strict()?;
@@ -151,7 +155,11 @@ fn read_source(mut r: Section<'_>, i: usize) -> Result<Source, ConfigError> {
         patterns,
         prefix,
         tags: super::tags::patterns(&tags, Pattern::tag)?,
-        semver: parse_or(&semver, false, parse_bool)?,
+        semver: semver
+            .map(|s| s.parse(VersionFilter::parse))
+            .transpose()?
+            .flatten(),
+        regex: regex.map(|s| s.parse(TagRegex::parse)).transpose()?,
         delete_removed_tags: parse_or(&delete, false, parse_bool)?,
         concurrency: parse_or(&concurrency, DEFAULT_CONCURRENCY, |t| {
             match t.parse::<usize>() {
@@ -175,7 +183,8 @@ impl ReplicationConfig {
                     patterns: s.patterns.clone(),
                     prefix: s.prefix.clone(),
                     tags: s.tags.clone(),
-                    semver: s.semver,
+                    semver: s.semver.clone(),
+                    regex: s.regex.clone(),
                     delete_removed_tags: s.delete_removed_tags,
                     concurrency: s.concurrency,
                 })
@@ -201,7 +210,12 @@ impl ReplicationConfig {
                         entry.push(("prefix", text(p.as_str())));
                     }
                     entry.push(("tags", seq(s.tags.iter().map(|p| text(p.as_str())))));
-                    entry.push(("semver", flag(s.semver)));
+                    if let Some(v) = &s.semver {
+                        entry.push(("semver", text(v.text())));
+                    }
+                    if let Some(r) = &s.regex {
+                        entry.push(("regex", text(r.as_str())));
+                    }
                     entry.push(("deleteremovedtags", flag(s.delete_removed_tags)));
                     entry.push(("concurrency", text(s.concurrency.to_string())));
                     mapping(entry)

@@ -308,7 +308,8 @@ async fn replication_is_counted() {
         patterns: Vec::new(),
         prefix: None,
         tags: Vec::new(),
-        semver: false,
+        semver: None,
+        regex: None,
         delete_removed_tags: false,
         concurrency: 1,
     };

@@ -6,7 +6,7 @@ use super::*;
 #[test]
 fn sources_are_read_strictly_and_name_their_local_repositories() {
     let l = load_ok(
-        "replication:\n  interval: 30m\n  sources:\n    - remoteurl: https://r.example/\n      username: mirror\n      password: s3cret\n      repositories: [library/alpine, team/app, \"org/**\"]\n      prefix: /copies/\n      tags: [\"v*\", latest]\n      semver: true\n      deleteremovedtags: true\n      concurrency: 8\n    - remoteurl: http://127.0.0.1:5000\n      repositories: app\n",
+        "replication:\n  interval: 30m\n  sources:\n    - remoteurl: https://r.example/\n      username: mirror\n      password: s3cret\n      repositories: [library/alpine, team/app, \"org/**\"]\n      prefix: /copies/\n      tags: [\"v*\", latest]\n      semver: \">=1.2, <2\"\n      regex: \"^v\"\n      deleteremovedtags: true\n      concurrency: 8\n    - remoteurl: http://127.0.0.1:5000\n      repositories: app\n",
     );
     let r = &l.config.replication;
     assert_eq!(r.interval, Duration::from_secs(1800));
@@ -16,9 +16,13 @@ fn sources_are_read_strictly_and_name_their_local_repositories() {
     assert_eq!(s.upstream.username.as_deref(), Some("mirror"));
     assert_eq!(s.prefix.as_deref(), Some("copies"));
     assert!(s.tags[0].matches("v1.2") && !s.tags[0].matches("nightly"));
-    assert!(s.delete_removed_tags && s.semver);
+    assert!(s.delete_removed_tags);
+    let range = s.semver.as_ref().unwrap();
+    assert!(range.keeps("v1.5") && !range.keeps("2.0"));
+    assert!(s.regex.as_ref().unwrap().keeps("v1") && !s.regex.as_ref().unwrap().keeps("1"));
     let reps = r.replications().unwrap();
-    assert!(reps[0].semver && !reps[1].semver);
+    assert!(reps[0].semver.is_some() && reps[1].semver.is_none());
+    assert!(reps[0].regex.is_some() && reps[1].regex.is_none());
     // A name with `*` is a pattern over the upstream's catalog, its matches put under the prefix.
     assert!(reps[0].patterns[0].matches("org/x/y") && !reps[0].patterns[0].matches("team/app"));
     assert_eq!(reps[0].prefix.as_deref(), Some("copies"));
@@ -81,6 +85,14 @@ fn sources_are_read_strictly_and_name_their_local_repositories() {
         (
             "replication:\n  sources:\n    - remoteurl: https://r\n      repositories: [a]\n      concurrency: 0\n",
             "replication.sources.0.concurrency",
+        ),
+        (
+            "replication:\n  sources:\n    - remoteurl: https://r\n      repositories: [a]\n      semver: \">=one\"\n",
+            "replication.sources.0.semver",
+        ),
+        (
+            "replication:\n  sources:\n    - remoteurl: https://r\n      repositories: [a]\n      regex: \"(\"\n",
+            "replication.sources.0.regex",
         ),
     ] {
         let e = error(yaml);
