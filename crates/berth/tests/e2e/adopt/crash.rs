@@ -141,7 +141,7 @@ fn progress(log: &str) -> usize {
     log.lines()
         .filter(|l| l.contains("registry:2's tree: adoption progress"))
         .filter_map(|l| field(l, "done")?.parse().ok())
-        .last()
+        .next_back()
         .unwrap_or(0)
 }
 
