@@ -5,7 +5,7 @@
 //! some one tag less. berth serves the tree and adopts it in the background; it is killed with SIGKILL
 //! twice part way, each time after a push it acknowledged, and started a third time to finish.
 //!
-//! Checked: while the adoption runs, the catalog lists the tree's repositories in name order with no gap
+//! On SQLite and on PostgreSQL. Checked: while the adoption runs, the catalog lists the tree's repositories in name order with no gap
 //! and no repeat, every one of them whole but the one being adopted; each restart continues after the
 //! repository saved last rather than from the start (each repository adopted once, bar one per kill);
 //! the final report counts every repository, manifest and tag once; every tag lists and its manifest
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::images::{Image, host_arch, image};
 use crate::harness::registry2::Registry2;
-use crate::harness::{Api, Server, push_image, sha256};
+use crate::harness::{Api, Metadata, Options, Server, push_image, sha256};
 
 /// Copies of the seed repository: enough that the adoption takes seconds, not milliseconds.
 const COPIES: usize = 300;
@@ -204,8 +204,25 @@ fn check_catalog_midway(api: &Api, names: &[String], tree: &BTreeMap<String, Tre
 
 #[test]
 fn background_adoption_survives_kill9_twice() {
-    let test = "background_adoption_survives_kill9_twice";
-    let mut berth = Server::start();
+    survives_kill9("background_adoption_survives_kill9_twice", Metadata::Sqlite);
+}
+
+/// The catalog in PostgreSQL (the blobs and the tree still on the filesystem).
+#[test]
+fn background_adoption_survives_kill9_twice_on_postgres() {
+    survives_kill9(
+        "background_adoption_survives_kill9_twice_on_postgres",
+        Metadata::Postgres,
+    );
+}
+
+fn survives_kill9(test: &str, metadata: Metadata) {
+    let Some(mut berth) = Server::try_start_with(Options {
+        metadata,
+        ..Options::default()
+    }) else {
+        return;
+    };
     berth.stop();
     let root = berth.root().to_path_buf();
     let tree: PathBuf = root.join("docker/registry/v2");
