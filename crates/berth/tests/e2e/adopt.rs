@@ -7,6 +7,8 @@
 //! was, and registry:2 started again on the volume still serves its images. On the filesystem and, the
 //! same way, on S3 (registry:2's tree in the bucket prefix berth is given).
 
+mod crash;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
