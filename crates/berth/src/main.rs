@@ -149,6 +149,10 @@ struct Registry2Import {
     /// Hash every linked blob's bytes against its digest; a blob that fails is not imported.
     #[arg(long)]
     verify: bool,
+    /// Import nothing: say how far the adoption (`berth serve`'s in the background, or the last
+    /// `berth import`) got, from the progress kept in the metadata.
+    #[arg(long, conflicts_with = "verify")]
+    status: bool,
 }
 
 /// What the command line asks for, once the configuration file is known.
@@ -245,14 +249,17 @@ fn main() -> ExitCode {
             let Registry2Import {
                 config_file,
                 verify,
+                status,
             } = match source {
                 Some(ImportSource::Registry2(args)) => args,
                 _ => registry2,
             };
-            (
-                one_path(config_file, cli.config),
-                Action::Job(Job::Import { verify }),
-            )
+            let job = if status {
+                Job::ImportStatus
+            } else {
+                Job::Import { verify }
+            };
+            (one_path(config_file, cli.config), Action::Job(job))
         }
     };
     let path = match path {
@@ -443,14 +450,14 @@ mod tests {
         let cli = parse(&["import", "h.yml", "--verify"]).unwrap();
         assert!(matches!(
             cli.command,
-            Some(Command::Import { source: None, registry2: Registry2Import { config_file: Some(p), verify: true } })
+            Some(Command::Import { source: None, registry2: Registry2Import { config_file: Some(p), verify: true, status: false } })
                 if p == Path::new("h.yml")
         ));
         let cli = parse(&["import", "registry2", "--verify", "i.yml"]).unwrap();
         assert!(matches!(
             cli.command,
             Some(Command::Import {
-                source: Some(ImportSource::Registry2(Registry2Import { config_file: Some(p), verify: true })),
+                source: Some(ImportSource::Registry2(Registry2Import { config_file: Some(p), verify: true, status: false })),
                 ..
             }) if p == Path::new("i.yml")
         ));
@@ -461,10 +468,20 @@ mod tests {
                 source: None,
                 registry2: Registry2Import {
                     config_file: None,
-                    verify: false
+                    verify: false,
+                    status: false
                 }
             })
         ));
+        let cli = parse(&["import", "--status"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Import {
+                registry2: Registry2Import { status: true, .. },
+                ..
+            })
+        ));
+        assert!(parse(&["import", "--status", "--verify"]).is_err());
 
         let cli = parse(&["import", "oci", "/l", "--repository", "a/b", "-c", "c.yml"]).unwrap();
         assert!(matches!(

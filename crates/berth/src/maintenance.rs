@@ -28,6 +28,7 @@ pub enum Job {
     Import {
         verify: bool,
     },
+    ImportStatus,
     ImportOci {
         dir: PathBuf,
         repository: Option<String>,
@@ -47,6 +48,7 @@ pub fn run(job: Job, loaded: config::Loaded) -> ExitCode {
         Job::Retention { dry_run } => retention(config, dry_run),
         Job::Scrub { repair, rate } => scrub(config, repair, rate.as_deref()),
         Job::Import { verify } => import(config, verify),
+        Job::ImportStatus => import_status(config),
         Job::ImportOci { dir, repository } => import_oci(config, &dir, repository.as_deref()),
     };
     match outcome {
@@ -196,6 +198,20 @@ fn import(config: &Config, verify: bool) -> Result<Outcome, Refusal> {
     Ok(Outcome::Done {
         lines: skipped.chain(kept).collect(),
         summary: report.to_string(),
+    })
+}
+
+/// `berth import --status`: how far the adoption of registry:2's tree got, as the metadata keeps it.
+fn import_status(config: &Config) -> Result<Outcome, Refusal> {
+    let cursor = serve::with_registry(config, async |registry| {
+        registry
+            .adoption_status()
+            .await
+            .context("reading the adoption's progress")
+    })?;
+    Ok(Outcome::Done {
+        lines: Vec::new(),
+        summary: registry::adopt::status_line(cursor.as_ref()),
     })
 }
 

@@ -187,6 +187,12 @@ impl Registry {
         Ok(report)
     }
 
+    /// How far the adoption of registry:2's tree got, as last saved (`berth import --status`); `None`
+    /// when none ran with progress kept (`berth serve`'s) or finished.
+    pub async fn adoption_status(&self) -> Result<Option<AdoptCursor>> {
+        Ok(self.meta.adopt.adopt_cursor().await?)
+    }
+
     /// Whether blob `digest`'s bytes, as the blob store reads them, hash to it; `None` when it has none.
     async fn bytes_match(&self, digest: &Digest) -> Result<Option<bool>> {
         let Some(reader) = self.blobs.read(digest, None).await? else {
@@ -198,5 +204,60 @@ impl Registry {
             hasher.update(&chunk.map_err(blobs::Error::Io)?);
         }
         Ok(Some(hasher.finish() == *digest))
+    }
+}
+
+/// `cursor` as `berth import --status` says it.
+pub fn status_line(cursor: Option<&AdoptCursor>) -> String {
+    let Some(c) = cursor else {
+        return "registry:2's tree: no adoption has run".to_string();
+    };
+    let state = match (&c.after, c.finished) {
+        (_, true) => "finished".to_string(),
+        (Some(last), false) => format!("in progress, last repository adopted whole: {last}"),
+        (None, false) => "started, no repository adopted whole yet".to_string(),
+    };
+    let started = ::time::OffsetDateTime::from_unix_timestamp(c.started_at)
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        })
+        .unwrap_or_else(|_| c.started_at.to_string());
+    format!(
+        "registry:2's tree: adoption {state}; {} repositories, {} manifests, {} tags adopted, {} things \
+         skipped; started {started}",
+        c.repositories, c.manifests, c.tags, c.skipped
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_says_how_far_it_got() {
+        assert_eq!(status_line(None), "registry:2's tree: no adoption has run");
+        let mut c = AdoptCursor {
+            after: Some("team/app".into()),
+            finished: false,
+            started_at: 1_796_605_200,
+            repositories: 120,
+            manifests: 900,
+            tags: 610,
+            skipped: 3,
+        };
+        assert_eq!(
+            status_line(Some(&c)),
+            "registry:2's tree: adoption in progress, last repository adopted whole: team/app; 120 \
+             repositories, 900 manifests, 610 tags adopted, 3 things skipped; started 2026-12-07 01:00 UTC"
+        );
+        c.finished = true;
+        assert!(status_line(Some(&c)).starts_with("registry:2's tree: adoption finished; 120"));
     }
 }

@@ -280,6 +280,12 @@ fn survives_kill9(test: &str, metadata: Metadata) {
     let log1 = kill_during_adoption(&mut berth, offset1, COPIES / 10);
     let done1 = progress(&log1);
     eprintln!("killed after {done1} repositories");
+    // `berth import --status` reads the progress the dead process left.
+    let status = berth.berth_ok(&["import", "--status"]);
+    assert!(
+        status.contains("adoption in progress, last repository adopted whole: "),
+        "{status}"
+    );
 
     // Second run: continues after the last repository saved, not from the first.
     let offset2 = std::fs::metadata(berth.log_path()).unwrap().len() as usize;
@@ -333,6 +339,14 @@ fn survives_kill9(test: &str, metadata: Metadata) {
     );
     assert!(summary.contains(&counts), "{summary}\nwanted: {counts}");
     assert!(summary.contains("; skipped 0 ("), "{summary}");
+    let status = berth.berth_ok(&["import", "--status"]);
+    assert!(
+        status.contains(&format!(
+            "adoption finished; {} repositories, {manifests} manifests, {tag_count} tags",
+            names.len()
+        )),
+        "{status}"
+    );
 
     // Each repository adopted once, bar the one a kill interrupted (at most one per kill).
     let whole_log = run_log(&berth, offset1);
