@@ -17,7 +17,9 @@
 //! - audit log lines written and dropped (see `metrics/audit.rs`);
 //! - what this process's garbage collections deleted (`berth_gc_*`) and its replication passes copied
 //!   (`berth_replication_*`: passes, tags updated, referrers, bytes, failures, the last pass's time),
-//!   read from the registry's own totals at each scrape.
+//!   read from the registry's own totals at each scrape; `berth_adopt_repositories_done`,
+//!   `berth_adopt_repositories` and `berth_adopt_finished`: how far this process's adoption of a
+//!   registry:2 tree got.
 //!
 //! Labels are bounded sets: `endpoint` is the kind of endpoint (`manifest`, `blob`, `blob_upload`, ...,
 //! see [`http::endpoint_kind`]), never the repository, whose names are unbounded (and private).
@@ -335,6 +337,25 @@ impl Collector for RegistryState {
             "berth_replication_last_pass_timestamp_seconds",
             "When this process's last replication pass ended (Unix seconds; 0: none yet)",
             rep.last_pass,
+        )?;
+        let adopt = self.0.adopt_tally();
+        gauge(
+            e,
+            "berth_adopt_repositories_done",
+            "Repositories of registry:2's tree this process's adoption has indexed",
+            adopt.done,
+        )?;
+        gauge(
+            e,
+            "berth_adopt_repositories",
+            "Repositories in registry:2's tree this process's adoption indexes",
+            adopt.total,
+        )?;
+        gauge(
+            e,
+            "berth_adopt_finished",
+            "1 once this process's adoption of registry:2's tree has ended",
+            u64::from(adopt.finished),
         )
     }
 }

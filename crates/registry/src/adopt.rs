@@ -27,6 +27,7 @@
 use std::collections::HashMap;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use blobs::registry2::Registry2Tree;
 use futures_util::StreamExt;
@@ -40,6 +41,36 @@ mod report;
 mod walk;
 
 pub use report::{AdoptReport, SkipKind, Skipped};
+
+/// How far this process's adoption got, for the metrics: repositories of the tree done and in all, and
+/// whether it finished (an adoption that ended before this process started shows nothing here:
+/// `berth import --status` reads the metadata).
+#[derive(Debug, Default)]
+pub struct AdoptTally {
+    done: AtomicU64,
+    total: AtomicU64,
+    finished: AtomicBool,
+}
+
+/// [`AdoptTally`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AdoptTallySnapshot {
+    pub done: u64,
+    pub total: u64,
+    pub finished: bool,
+}
+
+impl AdoptTally {
+    fn progress(&self, done: usize, total: usize) {
+        self.done.store(done as u64, Ordering::Relaxed);
+        self.total.store(total as u64, Ordering::Relaxed);
+    }
+
+    fn finish(&self, total: usize) {
+        self.progress(total, total);
+        self.finished.store(true, Ordering::Relaxed);
+    }
+}
 
 /// The job lock an adoption runs under: one at a time over one metadata store.
 pub const ADOPT_JOB: &str = "adopt-registry2";
@@ -166,6 +197,7 @@ impl Registry {
                 return Ok(report);
             }
             adoption.repository(name).await?;
+            self.adopt_tally.progress(done + 1, total);
             if progress.is_some() {
                 cursor.after = Some(name.clone());
                 cursor.repositories = adoption.report.repositories;
@@ -176,6 +208,7 @@ impl Registry {
                 tracing::info!(repo = %name, done = done + 1, of = total, "registry:2's tree: adoption progress");
             }
         }
+        self.adopt_tally.finish(total);
         cursor.finished = true;
         cursor.repositories = report.repositories;
         cursor.manifests = report.manifests;
@@ -185,6 +218,15 @@ impl Registry {
         report.seconds = started.elapsed().as_secs_f64();
         tracing::info!("{report}");
         Ok(report)
+    }
+
+    /// How far this process's adoption got (the metrics).
+    pub fn adopt_tally(&self) -> AdoptTallySnapshot {
+        AdoptTallySnapshot {
+            done: self.adopt_tally.done.load(Ordering::Relaxed),
+            total: self.adopt_tally.total.load(Ordering::Relaxed),
+            finished: self.adopt_tally.finished.load(Ordering::Relaxed),
+        }
     }
 
     /// How far the adoption of registry:2's tree got, as last saved (`berth import --status`); `None`

@@ -131,6 +131,7 @@ pub struct Registry {
     gc_totals: Arc<gc::GcTotals>,
     retention_totals: Arc<retention::RetentionTotals>,
     replication_totals: Arc<replicate::ReplicationTotals>,
+    adopt_tally: Arc<adopt::AdoptTally>,
     /// Manifest pulls not written yet (see [`pulls`]).
     pulls: Arc<pulls::PullLog>,
     /// The quotas as last measured (see [`quota`]).
@@ -158,6 +159,7 @@ impl Registry {
             gc_totals: Default::default(),
             retention_totals: Default::default(),
             replication_totals: Default::default(),
+            adopt_tally: Default::default(),
             pulls: Default::default(),
             quota_measured: Default::default(),
             notifier: None,

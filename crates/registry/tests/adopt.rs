@@ -213,6 +213,9 @@ async fn adopts_every_image_of_a_tree_made_by_hand_without_writing_it() {
     assert_eq!(report.repositories, 3, "{report}");
     assert_eq!(report.manifests, 6, "{report}");
     assert_eq!(report.tags, 3, "{report}");
+    // The metrics' view of it.
+    let tally = reg.adopt_tally();
+    assert_eq!((tally.done, tally.total, tally.finished), (3, 3, true));
     assert_eq!(report.layer_links, 7, "{report}");
     let lines: Vec<String> = report.skipped.iter().map(ToString::to_string).collect();
     assert_eq!(report.count(SkipKind::Schema1), 1, "{lines:#?}");

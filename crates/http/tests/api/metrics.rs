@@ -327,6 +327,20 @@ async fn replication_is_counted() {
     assert!(s.sample("berth_replication_last_pass_timestamp_seconds") > 1.7e9);
 }
 
+/// How far an adoption of registry:2's tree got: exported from the start, at zero without one.
+#[tokio::test]
+async fn adoption_progress_is_exported() {
+    let s = Setup::new();
+    let samples = s.samples();
+    for key in [
+        "berth_adopt_repositories_done",
+        "berth_adopt_repositories",
+        "berth_adopt_finished",
+    ] {
+        assert_eq!(samples.get(key), Some(&0.0), "{key}");
+    }
+}
+
 #[tokio::test]
 async fn quota_usage_is_exported_once_measured() {
     let s = Setup::with(registry::Settings {
