@@ -1,13 +1,16 @@
 //! Replication from another registry, against the real binary: the real registry:2 (Debian's
 //! `docker-registry`) holds images; a berth configured with a `replication` source copies the tags its
 //! patterns keep under a prefix, byte for byte, at start; a tag moved upstream is followed by the next
-//! pass (a restart's, since passes are at least a minute apart), and a tag outside the patterns never
-//! arrives.
+//! pass (a restart's, since passes are at least a minute apart), a tag outside the patterns never
+//! arrives, and an SBOM of an image comes with it, found through the referrers tag schema (registry:2 has
+//! no referrers API).
 
 use std::time::{Duration, Instant};
 
+use crate::harness::BlobPush;
 use crate::harness::http::Api;
-use crate::harness::images::{multi_platform_index, sample_image};
+use crate::harness::http::OCI_INDEX;
+use crate::harness::images::{Blob, artifact, empty_config, multi_platform_index, sample_image};
 use crate::harness::registry2::Registry2;
 use crate::harness::{Options, Server, push_image};
 
@@ -55,6 +58,28 @@ fn a_registry2_upstream_is_replicated_and_followed() {
         )
         .unwrap();
     assert_eq!(r.status, 201, "{}", r.describe());
+    // An SBOM of v1, kept as a client keeps referrers in a registry without the referrers API: the
+    // artifact by digest, and an index of v1's referrers under the tag `sha256-<hex>`.
+    let payload = Blob::json(
+        "application/spdx+json",
+        &serde_json::json!({ "spdxVersion": "SPDX-2.3", "name": "v1" }),
+    );
+    for blob in [&payload, &empty_config()] {
+        up.push_blob("team/app", &blob.bytes, BlobPush::Monolithic)
+            .unwrap();
+    }
+    let sbom = artifact("application/spdx+json", &payload, &v1.manifest);
+    up.put_manifest("team/app", &sbom.digest, &sbom.media_type, &sbom.bytes)
+        .unwrap();
+    let mut entry = sbom.descriptor();
+    entry["artifactType"] = "application/spdx+json".into();
+    let referrers = Blob::json(
+        OCI_INDEX,
+        &serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry] }),
+    );
+    let schema_tag = format!("sha256-{}", v1.manifest.hex());
+    up.put_manifest("team/app", &schema_tag, OCI_INDEX, &referrers.bytes)
+        .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yml");
@@ -91,6 +116,22 @@ fn a_registry2_upstream_is_replicated_and_followed() {
             .status,
         404,
         "outside the patterns"
+    );
+    // v1's SBOM came along, a referrer here as pushed (berth answers the referrers API itself).
+    assert_eq!(api.manifest_ok("copies/team/app", &sbom.digest), sbom.bytes);
+    let listed = api.get_ok(&format!(
+        "/v2/copies/team/app/referrers/{}",
+        v1.manifest.digest
+    ));
+    let listed: serde_json::Value = serde_json::from_slice(&listed).unwrap();
+    assert_eq!(
+        listed["manifests"][0]["digest"],
+        sbom.digest.as_str(),
+        "{listed}"
+    );
+    assert_eq!(
+        listed["manifests"][0]["artifactType"],
+        "application/spdx+json"
     );
 
     // v1 moved upstream: the next pass (at the restart) follows it.
