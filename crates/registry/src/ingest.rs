@@ -1,7 +1,8 @@
 //! One blob brought into a repository from a source of this process's own (an OCI layout being
 //! imported, another registry being replicated): linked when the registry already holds its bytes
 //! (anywhere: the mount of the API), else streamed in through an ordinary upload, whose commit checks
-//! the digest. Nothing is copied twice, and nothing unverified is ever linked.
+//! the digest. Nothing is copied twice (a digest is ingested by one task at a time in a process), and
+//! nothing unverified is ever linked.
 
 use std::future::Future;
 
@@ -32,6 +33,9 @@ impl Registry {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<(Option<u64>, ByteStream)>>>,
     {
+        // Repositories replicated at once often share a layer: the second waits for the first's copy
+        // and mounts it, instead of reading the same bytes from the source again.
+        let _one_at_a_time = self.ingest_locks.lock_digest(digest).await;
         if self.stat_blob(repo, digest).await.is_ok() {
             return Ok(Ingested::Linked);
         }

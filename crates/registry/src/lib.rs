@@ -123,6 +123,9 @@ pub struct Registry {
     upload_locks: keyed_lock::KeyedLocks,
     /// Serialises linking a blob whose bytes exist with deleting unlinked bytes (see [`keyed_lock`]).
     blob_locks: keyed_lock::KeyedLocks,
+    /// One ingestion per digest at a time in this process (`ingest.rs`), apart from `blob_locks`, which
+    /// the upload an ingestion commits takes itself.
+    ingest_locks: keyed_lock::KeyedLocks,
     /// Uploads streaming bytes in, and their cap (see [`upload_limit`]).
     upload_slots: upload_limit::UploadSlots,
     /// The pull-through cache, when namespaces are mirrored (see [`proxy`]).
@@ -155,6 +158,7 @@ impl Registry {
             settings,
             upload_locks: Default::default(),
             blob_locks: Default::default(),
+            ingest_locks: Default::default(),
             proxy: None,
             gc_totals: Default::default(),
             retention_totals: Default::default(),

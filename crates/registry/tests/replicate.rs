@@ -296,6 +296,32 @@ async fn patterns_copy_what_the_upstream_catalog_has_under_the_prefix() {
 }
 
 #[tokio::test]
+async fn a_layer_shared_by_repositories_copied_at_once_is_read_once() {
+    let up = FakeUpstream::new();
+    let mut r = replication(&up, &[], false);
+    r.repositories.clear();
+    for i in 0..4 {
+        let name = repo(&format!("org/same{i}"));
+        // The same seed: the same config and layer in every repository.
+        let (d, _) = image(&up, &name, 7).await;
+        tag_as(&up, &name, "v1", &d, OCI_MANIFEST).await;
+        r.repositories
+            .push((name, repo(&format!("mirror/same{i}"))));
+    }
+    r.concurrency = 4;
+    let local = Env::new();
+    let report = local.reg.replicate(&r).await;
+    assert_eq!(report.failures, vec![]);
+    assert_eq!(report.tags_updated.len(), 4);
+    assert_eq!(
+        up.calls.snapshot().2,
+        2,
+        "the config and the layer, each once"
+    );
+    assert_eq!((report.blobs_copied, report.blobs_linked), (2, 6));
+}
+
+#[tokio::test]
 async fn a_repository_the_upstream_lacks_or_cannot_serve_is_reported_and_the_rest_goes_on() {
     let up = FakeUpstream::new();
     let name = repo("org/app");
