@@ -313,12 +313,8 @@ fn a_delete_from_the_web_interface_names_its_user() {
     let receiver = Receiver::start();
     let dir = tempfile::tempdir().unwrap();
     let htpasswd = dir.path().join("htpasswd");
-    // alice:secret (bcrypt).
-    std::fs::write(
-        &htpasswd,
-        "alice:$2y$05$NHXi441vNlrHIergnkVaCOtieAaKJwCHnk6qQA.uPSpkVQkXtjd1C\n",
-    )
-    .unwrap();
+    // alice:secret (and bob, whom this test does not use).
+    std::fs::write(&htpasswd, crate::auth::HTPASSWD).unwrap();
     let config = dir.path().join("config.yml");
     std::fs::write(
         &config,

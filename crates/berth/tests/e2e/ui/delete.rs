@@ -94,12 +94,8 @@ fn a_delete_is_done_only_by_a_post_from_berths_own_page() {
 fn only_those_who_may_delete_are_offered_it_or_can() {
     let dir = tempfile::tempdir().unwrap();
     let htpasswd = dir.path().join("htpasswd");
-    std::fs::write(
-        &htpasswd,
-        "alice:$2y$05$NHXi441vNlrHIergnkVaCOtieAaKJwCHnk6qQA.uPSpkVQkXtjd1C\n\
-         bob:$2y$04$XgDFieE2q.frxR1xK5HPDeLI3XzP43L0.hVuHDIUqZhDOzsk5QggK\n",
-    )
-    .unwrap();
+    // alice:secret, bob:builder.
+    std::fs::write(&htpasswd, crate::auth::HTPASSWD).unwrap();
     let config = dir.path().join("config.yml");
     std::fs::write(
         &config,

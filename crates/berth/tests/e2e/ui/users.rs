@@ -6,15 +6,10 @@
 use serde_json::json;
 
 use super::Browser;
+use crate::auth::HTPASSWD;
 use crate::harness::http::{Api, OCI_INDEX, OCI_MANIFEST};
 use crate::harness::images::{Blob, artifact, empty_config, multi_platform_index};
 use crate::harness::{BlobPush, Options, Server};
-
-// alice:secret, bob:builder (bcrypt).
-const HTPASSWD: &str = "\
-alice:$2y$05$NHXi441vNlrHIergnkVaCOtieAaKJwCHnk6qQA.uPSpkVQkXtjd1C
-bob:$2y$04$XgDFieE2q.frxR1xK5HPDeLI3XzP43L0.hVuHDIUqZhDOzsk5QggK
-";
 
 /// A server filled through `fill` while it is open, then restarted with htpasswd auth: alice pulls
 /// `team-a/**`, bob `team-b/**`, nobody anything else.
