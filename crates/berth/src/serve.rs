@@ -104,10 +104,15 @@ async fn serve(config: Config, traced: bool) -> anyhow::Result<()> {
         Some(proxy) => registry.with_proxy(proxy, metrics.as_ref().map(Metrics::cache_observer)),
         None => registry,
     };
-    if let Some(tree) = registry2 {
-        // Serving starts at once; what is adopted appears as each repository is done.
-        tokio::spawn(registry.clone().run_registry2_adoption(tree));
-    }
+    let registry = match registry2 {
+        Some(tree) => {
+            // Serving starts at once: a request for a repository not adopted yet adopts it first.
+            let registry = registry.adopting(tree.clone());
+            tokio::spawn(registry.clone().run_registry2_adoption(tree));
+            registry
+        }
+        None => registry,
+    };
     if let Some(eviction) = config.proxy.as_ref().and_then(|p| p.eviction()) {
         tokio::spawn(registry.clone().run_cache_eviction(eviction));
     }

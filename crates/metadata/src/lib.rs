@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use oci::Digest;
 
-pub use adopt_progress::{AdoptCursor, AdoptProgress};
+pub use adopt_progress::{AdoptCursor, AdoptProgress, AdoptedAhead};
 pub use catalog::{Catalog, NewManifest, Referrer, StoredManifest};
 pub use changes::{CatalogChange, CatalogChanges, ChangeStream};
 pub use gc_marks::{GcMarks, RecordedBlob};

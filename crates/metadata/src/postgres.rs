@@ -40,7 +40,7 @@ use oci::{Digest, RepoName, Tag};
 
 use crate::RecordedBlob;
 use crate::outbox::noted;
-use crate::{AdoptCursor, AdoptProgress, ScrubCursor, ScrubProgress};
+use crate::{AdoptCursor, AdoptProgress, AdoptedAhead, ScrubCursor, ScrubProgress};
 use crate::{
     Catalog, Error, GcMarks, JobLock, JobLocks, NewManifest, ProxyEntries, ProxyEntry, Referrer,
     Result, StoredManifest, UploadSession, UploadSessions,
@@ -572,6 +572,18 @@ impl AdoptProgress for PostgresStore {
         // Idempotent: the same row written again.
         run!(self, Safety::Idempotent, |c| adopt_progress::save(
             c, cursor
+        ))
+    }
+
+    async fn note_adopted_ahead(&self, repo: &str, counts: &AdoptedAhead) -> Result<()> {
+        run!(self, Safety::Idempotent, |c| adopt_progress::note_ahead(
+            c, repo, counts
+        ))
+    }
+
+    async fn adopted_ahead(&self, repo: &str) -> Result<Option<AdoptedAhead>> {
+        run!(self, Safety::Idempotent, |c| adopt_progress::is_ahead(
+            c, repo
         ))
     }
 }

@@ -63,6 +63,7 @@ const MIGRATIONS: &[(i64, &str, Sql)] = &[
     (7, "outbox", Sql::Portable(OUTBOX)),
     (8, "cached_blobs_kept", Sql::Portable(CACHED_BLOBS_KEPT)),
     (9, "adopt_progress", Sql::Portable(ADOPT_PROGRESS)),
+    (10, "adopted_ahead", Sql::Portable(ADOPTED_AHEAD)),
 ];
 
 /// Every migration, rendered for `dialect`, in the order to apply them.
@@ -297,6 +298,19 @@ CREATE TABLE adopt_progress (
     repositories BIGINT NOT NULL,
     manifests BIGINT NOT NULL,
     tags BIGINT NOT NULL,
+    skipped BIGINT NOT NULL
+);
+";
+
+/// Version 10: the repositories adopted on their own, ahead of the cursor, because a request named
+/// one before the background adoption got to it (`AdoptProgress::note_adopted_ahead`); the background
+/// adoption passes over them, so it cannot bring back what was deleted in berth since.
+const ADOPTED_AHEAD: &str = "
+CREATE TABLE adopted_ahead (
+    repo @KEY@ NOT NULL PRIMARY KEY,
+    manifests BIGINT NOT NULL,
+    tags BIGINT NOT NULL,
+    layer_links BIGINT NOT NULL,
     skipped BIGINT NOT NULL
 );
 ";

@@ -199,6 +199,7 @@ macro_rules! adopt_progress_tests {
     (@list $wrap:path, $make:expr) => {
         $crate::__metadata_cases!($wrap, $make;
             adopt_cursor_is_saved_and_replaced,
+            repositories_adopted_ahead_are_remembered,
         );
     };
 }

@@ -22,7 +22,9 @@
 //! background adoption ([`Registry::run_registry2_adoption`]), which serves at once and keeps its
 //! progress in the metadata (`AdoptProgress`): after each repository adopted whole, so that after a
 //! crash or a restart it continues with the next; once finished (by either way) it never runs again,
-//! since a second run would bring back what was deleted in berth since.
+//! since a second run would bring back what was deleted in berth since. While it runs, a request for a
+//! repository it has not reached adopts that one at once (`ahead.rs`), and the background passes over
+//! it when it gets there.
 
 use std::collections::HashMap;
 
@@ -36,9 +38,12 @@ use oci::{Digest, ResumableHasher};
 
 use crate::{Registry, Result};
 
+mod ahead;
 mod repo;
 mod report;
 mod walk;
+
+pub(crate) use ahead::Pending;
 
 pub use report::{AdoptReport, SkipKind, Skipped};
 
@@ -171,7 +176,11 @@ impl Registry {
                 (c.repositories, c.manifests, c.tags);
         }
         let skipped_before = resumed.as_ref().map_or(0, |c| c.skipped);
-        let repositories = walk::repositories(tree).await?;
+        let repositories = match (&self.adoption, &progress) {
+            // `berth serve`'s: the tree the catalog lists from, walked once for both.
+            (Some(pending), Some(_)) => pending.repositories().await?.to_vec(),
+            _ => walk::repositories(tree).await?,
+        };
         let total = repositories.len();
         let mut adoption = repo::Adoption {
             registry: self,
@@ -196,25 +205,42 @@ impl Registry {
                 );
                 return Ok(report);
             }
-            adoption.repository(name).await?;
+            // One adoption of a repository at a time in this process (a request may adopt it ahead).
+            let held = match &self.adoption {
+                Some(pending) => Some(pending.lock(name).await),
+                None => None,
+            };
+            let ahead = match progress {
+                Some(_) => self.meta.adopt.adopted_ahead(name).await?,
+                None => None,
+            };
+            match ahead {
+                // Adopted for a request already: again would bring back what was deleted since.
+                Some(counts) => adoption.passed_over(name, &counts),
+                None => adoption.repository(name).await?,
+            }
             self.adopt_tally.progress(done + 1, total);
             if progress.is_some() {
                 cursor.after = Some(name.clone());
                 cursor.repositories = adoption.report.repositories;
                 cursor.manifests = adoption.report.manifests;
                 cursor.tags = adoption.report.tags;
-                cursor.skipped = skipped_before + adoption.report.skipped.len() as u64;
+                cursor.skipped = skipped_before + adoption.report.skipped_count();
                 self.meta.adopt.save_adopt_cursor(&cursor).await?;
                 tracing::info!(repo = %name, done = done + 1, of = total, "registry:2's tree: adoption progress");
             }
+            drop(held);
         }
         self.adopt_tally.finish(total);
         cursor.finished = true;
         cursor.repositories = report.repositories;
         cursor.manifests = report.manifests;
         cursor.tags = report.tags;
-        cursor.skipped = skipped_before + report.skipped.len() as u64;
+        cursor.skipped = skipped_before + report.skipped_count();
         self.meta.adopt.save_adopt_cursor(&cursor).await?;
+        if let Some(pending) = &self.adoption {
+            pending.finish();
+        }
         report.seconds = started.elapsed().as_secs_f64();
         tracing::info!("{report}");
         Ok(report)

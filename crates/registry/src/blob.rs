@@ -52,6 +52,7 @@ pub struct BlobContent {
 impl Registry {
     /// HEAD of a blob: BLOB_UNKNOWN unless it is linked to `repo`.
     pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobInfo> {
+        self.adopt_ahead(repo).await?;
         // A cached repository answers from the cache, or else from its upstream.
         let route = self.proxy_route(repo);
         let repo = route.as_ref().map_or(repo, |r| &r.local);
@@ -105,6 +106,7 @@ impl Registry {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<(BlobContent, Option<ZeroCopy>)> {
+        self.adopt_ahead(repo).await?;
         // A cached repository answers from the cache, or else joins the blob's upstream fetch.
         let route = self.proxy_route(repo);
         let repo = route.as_ref().map_or(repo, |r| &r.local);
@@ -156,6 +158,7 @@ impl Registry {
         if self.proxy_route(repo).is_some() {
             return Ok(None);
         }
+        self.adopt_ahead(repo).await?;
         let Some(size) = self.meta.catalog.linked_blob(repo, digest).await? else {
             return Ok(None);
         };
@@ -184,6 +187,7 @@ impl Registry {
     /// DELETE of a blob: unlinks it from `repo` (bytes are swept later by GC). Unsupported when deletes are off.
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         self.writable_in(repo)?;
+        self.adopt_ahead(repo).await?;
         if !self.settings.delete_enabled {
             return Err(Error::Unsupported("deletes are disabled".into()));
         }

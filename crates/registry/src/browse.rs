@@ -13,6 +13,7 @@ impl Registry {
     pub async fn tag_details(&self, repo: &RepoName) -> Result<Vec<TagAge>> {
         let route = self.proxy_route(repo);
         let repo = route.as_ref().map_or(repo, |r| &r.local);
+        self.adopt_ahead(repo).await?;
         if !self.meta.catalog.repo_exists(repo).await? {
             return Err(Error::NameUnknown(repo.clone()));
         }

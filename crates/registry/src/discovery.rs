@@ -65,6 +65,7 @@ impl Registry {
             }
         }
         let repo = route.as_ref().map_or(repo, |r| &r.local);
+        self.adopt_ahead(repo).await?;
         if !self.meta.catalog.repo_exists(repo).await? {
             return Err(Error::NameUnknown(repo.clone()));
         }
@@ -85,11 +86,21 @@ impl Registry {
         if limit == 0 {
             return Ok((Vec::new(), false));
         }
-        let items = self
+        let mut items = self
             .meta
             .catalog
             .list_repos(page.last.as_deref(), limit + 1)
             .await?;
+        // While registry:2's tree is adopted, the repositories it has not reached yet are listed too.
+        let ahead = self
+            .repositories_ahead(page.last.as_deref(), limit + 1)
+            .await?;
+        if !ahead.is_empty() {
+            items.extend(ahead);
+            items.sort();
+            items.dedup();
+            items.truncate(limit + 1);
+        }
         Ok(split_page(items, limit))
     }
 
@@ -118,6 +129,7 @@ impl Registry {
     ) -> Result<Referrers> {
         let route = self.proxy_route(repo);
         let repo = route.as_ref().map_or(repo, |r| &r.local);
+        self.adopt_ahead(repo).await?;
         let mut manifests = self.meta.catalog.referrers(repo, subject).await?;
         if let Some(wanted) = artifact_type {
             manifests.retain(|r| r.artifact_type.as_deref() == Some(wanted));

@@ -135,6 +135,9 @@ pub struct Registry {
     retention_totals: Arc<retention::RetentionTotals>,
     replication_totals: Arc<replicate::ReplicationTotals>,
     adopt_tally: Arc<adopt::AdoptTally>,
+    /// registry:2's tree while its adoption may be under way: repositories are adopted ahead for the
+    /// requests that name them (see [`adopt`]).
+    adoption: Option<Arc<adopt::Pending>>,
     /// Manifest pulls not written yet (see [`pulls`]).
     pulls: Arc<pulls::PullLog>,
     /// The quotas as last measured (see [`quota`]).
@@ -164,6 +167,7 @@ impl Registry {
             retention_totals: Default::default(),
             replication_totals: Default::default(),
             adopt_tally: Default::default(),
+            adoption: None,
             pulls: Default::default(),
             quota_measured: Default::default(),
             notifier: None,

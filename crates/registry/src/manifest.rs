@@ -71,6 +71,7 @@ impl Registry {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<ManifestContent> {
+        self.adopt_ahead(repo).await?;
         let found = match reference {
             Reference::Tag(tag) => self.meta.catalog.tagged_manifest(repo, tag).await?,
             Reference::Digest(digest) => self.meta.catalog.manifest(repo, digest).await?,
@@ -96,6 +97,7 @@ impl Registry {
         payload: Bytes,
     ) -> Result<PutManifestOutcome> {
         self.writable_in(repo)?;
+        self.adopt_ahead(repo).await?;
         let limit = self.settings.max_manifest_bytes;
         if payload.len() > limit {
             return Err(Error::ManifestTooLarge {
@@ -176,6 +178,7 @@ impl Registry {
     /// DELETE of a manifest by digest (with its tags), or of a tag alone.
     pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
         self.writable_in(repo)?;
+        self.adopt_ahead(repo).await?;
         if !self.settings.delete_enabled {
             return Err(Error::Unsupported("deletes are disabled".into()));
         }

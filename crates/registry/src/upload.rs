@@ -92,7 +92,10 @@ impl Registry {
     ) -> Result<MountOutcome> {
         self.writable_in(repo)?;
         let size = match from {
-            Some(from) => self.meta.catalog.linked_blob(from, digest).await?,
+            Some(from) => {
+                self.adopt_ahead(from).await?;
+                self.meta.catalog.linked_blob(from, digest).await?
+            }
             None => self.meta.catalog.known_blob(digest).await?,
         };
         if let Some(size) = size {

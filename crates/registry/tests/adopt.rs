@@ -492,3 +492,101 @@ async fn berth_import_marks_the_adoption_finished() {
     reg.clone().run_registry2_adoption(Arc::new(tree)).await;
     assert!(tags(&reg, "app").await.is_empty());
 }
+
+#[tokio::test]
+async fn a_request_adopts_its_repository_ahead_of_the_background_which_passes_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tree(dir.path());
+    let config = t.blob(&content(30, 6));
+    let layer = t.blob(&content(900, 7));
+    let image = image_manifest((&config, 30), &[(&layer, 900)]);
+    for name in ["a", "b", "c/nested"] {
+        t.layer_link(name, &config);
+        t.layer_link(name, &layer);
+        let m = t.manifest(name, &image);
+        t.tag(name, "v1", &m);
+        t.tag(name, "v2", &m);
+    }
+    let (reg, _own, tree, meta) = registry_and_meta(dir.path());
+    let reg = reg.adopting(Arc::new(tree.clone()));
+    // Nothing adopted yet: the catalog still lists the tree's repositories, in order and by pages.
+    let first = Page {
+        n: Some(2),
+        last: None,
+    };
+    assert_eq!(
+        reg.catalog(&first).await.unwrap(),
+        (vec!["a".into(), "b".into()], true)
+    );
+    let rest = Page {
+        n: Some(2),
+        last: Some("b".into()),
+    };
+    assert_eq!(
+        reg.catalog(&rest).await.unwrap(),
+        (vec!["c/nested".into()], false)
+    );
+
+    // A pull of b, before the background got to it, is served: b is adopted whole for it.
+    let b = repo("b");
+    let pulled = reg.get_manifest(&b, &tag("v1")).await.unwrap();
+    assert_eq!(pulled.payload, image.as_bytes());
+    assert_eq!(pull(&reg, &b, &layer).await.unwrap(), content(900, 7));
+    assert_eq!(tags(&reg, "b").await, ["v1", "v2"]);
+    let counted = metadata::AdoptedAhead {
+        manifests: 1,
+        tags: 2,
+        layer_links: 2,
+        skipped: 0,
+    };
+    assert_eq!(meta.adopted_ahead("b").await.unwrap(), Some(counted));
+    // A blob HEAD and a tag listing adopt too.
+    reg.stat_blob(&repo("c/nested"), &layer).await.unwrap();
+    assert_eq!(meta.adopted_ahead("c/nested").await.unwrap(), Some(counted));
+    assert_eq!(meta.adopted_ahead("a").await.unwrap(), None);
+    // A name the tree does not hold is no repository, as before.
+    assert!(matches!(
+        reg.get_manifest(&repo("zzz"), &tag("v1")).await,
+        Err(registry::Error::ManifestUnknown(_))
+    ));
+
+    // Deleted in berth after it was adopted ahead; the background, getting there, must not bring it
+    // back.
+    reg.delete_manifest(&b, &tag("v2")).await.unwrap();
+    reg.clone().run_registry2_adoption(Arc::new(tree)).await;
+    assert_eq!(tags(&reg, "b").await, ["v1"]);
+    assert_eq!(tags(&reg, "a").await, ["v1", "v2"], "adopted in turn");
+    // The totals count every repository once, those adopted ahead with what they brought in then.
+    let done = meta.adopt_cursor().await.unwrap().unwrap();
+    assert!(done.finished, "{done:?}");
+    assert_eq!((done.repositories, done.manifests, done.tags), (3, 3, 6));
+    assert_eq!(
+        reg.catalog(&Page::default()).await.unwrap().0,
+        ["a", "b", "c/nested"]
+    );
+}
+
+#[tokio::test]
+async fn without_a_pending_adoption_nothing_is_adopted_for_a_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tree(dir.path());
+    let config = t.blob(&content(30, 8));
+    t.layer_link("app", &config);
+    t.tag(
+        "app",
+        "v1",
+        &t.manifest("app", &image_manifest((&config, 30), &[])),
+    );
+    // `berth import` ran and finished: the tree is adopted, and what berth deleted since stays deleted
+    // for every later request, whatever the tree still holds.
+    let (reg, _own, tree, _meta) = registry_and_meta(dir.path());
+    adopt(&reg, &tree, false).await;
+    let reg = reg.adopting(Arc::new(tree));
+    reg.delete_manifest(&repo("app"), &tag("v1")).await.unwrap();
+    assert!(tags(&reg, "app").await.is_empty());
+    assert!(matches!(
+        reg.get_manifest(&repo("app"), &tag("v1")).await,
+        Err(registry::Error::ManifestUnknown(_))
+    ));
+    assert_eq!(reg.catalog(&Page::default()).await.unwrap().0, ["app"]);
+}

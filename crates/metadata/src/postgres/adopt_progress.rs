@@ -1,12 +1,13 @@
-//! The adoption's cursor on PostgreSQL: the same one row as on SQLite.
+//! The adoption's cursor on PostgreSQL: the same one row as on SQLite, and the repositories adopted
+//! ahead of it.
 
 use tokio_postgres::types::Type;
 
 use super::ops::get;
 use super::pool::Conn;
 use super::retry::Failure;
-use crate::AdoptCursor;
 use crate::rows::{signed, unsigned};
+use crate::{AdoptCursor, AdoptedAhead};
 
 type Result<T> = std::result::Result<T, Failure>;
 
@@ -53,4 +54,38 @@ pub(super) async fn save(c: &mut Conn<'_>, s: &AdoptCursor) -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+pub(super) async fn note_ahead(c: &mut Conn<'_>, repo: &str, n: &AdoptedAhead) -> Result<()> {
+    c.execute(
+        "INSERT INTO adopted_ahead (repo, manifests, tags, layer_links, skipped)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (repo) DO NOTHING",
+        &[
+            (&repo, Type::TEXT),
+            (&signed(n.manifests, "adopt count")?, Type::INT8),
+            (&signed(n.tags, "adopt count")?, Type::INT8),
+            (&signed(n.layer_links, "adopt count")?, Type::INT8),
+            (&signed(n.skipped, "adopt count")?, Type::INT8),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn is_ahead(c: &mut Conn<'_>, repo: &str) -> Result<Option<AdoptedAhead>> {
+    let Some(row) = c
+        .query_opt(
+            "SELECT manifests, tags, layer_links, skipped FROM adopted_ahead WHERE repo = $1",
+            &[(&repo, Type::TEXT)],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(AdoptedAhead {
+        manifests: unsigned(get(&row, 0)?, "adopt count")?,
+        tags: unsigned(get(&row, 1)?, "adopt count")?,
+        layer_links: unsigned(get(&row, 2)?, "adopt count")?,
+        skipped: unsigned(get(&row, 3)?, "adopt count")?,
+    }))
 }

@@ -1,10 +1,11 @@
-//! The adoption's cursor on SQLite: one row, replaced at each save.
+//! The adoption's cursor on SQLite: one row, replaced at each save; and the repositories adopted ahead
+//! of it.
 
 use rusqlite::{Connection, OptionalExtension};
 
 use super::SqliteStore;
 use crate::rows::{signed, unsigned};
-use crate::{AdoptCursor, AdoptProgress, Result};
+use crate::{AdoptCursor, AdoptProgress, AdoptedAhead, Result};
 
 fn load(conn: &Connection) -> Result<Option<AdoptCursor>> {
     let row = conn
@@ -71,5 +72,48 @@ impl AdoptProgress for SqliteStore {
     async fn save_adopt_cursor(&self, cursor: &AdoptCursor) -> Result<()> {
         let cursor = cursor.clone();
         self.write(move |conn| save(conn, &cursor)).await
+    }
+
+    async fn note_adopted_ahead(&self, repo: &str, counts: &AdoptedAhead) -> Result<()> {
+        let (repo, n) = (repo.to_string(), *counts);
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO adopted_ahead (repo, manifests, tags, layer_links, skipped)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (repo) DO NOTHING",
+            )?
+            .execute((
+                &repo,
+                signed(n.manifests, "adopt count")?,
+                signed(n.tags, "adopt count")?,
+                signed(n.layer_links, "adopt count")?,
+                signed(n.skipped, "adopt count")?,
+            ))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn adopted_ahead(&self, repo: &str) -> Result<Option<AdoptedAhead>> {
+        let repo = repo.to_string();
+        self.read(move |conn| {
+            let row = conn
+                .prepare_cached(
+                    "SELECT manifests, tags, layer_links, skipped FROM adopted_ahead WHERE repo = ?1",
+                )?
+                .query_row([&repo], |row| {
+                    Ok([row.get::<_, i64>(0)?, row.get(1)?, row.get(2)?, row.get(3)?])
+                })
+                .optional()?;
+            let Some([manifests, tags, layer_links, skipped]) = row else {
+                return Ok(None);
+            };
+            Ok(Some(AdoptedAhead {
+                manifests: unsigned(manifests, "adopt count")?,
+                tags: unsigned(tags, "adopt count")?,
+                layer_links: unsigned(layer_links, "adopt count")?,
+                skipped: unsigned(skipped, "adopt count")?,
+            }))
+        })
+        .await
     }
 }

@@ -1,6 +1,7 @@
-//! Cases of the adoption's cursor: none at first, and the last one saved is the one read.
+//! Cases of the adoption's cursor: none at first, and the last one saved is the one read; repositories
+//! adopted ahead of it are remembered by exact name.
 
-use crate::{AdoptCursor, AdoptProgress};
+use crate::{AdoptCursor, AdoptProgress, AdoptedAhead};
 
 pub async fn adopt_cursor_is_saved_and_replaced<S: AdoptProgress>(store: S) {
     assert_eq!(store.adopt_cursor().await.unwrap(), None);
@@ -31,4 +32,23 @@ pub async fn adopt_cursor_is_saved_and_replaced<S: AdoptProgress>(store: S) {
     };
     store.save_adopt_cursor(&done).await.unwrap();
     assert_eq!(store.adopt_cursor().await.unwrap(), Some(done));
+}
+
+pub async fn repositories_adopted_ahead_are_remembered<S: AdoptProgress>(store: S) {
+    assert_eq!(store.adopted_ahead("team/app").await.unwrap(), None);
+    let counts = AdoptedAhead {
+        manifests: 5_000_000_000,
+        tags: 3,
+        layer_links: 12,
+        skipped: 1,
+    };
+    store.note_adopted_ahead("team/app", &counts).await.unwrap();
+    // Noting it twice (two replicas, or a retry) is no error, and keeps what was noted first.
+    let again = AdoptedAhead { tags: 4, ..counts };
+    store.note_adopted_ahead("team/app", &again).await.unwrap();
+    assert_eq!(store.adopted_ahead("team/app").await.unwrap(), Some(counts));
+    // By exact name: neither a parent, a child nor another case.
+    for other in ["team", "team/app/sub", "Team/app", "team/ap"] {
+        assert_eq!(store.adopted_ahead(other).await.unwrap(), None, "{other}");
+    }
 }

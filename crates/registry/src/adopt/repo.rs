@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use blobs::registry2::{Registry2Tree, blob_data_path};
-use metadata::NewManifest;
+use metadata::{AdoptedAhead, NewManifest};
 use oci::manifest::{Manifest, ManifestError};
 use oci::{Digest, RepoName, Tag};
 
@@ -65,6 +65,17 @@ impl Adoption<'_> {
             "adopted a registry:2 repository"
         );
         Ok(())
+    }
+
+    /// Counts the repository `name`, adopted ahead for a request with `counts`, as adopted.
+    pub fn passed_over(&mut self, name: &str, counts: &AdoptedAhead) {
+        tracing::debug!(repo = name, "adopted ahead for a request; passed over");
+        self.report.repositories += 1;
+        self.report.manifests += counts.manifests;
+        self.report.tags += counts.tags;
+        self.report.layer_links += counts.layer_links;
+        self.report.ahead += 1;
+        self.report.skipped_ahead += counts.skipped;
     }
 
     /// `_layers/<alg>/<hex>/link`: the blobs the repository may read.

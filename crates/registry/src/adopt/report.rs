@@ -61,13 +61,22 @@ pub struct AdoptReport {
     /// Tags berth already held on another manifest (pushed to berth since), left as they were:
     /// `<repo>:<tag>`, berth's digest, registry:2's digest.
     pub kept_tags: Vec<(String, String, String)>,
-    /// Everything not adopted, in the order met.
+    /// Everything not adopted, in the order met (by this run: see `skipped_ahead`).
     pub skipped: Vec<Skipped>,
+    /// Repositories adopted ahead for a request (counted above, as adopted) and what they skipped
+    /// (logged when they were adopted).
+    pub ahead: u64,
+    pub skipped_ahead: u64,
     pub seconds: f64,
 }
 
 impl AdoptReport {
-    /// How many things were skipped for `kind`.
+    /// How many things were skipped, by this run and ahead of it.
+    pub fn skipped_count(&self) -> u64 {
+        self.skipped.len() as u64 + self.skipped_ahead
+    }
+
+    /// How many things were skipped for `kind` (by this run).
     pub fn count(&self, kind: SkipKind) -> usize {
         self.skipped.iter().filter(|s| s.kind == kind).count()
     }
@@ -90,13 +99,16 @@ impl fmt::Display for AdoptReport {
         }
         write!(
             f,
-            "; skipped {} ({} schema1, {} missing, {} corrupt, {} invalid), {} tags kept as berth has them, in {:.1} s",
+            "; skipped {} ({} schema1, {} missing, {} corrupt, {} invalid), {} tags kept as berth has them, \
+             {} repositories adopted ahead for requests (skipping {}), in {:.1} s",
             self.skipped.len(),
             self.count(SkipKind::Schema1),
             self.count(SkipKind::Missing),
             self.count(SkipKind::Corrupt),
             self.count(SkipKind::Invalid),
             self.kept_tags.len(),
+            self.ahead,
+            self.skipped_ahead,
             self.seconds
         )
     }

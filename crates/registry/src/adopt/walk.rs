@@ -23,10 +23,7 @@ pub(super) async fn repositories(tree: &dyn Registry2Tree) -> Result<Vec<String>
             format!("repositories/{name}")
         };
         let entries = tree.list(&path).await?;
-        if entries
-            .iter()
-            .any(|e| e.dir && (e.name == "_manifests" || e.name == "_layers"))
-        {
+        if entries.iter().any(is_repository_part) {
             found.push(name.clone());
         }
         // `a` and `a/b` may both be repositories; `_`-directories are a repository's own.
@@ -40,6 +37,18 @@ pub(super) async fn repositories(tree: &dyn Registry2Tree) -> Result<Vec<String>
     }
     found.sort();
     Ok(found)
+}
+
+/// Whether the tree holds repository `name` (its directory has `_manifests` or `_layers`, as the walk
+/// above decides).
+pub(super) async fn is_repository(tree: &dyn Registry2Tree, name: &str) -> Result<bool> {
+    let entries = tree.list(&format!("repositories/{name}")).await?;
+    Ok(entries.iter().any(is_repository_part))
+}
+
+/// A repository's own directory, which makes its parent a repository.
+fn is_repository_part(e: &blobs::registry2::Entry) -> bool {
+    e.dir && (e.name == "_manifests" || e.name == "_layers")
 }
 
 /// What one link file under a `<alg>/<hex>/` directory says.
