@@ -7,7 +7,7 @@
 //!
 //! On SQLite and on PostgreSQL. Checked: while the adoption runs, the catalog lists every repository of
 //! the tree in name order with no gap and no repeat, a sample of them lists its tags whole, and the last
-//! one pulls back with skopeo before the background reaches it (adopted ahead for the request); each
+//! two pull back with skopeo and podman before the background reaches them (adopted ahead); each
 //! restart continues after the repository saved last rather than from the start (each repository
 //! adopted once, bar one per kill);
 //! the final report counts every repository, manifest and tag once; every tag lists and its manifest
@@ -299,6 +299,12 @@ fn survives_kill9(test: &str, metadata: Metadata) {
         tree_blob(&tree, latest),
         "seed:latest"
     );
+    // And the one before it with podman, under the digest the tree's tag names.
+    let remote = format!("{}/many/r{:03}:latest", berth.host(), COPIES - 1);
+    tools.podman(&["pull", "-q", "--tls-verify=false", &remote]);
+    let digest = tools.podman(&["image", "inspect", "--format", "{{.Digest}}", &remote]);
+    let want = &expected[&format!("many/r{:03}", COPIES - 1)].tags["latest"];
+    assert_eq!(digest.stdout.trim(), want, "{remote}");
     check_catalog_midway(&api, &names, &expected);
     let log2 = kill_during_adoption(&mut berth, offset2, done1 + COPIES / 10);
     let continued = log2
