@@ -1,7 +1,8 @@
 //! A registry:2 user swaps the image: the real registry:2 (Debian's `docker-registry`) fills its tree
 //! through skopeo (several repositories, one nested, shared layers, OCI and Docker schema2 images, a
-//! multi-platform index, a tag moved, an artifact with a subject, a deleted image), is stopped, and
-//! berth, after `berth import --verify`, serves the same directory: every image pulls back byte for byte,
+//! multi-platform index, a tag moved, an artifact with a subject, a deleted image, an unfinished upload),
+//! is stopped, and berth, after `berth import --verify`, serves the same directory: every image pulls
+//! back byte for byte (skopeo; podman under the same digest),
 //! the catalog and the tag lists are registry:2's, the deleted image stays gone, the artifact is a
 //! referrer, new pushes work and copy nothing registry:2 already holds, registry:2's tree is left as it
 //! was, and registry:2 started again on the volume still serves its images. On the filesystem and, the
@@ -236,6 +237,11 @@ fn in_place(test: &str, storage: Storage, metadata: Metadata) {
         r.describe()
     );
 
+    // An upload registry:2 never finished: its `_uploads/` directory is no content of the repository.
+    let mut unfinished = api2.start_upload("adopt/app").unwrap();
+    api2.patch(&mut unfinished, b"half of a layer, never finished")
+        .unwrap();
+
     // What registry:2 serves, to compare berth's with.
     let repos = catalog(&api2);
     assert_eq!(repos, ["adopt/app", "adopt/base/other", "adopt/multi"]);
@@ -271,6 +277,14 @@ fn in_place(test: &str, storage: Storage, metadata: Metadata) {
     if let Some(tree) = &tree {
         eprintln!("registry:2's blobs: {}", du(&tree.join("blobs")));
     }
+    if let Some(before) = &tree_before {
+        assert!(
+            before
+                .keys()
+                .any(|k| k.starts_with("repositories/adopt/app/_uploads/")),
+            "registry:2 kept no unfinished upload"
+        );
+    }
     let out = berth.berth_ok(&["import", "--verify"]);
     eprintln!("berth import --verify:\n{out}");
     let summary = out.lines().last().unwrap();
@@ -294,6 +308,11 @@ fn in_place(test: &str, storage: Storage, metadata: Metadata) {
             "{reference} differs from registry:2's"
         );
     }
+    // podman pulls the same image under the same digest.
+    let remote = format!("{host}/adopt/app:v1");
+    tools.podman(&["pull", "-q", "--tls-verify=false", &remote]);
+    let digest = tools.podman(&["image", "inspect", "--format", "{{.Digest}}", &remote]);
+    assert_eq!(digest.stdout.trim(), v1.manifest.digest, "{remote}");
     // The deleted image stays deleted, by tag and by digest.
     assert_eq!(api.get_manifest("adopt/app", "old").unwrap().status, 404);
     assert_eq!(

@@ -27,6 +27,9 @@ use super::{AdoptOptions, AdoptReport, repo, walk};
 use crate::keyed_lock::{KeyedGuard, KeyedLocks};
 use crate::{Registry, Result};
 
+/// How many repository names a process remembers as needing nothing (about 30 MB at the longest names).
+const SETTLED_BOUND: usize = 100_000;
+
 /// The registry:2 tree whose adoption may still be under way, as every repository operation checks it.
 pub(crate) struct Pending {
     pub(super) tree: Arc<dyn Registry2Tree>,
@@ -71,10 +74,12 @@ impl Pending {
     }
 
     fn settle(&self, repo: &str) {
-        self.settled
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(repo.to_string());
+        let mut settled = self.settled.lock().unwrap_or_else(PoisonError::into_inner);
+        // Names that are no repository are remembered too, and anyone may send those: past the bound
+        // a repository is checked again at each request rather than the memory growing.
+        if settled.len() < SETTLED_BOUND {
+            settled.insert(repo.to_string());
+        }
     }
 
     /// The adoption finished: every check from now on is a load of this flag.
