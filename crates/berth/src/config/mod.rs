@@ -162,9 +162,7 @@ impl Secret {
         Secret(s.into())
     }
 
-    /// The secret itself, for the code that uses it.
-    // Used by the backends that take credentials (S3, PostgreSQL) once they are wired in.
-    #[allow(dead_code)]
+    /// The secret itself, for the code that uses it (`http.secret`: the web interface's session key).
     pub fn expose(&self) -> &str {
         &self.0
     }
