@@ -60,6 +60,27 @@ impl Caller {
             grants: None,
         }
     }
+
+    /// A token caller whose token grants nothing (beyond what anonymous callers have): where a
+    /// signed-in session of the web interface starts before it asked for any scope.
+    pub fn token_holder(user: String) -> Caller {
+        Caller {
+            identity: Identity::User(user),
+            grants: Some(Grants::default()),
+        }
+    }
+
+    /// Adds what `other`'s token grants to this caller's: the rights of several tokens one token service
+    /// issued to the same user, each for other scopes. Nothing changes unless both are token callers of
+    /// the same identity, so rights never pass from one user to another.
+    pub fn absorb(&mut self, other: Caller) {
+        if self.identity != other.identity {
+            return;
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.grants, other.grants) {
+            mine.extend(theirs);
+        }
+    }
 }
 
 /// Credentials that were presented and refused: the 401 to answer, and what they were about.
@@ -167,17 +188,8 @@ impl Authority {
                     ))
                 }
             }
-            (Authn::Token { verifier, .. }, Credentials::Bearer(token)) => {
-                match verifier.verify(&token) {
-                    Ok(t) => Ok(Caller {
-                        identity: Identity::User(t.subject.unwrap_or_default()),
-                        grants: Some(t.grants),
-                    }),
-                    Err(why) => {
-                        tracing::info!(reason = %why, "bearer token refused");
-                        Err(refused(None, format!("bearer token refused: {why}")))
-                    }
-                }
+            (Authn::Token { .. }, Credentials::Bearer(token)) => {
+                self.verify_token(&token).map_err(|why| refused(None, why))
             }
             (_, other) => {
                 tracing::info!(credentials = ?other, "credentials of a kind this registry does not take");
@@ -189,6 +201,31 @@ impl Authority {
                     user,
                     "credentials of a kind this registry does not take".to_string(),
                 ))
+            }
+        }
+    }
+
+    /// Whether callers authenticate with the token service's tokens (`auth.token`): the web interface
+    /// then signs people in through that service (`token_service.rs`).
+    pub fn takes_tokens(&self) -> bool {
+        matches!(self.authn, Authn::Token { .. })
+    }
+
+    /// The caller a bearer token (the text after `Bearer `) makes: what the API does with a request's
+    /// token, for tokens berth obtained itself on a person's behalf. `Err` says why it was refused
+    /// (never the token); with `auth.htpasswd` every token is refused.
+    pub fn verify_token(&self, token: &str) -> Result<Caller, String> {
+        let Authn::Token { verifier, .. } = &self.authn else {
+            return Err("this registry takes no bearer tokens".to_string());
+        };
+        match verifier.verify(token) {
+            Ok(t) => Ok(Caller {
+                identity: Identity::User(t.subject.unwrap_or_default()),
+                grants: Some(t.grants),
+            }),
+            Err(why) => {
+                tracing::info!(reason = %why, "bearer token refused");
+                Err(format!("bearer token refused: {why}"))
             }
         }
     }

@@ -29,10 +29,12 @@ pub mod policy;
 pub mod recent;
 pub mod settings;
 pub mod token;
+pub mod token_service;
 
 pub use authority::{Authority, Caller, Decision, WrongCredentials};
 pub use error::Error;
 pub use settings::{AccessSettings, HtpasswdSettings, RuleSettings, Settings, TokenSettings};
+pub use token_service::{IssueError, Issued, TokenService};
 
 /// Something a caller does to a repository.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -73,6 +73,11 @@ impl Grants {
         })
     }
 
+    /// Adds the entries of another token's claim.
+    pub fn extend(&mut self, other: Grants) {
+        self.0.extend(other.0);
+    }
+
     /// Whether the claim grants `registry:catalog:*`.
     pub fn catalog(&self) -> bool {
         self.0.iter().any(|e| {

@@ -270,6 +270,7 @@ async fn serve(config: Config, traced: bool) -> anyhow::Result<()> {
             authority,
             &config.http.site,
             health.clone(),
+            sign_in(&config)?,
         ));
     }
     let mut app = berth_http::site::mount(api, &config.http.site, health);
@@ -620,4 +621,42 @@ fn open_blobs(config: &Config, root: &Path) -> anyhow::Result<OpenedBlobs> {
     let place = root.join(blobs::registry2::TREE).display().to_string();
     let tree = Arc::new(FsRegistry2Tree::new(root));
     Ok((Arc::new(store), "filesystem", (tree, place)))
+}
+
+/// With `auth.token`, what the web interface signs people in through: the token service, and the key of
+/// its session cookies, derived from `http.secret` (every replica must share it, as registry:2 asks);
+/// without one, a key of this process's own, and a warning.
+fn sign_in(config: &Config) -> anyhow::Result<Option<berth_http::ui::SignIn>> {
+    let Some(token) = &config.auth.token else {
+        return Ok(None);
+    };
+    let service = upstream::token_service::HttpTokenService::new(
+        &token.realm,
+        &token.service,
+        &format!("berth/{}", env!("CARGO_PKG_VERSION")),
+    )
+    .context("the web interface's token service")?;
+    let secret = config
+        .http
+        .secret
+        .as_ref()
+        .map(|s| s.expose().as_bytes().to_vec());
+    if secret.is_none() {
+        tracing::warn!(
+            "http.secret is not set: the web interface's sessions are sealed with a key of this \
+             process's own, so they end when it restarts and are not taken by other replicas"
+        );
+    }
+    let secure = config.http.tls.is_some()
+        || config
+            .http
+            .site
+            .base_url
+            .as_ref()
+            .is_some_and(|u| u.as_str().starts_with("https://"));
+    Ok(Some(berth_http::ui::SignIn {
+        service: Arc::new(service),
+        secret,
+        secure,
+    }))
 }

@@ -15,7 +15,8 @@
 //! Pages: `ui/repos.rs` (the list, searchable and paged), `ui/repo.rs` (a repository's tags),
 //! `ui/image.rs` (a manifest or index, its config and referrers), `ui/overview.rs` (the registry as a
 //! whole), `ui/delete.rs` (deleting a tag or a manifest, with a confirmation, from berth's own pages
-//! only); `ui/paths.rs` the URLs, `ui/layout.rs` the page shell and the formatting of sizes and times,
+//! only), `ui/signin.rs` (with `auth.token`: the sign-in form, whose sessions `ui/session.rs` keeps in a
+//! cookie `ui/seal.rs` seals); `ui/paths.rs` the URLs, `ui/layout.rs` the page shell and the formatting of sizes and times,
 //! `ui/style.css` the one stylesheet. Each page module loads its figures into a plain struct first, and
 //! `ui/api.rs` serves those same structs as JSON under `/api/v1/`: one loader per figure, two renderings.
 
@@ -32,11 +33,11 @@ use axum::http::header::{
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use maud::{Markup, html};
 use registry::Registry;
 
 use crate::audit;
-use crate::auth::Access;
 use crate::health::Health;
 use crate::middleware::RequestContextLayer;
 use crate::site::Site;
@@ -49,7 +50,13 @@ mod overview;
 mod paths;
 mod repo;
 mod repos;
+mod seal;
+mod session;
+mod signin;
 mod view;
+
+pub use session::SignIn;
+use session::{Active, Sessions};
 
 use paths::{Links, UiPath};
 
@@ -70,29 +77,41 @@ struct UiState {
     host: Option<String>,
     /// The health checks, for the registry page.
     health: Health,
+    /// With `auth.token`: the sign-in form's sessions.
+    sessions: Option<Arc<Sessions>>,
 }
 
 /// The web interface's routes, to merge beside [`crate::router_with_auth`]'s (before `site::mount`
 /// puts both under the prefix): `/` and `/ui` redirect to `/ui/`, the pages below it, and the JSON API
 /// the pages' figures are also served as, under `/api/v1/` (`ui/api.rs`). `authority` is the API's;
-/// `None` leaves the pages open, as the API. `health` is what the registry page reports.
+/// `None` leaves the pages open, as the API. `health` is what the registry page reports. `sign_in`
+/// is the token service people sign in through when `authority` takes tokens (ignored otherwise).
 pub fn router(
     registry: Registry,
     authority: Option<Arc<Authority>>,
     site: &Site,
     health: Health,
+    sign_in: Option<SignIn>,
 ) -> Router {
     let host = site
         .base_url
         .as_ref()
         .and_then(|u| u.as_str().split_once("://").map(|(_, h)| h.to_string()));
     let notify_state = registry.clone();
+    let sessions = sign_in
+        .filter(|_| authority.as_ref().is_some_and(|a| a.takes_tokens()))
+        .map(|s| Arc::new(Sessions::new(s, site.prefix.as_str())));
+    let mut links = Links::new(site.prefix.as_str());
+    if sessions.is_some() {
+        links = links.with_sessions();
+    }
     let ui = Ui(Arc::new(UiState {
         registry,
         authority,
-        links: Links::new(site.prefix.as_str()),
+        links,
         host,
         health,
+        sessions,
     }));
     Router::new()
         .route("/", get(to_home))
@@ -140,17 +159,30 @@ async fn page(State(ui): State<Ui>, headers: HeaderMap, uri: Uri) -> Response {
         Some(UiPath::Repo(name)) => repo::page(&ui, &headers, name, query).await,
         Some(UiPath::Image(name, digest)) => image::page(&ui, &headers, name, digest).await,
         Some(UiPath::Delete(name, target)) => delete::confirm(&ui, &headers, name, target).await,
-        Some(UiPath::Login) => login(&ui, &headers).await,
+        Some(UiPath::Login) => match &ui.0.sessions {
+            Some(_) => signin::form(&ui),
+            None => login(&ui, &headers).await,
+        },
+        Some(UiPath::Logout) => match &ui.0.sessions {
+            Some(sessions) => signin::sign_out(sessions),
+            None => to_home().await,
+        },
         Some(UiPath::Registry) => overview::page(&ui, &headers).await,
         None => Failure::NotFound.into_page(&ui.0.links),
     }
 }
 
-/// The one form that posts: a delete's confirmation. Its body is empty (the URL names the target).
-async fn post(State(ui): State<Ui>, headers: HeaderMap, uri: Uri) -> Response {
+/// The forms that post: a delete's confirmation (its body is empty: the URL names the target), and the
+/// sign-in form of `auth.token`.
+async fn post(State(ui): State<Ui>, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
     let rest = uri.path().strip_prefix("/ui/").unwrap_or("");
-    match UiPath::parse(rest) {
-        Some(UiPath::Delete(name, target)) => delete::perform(&ui, &headers, name, target).await,
+    match (UiPath::parse(rest), &ui.0.sessions) {
+        (Some(UiPath::Delete(name, target)), _) => {
+            delete::perform(&ui, &headers, name, target).await
+        }
+        (Some(UiPath::Login), Some(sessions)) => {
+            signin::submit(&ui, sessions, &headers, &body).await
+        }
         _ => Failure::NotFound.into_page(&ui.0.links),
     }
 }
@@ -204,24 +236,51 @@ async fn secure(mut resp: Response) -> Response {
 /// registry is open.
 struct Viewer {
     gate: Option<(Arc<Authority>, Caller)>,
+    /// A session of the sign-in form: its caller holds what the token service granted, which each
+    /// check first asks for ([`Viewer::ask`]), so a page that asks nothing sees only what anonymous
+    /// callers may.
+    session: Option<Active>,
+}
+
+/// The scope a page asks for a repository it shows: pulling it, and whether to offer deleting in it.
+fn browse(repo: &str) -> Scope {
+    Scope::repository(repo, &[Action::Pull, Action::Delete])
 }
 
 impl Viewer {
-    /// What the caller may see, as the API's filtered listings take it; `None` when open.
-    fn access(&self) -> Option<Access> {
-        self.gate
-            .as_ref()
-            .map(|(authority, caller)| Access::new(authority.clone(), caller.clone()))
+    /// With a session, makes sure the caller holds what the token service grants for `scopes`
+    /// (`ui/session.rs`); nothing to do otherwise.
+    async fn ask(&mut self, scopes: &[Scope]) -> Result<(), Failure> {
+        match (&mut self.session, &mut self.gate) {
+            (Some(active), Some((authority, caller))) => {
+                active.ask(authority, caller, scopes).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The API's decision for what `scopes` need, where a session's token lacking a scope is a refusal
+    /// like an htpasswd user's (the person signed in already; a challenge would not help).
+    fn decide(&self, authority: &Authority, caller: &Caller, scopes: &[Scope]) -> Decision {
+        match authority.authorize(caller, scopes) {
+            Decision::Unauthorized { .. } if self.session.is_some() => Decision::Denied,
+            decision => decision,
+        }
     }
 
     /// Whether the caller may pull `repo`: the API's decision for a manifest GET. Anonymous callers who
     /// may not are asked for credentials (they may have some); users who may not are told nothing of
     /// the repository, as if it did not exist.
-    fn check_pull(&self, repo: &str) -> Result<(), Failure> {
+    async fn check_pull(&mut self, repo: &str) -> Result<(), Failure> {
+        self.ask(&[browse(repo)]).await?;
         let Some((authority, caller)) = &self.gate else {
             return Ok(());
         };
-        match authority.authorize(caller, &[Scope::repository(repo, &[Action::Pull])]) {
+        match self.decide(
+            authority,
+            caller,
+            &[Scope::repository(repo, &[Action::Pull])],
+        ) {
             Decision::Allow => Ok(()),
             Decision::Unauthorized { challenge } => Err(Failure::Challenge(challenge)),
             Decision::Denied => Err(Failure::NotFound),
@@ -230,12 +289,16 @@ impl Viewer {
 
     /// Whether the caller may delete in `repo`: they must be able to pull it (else it does not exist
     /// for them) and be allowed the API's delete.
-    fn check_delete(&self, repo: &str) -> Result<(), Failure> {
-        self.check_pull(repo)?;
+    async fn check_delete(&mut self, repo: &str) -> Result<(), Failure> {
+        self.check_pull(repo).await?;
         let Some((authority, caller)) = &self.gate else {
             return Ok(());
         };
-        match authority.authorize(caller, &[Scope::repository(repo, &[Action::Delete])]) {
+        match self.decide(
+            authority,
+            caller,
+            &[Scope::repository(repo, &[Action::Delete])],
+        ) {
             Decision::Allow => Ok(()),
             Decision::Unauthorized { challenge } => Err(Failure::Challenge(challenge)),
             Decision::Denied => Err(Failure::Forbidden(
@@ -244,10 +307,27 @@ impl Viewer {
         }
     }
 
+    /// Of `names`, those the caller may pull: the list's filter. A session asks the token service for
+    /// all of them in one request.
+    async fn pullable(&mut self, names: Vec<String>) -> Result<Vec<String>, Failure> {
+        if self.session.is_some() {
+            let scopes: Vec<Scope> = names.iter().map(|n| browse(n)).collect();
+            self.ask(&scopes).await?;
+        }
+        let Some((authority, caller)) = &self.gate else {
+            return Ok(names);
+        };
+        Ok(names
+            .into_iter()
+            .filter(|n| authority.may(caller, n, Action::Pull))
+            .collect())
+    }
+
     /// Whether the caller may see the registry's own figures: everyone when the registry is open, else
     /// a caller who may pull every repository ([`Authority::sees_registry`]); an anonymous caller who
     /// may not is asked for credentials.
-    fn check_registry(&self) -> Result<(), Failure> {
+    async fn check_registry(&mut self) -> Result<(), Failure> {
+        self.ask(&[Scope::Catalog]).await?;
         match &self.gate {
             None => Ok(()),
             Some((authority, caller)) if authority.sees_registry(caller) => Ok(()),
@@ -292,10 +372,24 @@ impl Ui {
     /// anonymous caller where the API's base (`GET /v2/`) would challenge them.
     async fn viewer(&self, headers: &HeaderMap) -> Result<Viewer, Failure> {
         let Some(authority) = &self.0.authority else {
-            return Ok(Viewer { gate: None });
+            return Ok(Viewer {
+                gate: None,
+                session: None,
+            });
         };
-        // A header that is not visible ASCII cannot be credentials; it is refused like wrong ones.
+        // A request's own credentials come first (scripts on `/api/v1/`); else the sign-in's session.
         let header = headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+        if header.is_none()
+            && let Some(sessions) = &self.0.sessions
+            && let Some(session) = sessions.read(headers)
+        {
+            let (caller, active) = sessions.activate(session);
+            return Ok(Viewer {
+                gate: Some((authority.clone(), caller)),
+                session: Some(active),
+            });
+        }
+        // A header that is not visible ASCII cannot be credentials; it is refused like wrong ones.
         let caller = match authority.check_credentials(header).await {
             Ok(caller) => caller,
             Err(refused) => {
@@ -313,6 +407,7 @@ impl Ui {
         match authority.authorize(&caller, &[]) {
             Decision::Allow => Ok(Viewer {
                 gate: Some((authority.clone(), caller)),
+                session: None,
             }),
             refusal => Err(Failure::from_decision(refusal)),
         }

@@ -68,11 +68,24 @@ struct Token {
     fresh_until: Instant,
 }
 
+/// A token service's answer (Docker's token specification, and its OAuth2 form).
 #[derive(Deserialize)]
-struct TokenResponse {
+pub(crate) struct TokenResponse {
     token: Option<String>,
     access_token: Option<String>,
     expires_in: Option<u64>,
+    /// Only when asked for (`offline_token=true`; the web interface's sign-in, `token_service.rs`).
+    pub(crate) refresh_token: Option<String>,
+}
+
+impl TokenResponse {
+    /// The bearer token: `token`, else `access_token` (the OAuth2 name); empty ones are none.
+    pub(crate) fn bearer(&self) -> Option<&str> {
+        self.token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .or(self.access_token.as_deref().filter(|t| !t.is_empty()))
+    }
 }
 
 impl Auth {
@@ -249,13 +262,9 @@ impl Auth {
         let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
             UpstreamError::Protocol(format!("the token service at {host} sent no JSON: {e}"))
         })?;
-        let token = parsed
-            .token
-            .filter(|t| !t.is_empty())
-            .or(parsed.access_token.filter(|t| !t.is_empty()))
-            .ok_or_else(|| {
-                UpstreamError::Protocol(format!("the token service at {host} sent no token"))
-            })?;
+        let token = parsed.bearer().ok_or_else(|| {
+            UpstreamError::Protocol(format!("the token service at {host} sent no token"))
+        })?;
         let header = sensitive(&format!("Bearer {token}")).ok_or_else(|| {
             UpstreamError::Protocol(format!(
                 "the token service at {host} sent a token that is not a header value"
@@ -300,27 +309,31 @@ fn token_uri(
     {
         query.append_pair("scope", s);
     }
-    let query = query.finish();
+    with_query(realm, &query.finish()).ok_or_else(bad)
+}
+
+/// `realm` with `query` added to the query it may already have; `None` unless an http(s) URL.
+pub(crate) fn with_query(realm: &str, query: &str) -> Option<Uri> {
     let joined = match (realm.contains('?'), query.is_empty()) {
         (_, true) => realm.to_string(),
         (true, false) => format!("{realm}&{query}"),
         (false, false) => format!("{realm}?{query}"),
     };
-    let uri: Uri = joined.parse().map_err(|_| bad())?;
+    let uri: Uri = joined.parse().ok()?;
     match (uri.scheme_str(), uri.authority()) {
-        (Some("http" | "https"), Some(_)) => Ok(uri),
-        _ => Err(bad()),
+        (Some("http" | "https"), Some(_)) => Some(uri),
+        _ => None,
     }
 }
 
 /// `Basic <base64 of user:password>`, marked sensitive.
-fn basic_header(c: &Credentials) -> Option<HeaderValue> {
+pub(crate) fn basic_header(c: &Credentials) -> Option<HeaderValue> {
     let encoded =
         base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.password));
     sensitive(&format!("Basic {encoded}"))
 }
 
-fn sensitive(value: &str) -> Option<HeaderValue> {
+pub(crate) fn sensitive(value: &str) -> Option<HeaderValue> {
     let mut v = HeaderValue::from_str(value).ok()?;
     v.set_sensitive(true);
     Some(v)

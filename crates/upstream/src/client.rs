@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, Response, Uri};
@@ -179,6 +179,27 @@ pub(crate) fn causes(e: &dyn StdError) -> String {
         source = s.source();
     }
     out
+}
+
+/// A pooled client for requests with a body (a notification's envelope, the web interface's token
+/// requests): HTTP/1.1 over rustls with the system's CAs. Its users bound each exchange themselves.
+pub(crate) type PostingClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A [`PostingClient`].
+pub(crate) fn posting_client() -> Result<PostingClient, SettingsError> {
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config(&[])?)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector))
 }
 
 /// rustls on aws-lc-rs trusting the operating system's roots plus `extra` (PEM bundles). A system with

@@ -11,6 +11,8 @@
 //! - `fetch`: one logical request (authentication, redirects, never forwarding `Authorization` to
 //!   another origin);
 //! - `manifest`, `blob`, `listing` (tags, the catalog), `referrers`: the operations; `status`: statuses to [`UpstreamError`]s;
+//! - [`notify`]: the notifications' sink; [`token_service`]: the web interface's sign-in through
+//!   `auth.token`'s token service (`auth::TokenService`); both on `client`'s posting client;
 //! - [`trace`]: each logical request a client span, its context sent upstream (W3C `traceparent`).
 //!
 //! With the `testkit` feature, [`testkit`] offers a fault-injecting proxy and a token server for tests
@@ -42,6 +44,7 @@ mod status;
     reason = "test code, built into the library for other crates' tests: a panic is a failed case"
 )]
 pub mod testkit;
+pub mod token_service;
 pub mod trace;
 
 pub use settings::{CredentialHelper, Credentials, Settings, SettingsError};

@@ -3,31 +3,22 @@
 //! timeout around the whole exchange; only a 2xx answer is a delivery; redirects are not followed).
 //! The same pooled hyper client on rustls as the pull-through cache's, with the system's CAs.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
 use hyper::{Method, Request};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use registry::BoxError;
 use registry::notify::{Endpoint, Sink};
 
 use crate::SettingsError;
-use crate::client::tls_config;
-
-/// Idle connections to an endpoint are closed after this long.
-const POOL_IDLE: Duration = Duration::from_secs(50);
+use crate::client::{PostingClient, posting_client};
 
 /// Most bytes of an answer read (and then dropped): receivers answer with a status, not a body.
 const MAX_ANSWER: usize = 64 * 1024;
 
 /// Posts envelopes over HTTP(S). Cheap to share behind an `Arc`.
 pub struct HttpSink {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: PostingClient,
     user_agent: HeaderValue,
 }
 
@@ -35,20 +26,10 @@ impl HttpSink {
     /// A client trusting the system's CAs; `user_agent` names berth in each request.
     pub fn new(user_agent: &str) -> Result<HttpSink, SettingsError> {
         let user_agent = HeaderValue::from_str(user_agent).map_err(|_| SettingsError::UserAgent)?;
-        let mut tcp = HttpConnector::new();
-        tcp.set_nodelay(true);
-        tcp.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(&[])?)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
-        Ok(HttpSink { client, user_agent })
+        Ok(HttpSink {
+            client: posting_client()?,
+            user_agent,
+        })
     }
 }
 

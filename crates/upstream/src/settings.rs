@@ -112,6 +112,9 @@ pub struct CredentialHelper {
 pub enum SettingsError {
     #[error("upstream url: {reason}")]
     Url { reason: String },
+    /// `auth.token.realm`, for the web interface's sign-in (`token_service.rs`).
+    #[error("auth.token.realm: {0}")]
+    Realm(String),
     #[error("upstream CA certificates: {0}")]
     Certificates(String),
     #[error("upstream TLS: {0}")]

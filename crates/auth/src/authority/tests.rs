@@ -323,6 +323,52 @@ async fn token_decisions() {
 }
 
 #[test]
+fn tokens_berth_obtained_verify_as_the_apis_and_their_rights_add_up() {
+    let a = Authority::new(&Settings {
+        token: Some(TokenSettings {
+            realm: "https://auth.test/token".to_string(),
+            service: "berth".to_string(),
+            issuer: "issuer".to_string(),
+            rootcertbundle: Some(data("rsa-cert.pem")),
+            jwks: None,
+            signing_algorithms: Vec::new(),
+        }),
+        ..Settings::default()
+    })
+    .unwrap()
+    .unwrap();
+    assert!(a.takes_tokens());
+    let one = token(json!([{"type":"repository","name":"team/app","actions":["pull"]}]));
+    let two = token(json!([{"type":"repository","name":"team/db","actions":["pull","delete"]}]));
+    let mut carol = a.verify_token(&one).unwrap();
+    assert_eq!(carol.identity, Identity::User("carol".to_string()));
+    assert!(
+        a.verify_token(&one.replace('.', "x."))
+            .unwrap_err()
+            .starts_with("bearer token refused")
+    );
+
+    carol.absorb(a.verify_token(&two).unwrap());
+    assert!(a.may(&carol, "team/app", Action::Pull));
+    assert!(a.may(&carol, "team/db", Action::Delete));
+    assert!(!a.may(&carol, "team/app", Action::Delete));
+
+    // Another user's rights never pass over; a holder starts with nothing.
+    let mut dave = Caller::token_holder("dave".to_string());
+    dave.absorb(carol.clone());
+    assert!(!a.may(&dave, "team/app", Action::Pull));
+    let mut fresh = Caller::token_holder("carol".to_string());
+    assert!(!a.may(&fresh, "team/app", Action::Pull));
+    fresh.absorb(carol);
+    assert!(a.may(&fresh, "team/app", Action::Pull));
+
+    let dir = tempfile::tempdir().unwrap();
+    let h = htpasswd_authority(dir.path(), false);
+    assert!(!h.takes_tokens());
+    assert!(h.verify_token(&one).is_err());
+}
+
+#[test]
 fn both_modes_at_once_is_an_error() {
     let err = Authority::new(&Settings {
         htpasswd: Some(HtpasswdSettings {

@@ -19,6 +19,7 @@ use crate::harness::images::Blob;
 use crate::harness::{Options, Server};
 
 mod delete;
+mod token;
 mod users;
 
 /// The WebDriver element key (W3C).

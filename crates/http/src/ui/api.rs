@@ -42,15 +42,17 @@ pub async fn get(State(ui): State<Ui>, req: Parts) -> Response {
     let query = req.uri.query().unwrap_or("");
     let answer = async {
         let path = ApiPath::parse(rest).ok_or(Failure::NoEndpoint)?;
-        let viewer = ui.viewer(&req.headers).await?;
+        let mut viewer = ui.viewer(&req.headers).await?;
         Ok::<Value, Failure>(match path {
-            ApiPath::Repositories => repositories(&ui, &repos::load(&ui, &viewer, query).await?),
+            ApiPath::Repositories => {
+                repositories(&ui, &repos::load(&ui, &mut viewer, query).await?)
+            }
             ApiPath::Tags(name) => {
-                viewer.check_pull(name.as_str())?;
+                viewer.check_pull(name.as_str()).await?;
                 tags(&ui, &name, &repo::load(&ui, &name, query).await?)
             }
             ApiPath::Manifest(name, digest) => {
-                viewer.check_pull(name.as_str())?;
+                viewer.check_pull(name.as_str()).await?;
                 manifest(
                     &name,
                     &digest,
@@ -58,7 +60,7 @@ pub async fn get(State(ui): State<Ui>, req: Parts) -> Response {
                 )
             }
             ApiPath::Registry => {
-                viewer.check_registry()?;
+                viewer.check_registry().await?;
                 registry_json(&overview::load(&ui).await?)
             }
         })

@@ -54,7 +54,8 @@ async fn delete(
             "A delete is accepted only from the form of berth's own page.".into(),
         ));
     }
-    let viewer = ui.viewer(headers).await?;
+    let mut viewer = ui.viewer(headers).await?;
+    let user = viewer.user().map(str::to_string);
     let about = || {
         let (object, tag, digest) = match target {
             Reference::Tag(tag) => (Object::Tag, Some(tag.as_str().to_string()), None),
@@ -62,7 +63,7 @@ async fn delete(
         };
         Entry {
             action: Action::Delete,
-            user: viewer.user().map(str::to_string),
+            user: user.clone(),
             repository: Some(name.as_str().to_string()),
             object: Some(object),
             tag,
@@ -70,14 +71,14 @@ async fn delete(
             ..Entry::default()
         }
     };
-    if let Err(refused) = viewer.check_delete(name.as_str()) {
+    if let Err(refused) = viewer.check_delete(name.as_str()).await {
         // A known user refused (an anonymous caller is asked to sign in, as the API's challenge).
         let why = match &refused {
             Failure::Forbidden(_) => Some((403, "may not delete in the repository")),
             Failure::NotFound => Some((404, "may not pull the repository")),
             _ => None,
         };
-        if let (Some((status, why)), Some(_)) = (why, viewer.user()) {
+        if let (Some((status, why)), Some(_)) = (why, &user) {
             crate::audit::note(|| Entry {
                 outcome: Outcome::Denied,
                 status,
@@ -89,7 +90,8 @@ async fn delete(
     }
     // The events of the delete name the user, as the API's do.
     let deleted =
-        registry::notify::as_user(viewer.user(), ui.registry().delete_manifest(name, target)).await;
+        registry::notify::as_user(user.as_deref(), ui.registry().delete_manifest(name, target))
+            .await;
     crate::audit::note(|| match &deleted {
         Ok(()) => Entry {
             status: StatusCode::SEE_OTHER.as_u16(),
@@ -115,7 +117,10 @@ async fn render(
     name: &RepoName,
     target: &Reference,
 ) -> Result<Response, Failure> {
-    ui.viewer(headers).await?.check_delete(name.as_str())?;
+    ui.viewer(headers)
+        .await?
+        .check_delete(name.as_str())
+        .await?;
     let registry = ui.registry();
     if !registry.settings().delete_enabled {
         return Err(registry::Error::Unsupported("deletes are disabled".into()).into());
@@ -166,8 +171,9 @@ async fn render(
     Ok(respond(links, "Delete", crumbs, main))
 }
 
-/// Whether the browser says the POST comes from a page of the host it was sent to (or of `http.host`).
-fn sent_from_own_page(headers: &HeaderMap, configured_host: Option<&str>) -> bool {
+/// Whether the browser says the POST comes from a page of the host it was sent to (or of `http.host`):
+/// the rule of every form of the interface that posts (this one, and `ui/signin.rs`'s).
+pub(super) fn sent_from_own_page(headers: &HeaderMap, configured_host: Option<&str>) -> bool {
     if let Some(site) = headers.get("sec-fetch-site") {
         return site.as_bytes() == b"same-origin";
     }

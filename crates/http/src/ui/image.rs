@@ -91,8 +91,8 @@ async fn render(
     name: &RepoName,
     digest: &Digest,
 ) -> Result<Response, Failure> {
-    let viewer = ui.viewer(headers).await?;
-    viewer.check_pull(name.as_str())?;
+    let mut viewer = ui.viewer(headers).await?;
+    viewer.check_pull(name.as_str()).await?;
     let registry = ui.registry();
     let can_delete = registry.settings().delete_enabled && viewer.may_delete(name.as_str());
     let Details {

@@ -28,6 +28,9 @@ pub fn respond(links: &Links, title: &str, crumbs: Markup, main: Markup) -> Resp
                     nav.aside aria-label="Site" {
                         a href=(links.registry()) { "Registry" }
                         a.login href=(links.login()) { "Sign in" }
+                        @if let Some(logout) = links.logout() {
+                            a.logout href=(logout) { "Sign out" }
+                        }
                     }
                 }
                 main { (main) }

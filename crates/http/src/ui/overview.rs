@@ -67,7 +67,7 @@ pub async fn load(ui: &Ui) -> Result<Overview, Failure> {
 
 pub async fn page(ui: &Ui, headers: &HeaderMap) -> Response {
     let shown = async {
-        ui.viewer(headers).await?.check_registry()?;
+        ui.viewer(headers).await?.check_registry().await?;
         load(ui).await
     };
     match shown.await {

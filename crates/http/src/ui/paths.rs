@@ -6,7 +6,9 @@
 //! <prefix>/ui/image/<name>@<digest>         a manifest or index
 //! <prefix>/ui/delete/<name>:<tag>           asks to delete a tag (GET), deletes it (POST)
 //! <prefix>/ui/delete/<name>@<digest>        asks to delete a manifest and its tags, deletes them
-//! <prefix>/ui/login                         asks the browser for credentials
+//! <prefix>/ui/login                         asks the browser for credentials (htpasswd), or shows
+//!                                           the sign-in form and takes its POST (token)
+//! <prefix>/ui/logout                        ends a session of the sign-in form
 //! <prefix>/ui/registry                      the registry as a whole
 //! <prefix>/ui/style.css                     the stylesheet
 //! ```
@@ -25,6 +27,7 @@ pub enum UiPath {
     Image(RepoName, Digest),
     Delete(RepoName, Reference),
     Login,
+    Logout,
     Registry,
 }
 
@@ -33,6 +36,7 @@ impl UiPath {
     pub fn parse(rest: &str) -> Option<UiPath> {
         match rest {
             "login" => return Some(UiPath::Login),
+            "logout" => return Some(UiPath::Logout),
             "registry" => return Some(UiPath::Registry),
             _ => {}
         }
@@ -84,13 +88,29 @@ impl ApiPath {
 #[derive(Clone, Debug)]
 pub struct Links {
     prefix: String,
+    /// Whether people sign in with the form (`ui/signin.rs`), so the pages offer to sign out.
+    sessions: bool,
 }
 
 impl Links {
     pub fn new(prefix: &str) -> Links {
         Links {
             prefix: prefix.to_string(),
+            sessions: false,
         }
+    }
+
+    /// These links, with the sign-out link the form's sessions need.
+    pub fn with_sessions(self) -> Links {
+        Links {
+            sessions: true,
+            ..self
+        }
+    }
+
+    /// `/ui/logout`, where sessions exist.
+    pub fn logout(&self) -> Option<String> {
+        self.sessions.then(|| format!("{}/ui/logout", self.prefix))
     }
 
     pub fn home(&self) -> String {
@@ -219,6 +239,7 @@ mod tests {
             Some(UiPath::Image(name("a/b"), D.parse().unwrap()))
         );
         assert_eq!(UiPath::parse("login"), Some(UiPath::Login));
+        assert_eq!(UiPath::parse("logout"), Some(UiPath::Logout));
         assert_eq!(UiPath::parse("registry"), Some(UiPath::Registry));
         assert_eq!(
             UiPath::parse("delete/a/b:v1.0"),

@@ -97,8 +97,8 @@ async fn render(
     name: &RepoName,
     query: &str,
 ) -> Result<Response, Failure> {
-    let viewer = ui.viewer(headers).await?;
-    viewer.check_pull(name.as_str())?;
+    let mut viewer = ui.viewer(headers).await?;
+    viewer.check_pull(name.as_str()).await?;
     let registry = ui.registry();
     let can_delete = registry.settings().delete_enabled && viewer.may_delete(name.as_str());
     // After a delete from `ui/delete.rs`; shown only if it names a tag or digest, so the link cannot

@@ -3,7 +3,9 @@
 //!
 //! Search and filtering walk the catalog's names and compute the usage figures of the rows shown only
 //! (see [`matching`]), so a page is full whenever enough repositories match, and its `last` cursor is
-//! always a repository the caller may see.
+//! always a repository the caller may see. With a session of the sign-in form (`auth.token`), the names
+//! are filtered by what the token service grants, asked in batches ([`FIRST_BATCH`] names, then twice as
+//! many each time, up to a catalog page): a page where most names pass costs one token request.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
@@ -19,6 +21,9 @@ use super::{Failure, Ui, Viewer};
 pub const PER_PAGE: usize = 50;
 /// The longest search kept (longer ones match nothing a name can hold anyway).
 const MAX_QUERY: usize = 256;
+/// The names the caller's filter takes first: twice a page, so a page fills at once when half the names
+/// pass (a session's token service is asked once per batch).
+pub const FIRST_BATCH: usize = 2 * PER_PAGE;
 
 pub async fn page(State(ui): State<Ui>, headers: HeaderMap, uri: Uri) -> Response {
     match render(&ui, &headers, &uri).await {
@@ -48,7 +53,7 @@ impl RepoList {
 }
 
 /// The page `query` (`q`, `last`) asks for, of the repositories `viewer` may pull.
-pub async fn load(ui: &Ui, viewer: &Viewer, query: &str) -> Result<RepoList, Failure> {
+pub async fn load(ui: &Ui, viewer: &mut Viewer, query: &str) -> Result<RepoList, Failure> {
     let q: String = query_value(query, "q")
         .unwrap_or_default()
         .trim()
@@ -61,16 +66,12 @@ pub async fn load(ui: &Ui, viewer: &Viewer, query: &str) -> Result<RepoList, Fai
         n: Some(PER_PAGE),
         last: last.clone(),
     };
-    let access = viewer.access();
     let registry = ui.registry();
-    let (repos, more) = if q.is_empty() && access.is_none() {
+    let (repos, more) = if q.is_empty() && viewer.gate.is_none() {
         // Everything shows: one page of the usage listing, nothing computed for rows not shown.
         registry.usage(&page).await?
     } else {
-        matching(registry, &page, |name| {
-            name.contains(q.as_str()) && access.as_ref().is_none_or(|a| a.may_pull(name))
-        })
-        .await?
+        matching(registry, &page, &q, viewer).await?
     };
     Ok(RepoList {
         q,
@@ -81,8 +82,8 @@ pub async fn load(ui: &Ui, viewer: &Viewer, query: &str) -> Result<RepoList, Fai
 }
 
 async fn render(ui: &Ui, headers: &HeaderMap, uri: &Uri) -> Result<Response, Failure> {
-    let viewer = ui.viewer(headers).await?;
-    let list = load(ui, &viewer, uri.query().unwrap_or("")).await?;
+    let mut viewer = ui.viewer(headers).await?;
+    let list = load(ui, &mut viewer, uri.query().unwrap_or("")).await?;
     let RepoList { q, last, repos, .. } = &list;
     let links = ui.links();
     let next = list.next().map(|n| links.list(q, Some(n)));
@@ -128,18 +129,21 @@ async fn render(ui: &Ui, headers: &HeaderMap, uri: &Uri) -> Result<Response, Fai
     Ok(respond(links, "Repositories", html! {}, main))
 }
 
-/// The page of repositories after `page.last` whose names `keep` accepts, with what each stores, and
-/// whether more follow. The names are walked in the catalog (cheap), and only the rows shown get their
-/// usage figures, each by one single-row read of the usage listing just after the name before it, so
-/// a search through 10,000 repositories costs a walk of names, not 10,000 sums of sizes.
+/// The page of repositories after `page.last` whose names contain `q` and which `viewer` may pull,
+/// with what each stores, and whether more follow. The names are walked in the catalog (cheap), and only
+/// the rows shown get their usage figures, each by one single-row read of the usage listing just after
+/// the name before it, so a search through 10,000 repositories costs a walk of names, not 10,000 sums
+/// of sizes.
 async fn matching(
     registry: &Registry,
     page: &Page,
-    keep: impl Fn(&str) -> bool,
-) -> Result<(Vec<RepoUsage>, bool), registry::Error> {
+    q: &str,
+    viewer: &mut Viewer,
+) -> Result<(Vec<RepoUsage>, bool), Failure> {
     let mut found: Vec<(Option<String>, String)> = Vec::new();
     let mut before = page.last.clone();
     let mut more = false;
+    let mut batch = FIRST_BATCH;
     'walk: loop {
         let (names, rest) = registry
             .catalog(&Page {
@@ -147,15 +151,35 @@ async fn matching(
                 last: before.clone(),
             })
             .await?;
+        // Each name that matches, with the one before it in the catalog (for its usage row).
+        let mut candidates: Vec<(Option<String>, String)> = Vec::new();
         for name in names {
-            if keep(&name) {
+            if name.contains(q) {
+                candidates.push((before.clone(), name.clone()));
+            }
+            before = Some(name);
+        }
+        let mut start = 0;
+        while start < candidates.len() {
+            let chunk = &candidates[start..(start + batch).min(candidates.len())];
+            start += chunk.len();
+            batch = (batch * 2).min(MAX_PAGE);
+            // The names kept come back in order: walk both together.
+            let kept = viewer
+                .pullable(chunk.iter().map(|(_, n)| n.clone()).collect())
+                .await?;
+            let mut kept = kept.into_iter().peekable();
+            for (b, name) in chunk {
+                if kept.peek() != Some(name) {
+                    continue;
+                }
+                kept.next();
                 if found.len() == PER_PAGE {
                     more = true;
                     break 'walk;
                 }
-                found.push((before.clone(), name.clone()));
+                found.push((b.clone(), name.clone()));
             }
-            before = Some(name);
         }
         if !rest {
             break;

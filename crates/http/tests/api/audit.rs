@@ -49,6 +49,7 @@ async fn fixture_with(settings: fn(&std::path::Path) -> auth::Settings) -> Fixtu
                 Some(authority),
                 &site,
                 berth_http::health::Health::unchecked(),
+                None,
             ),
         );
         let app = berth_http::site::mount(api, &site, berth_http::health::Health::unchecked());

@@ -34,5 +34,6 @@ mod tls;
 mod tls_client_auth;
 mod ui;
 mod ui_api;
+mod ui_signin;
 mod uploads;
 mod usage;

@@ -419,7 +419,8 @@ async fn the_registry_figures_count_what_the_cache_did() {
         let reg = reg.with_proxy(config, None);
         let site = berth_http::site::Site::default();
         let health = berth_http::health::Health::unchecked();
-        berth_http::router(reg.clone()).merge(berth_http::ui::router(reg, None, &site, health))
+        berth_http::router(reg.clone())
+            .merge(berth_http::ui::router(reg, None, &site, health, None))
     })
     .await;
     let blob = format!(

@@ -24,6 +24,7 @@ fn app(registry: Registry, dir: &std::path::Path, site: &Site) -> Router {
             Some(authority),
             site,
             berth_http::health::Health::unchecked(),
+            None,
         ),
     );
     berth_http::site::mount(api, site, berth_http::health::Health::unchecked())
