@@ -29,7 +29,8 @@ const INFO: &[u8] = b"session cookie v1";
 
 /// Seals and opens with one key.
 pub struct Sealer {
-    key: LessSafeKey,
+    /// `None` when no key could be made (no randomness): nothing seals and nothing opens.
+    key: Option<LessSafeKey>,
     random: SystemRandom,
 }
 
@@ -43,7 +44,7 @@ impl Sealer {
             // Unreachable: AES-256's 32 bytes are far below HKDF-SHA256's limit of 8,160.
             .unwrap_or_else(|_| unreachable!("HKDF expands to 32 bytes"));
         Sealer {
-            key: LessSafeKey::new(key),
+            key: Some(LessSafeKey::new(key)),
             random: SystemRandom::new(),
         }
     }
@@ -51,37 +52,43 @@ impl Sealer {
     /// A key of this process's own, from the system's random source.
     pub fn random() -> Sealer {
         let mut secret = [0u8; 32];
-        // The system's random source failing is the one way to leave `secret` zero; a process that
-        // cannot draw randomness could not serve TLS either, so it is not worth a start error here.
+        // A key from a random source that failed would be guessable: none, and no sign-in, instead.
         if SystemRandom::new().fill(&mut secret).is_err() {
-            tracing::error!("no randomness for the session key: sessions are not secure");
+            tracing::error!(
+                "no randomness for the session key: signing in to the web interface fails"
+            );
+            return Sealer {
+                key: None,
+                random: SystemRandom::new(),
+            };
         }
         Sealer::from_secret(&secret)
     }
 
-    /// `payload`, valid until `deadline` (Unix seconds).
-    pub fn seal(&self, payload: &[u8], deadline: u64) -> String {
+    /// `payload`, valid until `deadline` (Unix seconds); `None` without a key or a fresh nonce (a
+    /// nonce used twice under one key would give the key away).
+    pub fn seal(&self, payload: &[u8], deadline: u64) -> Option<String> {
+        let key = self.key.as_ref()?;
         let mut nonce = [0u8; NONCE_LEN];
         if self.random.fill(&mut nonce).is_err() {
             tracing::error!("no randomness for a session's nonce");
+            return None;
         }
         let mut data = Vec::with_capacity(8 + payload.len() + AES_256_GCM.tag_len());
         data.extend_from_slice(&deadline.to_be_bytes());
         data.extend_from_slice(payload);
         // Unreachable failure: the input is far below GCM's 64 GiB limit.
-        let sealed = self.key.seal_in_place_append_tag(
+        key.seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from([VERSION]),
             &mut data,
-        );
-        if sealed.is_err() {
-            return String::new();
-        }
+        )
+        .ok()?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + data.len());
         out.push(VERSION);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&data);
-        URL_SAFE_NO_PAD.encode(out)
+        Some(URL_SAFE_NO_PAD.encode(out))
     }
 
     /// The payload of `sealed`, if this key sealed it, nobody changed it since, and its deadline is
@@ -97,6 +104,7 @@ impl Sealer {
         let mut data = ciphertext.to_vec();
         let plain = self
             .key
+            .as_ref()?
             .open_in_place(nonce, Aad::from([VERSION]), &mut data)
             .ok()?;
         if plain.len() < 8 {
@@ -117,30 +125,32 @@ mod tests {
     #[test]
     fn what_is_sealed_opens_with_the_same_secret_until_its_deadline() {
         let a = Sealer::from_secret(b"the replicas' secret");
-        let sealed = a.seal(b"payload", NOW + 60);
+        let sealed = a.seal(b"payload", NOW + 60).unwrap();
         assert!(!sealed.contains("payload"));
         assert_eq!(a.open(&sealed, NOW).as_deref(), Some(&b"payload"[..]));
         // Another replica with the same secret.
         let b = Sealer::from_secret(b"the replicas' secret");
         assert_eq!(b.open(&sealed, NOW + 60).as_deref(), Some(&b"payload"[..]));
         // Sealing twice gives two different texts (random nonces).
-        assert_ne!(a.seal(b"payload", NOW + 60), sealed);
+        assert_ne!(a.seal(b"payload", NOW + 60).unwrap(), sealed);
     }
 
     #[test]
     fn past_its_deadline_nothing_opens() {
         let a = Sealer::from_secret(b"s");
-        let sealed = a.seal(b"payload", NOW);
+        let sealed = a.seal(b"payload", NOW).unwrap();
         assert!(a.open(&sealed, NOW + 1).is_none());
     }
 
     #[test]
     fn another_key_opens_nothing() {
-        let sealed = Sealer::from_secret(b"one").seal(b"payload", NOW + 60);
+        let sealed = Sealer::from_secret(b"one")
+            .seal(b"payload", NOW + 60)
+            .unwrap();
         assert!(Sealer::from_secret(b"two").open(&sealed, NOW).is_none());
         assert!(Sealer::random().open(&sealed, NOW).is_none());
         let random = Sealer::random();
-        let own = random.seal(b"payload", NOW + 60);
+        let own = random.seal(b"payload", NOW + 60).unwrap();
         assert!(random.open(&own, NOW).is_some());
         assert!(Sealer::random().open(&own, NOW).is_none());
     }
@@ -148,7 +158,7 @@ mod tests {
     #[test]
     fn a_changed_byte_anywhere_opens_nothing() {
         let a = Sealer::from_secret(b"s");
-        let sealed = a.seal(b"payload", NOW + 60);
+        let sealed = a.seal(b"payload", NOW + 60).unwrap();
         let raw = URL_SAFE_NO_PAD.decode(&sealed).unwrap();
         for i in 0..raw.len() {
             let mut changed = raw.clone();

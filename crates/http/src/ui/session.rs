@@ -113,7 +113,7 @@ impl Sessions {
         let plain = serde_json::to_vec(session).ok()?;
         let sealed = self
             .sealer
-            .seal(&plain, unix_now().saturating_add(LIFETIME.as_secs()));
+            .seal(&plain, unix_now().saturating_add(LIFETIME.as_secs()))?;
         HeaderValue::try_from(format!(
             "{COOKIE_NAME}={sealed}; Max-Age={}{}",
             LIFETIME.as_secs(),
