@@ -64,6 +64,12 @@ pub trait Catalog: Send + Sync + 'static {
     /// Records that `repo` may read blob `digest` of `size` bytes (idempotent).
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()>;
 
+    /// [`link_blob`](Catalog::link_blob) for each `(digest, size)` of `blobs`, in one transaction: all
+    /// are linked or none (`BlobDeleting` for one links none). An empty list changes nothing. For linking
+    /// many blobs at once (a registry:2 repository's layers when it is adopted): one commit, and so one
+    /// flush to disk, instead of one per blob.
+    async fn link_blobs(&self, repo: &RepoName, blobs: &[(Digest, u64)]) -> Result<()>;
+
     /// Size of blob `digest` if it is linked to `repo`, else `None`.
     async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>>;
 

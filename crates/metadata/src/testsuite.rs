@@ -99,6 +99,7 @@ macro_rules! catalog_tests {
         $crate::__metadata_cases!($wrap, $make;
             link_linked_known_unlink,
             blob_links_are_per_repository,
+            link_blobs_links_each_in_one_call,
             put_manifest_with_linked_blobs,
             put_manifest_missing_blob_stores_nothing,
             put_manifest_blob_of_another_repo_is_missing,
@@ -178,6 +179,7 @@ macro_rules! gc_mark_tests {
             gc_a_claimed_blob_is_unlinked_and_cannot_be_reserved_until_released,
             gc_a_referenced_blob_is_never_claimed,
             gc_a_manifest_cannot_reference_a_claimed_blob,
+            gc_link_blobs_with_a_claimed_blob_links_none,
             gc_claims_racing_links_never_leave_a_claimed_blob_linked,
             gc_unreachable_manifests_are_what_no_tag_reaches,
             gc_recorded_blobs_pages_every_row,

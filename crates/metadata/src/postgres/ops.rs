@@ -84,44 +84,49 @@ async fn ensure_repo(tx: &mut Conn<'_>, repo: &RepoName) -> Result<i64> {
     get(&row, 0)
 }
 
-pub(super) async fn link_blob(
+/// Links every `(digest, size)` of `blobs` to `repo` (the caller's transaction makes it all or none).
+pub(super) async fn link_blobs(
     tx: &mut Conn<'_>,
     repo: &RepoName,
-    digest: &Digest,
-    size: u64,
+    blobs: &[(Digest, u64)],
 ) -> Result<()> {
+    if blobs.is_empty() {
+        return Ok(());
+    }
     let repo_id = ensure_repo(tx, repo).await?;
-    let wanted = digest;
-    let (digest, size) = (digest.to_string(), signed(size, "blob size")?);
-    // A digest names its content, so a second link with another size is a caller bug; the first size
-    // recorded (the one verified when the bytes were stored) stands. The link touches the blob for the
-    // garbage collector, unless a sweep claimed it: its bytes are going, so it may not be linked. (The
-    // upsert waits for a claim holding the row and then sees its mark.)
-    let touched = tx
-        .execute(
-            "INSERT INTO blobs (digest, size, touched_at) VALUES ($1, $2, $3)
-             ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at
-             WHERE blobs.deleting_since IS NULL",
+    let now = now();
+    for (wanted, size) in blobs {
+        let (digest, size) = (wanted.to_string(), signed(*size, "blob size")?);
+        // A digest names its content, so a second link with another size is a caller bug; the first
+        // size recorded (the one verified when the bytes were stored) stands. The link touches the blob
+        // for the garbage collector, unless a sweep claimed it: its bytes are going, so it may not be
+        // linked. (The upsert waits for a claim holding the row and then sees its mark.)
+        let touched = tx
+            .execute(
+                "INSERT INTO blobs (digest, size, touched_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at
+                 WHERE blobs.deleting_since IS NULL",
+                &[
+                    (&digest, Type::TEXT),
+                    (&size, Type::INT8),
+                    (&now, Type::INT8),
+                ],
+            )
+            .await?;
+        if touched == 0 {
+            return Err(Error::BlobDeleting(wanted.clone()).into());
+        }
+        tx.execute(
+            "INSERT INTO repository_blobs (repo_id, digest, linked_at) VALUES ($1, $2, $3)
+             ON CONFLICT (repo_id, digest) DO NOTHING",
             &[
+                (&repo_id, Type::INT8),
                 (&digest, Type::TEXT),
-                (&size, Type::INT8),
-                (&now(), Type::INT8),
+                (&now, Type::INT8),
             ],
         )
         .await?;
-    if touched == 0 {
-        return Err(Error::BlobDeleting(wanted.clone()).into());
     }
-    tx.execute(
-        "INSERT INTO repository_blobs (repo_id, digest, linked_at) VALUES ($1, $2, $3)
-         ON CONFLICT (repo_id, digest) DO NOTHING",
-        &[
-            (&repo_id, Type::INT8),
-            (&digest, Type::TEXT),
-            (&now(), Type::INT8),
-        ],
-    )
-    .await?;
     Ok(())
 }
 

@@ -43,33 +43,32 @@ pub(super) fn repo_id(conn: &Connection, repo: &RepoName) -> Result<Option<i64>>
     Ok(id)
 }
 
-pub(super) fn link_blob(
-    tx: &Connection,
-    repo: &RepoName,
-    digest: &Digest,
-    size: u64,
-) -> Result<()> {
+/// Links every `(digest, size)` of `blobs` to `repo` (the caller's transaction makes it all or none).
+pub(super) fn link_blobs(tx: &Connection, repo: &RepoName, blobs: &[(Digest, u64)]) -> Result<()> {
+    if blobs.is_empty() {
+        return Ok(());
+    }
     let repo_id = ensure_repo(tx, repo)?;
-    let wanted = digest;
-    let digest = digest.to_string();
     // A digest names its content, so a second link with another size is a caller bug; the first size
     // recorded (the one verified when the bytes were stored) stands. The link touches the blob for the
     // garbage collector, unless a sweep claimed it: its bytes are going, so it may not be linked.
-    let touched = tx
-        .prepare_cached(
-            "INSERT INTO blobs (digest, size, touched_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at
-             WHERE blobs.deleting_since IS NULL",
-        )?
-        .execute((&digest, size, now()))?;
-    if touched == 0 {
-        return Err(Error::BlobDeleting(wanted.clone()));
-    }
-    tx.prepare_cached(
+    let mut touch = tx.prepare_cached(
+        "INSERT INTO blobs (digest, size, touched_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at
+         WHERE blobs.deleting_since IS NULL",
+    )?;
+    let mut link = tx.prepare_cached(
         "INSERT INTO repository_blobs (repo_id, digest, linked_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (repo_id, digest) DO NOTHING",
-    )?
-    .execute((repo_id, &digest, now()))?;
+    )?;
+    let now = now();
+    for (wanted, size) in blobs {
+        let digest = wanted.to_string();
+        if touch.execute((&digest, size, now))? == 0 {
+            return Err(Error::BlobDeleting(wanted.clone()));
+        }
+        link.execute((repo_id, &digest, now))?;
+    }
     Ok(())
 }
 

@@ -39,6 +39,30 @@ pub async fn blob_links_are_per_repository<S: Catalog>(store: S) {
     assert_eq!(store.known_blob(&d).await.unwrap(), Some(7));
 }
 
+/// `link_blobs` links as `link_blob` does, every blob of the list (again: idempotent), and a manifest
+/// referencing them may then be stored; an empty list is no error.
+pub async fn link_blobs_links_each_in_one_call<S: Catalog>(store: S) {
+    let (r, other) = (repo("lib/app"), repo("lib/other"));
+    let (config, layer, shared) = (blob("config"), blob("layer"), blob("shared"));
+    store.link_blob(&other, &shared, 30).await.unwrap();
+    let blobs = [
+        (config.clone(), 10),
+        (layer.clone(), 20),
+        (shared.clone(), 30),
+    ];
+
+    store.link_blobs(&r, &blobs).await.unwrap();
+    store.link_blobs(&r, &blobs).await.unwrap(); // idempotent
+    store.link_blobs(&r, &[]).await.unwrap();
+    for (digest, size) in &blobs {
+        assert_eq!(store.linked_blob(&r, digest).await.unwrap(), Some(*size));
+    }
+    assert_eq!(store.linked_blob(&other, &config).await.unwrap(), None);
+    let m = image("one", [config, layer]);
+    store.put_manifest(&r, &m, Some(&tag("v1"))).await.unwrap();
+    assert!(store.repo_exists(&r).await.unwrap());
+}
+
 pub async fn put_manifest_with_linked_blobs<S: Catalog>(store: S) {
     let r = repo("lib/app");
     let (config, layer) = (blob("config"), blob("layer"));

@@ -67,8 +67,11 @@ impl Adoption<'_> {
         Ok(())
     }
 
-    /// `_layers/<alg>/<hex>/link`: the blobs the repository may read.
+    /// `_layers/<alg>/<hex>/link`: the blobs the repository may read, linked in one catalog call (one
+    /// commit for the repository's layers, not one per layer: the commits' flushes to disk were most of
+    /// an adoption's time).
     async fn layers(&mut self, repo: &RepoName, base: &str) -> Result<()> {
+        let mut blobs = Vec::new();
         for (path, link) in walk::links(self.tree, &format!("{base}/_layers")).await? {
             let digest = match link {
                 Link::Digest(digest) => digest,
@@ -92,13 +95,10 @@ impl Adoption<'_> {
                 );
                 continue;
             }
-            self.registry
-                .meta
-                .catalog
-                .link_blob(repo, &digest, size)
-                .await?;
-            self.report.layer_links += 1;
+            blobs.push((digest, size));
         }
+        self.registry.meta.catalog.link_blobs(repo, &blobs).await?;
+        self.report.layer_links += blobs.len() as u64;
         Ok(())
     }
 
