@@ -3,7 +3,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use blobs::BlobStore;
 use blobs::registry2::{Registry2Tree, blob_data_path};
+use futures_util::{StreamExt, stream};
 use metadata::NewManifest;
 use oci::manifest::{Manifest, ManifestError};
 use oci::{Digest, RepoName, Tag};
@@ -71,8 +73,20 @@ impl Adoption<'_> {
     /// commit for the repository's layers, not one per layer: the commits' flushes to disk were most of
     /// an adoption's time).
     async fn layers(&mut self, repo: &RepoName, base: &str) -> Result<()> {
+        let links = walk::links(self.tree, &format!("{base}/_layers")).await?;
+        // The sizes first, several at a time (as the links were read, and for the same reason), in the
+        // links' order.
+        let blob_store = &*self.registry.blobs;
+        let stats: Vec<_> = links
+            .iter()
+            .map(|(_, link)| size_of(blob_store, link))
+            .collect();
+        let sizes: Vec<_> = stream::iter(stats)
+            .buffered(walk::CONCURRENT_READS)
+            .collect()
+            .await;
         let mut blobs = Vec::new();
-        for (path, link) in walk::links(self.tree, &format!("{base}/_layers")).await? {
+        for ((path, link), size) in links.into_iter().zip(sizes) {
             let digest = match link {
                 Link::Digest(digest) => digest,
                 Link::Absent => continue, // A directory without its link links nothing, for registry:2 too.
@@ -82,7 +96,7 @@ impl Adoption<'_> {
                 }
             };
             let what = format!("blob {digest} of {repo}");
-            let Some(size) = self.registry.blobs.stat(&digest).await? else {
+            let Some(size) = size? else {
                 let reason = format!("linked, but {} holds no bytes", blob_data_path(&digest));
                 self.skip(SkipKind::Missing, what, reason);
                 continue;
@@ -313,6 +327,14 @@ impl Adoption<'_> {
             self.report.tags += 1;
         }
         Ok(())
+    }
+}
+
+/// The size of the blob `link` names, `None` when it has no bytes or names none.
+async fn size_of(blobs: &dyn BlobStore, link: &Link) -> blobs::Result<Option<u64>> {
+    match link {
+        Link::Digest(digest) => blobs.stat(digest).await,
+        Link::Absent | Link::Bad(_) => Ok(None),
     }
 }
 
