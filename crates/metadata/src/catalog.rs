@@ -88,6 +88,13 @@ pub trait Catalog: Send + Sync + 'static {
         tag: Option<&Tag>,
     ) -> Result<()>;
 
+    /// Points each `(tag, digest)` of `tags` at the manifest `digest`, which must be stored in `repo`, in
+    /// one transaction: all move or none (`MissingManifest` when one is not there). Each move is the one
+    /// `put_manifest` with that tag makes; an empty list changes nothing. For tagging stored manifests
+    /// many at once (a registry:2 repository's tags when it is adopted): one commit for them, and no
+    /// manifest sent again.
+    async fn put_tags(&self, repo: &RepoName, tags: &[(Tag, Digest)]) -> Result<()>;
+
     /// The manifest `digest` in `repo`.
     async fn manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>>;
 

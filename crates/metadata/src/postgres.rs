@@ -370,6 +370,23 @@ impl Catalog for PostgresStore {
         )
     }
 
+    async fn put_tags(&self, repo: &RepoName, tags: &[(Tag, Digest)]) -> Result<()> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        // Idempotent: the tags are set to the same values again.
+        let events = noted();
+        run!(
+            self,
+            Safety::Idempotent,
+            tx | c
+                | async {
+                    ops::put_tags(c, repo, tags).await?;
+                    outbox::insert(c, &events).await
+                }
+        )
+    }
+
     async fn manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>> {
         run!(self, Safety::Idempotent, |c| ops::manifest(c, repo, digest))
     }

@@ -362,6 +362,20 @@ impl Catalog for SqliteStore {
         out
     }
 
+    async fn put_tags(&self, repo: &RepoName, tags: &[(Tag, Digest)]) -> Result<()> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let (r, tags, events) = (repo.clone(), tags.to_vec(), noted());
+        let out = self
+            .write_tx(move |tx| {
+                ops::put_tags(tx, &r, &tags)?;
+                outbox::insert(tx, &events)
+            })
+            .await;
+        self.announced(out, CatalogChange::Repository(repo.clone()))
+    }
+
     async fn manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>> {
         let (repo, digest) = (repo.clone(), digest.clone());
         self.read(move |conn| ops::manifest(conn, &repo, &digest))

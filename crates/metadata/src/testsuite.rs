@@ -109,6 +109,7 @@ macro_rules! catalog_tests {
             put_same_digest_twice_is_idempotent,
             manifests_are_per_repository,
             tag_moves_to_the_new_manifest,
+            put_tags_moves_every_tag_or_none,
             concurrent_tag_moves_end_on_one_value,
             delete_manifest_removes_its_tags,
             delete_tag_keeps_the_manifest,

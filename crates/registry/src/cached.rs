@@ -266,6 +266,15 @@ impl Catalog for CachedCatalog {
         out
     }
 
+    async fn put_tags(&self, repo: &RepoName, tags: &[(Tag, Digest)]) -> metadata::Result<()> {
+        let out = self.inner.put_tags(repo, tags).await;
+        self.memory.forget(
+            repo,
+            |k| matches!(k, Key::Tag(t) if tags.iter().any(|(g, _)| g == t)),
+        );
+        out
+    }
+
     async fn manifest(
         &self,
         repo: &RepoName,

@@ -340,6 +340,11 @@ impl Catalog for InstrumentedMetadata {
         timed(&*self.observer, self.op("put_manifest"), fut).await
     }
 
+    async fn put_tags(&self, repo: &RepoName, tags: &[(Tag, Digest)]) -> metadata::Result<()> {
+        let fut = self.inner.catalog.put_tags(repo, tags);
+        timed(&*self.observer, self.op("put_tags"), fut).await
+    }
+
     async fn manifest(
         &self,
         repo: &RepoName,

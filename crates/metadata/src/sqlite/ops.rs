@@ -193,14 +193,43 @@ pub(super) fn put_manifest(
         }
     }
     if let Some(tag) = tag {
-        // One statement moves the tag: readers see the old target or the new one, never no tag.
-        tx.prepare_cached(
-            "INSERT INTO tags (repo_id, name, manifest_digest, updated_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (repo_id, name)
-             DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
-        )?
-        .execute((repo_id, tag.as_str(), &digest, now))?;
+        set_tag(tx, repo_id, tag, &digest, now)?;
     }
+    Ok(())
+}
+
+/// Points each tag of `tags` at its manifest, which must be in `repo` (the caller's transaction makes
+/// it all or none).
+pub(super) fn put_tags(tx: &Connection, repo: &RepoName, tags: &[(Tag, Digest)]) -> Result<()> {
+    let Some((_, first)) = tags.first() else {
+        return Ok(());
+    };
+    let Some(repo_id) = repo_id(tx, repo)? else {
+        return Err(Error::MissingManifest(first.clone()));
+    };
+    let mut present = tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2)",
+    )?;
+    let now = now();
+    for (tag, wanted) in tags {
+        let digest = wanted.to_string();
+        if !present.query_row((repo_id, &digest), |row| row.get::<_, bool>(0))? {
+            return Err(Error::MissingManifest(wanted.clone()));
+        }
+        set_tag(tx, repo_id, tag, &digest, now)?;
+    }
+    Ok(())
+}
+
+/// Points `tag` of repository `repo_id` at the manifest `digest`. One statement moves the tag: readers
+/// see the old target or the new one, never no tag.
+fn set_tag(tx: &Connection, repo_id: i64, tag: &Tag, digest: &str, now: i64) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO tags (repo_id, name, manifest_digest, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (repo_id, name)
+         DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+    )?
+    .execute((repo_id, tag.as_str(), digest, now))?;
     Ok(())
 }
 
