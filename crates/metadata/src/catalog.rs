@@ -64,6 +64,12 @@ pub trait Catalog: Send + Sync + 'static {
     /// Records that `repo` may read blob `digest` of `size` bytes (idempotent).
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()>;
 
+    /// [`link_blob`](Catalog::link_blob) for each `(digest, size)` of `blobs`, in one transaction: all
+    /// are linked or none (`BlobDeleting` for one links none). An empty list changes nothing. For linking
+    /// many blobs at once (a registry:2 repository's layers when it is adopted): one commit, and so one
+    /// flush to disk, instead of one per blob.
+    async fn link_blobs(&self, repo: &RepoName, blobs: &[(Digest, u64)]) -> Result<()>;
+
     /// Size of blob `digest` if it is linked to `repo`, else `None`.
     async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>>;
 
@@ -81,6 +87,13 @@ pub trait Catalog: Send + Sync + 'static {
         manifest: &NewManifest,
         tag: Option<&Tag>,
     ) -> Result<()>;
+
+    /// Points each `(tag, digest)` of `tags` at the manifest `digest`, which must be stored in `repo`, in
+    /// one transaction: all move or none (`MissingManifest` when one is not there). Each move is the one
+    /// `put_manifest` with that tag makes; an empty list changes nothing. For tagging stored manifests
+    /// many at once (a registry:2 repository's tags when it is adopted): one commit for them, and no
+    /// manifest sent again.
+    async fn put_tags(&self, repo: &RepoName, tags: &[(Tag, Digest)]) -> Result<()>;
 
     /// The manifest `digest` in `repo`.
     async fn manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>>;

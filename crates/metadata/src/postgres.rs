@@ -305,7 +305,24 @@ impl Catalog for PostgresStore {
             Safety::Idempotent,
             tx | c
                 | async {
-                    ops::link_blob(c, repo, digest, size).await?;
+                    ops::link_blobs(c, repo, &[(digest.clone(), size)]).await?;
+                    outbox::insert(c, &events).await
+                }
+        )
+    }
+
+    async fn link_blobs(&self, repo: &RepoName, blobs: &[(Digest, u64)]) -> Result<()> {
+        if blobs.is_empty() {
+            return Ok(());
+        }
+        // Idempotent as `link_blob` is, events aside.
+        let events = noted();
+        run!(
+            self,
+            Safety::Idempotent,
+            tx | c
+                | async {
+                    ops::link_blobs(c, repo, blobs).await?;
                     outbox::insert(c, &events).await
                 }
         )
@@ -348,6 +365,23 @@ impl Catalog for PostgresStore {
             tx | c
                 | async {
                     ops::put_manifest(c, repo, manifest, tag).await?;
+                    outbox::insert(c, &events).await
+                }
+        )
+    }
+
+    async fn put_tags(&self, repo: &RepoName, tags: &[(Tag, Digest)]) -> Result<()> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        // Idempotent: the tags are set to the same values again.
+        let events = noted();
+        run!(
+            self,
+            Safety::Idempotent,
+            tx | c
+                | async {
+                    ops::put_tags(c, repo, tags).await?;
                     outbox::insert(c, &events).await
                 }
         )

@@ -298,7 +298,19 @@ impl Catalog for SqliteStore {
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
         let (repo, digest, events) = (repo.clone(), digest.clone(), noted());
         self.write_tx(move |tx| {
-            ops::link_blob(tx, &repo, &digest, size)?;
+            ops::link_blobs(tx, &repo, &[(digest, size)])?;
+            outbox::insert(tx, &events)
+        })
+        .await
+    }
+
+    async fn link_blobs(&self, repo: &RepoName, blobs: &[(Digest, u64)]) -> Result<()> {
+        if blobs.is_empty() {
+            return Ok(());
+        }
+        let (repo, blobs, events) = (repo.clone(), blobs.to_vec(), noted());
+        self.write_tx(move |tx| {
+            ops::link_blobs(tx, &repo, &blobs)?;
             outbox::insert(tx, &events)
         })
         .await
@@ -348,6 +360,20 @@ impl Catalog for SqliteStore {
             return self.announced(out, CatalogChange::Repository(repo.clone()));
         }
         out
+    }
+
+    async fn put_tags(&self, repo: &RepoName, tags: &[(Tag, Digest)]) -> Result<()> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let (r, tags, events) = (repo.clone(), tags.to_vec(), noted());
+        let out = self
+            .write_tx(move |tx| {
+                ops::put_tags(tx, &r, &tags)?;
+                outbox::insert(tx, &events)
+            })
+            .await;
+        self.announced(out, CatalogChange::Repository(repo.clone()))
     }
 
     async fn manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>> {

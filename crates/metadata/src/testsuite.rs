@@ -99,6 +99,7 @@ macro_rules! catalog_tests {
         $crate::__metadata_cases!($wrap, $make;
             link_linked_known_unlink,
             blob_links_are_per_repository,
+            link_blobs_links_each_in_one_call,
             put_manifest_with_linked_blobs,
             put_manifest_missing_blob_stores_nothing,
             put_manifest_blob_of_another_repo_is_missing,
@@ -108,6 +109,7 @@ macro_rules! catalog_tests {
             put_same_digest_twice_is_idempotent,
             manifests_are_per_repository,
             tag_moves_to_the_new_manifest,
+            put_tags_moves_every_tag_or_none,
             concurrent_tag_moves_end_on_one_value,
             delete_manifest_removes_its_tags,
             delete_tag_keeps_the_manifest,
@@ -178,6 +180,7 @@ macro_rules! gc_mark_tests {
             gc_a_claimed_blob_is_unlinked_and_cannot_be_reserved_until_released,
             gc_a_referenced_blob_is_never_claimed,
             gc_a_manifest_cannot_reference_a_claimed_blob,
+            gc_link_blobs_with_a_claimed_blob_links_none,
             gc_claims_racing_links_never_leave_a_claimed_blob_linked,
             gc_unreachable_manifests_are_what_no_tag_reaches,
             gc_recorded_blobs_pages_every_row,

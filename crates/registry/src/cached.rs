@@ -216,6 +216,15 @@ impl Catalog for CachedCatalog {
         out
     }
 
+    async fn link_blobs(&self, repo: &RepoName, blobs: &[(Digest, u64)]) -> metadata::Result<()> {
+        let out = self.inner.link_blobs(repo, blobs).await;
+        self.memory.forget(
+            repo,
+            |k| matches!(k, Key::Link(d) if blobs.iter().any(|(b, _)| b == d)),
+        );
+        out
+    }
+
     async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<Option<u64>> {
         let fill = self.memory.begin();
         if let Some(Value::Link(size)) = self.memory.get(repo, &KeyRef::Link(digest), fill.started)
@@ -254,6 +263,15 @@ impl Catalog for CachedCatalog {
             Key::Tag(t) => Some(t) == tag,
             Key::Link(_) => false,
         });
+        out
+    }
+
+    async fn put_tags(&self, repo: &RepoName, tags: &[(Tag, Digest)]) -> metadata::Result<()> {
+        let out = self.inner.put_tags(repo, tags).await;
+        self.memory.forget(
+            repo,
+            |k| matches!(k, Key::Tag(t) if tags.iter().any(|(g, _)| g == t)),
+        );
         out
     }
 

@@ -310,6 +310,11 @@ impl Catalog for InstrumentedMetadata {
         timed(&*self.observer, self.op("link_blob"), fut).await
     }
 
+    async fn link_blobs(&self, repo: &RepoName, blobs: &[(Digest, u64)]) -> metadata::Result<()> {
+        let fut = self.inner.catalog.link_blobs(repo, blobs);
+        timed(&*self.observer, self.op("link_blobs"), fut).await
+    }
+
     async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<Option<u64>> {
         let fut = self.inner.catalog.linked_blob(repo, digest);
         timed(&*self.observer, self.op("linked_blob"), fut).await
@@ -333,6 +338,11 @@ impl Catalog for InstrumentedMetadata {
     ) -> metadata::Result<()> {
         let fut = self.inner.catalog.put_manifest(repo, manifest, tag);
         timed(&*self.observer, self.op("put_manifest"), fut).await
+    }
+
+    async fn put_tags(&self, repo: &RepoName, tags: &[(Tag, Digest)]) -> metadata::Result<()> {
+        let fut = self.inner.catalog.put_tags(repo, tags);
+        timed(&*self.observer, self.op("put_tags"), fut).await
     }
 
     async fn manifest(

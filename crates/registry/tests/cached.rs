@@ -61,6 +61,14 @@ impl Catalog for Counting {
         self.count("link_blob");
         self.inner.link_blob(repo, digest, size).await
     }
+    async fn link_blobs(&self, repo: &RepoName, blobs: &[(Digest, u64)]) -> metadata::Result<()> {
+        self.count("link_blobs");
+        self.inner.link_blobs(repo, blobs).await
+    }
+    async fn put_tags(&self, repo: &RepoName, tags: &[(Tag, Digest)]) -> metadata::Result<()> {
+        self.count("put_tags");
+        self.inner.put_tags(repo, tags).await
+    }
     async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<Option<u64>> {
         self.count("linked_blob");
         self.inner.linked_blob(repo, digest).await

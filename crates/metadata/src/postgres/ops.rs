@@ -84,44 +84,49 @@ async fn ensure_repo(tx: &mut Conn<'_>, repo: &RepoName) -> Result<i64> {
     get(&row, 0)
 }
 
-pub(super) async fn link_blob(
+/// Links every `(digest, size)` of `blobs` to `repo` (the caller's transaction makes it all or none).
+pub(super) async fn link_blobs(
     tx: &mut Conn<'_>,
     repo: &RepoName,
-    digest: &Digest,
-    size: u64,
+    blobs: &[(Digest, u64)],
 ) -> Result<()> {
+    if blobs.is_empty() {
+        return Ok(());
+    }
     let repo_id = ensure_repo(tx, repo).await?;
-    let wanted = digest;
-    let (digest, size) = (digest.to_string(), signed(size, "blob size")?);
-    // A digest names its content, so a second link with another size is a caller bug; the first size
-    // recorded (the one verified when the bytes were stored) stands. The link touches the blob for the
-    // garbage collector, unless a sweep claimed it: its bytes are going, so it may not be linked. (The
-    // upsert waits for a claim holding the row and then sees its mark.)
-    let touched = tx
-        .execute(
-            "INSERT INTO blobs (digest, size, touched_at) VALUES ($1, $2, $3)
-             ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at
-             WHERE blobs.deleting_since IS NULL",
+    let now = now();
+    for (wanted, size) in blobs {
+        let (digest, size) = (wanted.to_string(), signed(*size, "blob size")?);
+        // A digest names its content, so a second link with another size is a caller bug; the first
+        // size recorded (the one verified when the bytes were stored) stands. The link touches the blob
+        // for the garbage collector, unless a sweep claimed it: its bytes are going, so it may not be
+        // linked. (The upsert waits for a claim holding the row and then sees its mark.)
+        let touched = tx
+            .execute(
+                "INSERT INTO blobs (digest, size, touched_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at
+                 WHERE blobs.deleting_since IS NULL",
+                &[
+                    (&digest, Type::TEXT),
+                    (&size, Type::INT8),
+                    (&now, Type::INT8),
+                ],
+            )
+            .await?;
+        if touched == 0 {
+            return Err(Error::BlobDeleting(wanted.clone()).into());
+        }
+        tx.execute(
+            "INSERT INTO repository_blobs (repo_id, digest, linked_at) VALUES ($1, $2, $3)
+             ON CONFLICT (repo_id, digest) DO NOTHING",
             &[
+                (&repo_id, Type::INT8),
                 (&digest, Type::TEXT),
-                (&size, Type::INT8),
-                (&now(), Type::INT8),
+                (&now, Type::INT8),
             ],
         )
         .await?;
-    if touched == 0 {
-        return Err(Error::BlobDeleting(wanted.clone()).into());
     }
-    tx.execute(
-        "INSERT INTO repository_blobs (repo_id, digest, linked_at) VALUES ($1, $2, $3)
-         ON CONFLICT (repo_id, digest) DO NOTHING",
-        &[
-            (&repo_id, Type::INT8),
-            (&digest, Type::TEXT),
-            (&now(), Type::INT8),
-        ],
-    )
-    .await?;
     Ok(())
 }
 
@@ -312,20 +317,58 @@ pub(super) async fn put_manifest(
         .await?;
     }
     if let Some(tag) = tag {
-        // One statement moves the tag: readers see the old target or the new one, never no tag.
-        tx.execute(
-            "INSERT INTO tags (repo_id, name, manifest_digest, updated_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (repo_id, name)
-             DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
-            &[
-                (&repo_id, Type::INT8),
-                (&tag.as_str(), Type::TEXT),
-                (&digest, Type::TEXT),
-                (&now, Type::INT8),
-            ],
+        set_tag(tx, repo_id, tag, &digest, now).await?;
+    }
+    Ok(())
+}
+
+/// Points each tag of `tags` at its manifest, which must be in `repo` (the caller's transaction makes
+/// it all or none).
+pub(super) async fn put_tags(
+    tx: &mut Conn<'_>,
+    repo: &RepoName,
+    tags: &[(Tag, Digest)],
+) -> Result<()> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    // Locked as `put_manifest` locks it: no other tag write of the repository runs meanwhile.
+    let repo_id = lock_repo(tx, repo).await?;
+    let digests: Vec<Digest> = tags.iter().map(|(_, d)| d.clone()).collect();
+    let wanted: Vec<String> = digests.iter().map(Digest::to_string).collect();
+    // FOR SHARE: a delete of one of these manifests waits for our commit (and takes the tag with it)
+    // instead of slipping in before it.
+    let found = tx
+        .query(
+            "SELECT digest FROM manifests WHERE repo_id = $1 AND digest = ANY($2) FOR SHARE",
+            &[(&repo_id, Type::INT8), (&wanted, Type::TEXT_ARRAY)],
         )
         .await?;
+    if let Some(missing) = first_missing(&digests, &found)? {
+        return Err(Error::MissingManifest(missing.clone()).into());
     }
+    let now = now();
+    for ((tag, _), digest) in tags.iter().zip(&wanted) {
+        set_tag(tx, repo_id, tag, digest, now).await?;
+    }
+    Ok(())
+}
+
+/// Points `tag` of repository `repo_id` at the manifest `digest`. One statement moves the tag: readers
+/// see the old target or the new one, never no tag.
+async fn set_tag(tx: &mut Conn<'_>, repo_id: i64, tag: &Tag, digest: &str, now: i64) -> Result<()> {
+    tx.execute(
+        "INSERT INTO tags (repo_id, name, manifest_digest, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (repo_id, name)
+         DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+        &[
+            (&repo_id, Type::INT8),
+            (&tag.as_str(), Type::TEXT),
+            (&digest, Type::TEXT),
+            (&now, Type::INT8),
+        ],
+    )
+    .await?;
     Ok(())
 }
 

@@ -43,33 +43,32 @@ pub(super) fn repo_id(conn: &Connection, repo: &RepoName) -> Result<Option<i64>>
     Ok(id)
 }
 
-pub(super) fn link_blob(
-    tx: &Connection,
-    repo: &RepoName,
-    digest: &Digest,
-    size: u64,
-) -> Result<()> {
+/// Links every `(digest, size)` of `blobs` to `repo` (the caller's transaction makes it all or none).
+pub(super) fn link_blobs(tx: &Connection, repo: &RepoName, blobs: &[(Digest, u64)]) -> Result<()> {
+    if blobs.is_empty() {
+        return Ok(());
+    }
     let repo_id = ensure_repo(tx, repo)?;
-    let wanted = digest;
-    let digest = digest.to_string();
     // A digest names its content, so a second link with another size is a caller bug; the first size
     // recorded (the one verified when the bytes were stored) stands. The link touches the blob for the
     // garbage collector, unless a sweep claimed it: its bytes are going, so it may not be linked.
-    let touched = tx
-        .prepare_cached(
-            "INSERT INTO blobs (digest, size, touched_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at
-             WHERE blobs.deleting_since IS NULL",
-        )?
-        .execute((&digest, size, now()))?;
-    if touched == 0 {
-        return Err(Error::BlobDeleting(wanted.clone()));
-    }
-    tx.prepare_cached(
+    let mut touch = tx.prepare_cached(
+        "INSERT INTO blobs (digest, size, touched_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at
+         WHERE blobs.deleting_since IS NULL",
+    )?;
+    let mut link = tx.prepare_cached(
         "INSERT INTO repository_blobs (repo_id, digest, linked_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (repo_id, digest) DO NOTHING",
-    )?
-    .execute((repo_id, &digest, now()))?;
+    )?;
+    let now = now();
+    for (wanted, size) in blobs {
+        let digest = wanted.to_string();
+        if touch.execute((&digest, size, now))? == 0 {
+            return Err(Error::BlobDeleting(wanted.clone()));
+        }
+        link.execute((repo_id, &digest, now))?;
+    }
     Ok(())
 }
 
@@ -194,14 +193,43 @@ pub(super) fn put_manifest(
         }
     }
     if let Some(tag) = tag {
-        // One statement moves the tag: readers see the old target or the new one, never no tag.
-        tx.prepare_cached(
-            "INSERT INTO tags (repo_id, name, manifest_digest, updated_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (repo_id, name)
-             DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
-        )?
-        .execute((repo_id, tag.as_str(), &digest, now))?;
+        set_tag(tx, repo_id, tag, &digest, now)?;
     }
+    Ok(())
+}
+
+/// Points each tag of `tags` at its manifest, which must be in `repo` (the caller's transaction makes
+/// it all or none).
+pub(super) fn put_tags(tx: &Connection, repo: &RepoName, tags: &[(Tag, Digest)]) -> Result<()> {
+    let Some((_, first)) = tags.first() else {
+        return Ok(());
+    };
+    let Some(repo_id) = repo_id(tx, repo)? else {
+        return Err(Error::MissingManifest(first.clone()));
+    };
+    let mut present = tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2)",
+    )?;
+    let now = now();
+    for (tag, wanted) in tags {
+        let digest = wanted.to_string();
+        if !present.query_row((repo_id, &digest), |row| row.get::<_, bool>(0))? {
+            return Err(Error::MissingManifest(wanted.clone()));
+        }
+        set_tag(tx, repo_id, tag, &digest, now)?;
+    }
+    Ok(())
+}
+
+/// Points `tag` of repository `repo_id` at the manifest `digest`. One statement moves the tag: readers
+/// see the old target or the new one, never no tag.
+fn set_tag(tx: &Connection, repo_id: i64, tag: &Tag, digest: &str, now: i64) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO tags (repo_id, name, manifest_digest, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (repo_id, name)
+         DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+    )?
+    .execute((repo_id, tag.as_str(), digest, now))?;
     Ok(())
 }
 

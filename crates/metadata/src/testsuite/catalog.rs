@@ -39,6 +39,101 @@ pub async fn blob_links_are_per_repository<S: Catalog>(store: S) {
     assert_eq!(store.known_blob(&d).await.unwrap(), Some(7));
 }
 
+/// `link_blobs` links as `link_blob` does, every blob of the list (again: idempotent), and a manifest
+/// referencing them may then be stored; an empty list is no error.
+pub async fn link_blobs_links_each_in_one_call<S: Catalog>(store: S) {
+    let (r, other) = (repo("lib/app"), repo("lib/other"));
+    let (config, layer, shared) = (blob("config"), blob("layer"), blob("shared"));
+    store.link_blob(&other, &shared, 30).await.unwrap();
+    let blobs = [
+        (config.clone(), 10),
+        (layer.clone(), 20),
+        (shared.clone(), 30),
+    ];
+
+    store.link_blobs(&r, &blobs).await.unwrap();
+    store.link_blobs(&r, &blobs).await.unwrap(); // idempotent
+    store.link_blobs(&r, &[]).await.unwrap();
+    for (digest, size) in &blobs {
+        assert_eq!(store.linked_blob(&r, digest).await.unwrap(), Some(*size));
+    }
+    assert_eq!(store.linked_blob(&other, &config).await.unwrap(), None);
+    let m = image("one", [config, layer]);
+    store.put_manifest(&r, &m, Some(&tag("v1"))).await.unwrap();
+    assert!(store.repo_exists(&r).await.unwrap());
+}
+
+/// `put_tags` sets and moves tags on stored manifests, all or none: a tag on a manifest the repository
+/// does not hold sets none of the list; an empty list is no error.
+pub async fn put_tags_moves_every_tag_or_none<S: Catalog>(store: S) {
+    let r = repo("lib/app");
+    let (one, two) = (image("one", []), image("two", []));
+    store.put_manifest(&r, &one, None).await.unwrap();
+    store
+        .put_manifest(&r, &two, Some(&tag("v2")))
+        .await
+        .unwrap();
+    let target = |d: &oci::Digest| Some(d.clone());
+
+    store
+        .put_tags(
+            &r,
+            &[
+                (tag("v1"), one.digest.clone()),
+                (tag("latest"), one.digest.clone()),
+            ],
+        )
+        .await
+        .unwrap();
+    store.put_tags(&r, &[]).await.unwrap();
+    let at = |t: &str| {
+        let (store, r, t) = (&store, &r, tag(t));
+        async move {
+            store
+                .tagged_manifest(r, &t)
+                .await
+                .unwrap()
+                .map(|m| m.digest)
+        }
+    };
+    assert_eq!(at("v1").await, target(&one.digest));
+    assert_eq!(at("latest").await, target(&one.digest));
+    assert_eq!(
+        store.list_tags(&r, None, 10).await.unwrap(),
+        vec!["latest", "v1", "v2"]
+    );
+
+    // Moved (and set again: idempotent).
+    let latest = [(tag("latest"), two.digest.clone())];
+    store.put_tags(&r, &latest).await.unwrap();
+    store.put_tags(&r, &latest).await.unwrap();
+    assert_eq!(at("latest").await, target(&two.digest));
+
+    // A manifest the repository lacks (stored in another one): nothing of the list is set.
+    let elsewhere = image("elsewhere", []);
+    store
+        .put_manifest(&repo("other"), &elsewhere, None)
+        .await
+        .unwrap();
+    let mixed = [
+        (tag("v3"), one.digest.clone()),
+        (tag("v1"), elsewhere.digest.clone()),
+    ];
+    assert!(matches!(
+        store.put_tags(&r, &mixed).await,
+        Err(Error::MissingManifest(d)) if d == elsewhere.digest
+    ));
+    assert_eq!(at("v3").await, None);
+    assert_eq!(at("v1").await, target(&one.digest));
+    // Nor in a repository that does not exist, which it does not create.
+    let nobody = repo("nobody");
+    assert!(matches!(
+        store.put_tags(&nobody, &[(tag("v1"), one.digest.clone())]).await,
+        Err(Error::MissingManifest(d)) if d == one.digest
+    ));
+    assert!(!store.repo_exists(&nobody).await.unwrap());
+}
+
 pub async fn put_manifest_with_linked_blobs<S: Catalog>(store: S) {
     let r = repo("lib/app");
     let (config, layer) = (blob("config"), blob("layer"));

@@ -147,6 +147,20 @@ pub async fn gc_a_manifest_cannot_reference_a_claimed_blob<S: Catalog + GcMarks>
     ));
 }
 
+/// `link_blobs` is all or nothing: one blob of the list claimed by a sweep, and none is linked.
+pub async fn gc_link_blobs_with_a_claimed_blob_links_none<S: Catalog + GcMarks>(store: S) {
+    let (r, claimed, fine) = (repo("app"), blob("claimed"), blob("fine"));
+    store.link_blob(&repo("old"), &claimed, 5).await.unwrap();
+    assert!(store.claim_blob(&claimed, everything()).await.unwrap());
+    let blobs = [(fine.clone(), 1), (claimed.clone(), 5)];
+    assert!(matches!(
+        store.link_blobs(&r, &blobs).await,
+        Err(Error::BlobDeleting(x)) if x == claimed
+    ));
+    assert_eq!(store.linked_blob(&r, &fine).await.unwrap(), None);
+    assert_eq!(store.linked_blob(&r, &claimed).await.unwrap(), None);
+}
+
 /// Writers that reserve and link, and sweeps that claim and release, on the same digests at once: a
 /// claimed blob is never linked anywhere while it is claimed, and every reservation or link either
 /// succeeded before the claim (so the claim saw the touch... or unlinked it) or was refused.

@@ -3,8 +3,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use blobs::BlobStore;
 use blobs::registry2::{Registry2Tree, blob_data_path};
-use metadata::{AdoptedAhead, NewManifest};
+use futures_util::{StreamExt, TryStreamExt, stream};
+use metadata::{AdoptedAhead, Catalog, NewManifest};
 use oci::manifest::{Manifest, ManifestError};
 use oci::{Digest, RepoName, Tag};
 
@@ -78,9 +80,24 @@ impl Adoption<'_> {
         self.report.skipped_ahead += counts.skipped;
     }
 
-    /// `_layers/<alg>/<hex>/link`: the blobs the repository may read.
+    /// `_layers/<alg>/<hex>/link`: the blobs the repository may read, linked in one catalog call (one
+    /// commit for the repository's layers, not one per layer: the commits' flushes to disk were most of
+    /// an adoption's time).
     async fn layers(&mut self, repo: &RepoName, base: &str) -> Result<()> {
-        for (path, link) in walk::links(self.tree, &format!("{base}/_layers")).await? {
+        let links = walk::links(self.tree, &format!("{base}/_layers")).await?;
+        // The sizes first, several at a time (as the links were read, and for the same reason), in the
+        // links' order.
+        let blob_store = &*self.registry.blobs;
+        let stats: Vec<_> = links
+            .iter()
+            .map(|(_, link)| size_of(blob_store, link))
+            .collect();
+        let sizes: Vec<_> = stream::iter(stats)
+            .buffered(walk::CONCURRENT_READS)
+            .collect()
+            .await;
+        let mut blobs = Vec::new();
+        for ((path, link), size) in links.into_iter().zip(sizes) {
             let digest = match link {
                 Link::Digest(digest) => digest,
                 Link::Absent => continue, // A directory without its link links nothing, for registry:2 too.
@@ -90,7 +107,7 @@ impl Adoption<'_> {
                 }
             };
             let what = format!("blob {digest} of {repo}");
-            let Some(size) = self.registry.blobs.stat(&digest).await? else {
+            let Some(size) = size? else {
                 let reason = format!("linked, but {} holds no bytes", blob_data_path(&digest));
                 self.skip(SkipKind::Missing, what, reason);
                 continue;
@@ -103,13 +120,10 @@ impl Adoption<'_> {
                 );
                 continue;
             }
-            self.registry
-                .meta
-                .catalog
-                .link_blob(repo, &digest, size)
-                .await?;
-            self.report.layer_links += 1;
+            blobs.push((digest, size));
         }
+        self.registry.meta.catalog.link_blobs(repo, &blobs).await?;
+        self.report.layer_links += blobs.len() as u64;
         Ok(())
     }
 
@@ -264,35 +278,37 @@ impl Adoption<'_> {
     }
 
     /// `_manifests/tags/<tag>/current/link`: each tag, pointed where registry:2 pointed it, unless
-    /// berth holds it on another manifest already.
+    /// berth holds it on another manifest already. The links and what berth holds are read several at
+    /// a time, and the tags are set in one catalog call (one commit, the manifests not sent again).
     async fn tags(&mut self, repo: &RepoName, base: &str, adopted: &HashSet<Digest>) -> Result<()> {
         let tags_dir = format!("{base}/_manifests/tags");
-        for entry in self
+        let names = self
             .tree
             .list(&tags_dir)
             .await?
             .into_iter()
-            .filter(|e| e.dir)
-        {
-            let what = format!("tag {repo}:{}", entry.name);
-            let tag: Tag = match entry.name.parse() {
-                Ok(tag) => tag,
-                Err(e) => {
-                    self.skip(SkipKind::Invalid, what, e.to_string());
-                    continue;
-                }
-            };
-            let path = format!("{tags_dir}/{}/current/link", entry.name);
-            let digest = match walk::read_link(self.tree, &path, None).await? {
-                Link::Digest(digest) => digest,
-                Link::Absent => {
-                    self.skip(SkipKind::Missing, what, format!("{path} is missing"));
-                    continue;
-                }
-                Link::Bad(why) => {
+            .filter(|e| e.dir);
+        let catalog = &*self.registry.meta.catalog;
+        let reads: Vec<_> = names
+            .map(|entry| read_tag(self.tree, catalog, repo, &tags_dir, entry.name))
+            .collect();
+        let reads: Vec<TagRead> = stream::iter(reads)
+            .buffered(walk::CONCURRENT_READS)
+            .try_collect()
+            .await?;
+        let mut set = Vec::new();
+        for read in reads {
+            let what = format!("tag {repo}:{}", read.name);
+            let (tag, digest, held) = match read.state {
+                TagState::Invalid(why) => {
                     self.skip(SkipKind::Invalid, what, why);
                     continue;
                 }
+                TagState::Absent(path) => {
+                    self.skip(SkipKind::Missing, what, format!("{path} is missing"));
+                    continue;
+                }
+                TagState::Found { tag, digest, held } => (tag, digest, held),
             };
             if !adopted.contains(&digest) {
                 let reason = format!(
@@ -301,29 +317,79 @@ impl Adoption<'_> {
                 self.skip(SkipKind::Missing, what, reason);
                 continue;
             }
-            let catalog = &self.registry.meta.catalog;
-            match catalog.tagged_manifest(repo, &tag).await? {
-                Some(held) if held.digest != digest => {
+            match held {
+                Some(held) if held != digest => {
                     self.report.kept_tags.push((
                         format!("{repo}:{tag}"),
-                        held.digest.to_string(),
+                        held.to_string(),
                         digest.to_string(),
                     ));
                     continue;
                 }
                 Some(_) => {}
-                None => {
-                    // Read again (it was stored, so it reads and parses): revisions are not kept.
-                    let Some(manifest) = self.read_manifest(repo, &digest).await? else {
-                        continue;
-                    };
-                    let catalog = &self.registry.meta.catalog;
-                    catalog.put_manifest(repo, &manifest, Some(&tag)).await?;
-                }
+                None => set.push((tag, digest)),
             }
             self.report.tags += 1;
         }
+        catalog.put_tags(repo, &set).await?;
         Ok(())
+    }
+}
+
+/// One tag directory of registry:2's tree, read.
+struct TagRead {
+    /// The directory's name.
+    name: String,
+    state: TagState,
+}
+
+enum TagState {
+    /// Not a tag berth can hold, or its link names no digest: why.
+    Invalid(String),
+    /// Its `current/link` (this path) is missing.
+    Absent(String),
+    /// The tag, the manifest its link names, and the one berth holds under it, if any.
+    Found {
+        tag: Tag,
+        digest: Digest,
+        held: Option<Digest>,
+    },
+}
+
+/// Reads the tag directory `name` of `tags_dir` (a repository's `_manifests/tags`) and what `catalog`
+/// holds under the tag in `repo`. (A function, not an `async` block in `tags`, for the reason
+/// `walk::links` gives.)
+async fn read_tag(
+    tree: &dyn Registry2Tree,
+    catalog: &dyn Catalog,
+    repo: &RepoName,
+    tags_dir: &str,
+    name: String,
+) -> Result<TagRead> {
+    let tag: Tag = match name.parse() {
+        Ok(tag) => tag,
+        Err(e) => {
+            let state = TagState::Invalid(e.to_string());
+            return Ok(TagRead { name, state });
+        }
+    };
+    let path = format!("{tags_dir}/{name}/current/link");
+    let state = match walk::read_link(tree, &path, None).await? {
+        Link::Digest(digest) => {
+            let held = catalog.tagged_manifest(repo, &tag).await?.map(|m| m.digest);
+            TagState::Found { tag, digest, held }
+        }
+        Link::Absent => TagState::Absent(path),
+        Link::Bad(why) => TagState::Invalid(why),
+    };
+    Ok(TagRead { name, state })
+}
+
+/// The size of the blob `link` names, `None` when it has no bytes or names none.
+async fn size_of(blobs: &dyn BlobStore, link: &Link) -> blobs::Result<Option<u64>> {
+    match link {
+        Link::Digest(digest) => blobs.stat(digest).await,
+        Link::Absent | Link::Bad(_) => Ok(None),
     }
 }
 

@@ -90,6 +90,14 @@ impl Catalog for FaultyMeta {
         }
         self.inner.catalog.link_blob(repo, digest, size).await
     }
+    async fn link_blobs(&self, repo: &RepoName, blobs: &[(Digest, u64)]) -> metadata::Result<()> {
+        self.check()?;
+        self.inner.catalog.link_blobs(repo, blobs).await
+    }
+    async fn put_tags(&self, repo: &RepoName, tags: &[(Tag, Digest)]) -> metadata::Result<()> {
+        self.check()?;
+        self.inner.catalog.put_tags(repo, tags).await
+    }
     async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> metadata::Result<Option<u64>> {
         self.check()?;
         self.inner.catalog.linked_blob(repo, digest).await
