@@ -192,6 +192,15 @@ macro_rules! run {
     ($store:expr, $safety:expr, |$c:ident| $body:expr) => {
         run!(@attempts $store, $safety, |$c| $body.await)
     };
+    // A write that queues `noted()`'s events in its own transaction (taken before the first attempt, so a
+    // retry queues the same events).
+    ($store:expr, $safety:expr, noted |$c:ident| $body:expr) => {{
+        let events = noted();
+        run!($store, $safety, tx |$c| async {
+            $body.await?;
+            outbox::insert($c, &events).await
+        })
+    }};
     ($store:expr, $safety:expr, tx |$c:ident| $body:expr) => {
         run!(@attempts $store, $safety, |$c| {
             $c.begin().await?;
@@ -299,15 +308,10 @@ impl Catalog for PostgresStore {
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
         // Idempotent but for its events: a retry after a commit that went unanswered queues them
         // twice, which delivery at least once allows.
-        let events = noted();
         run!(
             self,
             Safety::Idempotent,
-            tx | c
-                | async {
-                    ops::link_blobs(c, repo, &[(digest.clone(), size)]).await?;
-                    outbox::insert(c, &events).await
-                }
+            noted | c | ops::link_blobs(c, repo, &[(digest.clone(), size)])
         )
     }
 
@@ -316,15 +320,10 @@ impl Catalog for PostgresStore {
             return Ok(());
         }
         // Idempotent as `link_blob` is, events aside.
-        let events = noted();
         run!(
             self,
             Safety::Idempotent,
-            tx | c
-                | async {
-                    ops::link_blobs(c, repo, blobs).await?;
-                    outbox::insert(c, &events).await
-                }
+            noted | c | ops::link_blobs(c, repo, blobs)
         )
     }
 
@@ -358,15 +357,10 @@ impl Catalog for PostgresStore {
         tag: Option<&Tag>,
     ) -> Result<()> {
         // Idempotent: the same manifest again changes nothing, and the tag is set to the same value.
-        let events = noted();
         run!(
             self,
             Safety::Idempotent,
-            tx | c
-                | async {
-                    ops::put_manifest(c, repo, manifest, tag).await?;
-                    outbox::insert(c, &events).await
-                }
+            noted | c | ops::put_manifest(c, repo, manifest, tag)
         )
     }
 
@@ -375,15 +369,10 @@ impl Catalog for PostgresStore {
             return Ok(());
         }
         // Idempotent: the tags are set to the same values again.
-        let events = noted();
         run!(
             self,
             Safety::Idempotent,
-            tx | c
-                | async {
-                    ops::put_tags(c, repo, tags).await?;
-                    outbox::insert(c, &events).await
-                }
+            noted | c | ops::put_tags(c, repo, tags)
         )
     }
 
