@@ -105,18 +105,39 @@ impl Registry {
     }
 
     /// What each repository stores (see `metadata::Usage`), in name order. Returns the page and whether
-    /// more follow.
+    /// more follow. While registry:2's tree is adopted, the page's repositories the adoption has not
+    /// reached are adopted first (as a request for one of them would), so the page lists them with
+    /// their figures, as the catalog lists them.
     pub async fn usage(&self, page: &Page) -> Result<(Vec<RepoUsage>, bool)> {
         let limit = page.limit(DEFAULT_CATALOG_PAGE);
         if limit == 0 {
             return Ok((Vec::new(), false));
         }
-        let items = self
-            .meta
-            .usage
-            .repo_usage(page.last.as_deref(), limit + 1)
-            .await?;
-        Ok(split_page(items, limit))
+        let last = page.last.as_deref();
+        let ahead = self.repositories_ahead(last, limit + 1).await?;
+        // Whether repositories of the tree not adopted yet follow the page.
+        let mut ahead_after = false;
+        if !ahead.is_empty() {
+            // Those the page shows once merged with what the catalog holds (the others wait for theirs).
+            let rows = self.meta.usage.repo_usage(last, limit).await?;
+            let mut shown: Vec<&str> = rows.iter().map(|u| u.repo.as_str()).collect();
+            shown.extend(ahead.iter().map(String::as_str));
+            shown.sort_unstable();
+            shown.dedup();
+            let end = shown.get(limit - 1).or(shown.last()).map(|e| e.to_string());
+            for name in ahead {
+                if end.as_deref().is_some_and(|end| name.as_str() > end) {
+                    ahead_after = true;
+                    break;
+                }
+                if let Ok(repo) = name.parse::<RepoName>() {
+                    self.adopt_ahead(&repo).await?;
+                }
+            }
+        }
+        let items = self.meta.usage.repo_usage(last, limit + 1).await?;
+        let (rows, more) = split_page(items, limit);
+        Ok((rows, more || ahead_after))
     }
 
     /// Manifests in `repo` whose subject is `subject`, optionally only those of `artifact_type`.

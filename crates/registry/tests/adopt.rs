@@ -567,6 +567,51 @@ async fn a_request_adopts_its_repository_ahead_of_the_background_which_passes_ov
 }
 
 #[tokio::test]
+async fn the_usage_listing_adopts_its_page_ahead_while_the_adoption_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tree(dir.path());
+    let config = t.blob(&content(30, 9));
+    let layer = t.blob(&content(900, 10));
+    let image = image_manifest((&config, 30), &[(&layer, 900)]);
+    for name in ["a", "b", "c/nested"] {
+        t.layer_link(name, &config);
+        t.layer_link(name, &layer);
+        let m = t.manifest(name, &image);
+        t.tag(name, "v1", &m);
+        t.tag(name, "v2", &m);
+    }
+    let (reg, _own, tree, meta) = registry_and_meta(dir.path());
+    let reg = reg.adopting(Arc::new(tree));
+    let listed = |page: (Vec<registry::RepoUsage>, bool)| {
+        let rows = page.0.iter();
+        let rows = rows.map(|u| (u.repo.to_string(), u.tags, u.bytes));
+        (rows.collect::<Vec<_>>(), page.1)
+    };
+    // Nothing adopted yet: the web interface's list (the usage listing) still shows the tree's
+    // repositories with what they hold, adopting those of the page it shows and no other.
+    let first = Page {
+        n: Some(2),
+        last: None,
+    };
+    let row = |name: &str| (name.to_string(), 2, 930);
+    assert_eq!(
+        listed(reg.usage(&first).await.unwrap()),
+        (vec![row("a"), row("b")], true)
+    );
+    assert!(meta.adopted_ahead("a").await.unwrap().is_some());
+    assert!(meta.adopted_ahead("b").await.unwrap().is_some());
+    assert_eq!(meta.adopted_ahead("c/nested").await.unwrap(), None);
+    let rest = Page {
+        n: Some(2),
+        last: Some("b".into()),
+    };
+    assert_eq!(
+        listed(reg.usage(&rest).await.unwrap()),
+        (vec![row("c/nested")], false)
+    );
+}
+
+#[tokio::test]
 async fn without_a_pending_adoption_nothing_is_adopted_for_a_request() {
     let dir = tempfile::tempdir().unwrap();
     let t = Tree(dir.path());
