@@ -493,10 +493,9 @@ async fn berth_import_marks_the_adoption_finished() {
     assert!(tags(&reg, "app").await.is_empty());
 }
 
-#[tokio::test]
-async fn a_request_adopts_its_repository_ahead_of_the_background_which_passes_over_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let t = Tree(dir.path());
+/// Repositories `a`, `b` and `c/nested` in `t`, each the same image (a 30-byte config, a 900-byte
+/// layer) under `v1` and `v2`. Returns the image's manifest and its layer.
+fn three_repositories(t: &Tree) -> (String, Digest) {
     let config = t.blob(&content(30, 6));
     let layer = t.blob(&content(900, 7));
     let image = image_manifest((&config, 30), &[(&layer, 900)]);
@@ -507,6 +506,13 @@ async fn a_request_adopts_its_repository_ahead_of_the_background_which_passes_ov
         t.tag(name, "v1", &m);
         t.tag(name, "v2", &m);
     }
+    (image, layer)
+}
+
+#[tokio::test]
+async fn a_request_adopts_its_repository_ahead_of_the_background_which_passes_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (image, layer) = three_repositories(&Tree(dir.path()));
     let (reg, _own, tree, meta) = registry_and_meta(dir.path());
     let reg = reg.adopting(Arc::new(tree.clone()));
     // Nothing adopted yet: the catalog still lists the tree's repositories, in order and by pages.
@@ -569,17 +575,7 @@ async fn a_request_adopts_its_repository_ahead_of_the_background_which_passes_ov
 #[tokio::test]
 async fn the_usage_listing_adopts_its_page_ahead_while_the_adoption_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let t = Tree(dir.path());
-    let config = t.blob(&content(30, 9));
-    let layer = t.blob(&content(900, 10));
-    let image = image_manifest((&config, 30), &[(&layer, 900)]);
-    for name in ["a", "b", "c/nested"] {
-        t.layer_link(name, &config);
-        t.layer_link(name, &layer);
-        let m = t.manifest(name, &image);
-        t.tag(name, "v1", &m);
-        t.tag(name, "v2", &m);
-    }
+    three_repositories(&Tree(dir.path()));
     let (reg, _own, tree, meta) = registry_and_meta(dir.path());
     let reg = reg.adopting(Arc::new(tree));
     let listed = |page: (Vec<registry::RepoUsage>, bool)| {
