@@ -34,11 +34,15 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from berthbench.procs import free_port, status_kib  # noqa: E402 - the path above makes it importable
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -100,11 +104,8 @@ def fill(tree, repos, own_layers):
 
 
 def peak_rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return None
+    kib = status_kib(pid, "VmHWM")
+    return None if kib is None else round(kib / 1024, 1)
 
 
 def env_for(root, port):
@@ -114,14 +115,6 @@ def env_for(root, port):
         REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=root,
         REGISTRY_LOG_LEVEL="info",
     )
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def repositories_in(summary):
