@@ -4,10 +4,8 @@
 //! lines back from the file and checks who, what and how it ended.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use auth::Authority;
 use axum::http::Method;
 use berth_http::audit::Audit;
 use berth_http::site::Site;
@@ -17,6 +15,7 @@ use tempfile::TempDir;
 
 use crate::auth::{basic, htpasswd_settings, key_file, token_settings};
 use crate::harness::{Harness, OCI_MANIFEST, Resp};
+use crate::ui::guarded_app;
 
 struct Fixture {
     /// The guarded application, audited.
@@ -41,18 +40,7 @@ async fn fixture_with(settings: fn(&std::path::Path) -> auth::Settings) -> Fixtu
         ..registry::Settings::default()
     };
     let app = Harness::with_app(registry_settings, |registry, dir| async move {
-        let authority = Arc::new(Authority::new(&settings(&dir)).unwrap().unwrap());
-        let site = Site::default();
-        let api = berth_http::router_with_auth(registry.clone(), Some(authority.clone())).merge(
-            berth_http::ui::router(
-                registry,
-                Some(authority),
-                &site,
-                berth_http::health::Health::unchecked(),
-                None,
-            ),
-        );
-        let app = berth_http::site::mount(api, &site, berth_http::health::Health::unchecked());
+        let app = guarded_app(registry, &settings(&dir), &Site::default(), None);
         berth_http::audit::install(app, Some(handle))
     })
     .await;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use auth::Authority;
 use axum::Router;
 use berth_http::site::{Prefix, Site};
+use berth_http::ui::SignIn;
 use oci::Digest;
 use registry::Registry;
 use serde_json::json;
@@ -14,20 +15,25 @@ use serde_json::json;
 use crate::auth::{basic, htpasswd_settings};
 use crate::harness::{Harness, OCI_MANIFEST, Resp};
 
-/// The API and the interface over `registry`, guarded by the test policy (see `htpasswd_settings`),
-/// mounted as `serve` does.
-fn app(registry: Registry, dir: &std::path::Path, site: &Site) -> Router {
-    let authority = Arc::new(Authority::new(&htpasswd_settings(dir)).unwrap().unwrap());
+/// The API and the interface over `registry`, guarded by the authentication `settings` make, with the
+/// sign-in form of `sign_in` if any, mounted at `site` as `serve` does.
+pub(crate) fn guarded_app(
+    registry: Registry,
+    settings: &auth::Settings,
+    site: &Site,
+    sign_in: Option<SignIn>,
+) -> Router {
+    let authority = Arc::new(Authority::new(settings).unwrap().unwrap());
+    let health = berth_http::health::Health::unchecked;
     let api = berth_http::router_with_auth(registry.clone(), Some(authority.clone())).merge(
-        berth_http::ui::router(
-            registry,
-            Some(authority),
-            site,
-            berth_http::health::Health::unchecked(),
-            None,
-        ),
+        berth_http::ui::router(registry, Some(authority), site, health(), sign_in),
     );
-    berth_http::site::mount(api, site, berth_http::health::Health::unchecked())
+    berth_http::site::mount(api, site, health())
+}
+
+/// The API and the interface over `registry`, guarded by the test policy (see `htpasswd_settings`).
+fn app(registry: Registry, dir: &std::path::Path, site: &Site) -> Router {
+    guarded_app(registry, &htpasswd_settings(dir), site, None)
 }
 
 pub(crate) struct Fixture {

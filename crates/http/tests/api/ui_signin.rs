@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use auth::{Authority, IssueError, Issued, Scope, TokenService};
+use auth::{IssueError, Issued, Scope, TokenService};
 use axum::Router;
 use axum::http::Method;
 use berth_http::audit::Audit;
@@ -24,6 +24,7 @@ use tempfile::TempDir;
 
 use crate::auth::{key_file, token_settings};
 use crate::harness::{Harness, Resp};
+use crate::ui::guarded_app;
 
 /// The token service.
 #[derive(Default)]
@@ -122,22 +123,17 @@ struct Fixture {
 
 /// The API and the interface with token auth and the sign-in, audited, as `serve` mounts them.
 fn app(registry: Registry, dir: &std::path::Path, service: Arc<Service>, secret: &[u8]) -> Router {
-    let authority = Arc::new(Authority::new(&token_settings(dir)).unwrap().unwrap());
-    let site = Site::default();
-    let api = berth_http::router_with_auth(registry.clone(), Some(authority.clone())).merge(
-        berth_http::ui::router(
-            registry,
-            Some(authority),
-            &site,
-            berth_http::health::Health::unchecked(),
-            Some(SignIn {
-                service,
-                secret: Some(secret.to_vec()),
-                secure: false,
-            }),
-        ),
-    );
-    berth_http::site::mount(api, &site, berth_http::health::Health::unchecked())
+    let sign_in = SignIn {
+        service,
+        secret: Some(secret.to_vec()),
+        secure: false,
+    };
+    guarded_app(
+        registry,
+        &token_settings(dir),
+        &Site::default(),
+        Some(sign_in),
+    )
 }
 
 async fn fixture(secret: &'static [u8]) -> Fixture {
