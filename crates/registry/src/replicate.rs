@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use futures_util::stream::FuturesOrdered;
+use futures_util::stream;
 use oci::manifest::{Manifest, ManifestKind};
 use oci::{Digest, Pattern, Reference, RepoName, Tag};
 
@@ -237,9 +237,11 @@ impl Registry {
         if !replication.patterns.is_empty() {
             match self.catalog_matches(replication).await {
                 Ok(found) => {
+                    let mut listed: HashSet<RepoName> =
+                        repositories.iter().map(|(r, _)| r.clone()).collect();
                     for (remote, local) in found {
                         match local {
-                            Ok(local) if !repositories.iter().any(|(r, _)| *r == remote) => {
+                            Ok(local) if listed.insert(remote.clone()) => {
                                 repositories.push((remote, local));
                             }
                             Ok(_) => {}
@@ -252,19 +254,22 @@ impl Registry {
                     .push(("the upstream's catalog".to_string(), e.to_string())),
             }
         }
+        // Unordered, then put back in order: an ordered buffer counts the finished repositories waiting
+        // for a slow one before them, and would start no other meanwhile.
         let limit = replication.concurrency.max(1);
-        let mut waiting = repositories.iter();
-        let mut running = FuturesOrdered::new();
-        loop {
-            while running.len() < limit {
-                let Some((remote, local)) = waiting.next() else {
-                    break;
-                };
-                running.push_back(self.replicate_repository(replication, remote, local));
-            }
-            let Some(one) = running.next().await else {
-                break;
-            };
+        // (The futures made first, by a function: an `async` block in the stream's closure does not
+        // satisfy the borrow checker's higher-ranked bounds.)
+        let passes: Vec<_> = repositories
+            .iter()
+            .enumerate()
+            .map(|(i, (remote, local))| {
+                numbered(i, self.replicate_repository(replication, remote, local))
+            })
+            .collect();
+        let mut done: Vec<(usize, ReplicationReport)> =
+            stream::iter(passes).buffer_unordered(limit).collect().await;
+        done.sort_unstable_by_key(|(i, _)| *i);
+        for (_, one) in done {
             report.absorb(one);
         }
         report
@@ -561,4 +566,9 @@ impl Pass<'_> {
 /// An upstream's failure as the registry's error (the pull-through cache's mapping).
 fn upstream_error(e: UpstreamError) -> Error {
     crate::proxy::client_error(&e)
+}
+
+/// `fut`'s output with the number `i`, to put outputs that come in any order back in theirs.
+async fn numbered<T>(i: usize, fut: impl Future<Output = T>) -> (usize, T) {
+    (i, fut.await)
 }

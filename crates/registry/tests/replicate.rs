@@ -269,6 +269,42 @@ async fn repositories_are_copied_concurrency_at_a_time() {
 }
 
 #[tokio::test]
+async fn a_slow_repository_does_not_hold_back_the_others() {
+    let up = FakeUpstream::new();
+    let mut r = replication(&up, &[], false);
+    r.repositories.clear();
+    for i in 0..6u8 {
+        let name = repo(&format!("org/app{i}"));
+        let (d, _) = image(&up, &name, 40 + i).await;
+        tag_as(&up, &name, "v1", &d, OCI_MANIFEST).await;
+        r.repositories.push((name, repo(&format!("mirror/app{i}"))));
+    }
+    r.concurrency = 3;
+    // The first repository stalls; the five others go through the two slots left, one after another.
+    let gate = up.hold_blobs_of(&repo("org/app0"));
+    let local = Env::new();
+    let pass = tokio::spawn({
+        let reg = local.reg.clone();
+        let r = r.clone();
+        async move { reg.replicate(&r).await }
+    });
+    let started = std::time::Instant::now();
+    let last = repo("mirror/app5");
+    while local.reg.get_manifest(&last, &tag("v1")).await.is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the repositories after a stalled one waited for it"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    gate.add_permits(1_000);
+    let report = pass.await.unwrap();
+    assert_eq!(report.failures, vec![]);
+    let expected: Vec<String> = (0..6).map(|i| format!("mirror/app{i}:v1")).collect();
+    assert_eq!(report.tags_updated, expected, "in the repositories' order");
+}
+
+#[tokio::test]
 async fn patterns_copy_what_the_upstream_catalog_has_under_the_prefix() {
     let up = FakeUpstream::new();
     for (i, name) in ["org/a", "org/b", "org/deep/c", "other/d"]

@@ -60,8 +60,9 @@ pub struct FakeUpstream {
     pub env: Env,
     pub calls: Calls,
     fault: Mutex<Fault>,
-    /// When set, blob bodies send their first half, then wait for a permit before the rest.
-    gate: Mutex<Option<Arc<Semaphore>>>,
+    /// When set, blob bodies (of the one repository named, or of all) send their first half, then wait
+    /// for a permit before the rest.
+    gate: Mutex<Option<(Option<RepoName>, Arc<Semaphore>)>>,
     /// Blob body bytes handed to the cache so far.
     pub sent: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -87,8 +88,17 @@ impl FakeUpstream {
 
     /// Holds every blob body after its first half until the returned semaphore gets a permit.
     pub fn hold_blobs(&self) -> Arc<Semaphore> {
+        self.hold(None)
+    }
+
+    /// Holds the blob bodies of `repo` only, as [`FakeUpstream::hold_blobs`] holds all.
+    pub fn hold_blobs_of(&self, repo: &RepoName) -> Arc<Semaphore> {
+        self.hold(Some(repo.clone()))
+    }
+
+    fn hold(&self, only: Option<RepoName>) -> Arc<Semaphore> {
         let gate = Arc::new(Semaphore::new(0));
-        *self.gate.lock().unwrap() = Some(gate.clone());
+        *self.gate.lock().unwrap() = Some((only, gate.clone()));
         gate
     }
 
@@ -189,7 +199,10 @@ impl Upstream for FakeUpstream {
         {
             *b ^= 0xff;
         }
-        let gate = self.gate.lock().unwrap().clone();
+        let gate = match &*self.gate.lock().unwrap() {
+            Some((only, gate)) if only.as_ref().is_none_or(|r| r == repo) => Some(gate.clone()),
+            _ => None,
+        };
         Ok(Some(UpstreamBlob {
             size: Some(size),
             body: delivered(Bytes::from(bytes), fault, gate, self.sent.clone()),
