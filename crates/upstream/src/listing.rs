@@ -84,7 +84,14 @@ async fn page(
     .await?;
     let list: Value = serde_json::from_slice(&body)
         .map_err(|e| UpstreamError::Protocol(format!("a {what} that is not its JSON: {e}")))?;
-    let mut names: Vec<String> = match &list[key] {
+    // Not an object: an error, never an empty list (an empty tag list can delete local tags).
+    let Some(list) = list.as_object() else {
+        return Err(UpstreamError::Protocol(format!(
+            "a {what} that is not a JSON object"
+        )));
+    };
+    // registry:2 sends `null` for a repository without tags.
+    let mut names: Vec<String> = match list.get(key).unwrap_or(&Value::Null) {
         Value::Array(items) => items
             .iter()
             .map(|v| v.as_str().map(str::to_string))

@@ -1,7 +1,8 @@
 //! The upstream's lists (`Upstream::tags_list`, `Upstream::catalog`): a page with `n` and `last`, whether
 //! more follow (the upstream's `Link`), and 404 for a repository it does not have.
 
-use registry::proxy::Upstream;
+use berth_http::ServeSettings;
+use registry::proxy::{Upstream, UpstreamError};
 
 use crate::harness::*;
 
@@ -47,4 +48,33 @@ async fn the_catalog_is_listed_a_page_at_a_time() {
     );
     // Nothing that is not a name is sent as one.
     assert!(up.catalog(2, Some("a&n=1")).await.is_err());
+}
+
+#[tokio::test]
+async fn a_tag_list_that_is_not_an_object_is_an_error_not_an_empty_list() {
+    let mut origin = Origin::start().await;
+    // registry:2's answer for a repository without tags, then two bodies no registry sends.
+    let bodies = [r#"{"name":"team/app","tags":null}"#, "[]", r#""tags""#];
+    let mut urls = Vec::new();
+    for body in bodies {
+        let router = axum::Router::new().fallback(move || async move {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+        });
+        urls.push(origin.serve(router, ServeSettings::default()).await);
+    }
+    let repo = name("team/app");
+    let listed = |url: &str| {
+        let (up, repo) = (client(url), repo.clone());
+        async move { up.tags_list(&repo, 10, None).await }
+    };
+    assert_eq!(listed(&urls[0]).await.unwrap(), Some((Vec::new(), false)));
+    for url in &urls[1..] {
+        assert!(
+            matches!(listed(url).await, Err(UpstreamError::Protocol(_))),
+            "{url}"
+        );
+    }
 }
