@@ -107,8 +107,8 @@ async fn serve(config: Config, traced: bool) -> anyhow::Result<()> {
     let registry = match registry2 {
         Some(tree) => {
             // Serving starts at once: a request for a repository not adopted yet adopts it first.
-            let registry = registry.adopting(tree.clone());
-            tokio::spawn(registry.clone().run_registry2_adoption(tree));
+            let registry = registry.adopting(tree);
+            tokio::spawn(registry.clone().run_registry2_adoption());
             registry
         }
         None => registry,

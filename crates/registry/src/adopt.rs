@@ -28,7 +28,6 @@
 
 use std::collections::HashMap;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use blobs::registry2::Registry2Tree;
@@ -104,10 +103,16 @@ impl Registry {
         result.map(Some)
     }
 
-    /// `berth serve`'s adoption of `tree`, in the background: continues where the last one stopped,
-    /// does nothing once one finished, or while another process holds the job lock. Failures are logged.
-    pub async fn run_registry2_adoption(self, tree: Arc<dyn Registry2Tree>) {
-        if let Err(e) = self.adopt_in_background(tree.as_ref()).await {
+    /// `berth serve`'s adoption, in the background, of the tree this registry is [`adopting`]
+    /// (nothing without one): continues where the last one stopped, does nothing once one finished, or
+    /// while another process holds the job lock. Failures are logged.
+    ///
+    /// [`adopting`]: Registry::adopting
+    pub async fn run_registry2_adoption(self) {
+        let Some(pending) = self.adoption.clone() else {
+            return;
+        };
+        if let Err(e) = self.adopt_in_background(pending.tree.as_ref()).await {
             tracing::error!(error = %e, "adopting registry:2's tree failed; it continues at the next start");
         }
     }
@@ -121,6 +126,7 @@ impl Registry {
             .is_some_and(|c| c.finished)
         {
             tracing::debug!("registry:2's tree was adopted already");
+            self.adoption_finished();
             return Ok(());
         }
         let Some(lock) = self.meta.jobs.try_job_lock(ADOPT_JOB).await? else {
@@ -129,7 +135,10 @@ impl Registry {
         };
         // Read again under the lock: the holder before us may have finished meanwhile.
         let result = match self.meta.adopt.adopt_cursor().await {
-            Ok(Some(cursor)) if cursor.finished => Ok(()),
+            Ok(Some(cursor)) if cursor.finished => {
+                self.adoption_finished();
+                Ok(())
+            }
             Ok(cursor) => {
                 if let Some(after) = cursor.as_ref().and_then(|c| c.after.as_deref()) {
                     tracing::info!(after, "continuing the adoption of registry:2's tree");
@@ -238,9 +247,7 @@ impl Registry {
         cursor.tags = report.tags;
         cursor.skipped = skipped_before + report.skipped_count();
         self.meta.adopt.save_adopt_cursor(&cursor).await?;
-        if let Some(pending) = &self.adoption {
-            pending.finish();
-        }
+        self.adoption_finished();
         report.seconds = started.elapsed().as_secs_f64();
         tracing::info!("{report}");
         Ok(report)

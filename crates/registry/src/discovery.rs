@@ -96,7 +96,7 @@ impl Registry {
             .repositories_ahead(page.last.as_deref(), limit + 1)
             .await?;
         if !ahead.is_empty() {
-            items.extend(ahead);
+            items.extend(ahead.iter().map(RepoName::to_string));
             items.sort();
             items.dedup();
             items.truncate(limit + 1);
@@ -114,30 +114,14 @@ impl Registry {
             return Ok((Vec::new(), false));
         }
         let last = page.last.as_deref();
+        // A name past the first `limit` of these has `limit` names before it: not on this page.
         let ahead = self.repositories_ahead(last, limit + 1).await?;
-        // Whether repositories of the tree not adopted yet follow the page.
-        let mut ahead_after = false;
-        if !ahead.is_empty() {
-            // Those the page shows once merged with what the catalog holds (the others wait for theirs).
-            let rows = self.meta.usage.repo_usage(last, limit).await?;
-            let mut shown: Vec<&str> = rows.iter().map(|u| u.repo.as_str()).collect();
-            shown.extend(ahead.iter().map(String::as_str));
-            shown.sort_unstable();
-            shown.dedup();
-            let end = shown.get(limit - 1).or(shown.last()).map(|e| e.to_string());
-            for name in ahead {
-                if end.as_deref().is_some_and(|end| name.as_str() > end) {
-                    ahead_after = true;
-                    break;
-                }
-                if let Ok(repo) = name.parse::<RepoName>() {
-                    self.adopt_ahead(&repo).await?;
-                }
-            }
+        for repo in ahead.iter().take(limit) {
+            self.adopt_ahead(repo).await?;
         }
         let items = self.meta.usage.repo_usage(last, limit + 1).await?;
         let (rows, more) = split_page(items, limit);
-        Ok((rows, more || ahead_after))
+        Ok((rows, more || ahead.len() > limit))
     }
 
     /// Manifests in `repo` whose subject is `subject`, optionally only those of `artifact_type`.

@@ -429,7 +429,8 @@ async fn the_background_adoption_continues_after_the_last_repository_done_and_ru
     };
     meta.save_adopt_cursor(&stopped).await.unwrap();
     reg.clone()
-        .run_registry2_adoption(Arc::new(tree.clone()))
+        .adopting(Arc::new(tree.clone()))
+        .run_registry2_adoption()
         .await;
     // Only c was left to do (a and b were not done again: this registry never had them).
     assert_eq!(reg.catalog(&Page::default()).await.unwrap().0, ["c"]);
@@ -449,7 +450,8 @@ async fn the_background_adoption_continues_after_the_last_repository_done_and_ru
     // Once finished it never runs again: what is deleted in berth stays deleted.
     reg.delete_manifest(&repo("c"), &tag("v1")).await.unwrap();
     reg.clone()
-        .run_registry2_adoption(Arc::new(tree.clone()))
+        .adopting(Arc::new(tree.clone()))
+        .run_registry2_adoption()
         .await;
     assert!(tags(&reg, "c").await.is_empty());
 
@@ -464,7 +466,10 @@ async fn the_background_adoption_continues_after_the_last_repository_done_and_ru
         &t.manifest("x", &image_manifest((&config, 30), &[])),
     );
     let (reg, _own, tree, meta) = registry_and_meta(dir.path());
-    reg.clone().run_registry2_adoption(Arc::new(tree)).await;
+    reg.clone()
+        .adopting(Arc::new(tree))
+        .run_registry2_adoption()
+        .await;
     assert_eq!(tags(&reg, "x").await, ["v1"]);
     let done = meta.adopt_cursor().await.unwrap().unwrap();
     assert!(
@@ -489,7 +494,10 @@ async fn berth_import_marks_the_adoption_finished() {
     assert!(meta.adopt_cursor().await.unwrap().unwrap().finished);
     // So serving after it does not adopt again (the tag deleted meanwhile stays deleted).
     reg.delete_manifest(&repo("app"), &tag("v1")).await.unwrap();
-    reg.clone().run_registry2_adoption(Arc::new(tree)).await;
+    reg.clone()
+        .adopting(Arc::new(tree))
+        .run_registry2_adoption()
+        .await;
     assert!(tags(&reg, "app").await.is_empty());
 }
 
@@ -546,7 +554,7 @@ async fn a_request_adopts_its_repository_ahead_of_the_background_which_passes_ov
         skipped: 0,
     };
     assert_eq!(meta.adopted_ahead("b").await.unwrap(), Some(counted));
-    // A blob HEAD and a tag listing adopt too.
+    // A blob HEAD adopts too (a tag listing: in the usage listing's test).
     reg.stat_blob(&repo("c/nested"), &layer).await.unwrap();
     assert_eq!(meta.adopted_ahead("c/nested").await.unwrap(), Some(counted));
     assert_eq!(meta.adopted_ahead("a").await.unwrap(), None);
@@ -559,7 +567,7 @@ async fn a_request_adopts_its_repository_ahead_of_the_background_which_passes_ov
     // Deleted in berth after it was adopted ahead; the background, getting there, must not bring it
     // back.
     reg.delete_manifest(&b, &tag("v2")).await.unwrap();
-    reg.clone().run_registry2_adoption(Arc::new(tree)).await;
+    reg.clone().run_registry2_adoption().await;
     assert_eq!(tags(&reg, "b").await, ["v1"]);
     assert_eq!(tags(&reg, "a").await, ["v1", "v2"], "adopted in turn");
     // The totals count every repository once, those adopted ahead with what they brought in then.
@@ -597,6 +605,9 @@ async fn the_usage_listing_adopts_its_page_ahead_while_the_adoption_runs() {
     assert!(meta.adopted_ahead("a").await.unwrap().is_some());
     assert!(meta.adopted_ahead("b").await.unwrap().is_some());
     assert_eq!(meta.adopted_ahead("c/nested").await.unwrap(), None);
+    // A tag listing adopts its repository too.
+    assert_eq!(tags(&reg, "c/nested").await, ["v1", "v2"]);
+    assert!(meta.adopted_ahead("c/nested").await.unwrap().is_some());
     let rest = Page {
         n: Some(2),
         last: Some("b".into()),

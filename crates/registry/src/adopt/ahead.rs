@@ -104,6 +104,13 @@ impl Registry {
         self
     }
 
+    /// The adoption finished: no request adopts anything from now on.
+    pub(super) fn adoption_finished(&self) {
+        if let Some(pending) = &self.adoption {
+            pending.finish();
+        }
+    }
+
     /// Adopts `repo` now if registry:2's tree holds it and the adoption has not got to it: called first
     /// by every operation on a repository, so that none answers before the repository is in the
     /// catalog. Nothing to do (and no metadata read) when no adoption is pending or `repo` was seen.
@@ -111,12 +118,9 @@ impl Registry {
         let Some(pending) = &self.adoption else {
             return Ok(());
         };
-        // A cached repository's content is the upstream's, whatever the tree held under its name.
-        if self.is_cached(repo) {
-            return Ok(());
-        }
         let name = repo.as_str();
-        if pending.is_settled(name) {
+        // A cached repository's content is the upstream's, whatever the tree held under its name.
+        if pending.is_settled(name) || self.is_cached(repo) {
             return Ok(());
         }
         let _held = pending.lock(name).await;
@@ -172,7 +176,7 @@ impl Registry {
         &self,
         last: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<RepoName>> {
         let Some(pending) = &self.adoption else {
             return Ok(Vec::new());
         };
@@ -197,9 +201,9 @@ impl Registry {
         let start = from.map_or(0, |from| names.partition_point(|n| n.as_str() <= from));
         Ok(names[start..]
             .iter()
-            .filter(|n| !pending.is_settled(n) && n.parse::<RepoName>().is_ok())
+            .filter(|n| !pending.is_settled(n))
+            .filter_map(|n| n.parse::<RepoName>().ok())
             .take(limit)
-            .cloned()
             .collect())
     }
 }
