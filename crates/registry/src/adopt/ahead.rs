@@ -112,8 +112,8 @@ impl Registry {
     }
 
     /// Adopts `repo` now if registry:2's tree holds it and the adoption has not got to it: called first
-    /// by every operation on a repository, so that none answers before the repository is in the
-    /// catalog. Nothing to do (and no metadata read) when no adoption is pending or `repo` was seen.
+    /// by every read of a repository and every manifest write, delete and mount from it, so that none
+    /// answers before the repository is in the catalog. Nothing to do (and no metadata read) when no adoption is pending or `repo` was seen.
     pub(crate) async fn adopt_ahead(&self, repo: &RepoName) -> Result<()> {
         let Some(pending) = &self.adoption else {
             return Ok(());
