@@ -292,18 +292,8 @@ pub fn status_line(cursor: Option<&AdoptCursor>) -> String {
         (Some(last), false) => format!("in progress, last repository adopted whole: {last}"),
         (None, false) => "started, no repository adopted whole yet".to_string(),
     };
-    let started = ::time::OffsetDateTime::from_unix_timestamp(c.started_at)
-        .map(|t| {
-            format!(
-                "{:04}-{:02}-{:02} {:02}:{:02} UTC",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute()
-            )
-        })
-        .unwrap_or_else(|_| c.started_at.to_string());
+    let started =
+        crate::clock::utc_minute(c.started_at).unwrap_or_else(|| c.started_at.to_string());
     format!(
         "registry:2's tree: adoption {state}; {} repositories, {} manifests, {} tags adopted, {} things \
          skipped; started {started}",

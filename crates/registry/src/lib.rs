@@ -14,7 +14,7 @@ pub mod adopt;
 mod blob;
 mod browse;
 pub mod cached;
-mod clock;
+pub mod clock;
 mod discovery;
 mod error;
 pub mod gc;

@@ -65,18 +65,8 @@ pub fn time(secs: Option<i64>) -> String {
     let Some(secs) = secs else {
         return "never".to_string();
     };
-    match ::time::OffsetDateTime::from_unix_timestamp(secs) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02} UTC",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute()
-        ),
-        // Past year 9999: not a time anything recorded.
-        Err(_) => format!("{secs} (Unix time)"),
-    }
+    // Past year 9999: not a time anything recorded.
+    registry::clock::utc_minute(secs).unwrap_or_else(|| format!("{secs} (Unix time)"))
 }
 
 /// `sha256:0123456789ab`: enough of a digest to tell images apart on a page (the full one is in the link

@@ -19,7 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use ::auth::{Authority, Caller, IssueError, Scope, TokenService};
 use axum::http::HeaderMap;
@@ -240,8 +240,5 @@ impl Active {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
+    u64::try_from(registry::clock::unix_now()).unwrap_or_default()
 }
