@@ -3,8 +3,8 @@
 //! does) and, later, tokens for the repositories a page shows.
 //!
 //! The trait is here, with no HTTP in it, so that the interface (berth-http) depends on what it needs
-//! and the binary wires in the HTTP implementation (berth-upstream's `token_service.rs`, on the same
-//! client as the pull-through cache); tests substitute their own.
+//! and the binary wires in the HTTP implementation (berth-upstream's `token_service.rs`, on the
+//! notifications' client, with the pull-through cache's token response parsing); tests substitute their own.
 //!
 //! The two requests, as Docker's token specification and its OAuth2 companion define them:
 //! - signing in: `GET <realm>?service=<service>&client_id=berth&offline_token=true` with the person's

@@ -32,7 +32,7 @@ use crate::settings::{Credentials, Settings};
 use crate::status::retry_after;
 
 /// Token responses are small JSON documents; anything bigger is not one.
-const MAX_TOKEN_RESPONSE: usize = 1 << 20;
+pub(crate) const MAX_TOKEN_RESPONSE: usize = 1 << 20;
 /// Docker's token specification: a token without `expires_in` lasts 60 seconds.
 const DEFAULT_EXPIRES_IN: u64 = 60;
 /// A cached token is dropped this long (at most a tenth of its life) before it expires, so a request

@@ -11,19 +11,17 @@ use std::time::Duration;
 use auth::token_service::CLIENT_ID;
 use auth::{IssueError, Issued, Scope, TokenService};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, StatusCode, Uri};
 
 use crate::SettingsError;
-use crate::auth::{TokenResponse, basic_header, with_query};
-use crate::client::{PostingClient, causes, posting_client};
+use crate::auth::{MAX_TOKEN_RESPONSE, TokenResponse, basic_header, with_query};
+use crate::client::{PostingClient, causes, posting_client, read_limited};
 use crate::settings::Credentials;
 
 /// The longest a token request may take, answer included: a person is waiting for the page.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
-/// Token responses are small JSON documents; a page's token of many scopes stays well under this.
-const MAX_RESPONSE: usize = 4 << 20;
 
 /// The token service at one realm, for one service name.
 pub struct HttpTokenService {
@@ -67,11 +65,14 @@ impl HttpTokenService {
             if !status.is_success() {
                 return Err(IssueError::Unavailable(format!("{host} answered {status}")));
             }
-            let body = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE)
-                .collect()
-                .await
-                .map_err(|e| IssueError::Unavailable(format!("reading {host}'s answer: {e}")))?
-                .to_bytes();
+            let body = read_limited(
+                resp.into_body(),
+                MAX_TOKEN_RESPONSE,
+                TIMEOUT,
+                "token response",
+            )
+            .await
+            .map_err(|e| IssueError::Unavailable(format!("{host}: {e}")))?;
             let parsed: TokenResponse = serde_json::from_slice(&body)
                 .map_err(|_| IssueError::Unavailable(format!("{host} sent no token JSON")))?;
             let token = parsed
