@@ -164,7 +164,7 @@ async fn page(State(ui): State<Ui>, headers: HeaderMap, uri: Uri) -> Response {
             None => login(&ui, &headers).await,
         },
         Some(UiPath::Logout) => match &ui.0.sessions {
-            Some(sessions) => signin::sign_out(sessions),
+            Some(sessions) => signin::sign_out(sessions, &headers),
             None => to_home().await,
         },
         Some(UiPath::Registry) => overview::page(&ui, &headers).await,
@@ -347,7 +347,9 @@ impl Viewer {
             .and_then(|(_, caller)| caller.identity.user())
     }
 
-    /// Whether to offer deleting in `repo`: [`Viewer::check_delete`] without the asking.
+    /// Whether to offer deleting in `repo`: [`Viewer::check_delete`] without the asking, so only after
+    /// the page asked [`browse`] for `repo` (which names delete for this), as every page checks pull
+    /// first.
     fn may_delete(&self, repo: &str) -> bool {
         match &self.gate {
             None => true,

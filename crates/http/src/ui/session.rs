@@ -6,8 +6,10 @@
 //! anyway), `SameSite=Strict` (no other site's page sends it), `Secure` when berth is reached over TLS,
 //! `Path` the prefix. No password is kept anywhere, and nothing is kept on the server: any replica with the
 //! same `http.secret` opens the cookie. A session lasts [`LIFETIME`] from its sign-in, whatever happens;
-//! it ends sooner when the person signs out (the cookie is cleared) or when the token service stops
-//! honouring its refresh token.
+//! it ends sooner for the browser when the person signs out (its cookie is cleared and this process
+//! forgets the session's rights; a copy of the cookie taken before stays valid until its deadline, as
+//! nothing is kept on the server to revoke it), and everywhere when the token service stops honouring
+//! its refresh token.
 //!
 //! What a session may see: what the token service grants, asked each time a page needs to know
 //! ([`Active::ask`]): the refresh token is exchanged for a token of the page's scopes (every repository a
@@ -150,6 +152,13 @@ impl Sessions {
         (caller, active)
     }
 
+    /// Forgets the rights remembered for the session `sid` (it signed out).
+    pub fn forget(&self, sid: &str) {
+        if let Ok(mut m) = self.remembered.lock() {
+            m.remove(sid);
+        }
+    }
+
     fn remember(&self, sid: &str, known: Known) {
         let Ok(mut m) = self.remembered.lock() else {
             return;
@@ -189,12 +198,15 @@ impl Active {
         caller: &mut Caller,
         scopes: &[Scope],
     ) -> Result<(), Failure> {
-        let mut new: Vec<Scope> = Vec::new();
-        for scope in scopes {
-            if !self.asked.contains(&scope.to_string()) && !new.contains(scope) {
-                new.push(scope.clone());
-            }
-        }
+        let mut fresh = HashSet::new();
+        let new: Vec<Scope> = scopes
+            .iter()
+            .filter(|scope| {
+                let key = scope.to_string();
+                !self.asked.contains(&key) && fresh.insert(key)
+            })
+            .cloned()
+            .collect();
         if new.is_empty() {
             return Ok(());
         }

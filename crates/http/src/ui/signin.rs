@@ -142,8 +142,11 @@ pub async fn submit(ui: &Ui, sessions: &Sessions, headers: &HeaderMap, body: &[u
     resp
 }
 
-/// `/ui/logout`: the cookie cleared, then home.
-pub fn sign_out(sessions: &Sessions) -> Response {
+/// `/ui/logout`: the session's remembered rights forgotten and the cookie cleared, then home.
+pub fn sign_out(sessions: &Sessions, headers: &HeaderMap) -> Response {
+    if let Some(session) = sessions.read(headers) {
+        sessions.forget(&session.sid);
+    }
     let mut resp = (StatusCode::SEE_OTHER, [(LOCATION, "/ui/")]).into_response();
     if let Some(clear) = sessions.clear_cookie() {
         resp.headers_mut().insert(SET_COOKIE, clear);

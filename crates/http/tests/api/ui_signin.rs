@@ -398,6 +398,11 @@ async fn a_session_sees_and_deletes_exactly_what_the_token_service_grants() {
         out.header("set-cookie")
             .starts_with("berth_session=; Max-Age=0")
     );
+    // And forgets the session's rights: a copy of the cookie kept from before asks the token service
+    // again (which may have stopped honouring it) instead of seeing what was remembered.
+    let before = f.service.exchanges.load(Ordering::SeqCst);
+    assert_eq!(f.page(Method::GET, "/ui/", &alice).await.status, 200);
+    assert_eq!(f.service.exchanges.load(Ordering::SeqCst), before + 1);
 }
 
 #[tokio::test]
