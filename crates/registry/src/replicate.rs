@@ -236,7 +236,12 @@ impl Registry {
         let mut repositories = replication.repositories.clone();
         if !replication.patterns.is_empty() {
             match self.catalog_matches(replication).await {
-                Ok(found) => {
+                Ok((found, short)) => {
+                    if let Some(why) = short {
+                        report
+                            .failures
+                            .push(("the upstream's catalog".to_string(), why));
+                    }
                     let mut listed: HashSet<RepoName> =
                         repositories.iter().map(|(r, _)| r.clone()).collect();
                     for (remote, local) in found {
@@ -278,11 +283,9 @@ impl Registry {
     /// The upstream's repositories that `replication.patterns` match, every page of its catalog (at
     /// most [`MAX_CATALOG`] names), each with its local name or why it has none (too long under the
     /// prefix).
-    async fn catalog_matches(
-        &self,
-        replication: &Replication,
-    ) -> Result<Vec<(RepoName, std::result::Result<RepoName, String>)>> {
+    async fn catalog_matches(&self, replication: &Replication) -> Result<CatalogMatches> {
         let mut found = Vec::new();
+        let mut short = None;
         let mut last: Option<String> = None;
         let mut seen = 0;
         loop {
@@ -292,6 +295,7 @@ impl Registry {
                 .await
                 .map_err(upstream_error)?;
             let Some((names, more)) = page else {
+                short = Some("the upstream serves no catalog: the patterns matched nothing".into());
                 break;
             };
             seen += names.len();
@@ -303,19 +307,20 @@ impl Registry {
                 let Ok(remote) = name.parse::<RepoName>() else {
                     continue;
                 };
-                let local = match &replication.prefix {
-                    None => Ok(remote.clone()),
-                    Some(p) => format!("{p}/{remote}")
-                        .parse()
-                        .map_err(|e| format!("under prefix {p}: {e}")),
-                };
+                let local = local_name(replication.prefix.as_deref(), &remote);
                 found.push((remote, local));
             }
-            if !more || last.is_none() || seen >= MAX_CATALOG {
+            if !more || last.is_none() {
+                break;
+            }
+            if seen >= MAX_CATALOG {
+                short = Some(format!(
+                    "the patterns were matched against the first {seen} names only"
+                ));
                 break;
             }
         }
-        Ok(found)
+        Ok((found, short))
     }
 
     async fn replicate_repository(
@@ -566,6 +571,27 @@ impl Pass<'_> {
 /// An upstream's failure as the registry's error (the pull-through cache's mapping).
 fn upstream_error(e: UpstreamError) -> Error {
     crate::proxy::client_error(&e)
+}
+
+/// The upstream's repositories the patterns match, each with its local name or why it has none; and
+/// why the catalog could not be read whole, if it could not.
+type CatalogMatches = (
+    Vec<(RepoName, std::result::Result<RepoName, String>)>,
+    Option<String>,
+);
+
+/// The local name of the upstream's repository `remote` under `prefix`, or why it has none (too long
+/// under it).
+pub fn local_name(
+    prefix: Option<&str>,
+    remote: &RepoName,
+) -> std::result::Result<RepoName, String> {
+    match prefix {
+        None => Ok(remote.clone()),
+        Some(p) => format!("{p}/{remote}")
+            .parse()
+            .map_err(|e| format!("under prefix {p}: {e}")),
+    }
 }
 
 /// `fut`'s output with the number `i`, to put outputs that come in any order back in theirs.

@@ -329,6 +329,21 @@ async fn patterns_copy_what_the_upstream_catalog_has_under_the_prefix() {
     tag_as(&up, &repo("org/e"), "v1", &d, OCI_MANIFEST).await;
     let later = local.reg.replicate(&r).await;
     assert_eq!(later.tags_updated, ["mirror/org/e:v1"]);
+    // An upstream without a catalog: the patterns match nothing, and the report says so (the named
+    // repository is still kept in step).
+    up.no_catalog
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (d, _) = image(&up, &repo("org/a"), 31).await;
+    tag_as(&up, &repo("org/a"), "v2", &d, OCI_MANIFEST).await;
+    let blind = local.reg.replicate(&r).await;
+    assert_eq!(blind.tags_updated, ["mirror/org/a:v2"]);
+    assert_eq!(blind.failures.len(), 1, "{:?}", blind.failures);
+    assert_eq!(blind.failures[0].0, "the upstream's catalog");
+    assert!(
+        blind.failures[0].1.contains("no catalog"),
+        "{:?}",
+        blind.failures
+    );
 }
 
 #[tokio::test]

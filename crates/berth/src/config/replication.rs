@@ -133,12 +133,7 @@ fn read_source(mut r: Section<'_>, i: usize) -> Result<Source, ConfigError> {
         .map(|s| {
             s.parse(|t| {
                 let remote = t.parse::<RepoName>().map_err(|e| e.to_string())?;
-                let local = match &prefix {
-                    None => remote.clone(),
-                    Some(p) => format!("{p}/{remote}")
-                        .parse()
-                        .map_err(|e| format!("under prefix {p}: {e}"))?,
-                };
+                let local = registry::replicate::local_name(prefix.as_deref(), &remote)?;
                 Ok((remote, local))
             })
         })

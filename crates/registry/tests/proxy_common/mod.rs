@@ -65,6 +65,8 @@ pub struct FakeUpstream {
     gate: Mutex<Option<(Option<RepoName>, Arc<Semaphore>)>>,
     /// Blob body bytes handed to the cache so far.
     pub sent: Arc<std::sync::atomic::AtomicU64>,
+    /// Answer the catalog as a registry without one (Docker Hub's).
+    pub no_catalog: std::sync::atomic::AtomicBool,
 }
 
 impl FakeUpstream {
@@ -75,6 +77,7 @@ impl FakeUpstream {
             fault: Mutex::new(Fault::None),
             gate: Mutex::new(None),
             sent: Default::default(),
+            no_catalog: Default::default(),
         })
     }
 
@@ -130,10 +133,7 @@ impl Upstream for FakeUpstream {
         last: Option<&str>,
     ) -> Result<Option<(Vec<String>, bool)>, UpstreamError> {
         self.fail_call()?;
-        let page = registry::Page {
-            n: Some(n),
-            last: last.map(str::to_string),
-        };
+        let page = page(n, last);
         match self.reg().list_tags(repo, &page).await {
             Ok(listed) => Ok(Some(listed)),
             Err(registry::Error::NameUnknown(_)) => Ok(None),
@@ -215,10 +215,10 @@ impl Upstream for FakeUpstream {
         last: Option<&str>,
     ) -> Result<Option<(Vec<String>, bool)>, UpstreamError> {
         self.fail_call()?;
-        let page = registry::Page {
-            n: Some(n),
-            last: last.map(str::to_string),
-        };
+        let page = page(n, last);
+        if self.no_catalog.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
         self.reg()
             .catalog(&page)
             .await
@@ -237,6 +237,14 @@ impl Upstream for FakeUpstream {
             Err(registry::Error::NameUnknown(_)) => Ok(Vec::new()),
             Err(e) => Err(UpstreamError::Unavailable(e.to_string())),
         }
+    }
+}
+
+/// The page of `n` after `last`, as a registry is asked for it.
+fn page(n: usize, last: Option<&str>) -> registry::Page {
+    registry::Page {
+        n: Some(n),
+        last: last.map(str::to_string),
     }
 }
 
