@@ -313,18 +313,34 @@ async fn replication_is_counted() {
         delete_removed_tags: false,
         concurrency: 1,
     };
-    let reports = s
-        .registry
-        .replicate_all(std::slice::from_ref(&replication))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(reports[0].failures.len(), 1, "{:?}", reports[0].failures);
+    let pass = |replication: registry::replicate::Replication| {
+        let registry = s.registry.clone();
+        async move {
+            let reports = registry.replicate_all(&[replication]).await.unwrap();
+            reports.unwrap().remove(0)
+        }
+    };
+    // A pass that copies the image: its tag and its blobs' bytes (the config's 2 and the layer's).
+    let copied = pass(replication.clone()).await;
+    assert_eq!(copied.failures, vec![]);
+    assert_eq!(copied.tags_updated, ["mirror/alpine:3"]);
+    assert_eq!(copied.bytes_copied, 2 + up.layer.len() as u64);
     assert_eq!(s.sample("berth_replication_passes_total"), 1.0);
-    assert_eq!(s.sample("berth_replication_failures_total"), 1.0);
-    assert_eq!(s.sample("berth_replication_tags_updated_total"), 0.0);
-    assert_eq!(s.sample("berth_replication_bytes_copied_total"), 0.0);
+    assert_eq!(s.sample("berth_replication_failures_total"), 0.0);
+    assert_eq!(s.sample("berth_replication_tags_updated_total"), 1.0);
+    assert_eq!(
+        s.sample("berth_replication_bytes_copied_total"),
+        copied.bytes_copied as f64
+    );
+    assert_eq!(s.sample("berth_replication_referrers_copied_total"), 0.0);
     assert!(s.sample("berth_replication_last_pass_timestamp_seconds") > 1.7e9);
+    // A pass while the upstream is down: one failure, nothing more copied.
+    up.go_down();
+    let failed = pass(replication).await;
+    assert_eq!(failed.failures.len(), 1, "{:?}", failed.failures);
+    assert_eq!(s.sample("berth_replication_passes_total"), 2.0);
+    assert_eq!(s.sample("berth_replication_failures_total"), 1.0);
+    assert_eq!(s.sample("berth_replication_tags_updated_total"), 1.0);
 }
 
 /// How far an adoption of registry:2's tree got: exported from the start, at zero without one.

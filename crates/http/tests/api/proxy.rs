@@ -20,8 +20,10 @@ use crate::harness::{Harness, OCI_MANIFEST, image_manifest};
 const OK: u8 = 0;
 const DOWN: u8 = 1;
 const LIMITED: u8 = 2;
+/// The image's config.
+const CONFIG: &[u8] = b"{}";
 
-/// An upstream holding one image, `library/alpine:3` (a manifest and one layer).
+/// An upstream holding one image, `library/alpine:3` (a manifest, its config `{}` and one layer).
 pub(crate) struct OneImage {
     manifest: Bytes,
     pub(crate) layer: Bytes,
@@ -31,7 +33,7 @@ pub(crate) struct OneImage {
 impl OneImage {
     pub(crate) fn new() -> Arc<OneImage> {
         let layer = Bytes::from_static(b"layer bytes of the upstream");
-        let config = Digest::sha256_of(b"{}");
+        let config = Digest::sha256_of(CONFIG);
         let manifest = image_manifest(
             (&config, 2),
             (&Digest::sha256_of(&layer), layer.len()),
@@ -42,6 +44,11 @@ impl OneImage {
             layer,
             state: AtomicU8::new(OK),
         })
+    }
+
+    /// Every request fails from now on, as with an upstream that went away.
+    pub(crate) fn go_down(&self) {
+        self.state.store(DOWN, Ordering::SeqCst);
     }
 
     fn check(&self, repo: &RepoName) -> Result<bool, UpstreamError> {
@@ -107,11 +114,17 @@ impl Upstream for OneImage {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<UpstreamBlob>, UpstreamError> {
-        let known = *digest == Digest::sha256_of(&self.layer);
-        let layer = self.layer.clone();
-        Ok((self.check(repo)? && known).then(|| UpstreamBlob {
-            size: Some(layer.len() as u64),
-            body: Box::pin(stream::once(async move { Ok(layer) })),
+        let bytes = if *digest == Digest::sha256_of(&self.layer) {
+            Some(self.layer.clone())
+        } else if *digest == Digest::sha256_of(CONFIG) {
+            Some(Bytes::from_static(CONFIG))
+        } else {
+            None
+        };
+        let here = self.check(repo)?;
+        Ok(bytes.filter(|_| here).map(|b| UpstreamBlob {
+            size: Some(b.len() as u64),
+            body: Box::pin(stream::once(async move { Ok(b) })),
         }))
     }
 }
@@ -231,7 +244,7 @@ async fn upstream_failures_without_a_cached_copy_are_spec_errors() {
     h.get("/v2/docker.io/alpine/manifests/3")
         .await
         .assert_error(429, "TOOMANYREQUESTS");
-    up.state.store(DOWN, Ordering::SeqCst);
+    up.go_down();
     let r = h.get("/v2/docker.io/alpine/manifests/3").await;
     r.assert_error(503, "UNAVAILABLE");
     assert!(
@@ -441,7 +454,7 @@ async fn the_registry_figures_count_what_the_cache_did() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         h.get(&blob).await.assert_status(200);
     }
-    up.state.store(DOWN, Ordering::SeqCst);
+    up.go_down();
     h.get("/v2/docker.io/alpine/manifests/3")
         .await
         .assert_status(200);
