@@ -95,38 +95,56 @@ pub(super) async fn link_blobs(
     }
     let repo_id = ensure_repo(tx, repo).await?;
     let now = now();
-    for (wanted, size) in blobs {
-        let (digest, size) = (wanted.to_string(), signed(*size, "blob size")?);
-        // A digest names its content, so a second link with another size is a caller bug; the first
-        // size recorded (the one verified when the bytes were stored) stands. The link touches the blob
-        // for the garbage collector, unless a sweep claimed it: its bytes are going, so it may not be
-        // linked. (The upsert waits for a claim holding the row and then sees its mark.)
-        let touched = tx
-            .execute(
-                "INSERT INTO blobs (digest, size, touched_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at
-                 WHERE blobs.deleting_since IS NULL",
-                &[
-                    (&digest, Type::TEXT),
-                    (&size, Type::INT8),
-                    (&now, Type::INT8),
-                ],
-            )
-            .await?;
-        if touched == 0 {
-            return Err(Error::BlobDeleting(wanted.clone()).into());
+    // One statement per table for the whole list (an upsert may not touch a row twice: one entry per
+    // digest, the first; in digest order, so two transactions linking overlapping lists lock their rows
+    // in the same order).
+    let mut unique: Vec<(&Digest, u64)> = Vec::with_capacity(blobs.len());
+    let mut seen = HashSet::new();
+    for (digest, size) in blobs {
+        if seen.insert(digest) {
+            unique.push((digest, *size));
         }
-        tx.execute(
-            "INSERT INTO repository_blobs (repo_id, digest, linked_at) VALUES ($1, $2, $3)
-             ON CONFLICT (repo_id, digest) DO NOTHING",
+    }
+    unique.sort_unstable_by_key(|(d, _)| d.to_string());
+    let wanted: Vec<Digest> = unique.iter().map(|(d, _)| (*d).clone()).collect();
+    let digests: Vec<String> = wanted.iter().map(Digest::to_string).collect();
+    let sizes = unique
+        .iter()
+        .map(|(_, size)| signed(*size, "blob size"))
+        .collect::<Result<Vec<i64>>>()?;
+    // A digest names its content, so a second link with another size is a caller bug; the first size
+    // recorded (the one verified when the bytes were stored) stands. The link touches the blob for the
+    // garbage collector, unless a sweep claimed it: its bytes are going, so it may not be linked. (The
+    // upsert waits for a claim holding the row and then sees its mark; a row it did not touch is not
+    // returned.)
+    let touched = tx
+        .query(
+            "INSERT INTO blobs (digest, size, touched_at)
+             SELECT d, s, $3 FROM unnest($1::text[], $2::int8[]) AS b (d, s)
+             ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at
+             WHERE blobs.deleting_since IS NULL
+             RETURNING digest",
             &[
-                (&repo_id, Type::INT8),
-                (&digest, Type::TEXT),
+                (&digests, Type::TEXT_ARRAY),
+                (&sizes, Type::INT8_ARRAY),
                 (&now, Type::INT8),
             ],
         )
         .await?;
+    if let Some(claimed) = first_missing(&wanted, &touched)? {
+        return Err(Error::BlobDeleting(claimed.clone()).into());
     }
+    tx.execute(
+        "INSERT INTO repository_blobs (repo_id, digest, linked_at)
+         SELECT $1, d, $3 FROM unnest($2::text[]) AS b (d)
+         ON CONFLICT (repo_id, digest) DO NOTHING",
+        &[
+            (&repo_id, Type::INT8),
+            (&digests, Type::TEXT_ARRAY),
+            (&now, Type::INT8),
+        ],
+    )
+    .await?;
     Ok(())
 }
 
@@ -317,7 +335,7 @@ pub(super) async fn put_manifest(
         .await?;
     }
     if let Some(tag) = tag {
-        set_tag(tx, repo_id, tag, &digest, now).await?;
+        set_tags(tx, repo_id, &[tag.as_str()], &[digest.as_str()], now).await?;
     }
     Ok(())
 }
@@ -347,24 +365,40 @@ pub(super) async fn put_tags(
     if let Some(missing) = first_missing(&digests, &found)? {
         return Err(Error::MissingManifest(missing.clone()).into());
     }
-    let now = now();
-    for ((tag, _), digest) in tags.iter().zip(&wanted) {
-        set_tag(tx, repo_id, tag, digest, now).await?;
-    }
-    Ok(())
+    // One statement for them all, which may not touch a row twice: a tag listed twice ends where its
+    // last entry points, as one move after the other would leave it.
+    let mut seen = HashSet::new();
+    let (mut names, mut targets): (Vec<&str>, Vec<&str>) = tags
+        .iter()
+        .zip(&wanted)
+        .rev()
+        .filter(|((tag, _), _)| seen.insert(tag.as_str()))
+        .map(|((tag, _), digest)| (tag.as_str(), digest.as_str()))
+        .unzip();
+    names.reverse();
+    targets.reverse();
+    set_tags(tx, repo_id, &names, &targets, now()).await
 }
 
-/// Points `tag` of repository `repo_id` at the manifest `digest`. One statement moves the tag: readers
-/// see the old target or the new one, never no tag.
-async fn set_tag(tx: &mut Conn<'_>, repo_id: i64, tag: &Tag, digest: &str, now: i64) -> Result<()> {
+/// Points each tag of `names` of repository `repo_id` at the manifest of `digests` in the same place
+/// (the names distinct). One statement moves a tag: readers see the old target or the new one, never
+/// no tag.
+async fn set_tags(
+    tx: &mut Conn<'_>,
+    repo_id: i64,
+    names: &[&str],
+    digests: &[&str],
+    now: i64,
+) -> Result<()> {
     tx.execute(
-        "INSERT INTO tags (repo_id, name, manifest_digest, updated_at) VALUES ($1, $2, $3, $4)
+        "INSERT INTO tags (repo_id, name, manifest_digest, updated_at)
+         SELECT $1, n, d, $4 FROM unnest($2::text[], $3::text[]) AS t (n, d)
          ON CONFLICT (repo_id, name)
          DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
         &[
             (&repo_id, Type::INT8),
-            (&tag.as_str(), Type::TEXT),
-            (&digest, Type::TEXT),
+            (&names, Type::TEXT_ARRAY),
+            (&digests, Type::TEXT_ARRAY),
             (&now, Type::INT8),
         ],
     )

@@ -54,6 +54,14 @@ pub async fn link_blobs_links_each_in_one_call<S: Catalog>(store: S) {
     store.link_blobs(&r, &blobs).await.unwrap();
     store.link_blobs(&r, &blobs).await.unwrap(); // idempotent
     store.link_blobs(&r, &[]).await.unwrap();
+    // A blob listed twice (a layer two images share) is linked once, at the size first given.
+    let again = [(shared.clone(), 30), (shared.clone(), 31)];
+    store.link_blobs(&repo("lib/third"), &again).await.unwrap();
+    let third = store
+        .linked_blob(&repo("lib/third"), &shared)
+        .await
+        .unwrap();
+    assert_eq!(third, Some(30));
     for (digest, size) in &blobs {
         assert_eq!(store.linked_blob(&r, digest).await.unwrap(), Some(*size));
     }
@@ -108,6 +116,13 @@ pub async fn put_tags_moves_every_tag_or_none<S: Catalog>(store: S) {
     store.put_tags(&r, &latest).await.unwrap();
     store.put_tags(&r, &latest).await.unwrap();
     assert_eq!(at("latest").await, target(&two.digest));
+    // A tag listed twice ends where its last entry points.
+    let twice = [
+        (tag("v9"), one.digest.clone()),
+        (tag("v9"), two.digest.clone()),
+    ];
+    store.put_tags(&r, &twice).await.unwrap();
+    assert_eq!(at("v9").await, target(&two.digest));
 
     // A manifest the repository lacks (stored in another one): nothing of the list is set.
     let elsewhere = image("elsewhere", []);
